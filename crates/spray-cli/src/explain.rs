@@ -1,0 +1,192 @@
+//! `spray explain`, `spray inspect`, `spray lrp compile`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ndarray::{ArrayD, IxDyn};
+use spray_engine::{Device, LrpEngine, SessionConfig};
+use spray_lrp::{compile as compile_lrp, CompileOptions, Composite, CompositeOptions};
+
+/// Which rules to use: a built-in composite or a TOML file.
+#[derive(Args, Clone)]
+pub struct CompositeArgs {
+    /// Built-in composite (epsilon, epsilon-plus, epsilon-plus-flat, epsilon-alpha2-beta1,
+    /// epsilon-alpha2-beta1-flat, epsilon-gamma-box, thesis) or a composite .toml file.
+    #[arg(long, default_value = "epsilon-plus-flat")]
+    composite: String,
+    /// z-box lower bound(s) for epsilon-gamma-box: one value or one per channel (comma-separated).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    zbox_low: Option<Vec<f32>>,
+    /// z-box upper bound(s) for epsilon-gamma-box.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    zbox_high: Option<Vec<f32>>,
+    /// Name of the image input when the model has several inputs.
+    #[arg(long)]
+    input_name: Option<String>,
+}
+
+impl CompositeArgs {
+    fn options(&self) -> Result<CompileOptions> {
+        let mut options = CompositeOptions::default();
+        if self.composite == "epsilon-gamma-box" && (self.zbox_low.is_none() || self.zbox_high.is_none()) {
+            tracing::warn!("epsilon-gamma-box without --zbox-low/--zbox-high: assuming inputs in [0, 1]");
+        }
+        if let Some(low) = &self.zbox_low {
+            options.zbox_low = low.clone();
+        }
+        if let Some(high) = &self.zbox_high {
+            options.zbox_high = high.clone();
+        }
+        let composite = Composite::resolve(&self.composite, &options)?;
+        Ok(CompileOptions {
+            composite,
+            input: self.input_name.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// ONNX classifier.
+    #[arg(long)]
+    model: PathBuf,
+    /// float32 .npy of shape (N, C, H, W) (already preprocessed for the model).
+    #[arg(long)]
+    input: PathBuf,
+    #[command(flatten)]
+    composite: CompositeArgs,
+    /// Class to explain: `argmax` (predicted class), a class index, or an int64 .npy with one per sample.
+    #[arg(long, default_value = "argmax")]
+    target: String,
+    /// Where to write the relevance, float32 .npy shaped like the input.
+    #[arg(long)]
+    out_relevance: PathBuf,
+    /// Where to write the logits, float32 .npy (N, K).
+    #[arg(long)]
+    out_logits: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// Intra-op threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// ONNX model.
+    model: PathBuf,
+    #[command(flatten)]
+    composite: CompositeArgs,
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// ONNX classifier.
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    composite: CompositeArgs,
+    /// Output path of the LRP model.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn load(path: &Path) -> Result<spray_onnx::ModelProto> {
+    spray_onnx::load_model(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn parse_targets(spec: &str, n: usize) -> Result<Vec<i64>> {
+    if spec == "argmax" || spec == "predicted" {
+        return Ok(vec![-1; n]);
+    }
+    if let Ok(class) = spec.parse::<i64>() {
+        if class < 0 {
+            bail!("--target must be a non-negative class index, `argmax`, or a .npy file");
+        }
+        return Ok(vec![class; n]);
+    }
+    let path = Path::new(spec);
+    let targets: ArrayD<i64> = ndarray_npy::read_npy(path)
+        .with_context(|| format!("reading targets from {} (expected int64 .npy with one entry per sample)", spec))?;
+    if targets.len() != n {
+        bail!("{} holds {} targets for {} samples", spec, targets.len(), n);
+    }
+    Ok(targets.iter().copied().collect())
+}
+
+pub fn explain(args: ExplainArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let options = args.composite.options()?;
+    // Compile first: an unsupported model is refused before any input is read.
+    let compiled = compile_lrp(&model, &options).with_context(|| format!("compiling {}", args.model.display()))?;
+    let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input)
+        .with_context(|| format!("reading {} (expected a float32 .npy of shape (N, C, H, W))", args.input.display()))?;
+    if input.ndim() < 2 {
+        bail!("{} has shape {:?}; expected (N, C, H, W)", args.input.display(), input.shape());
+    }
+    let n = input.shape()[0];
+    let targets = parse_targets(&args.target, n)?;
+    let config = SessionConfig {
+        device: args.device,
+        threads: args.threads,
+    };
+    let mut engine = LrpEngine::new(&compiled, config).context("starting ONNX Runtime")?;
+    let started = Instant::now();
+    let out = engine
+        .explain_batched(input.view(), &targets, args.batch_size)
+        .context("running the LRP model")?;
+    let seconds = started.elapsed().as_secs_f64();
+    ndarray_npy::write_npy(&args.out_relevance, &out.relevance)
+        .with_context(|| format!("writing {}", args.out_relevance.display()))?;
+    if let Some(path) = &args.out_logits {
+        ndarray_npy::write_npy(path, &out.logits).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "explained {n} sample(s) with '{}' on {} in {:.2}s ({:.1} images/s) -> {}",
+        options.composite.name,
+        args.device,
+        seconds,
+        n as f64 / seconds.max(1e-9),
+        args.out_relevance.display()
+    );
+    Ok(())
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let options = args.composite.options()?;
+    let inspection = spray_lrp::inspect::inspect(&model, &options);
+    print!("{}", inspection.render(&options.composite.name, &BTreeMap::new()));
+    if let Err(e) = &inspection.compiled {
+        bail!("{} cannot be explained: {}", args.model.display(), first_line(&e.to_string()));
+    }
+    Ok(())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+pub fn compile(args: CompileArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let options = args.composite.options()?;
+    let compiled = compile_lrp(&model, &options).with_context(|| format!("compiling {}", args.model.display()))?;
+    spray_onnx::save_model(&compiled.model, &args.out)?;
+    let sig = &compiled.signature;
+    eprintln!(
+        "wrote {}: inputs {} (float32) and {} (int64 [N], negative = predicted class); outputs {} and {}",
+        args.out.display(),
+        sig.input,
+        sig.target,
+        sig.logits,
+        sig.relevance
+    );
+    let _ = IxDyn(&[]);
+    Ok(())
+}

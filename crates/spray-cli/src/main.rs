@@ -1,0 +1,67 @@
+//! `spray`: find Clever-Hans behaviour in image classifiers with LRP and SpRAy.
+//!
+//! A thin command line over the stage crates; all logic lives in the libraries.
+
+mod explain;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "spray", version, about = "Spectral relevance analysis for ONNX image classifiers")]
+struct Cli {
+    /// More log output (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute LRP relevance maps for inputs stored as .npy.
+    Explain(explain::ExplainArgs),
+    /// Show a model's ops and the LRP rule each layer gets.
+    Inspect(explain::InspectArgs),
+    /// LRP model compilation.
+    Lrp {
+        #[command(subcommand)]
+        command: LrpCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LrpCommand {
+    /// Write the LRP model (outputs: logits, relevance) as ONNX, e.g. to open in Netron.
+    Compile(explain::CompileArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPRAY_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Explain(args) => explain::explain(args),
+        Command::Inspect(args) => explain::inspect(args),
+        Command::Lrp {
+            command: LrpCommand::Compile(args),
+        } => explain::compile(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

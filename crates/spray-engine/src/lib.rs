@@ -1,0 +1,247 @@
+//! Running models with ONNX Runtime: plain inference and compiled LRP models, batched, on CPU
+//! or CUDA.
+
+mod runtime;
+
+use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
+use ort::ep::ExecutionProvider;
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::TensorRef;
+
+pub use runtime::{environment, loaded_library, locate_onnxruntime, Device, ORT_VERSION};
+use spray_lrp::LrpSignature;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl<R> From<ort::Error<R>> for EngineError {
+    fn from(e: ort::Error<R>) -> Self {
+        EngineError::Ort(e.message().to_owned())
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Session settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    pub device: Device,
+    /// Intra-op threads; 0 lets ONNX Runtime decide (one per core).
+    pub threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            device: Device::Cpu,
+            threads: 0,
+        }
+    }
+}
+
+/// Create a session from model bytes on the configured device. Asking for CUDA where the GPU
+/// build or a GPU is missing is an error that says which.
+pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session> {
+    let env = environment(config.device)?;
+    let mut builder = Session::builder(&env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
+    if config.threads > 0 {
+        builder = builder.with_intra_threads(config.threads)?;
+    }
+    if let Device::Cuda { device_id } = config.device {
+        let cuda = ort::ep::CUDA::default().with_device_id(device_id);
+        if !ort::ep::CUDA::is_available().unwrap_or(false) {
+            return Err(EngineError::Runtime(format!(
+                "the loaded ONNX Runtime ({}) has no CUDA execution provider; run \
+                 `scripts/fetch-onnxruntime.sh gpu` for the onnxruntime-gpu build",
+                loaded_library().map(|p| p.display().to_string()).unwrap_or_default()
+            )));
+        }
+        cuda.register(&mut builder).map_err(|e| {
+            EngineError::Runtime(format!(
+                "cannot use CUDA device {device_id}: {} (is a GPU present, with CUDA 12/13 and cuDNN 9 libraries \
+                 on the library path?)",
+                e.message()
+            ))
+        })?;
+    }
+    Ok(builder.commit_from_memory(bytes)?)
+}
+
+/// The result of explaining a batch.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// [N, K] pre-softmax logits.
+    pub logits: Array2<f32>,
+    /// Relevance, shaped like the input.
+    pub relevance: ArrayD<f32>,
+    /// The class explained for each sample (the argmax where the target was negative).
+    pub targets: Array1<i64>,
+}
+
+/// A compiled LRP model loaded into ONNX Runtime.
+pub struct LrpEngine {
+    session: Session,
+    signature: LrpSignature,
+}
+
+impl LrpEngine {
+    pub fn new(model: &spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
+        Ok(LrpEngine {
+            session: session_from_bytes(&model.to_bytes(), config)?,
+            signature: model.signature.clone(),
+        })
+    }
+
+    pub fn signature(&self) -> &LrpSignature {
+        &self.signature
+    }
+
+    /// Explain one batch. `targets[i] < 0` explains the predicted class of sample i.
+    pub fn explain(&mut self, input: ArrayViewD<'_, f32>, targets: &[i64]) -> Result<Explanation> {
+        let n = input.shape().first().copied().unwrap_or(0);
+        if targets.len() != n {
+            return Err(EngineError::Input(format!(
+                "{} targets for a batch of {n} samples",
+                targets.len()
+            )));
+        }
+        check_input_shape(&self.signature.input_shape, input.shape())?;
+        let input = input.as_standard_layout();
+        let target_array = ndarray::ArrayView1::from(targets);
+        let outputs = self.session.run(ort::inputs![
+            self.signature.input.as_str() => TensorRef::from_array_view(input.view())?,
+            self.signature.target.as_str() => TensorRef::from_array_view(target_array)?,
+        ])?;
+        let logits = outputs[self.signature.logits.as_str()]
+            .try_extract_array::<f32>()?
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| EngineError::Ort(format!("logits: {e}")))?
+            .to_owned();
+        let relevance = outputs[self.signature.relevance.as_str()]
+            .try_extract_array::<f32>()?
+            .to_owned();
+        let chosen = resolve_targets(logits.view(), targets);
+        Ok(Explanation {
+            logits,
+            relevance,
+            targets: chosen,
+        })
+    }
+
+    /// Explain a whole array in batches of `batch_size`.
+    pub fn explain_batched(&mut self, input: ArrayViewD<'_, f32>, targets: &[i64], batch_size: usize) -> Result<Explanation> {
+        let n = input.shape().first().copied().unwrap_or(0);
+        if targets.len() != n {
+            return Err(EngineError::Input(format!("{} targets for {n} samples", targets.len())));
+        }
+        let batch_size = batch_size.max(1);
+        let mut logits = Vec::new();
+        let mut relevance = Vec::new();
+        let mut chosen = Vec::new();
+        for start in (0..n).step_by(batch_size) {
+            let end = (start + batch_size).min(n);
+            let part = self.explain(input.slice_axis(Axis(0), (start..end).into()), &targets[start..end])?;
+            logits.push(part.logits);
+            relevance.push(part.relevance);
+            chosen.extend(part.targets);
+        }
+        let logits_views: Vec<_> = logits.iter().map(|a| a.view()).collect();
+        let relevance_views: Vec<_> = relevance.iter().map(|a| a.view()).collect();
+        Ok(Explanation {
+            logits: if logits_views.is_empty() {
+                Array2::zeros((0, 0))
+            } else {
+                ndarray::concatenate(Axis(0), &logits_views).map_err(|e| EngineError::Ort(e.to_string()))?
+            },
+            relevance: if relevance_views.is_empty() {
+                ArrayD::zeros(IxDyn(input.shape()))
+            } else {
+                ndarray::concatenate(Axis(0), &relevance_views).map_err(|e| EngineError::Ort(e.to_string()))?
+            },
+            targets: Array1::from(chosen),
+        })
+    }
+}
+
+fn resolve_targets(logits: ArrayView2<'_, f32>, targets: &[i64]) -> Array1<i64> {
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if t >= 0 { t } else { argmax(logits.slice(s![i, ..]).iter().copied()) as i64 })
+        .collect()
+}
+
+/// Index of the largest value (first on ties), as ONNX ArgMax.
+pub fn argmax(values: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+fn check_input_shape(expected: &[Option<i64>], got: &[usize]) -> Result<()> {
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let matches = expected.len() == got.len()
+        && expected
+            .iter()
+            .zip(got)
+            .skip(1)
+            .all(|(e, g)| e.is_none_or(|e| e as usize == *g));
+    if matches {
+        Ok(())
+    } else {
+        let want: Vec<String> = expected
+            .iter()
+            .map(|d| d.map_or("?".into(), |v| v.to_string()))
+            .collect();
+        Err(EngineError::Input(format!(
+            "the model expects input of shape [{}], got {:?}",
+            want.join(", "),
+            got
+        )))
+    }
+}
+
+/// Plain inference with an unmodified model (for comparison and benchmarks).
+pub struct Predictor {
+    session: Session,
+    input: String,
+    output: String,
+}
+
+impl Predictor {
+    pub fn new(model_bytes: &[u8], config: SessionConfig) -> Result<Self> {
+        let session = session_from_bytes(model_bytes, config)?;
+        let input = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_owned())
+            .ok_or_else(|| EngineError::Input("the model has no inputs".into()))?;
+        let output = session
+            .outputs()
+            .first()
+            .map(|o| o.name().to_owned())
+            .ok_or_else(|| EngineError::Input("the model has no outputs".into()))?;
+        Ok(Predictor { session, input, output })
+    }
+
+    pub fn predict(&mut self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+        let input = input.as_standard_layout();
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => TensorRef::from_array_view(input.view())?])?;
+        Ok(outputs[self.output.as_str()].try_extract_array::<f32>()?.to_owned())
+    }
+}

@@ -1,0 +1,330 @@
+//! Composites: which rule each layer gets (thesis §2; zennit's `composites.py` layer maps).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Rule;
+
+/// The classes of layers a composite assigns rules to, mirroring zennit's module types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerKind {
+    /// Conv (zennit: `Convolution`).
+    Conv,
+    /// Gemm, MatMul with constant weights (zennit: `torch.nn.Linear`).
+    Dense,
+    /// AveragePool, GlobalAveragePool (zennit: `AvgPool`).
+    AvgPool,
+    /// Residual Add / Sum of two or more activations (zennit: `layer.Sum`).
+    Sum,
+    /// Relu, LeakyRelu, Sigmoid, Tanh, Clip, … (zennit: `Activation`).
+    Activation,
+    /// BatchNormalization that could not be merged into a linear layer (zennit: `BatchNorm`).
+    BatchNorm,
+    /// Elementwise Add/Sub/Mul/Div with a constant, e.g. input normalisation baked into the graph.
+    Elementwise,
+    /// MaxPool: winner takes all (the gradient), as in zennit.
+    MaxPool,
+    /// Multiplication of an activation by a gate computed from activations (SiLU, squeeze-excite):
+    /// all relevance goes to the signal, none to the gate.
+    Gate,
+    /// Ops that only move values: Reshape, Flatten, Transpose, Concat, Pad, Squeeze, … Relevance is
+    /// moved exactly like the values; no rule applies.
+    Structural,
+}
+
+impl LayerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Conv => "conv",
+            LayerKind::Dense => "dense",
+            LayerKind::AvgPool => "avgpool",
+            LayerKind::Sum => "sum",
+            LayerKind::Activation => "activation",
+            LayerKind::BatchNorm => "batchnorm",
+            LayerKind::Elementwise => "elementwise",
+            LayerKind::MaxPool => "maxpool",
+            LayerKind::Gate => "gate",
+            LayerKind::Structural => "structural",
+        }
+    }
+}
+
+/// Which layers count as "the first layer" for a composite's special first-layer rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstLayer {
+    /// The first Conv or Dense layer in forward order (zennit `first_map` with `Linear`).
+    #[default]
+    AnyLinear,
+    /// The first Conv layer in forward order (zennit `EpsilonGammaBox`).
+    Conv,
+}
+
+/// A mapping from layers to rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Composite {
+    pub name: String,
+    /// Rule for the first linear layer, if it differs from its class's rule.
+    #[serde(default)]
+    pub first: Option<Rule>,
+    #[serde(default)]
+    pub first_layer: FirstLayer,
+    pub conv: Rule,
+    pub dense: Rule,
+    #[serde(default = "Rule::norm")]
+    pub avgpool: Rule,
+    #[serde(default = "Rule::norm")]
+    pub sum: Rule,
+    /// Rules for named nodes (ONNX node names), taking precedence over everything else.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Rule>,
+}
+
+/// Options for the built-in composites that need them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompositeOptions {
+    /// z-box bounds for `epsilon-gamma-box`: one value or one per input channel.
+    pub zbox_low: Vec<f32>,
+    pub zbox_high: Vec<f32>,
+}
+
+impl Default for CompositeOptions {
+    fn default() -> Self {
+        // zennit's documented default for raw image data in [0, 1].
+        CompositeOptions {
+            zbox_low: vec![0.0],
+            zbox_high: vec![1.0],
+        }
+    }
+}
+
+/// Names of the built-in composites.
+pub const BUILTIN_COMPOSITES: &[&str] = &[
+    "epsilon",
+    "epsilon-plus",
+    "epsilon-plus-flat",
+    "epsilon-alpha2-beta1",
+    "epsilon-alpha2-beta1-flat",
+    "epsilon-gamma-box",
+    "thesis",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompositeError {
+    #[error("unknown composite '{0}'; built-in composites are: {list}", list = BUILTIN_COMPOSITES.join(", "))]
+    Unknown(String),
+    #[error("cannot read composite file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("composite '{composite}': {layer}: {reason}")]
+    Invalid {
+        composite: String,
+        layer: String,
+        reason: String,
+    },
+}
+
+impl Composite {
+    fn base(name: &str, conv: Rule, dense: Rule) -> Self {
+        Composite {
+            name: name.to_owned(),
+            first: None,
+            first_layer: FirstLayer::AnyLinear,
+            conv,
+            dense,
+            avgpool: Rule::norm(),
+            sum: Rule::norm(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// A built-in composite, following zennit's layer maps (ε = 1e-6 on dense layers,
+    /// stabiliser 1e-6 everywhere) plus the thesis setting.
+    pub fn builtin(name: &str, options: &CompositeOptions) -> Result<Self, CompositeError> {
+        let eps = Rule::epsilon(1e-6);
+        let composite = match name {
+            "epsilon" => Self::base(name, eps.clone(), eps),
+            "epsilon-plus" => Self::base(name, Rule::zplus(), eps),
+            "epsilon-plus-flat" => Composite {
+                first: Some(Rule::flat()),
+                ..Self::base(name, Rule::zplus(), eps)
+            },
+            "epsilon-alpha2-beta1" => Self::base(name, Rule::alpha_beta(2.0, 1.0), eps),
+            "epsilon-alpha2-beta1-flat" => Composite {
+                first: Some(Rule::flat()),
+                ..Self::base(name, Rule::alpha_beta(2.0, 1.0), eps)
+            },
+            "epsilon-gamma-box" => Composite {
+                first: Some(Rule::ZBox {
+                    low: options.zbox_low.clone(),
+                    high: options.zbox_high.clone(),
+                    stabilizer: crate::rules::DEFAULT_STABILIZER,
+                }),
+                first_layer: FirstLayer::Conv,
+                ..Self::base(name, Rule::gamma(0.25), eps)
+            },
+            // Lapuschkin (2019), §6.3: αβ (α=2, β=1) on conv layers, ε = 0.01 on dense layers,
+            // ♭ on the first layer.
+            "thesis" => Composite {
+                first: Some(Rule::flat()),
+                ..Self::base(name, Rule::alpha_beta(2.0, 1.0), Rule::epsilon(0.01))
+            },
+            other => return Err(CompositeError::Unknown(other.to_owned())),
+        };
+        composite.validate()?;
+        Ok(composite)
+    }
+
+    /// Parse a custom composite from TOML, e.g.
+    ///
+    /// ```toml
+    /// name = "mine"
+    /// first = { rule = "flat" }
+    /// conv = { rule = "alpha-beta", alpha = 2.0, beta = 1.0 }
+    /// dense = { rule = "epsilon", epsilon = 0.01 }
+    /// [nodes]
+    /// "/features/features.0/Conv" = { rule = "z-box", low = [-2.1], high = [2.6] }
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, CompositeError> {
+        let composite: Composite = toml::from_str(text).map_err(|e| CompositeError::File {
+            path: "<toml>".into(),
+            reason: e.to_string(),
+        })?;
+        composite.validate()?;
+        Ok(composite)
+    }
+
+    /// Resolve a composite given as a built-in name or a path to a TOML file.
+    pub fn resolve(spec: &str, options: &CompositeOptions) -> Result<Self, CompositeError> {
+        if spec.ends_with(".toml") {
+            let text = std::fs::read_to_string(spec).map_err(|e| CompositeError::File {
+                path: spec.to_owned(),
+                reason: e.to_string(),
+            })?;
+            return Self::from_toml(&text).map_err(|e| match e {
+                CompositeError::File { reason, .. } => CompositeError::File {
+                    path: spec.to_owned(),
+                    reason,
+                },
+                other => other,
+            });
+        }
+        Self::builtin(spec, options)
+    }
+
+    pub fn validate(&self) -> Result<(), CompositeError> {
+        let invalid = |layer: &str, reason: String| CompositeError::Invalid {
+            composite: self.name.clone(),
+            layer: layer.to_owned(),
+            reason,
+        };
+        let mut linear: Vec<(&str, &Rule)> = vec![("conv", &self.conv), ("dense", &self.dense)];
+        if let Some(first) = &self.first {
+            linear.push(("first", first));
+        }
+        for (layer, rule) in linear {
+            rule.validate().map_err(|r| invalid(layer, r))?;
+            if !rule.applies_to_linear() {
+                return Err(invalid(layer, format!("rule {} cannot be used on linear layers", rule.label())));
+            }
+        }
+        for (layer, rule) in [("avgpool", &self.avgpool), ("sum", &self.sum)] {
+            if !matches!(rule, Rule::Norm { .. } | Rule::Epsilon { .. } | Rule::Gradient) {
+                return Err(invalid(
+                    layer,
+                    format!("use norm, epsilon or gradient here, not {}", rule.label()),
+                ));
+            }
+        }
+        for (node, rule) in &self.nodes {
+            rule.validate().map_err(|r| invalid(node, r))?;
+        }
+        Ok(())
+    }
+
+    /// The rule for a layer of `kind`; `is_first` marks the first linear layer.
+    pub fn rule_for(&self, kind: LayerKind, node_name: &str, is_first: bool) -> Rule {
+        if let Some(rule) = self.nodes.get(node_name) {
+            return rule.clone();
+        }
+        if is_first {
+            if let Some(rule) = &self.first {
+                return rule.clone();
+            }
+        }
+        match kind {
+            LayerKind::Conv => self.conv.clone(),
+            LayerKind::Dense => self.dense.clone(),
+            LayerKind::AvgPool => self.avgpool.clone(),
+            LayerKind::Sum => self.sum.clone(),
+            LayerKind::MaxPool => Rule::Gradient,
+            LayerKind::Activation
+            | LayerKind::BatchNorm
+            | LayerKind::Elementwise
+            | LayerKind::Gate
+            | LayerKind::Structural => Rule::Pass,
+        }
+    }
+
+    /// Whether a layer of `kind` is eligible as the composite's first layer.
+    pub fn first_layer_accepts(&self, kind: LayerKind) -> bool {
+        match self.first_layer {
+            FirstLayer::AnyLinear => matches!(kind, LayerKind::Conv | LayerKind::Dense),
+            FirstLayer::Conv => kind == LayerKind::Conv,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_resolves_and_validates() {
+        for name in BUILTIN_COMPOSITES {
+            let c = Composite::builtin(name, &CompositeOptions::default()).unwrap();
+            assert_eq!(c.name, *name);
+        }
+        assert!(matches!(
+            Composite::builtin("lrp-magic", &CompositeOptions::default()),
+            Err(CompositeError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn custom_toml_composite_with_node_override() {
+        let c = Composite::from_toml(
+            r#"
+            name = "mine"
+            first = { rule = "flat" }
+            conv = { rule = "alpha-beta", alpha = 1.0, beta = 0.0 }
+            dense = { rule = "epsilon", epsilon = 0.25 }
+            [nodes]
+            "fc2" = { rule = "epsilon", epsilon = 0.0 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.rule_for(LayerKind::Dense, "fc1", false), Rule::epsilon(0.25));
+        assert_eq!(c.rule_for(LayerKind::Dense, "fc2", false), Rule::epsilon(0.0));
+        assert_eq!(c.rule_for(LayerKind::Conv, "c1", true), Rule::flat());
+        assert_eq!(c.rule_for(LayerKind::AvgPool, "p", false), Rule::norm());
+    }
+
+    #[test]
+    fn invalid_custom_composite_is_refused() {
+        let err = Composite::from_toml(
+            r#"
+            name = "bad"
+            conv = { rule = "alpha-beta", alpha = 3.0, beta = 1.0 }
+            dense = { rule = "epsilon" }
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alpha - beta = 1"), "{err}");
+        let err = Composite::from_toml("name = \"x\"\nconv = { rule = \"pass\" }\ndense = { rule = \"epsilon\" }")
+            .unwrap_err();
+        assert!(err.to_string().contains("linear"), "{err}");
+    }
+}

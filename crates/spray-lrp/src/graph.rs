@@ -1,0 +1,188 @@
+//! Read-only analysis of an ONNX graph: producers, consumers, constants, and which tensors
+//! carry relevance.
+
+use std::collections::{HashMap, HashSet};
+
+use spray_onnx::{GraphProto, NodeExt, NodeProto, Tensor};
+
+/// Ops whose outputs describe a tensor's shape, not its values: relevance never flows
+/// through them even though their input depends on the image.
+const SHAPE_OPS: &[&str] = &["Shape", "Size"];
+
+/// Facts about a graph needed by the compiler.
+pub(crate) struct GraphFacts<'g> {
+    pub graph: &'g GraphProto,
+    pub producer: HashMap<&'g str, usize>,
+    pub consumers: HashMap<&'g str, Vec<usize>>,
+    /// Initializers and outputs of `Constant` nodes, by tensor name (decoded lazily).
+    constant_protos: HashMap<&'g str, ConstantSource<'g>>,
+    /// Tensors whose values depend on the model input.
+    pub data: HashSet<&'g str>,
+    /// Data tensors known to be non-negative (outputs of ReLU and what only moves them).
+    pub nonnegative: HashSet<&'g str>,
+    pub graph_outputs: HashSet<&'g str>,
+}
+
+enum ConstantSource<'g> {
+    Initializer(&'g spray_onnx::TensorProto),
+    ConstantNode(&'g NodeProto),
+}
+
+impl<'g> GraphFacts<'g> {
+    pub fn new(graph: &'g GraphProto, input: &str) -> Self {
+        let mut producer = HashMap::new();
+        let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            for out in &node.output {
+                if !out.is_empty() {
+                    producer.insert(out.as_str(), i);
+                }
+            }
+            for inp in &node.input {
+                if !inp.is_empty() {
+                    consumers.entry(inp.as_str()).or_default().push(i);
+                }
+            }
+        }
+        let graph_inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
+        let mut constant_protos = HashMap::new();
+        for init in &graph.initializer {
+            // An initializer that is also a graph input may be overridden at run time:
+            // only the designated image input is treated as data, so keep it constant unless it
+            // is that input.
+            if init.name != input {
+                constant_protos.insert(init.name.as_str(), ConstantSource::Initializer(init));
+            }
+        }
+        for node in &graph.node {
+            if node.op_type == "Constant" && node.domain.is_empty() {
+                if let Some(out) = node.output.first() {
+                    constant_protos.insert(out.as_str(), ConstantSource::ConstantNode(node));
+                }
+            }
+        }
+        let _ = graph_inputs;
+
+        let mut data: HashSet<&str> = HashSet::new();
+        data.insert(graph.input.iter().find(|v| v.name == input).map(|v| v.name.as_str()).unwrap_or(""));
+        let mut nonnegative: HashSet<&str> = HashSet::new();
+        for node in &graph.node {
+            let takes_data = node.input.iter().any(|i| data.contains(i.as_str()));
+            if !takes_data || SHAPE_OPS.contains(&node.op_type.as_str()) {
+                continue;
+            }
+            for out in &node.output {
+                if !out.is_empty() {
+                    data.insert(out.as_str());
+                }
+            }
+            let data_inputs_nonneg = node
+                .input
+                .iter()
+                .filter(|i| data.contains(i.as_str()))
+                .all(|i| nonnegative.contains(i.as_str()));
+            let nonneg = match node.op_type.as_str() {
+                "Relu" | "Sigmoid" | "Softmax" | "Abs" => true,
+                "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "Reshape" | "Flatten"
+                | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Concat" => {
+                    data_inputs_nonneg
+                }
+                _ => false,
+            };
+            if nonneg {
+                if let Some(out) = node.output.first() {
+                    nonnegative.insert(out.as_str());
+                }
+            }
+        }
+        let graph_outputs = graph.output.iter().map(|v| v.name.as_str()).collect();
+        GraphFacts {
+            graph,
+            producer,
+            consumers,
+            constant_protos,
+            data,
+            nonnegative,
+            graph_outputs,
+        }
+    }
+
+    pub fn is_data(&self, name: &str) -> bool {
+        self.data.contains(name)
+    }
+
+
+    fn identity_of_constant(&self, name: &str) -> Option<&'g str> {
+        // torch sometimes routes shared parameters through Identity nodes.
+        let node = &self.graph.node[*self.producer.get(name)?];
+        if node.op_type == "Identity" {
+            let src = node.input.first()?.as_str();
+            if self.constant_protos.contains_key(src) {
+                return Some(src);
+            }
+        }
+        None
+    }
+
+    /// Decode a constant tensor (initializer, `Constant` output, or Identity of either).
+    pub fn constant(&self, name: &str) -> Option<Tensor> {
+        let name = self.identity_of_constant(name).unwrap_or(name);
+        match self.constant_protos.get(name)? {
+            ConstantSource::Initializer(t) => Tensor::from_proto(t).ok(),
+            ConstantSource::ConstantNode(node) => {
+                if let Some(t) = node.attr_tensor("value") {
+                    return Tensor::from_proto(t).ok();
+                }
+                if let Some(a) = node.attr("value_float") {
+                    return Some(Tensor::f32(vec![], vec![a.f]));
+                }
+                if let Some(a) = node.attr("value_floats") {
+                    return Some(Tensor::f32(vec![a.floats.len() as i64], a.floats.clone()));
+                }
+                if let Some(a) = node.attr("value_int") {
+                    return Some(Tensor::i64(vec![], vec![a.i]));
+                }
+                if let Some(a) = node.attr("value_ints") {
+                    return Some(Tensor::i64(vec![a.ints.len() as i64], a.ints.clone()));
+                }
+                None
+            }
+        }
+    }
+
+    pub fn consumers_of(&self, name: &str) -> &[usize] {
+        self.consumers.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The single node consuming `name`, if exactly one does and `name` is not a graph output.
+    pub fn sole_consumer(&self, name: &str) -> Option<usize> {
+        match self.consumers_of(name) {
+            [only] if !self.graph_outputs.contains(name) => Some(*only),
+            _ => None,
+        }
+    }
+
+    /// Nodes whose outputs can influence `target` through data tensors (the relevance path),
+    /// as a membership table indexed by node position.
+    pub fn nodes_reaching(&self, target: &str) -> Vec<bool> {
+        let mut on_path = vec![false; self.graph.node.len()];
+        let mut stack: Vec<&str> = vec![target];
+        let mut seen: HashSet<&str> = HashSet::new();
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            let Some(&p) = self.producer.get(t) else { continue };
+            if !self.data.contains(t) {
+                continue;
+            }
+            on_path[p] = true;
+            for inp in &self.graph.node[p].input {
+                if self.data.contains(inp.as_str()) {
+                    stack.push(inp.as_str());
+                }
+            }
+        }
+        on_path
+    }
+}
