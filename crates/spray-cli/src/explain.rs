@@ -31,8 +31,12 @@ pub struct CompositeArgs {
 impl CompositeArgs {
     fn options(&self) -> Result<CompileOptions> {
         let mut options = CompositeOptions::default();
-        if self.composite == "epsilon-gamma-box" && (self.zbox_low.is_none() || self.zbox_high.is_none()) {
-            tracing::warn!("epsilon-gamma-box without --zbox-low/--zbox-high: assuming inputs in [0, 1]");
+        if self.composite == "epsilon-gamma-box"
+            && (self.zbox_low.is_none() || self.zbox_high.is_none())
+        {
+            tracing::warn!(
+                "epsilon-gamma-box without --zbox-low/--zbox-high: assuming inputs in [0, 1]"
+            );
         }
         if let Some(low) = &self.zbox_low {
             options.zbox_low = low.clone();
@@ -112,8 +116,12 @@ fn parse_targets(spec: &str, n: usize) -> Result<Vec<i64>> {
         return Ok(vec![class; n]);
     }
     let path = Path::new(spec);
-    let targets: ArrayD<i64> = ndarray_npy::read_npy(path)
-        .with_context(|| format!("reading targets from {} (expected int64 .npy with one entry per sample)", spec))?;
+    let targets: ArrayD<i64> = ndarray_npy::read_npy(path).with_context(|| {
+        format!(
+            "reading targets from {} (expected int64 .npy with one entry per sample)",
+            spec
+        )
+    })?;
     if targets.len() != n {
         bail!("{} holds {} targets for {} samples", spec, targets.len(), n);
     }
@@ -124,11 +132,20 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let model = load(&args.model)?;
     let options = args.composite.options()?;
     // Compile first: an unsupported model is refused before any input is read.
-    let compiled = compile_lrp(&model, &options).with_context(|| format!("compiling {}", args.model.display()))?;
-    let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input)
-        .with_context(|| format!("reading {} (expected a float32 .npy of shape (N, C, H, W))", args.input.display()))?;
+    let compiled = compile_lrp(&model, &options)
+        .with_context(|| format!("compiling {}", args.model.display()))?;
+    let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input).with_context(|| {
+        format!(
+            "reading {} (expected a float32 .npy of shape (N, C, H, W))",
+            args.input.display()
+        )
+    })?;
     if input.ndim() < 2 {
-        bail!("{} has shape {:?}; expected (N, C, H, W)", args.input.display(), input.shape());
+        bail!(
+            "{} has shape {:?}; expected (N, C, H, W)",
+            args.input.display(),
+            input.shape()
+        );
     }
     let n = input.shape()[0];
     let targets = parse_targets(&args.target, n)?;
@@ -145,7 +162,8 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     ndarray_npy::write_npy(&args.out_relevance, &out.relevance)
         .with_context(|| format!("writing {}", args.out_relevance.display()))?;
     if let Some(path) = &args.out_logits {
-        ndarray_npy::write_npy(path, &out.logits).with_context(|| format!("writing {}", path.display()))?;
+        ndarray_npy::write_npy(path, &out.logits)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     eprintln!(
         "explained {n} sample(s) with '{}' on {} in {:.2}s ({:.1} images/s) -> {}",
@@ -162,9 +180,16 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let model = load(&args.model)?;
     let options = args.composite.options()?;
     let inspection = spray_lrp::inspect::inspect(&model, &options);
-    print!("{}", inspection.render(&options.composite.name, &BTreeMap::new()));
+    print!(
+        "{}",
+        inspection.render(&options.composite.name, &BTreeMap::new())
+    );
     if let Err(e) = &inspection.compiled {
-        bail!("{} cannot be explained: {}", args.model.display(), first_line(&e.to_string()));
+        bail!(
+            "{} cannot be explained: {}",
+            args.model.display(),
+            first_line(&e.to_string())
+        );
     }
     Ok(())
 }
@@ -176,7 +201,8 @@ fn first_line(s: &str) -> &str {
 pub fn compile(args: CompileArgs) -> Result<()> {
     let model = load(&args.model)?;
     let options = args.composite.options()?;
-    let compiled = compile_lrp(&model, &options).with_context(|| format!("compiling {}", args.model.display()))?;
+    let compiled = compile_lrp(&model, &options)
+        .with_context(|| format!("compiling {}", args.model.display()))?;
     spray_onnx::save_model(&compiled.model, &args.out)?;
     let sig = &compiled.signature;
     eprintln!(

@@ -50,7 +50,8 @@ impl Default for SessionConfig {
 /// build or a GPU is missing is an error that says which.
 pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session> {
     let env = environment(config.device)?;
-    let mut builder = Session::builder(&env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
+    let mut builder =
+        Session::builder(&env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
     if config.threads > 0 {
         builder = builder.with_intra_threads(config.threads)?;
     }
@@ -60,7 +61,9 @@ pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session
             return Err(EngineError::Runtime(format!(
                 "the loaded ONNX Runtime ({}) has no CUDA execution provider; run \
                  `scripts/fetch-onnxruntime.sh gpu` for the onnxruntime-gpu build",
-                loaded_library().map(|p| p.display().to_string()).unwrap_or_default()
+                loaded_library()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
             )));
         }
         cuda.register(&mut builder).map_err(|e| {
@@ -136,10 +139,18 @@ impl LrpEngine {
     }
 
     /// Explain a whole array in batches of `batch_size`.
-    pub fn explain_batched(&mut self, input: ArrayViewD<'_, f32>, targets: &[i64], batch_size: usize) -> Result<Explanation> {
+    pub fn explain_batched(
+        &mut self,
+        input: ArrayViewD<'_, f32>,
+        targets: &[i64],
+        batch_size: usize,
+    ) -> Result<Explanation> {
         let n = input.shape().first().copied().unwrap_or(0);
         if targets.len() != n {
-            return Err(EngineError::Input(format!("{} targets for {n} samples", targets.len())));
+            return Err(EngineError::Input(format!(
+                "{} targets for {n} samples",
+                targets.len()
+            )));
         }
         let batch_size = batch_size.max(1);
         let mut logits = Vec::new();
@@ -147,7 +158,10 @@ impl LrpEngine {
         let mut chosen = Vec::new();
         for start in (0..n).step_by(batch_size) {
             let end = (start + batch_size).min(n);
-            let part = self.explain(input.slice_axis(Axis(0), (start..end).into()), &targets[start..end])?;
+            let part = self.explain(
+                input.slice_axis(Axis(0), (start..end).into()),
+                &targets[start..end],
+            )?;
             logits.push(part.logits);
             relevance.push(part.relevance);
             chosen.extend(part.targets);
@@ -158,12 +172,14 @@ impl LrpEngine {
             logits: if logits_views.is_empty() {
                 Array2::zeros((0, 0))
             } else {
-                ndarray::concatenate(Axis(0), &logits_views).map_err(|e| EngineError::Ort(e.to_string()))?
+                ndarray::concatenate(Axis(0), &logits_views)
+                    .map_err(|e| EngineError::Ort(e.to_string()))?
             },
             relevance: if relevance_views.is_empty() {
                 ArrayD::zeros(IxDyn(input.shape()))
             } else {
-                ndarray::concatenate(Axis(0), &relevance_views).map_err(|e| EngineError::Ort(e.to_string()))?
+                ndarray::concatenate(Axis(0), &relevance_views)
+                    .map_err(|e| EngineError::Ort(e.to_string()))?
             },
             targets: Array1::from(chosen),
         })
@@ -174,7 +190,13 @@ fn resolve_targets(logits: ArrayView2<'_, f32>, targets: &[i64]) -> Array1<i64> 
     targets
         .iter()
         .enumerate()
-        .map(|(i, &t)| if t >= 0 { t } else { argmax(logits.slice(s![i, ..]).iter().copied()) as i64 })
+        .map(|(i, &t)| {
+            if t >= 0 {
+                t
+            } else {
+                argmax(logits.slice(s![i, ..]).iter().copied()) as i64
+            }
+        })
         .collect()
 }
 
@@ -234,7 +256,11 @@ impl Predictor {
             .first()
             .map(|o| o.name().to_owned())
             .ok_or_else(|| EngineError::Input("the model has no outputs".into()))?;
-        Ok(Predictor { session, input, output })
+        Ok(Predictor {
+            session,
+            input,
+            output,
+        })
     }
 
     pub fn predict(&mut self, input: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
@@ -242,6 +268,8 @@ impl Predictor {
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => TensorRef::from_array_view(input.view())?])?;
-        Ok(outputs[self.output.as_str()].try_extract_array::<f32>()?.to_owned())
+        Ok(outputs[self.output.as_str()]
+            .try_extract_array::<f32>()?
+            .to_owned())
     }
 }

@@ -36,7 +36,9 @@ impl std::str::FromStr for Device {
                     .parse()
                     .map(|device_id| Device::Cuda { device_id })
                     .map_err(|_| format!("bad CUDA device id in '{other}'")),
-                None => Err(format!("unknown device '{other}' (expected cpu, cuda or cuda:N)")),
+                None => Err(format!(
+                    "unknown device '{other}' (expected cpu, cuda or cuda:N)"
+                )),
             },
         }
     }
@@ -116,18 +118,24 @@ pub fn locate_onnxruntime(device: Device) -> Result<PathBuf, EngineError> {
     Err(EngineError::Runtime(format!(
         "ONNX Runtime {ORT_VERSION} ({}) not found; run `{fetch}` in the spray repository \
          (or set ORT_DYLIB_PATH to a libonnxruntime.so.{ORT_VERSION})",
-        if matches!(device, Device::Cuda { .. }) { "GPU build" } else { "CPU build" }
+        if matches!(device, Device::Cuda { .. }) {
+            "GPU build"
+        } else {
+            "CPU build"
+        }
     )))
 }
 
-static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, PathBuf), String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, PathBuf), String>> =
+    OnceLock::new();
 
 /// Load ONNX Runtime once per process. The first device asked for decides which build is
 /// loaded (a process cannot swap the library afterwards).
 pub fn environment(device: Device) -> Result<ort::environment::Environment, EngineError> {
     let loaded = ENVIRONMENT.get_or_init(|| {
         let path = locate_onnxruntime(device).map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        let builder =
+            ort::init_from(&path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
         let env = builder
             .with_name("spray")
             .build()
@@ -143,5 +151,8 @@ pub fn environment(device: Device) -> Result<ort::environment::Environment, Engi
 
 /// Path of the loaded library, once [`environment`] succeeded.
 pub fn loaded_library() -> Option<PathBuf> {
-    ENVIRONMENT.get().and_then(|r| r.as_ref().ok()).map(|(_, p)| p.clone())
+    ENVIRONMENT
+        .get()
+        .and_then(|r| r.as_ref().ok())
+        .map(|(_, p)| p.clone())
 }

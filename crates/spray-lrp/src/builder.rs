@@ -49,8 +49,16 @@ impl Builder {
     }
 
     /// Emit one node with `n` outputs.
-    pub fn op_multi(&mut self, op_type: &str, inputs: &[&str], attrs: Vec<AttributeProto>, n: usize) -> Vec<String> {
-        let outs: Vec<String> = (0..n).map(|_| self.fresh(&op_type.to_lowercase())).collect();
+    pub fn op_multi(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        n: usize,
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..n)
+            .map(|_| self.fresh(&op_type.to_lowercase()))
+            .collect();
         self.nodes.push(NodeProto {
             name: outs[0].clone(),
             op_type: op_type.into(),
@@ -69,7 +77,10 @@ impl Builder {
     }
 
     pub fn ints(&mut self, values: &[i64]) -> String {
-        self.constant("ints", Tensor::i64(vec![values.len() as i64], values.to_vec()))
+        self.constant(
+            "ints",
+            Tensor::i64(vec![values.len() as i64], values.to_vec()),
+        )
     }
 
     /// A float32 scalar constant, shared between uses.
@@ -92,7 +103,12 @@ impl Builder {
         s
     }
 
-    fn memoised(&mut self, x: &str, key: &'static str, make: impl FnOnce(&mut Self) -> String) -> String {
+    fn memoised(
+        &mut self,
+        x: &str,
+        key: &'static str,
+        make: impl FnOnce(&mut Self) -> String,
+    ) -> String {
         if let Some(v) = self.memo.get(&(x.to_owned(), key)) {
             return v.clone();
         }
@@ -131,7 +147,11 @@ impl Builder {
         self.memoised(x, "ones", |b| {
             let shape = b.single_sample_shape(x);
             let one = Tensor::f32(vec![1], vec![1.0]).to_proto("value");
-            b.op("ConstantOfShape", &[&shape], vec![attr::tensor("value", one)])
+            b.op(
+                "ConstantOfShape",
+                &[&shape],
+                vec![attr::tensor("value", one)],
+            )
         })
     }
 

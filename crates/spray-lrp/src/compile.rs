@@ -76,17 +76,45 @@ enum Treatment {
     /// Folded into a linear layer; relevance is handled there.
     Merged,
     /// Relevance passes to the data input unchanged (shapes equal).
-    PassThrough { input: String },
+    PassThrough {
+        input: String,
+    },
     /// Relevance reshaped to the data input's shape.
-    ReshapeBack { input: String },
-    Transpose { input: String, inverse: Vec<i64> },
-    Concat { axis: i64 },
-    Pad { input: String, pads: Vec<i64> },
-    MaxPool { input: String },
-    AveragePool { input: String },
-    GlobalAveragePool { input: String },
+    ReshapeBack {
+        input: String,
+    },
+    Transpose {
+        input: String,
+        inverse: Vec<i64>,
+    },
+    Concat {
+        axis: i64,
+    },
+    Pad {
+        input: String,
+        pads: Vec<i64>,
+    },
+    MaxPool {
+        input: String,
+    },
+    AveragePool {
+        input: String,
+    },
+    GlobalAveragePool {
+        input: String,
+    },
+    ReduceMean {
+        input: String,
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    Slice {
+        input: String,
+    },
     Sum,
-    Gate { signal: String },
+    Gate {
+        signal: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,7 +205,12 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
 
     // Start: R = one_hot(target) ⊙ logits; a negative target selects the argmax.
     let target = unique_name(&snapshot, "target");
-    let logits_out = unique_name(&snapshot, "logits");
+    // Keep the model's own name when it already calls its output "logits".
+    let logits_out = if logits_source == "logits" && output_rank == Some(2) {
+        logits_source.clone()
+    } else {
+        unique_name(&snapshot, "logits")
+    };
     let relevance_out = unique_name(&snapshot, "relevance");
     let logits2d = if output_rank == Some(2) {
         logits_source.clone()
@@ -186,13 +219,21 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     };
     let zero_i = builder.constant("zero_i64", Tensor::i64(vec![], vec![0]));
     let wants_argmax = builder.op("Less", &[&target, &zero_i], vec![]);
-    let argmax = builder.op("ArgMax", &[&logits2d], vec![attr::int("axis", 1), attr::int("keepdims", 0)]);
+    let argmax = builder.op(
+        "ArgMax",
+        &[&logits2d],
+        vec![attr::int("axis", 1), attr::int("keepdims", 0)],
+    );
     let chosen = builder.op("Where", &[&wants_argmax, &argmax, &target], vec![]);
     let logits_shape = builder.shape(&logits2d);
     let (one, two) = (builder.ints(&[1]), builder.ints(&[2]));
     let depth = builder.op("Slice", &[&logits_shape, &one, &two], vec![]);
     let on_off = builder.constant("one_hot_values", Tensor::f32(vec![2], vec![0.0, 1.0]));
-    let one_hot = builder.op("OneHot", &[&chosen, &depth, &on_off], vec![attr::int("axis", -1)]);
+    let one_hot = builder.op(
+        "OneHot",
+        &[&chosen, &depth, &on_off],
+        vec![attr::int("axis", -1)],
+    );
     let mut start = builder.op("Mul", &[&one_hot, &logits2d], vec![]);
     if logits2d != logits_source {
         start = builder.reshape_like(&start, &logits_source);
@@ -202,7 +243,9 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     relevance.insert(logits_source.clone(), vec![start]);
 
     for i in (0..snapshot.node.len()).rev() {
-        let Some(treatment) = &treatments[i] else { continue };
+        let Some(treatment) = &treatments[i] else {
+            continue;
+        };
         let node = &snapshot.node[i];
         let emitted = emit_backward(
             &mut builder,
@@ -223,15 +266,19 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         .ok_or_else(|| LrpError::Model("no relevance reached the input".into()))?;
 
     // Outputs: logits and relevance under stable names.
-    let logits_node = builder.op("Identity", &[&logits2d], vec![]);
-    rename_output(&mut builder, &logits_node, &logits_out);
+    if logits_out != logits2d {
+        let logits_node = builder.op("Identity", &[&logits2d], vec![]);
+        rename_output(&mut builder, &logits_node, &logits_out);
+    }
     let relevance_node = builder.op("Identity", &[&input_relevance], vec![]);
     rename_output(&mut builder, &relevance_node, &relevance_out);
 
     let graph = model.graph.as_mut().expect("checked above");
     graph.node.extend(builder.nodes);
     graph.initializer.extend(builder.initializers);
-    graph.input.push(value_info(&target, data_type::INT64, &[Err("N")]));
+    graph
+        .input
+        .push(value_info(&target, data_type::INT64, &[Err("N")]));
     let input_dims: Vec<Result<i64, &str>> = input_shape
         .iter()
         .enumerate()
@@ -249,7 +296,10 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     if batch_relaxed {
         graph.value_info.clear();
     }
-    model.producer_name = format!("spray-lrp ({}; from {})", options.composite.name, model.producer_name);
+    model.producer_name = format!(
+        "spray-lrp ({}; from {})",
+        options.composite.name, model.producer_name
+    );
 
     Ok(LrpModel {
         model,
@@ -266,11 +316,18 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
 }
 
 fn layers_rule<'a>(layers: &'a [LayerPlan], node: &NodeProto) -> Option<&'a Rule> {
-    layers.iter().find(|l| l.node == node_key(node)).map(|l| &l.rule)
+    layers
+        .iter()
+        .find(|l| l.node == node_key(node))
+        .map(|l| &l.rule)
 }
 
 fn rename_output(builder: &mut Builder, from: &str, to: &str) {
-    if let Some(n) = builder.nodes.iter_mut().find(|n| n.output.first().map(String::as_str) == Some(from)) {
+    if let Some(n) = builder
+        .nodes
+        .iter_mut()
+        .find(|n| n.output.first().map(String::as_str) == Some(from))
+    {
         n.output[0] = to.to_owned();
     }
 }
@@ -279,12 +336,18 @@ fn unique_name(graph: &spray_onnx::GraphProto, base: &str) -> String {
     let taken = |n: &str| {
         graph.input.iter().any(|v| v.name == n)
             || graph.initializer.iter().any(|t| t.name == n)
-            || graph.node.iter().any(|node| node.output.iter().any(|o| o == n))
+            || graph
+                .node
+                .iter()
+                .any(|node| node.output.iter().any(|o| o == n))
     };
     if !taken(base) {
         return base.to_owned();
     }
-    (1..).map(|i| format!("{base}_{i}")).find(|n| !taken(n)).expect("unbounded")
+    (1..)
+        .map(|i| format!("{base}_{i}"))
+        .find(|n| !taken(n))
+        .expect("unbounded")
 }
 
 /// A stable key for a node: its name, or its first output when unnamed.
@@ -297,7 +360,8 @@ fn node_key(node: &NodeProto) -> String {
 }
 
 fn pick_input(graph: &spray_onnx::GraphProto, requested: Option<&str>) -> Result<String, LrpError> {
-    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inits: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let candidates: Vec<&str> = graph
         .input
         .iter()
@@ -322,8 +386,22 @@ fn pick_input(graph: &spray_onnx::GraphProto, requested: Option<&str>) -> Result
 }
 
 const ACTIVATIONS: &[&str] = &[
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-    "Softplus", "Softsign", "Clip", "Gelu", "Mish", "Erf",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Clip",
+    "Gelu",
+    "Mish",
+    "Erf",
 ];
 const RESHAPES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze"];
 
@@ -369,7 +447,10 @@ fn plan(
                 }
                 let rule = composite.rule_for(kind, &node_key(node), first);
                 if is_linear && !rule.applies_to_linear() {
-                    unsupported.push(refuse(&format!("rule {} cannot be applied to a linear layer", rule.label())));
+                    unsupported.push(refuse(&format!(
+                        "rule {} cannot be applied to a linear layer",
+                        rule.label()
+                    )));
                 }
                 layers.push(LayerPlan {
                     node: node_key(node),
@@ -400,37 +481,71 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
         .filter(|n| facts.is_data(n))
         .map(String::as_str)
         .collect();
-    let first_data = || data.first().map(|s| s.to_string()).ok_or_else(|| "no data input".to_string());
+    let first_data = || {
+        data.first()
+            .map(|s| s.to_string())
+            .ok_or_else(|| "no data input".to_string())
+    };
     let op = node.op_type.as_str();
     let only_first_input_is_data = || {
         if data.len() == 1 && node.input.first().map(String::as_str) == data.first().copied() {
             Ok(())
         } else {
-            Err(format!("{op} is supported only with the activation as its first input"))
+            Err(format!(
+                "{op} is supported only with the activation as its first input"
+            ))
         }
     };
     Ok(match op {
         "Conv" | "Gemm" | "MatMul" => {
             only_first_input_is_data()?;
             let (layer, absorbed) = linear_layer(facts, i)?;
-            let kind = if op == "Conv" { LayerKind::Conv } else { LayerKind::Dense };
+            let kind = if op == "Conv" {
+                LayerKind::Conv
+            } else {
+                LayerKind::Dense
+            };
             (Treatment::Linear(Box::new(layer)), kind, absorbed)
         }
         _ if ACTIVATIONS.contains(&op) => {
             only_first_input_is_data()?;
-            (Treatment::PassThrough { input: first_data()? }, LayerKind::Activation, vec![])
+            (
+                Treatment::PassThrough {
+                    input: first_data()?,
+                },
+                LayerKind::Activation,
+                vec![],
+            )
         }
         "BatchNormalization" => {
             only_first_input_is_data()?;
-            (Treatment::PassThrough { input: first_data()? }, LayerKind::BatchNorm, vec![])
+            (
+                Treatment::PassThrough {
+                    input: first_data()?,
+                },
+                LayerKind::BatchNorm,
+                vec![],
+            )
         }
-        "Identity" => (Treatment::PassThrough { input: first_data()? }, LayerKind::Structural, vec![]),
+        "Identity" => (
+            Treatment::PassThrough {
+                input: first_data()?,
+            },
+            LayerKind::Structural,
+            vec![],
+        ),
         "Cast" => {
             let to = node.attr_int("to").unwrap_or(0) as i32;
             if to != data_type::FLOAT {
                 return Err("Cast on the relevance path must produce float32".into());
             }
-            (Treatment::PassThrough { input: first_data()? }, LayerKind::Structural, vec![])
+            (
+                Treatment::PassThrough {
+                    input: first_data()?,
+                },
+                LayerKind::Structural,
+                vec![],
+            )
         }
         "Add" | "Sum" if data.len() >= 2 => {
             if data.len() != node.input.len() {
@@ -438,29 +553,40 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
             }
             (Treatment::Sum, LayerKind::Sum, vec![])
         }
-        "Add" | "Sub" | "Mul" | "Div" if data.len() == 1 => {
-            (Treatment::PassThrough { input: first_data()? }, LayerKind::Elementwise, vec![])
-        }
+        "Add" | "Sub" | "Mul" | "Div" if data.len() == 1 => (
+            Treatment::PassThrough {
+                input: first_data()?,
+            },
+            LayerKind::Elementwise,
+            vec![],
+        ),
         "Mul" if data.len() == 2 => {
-            let is_gate = |name: &str| {
-                facts
-                    .producer
-                    .get(name)
-                    .map(|&p| matches!(facts.graph.node[p].op_type.as_str(), "Sigmoid" | "HardSigmoid"))
-                    .unwrap_or(false)
-            };
-            let signal = if is_gate(data[1]) {
+            let signal = if is_gate(facts, data[1], data[0]) {
                 data[0]
-            } else if is_gate(data[0]) {
+            } else if is_gate(facts, data[0], data[1]) {
                 data[1]
             } else {
-                return Err("Mul of two activations is supported only as gating by a Sigmoid/HardSigmoid".into());
+                return Err("Mul of two activations is supported only when one is a gate: a Sigmoid/HardSigmoid output \
+                            or an elementwise function of the other (SiLU, GELU, Mish)"
+                    .into());
             };
-            (Treatment::Gate { signal: signal.to_owned() }, LayerKind::Gate, vec![])
+            (
+                Treatment::Gate {
+                    signal: signal.to_owned(),
+                },
+                LayerKind::Gate,
+                vec![],
+            )
         }
         _ if RESHAPES.contains(&op) => {
             only_first_input_is_data()?;
-            (Treatment::ReshapeBack { input: first_data()? }, LayerKind::Structural, vec![])
+            (
+                Treatment::ReshapeBack {
+                    input: first_data()?,
+                },
+                LayerKind::Structural,
+                vec![],
+            )
         }
         "Transpose" => {
             let perm = node.attr_ints("perm").map(<[i64]>::to_vec);
@@ -468,14 +594,24 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
                 Some(p) => {
                     let mut inv = vec![0i64; p.len()];
                     for (to, &from) in p.iter().enumerate() {
-                        let from = usize::try_from(from).ok().filter(|f| *f < p.len()).ok_or("bad perm")?;
+                        let from = usize::try_from(from)
+                            .ok()
+                            .filter(|f| *f < p.len())
+                            .ok_or("bad perm")?;
                         inv[from] = to as i64;
                     }
                     inv
                 }
                 None => vec![],
             };
-            (Treatment::Transpose { input: first_data()?, inverse }, LayerKind::Structural, vec![])
+            (
+                Treatment::Transpose {
+                    input: first_data()?,
+                    inverse,
+                },
+                LayerKind::Structural,
+                vec![],
+            )
         }
         "Concat" => {
             let axis = node.attr_int("axis").ok_or("Concat without axis")?;
@@ -483,9 +619,13 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
         }
         "Pad" => {
             only_first_input_is_data()?;
-            let mode = node.attr_string("mode").unwrap_or_else(|| "constant".into());
+            let mode = node
+                .attr_string("mode")
+                .unwrap_or_else(|| "constant".into());
             if mode != "constant" {
-                return Err(format!("Pad mode '{mode}' (only constant padding is supported)"));
+                return Err(format!(
+                    "Pad mode '{mode}' (only constant padding is supported)"
+                ));
             }
             if node.input.len() > 3 && !node.input[3].is_empty() {
                 return Err("Pad with an axes input".into());
@@ -499,11 +639,24 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
             if pads.iter().any(|p| *p < 0) {
                 return Err("Pad with negative pads (cropping)".into());
             }
-            (Treatment::Pad { input: first_data()?, pads }, LayerKind::Structural, vec![])
+            (
+                Treatment::Pad {
+                    input: first_data()?,
+                    pads,
+                },
+                LayerKind::Structural,
+                vec![],
+            )
         }
         "MaxPool" => {
             only_first_input_is_data()?;
-            (Treatment::MaxPool { input: first_data()? }, LayerKind::MaxPool, vec![])
+            (
+                Treatment::MaxPool {
+                    input: first_data()?,
+                },
+                LayerKind::MaxPool,
+                vec![],
+            )
         }
         "AveragePool" => {
             only_first_input_is_data()?;
@@ -511,14 +664,115 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
                 return Err("AveragePool with ceil_mode=1".into());
             }
             check_auto_pad(node)?;
-            (Treatment::AveragePool { input: first_data()? }, LayerKind::AvgPool, vec![])
+            (
+                Treatment::AveragePool {
+                    input: first_data()?,
+                },
+                LayerKind::AvgPool,
+                vec![],
+            )
         }
-        "GlobalAveragePool" => {
-            (Treatment::GlobalAveragePool { input: first_data()? }, LayerKind::AvgPool, vec![])
+        "ReduceMean" => {
+            only_first_input_is_data()?;
+            let axes = match node.attr_ints("axes") {
+                Some(a) => a.to_vec(),
+                None => node
+                    .input
+                    .get(1)
+                    .filter(|n| !n.is_empty())
+                    .and_then(|n| facts.constant(n))
+                    .and_then(|t| t.as_i64().map(<[i64]>::to_vec))
+                    .ok_or("ReduceMean over all axes or with non-constant axes")?,
+            };
+            let keepdims = node.attr_int("keepdims").unwrap_or(1) != 0;
+            (
+                Treatment::ReduceMean {
+                    input: first_data()?,
+                    axes,
+                    keepdims,
+                },
+                LayerKind::AvgPool,
+                vec![],
+            )
         }
-        "Softmax" | "LogSoftmax" => return Err(format!("{op} is supported only as the model's last op")),
+        "Slice" => {
+            only_first_input_is_data()?;
+            if node.input.len() < 3 {
+                return Err("Slice with attributes (opset < 10)".into());
+            }
+            if let Some(steps) = node.input.get(4).filter(|n| !n.is_empty()) {
+                let ones = facts
+                    .constant(steps)
+                    .and_then(|t| t.as_i64().map(|v| v.iter().all(|s| *s == 1)));
+                if ones != Some(true) {
+                    return Err("Slice with steps other than 1".into());
+                }
+            }
+            (
+                Treatment::Slice {
+                    input: first_data()?,
+                },
+                LayerKind::Structural,
+                vec![],
+            )
+        }
+        "GlobalAveragePool" => (
+            Treatment::GlobalAveragePool {
+                input: first_data()?,
+            },
+            LayerKind::AvgPool,
+            vec![],
+        ),
+        "Softmax" | "LogSoftmax" => {
+            return Err(format!("{op} is supported only as the model's last op"))
+        }
         _ => return Err("no LRP treatment for this op".into()),
     })
+}
+
+/// Ops that map a tensor elementwise (other inputs constant): a chain of them from `signal`
+/// makes `gate` a function of `signal`, so `signal * gate` is an activation (SiLU, GELU, Mish).
+const ELEMENTWISE_UNARY: &[&str] = &[
+    "Sigmoid",
+    "HardSigmoid",
+    "Tanh",
+    "Erf",
+    "Softplus",
+    "Relu",
+    "Clip",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Exp",
+    "Neg",
+];
+
+/// Whether `gate` gates `signal` in `signal * gate`: it is a Sigmoid/HardSigmoid output
+/// (squeeze-and-excitation, SiLU) or an elementwise function of `signal` itself.
+fn is_gate(facts: &GraphFacts<'_>, gate: &str, signal: &str) -> bool {
+    let producer_op = |t: &str| facts.producer.get(t).map(|&p| &facts.graph.node[p]);
+    if producer_op(gate).is_some_and(|n| matches!(n.op_type.as_str(), "Sigmoid" | "HardSigmoid")) {
+        return true;
+    }
+    let mut current = gate.to_owned();
+    for _ in 0..8 {
+        let Some(node) = producer_op(&current) else {
+            return false;
+        };
+        if !ELEMENTWISE_UNARY.contains(&node.op_type.as_str()) {
+            return false;
+        }
+        let data: Vec<&String> = node.input.iter().filter(|i| facts.is_data(i)).collect();
+        let [only] = data.as_slice() else {
+            return false;
+        };
+        if only.as_str() == signal {
+            return true;
+        }
+        current = (*only).clone();
+    }
+    false
 }
 
 fn check_auto_pad(node: &NodeProto) -> Result<(), String> {
@@ -537,7 +791,10 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
     let weight = facts
         .constant(weight_name)
         .ok_or_else(|| format!("weight '{weight_name}' is not a constant"))?;
-    let weight_values = weight.as_f32().ok_or("weight is not floating point")?.to_vec();
+    let weight_values = weight
+        .as_f32()
+        .ok_or("weight is not floating point")?
+        .to_vec();
     let bias_input = node.input.get(2).filter(|b| !b.is_empty());
     let bias_values = |name: &str| -> Result<Vec<f32>, String> {
         facts
@@ -599,7 +856,10 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
                 let add = &nodes[j];
                 if add.op_type == "Add" {
                     if let Some(other) = add.input.iter().find(|n| **n != output) {
-                        if let Some(b) = facts.constant(other).and_then(|t| t.as_f32().map(<[f32]>::to_vec)) {
+                        if let Some(b) = facts
+                            .constant(other)
+                            .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                        {
                             if let Ok(b) = broadcast_bias(&b, out_features) {
                                 layer.bias = Some(b);
                                 output = add.output[0].clone();
@@ -620,13 +880,19 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
         if bn.op_type == "BatchNormalization" && bn.input.len() >= 5 {
             let params: Option<Vec<Vec<f32>>> = bn.input[1..5]
                 .iter()
-                .map(|n| facts.constant(n).and_then(|t| t.as_f32().map(<[f32]>::to_vec)))
+                .map(|n| {
+                    facts
+                        .constant(n)
+                        .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+                })
                 .collect();
             let out_channels = layer.weight.dims[0] as usize;
             if let Some(p) = params.filter(|p| p.iter().all(|v| v.len() == out_channels)) {
                 let eps = bn.attr_float("epsilon").unwrap_or(1e-5);
                 let (gamma, beta, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
-                let scale: Vec<f32> = (0..out_channels).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
+                let scale: Vec<f32> = (0..out_channels)
+                    .map(|c| gamma[c] / (var[c] + eps).sqrt())
+                    .collect();
                 let per_channel = layer.weight.numel() / out_channels;
                 if let spray_onnx::TensorData::F32(w) = &mut layer.weight.data {
                     for (c, chunk) in w.chunks_mut(per_channel).enumerate() {
@@ -634,7 +900,11 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
                     }
                 }
                 let bias = layer.bias.take().unwrap_or_else(|| vec![0.0; out_channels]);
-                layer.bias = Some((0..out_channels).map(|c| (bias[c] - mean[c]) * scale[c] + beta[c]).collect());
+                layer.bias = Some(
+                    (0..out_channels)
+                        .map(|c| (bias[c] - mean[c]) * scale[c] + beta[c])
+                        .collect(),
+                );
                 output = bn.output[0].clone();
                 absorbed.push(j);
             }
@@ -647,7 +917,11 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
 
 fn dense(node: &NodeProto, w_oi: Tensor, bias: Option<Vec<f32>>) -> LinearLayer {
     LinearLayer {
-        op: if node.op_type == "Gemm" { LinearOp::Gemm } else { LinearOp::MatMul },
+        op: if node.op_type == "Gemm" {
+            LinearOp::Gemm
+        } else {
+            LinearOp::MatMul
+        },
         input: node.input[0].clone(),
         output: node.output[0].clone(),
         weight: w_oi,
@@ -684,7 +958,11 @@ fn broadcast_bias(values: &[f32], out_features: usize) -> Result<Vec<f32>, Strin
     }
 }
 
-fn take_relevance(builder: &mut Builder, relevance: &mut HashMap<String, Vec<String>>, tensor: &str) -> Option<String> {
+fn take_relevance(
+    builder: &mut Builder,
+    relevance: &mut HashMap<String, Vec<String>>,
+    tensor: &str,
+) -> Option<String> {
     let terms = relevance.remove(tensor)?;
     builder.sum(&terms)
 }
@@ -712,11 +990,20 @@ fn emit_backward(
     let rule = rule.cloned().unwrap_or(Rule::Pass);
     Ok(match treatment {
         Treatment::Merged => unreachable!(),
-        Treatment::Linear(layer) => vec![(layer.input.clone(), linear_backward(b, facts, layer, &rule, &r))],
-        Treatment::PassThrough { input } | Treatment::Gate { signal: input } => vec![(input.clone(), r)],
+        Treatment::Linear(layer) => vec![(
+            layer.input.clone(),
+            linear_backward(b, facts, layer, &rule, &r),
+        )],
+        Treatment::PassThrough { input } | Treatment::Gate { signal: input } => {
+            vec![(input.clone(), r)]
+        }
         Treatment::ReshapeBack { input } => vec![(input.clone(), b.reshape_like(&r, input))],
         Treatment::Transpose { input, inverse } => {
-            let attrs = if inverse.is_empty() { vec![] } else { vec![attr::ints("perm", inverse)] };
+            let attrs = if inverse.is_empty() {
+                vec![]
+            } else {
+                vec![attr::ints("perm", inverse)]
+            };
             vec![(input.clone(), b.op("Transpose", &[&r], attrs))]
         }
         Treatment::Concat { axis } => {
@@ -730,7 +1017,12 @@ fn emit_backward(
             }
             let refs: Vec<&str> = sizes.iter().map(String::as_str).collect();
             let split = b.op("Concat", &refs, vec![attr::int("axis", 0)]);
-            let parts = b.op_multi("Split", &[&r, &split], vec![attr::int("axis", axis)], node.input.len());
+            let parts = b.op_multi(
+                "Split",
+                &[&r, &split],
+                vec![attr::int("axis", axis)],
+                node.input.len(),
+            );
             node.input
                 .iter()
                 .zip(parts)
@@ -741,7 +1033,10 @@ fn emit_backward(
         Treatment::Pad { input, pads } => {
             let rank = pads.len() / 2;
             let starts: Vec<i64> = pads[..rank].to_vec();
-            let ends: Vec<i64> = pads[rank..].iter().map(|&p| if p > 0 { -p } else { I64_MAX }).collect();
+            let ends: Vec<i64> = pads[rank..]
+                .iter()
+                .map(|&p| if p > 0 { -p } else { I64_MAX })
+                .collect();
             let axes: Vec<i64> = (0..rank as i64).collect();
             let (s, e, a) = (b.ints(&starts), b.ints(&ends), b.ints(&axes));
             vec![(input.clone(), b.op("Slice", &[&r, &s, &e, &a], vec![]))]
@@ -756,7 +1051,11 @@ fn emit_backward(
             let size = b.op("Size", &[input], vec![]);
             let size1 = b.op("Reshape", &[&size, &flat], vec![]);
             let zero = Tensor::f32(vec![1], vec![0.0]).to_proto("value");
-            let zeros = b.op("ConstantOfShape", &[&size1], vec![attr::tensor("value", zero)]);
+            let zeros = b.op(
+                "ConstantOfShape",
+                &[&size1],
+                vec![attr::tensor("value", zero)],
+            );
             let scattered = b.op(
                 "ScatterElements",
                 &[&zeros, &idx_flat, &r_flat],
@@ -770,12 +1069,41 @@ fn emit_backward(
             let (two, end) = (b.ints(&[2]), b.ints(&[I64_MAX]));
             let spatial = b.op("Slice", &[&shape, &two, &end], vec![]);
             let count = b.op("ReduceProd", &[&spatial], vec![attr::int("keepdims", 0)]);
-            let count_f = b.op("Cast", &[&count], vec![attr::int("to", data_type::FLOAT as i64)]);
+            let count_f = b.op(
+                "Cast",
+                &[&count],
+                vec![attr::int("to", data_type::FLOAT as i64)],
+            );
             let spread = b.op("Div", &[&s, &count_f], vec![]);
             vec![(input.clone(), times_input(b, &rule, input, &spread))]
         }
+        Treatment::ReduceMean {
+            input,
+            axes,
+            keepdims,
+        } => {
+            let mut s = proportional(b, &r, &node.output[0], &rule);
+            let axes_const = b.ints(axes);
+            if !keepdims {
+                s = b.op("Unsqueeze", &[&s, &axes_const], vec![]);
+            }
+            let shape = b.shape(input);
+            let dims = b.op("Gather", &[&shape, &axes_const], vec![attr::int("axis", 0)]);
+            let count = b.op("ReduceProd", &[&dims], vec![attr::int("keepdims", 0)]);
+            let count_f = b.op(
+                "Cast",
+                &[&count],
+                vec![attr::int("to", data_type::FLOAT as i64)],
+            );
+            let spread = b.op("Div", &[&s, &count_f], vec![]);
+            vec![(input.clone(), times_input(b, &rule, input, &spread))]
+        }
+        Treatment::Slice { input } => vec![(input.clone(), slice_backward(b, node, input, &r))],
         Treatment::AveragePool { input } => {
-            vec![(input.clone(), average_pool_backward(b, node, input, &r, &rule))]
+            vec![(
+                input.clone(),
+                average_pool_backward(b, node, input, &r, &rule),
+            )]
         }
         Treatment::Sum => {
             let s = proportional(b, &r, &node.output[0], &rule);
@@ -804,10 +1132,19 @@ fn times_input(b: &mut Builder, rule: &Rule, input: &str, s: &str) -> String {
     }
 }
 
-fn average_pool_backward(b: &mut Builder, node: &NodeProto, input: &str, r: &str, rule: &Rule) -> String {
+fn average_pool_backward(
+    b: &mut Builder,
+    node: &NodeProto,
+    input: &str,
+    r: &str,
+    rule: &Rule,
+) -> String {
     let kernel: Vec<i64> = node.attr_ints("kernel_shape").unwrap_or(&[]).to_vec();
     let nd = kernel.len();
-    let pads: Vec<i64> = node.attr_ints("pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * nd]);
+    let pads: Vec<i64> = node
+        .attr_ints("pads")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![0; 2 * nd]);
     let include_pad = node.attr_int("count_include_pad").unwrap_or(0) != 0;
     let uniform = include_pad || pads.iter().all(|p| *p == 0);
     let window: i64 = kernel.iter().product();
@@ -823,24 +1160,37 @@ fn average_pool_backward(b: &mut Builder, node: &NodeProto, input: &str, r: &str
     let kernel_dims: Vec<i64> = [1, 1].into_iter().chain(kernel.iter().copied()).collect();
     let kernel_weight = if uniform {
         let value = 1.0 / window as f32;
-        b.constant("avgpool_kernel", Tensor::f32(kernel_dims.clone(), vec![value; window as usize]))
+        b.constant(
+            "avgpool_kernel",
+            Tensor::f32(kernel_dims.clone(), vec![value; window as usize]),
+        )
     } else {
         // Without count_include_pad, border windows average over fewer elements: divide by
         // the per-window count of real (unpadded) inputs.
-        let ones_kernel = b.constant("avgpool_ones", Tensor::f32(kernel_dims.clone(), vec![1.0; window as usize]));
+        let ones_kernel = b.constant(
+            "avgpool_ones",
+            Tensor::f32(kernel_dims.clone(), vec![1.0; window as usize]),
+        );
         let shape = b.shape(input);
         let (two, end) = (b.ints(&[2]), b.ints(&[I64_MAX]));
         let spatial = b.op("Slice", &[&shape, &two, &end], vec![]);
         let lead = b.ints(&[1, 1]);
         let plane_shape = b.op("Concat", &[&lead, &spatial], vec![attr::int("axis", 0)]);
         let one = Tensor::f32(vec![1], vec![1.0]).to_proto("value");
-        let plane = b.op("ConstantOfShape", &[&plane_shape], vec![attr::tensor("value", one)]);
+        let plane = b.op(
+            "ConstantOfShape",
+            &[&plane_shape],
+            vec![attr::tensor("value", one)],
+        );
         let count = b.op("Conv", &[&plane, &ones_kernel], pool_attrs.clone());
         s = b.op("Div", &[&s, &count], vec![]);
         ones_kernel
     };
     // Treat channels as batch so one single-channel transposed convolution spreads every map.
-    let planes_shape: Vec<i64> = [-1, 1].into_iter().chain(std::iter::repeat_n(0, nd)).collect();
+    let planes_shape: Vec<i64> = [-1, 1]
+        .into_iter()
+        .chain(std::iter::repeat_n(0, nd))
+        .collect();
     let planes_shape = b.ints(&planes_shape);
     let planes = b.op("Reshape", &[&s, &planes_shape], vec![]);
     let spread_attrs = pool_attrs.into_iter().map(crop_start_only).collect();
@@ -851,7 +1201,13 @@ fn average_pool_backward(b: &mut Builder, node: &NodeProto, input: &str, r: &str
 }
 
 /// The linear-rule scheme of [`crate::rules`] on one Conv/Gemm/MatMul layer.
-fn linear_backward(b: &mut Builder, facts: &GraphFacts<'_>, layer: &LinearLayer, rule: &Rule, r: &str) -> String {
+fn linear_backward(
+    b: &mut Builder,
+    facts: &GraphFacts<'_>,
+    layer: &LinearLayer,
+    rule: &Rule,
+    r: &str,
+) -> String {
     let groups = rule.linear_terms().expect("linear rule checked in plan");
     let x = layer.input.as_str();
     let nonnegative = facts.nonnegative.contains(x);
@@ -894,7 +1250,11 @@ fn linear_backward(b: &mut Builder, facts: &GraphFacts<'_>, layer: &LinearLayer,
             let mut s = b.divide_stabilized(r, &z, group.stabilizer);
             if group.mask != OutputMask::All {
                 let zero = b.scalar(0.0);
-                let cmp = if group.mask == OutputMask::PositiveOutput { "Greater" } else { "Less" };
+                let cmp = if group.mask == OutputMask::PositiveOutput {
+                    "Greater"
+                } else {
+                    "Less"
+                };
                 let keep = b.op(cmp, &[&layer.output, &zero], vec![]);
                 s = b.op("Where", &[&keep, &s, &zero], vec![]);
             }
@@ -927,7 +1287,14 @@ fn linear_backward(b: &mut Builder, facts: &GraphFacts<'_>, layer: &LinearLayer,
     })
 }
 
-fn modified_input(b: &mut Builder, x: &str, m: InputMod, rule: &Rule, layer: &LinearLayer, nonnegative: bool) -> String {
+fn modified_input(
+    b: &mut Builder,
+    x: &str,
+    m: InputMod,
+    rule: &Rule,
+    layer: &LinearLayer,
+    nonnegative: bool,
+) -> String {
     match m {
         InputMod::Identity => x.to_owned(),
         InputMod::Positive if nonnegative => x.to_owned(),
@@ -944,7 +1311,13 @@ fn modified_input(b: &mut Builder, x: &str, m: InputMod, rule: &Rule, layer: &Li
 
 /// The z-box bound as a constant broadcastable against the layer input: a scalar, or one value
 /// per channel shaped [1, C, 1, …] (conv) / [C] (dense).
-fn bound_constant(b: &mut Builder, rule: &Rule, m: InputMod, layer: &LinearLayer, _for_forward: bool) -> String {
+fn bound_constant(
+    b: &mut Builder,
+    rule: &Rule,
+    m: InputMod,
+    layer: &LinearLayer,
+    _for_forward: bool,
+) -> String {
     let Rule::ZBox { low, high, .. } = rule else {
         unreachable!("bounds only for z-box")
     };
@@ -975,17 +1348,28 @@ fn modified_params(
         return v.clone();
     }
     let weight_values = layer.weight.as_f32().expect("float weight");
-    let w = b.constant("w", Tensor::f32(layer.weight.dims.clone(), weight_mod.apply(weight_values)));
+    let w = b.constant(
+        "w",
+        Tensor::f32(layer.weight.dims.clone(), weight_mod.apply(weight_values)),
+    );
     let bias = match (&layer.bias, bias_mod) {
         (_, ParamMod::Zero) | (None, _) => None,
-        (Some(values), m) => Some(b.constant("b", Tensor::f32(vec![values.len() as i64], m.apply(values)))),
+        (Some(values), m) => {
+            Some(b.constant("b", Tensor::f32(vec![values.len() as i64], m.apply(values))))
+        }
     };
     cache.insert(key, (w.clone(), bias.clone()));
     (w, bias)
 }
 
 /// L(x; W, b): the layer run forward with the given parameters.
-fn linear_forward(b: &mut Builder, layer: &LinearLayer, x: &str, w: &str, bias: Option<&str>) -> String {
+fn linear_forward(
+    b: &mut Builder,
+    layer: &LinearLayer,
+    x: &str,
+    w: &str,
+    bias: Option<&str>,
+) -> String {
     match layer.op {
         LinearOp::Conv => {
             let mut inputs = vec![x, w];
@@ -1019,7 +1403,12 @@ fn linear_transpose(b: &mut Builder, layer: &LinearLayer, s: &str, w: &str) -> S
             let attrs: Vec<_> = layer
                 .conv_attrs
                 .iter()
-                .filter(|a| matches!(a.name.as_str(), "strides" | "pads" | "dilations" | "group" | "kernel_shape"))
+                .filter(|a| {
+                    matches!(
+                        a.name.as_str(),
+                        "strides" | "pads" | "dilations" | "group" | "kernel_shape"
+                    )
+                })
                 .cloned()
                 .collect();
             if !layer.strided {
@@ -1043,6 +1432,65 @@ fn crop_start_only(a: spray_onnx::AttributeProto) -> spray_onnx::AttributeProto 
         return a;
     }
     let half = a.ints.len() / 2;
-    let pads: Vec<i64> = a.ints[..half].iter().copied().chain(std::iter::repeat_n(0, half)).collect();
+    let pads: Vec<i64> = a.ints[..half]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0, half))
+        .collect();
     attr::ints("pads", &pads)
+}
+
+/// Relevance of a Slice input: the output relevance put back where the slice came from, zeros
+/// elsewhere (a Pad whose amounts are computed from the input's runtime shape).
+fn slice_backward(b: &mut Builder, node: &NodeProto, input: &str, r: &str) -> String {
+    // starts/ends/axes may be computed at run time (from Shape): use the tensors themselves.
+    let starts = node.input[1].clone();
+    let ends = node.input[2].clone();
+    let axes_c = match node.input.get(3).filter(|n| !n.is_empty()) {
+        Some(axes) => axes.clone(),
+        None => {
+            let zero = b.constant("zero_i64", Tensor::i64(vec![], vec![0]));
+            let one = b.constant("one_i64", Tensor::i64(vec![], vec![1]));
+            let count = b.op("Size", &[&starts], vec![]);
+            b.op("Range", &[&zero, &count, &one], vec![])
+        }
+    };
+    let shape = b.shape(input);
+    let rank = b.op("Size", &[&shape], vec![]);
+    // Normalise axes against the runtime rank.
+    let zero = b.constant("zero_i64", Tensor::i64(vec![], vec![0]));
+    let negative_axis = b.op("Less", &[&axes_c, &zero], vec![]);
+    let shifted = b.op("Add", &[&axes_c, &rank], vec![]);
+    let axes_n = b.op("Where", &[&negative_axis, &shifted, &axes_c], vec![]);
+    let dims = b.op("Gather", &[&shape, &axes_n], vec![attr::int("axis", 0)]);
+    // Clamp starts and ends into [0, dim] the way Slice does.
+    let clamp = |b: &mut Builder, v: &str| {
+        let neg = b.op("Less", &[v, &zero], vec![]);
+        let plus = b.op("Add", &[v, &dims], vec![]);
+        let wrapped = b.op("Where", &[&neg, &plus, v], vec![]);
+        let lower = b.op("Max", &[&wrapped, &zero], vec![]);
+        b.op("Min", &[&lower, &dims], vec![])
+    };
+    let begin = clamp(b, &starts);
+    let end = clamp(b, &ends);
+    let end_pad = b.op("Sub", &[&dims, &end], vec![]);
+    // Scatter the per-axis amounts into a zero pads vector of length 2·rank.
+    let two = b.constant("two_i64", Tensor::i64(vec![1], vec![2]));
+    let rank1 = b.op("Unsqueeze", &[&rank, &zero], vec![]);
+    let pads_len = b.op("Mul", &[&rank1, &two], vec![]);
+    let zero_value = Tensor::i64(vec![1], vec![0]).to_proto("value");
+    let zeros = b.op(
+        "ConstantOfShape",
+        &[&pads_len],
+        vec![attr::tensor("value", zero_value)],
+    );
+    let end_index = b.op("Add", &[&axes_n, &rank], vec![]);
+    let indices = b.op("Concat", &[&axes_n, &end_index], vec![attr::int("axis", 0)]);
+    let updates = b.op("Concat", &[&begin, &end_pad], vec![attr::int("axis", 0)]);
+    let pads = b.op(
+        "ScatterElements",
+        &[&zeros, &indices, &updates],
+        vec![attr::int("axis", 0)],
+    );
+    b.op("Pad", &[r, &pads], vec![attr::string("mode", "constant")])
 }

@@ -227,11 +227,17 @@ impl Composite {
         for (layer, rule) in linear {
             rule.validate().map_err(|r| invalid(layer, r))?;
             if !rule.applies_to_linear() {
-                return Err(invalid(layer, format!("rule {} cannot be used on linear layers", rule.label())));
+                return Err(invalid(
+                    layer,
+                    format!("rule {} cannot be used on linear layers", rule.label()),
+                ));
             }
         }
         for (layer, rule) in [("avgpool", &self.avgpool), ("sum", &self.sum)] {
-            if !matches!(rule, Rule::Norm { .. } | Rule::Epsilon { .. } | Rule::Gradient) {
+            if !matches!(
+                rule,
+                Rule::Norm { .. } | Rule::Epsilon { .. } | Rule::Gradient
+            ) {
                 return Err(invalid(
                     layer,
                     format!("use norm, epsilon or gradient here, not {}", rule.label()),
@@ -306,8 +312,14 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.rule_for(LayerKind::Dense, "fc1", false), Rule::epsilon(0.25));
-        assert_eq!(c.rule_for(LayerKind::Dense, "fc2", false), Rule::epsilon(0.0));
+        assert_eq!(
+            c.rule_for(LayerKind::Dense, "fc1", false),
+            Rule::epsilon(0.25)
+        );
+        assert_eq!(
+            c.rule_for(LayerKind::Dense, "fc2", false),
+            Rule::epsilon(0.0)
+        );
         assert_eq!(c.rule_for(LayerKind::Conv, "c1", true), Rule::flat());
         assert_eq!(c.rule_for(LayerKind::AvgPool, "p", false), Rule::norm());
     }
@@ -323,8 +335,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("alpha - beta = 1"), "{err}");
-        let err = Composite::from_toml("name = \"x\"\nconv = { rule = \"pass\" }\ndense = { rule = \"epsilon\" }")
-            .unwrap_err();
+        let err = Composite::from_toml(
+            "name = \"x\"\nconv = { rule = \"pass\" }\ndense = { rule = \"epsilon\" }",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("linear"), "{err}");
     }
 }

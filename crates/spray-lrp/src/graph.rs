@@ -64,7 +64,14 @@ impl<'g> GraphFacts<'g> {
         let _ = graph_inputs;
 
         let mut data: HashSet<&str> = HashSet::new();
-        data.insert(graph.input.iter().find(|v| v.name == input).map(|v| v.name.as_str()).unwrap_or(""));
+        data.insert(
+            graph
+                .input
+                .iter()
+                .find(|v| v.name == input)
+                .map(|v| v.name.as_str())
+                .unwrap_or(""),
+        );
         let mut nonnegative: HashSet<&str> = HashSet::new();
         for node in &graph.node {
             let takes_data = node.input.iter().any(|i| data.contains(i.as_str()));
@@ -83,10 +90,9 @@ impl<'g> GraphFacts<'g> {
                 .all(|i| nonnegative.contains(i.as_str()));
             let nonneg = match node.op_type.as_str() {
                 "Relu" | "Sigmoid" | "Softmax" | "Abs" => true,
-                "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "Reshape" | "Flatten"
-                | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Concat" => {
-                    data_inputs_nonneg
-                }
+                "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "Reshape"
+                | "Flatten" | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout"
+                | "Concat" => data_inputs_nonneg,
                 _ => false,
             };
             if nonneg {
@@ -110,7 +116,6 @@ impl<'g> GraphFacts<'g> {
     pub fn is_data(&self, name: &str) -> bool {
         self.data.contains(name)
     }
-
 
     fn identity_of_constant(&self, name: &str) -> Option<&'g str> {
         // torch sometimes routes shared parameters through Identity nodes.
@@ -172,7 +177,9 @@ impl<'g> GraphFacts<'g> {
             if !seen.insert(t) {
                 continue;
             }
-            let Some(&p) = self.producer.get(t) else { continue };
+            let Some(&p) = self.producer.get(t) else {
+                continue;
+            };
             if !self.data.contains(t) {
                 continue;
             }

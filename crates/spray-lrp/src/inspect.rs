@@ -36,8 +36,16 @@ impl Inspection {
     pub fn render(&self, composite: &str, shapes: &BTreeMap<String, String>) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "producer: {}", self.producer.trim());
-        let _ = writeln!(s, "opset:    {}", self.opset.map_or("?".into(), |v| v.to_string()));
-        let ops: Vec<String> = self.op_counts.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+        let _ = writeln!(
+            s,
+            "opset:    {}",
+            self.opset.map_or("?".into(), |v| v.to_string())
+        );
+        let ops: Vec<String> = self
+            .op_counts
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect();
         let _ = writeln!(s, "ops:      {}", ops.join(", "));
         match &self.compiled {
             Err(e) => {
@@ -52,10 +60,21 @@ impl Inspection {
                     .collect();
                 let _ = writeln!(s, "input:    {} [{}]", sig.input, dims.join(", "));
                 if sig.batch_relaxed {
-                    let _ = writeln!(s, "          (batch size fixed at export; freed for batching)");
+                    let _ = writeln!(
+                        s,
+                        "          (batch size fixed at export; freed for batching)"
+                    );
                 }
-                let _ = writeln!(s, "\nLRP plan under composite '{composite}' ({} layers on the relevance path):", m.layers.len());
-                let _ = writeln!(s, "  {:<4} {:<20} {:<12} {:<22} {}", "#", "op", "kind", "rule", "node");
+                let _ = writeln!(
+                    s,
+                    "\nLRP plan under composite '{composite}' ({} layers on the relevance path):",
+                    m.layers.len()
+                );
+                let _ = writeln!(
+                    s,
+                    "  {:<4} {:<20} {:<12} {:<22} {}",
+                    "#", "op", "kind", "rule", "node"
+                );
                 for (i, l) in m.layers.iter().enumerate() {
                     let mut extra = String::new();
                     if l.first {

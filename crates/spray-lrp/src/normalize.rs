@@ -2,7 +2,9 @@
 //! default-domain opset to one where every op the compiler emits exists, drop inference
 //! no-ops, strip a trailing softmax, and free a batch dimension fixed at export time.
 
-use spray_onnx::{attr, proto::OperatorSetIdProto, GraphProto, ModelProto, NodeExt, NodeProto, Tensor};
+use spray_onnx::{
+    attr, proto::OperatorSetIdProto, GraphProto, ModelProto, NodeExt, NodeProto, Tensor,
+};
 
 use crate::LrpError;
 
@@ -14,15 +16,84 @@ const OLDEST_OPSET: i64 = 9;
 /// Ops whose semantics for the inputs spray can see did not change between opset 9 and 17,
 /// so the model may simply be declared at the newer version.
 const STABLE_OPS: &[&str] = &[
-    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Sum", "Relu", "LeakyRelu",
-    "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus", "Softsign",
-    "Gelu", "Mish", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization",
-    "Flatten", "Reshape", "Transpose", "Concat", "Shape", "Size", "Gather", "Constant", "ConstantOfShape",
-    "Cast", "Identity", "Sqrt", "Pow", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Equal", "Less",
-    "Greater", "Where", "Expand", "Slice", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "Floor",
-    "Ceil", "Min", "Max", "Range", "Not", "And", "Or", "LRN", "Erf", "ArgMax", "Tile",
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Sum",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Mish",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "BatchNormalization",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Shape",
+    "Size",
+    "Gather",
+    "Constant",
+    "ConstantOfShape",
+    "Cast",
+    "Identity",
+    "Sqrt",
+    "Pow",
+    "Exp",
+    "Log",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Equal",
+    "Less",
+    "Greater",
+    "Where",
+    "Expand",
+    "Slice",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "Floor",
+    "Ceil",
+    "Min",
+    "Max",
+    "Range",
+    "Not",
+    "And",
+    "Or",
+    "LRN",
+    "Erf",
+    "ArgMax",
+    "Tile",
     // Converted below:
-    "Squeeze", "Unsqueeze", "ReduceSum", "Pad", "Clip", "Dropout", "Split", "Softmax", "LogSoftmax",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceSum",
+    "Pad",
+    "Clip",
+    "Dropout",
+    "Split",
+    "Softmax",
+    "LogSoftmax",
 ];
 
 /// Upgrade the default-domain opset to at least [`TARGET_OPSET`], converting the ops whose
@@ -85,8 +156,16 @@ pub(crate) fn upgrade_opset(model: &mut ModelProto) -> Result<(), LrpError> {
             "Pad" if version < 11 => {
                 let pads = take_attr(node, "pads").map(|a| a.ints).unwrap_or_default();
                 let value = take_attr(node, "value").map(|a| a.f).unwrap_or(0.0);
-                let p = const_input(Tensor::i64(vec![pads.len() as i64], pads), "pads", &mut new_inits);
-                let v = const_input(Tensor::f32(vec![], vec![value]), "pad_value", &mut new_inits);
+                let p = const_input(
+                    Tensor::i64(vec![pads.len() as i64], pads),
+                    "pads",
+                    &mut new_inits,
+                );
+                let v = const_input(
+                    Tensor::f32(vec![], vec![value]),
+                    "pad_value",
+                    &mut new_inits,
+                );
                 node.input.truncate(1);
                 node.input.extend([p, v]);
             }
@@ -150,7 +229,10 @@ pub(crate) fn dropout_to_identity(graph: &mut GraphProto) -> Result<(), LrpError
                 let mask = node.output[1].clone();
                 let used = graph_uses(&graph.output, &mask);
                 if used {
-                    return Err(LrpError::Model(format!("{} exposes its mask as a graph output", node.describe())));
+                    return Err(LrpError::Model(format!(
+                        "{} exposes its mask as a graph output",
+                        node.describe()
+                    )));
                 }
             }
             node.op_type = "Identity".into();
@@ -171,14 +253,17 @@ fn graph_uses(outputs: &[spray_onnx::ValueInfoProto], name: &str) -> bool {
 pub(crate) fn strip_output_softmax(graph: &mut GraphProto, output: &str) -> String {
     let mut current = output.to_owned();
     loop {
-        let Some(pos) = graph
-            .node
-            .iter()
-            .position(|n| n.output.first() == Some(&current) && matches!(n.op_type.as_str(), "Softmax" | "LogSoftmax"))
-        else {
+        let Some(pos) = graph.node.iter().position(|n| {
+            n.output.first() == Some(&current)
+                && matches!(n.op_type.as_str(), "Softmax" | "LogSoftmax")
+        }) else {
             return current;
         };
-        let consumers = graph.node.iter().filter(|n| n.input.contains(&current)).count();
+        let consumers = graph
+            .node
+            .iter()
+            .filter(|n| n.input.contains(&current))
+            .count();
         if consumers > 0 {
             return current;
         }
@@ -203,7 +288,9 @@ pub(crate) fn relax_fixed_batch(graph: &mut GraphProto, input: &str) -> bool {
     else {
         return false;
     };
-    let Some(fixed) = dim0.dim_value else { return false };
+    let Some(fixed) = dim0.dim_value else {
+        return false;
+    };
     dim0.dim_value = None;
     dim0.dim_param = Some("N".into());
     for out in &mut graph.output {
@@ -236,7 +323,12 @@ pub(crate) fn relax_fixed_batch(graph: &mut GraphProto, input: &str) -> bool {
             .iter_mut()
             .find(|n| n.op_type == "Constant" && n.output.first() == Some(&name))
         {
-            if let Some(t) = node.attribute.iter_mut().find(|a| a.name == "value").and_then(|a| a.t.as_mut()) {
+            if let Some(t) = node
+                .attribute
+                .iter_mut()
+                .find(|a| a.name == "value")
+                .and_then(|a| a.t.as_mut())
+            {
                 rewrite_batch(t, fixed);
             }
         }
@@ -245,7 +337,9 @@ pub(crate) fn relax_fixed_batch(graph: &mut GraphProto, input: &str) -> bool {
 }
 
 fn rewrite_batch(proto: &mut spray_onnx::TensorProto, fixed: i64) {
-    let Ok(t) = Tensor::from_proto(proto) else { return };
+    let Ok(t) = Tensor::from_proto(proto) else {
+        return;
+    };
     let Some(values) = t.as_i64() else { return };
     if values.first() != Some(&fixed) {
         return;

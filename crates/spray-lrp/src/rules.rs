@@ -146,10 +146,14 @@ impl Rule {
         match self {
             Rule::AlphaBeta { alpha, beta, .. } => {
                 if *alpha < 0.0 || *beta < 0.0 {
-                    return Err(format!("alpha-beta needs alpha, beta >= 0 (got {alpha}, {beta})"));
+                    return Err(format!(
+                        "alpha-beta needs alpha, beta >= 0 (got {alpha}, {beta})"
+                    ));
                 }
                 if (alpha - beta - 1.0).abs() > 1e-6 {
-                    return Err(format!("alpha-beta needs alpha - beta = 1 (got {alpha} - {beta})"));
+                    return Err(format!(
+                        "alpha-beta needs alpha - beta = 1 (got {alpha} - {beta})"
+                    ));
                 }
                 Ok(())
             }
@@ -166,7 +170,9 @@ impl Rule {
                 }
                 Ok(())
             }
-            Rule::Gamma { gamma, .. } if *gamma < 0.0 => Err(format!("gamma must be >= 0 (got {gamma})")),
+            Rule::Gamma { gamma, .. } if *gamma < 0.0 => {
+                Err(format!("gamma must be >= 0 (got {gamma})"))
+            }
             _ => Ok(()),
         }
     }
@@ -247,7 +253,13 @@ impl Rule {
             Rule::Gamma { gamma, stabilizer } => vec![
                 group(
                     vec![
-                        t(I::Positive, P::GammaPositive(gamma), P::GammaPositive(gamma), 1.0, 1.0),
+                        t(
+                            I::Positive,
+                            P::GammaPositive(gamma),
+                            P::GammaPositive(gamma),
+                            1.0,
+                            1.0,
+                        ),
                         t(I::Negative, P::GammaNegative(gamma), P::Zero, 1.0, 1.0),
                     ],
                     stabilizer,
@@ -255,7 +267,13 @@ impl Rule {
                 ),
                 group(
                     vec![
-                        t(I::Positive, P::GammaNegative(gamma), P::GammaNegative(gamma), 1.0, 1.0),
+                        t(
+                            I::Positive,
+                            P::GammaNegative(gamma),
+                            P::GammaNegative(gamma),
+                            1.0,
+                            1.0,
+                        ),
                         t(I::Negative, P::GammaPositive(gamma), P::Zero, 1.0, 1.0),
                     ],
                     stabilizer,
@@ -374,8 +392,14 @@ mod tests {
     #[test]
     fn gamma_modifier_matches_zennit_definition() {
         // zennit GammaMod(min=0): p + γ·clamp(p, min=0)
-        assert_eq!(ParamMod::GammaPositive(0.25).apply(&[2.0, -2.0]), vec![2.5, -2.0]);
-        assert_eq!(ParamMod::GammaNegative(0.25).apply(&[2.0, -2.0]), vec![2.0, -2.5]);
+        assert_eq!(
+            ParamMod::GammaPositive(0.25).apply(&[2.0, -2.0]),
+            vec![2.5, -2.0]
+        );
+        assert_eq!(
+            ParamMod::GammaNegative(0.25).apply(&[2.0, -2.0]),
+            vec![2.0, -2.5]
+        );
     }
 
     #[test]
@@ -384,7 +408,8 @@ mod tests {
         struct W {
             r: Rule,
         }
-        let w: W = toml::from_str("r = { rule = \"alpha-beta\", alpha = 3.0, beta = 2.0 }").unwrap();
+        let w: W =
+            toml::from_str("r = { rule = \"alpha-beta\", alpha = 3.0, beta = 2.0 }").unwrap();
         assert_eq!(w.r, Rule::alpha_beta(3.0, 2.0));
         let w: W = toml::from_str("r = { rule = \"epsilon\" }").unwrap();
         assert_eq!(w.r, Rule::epsilon(1e-6));

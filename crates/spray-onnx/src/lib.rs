@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
+pub use proto::data_type;
 pub use proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
     ValueInfoProto,
 };
-pub use proto::data_type;
 pub use tensor::{Tensor, TensorData};
 
 /// Errors from reading or writing ONNX files.
@@ -122,7 +122,11 @@ fn resolve_external_data(tensor: &mut TensorProto, base: &Path) -> Result<()> {
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
-    let location = entries.get("location").copied().unwrap_or_default().to_owned();
+    let location = entries
+        .get("location")
+        .copied()
+        .unwrap_or_default()
+        .to_owned();
     let fail = |reason: String| OnnxError::ExternalData {
         tensor: tensor.name.clone(),
         location: location.clone(),
@@ -131,7 +135,10 @@ fn resolve_external_data(tensor: &mut TensorProto, base: &Path) -> Result<()> {
     let parse = |key: &str| -> Result<Option<u64>> {
         entries
             .get(key)
-            .map(|v| v.parse::<u64>().map_err(|e| fail(format!("bad {key}: {e}"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|e| fail(format!("bad {key}: {e}")))
+            })
             .transpose()
     };
     let offset = parse("offset")?.unwrap_or(0) as usize;
@@ -192,7 +199,10 @@ impl NodeExt for NodeProto {
     }
     fn describe(&self) -> String {
         let name = if self.name.is_empty() {
-            format!("producing '{}'", self.output.first().map(String::as_str).unwrap_or("?"))
+            format!(
+                "producing '{}'",
+                self.output.first().map(String::as_str).unwrap_or("?")
+            )
         } else {
             format!("'{}'", self.name)
         };

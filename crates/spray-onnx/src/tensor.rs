@@ -73,7 +73,11 @@ impl Tensor {
             data_type::FLOAT16 => TensorData::F32(if !raw.is_empty() {
                 chunks(raw, 2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
             } else {
-                proto.int32_data.iter().map(|v| f16_to_f32(*v as u16)).collect()
+                proto
+                    .int32_data
+                    .iter()
+                    .map(|v| f16_to_f32(*v as u16))
+                    .collect()
             }),
             data_type::INT64 => TensorData::I64(if !raw.is_empty() {
                 chunks(raw, 8, |b| {
@@ -83,7 +87,9 @@ impl Tensor {
                 proto.int64_data.clone()
             }),
             data_type::INT32 => TensorData::I64(if !raw.is_empty() {
-                chunks(raw, 4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                chunks(raw, 4, |b| {
+                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
+                })
             } else {
                 proto.int32_data.iter().map(|v| *v as i64).collect()
             }),
