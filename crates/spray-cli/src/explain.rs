@@ -184,18 +184,13 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         "{}",
         inspection.render(&options.composite.name, &BTreeMap::new())
     );
-    if let Err(e) = &inspection.compiled {
+    if inspection.compiled.is_err() {
         bail!(
-            "{} cannot be explained: {}",
-            args.model.display(),
-            first_line(&e.to_string())
+            "{} is not supported (see the list above)",
+            args.model.display()
         );
     }
     Ok(())
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {

@@ -68,7 +68,7 @@ pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session
         }
         cuda.register(&mut builder).map_err(|e| {
             EngineError::Runtime(format!(
-                "cannot use CUDA device {device_id}: {} (is a GPU present, with CUDA 12/13 and cuDNN 9 libraries \
+                "cannot use CUDA device {device_id}: {} (is a GPU present, with the CUDA 13 and cuDNN 9 libraries \
                  on the library path?)",
                 e.message()
             ))

@@ -1201,6 +1201,10 @@ fn average_pool_backward(
 }
 
 /// The linear-rule scheme of [`crate::rules`] on one Conv/Gemm/MatMul layer.
+///
+/// Terms are regrouped for speed without changing the result: a group whose terms share one
+/// coefficient scales its (output-sized) quotient once, and the transposed maps of all terms
+/// with the same input modifier are summed before the single (input-sized) multiplication.
 fn linear_backward(
     b: &mut Builder,
     facts: &GraphFacts<'_>,
@@ -1212,7 +1216,8 @@ fn linear_backward(
     let x = layer.input.as_str();
     let nonnegative = facts.nonnegative.contains(x);
     let mut weights: HashMap<String, (String, Option<String>)> = HashMap::new();
-    let mut contributions: Vec<String> = Vec::new();
+    // Per input modifier (in first-seen order): the transposed maps to be summed.
+    let mut by_input: Vec<(InputMod, Vec<String>)> = Vec::new();
     for group in &groups {
         // Drop terms on the negative part of an input known to be non-negative: they are exactly zero.
         let terms: Vec<_> = group
@@ -1223,7 +1228,7 @@ fn linear_backward(
         if terms.is_empty() {
             continue;
         }
-        let s = if group.is_gradient() {
+        let mut s = if group.is_gradient() {
             r.to_owned()
         } else {
             let reuse_output = terms.len() == 1
@@ -1247,7 +1252,7 @@ fn linear_backward(
                 }
                 z.expect("non-empty group")
             };
-            let mut s = b.divide_stabilized(r, &z, group.stabilizer);
+            let mut s = b.divide_stabilized_signed(r, &z, group.stabilizer, group.known_sign());
             if group.mask != OutputMask::All {
                 let zero = b.scalar(0.0);
                 let cmp = if group.mask == OutputMask::PositiveOutput {
@@ -1260,26 +1265,39 @@ fn linear_backward(
             }
             s
         };
+        let shared = terms[0].coefficient;
+        let uniform = terms.iter().all(|t| t.coefficient == shared);
+        if uniform && shared != 1.0 {
+            let k = b.scalar(shared);
+            s = b.op("Mul", &[&s, &k], vec![]);
+        }
         for t in &terms {
             let (w, _) = modified_params(b, layer, t.weight, ParamMod::Zero, &mut weights);
-            let g = linear_transpose(b, layer, &s, &w);
-            let mut c = match t.input {
-                InputMod::Ones => g,
-                InputMod::Low | InputMod::High => {
-                    let bound = bound_constant(b, rule, t.input, layer, false);
-                    b.op("Mul", &[&bound, &g], vec![])
-                }
-                other => {
-                    let input = modified_input(b, x, other, rule, layer, nonnegative);
-                    b.op("Mul", &[&input, &g], vec![])
-                }
-            };
-            if t.coefficient != 1.0 {
+            let mut g = linear_transpose(b, layer, &s, &w);
+            if !uniform && t.coefficient != 1.0 {
                 let k = b.scalar(t.coefficient);
-                c = b.op("Mul", &[&c, &k], vec![]);
+                g = b.op("Mul", &[&g, &k], vec![]);
             }
-            contributions.push(c);
+            match by_input.iter_mut().find(|(m, _)| *m == t.input) {
+                Some((_, gs)) => gs.push(g),
+                None => by_input.push((t.input, vec![g])),
+            }
         }
+    }
+    let mut contributions = Vec::new();
+    for (input_mod, gs) in by_input {
+        let g = b.sum(&gs).expect("non-empty");
+        contributions.push(match input_mod {
+            InputMod::Ones => g,
+            InputMod::Low | InputMod::High => {
+                let bound = bound_constant(b, rule, input_mod, layer, false);
+                b.op("Mul", &[&bound, &g], vec![])
+            }
+            other => {
+                let input = modified_input(b, x, other, rule, layer, nonnegative);
+                b.op("Mul", &[&input, &g], vec![])
+            }
+        });
     }
     b.sum(&contributions).unwrap_or_else(|| {
         let zero = b.scalar(0.0);

@@ -129,8 +129,54 @@ impl<'g> GraphFacts<'g> {
         None
     }
 
-    /// Decode a constant tensor (initializer, `Constant` output, or Identity of either).
+    /// Decode a constant tensor: an initializer, a `Constant` output, or the result of a few
+    /// shape-only ops applied to constants (exporters that skip constant folding emit e.g.
+    /// `MatMul(x, Transpose(W))` for a Linear layer).
     pub fn constant(&self, name: &str) -> Option<Tensor> {
+        self.constant_at_depth(name, 0)
+    }
+
+    fn constant_at_depth(&self, name: &str, depth: usize) -> Option<Tensor> {
+        if let Some(t) = self.stored_constant(name) {
+            return Some(t);
+        }
+        if depth > 8 || self.data.contains(name) {
+            return None;
+        }
+        let node = &self.graph.node[*self.producer.get(name)?];
+        let input = self.constant_at_depth(node.input.first()?, depth + 1)?;
+        match node.op_type.as_str() {
+            "Identity" => Some(input),
+            "Cast" => Some(input),
+            "Transpose" => {
+                let perm: Vec<usize> = match node.attr_ints("perm") {
+                    Some(p) => p
+                        .iter()
+                        .map(|&v| usize::try_from(v).ok())
+                        .collect::<Option<_>>()?,
+                    None => (0..input.dims.len()).rev().collect(),
+                };
+                transpose(&input, &perm)
+            }
+            "Reshape" | "Unsqueeze" | "Squeeze" | "Flatten" => {
+                // Only the data layout of the values stays; compute the new dims.
+                let dims = match node.op_type.as_str() {
+                    "Reshape" => {
+                        let shape = self.constant_at_depth(node.input.get(1)?, depth + 1)?;
+                        reshape_dims(&input.dims, shape.as_i64()?)?
+                    }
+                    _ => return None,
+                };
+                Some(Tensor {
+                    dims,
+                    data: input.data,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn stored_constant(&self, name: &str) -> Option<Tensor> {
         let name = self.identity_of_constant(name).unwrap_or(name);
         match self.constant_protos.get(name)? {
             ConstantSource::Initializer(t) => Tensor::from_proto(t).ok(),
@@ -191,5 +237,93 @@ impl<'g> GraphFacts<'g> {
             }
         }
         on_path
+    }
+}
+
+fn transpose(t: &Tensor, perm: &[usize]) -> Option<Tensor> {
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    if perm.len() != dims.len() {
+        return None;
+    }
+    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
+    let strides: Vec<usize> = (0..dims.len())
+        .map(|i| dims[i + 1..].iter().product())
+        .collect();
+    let n: usize = dims.iter().product();
+    let mut index = vec![0usize; dims.len()];
+    let mut order = Vec::with_capacity(n);
+    for _ in 0..n {
+        order.push(
+            perm.iter()
+                .zip(&index)
+                .map(|(&p, &i)| i * strides[p])
+                .sum::<usize>(),
+        );
+        for axis in (0..index.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < out_dims[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+    let data = match &t.data {
+        spray_onnx::TensorData::F32(v) => {
+            spray_onnx::TensorData::F32(order.iter().map(|&i| v[i]).collect())
+        }
+        spray_onnx::TensorData::I64(v) => {
+            spray_onnx::TensorData::I64(order.iter().map(|&i| v[i]).collect())
+        }
+    };
+    Some(Tensor {
+        dims: out_dims.iter().map(|&d| d as i64).collect(),
+        data,
+    })
+}
+
+fn reshape_dims(input: &[i64], shape: &[i64]) -> Option<Vec<i64>> {
+    let total: i64 = input.iter().product();
+    let mut dims: Vec<i64> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d == 0 {
+                input.get(i).copied().unwrap_or(0)
+            } else {
+                d
+            }
+        })
+        .collect();
+    if let Some(pos) = dims.iter().position(|&d| d == -1) {
+        let known: i64 = dims.iter().filter(|&&d| d != -1).product();
+        if known == 0 {
+            return None;
+        }
+        dims[pos] = total / known;
+    }
+    (dims.iter().product::<i64>() == total).then_some(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_of_a_matrix_and_a_3d_tensor() {
+        let m = Tensor::f32(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]);
+        let t = transpose(&m, &[1, 0]).unwrap();
+        assert_eq!(t.dims, vec![3, 2]);
+        assert_eq!(t.as_f32().unwrap(), &[1., 4., 2., 5., 3., 6.]);
+        let c = Tensor::f32(vec![2, 2, 2], (0..8).map(|v| v as f32).collect());
+        let t = transpose(&c, &[2, 0, 1]).unwrap();
+        assert_eq!(t.dims, vec![2, 2, 2]);
+        // out[i][j][k] = in[j][k][i]
+        assert_eq!(t.as_f32().unwrap(), &[0., 2., 4., 6., 1., 3., 5., 7.]);
+    }
+
+    #[test]
+    fn reshape_infers_and_copies_dims() {
+        assert_eq!(reshape_dims(&[2, 3, 4], &[0, -1]), Some(vec![2, 12]));
+        assert_eq!(reshape_dims(&[2, 3, 4], &[5, -1]), None);
     }
 }

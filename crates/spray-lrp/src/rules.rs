@@ -372,9 +372,49 @@ pub struct TermGroup {
     pub mask: OutputMask,
 }
 
+/// What is known about the sign of a group's denominator z before stabilisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownSign {
+    Any,
+    /// z ≥ 0 for every input: stab(z) = z + ε exactly.
+    NonNegative,
+    /// z ≤ 0 for every input: stab(z) = z − ε except at z = 0, where zennit adds +ε; there every
+    /// product in the sum is zero, so the relevance sent back is zero either way.
+    NonPositive,
+}
+
 impl TermGroup {
     pub fn is_gradient(&self) -> bool {
         self.stabilizer.is_nan()
+    }
+
+    /// The sign of Σ z_sign·L(in; W, b) implied by the modifiers alone.
+    pub fn known_sign(&self) -> KnownSign {
+        let sign_of = |t: &Term| -> Option<f32> {
+            let input = match t.input {
+                InputMod::Positive | InputMod::Ones => 1.0,
+                InputMod::Negative => -1.0,
+                _ => return None,
+            };
+            let weight = match t.weight {
+                ParamMod::Positive | ParamMod::Ones | ParamMod::Square => 1.0,
+                ParamMod::Negative => -1.0,
+                _ => return None,
+            };
+            let bias = match t.bias {
+                ParamMod::Positive | ParamMod::Zero => 1.0,
+                ParamMod::Negative => -1.0,
+                _ => return None,
+            };
+            let product = input * weight;
+            (t.bias == ParamMod::Zero || bias == product).then_some(product * t.z_sign)
+        };
+        let signs: Option<Vec<f32>> = self.terms.iter().map(sign_of).collect();
+        match signs {
+            Some(s) if !s.is_empty() && s.iter().all(|v| *v > 0.0) => KnownSign::NonNegative,
+            Some(s) if !s.is_empty() && s.iter().all(|v| *v < 0.0) => KnownSign::NonPositive,
+            _ => KnownSign::Any,
+        }
     }
 }
 
@@ -399,6 +439,27 @@ mod tests {
         assert_eq!(
             ParamMod::GammaNegative(0.25).apply(&[2.0, -2.0]),
             vec![2.0, -2.5]
+        );
+    }
+
+    #[test]
+    fn denominator_signs_follow_from_the_modifiers() {
+        let zplus = Rule::zplus().linear_terms().unwrap();
+        assert_eq!(zplus[0].known_sign(), KnownSign::NonNegative);
+        let ab = Rule::alpha_beta(2.0, 1.0).linear_terms().unwrap();
+        assert_eq!(ab[0].known_sign(), KnownSign::NonNegative);
+        assert_eq!(ab[1].known_sign(), KnownSign::NonPositive);
+        assert_eq!(
+            Rule::flat().linear_terms().unwrap()[0].known_sign(),
+            KnownSign::NonNegative
+        );
+        assert_eq!(
+            Rule::epsilon(0.1).linear_terms().unwrap()[0].known_sign(),
+            KnownSign::Any
+        );
+        assert_eq!(
+            Rule::gamma(0.25).linear_terms().unwrap()[0].known_sign(),
+            KnownSign::Any
         );
     }
 

@@ -50,6 +50,7 @@ pub const FIXTURE_MODELS: &[&str] = &[
     "vgg_small",
     "resnet_small",
     "densenet_small",
+    "mixed_small",
     "resnet18",
     "vgg11",
 ];
