@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::{compile as compile_lrp, CompileOptions, Composite, CompositeOptions};
 
@@ -208,6 +208,5 @@ pub fn compile(args: CompileArgs) -> Result<()> {
         sig.logits,
         sig.relevance
     );
-    let _ = IxDyn(&[]);
     Ok(())
 }

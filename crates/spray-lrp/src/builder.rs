@@ -201,16 +201,30 @@ impl Builder {
         self.op("Reshape", &[r, &shape], vec![])
     }
 
+    /// `Shape(x)[2:]`: the spatial dimensions of an N, C, … tensor, emitted once per tensor.
+    pub fn spatial_dims(&mut self, x: &str) -> String {
+        self.memoised(x, "spatial", |b| {
+            let shape = b.shape(x);
+            let two = b.ints(&[2]);
+            let end = b.ints(&[I64_MAX]);
+            b.op("Slice", &[&shape, &two, &end], vec![])
+        })
+    }
+
+    /// `s / Π dims` with `dims` an int64 vector (the number of elements a mean averaged).
+    pub fn divide_by_count(&mut self, s: &str, dims: &str) -> String {
+        let count = self.op("ReduceProd", &[dims], vec![attr::int("keepdims", 0)]);
+        let to_float = attr::int("to", spray_onnx::data_type::FLOAT as i64);
+        let count = self.op("Cast", &[&count], vec![to_float]);
+        self.op("Div", &[s, &count], vec![])
+    }
+
     /// Zero-pad (or crop) the trailing spatial dimensions of `y` (rank `rank`) to those of `like`.
     /// A transposed convolution leaves out the input rows/columns no window covered (when the
     /// stride does not divide the padded extent); they receive no relevance.
     pub fn fit_spatial(&mut self, y: &str, like: &str, rank: usize) -> String {
-        let like_shape = self.shape(like);
-        let y_shape = self.shape(y);
-        let two = self.ints(&[2]);
-        let end = self.ints(&[I64_MAX]);
-        let want = self.op("Slice", &[&like_shape, &two, &end], vec![]);
-        let have = self.op("Slice", &[&y_shape, &two, &end], vec![]);
+        let want = self.spatial_dims(like);
+        let have = self.spatial_dims(y);
         let diff = self.op("Sub", &[&want, &have], vec![]);
         // begins: one zero per axis; ends: zeros for batch and channel, then the differences.
         let zeros = self.ints(&vec![0; rank + 4]);

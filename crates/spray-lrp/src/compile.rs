@@ -1065,16 +1065,8 @@ fn emit_backward(
         }
         Treatment::GlobalAveragePool { input } => {
             let s = proportional(b, &r, &node.output[0], &rule);
-            let shape = b.shape(input);
-            let (two, end) = (b.ints(&[2]), b.ints(&[I64_MAX]));
-            let spatial = b.op("Slice", &[&shape, &two, &end], vec![]);
-            let count = b.op("ReduceProd", &[&spatial], vec![attr::int("keepdims", 0)]);
-            let count_f = b.op(
-                "Cast",
-                &[&count],
-                vec![attr::int("to", data_type::FLOAT as i64)],
-            );
-            let spread = b.op("Div", &[&s, &count_f], vec![]);
+            let spatial = b.spatial_dims(input);
+            let spread = b.divide_by_count(&s, &spatial);
             vec![(input.clone(), times_input(b, &rule, input, &spread))]
         }
         Treatment::ReduceMean {
@@ -1089,13 +1081,7 @@ fn emit_backward(
             }
             let shape = b.shape(input);
             let dims = b.op("Gather", &[&shape, &axes_const], vec![attr::int("axis", 0)]);
-            let count = b.op("ReduceProd", &[&dims], vec![attr::int("keepdims", 0)]);
-            let count_f = b.op(
-                "Cast",
-                &[&count],
-                vec![attr::int("to", data_type::FLOAT as i64)],
-            );
-            let spread = b.op("Div", &[&s, &count_f], vec![]);
+            let spread = b.divide_by_count(&s, &dims);
             vec![(input.clone(), times_input(b, &rule, input, &spread))]
         }
         Treatment::Slice { input } => vec![(input.clone(), slice_backward(b, node, input, &r))],
@@ -1171,9 +1157,7 @@ fn average_pool_backward(
             "avgpool_ones",
             Tensor::f32(kernel_dims.clone(), vec![1.0; window as usize]),
         );
-        let shape = b.shape(input);
-        let (two, end) = (b.ints(&[2]), b.ints(&[I64_MAX]));
-        let spatial = b.op("Slice", &[&shape, &two, &end], vec![]);
+        let spatial = b.spatial_dims(input);
         let lead = b.ints(&[1, 1]);
         let plane_shape = b.op("Concat", &[&lead, &spatial], vec![attr::int("axis", 0)]);
         let one = Tensor::f32(vec![1], vec![1.0]).to_proto("value");
@@ -1313,7 +1297,7 @@ fn linear_backward(
         contributions.push(match input_mod {
             InputMod::Ones => g,
             InputMod::Low | InputMod::High => {
-                let bound = bound_constant(b, rule, input_mod, layer, false);
+                let bound = bound_constant(b, rule, input_mod, layer);
                 b.op("Mul", &[&bound, &g], vec![])
             }
             other => {
@@ -1343,7 +1327,7 @@ fn modified_input(
         InputMod::Negative => b.negative_part(x),
         InputMod::Ones => b.ones_like_sample(x),
         InputMod::Low | InputMod::High => {
-            let bound = bound_constant(b, rule, m, layer, true);
+            let bound = bound_constant(b, rule, m, layer);
             let shape = b.single_sample_shape(x);
             b.op("Expand", &[&bound, &shape], vec![])
         }
@@ -1352,13 +1336,7 @@ fn modified_input(
 
 /// The z-box bound as a constant broadcastable against the layer input: a scalar, or one value
 /// per channel shaped [1, C, 1, …] (conv) / [C] (dense).
-fn bound_constant(
-    b: &mut Builder,
-    rule: &Rule,
-    m: InputMod,
-    layer: &LinearLayer,
-    _for_forward: bool,
-) -> String {
+fn bound_constant(b: &mut Builder, rule: &Rule, m: InputMod, layer: &LinearLayer) -> String {
     let Rule::ZBox { low, high, .. } = rule else {
         unreachable!("bounds only for z-box")
     };

@@ -72,8 +72,8 @@ impl Inspection {
                 );
                 let _ = writeln!(
                     s,
-                    "  {:<4} {:<20} {:<12} {:<22} {}",
-                    "#", "op", "kind", "rule", "node"
+                    "  {:<4} {:<20} {:<12} {:<22} node",
+                    "#", "op", "kind", "rule"
                 );
                 for (i, l) in m.layers.iter().enumerate() {
                     let mut extra = String::new();
