@@ -236,3 +236,12 @@ fn gate_multiplication_sends_relevance_to_the_signal() {
         );
     }
 }
+
+#[test]
+fn compilation_is_deterministic() {
+    for composite in spray_lrp::BUILTIN_COMPOSITES {
+        let a = compile_fixture("resnet_small", "model.onnx", composite).to_bytes();
+        let b = compile_fixture("resnet_small", "model.onnx", composite).to_bytes();
+        assert!(a == b, "{composite}: two compilations differ");
+    }
+}
