@@ -148,13 +148,14 @@ impl Builder {
     pub fn ones_like_sample(&mut self, x: &str) -> String {
         self.memoised(x, "ones", |b| {
             let shape = b.single_sample_shape(x);
-            let one = Tensor::f32(vec![1], vec![1.0]).to_proto("value");
-            b.op(
-                "ConstantOfShape",
-                &[&shape],
-                vec![attr::tensor("value", one)],
-            )
+            b.filled(&shape, Tensor::f32(vec![1], vec![1.0]))
         })
+    }
+
+    /// A tensor of the runtime shape `shape` (an int64 vector) filled with the one-element `value`.
+    pub fn filled(&mut self, shape: &str, value: Tensor) -> String {
+        let value = attr::tensor("value", value.to_proto("value"));
+        self.op("ConstantOfShape", &[shape], vec![value])
     }
 
     /// zennit's stabiliser: z + ε·sign(z) with sign(0) = +1; plain z when ε = 0.

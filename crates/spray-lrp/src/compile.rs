@@ -188,7 +188,11 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         )));
     }
     let on_path = facts.nodes_reaching(&logits_source);
-    let (treatments, layers) = plan(&facts, &on_path, &options.composite)?;
+    let Plan {
+        treatments,
+        rules,
+        layers,
+    } = plan(&facts, &on_path, &options.composite)?;
 
     // MaxPool's backward needs the winning indices: ask the forward node for them.
     let mut builder = Builder::new();
@@ -252,7 +256,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
             &facts,
             node,
             treatment,
-            layers_rule(&layers, node),
+            rules[i].as_ref(),
             &mut relevance,
             maxpool_indices.get(&i),
         )?;
@@ -313,13 +317,6 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         },
         layers,
     })
-}
-
-fn layers_rule<'a>(layers: &'a [LayerPlan], node: &NodeProto) -> Option<&'a Rule> {
-    layers
-        .iter()
-        .find(|l| l.node == node_key(node))
-        .map(|l| &l.rule)
 }
 
 fn rename_output(builder: &mut Builder, from: &str, to: &str) {
@@ -405,14 +402,19 @@ const ACTIVATIONS: &[&str] = &[
 ];
 const RESHAPES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze"];
 
+/// What the compiler does with each node, indexed like the graph's nodes.
+struct Plan {
+    treatments: Vec<Option<Treatment>>,
+    rules: Vec<Option<Rule>>,
+    /// The relevance-path nodes in forward order, for `inspect`.
+    layers: Vec<LayerPlan>,
+}
+
 /// Classify every relevance-path node and assign rules. All unsupported nodes are reported at once.
-fn plan(
-    facts: &GraphFacts<'_>,
-    on_path: &[bool],
-    composite: &Composite,
-) -> Result<(Vec<Option<Treatment>>, Vec<LayerPlan>), LrpError> {
+fn plan(facts: &GraphFacts<'_>, on_path: &[bool], composite: &Composite) -> Result<Plan, LrpError> {
     let nodes = &facts.graph.node;
     let mut treatments: Vec<Option<Treatment>> = vec![None; nodes.len()];
+    let mut rules: Vec<Option<Rule>> = vec![None; nodes.len()];
     let mut unsupported = Vec::new();
     let mut first_assigned = false;
     let mut layers = Vec::new();
@@ -452,6 +454,7 @@ fn plan(
                         rule.label()
                     )));
                 }
+                rules[i] = Some(rule.clone());
                 layers.push(LayerPlan {
                     node: node_key(node),
                     op_type: node.op_type.clone(),
@@ -468,7 +471,11 @@ fn plan(
     if !unsupported.is_empty() {
         return Err(LrpError::Unsupported(unsupported));
     }
-    Ok((treatments, layers))
+    Ok(Plan {
+        treatments,
+        rules,
+        layers,
+    })
 }
 
 type Classified = (Treatment, LayerKind, Vec<usize>);
@@ -1050,12 +1057,7 @@ fn emit_backward(
             let idx_flat = b.op("Reshape", &[indices, &flat], vec![]);
             let size = b.op("Size", &[input], vec![]);
             let size1 = b.op("Reshape", &[&size, &flat], vec![]);
-            let zero = Tensor::f32(vec![1], vec![0.0]).to_proto("value");
-            let zeros = b.op(
-                "ConstantOfShape",
-                &[&size1],
-                vec![attr::tensor("value", zero)],
-            );
+            let zeros = b.filled(&size1, Tensor::f32(vec![1], vec![0.0]));
             let scattered = b.op(
                 "ScatterElements",
                 &[&zeros, &idx_flat, &r_flat],
@@ -1160,12 +1162,7 @@ fn average_pool_backward(
         let spatial = b.spatial_dims(input);
         let lead = b.ints(&[1, 1]);
         let plane_shape = b.op("Concat", &[&lead, &spatial], vec![attr::int("axis", 0)]);
-        let one = Tensor::f32(vec![1], vec![1.0]).to_proto("value");
-        let plane = b.op(
-            "ConstantOfShape",
-            &[&plane_shape],
-            vec![attr::tensor("value", one)],
-        );
+        let plane = b.filled(&plane_shape, Tensor::f32(vec![1], vec![1.0]));
         let count = b.op("Conv", &[&plane, &ones_kernel], pool_attrs.clone());
         s = b.op("Div", &[&s, &count], vec![]);
         ones_kernel
@@ -1550,12 +1547,7 @@ fn slice_backward(b: &mut Builder, node: &NodeProto, input: &str, r: &str) -> St
     let two = b.constant("two_i64", Tensor::i64(vec![1], vec![2]));
     let rank1 = b.op("Unsqueeze", &[&rank, &zero], vec![]);
     let pads_len = b.op("Mul", &[&rank1, &two], vec![]);
-    let zero_value = Tensor::i64(vec![1], vec![0]).to_proto("value");
-    let zeros = b.op(
-        "ConstantOfShape",
-        &[&pads_len],
-        vec![attr::tensor("value", zero_value)],
-    );
+    let zeros = b.filled(&pads_len, Tensor::i64(vec![1], vec![0]));
     let end_index = b.op("Add", &[&axes_n, &rank], vec![]);
     let indices = b.op("Concat", &[&axes_n, &end_index], vec![attr::int("axis", 0)]);
     let updates = b.op("Concat", &[&begin, &end_pad], vec![attr::int("axis", 0)]);

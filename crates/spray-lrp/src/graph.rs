@@ -44,7 +44,6 @@ impl<'g> GraphFacts<'g> {
                 }
             }
         }
-        let graph_inputs: HashSet<&str> = graph.input.iter().map(|v| v.name.as_str()).collect();
         let mut constant_protos = HashMap::new();
         for init in &graph.initializer {
             // An initializer that is also a graph input may be overridden at run time:
@@ -61,7 +60,6 @@ impl<'g> GraphFacts<'g> {
                 }
             }
         }
-        let _ = graph_inputs;
 
         let mut data: HashSet<&str> = HashSet::new();
         data.insert(
