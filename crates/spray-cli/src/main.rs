@@ -3,6 +3,7 @@
 //! A thin command line over the stage crates; all logic lives in the libraries.
 
 mod explain;
+mod run;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,14 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Show a model's ops and the LRP rule each layer gets.
     Inspect(explain::InspectArgs),
+    /// Run a pipeline: relevance → analyze → report, cached and resumable.
+    Run(run::RunArgs),
+    /// Stage 1 of a pipeline: relevance maps into <out>/relevance (Parquet).
+    Relevance(run::StageArgs),
+    /// Stage 2 of a pipeline: spectral relevance analysis into <out>/analysis.
+    Analyze(run::StageArgs),
+    /// Stage 3 of a pipeline: CSV tables and the HTML report in <out>/report.
+    Report(run::StageArgs),
     /// LRP model compilation.
     Lrp {
         #[command(subcommand)]
@@ -58,6 +67,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Explain(args) => explain::explain(args),
         Command::Inspect(args) => explain::inspect(args),
+        Command::Run(args) => run::run(args),
+        Command::Relevance(args) => run::run(args.into_run(spray_pipeline::Stage::Relevance)),
+        Command::Analyze(args) => run::run(args.into_run(spray_pipeline::Stage::Analyze)),
+        Command::Report(args) => run::run(args.into_run(spray_pipeline::Stage::Report)),
         Command::Lrp {
             command: LrpCommand::Compile(args),
         } => explain::compile(args),

@@ -1,0 +1,154 @@
+//! The smallest eigenpairs of a sparse symmetric Laplacian: a dense solver (nalgebra) for
+//! small graphs, LOBPCG (linfa-linalg) on the sparse matrix for large ones.
+
+use ndarray16::{Array1, Array2};
+use rand::SeedableRng;
+
+use crate::graph::SparseSymmetric;
+use crate::AnalyzeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EigenSolver {
+    /// Dense up to `dense_limit` vertices, sparse above.
+    #[default]
+    Auto,
+    Dense,
+    Sparse,
+}
+
+/// Eigenvalues ascending, eigenvectors as columns (n × m).
+#[derive(Debug, Clone)]
+pub struct Eigenpairs {
+    pub values: Vec<f64>,
+    pub vectors: Array2<f64>,
+}
+
+pub fn smallest(
+    laplacian: &SparseSymmetric,
+    m: usize,
+    solver: EigenSolver,
+    dense_limit: usize,
+    seed: u64,
+) -> Result<Eigenpairs, AnalyzeError> {
+    let n = laplacian.n;
+    let m = m.min(n);
+    if m == 0 {
+        return Ok(Eigenpairs {
+            values: Vec::new(),
+            vectors: Array2::zeros((n, 0)),
+        });
+    }
+    // LOBPCG needs a block well below n; tiny problems always go dense.
+    let sparse = match solver {
+        EigenSolver::Dense => false,
+        EigenSolver::Sparse => n > 5 * m,
+        EigenSolver::Auto => n > dense_limit && n > 5 * m,
+    };
+    if sparse {
+        sparse_smallest(laplacian, m, seed)
+    } else {
+        Ok(dense_smallest(laplacian, m))
+    }
+}
+
+pub fn dense_smallest(laplacian: &SparseSymmetric, m: usize) -> Eigenpairs {
+    let n = laplacian.n;
+    let mut dense = nalgebra::DMatrix::<f64>::zeros(n, n);
+    for i in 0..n {
+        for (j, v) in laplacian.row(i) {
+            dense[(i, j)] = v;
+        }
+    }
+    let eig = nalgebra::SymmetricEigen::new(dense);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]).then(a.cmp(&b)));
+    let m = m.min(n);
+    let mut vectors = Array2::zeros((n, m));
+    let mut values = Vec::with_capacity(m);
+    for (c, &idx) in order.iter().take(m).enumerate() {
+        values.push(eig.eigenvalues[idx]);
+        for r in 0..n {
+            vectors[[r, c]] = eig.eigenvectors[(r, idx)];
+        }
+    }
+    canonical_signs(&mut vectors);
+    Eigenpairs { values, vectors }
+}
+
+/// LOBPCG for the m smallest eigenpairs of a sparse symmetric positive semi-definite matrix.
+/// A few extra block vectors speed convergence of the last wanted pairs.
+pub fn sparse_smallest(
+    laplacian: &SparseSymmetric,
+    m: usize,
+    seed: u64,
+) -> Result<Eigenpairs, AnalyzeError> {
+    let n = laplacian.n;
+    let block = (m + 5).min(n / 5).max(m);
+    let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
+    let x0 = Array2::from_shape_fn((n, block), |_| {
+        rand::Rng::gen::<f64>(&mut rng) - 0.5
+    });
+    // Jacobi preconditioner: the diagonal's inverse.
+    let diag: Vec<f64> = (0..n).map(|i| laplacian.get(i, i)).collect();
+    let result = linfa_linalg::lobpcg::lobpcg(
+        |x| laplacian.mul_block(x),
+        x0,
+        |mut x| {
+            for (i, mut row) in x.rows_mut().into_iter().enumerate() {
+                let d = diag[i];
+                if d > 1e-12 {
+                    row.mapv_inplace(|v| v / d);
+                }
+            }
+        },
+        None,
+        1e-9,
+        2000,
+        linfa_linalg::Order::Smallest,
+    );
+    let lob = match result {
+        Ok(r) => r,
+        // Not fully converged: keep the best iterate when its residuals are small enough.
+        Err((_, Some(r))) if r.rnorm.iter().take(m).all(|&v| v < 1e-5) => r,
+        Err((e, _)) => {
+            return Err(AnalyzeError::Eigen(format!(
+                "LOBPCG did not converge for n = {n}, m = {m}: {e}; try solver = \"dense\""
+            )))
+        }
+    };
+    let mut order: Vec<usize> = (0..lob.eigvals.len()).collect();
+    order.sort_by(|&a, &b| lob.eigvals[a].total_cmp(&lob.eigvals[b]));
+    let mut vectors = Array2::zeros((n, m));
+    let mut values = Vec::with_capacity(m);
+    for (c, &idx) in order.iter().take(m).enumerate() {
+        values.push(lob.eigvals[idx].max(0.0));
+        vectors.column_mut(c).assign(&lob.eigvecs.column(idx));
+    }
+    canonical_signs(&mut vectors);
+    Ok(Eigenpairs { values, vectors })
+}
+
+/// Flip each eigenvector so that its largest-magnitude entry is positive: the same output for
+/// the same input, whatever sign the solver returned.
+fn canonical_signs(vectors: &mut Array2<f64>) {
+    for mut col in vectors.columns_mut() {
+        let pivot = col
+            .iter()
+            .copied()
+            .fold(0.0f64, |acc, v| if v.abs() > acc.abs() + 1e-12 { v } else { acc });
+        if pivot < 0.0 {
+            col.mapv_inplace(|v| -v);
+        }
+    }
+}
+
+/// Gaps between consecutive eigenvalues.
+pub fn gaps(values: &[f64]) -> Vec<f64> {
+    values.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[allow(dead_code)]
+pub(crate) fn column_norms(v: &Array2<f64>) -> Array1<f64> {
+    v.columns().into_iter().map(|c| c.dot(&c).sqrt()).collect()
+}

@@ -1,0 +1,308 @@
+//! Spectral clustering (Ng–Jordan–Weiss) and the t-SNE embedding.
+
+use linfa::traits::{Fit, Predict, Transformer};
+use linfa::DatasetBase;
+use ndarray16::{Array1, Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256Plus;
+
+use crate::graph::{KnnGraph, KnnTable};
+use crate::AnalyzeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterMethod {
+    /// k-means on the row-normalised spectral embedding (Ng, Jordan & Weiss).
+    #[default]
+    Kmeans,
+    /// DBSCAN on the spectral embedding (clusters found by density; noise gets −1).
+    Dbscan,
+    /// Agglomerative (Ward linkage) on the spectral embedding, cut at k clusters.
+    Agglomerative,
+}
+
+/// Rows of the first k eigenvectors, each scaled to unit length.
+pub fn spectral_embedding(vectors: ArrayView2<'_, f64>, k: usize) -> Array2<f64> {
+    let k = k.min(vectors.ncols()).max(1);
+    let mut u = vectors.slice(ndarray16::s![.., ..k]).to_owned();
+    for mut row in u.axis_iter_mut(Axis(0)) {
+        let norm = row.dot(&row).sqrt();
+        if norm > 1e-12 {
+            row.mapv_inplace(|v| v / norm);
+        }
+    }
+    u
+}
+
+pub fn cluster(
+    embedding: &Array2<f64>,
+    k: usize,
+    method: ClusterMethod,
+    restarts: usize,
+    seed: u64,
+    dbscan_eps: f64,
+) -> Result<Vec<i32>, AnalyzeError> {
+    let n = embedding.nrows();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if k <= 1 || n <= k {
+        return Ok(if n <= k {
+            (0..n as i32).collect()
+        } else {
+            vec![0; n]
+        });
+    }
+    match method {
+        ClusterMethod::Kmeans => {
+            let data = DatasetBase::from(embedding.clone());
+            let model = linfa_clustering::KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
+                .n_runs(restarts.max(1))
+                .tolerance(1e-8)
+                .max_n_iterations(500)
+                .fit(&data)
+                .map_err(|e| AnalyzeError::Cluster(format!("k-means: {e}")))?;
+            let labels: Array1<usize> = model.predict(embedding);
+            Ok(relabel_by_size(labels.iter().map(|&l| l as i32).collect()))
+        }
+        ClusterMethod::Dbscan => {
+            let labels = linfa_clustering::Dbscan::params(3)
+                .tolerance(dbscan_eps)
+                .transform(embedding)
+                .map_err(|e| AnalyzeError::Cluster(format!("DBSCAN: {e}")))?;
+            Ok(relabel_by_size(
+                labels.iter().map(|l| l.map(|v| v as i32).unwrap_or(-1)).collect(),
+            ))
+        }
+        ClusterMethod::Agglomerative => {
+            let mut condensed = Vec::with_capacity(n * (n - 1) / 2);
+            for i in 0..n {
+                for j in i + 1..n {
+                    let d = &embedding.row(i) - &embedding.row(j);
+                    condensed.push(d.dot(&d).sqrt());
+                }
+            }
+            let dendrogram = kodama::linkage(&mut condensed, n, kodama::Method::Ward);
+            // Union clusters step by step until k remain.
+            let mut parent: Vec<usize> = (0..2 * n).collect();
+            fn find(p: &mut [usize], x: usize) -> usize {
+                let mut r = x;
+                while p[r] != r {
+                    r = p[r];
+                }
+                let mut c = x;
+                while p[c] != r {
+                    let next = p[c];
+                    p[c] = r;
+                    c = next;
+                }
+                r
+            }
+            for (step, s) in dendrogram.steps().iter().enumerate() {
+                if step >= n - k {
+                    break;
+                }
+                let new = n + step;
+                let a = find(&mut parent, s.cluster1);
+                let b = find(&mut parent, s.cluster2);
+                parent[a] = new;
+                parent[b] = new;
+            }
+            let roots: Vec<usize> = (0..n).map(|i| find(&mut parent, i)).collect();
+            let mut ids: Vec<usize> = roots.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(relabel_by_size(
+                roots
+                    .iter()
+                    .map(|r| ids.binary_search(r).unwrap_or(0) as i32)
+                    .collect(),
+            ))
+        }
+    }
+}
+
+/// Number clusters 0, 1, ... by decreasing size (ties: by first member), noise (−1) kept:
+/// labels then mean the same thing run to run.
+fn relabel_by_size(labels: Vec<i32>) -> Vec<i32> {
+    let mut stats: std::collections::BTreeMap<i32, (usize, usize)> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        if l < 0 {
+            continue;
+        }
+        let e = stats.entry(l).or_insert((0, i));
+        e.0 += 1;
+    }
+    let mut order: Vec<(i32, usize, usize)> = stats.into_iter().map(|(l, (c, f))| (l, c, f)).collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+    let map: std::collections::HashMap<i32, i32> = order
+        .iter()
+        .enumerate()
+        .map(|(new, (old, _, _))| (*old, new as i32))
+        .collect();
+    labels
+        .into_iter()
+        .map(|l| if l < 0 { -1 } else { map[&l] })
+        .collect()
+}
+
+/// Distance to the centre of one's cluster in `embedding` (small = typical member).
+pub fn centrality(embedding: &Array2<f64>, labels: &[i32]) -> Vec<f32> {
+    let mut sums: std::collections::HashMap<i32, (Array1<f64>, usize)> = Default::default();
+    for (row, &l) in embedding.axis_iter(Axis(0)).zip(labels) {
+        let e = sums
+            .entry(l)
+            .or_insert_with(|| (Array1::zeros(embedding.ncols()), 0));
+        e.0 += &row;
+        e.1 += 1;
+    }
+    embedding
+        .axis_iter(Axis(0))
+        .zip(labels)
+        .map(|(row, l)| {
+            let (sum, count) = &sums[l];
+            let d = &row - &(sum / *count as f64);
+            d.dot(&d).sqrt() as f32
+        })
+        .collect()
+}
+
+/// What t-SNE measures distance on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TsneDistance {
+    /// 1 / (W + ε) from the affinity matrix (thesis §6.2): neighbours are close, everything
+    /// else equally far.
+    #[default]
+    Affinity,
+    /// Euclidean distance between the prepared maps.
+    Euclidean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsneSettings {
+    #[serde(default = "default_perplexity")]
+    pub perplexity: f64,
+    #[serde(default = "default_exaggeration")]
+    pub early_exaggeration: f64,
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default)]
+    pub distance: TsneDistance,
+    /// Above this many points, Barnes–Hut on a kNN table instead of exact t-SNE.
+    #[serde(default = "default_exact_limit")]
+    pub exact_limit: usize,
+}
+
+fn default_perplexity() -> f64 {
+    7.0
+}
+fn default_exaggeration() -> f64 {
+    6.0
+}
+fn default_epochs() -> usize {
+    1000
+}
+fn default_exact_limit() -> usize {
+    2000
+}
+
+impl Default for TsneSettings {
+    fn default() -> Self {
+        TsneSettings {
+            perplexity: default_perplexity(),
+            early_exaggeration: default_exaggeration(),
+            epochs: default_epochs(),
+            distance: TsneDistance::Affinity,
+            exact_limit: default_exact_limit(),
+        }
+    }
+}
+
+const AFFINITY_EPSILON: f64 = 1e-2;
+
+/// 2-D t-SNE, started from the spectral embedding (two smallest non-trivial eigenvectors,
+/// scaled to a small spread) so that it is deterministic.
+pub fn tsne(
+    points: ArrayView2<'_, f32>,
+    graph: &KnnGraph,
+    wide_knn: Option<&KnnTable>,
+    init: &[[f64; 2]],
+    settings: &TsneSettings,
+) -> Vec<[f32; 2]> {
+    let n = points.nrows();
+    if n < 4 {
+        return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+    }
+    // bhtsne needs perplexity < n / 3.
+    let perplexity = settings.perplexity.min((n as f64 - 1.0) / 3.0 - 1e-3).max(1.0);
+    let indices: Vec<usize> = (0..n).collect();
+    let mut t: bhtsne::tSNE<f64, usize> = bhtsne::tSNE::new(&indices);
+    t.perplexity(perplexity)
+        .early_exaggeration(settings.early_exaggeration)
+        .epochs(settings.epochs)
+        .initial_embedding(init.iter().flat_map(|p| [p[0], p[1]]).collect::<Vec<_>>());
+    let rows: Vec<Vec<f32>> = points.axis_iter(Axis(0)).map(|r| r.to_vec()).collect();
+    let euclid = |a: usize, b: usize| -> f64 {
+        rows[a]
+            .iter()
+            .zip(&rows[b])
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    if n <= settings.exact_limit {
+        match settings.distance {
+            TsneDistance::Affinity => {
+                let w = &graph.affinity;
+                t.exact(|&a, &b| {
+                    if a == b {
+                        0.0
+                    } else {
+                        1.0 / (w.get(a, b) + AFFINITY_EPSILON)
+                    }
+                });
+            }
+            TsneDistance::Euclidean => {
+                t.exact(|&a, &b| euclid(a, b));
+            }
+        }
+    } else {
+        // Barnes–Hut on a kNN table (3·perplexity neighbours by Euclidean distance, with
+        // affinity-derived distances when asked: graph neighbours close, others far).
+        let neighbors: Vec<Vec<bhtsne::Neighbor<f64>>> = match wide_knn {
+            Some(table) => table
+                .neighbors
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    row.iter()
+                        .map(|&(j, d)| bhtsne::Neighbor {
+                            index: j,
+                            distance: match settings.distance {
+                                TsneDistance::Affinity => {
+                                    1.0 / (graph.affinity.get(i, j) + AFFINITY_EPSILON)
+                                }
+                                TsneDistance::Euclidean => d,
+                            },
+                        })
+                        .collect()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if neighbors.is_empty() || neighbors.iter().any(|r| r.len() != neighbors[0].len()) {
+            return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+        }
+        let mut sorted = neighbors;
+        for row in &mut sorted {
+            row.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.index.cmp(&b.index)));
+        }
+        t.barnes_hut_with_neighbors(0.5, &sorted);
+    }
+    t.embedding()
+        .chunks(2)
+        .map(|c| [c[0] as f32, c[1] as f32])
+        .collect()
+}

@@ -1,0 +1,110 @@
+//! Map preprocessing before the graph: optional Gaussian low-pass on the grid, sign handling,
+//! normalisation.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignMode {
+    /// Keep signed relevance.
+    #[default]
+    Signed,
+    /// |R|.
+    Absolute,
+    /// max(R, 0).
+    Positive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    None,
+    /// Divide by the sum of absolute values (CoRelAy's per-map normalisation).
+    #[default]
+    L1,
+    L2,
+    /// Divide by the largest absolute value.
+    Max,
+}
+
+/// Smooth a g×g map with a Gaussian of `sigma` cells (separable, edges renormalised).
+pub fn gaussian_blur(map: &[f32], g: usize, sigma: f64) -> Vec<f32> {
+    if sigma <= 0.0 {
+        return map.to_vec();
+    }
+    let radius = (3.0 * sigma).ceil() as isize;
+    let kernel: Vec<f64> = (-radius..=radius)
+        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let pass = |input: &[f64], horizontal: bool| -> Vec<f64> {
+        let mut out = vec![0.0; g * g];
+        for y in 0..g {
+            for x in 0..g {
+                let (mut acc, mut wsum) = (0.0, 0.0);
+                for (ki, d) in (-radius..=radius).enumerate() {
+                    let (sx, sy) = if horizontal {
+                        (x as isize + d, y as isize)
+                    } else {
+                        (x as isize, y as isize + d)
+                    };
+                    if sx < 0 || sy < 0 || sx >= g as isize || sy >= g as isize {
+                        continue;
+                    }
+                    acc += kernel[ki] * input[sy as usize * g + sx as usize];
+                    wsum += kernel[ki];
+                }
+                out[y * g + x] = acc / wsum;
+            }
+        }
+        out
+    };
+    let input: Vec<f64> = map.iter().map(|&v| v as f64).collect();
+    pass(&pass(&input, true), false)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+pub fn prepare(map: &[f32], g: usize, blur: f64, sign: SignMode, norm: Normalization) -> Vec<f32> {
+    let mut v = gaussian_blur(map, g, blur);
+    match sign {
+        SignMode::Signed => {}
+        SignMode::Absolute => v.iter_mut().for_each(|x| *x = x.abs()),
+        SignMode::Positive => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+    }
+    let scale = match norm {
+        Normalization::None => 1.0,
+        Normalization::L1 => v.iter().map(|x| x.abs() as f64).sum::<f64>(),
+        Normalization::L2 => v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt(),
+        Normalization::Max => v.iter().fold(0.0f64, |a, x| a.max(x.abs() as f64)),
+    };
+    if scale > 0.0 && scale.is_finite() {
+        v.iter_mut().for_each(|x| *x = (*x as f64 / scale) as f32);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisations() {
+        let m = [1.0, -3.0, 0.0, 4.0];
+        assert_eq!(prepare(&m, 2, 0.0, SignMode::Signed, Normalization::L1), vec![0.125, -0.375, 0.0, 0.5]);
+        assert_eq!(prepare(&m, 2, 0.0, SignMode::Absolute, Normalization::Max), vec![0.25, 0.75, 0.0, 1.0]);
+        assert_eq!(prepare(&m, 2, 0.0, SignMode::Positive, Normalization::None), vec![1.0, 0.0, 0.0, 4.0]);
+        let l2 = prepare(&m, 2, 0.0, SignMode::Signed, Normalization::L2);
+        assert!((l2.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-6);
+        // all-zero maps stay zero instead of NaN
+        assert_eq!(prepare(&[0.0; 4], 2, 0.0, SignMode::Signed, Normalization::L1), vec![0.0; 4]);
+    }
+
+    #[test]
+    fn blur_keeps_constant_maps_and_spreads_peaks() {
+        let c = gaussian_blur(&[2.0; 9], 3, 1.0);
+        assert!(c.iter().all(|v| (v - 2.0).abs() < 1e-6));
+        let mut peak = vec![0.0; 25];
+        peak[12] = 1.0;
+        let b = gaussian_blur(&peak, 5, 1.0);
+        assert!(b[12] < 1.0 && b[11] > 0.0 && (b[11] - b[13]).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,320 @@
+//! The kNN affinity graph (exact, blocked, parallel) and its Laplacians, in sparse form.
+
+use ndarray16::{s, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// How neighbour distances become edge weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeWeight {
+    /// 1 for every kNN edge (the thesis, Appendix E).
+    #[default]
+    Binary,
+    /// exp(−d² / (2σ²)), σ = median distance to the k-th neighbour.
+    Heat,
+    /// σ / (σ + d), σ as for `heat`: closer neighbours weigh more, without a kernel width to tune.
+    InverseDistance,
+}
+
+/// How the directed kNN relation becomes an undirected graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Symmetrize {
+    /// W = max(A, Aᵀ): an edge if either point is among the other's neighbours (thesis).
+    #[default]
+    Max,
+    /// W = (A + Aᵀ) / 2, as CoRelAy does.
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaplacianKind {
+    /// L = D − W.
+    Unnormalized,
+    /// L_sym = I − D^-½ W D^-½ (the thesis; the default).
+    #[default]
+    Symmetric,
+    /// L_rw = I − D⁻¹ W (same eigenvalues as L_sym; eigenvectors D^-½ v).
+    RandomWalk,
+}
+
+/// Each point's k nearest other points, ascending by (distance, index).
+#[derive(Debug, Clone)]
+pub struct KnnTable {
+    pub k: usize,
+    /// neighbors[i] = [(j, distance)], length k (or n − 1 when n ≤ k).
+    pub neighbors: Vec<Vec<(usize, f64)>>,
+}
+
+/// k = ⌈ln n⌉ (von Luxburg's rule, used in the thesis), at least 1.
+pub fn default_k(n: usize) -> usize {
+    ((n.max(2) as f64).ln().ceil() as usize).max(1)
+}
+
+/// Exact kNN with Euclidean distances, in row blocks: memory O(block·n), never n×n.
+/// Ties are broken by index so the result does not depend on thread scheduling.
+pub fn knn(points: ArrayView2<'_, f32>, k: usize) -> KnnTable {
+    let n = points.nrows();
+    let k = k.min(n.saturating_sub(1));
+    if k == 0 {
+        return KnnTable {
+            k,
+            neighbors: vec![Vec::new(); n],
+        };
+    }
+    let norms: Vec<f32> = points
+        .axis_iter(Axis(0))
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect();
+    let block = (64 * 1024 * 1024 / (n.max(1) * 4)).clamp(16, 1024);
+    let starts: Vec<usize> = (0..n).step_by(block).collect();
+    let pt = points.t();
+    let neighbors: Vec<Vec<(usize, f64)>> = starts
+        .par_iter()
+        .flat_map_iter(|&start| {
+            let end = (start + block).min(n);
+            let rows = points.slice(s![start..end, ..]);
+            // |a − b|² = |a|² + |b|² − 2 a·b, one GEMM per block.
+            let dots: Array2<f32> = rows.dot(&pt);
+            (start..end)
+                .map(|i| {
+                    let row = dots.row(i - start);
+                    let mut cand: Vec<(usize, f64)> = (0..n)
+                        .filter(|&j| j != i)
+                        .map(|j| {
+                            let d2 = (norms[i] + norms[j] - 2.0 * row[j]).max(0.0);
+                            (j, (d2 as f64).sqrt())
+                        })
+                        .collect();
+                    let cmp = |a: &(usize, f64), b: &(usize, f64)| {
+                        a.1.total_cmp(&b.1).then(a.0.cmp(&b.0))
+                    };
+                    if cand.len() > k {
+                        cand.select_nth_unstable_by(k - 1, cmp);
+                        cand.truncate(k);
+                    }
+                    cand.sort_by(cmp);
+                    cand
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    KnnTable { k, neighbors }
+}
+
+/// A symmetric sparse matrix in CSR form (both triangles stored), rows sorted by column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseSymmetric {
+    pub n: usize,
+    pub row_ptr: Vec<usize>,
+    pub cols: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+impl SparseSymmetric {
+    pub fn from_triplets(n: usize, mut triplets: Vec<(usize, usize, f64)>) -> Self {
+        triplets.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut row_ptr = vec![0usize; n + 1];
+        let mut cols = Vec::with_capacity(triplets.len());
+        let mut values = Vec::with_capacity(triplets.len());
+        for (i, j, v) in triplets {
+            row_ptr[i + 1] += 1;
+            cols.push(j);
+            values.push(v);
+        }
+        for i in 0..n {
+            row_ptr[i + 1] += row_ptr[i];
+        }
+        SparseSymmetric {
+            n,
+            row_ptr,
+            cols,
+            values,
+        }
+    }
+
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        (self.row_ptr[i]..self.row_ptr[i + 1]).map(move |p| (self.cols[p], self.values[p]))
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.cols.len()
+    }
+
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        let range = self.row_ptr[i]..self.row_ptr[i + 1];
+        match self.cols[range.clone()].binary_search(&j) {
+            Ok(p) => self.values[range.start + p],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Y = A X for a block of column vectors X (n × m), in parallel over rows.
+    pub fn mul_block(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        let m = x.ncols();
+        let mut out = Array2::<f64>::zeros((self.n, m));
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut row)| {
+                for (j, v) in self.row(i) {
+                    row.scaled_add(v, &x.row(j));
+                }
+            });
+        out
+    }
+
+    pub fn to_dense(&self) -> Array2<f64> {
+        let mut d = Array2::zeros((self.n, self.n));
+        for i in 0..self.n {
+            for (j, v) in self.row(i) {
+                d[[i, j]] = v;
+            }
+        }
+        d
+    }
+}
+
+/// The affinity matrix W of the kNN graph.
+#[derive(Debug, Clone)]
+pub struct KnnGraph {
+    pub k: usize,
+    pub affinity: SparseSymmetric,
+}
+
+impl KnnGraph {
+    pub fn build(table: &KnnTable, weight: EdgeWeight, symmetrize: Symmetrize) -> KnnGraph {
+        let n = table.neighbors.len();
+        let mut kth: Vec<f64> = table
+            .neighbors
+            .iter()
+            .filter_map(|r| r.last().map(|x| x.1))
+            .collect();
+        kth.sort_by(f64::total_cmp);
+        let sigma = kth.get(kth.len() / 2).copied().unwrap_or(1.0).max(1e-12);
+        let w = |d: f64| match weight {
+            EdgeWeight::Binary => 1.0,
+            EdgeWeight::Heat => (-(d * d) / (2.0 * sigma * sigma)).exp(),
+            EdgeWeight::InverseDistance => sigma / (sigma + d),
+        };
+        // Directed weights, then both directions combined.
+        let mut directed: std::collections::HashMap<(usize, usize), f64> =
+            std::collections::HashMap::with_capacity(n * table.k);
+        for (i, row) in table.neighbors.iter().enumerate() {
+            for &(j, d) in row {
+                directed.insert((i, j), w(d));
+            }
+        }
+        let mut triplets = Vec::with_capacity(2 * directed.len());
+        for (&(i, j), &a) in &directed {
+            let b = directed.get(&(j, i)).copied();
+            let combined = match (symmetrize, b) {
+                (Symmetrize::Max, Some(b)) => a.max(b),
+                (Symmetrize::Max, None) => a,
+                (Symmetrize::Mean, Some(b)) => (a + b) / 2.0,
+                (Symmetrize::Mean, None) => a / 2.0,
+            };
+            triplets.push((i, j, combined));
+            if b.is_none() {
+                triplets.push((j, i, combined));
+            }
+        }
+        KnnGraph {
+            k: table.k,
+            affinity: SparseSymmetric::from_triplets(n, triplets),
+        }
+    }
+
+    pub fn degrees(&self) -> Vec<f64> {
+        (0..self.affinity.n)
+            .map(|i| self.affinity.row(i).map(|(_, v)| v).sum())
+            .collect()
+    }
+
+    /// The Laplacian in symmetric sparse form: L (unnormalised) or L_sym (also used for
+    /// L_rw, whose eigenvalues it shares). An isolated vertex has an all-zero row, so it
+    /// counts as a component of its own (eigenvalue 0), as in scipy's csgraph.laplacian.
+    pub fn laplacian(&self, kind: LaplacianKind) -> SparseSymmetric {
+        let a = &self.affinity;
+        let deg = self.degrees();
+        let inv_sqrt: Vec<f64> = deg
+            .iter()
+            .map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 })
+            .collect();
+        let mut triplets = Vec::with_capacity(a.nnz() + a.n);
+        for i in 0..a.n {
+            let mut diag = match kind {
+                LaplacianKind::Unnormalized => deg[i],
+                _ if deg[i] > 0.0 => 1.0,
+                _ => 0.0,
+            };
+            for (j, v) in a.row(i) {
+                if j == i {
+                    // self loops do not occur in kNN graphs, but keep the algebra right
+                    diag -= match kind {
+                        LaplacianKind::Unnormalized => v,
+                        _ => v * inv_sqrt[i] * inv_sqrt[i],
+                    };
+                    continue;
+                }
+                let value = match kind {
+                    LaplacianKind::Unnormalized => -v,
+                    _ => -v * inv_sqrt[i] * inv_sqrt[j],
+                };
+                triplets.push((i, j, value));
+            }
+            triplets.push((i, i, diag));
+        }
+        SparseSymmetric::from_triplets(a.n, triplets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray16::array;
+
+    #[test]
+    fn knn_finds_nearest_with_index_tiebreak() {
+        let pts = array![[0.0f32], [1.0], [3.0], [4.0], [2.0]];
+        let t = knn(pts.view(), 2);
+        assert_eq!(t.neighbors[0].iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 4]);
+        // point 4 (=2.0): 1 and 2 both at distance 1 → lower index first
+        assert_eq!(t.neighbors[4].iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((t.neighbors[4][0].1 - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn symmetrization_by_max_and_mean() {
+        // 0→1, 1→2, 2→1: (0,1) one-directional, (1,2) mutual
+        let table = KnnTable {
+            k: 1,
+            neighbors: vec![vec![(1, 1.0)], vec![(2, 1.0)], vec![(1, 1.0)]],
+        };
+        let max = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+        assert_eq!(max.affinity.get(0, 1), 1.0);
+        assert_eq!(max.affinity.get(1, 0), 1.0);
+        assert_eq!(max.affinity.get(1, 2), 1.0);
+        let mean = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Mean);
+        assert_eq!(mean.affinity.get(0, 1), 0.5);
+        assert_eq!(mean.affinity.get(1, 0), 0.5);
+        assert_eq!(mean.affinity.get(2, 1), 1.0);
+    }
+
+    #[test]
+    fn laplacians_by_hand() {
+        // path 0 - 1 - 2, binary
+        let table = KnnTable {
+            k: 1,
+            neighbors: vec![vec![(1, 1.0)], vec![(0, 1.0)], vec![(1, 1.0)]],
+        };
+        let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+        let l = g.laplacian(LaplacianKind::Unnormalized).to_dense();
+        assert_eq!(l, array![[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]);
+        let ls = g.laplacian(LaplacianKind::Symmetric).to_dense();
+        let r = 1.0 / 2f64.sqrt();
+        let expected = array![[1.0, -r, 0.0], [-r, 1.0, -r], [0.0, -r, 1.0]];
+        assert!((ls - expected).iter().all(|v| v.abs() < 1e-12));
+    }
+}

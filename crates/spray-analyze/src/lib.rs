@@ -1,0 +1,573 @@
+//! Stage 2: Spectral Relevance Analysis (thesis Ch. 6, Appendix E, Algorithm 3).
+//!
+//! Per group (each explained class, or all samples): prepare the pooled maps, build the kNN
+//! graph (k = ⌈ln n⌉, binary, symmetrised by max), form L_sym, take its smallest eigenpairs,
+//! read the eigengap, cluster the spectral embedding and embed the samples in 2-D with t-SNE.
+//! The same is done on the downsized inputs (the image-space baseline) when they are stored.
+
+pub mod eigen;
+pub mod embed;
+pub mod features;
+pub mod graph;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray16::Array2;
+use sha2::{Digest, Sha256};
+use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
+pub use spray_store::analysis::{
+    group_name, manifest_path, read_all, samples_path, spectrum_path, AnalysisManifest,
+};
+use spray_store::relevance::{self as rel, ReadOptions};
+
+pub use eigen::{EigenSolver, Eigenpairs};
+pub use embed::{ClusterMethod, TsneDistance, TsneSettings};
+pub use features::{Normalization, SignMode};
+pub use graph::{EdgeWeight, KnnGraph, KnnTable, LaplacianKind, SparseSymmetric, Symmetrize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error(transparent)]
+    Store(#[from] spray_store::StoreError),
+    #[error("eigendecomposition: {0}")]
+    Eigen(String),
+    #[error("clustering: {0}")]
+    Cluster(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = AnalyzeError> = std::result::Result<T, E>;
+
+/// Which samples are analysed together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grouping {
+    /// One analysis per explained class (SpRAy's usual mode).
+    #[default]
+    PerClass,
+    /// All samples together.
+    All,
+}
+
+/// How classes are ranked (larger score = more suspicious).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RankCriterion {
+    /// The largest gap λi+1 − λi for i ≥ 2: clear structure beyond one cluster.
+    #[default]
+    Eigengap,
+    /// −λ2: the closer the graph is to falling apart, the more suspicious.
+    Lambda2,
+    /// The number of near-zero eigenvalues (ties: smaller λ2 first).
+    NearZero,
+}
+
+/// The `[analysis]` table of a pipeline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSettings {
+    #[serde(default)]
+    pub grouping: Grouping,
+    /// Grid size g of the pooled maps (must be stored by the relevance stage, or derivable
+    /// from its stored full map).
+    #[serde(default = "default_grid")]
+    pub grid: usize,
+    /// Gaussian low-pass on the grid, σ in cells (0 = off).
+    #[serde(default)]
+    pub blur_sigma: f64,
+    #[serde(default)]
+    pub sign: SignMode,
+    #[serde(default)]
+    pub normalization: Normalization,
+    /// Neighbours per vertex; default ⌈ln n⌉.
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub weight: EdgeWeight,
+    #[serde(default)]
+    pub symmetrize: Symmetrize,
+    #[serde(default)]
+    pub laplacian: LaplacianKind,
+    /// Eigenvalues to compute.
+    #[serde(default = "default_eigenvalues")]
+    pub eigenvalues: usize,
+    #[serde(default)]
+    pub solver: EigenSolver,
+    /// Largest n solved densely under `solver = "auto"`.
+    #[serde(default = "default_dense_limit")]
+    pub dense_limit: usize,
+    /// Eigenvalues below this count as zero.
+    #[serde(default = "default_near_zero")]
+    pub near_zero: f64,
+    #[serde(default)]
+    pub rank_by: RankCriterion,
+    #[serde(default)]
+    pub cluster_method: ClusterMethod,
+    /// Fixed number of clusters; default: from the eigengap, at least `min_clusters`.
+    #[serde(default)]
+    pub clusters: Option<usize>,
+    #[serde(default = "default_min_clusters")]
+    pub min_clusters: usize,
+    #[serde(default = "default_max_clusters")]
+    pub max_clusters: usize,
+    #[serde(default = "default_restarts")]
+    pub kmeans_restarts: usize,
+    #[serde(default = "default_dbscan_eps")]
+    pub dbscan_eps: f64,
+    #[serde(default)]
+    pub tsne: TsneSettings,
+    /// Also analyse the downsized inputs (thesis Fig 6.3's baseline) when stored.
+    #[serde(default = "yes")]
+    pub image_baseline: bool,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_grid() -> usize {
+    20
+}
+fn default_eigenvalues() -> usize {
+    20
+}
+fn default_dense_limit() -> usize {
+    2000
+}
+fn default_near_zero() -> f64 {
+    1e-3
+}
+fn default_min_clusters() -> usize {
+    2
+}
+fn default_max_clusters() -> usize {
+    10
+}
+fn default_restarts() -> usize {
+    10
+}
+fn default_dbscan_eps() -> f64 {
+    0.1
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        toml_defaults()
+    }
+}
+
+fn toml_defaults() -> AnalysisSettings {
+    AnalysisSettings {
+        grouping: Grouping::PerClass,
+        grid: default_grid(),
+        blur_sigma: 0.0,
+        sign: SignMode::Signed,
+        normalization: Normalization::L1,
+        k: None,
+        weight: EdgeWeight::Binary,
+        symmetrize: Symmetrize::Max,
+        laplacian: LaplacianKind::Symmetric,
+        eigenvalues: default_eigenvalues(),
+        solver: EigenSolver::Auto,
+        dense_limit: default_dense_limit(),
+        near_zero: default_near_zero(),
+        rank_by: RankCriterion::Eigengap,
+        cluster_method: ClusterMethod::Kmeans,
+        clusters: None,
+        min_clusters: default_min_clusters(),
+        max_clusters: default_max_clusters(),
+        kmeans_restarts: default_restarts(),
+        dbscan_eps: default_dbscan_eps(),
+        tsne: TsneSettings::default(),
+        image_baseline: true,
+        seed: 0,
+    }
+}
+
+/// The points of one group in one feature space.
+pub struct GroupPoints {
+    pub class_index: i32,
+    pub class_name: String,
+    pub space: String,
+    /// (image_index, sample_id, path) per row.
+    pub ids: Vec<(i64, String, String)>,
+    pub features: Array2<f32>,
+}
+
+/// Everything computed for one group, before it is written.
+pub struct GroupAnalysis {
+    pub spectrum: ClassSpectrum,
+    pub samples: Vec<SampleEmbedding>,
+    pub eigenpairs: Eigenpairs,
+}
+
+/// Eigengap statistics of an ascending spectrum: (largest gap for i ≥ 2, its 1-based index,
+/// clusters estimated from the largest gap overall).
+pub fn eigengap_stats(values: &[f64], max_clusters: usize) -> (f64, i32, i32) {
+    let gaps = eigen::gaps(values);
+    let mut best = (0.0, 0i32);
+    for (i, &g) in gaps.iter().enumerate().skip(1) {
+        if i < max_clusters && g > best.0 {
+            best = (g, i as i32 + 1);
+        }
+    }
+    let mut est = (f64::NEG_INFINITY, 1i32);
+    for (i, &g) in gaps.iter().enumerate() {
+        if i < max_clusters && g > est.0 {
+            est = (g, i as i32 + 1);
+        }
+    }
+    (best.0, best.1, est.1)
+}
+
+/// SpRAy on one group of points.
+pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Result<GroupAnalysis> {
+    let n = points.features.nrows();
+    let seed = settings.seed ^ (points.class_index as i64 as u64).wrapping_mul(0x9E37_79B9);
+    let k = settings.k.unwrap_or_else(|| graph::default_k(n));
+    let table = graph::knn(points.features.view(), k);
+    let graph = KnnGraph::build(&table, settings.weight, settings.symmetrize);
+    let laplacian = graph.laplacian(settings.laplacian);
+    let pairs = eigen::smallest(
+        &laplacian,
+        settings.eigenvalues,
+        settings.solver,
+        settings.dense_limit,
+        seed,
+    )?;
+    let values = pairs.values.clone();
+    let gaps = eigen::gaps(&values);
+    let (largest_gap, largest_gap_index, estimated) = eigengap_stats(&values, settings.max_clusters);
+    let near_zero = values.iter().filter(|&&v| v < settings.near_zero).count() as i32;
+    let lambda2 = values.get(1).copied().unwrap_or(0.0);
+    let score = match settings.rank_by {
+        RankCriterion::Eigengap => largest_gap,
+        RankCriterion::Lambda2 => -lambda2,
+        RankCriterion::NearZero => near_zero as f64 - lambda2.min(1.0) * 1e-3,
+    };
+    let clusters = settings
+        .clusters
+        .unwrap_or_else(|| (estimated as usize).max(settings.min_clusters))
+        .min(pairs.vectors.ncols().max(1))
+        .min(n.max(1));
+
+    // The spectral embedding: NJW rows for L_sym, D^-½ v (Shi–Malik) for L_rw.
+    let embedding = match settings.laplacian {
+        LaplacianKind::Symmetric => embed::spectral_embedding(pairs.vectors.view(), clusters),
+        LaplacianKind::Unnormalized => pairs
+            .vectors
+            .slice(ndarray16::s![.., ..clusters.min(pairs.vectors.ncols())])
+            .to_owned(),
+        LaplacianKind::RandomWalk => {
+            let deg = graph.degrees();
+            let mut v = pairs
+                .vectors
+                .slice(ndarray16::s![.., ..clusters.min(pairs.vectors.ncols())])
+                .to_owned();
+            for (mut row, d) in v.rows_mut().into_iter().zip(deg) {
+                if d > 0.0 {
+                    row.mapv_inplace(|x| x / d.sqrt());
+                }
+            }
+            v
+        }
+    };
+    let labels = embed::cluster(
+        &embedding,
+        clusters,
+        settings.cluster_method,
+        settings.kmeans_restarts,
+        seed,
+        settings.dbscan_eps,
+    )?;
+    let central = embed::centrality(&embedding, &labels);
+
+    // t-SNE from the spectral layout: deterministic and already cluster-aware.
+    let init: Vec<[f64; 2]> = (0..n)
+        .map(|i| {
+            let c = |j: usize| {
+                pairs
+                    .vectors
+                    .get((i, j))
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            [c(1) * 1e-2, c(2) * 1e-2 + (i as f64 * 1e-7)]
+        })
+        .collect();
+    let wide = (n > settings.tsne.exact_limit).then(|| {
+        graph::knn(
+            points.features.view(),
+            (3.0 * settings.tsne.perplexity).ceil() as usize,
+        )
+    });
+    let coords = embed::tsne(
+        points.features.view(),
+        &graph,
+        wide.as_ref(),
+        &init,
+        &settings.tsne,
+    );
+
+    let samples = (0..n)
+        .map(|i| SampleEmbedding {
+            class_index: points.class_index,
+            space: points.space.clone(),
+            image_index: points.ids[i].0,
+            sample_id: points.ids[i].1.clone(),
+            path: points.ids[i].2.clone(),
+            cluster: labels[i],
+            tsne_x: coords[i][0],
+            tsne_y: coords[i][1],
+            spectral: embedding.row(i).iter().map(|&v| v as f32).collect(),
+            centrality: central[i],
+        })
+        .collect();
+    Ok(GroupAnalysis {
+        spectrum: ClassSpectrum {
+            class_index: points.class_index,
+            class_name: points.class_name.clone(),
+            space: points.space.clone(),
+            n: n as i64,
+            knn_k: table.k as i32,
+            eigenvalues: values,
+            gaps,
+            largest_gap,
+            largest_gap_index,
+            estimated_clusters: estimated,
+            clusters: clusters as i32,
+            near_zero,
+            lambda2,
+            score,
+        },
+        samples,
+        eigenpairs: pairs,
+    })
+}
+
+/// A shard of the analyze stage: groups g with g mod count = index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupShard {
+    pub index: usize,
+    pub count: usize,
+}
+
+pub struct AnalyzeJob<'a> {
+    /// `<out>/relevance`.
+    pub relevance_dir: PathBuf,
+    /// `<out>/analysis`.
+    pub dir: PathBuf,
+    pub settings: &'a AnalysisSettings,
+    pub shard: GroupShard,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzeSummary {
+    pub groups_total: usize,
+    pub groups_done_before: usize,
+    pub groups_written: usize,
+    pub samples: usize,
+    pub seconds: f64,
+}
+
+fn io(path: &Path, e: std::io::Error) -> AnalyzeError {
+    AnalyzeError::Store(spray_store::StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// The analysis's fingerprint: the relevance dataset's and the settings.
+pub fn fingerprint(relevance_fingerprint: &str, settings: &AnalysisSettings) -> String {
+    let mut h = Sha256::new();
+    h.update(relevance_fingerprint.as_bytes());
+    h.update(serde_json::to_vec(settings).unwrap_or_default());
+    format!("{:x}", h.finalize())
+}
+
+/// Run the analyze stage over a finished relevance dataset.
+pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
+    let started = Instant::now();
+    let settings = job.settings;
+    let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
+    let g = settings.grid;
+    if g == 0 {
+        return Err(AnalyzeError::Config("analysis.grid must be positive".into()));
+    }
+    let from_map = !manifest.layout.grids.contains(&g);
+    if from_map && !manifest.layout.store_map {
+        return Err(AnalyzeError::Config(format!(
+            "the relevance dataset has grids {:?} and no full map; add {g} to relevance.grids",
+            manifest.layout.grids
+        )));
+    }
+    let images = settings.image_baseline && manifest.layout.store_images && !from_map;
+    let options = ReadOptions {
+        grids: if from_map { Vec::new() } else { vec![g] },
+        map: from_map,
+        images,
+    };
+    let mut rows = Vec::new();
+    for part in &parts {
+        let mut part_rows = rel::read_part(part, &options)?;
+        for r in &mut part_rows {
+            r.thumbnail = None;
+        }
+        rows.extend(part_rows);
+    }
+    rows.sort_by(|a, b| {
+        (a.image_index, a.class_index).cmp(&(b.image_index, b.class_index))
+    });
+
+    let mut by_group: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
+    for (i, r) in rows.iter().enumerate() {
+        let key = match settings.grouping {
+            Grouping::PerClass => r.class_index,
+            Grouping::All => -1,
+        };
+        by_group.entry(key).or_default().push(i);
+    }
+    let groups: Vec<i32> = by_group.keys().copied().collect();
+
+    let fingerprint = fingerprint(&manifest.fingerprint, settings);
+    std::fs::create_dir_all(&job.dir).map_err(|e| io(&job.dir, e))?;
+    if let Ok(text) = std::fs::read_to_string(manifest_path(&job.dir)) {
+        if let Ok(existing) = serde_json::from_str::<AnalysisManifest>(&text) {
+            if existing.fingerprint != fingerprint {
+                return Err(AnalyzeError::Config(format!(
+                    "{} holds an analysis of other inputs or settings; use another folder or rerun with --force analyze",
+                    job.dir.display()
+                )));
+            }
+        }
+    }
+    let analysis_manifest = AnalysisManifest {
+        fingerprint,
+        groups: groups.clone(),
+    };
+    spray_store::write_atomically(
+        &manifest_path(&job.dir),
+        &serde_json::to_vec_pretty(&analysis_manifest).unwrap_or_default(),
+    )?;
+
+    let mine: Vec<(usize, i32)> = groups
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(i, _)| i % job.shard.count == job.shard.index)
+        .collect();
+    let mut summary = AnalyzeSummary {
+        groups_total: mine.len(),
+        ..Default::default()
+    };
+    let bar = if job.progress {
+        let bar = indicatif::ProgressBar::new(mine.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} analyze [{elapsed_precise}] {bar:30} {pos}/{len} groups  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    for (_, class) in mine {
+        bar.inc(1);
+        if spectrum_path(&job.dir, class).is_file() {
+            summary.groups_done_before += 1;
+            continue;
+        }
+        let members = &by_group[&class];
+        let name = if class < 0 {
+            "all samples".to_string()
+        } else {
+            manifest
+                .classes
+                .get(class as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("class {class}"))
+        };
+        bar.set_message(name.clone());
+        let ids: Vec<(i64, String, String)> = members
+            .iter()
+            .map(|&i| (rows[i].image_index, rows[i].sample_id.clone(), rows[i].path.clone()))
+            .collect();
+        let relevance_features: Vec<Vec<f32>> = members
+            .iter()
+            .map(|&i| {
+                let r = &rows[i];
+                let grid = if from_map {
+                    let (mh, mw, map) = r.map.as_ref().expect("map requested");
+                    pool(map, *mh as usize, *mw as usize, g)
+                } else {
+                    r.grids[0].clone()
+                };
+                features::prepare(&grid, g, settings.blur_sigma, settings.sign, settings.normalization)
+            })
+            .collect();
+        let mut spectra = Vec::new();
+        let mut samples = Vec::new();
+        let relevance = analyze_group(
+            &GroupPoints {
+                class_index: class,
+                class_name: name.clone(),
+                space: "relevance".into(),
+                ids: ids.clone(),
+                features: to_matrix(&relevance_features),
+            },
+            settings,
+        )?;
+        spectra.push(relevance.spectrum);
+        samples.extend(relevance.samples);
+        if images {
+            let image_features: Vec<Vec<f32>> = members
+                .iter()
+                .map(|&i| rows[i].image_grids[0].clone())
+                .collect();
+            let baseline = analyze_group(
+                &GroupPoints {
+                    class_index: class,
+                    class_name: name.clone(),
+                    space: "image".into(),
+                    ids,
+                    features: to_matrix(&image_features),
+                },
+                settings,
+            )?;
+            spectra.push(baseline.spectrum);
+            samples.extend(baseline.samples);
+        }
+        summary.samples += members.len();
+        spray_store::analysis::write_group(
+            &spectrum_path(&job.dir, class),
+            &samples_path(&job.dir, class),
+            &spectra,
+            &samples,
+        )?;
+        summary.groups_written += 1;
+    }
+    bar.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn pool(map: &[f32], h: usize, w: usize, g: usize) -> Vec<f32> {
+    let mut out = vec![0.0f64; g * g];
+    for y in 0..h {
+        for x in 0..w {
+            out[(y * g / h) * g + x * g / w] += map[y * w + x] as f64;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+fn to_matrix(rows: &[Vec<f32>]) -> Array2<f32> {
+    let d = rows.first().map(|r| r.len()).unwrap_or(0);
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Array2::from_shape_vec((rows.len(), d), flat).unwrap_or_else(|_| Array2::zeros((0, d)))
+}

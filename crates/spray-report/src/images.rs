@@ -1,0 +1,53 @@
+//! Heatmaps (diverging colour map centred at zero: red positive, blue negative) and inline
+//! image data.
+
+use base64::Engine;
+use image::{Rgb, RgbImage};
+
+/// Render an h×w map, scaled by its largest absolute value, upscaled by an integer factor so
+/// that it is at least `min_side` pixels.
+pub fn heatmap(map: &[f32], h: usize, w: usize, min_side: usize) -> RgbImage {
+    let scale = map.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let factor = min_side.div_ceil(h.max(w).max(1)).max(1);
+    RgbImage::from_fn((w * factor) as u32, (h * factor) as u32, |x, y| {
+        let v = map[(y as usize / factor) * w + x as usize / factor];
+        let t = if scale > 0.0 { v / scale } else { 0.0 };
+        // colorous' RED_BLUE runs red (0) → white (0.5) → blue (1).
+        let c = colorous::RED_BLUE.eval_continuous((0.5 - 0.5 * t as f64).clamp(0.0, 1.0));
+        Rgb([c.r, c.g, c.b])
+    })
+}
+
+pub fn png_data_uri(img: &RgbImage) -> String {
+    let mut bytes = Vec::new();
+    if img
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .is_err()
+    {
+        return String::new();
+    }
+    png_bytes_uri(&bytes)
+}
+
+pub fn png_bytes_uri(bytes: &[u8]) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diverging_colours_are_centred_at_zero() {
+        let img = heatmap(&[1.0, 0.0, -1.0], 1, 3, 3);
+        let pos = img.get_pixel(0, 0);
+        let zero = img.get_pixel(1, 0);
+        let neg = img.get_pixel(2, 0);
+        assert!(pos.0[0] > pos.0[2], "positive is red: {pos:?}");
+        assert!(neg.0[2] > neg.0[0], "negative is blue: {neg:?}");
+        assert!(zero.0.iter().all(|&c| c > 230), "zero is white: {zero:?}");
+    }
+}

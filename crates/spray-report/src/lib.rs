@@ -1,0 +1,486 @@
+//! Stage 3: the reviewer's report. CSV tables (built with polars) and one self-contained HTML
+//! page (minijinja template, plotters SVG charts, inline PNG heatmaps; nothing fetched).
+//!
+//! Everything that comes from data (class names, paths, sample ids) reaches the page through
+//! the template's HTML auto-escaping, the HTML-safe `tojson` filter, or plotters' own XML
+//! escaping; the page's script only ever writes it with `textContent`.
+
+mod charts;
+mod images;
+mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
+use spray_store::relevance::{self as rel, ReadOptions, RelevanceRecord};
+
+pub use charts::cluster_css;
+pub use images::heatmap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] spray_store::StoreError),
+    #[error("chart: {0}")]
+    Chart(String),
+    #[error("template: {0}")]
+    Template(String),
+    #[error("table: {0}")]
+    Table(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Page title.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// Classes with a detailed section (the top of the ranking).
+    #[serde(default = "default_detail")]
+    pub detail_classes: usize,
+    /// Per class, samples whose thumbnail and heatmap are embedded for the scatter plot's
+    /// preview (the most central of each cluster first); bounds the page size.
+    #[serde(default = "default_examples")]
+    pub examples_per_class: usize,
+    /// Most central samples shown per cluster.
+    #[serde(default = "default_montage")]
+    pub montage: usize,
+    /// Eigenvalues per class in the overview chart (thesis Fig 6.5 uses 5).
+    #[serde(default = "default_overview")]
+    pub overview_eigenvalues: usize,
+}
+
+fn default_title() -> String {
+    "spray report".into()
+}
+fn default_detail() -> usize {
+    30
+}
+fn default_examples() -> usize {
+    60
+}
+fn default_montage() -> usize {
+    8
+}
+fn default_overview() -> usize {
+    5
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        ReportSettings {
+            title: default_title(),
+            detail_classes: default_detail(),
+            examples_per_class: default_examples(),
+            montage: default_montage(),
+            overview_eigenvalues: default_overview(),
+        }
+    }
+}
+
+pub struct ReportJob<'a> {
+    pub relevance_dir: PathBuf,
+    pub analysis_dir: PathBuf,
+    /// `<out>/report`.
+    pub dir: PathBuf,
+    pub settings: &'a ReportSettings,
+    /// Facts about the run shown at the top of the page (label, value).
+    pub run_info: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportSummary {
+    pub index: PathBuf,
+    pub classes: usize,
+    /// (class name, score) in rank order.
+    pub ranking: Vec<(String, f64)>,
+    pub html_bytes: usize,
+}
+
+/// One row of the class ranking (relevance space, with the image baseline beside it).
+#[derive(Debug, Clone)]
+pub struct RankedClass {
+    pub rank: usize,
+    pub spectrum: ClassSpectrum,
+    pub baseline: Option<ClassSpectrum>,
+}
+
+/// Rank classes by their relevance-space score (descending; ties by class index).
+pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
+    let mut relevance: Vec<&ClassSpectrum> =
+        spectra.iter().filter(|s| s.space == "relevance").collect();
+    relevance.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.class_index.cmp(&b.class_index))
+    });
+    relevance
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| RankedClass {
+            rank: i + 1,
+            spectrum: s.clone(),
+            baseline: spectra
+                .iter()
+                .find(|b| b.space == "image" && b.class_index == s.class_index)
+                .cloned(),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct PagePoint {
+    id: String,
+    path: String,
+    cluster: i32,
+    logit: f32,
+    predicted: String,
+    labels: String,
+    thumb: Option<String>,
+    heat: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PageExample {
+    id: String,
+    path: String,
+    thumb: Option<String>,
+    heat: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PageCluster {
+    id: i32,
+    colour: String,
+    size: usize,
+    share: String,
+    prototype: Option<String>,
+    examples: Vec<PageExample>,
+}
+
+#[derive(Serialize)]
+struct PageClass {
+    rank: usize,
+    anchor: String,
+    name: String,
+    n: i64,
+    estimated: i32,
+    clusters_used: i32,
+    gap_index: i32,
+    spectrum_svg: String,
+    baseline_svg: Option<String>,
+    scatter_svg: String,
+    points: Vec<PagePoint>,
+    clusters: Vec<PageCluster>,
+}
+
+#[derive(Serialize)]
+struct PageRow {
+    rank: usize,
+    anchor: Option<String>,
+    name: String,
+    class_index: i32,
+    n: i64,
+    lambda2: String,
+    largest_gap: String,
+    gap_index: i32,
+    estimated: i32,
+    clusters: i32,
+    near_zero: i32,
+    score: String,
+    baseline_lambda2: String,
+    baseline_gap: String,
+}
+
+#[derive(Serialize)]
+struct PageError {
+    path: String,
+    reason: String,
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    spray_store::write_atomically(path, bytes).map_err(ReportError::from)
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.4}")
+}
+
+/// Build the report.
+pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
+    let settings = job.settings;
+    let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
+    let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
+    let options = ReadOptions {
+        grids: Vec::new(),
+        map: manifest.layout.store_map,
+        images: manifest.layout.store_images,
+    };
+    let mut records: HashMap<(i64, i32), RelevanceRecord> = HashMap::new();
+    let mut errors = Vec::new();
+    for part in &parts {
+        for r in rel::read_part(part, &options)? {
+            records.insert((r.image_index, r.class_index), r);
+        }
+    }
+    for p in 0..manifest.parts {
+        let path = rel::errors_path(&job.relevance_dir, p);
+        if path.is_file() {
+            errors.extend(rel::read_errors(&path)?);
+        }
+    }
+    let ranking = rank(&spectra);
+    std::fs::create_dir_all(&job.dir).map_err(|e| ReportError::Io {
+        path: job.dir.display().to_string(),
+        source: e,
+    })?;
+
+    // CSV tables.
+    let relevance_samples: Vec<&SampleEmbedding> =
+        samples.iter().filter(|s| s.space == "relevance").collect();
+    tables::write_classes(&job.dir.join("classes.csv"), &ranking)?;
+    tables::write_samples(
+        &job.dir.join("samples.csv"),
+        &relevance_samples,
+        &records,
+        &manifest.classes,
+    )?;
+    tables::write_clusters(&job.dir.join("clusters.csv"), &ranking, &relevance_samples)?;
+
+    // The page.
+    let class_name = |i: i32| -> String {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| manifest.classes.get(i))
+            .cloned()
+            .unwrap_or_else(|| format!("class {i}"))
+    };
+    let detail: Vec<&RankedClass> = ranking.iter().take(settings.detail_classes).collect();
+    let anchor = |c: i32| format!("class-{}", spray_store::analysis::group_name(c));
+    let rows: Vec<PageRow> = ranking
+        .iter()
+        .map(|r| PageRow {
+            rank: r.rank,
+            anchor: (r.rank <= settings.detail_classes).then(|| anchor(r.spectrum.class_index)),
+            name: r.spectrum.class_name.clone(),
+            class_index: r.spectrum.class_index,
+            n: r.spectrum.n,
+            lambda2: fmt(r.spectrum.lambda2),
+            largest_gap: fmt(r.spectrum.largest_gap),
+            gap_index: r.spectrum.largest_gap_index,
+            estimated: r.spectrum.estimated_clusters,
+            clusters: r.spectrum.clusters,
+            near_zero: r.spectrum.near_zero,
+            score: fmt(r.spectrum.score),
+            baseline_lambda2: r.baseline.as_ref().map(|b| fmt(b.lambda2)).unwrap_or_default(),
+            baseline_gap: r
+                .baseline
+                .as_ref()
+                .map(|b| fmt(b.largest_gap))
+                .unwrap_or_default(),
+        })
+        .collect();
+
+    let mut by_lambda2: Vec<&RankedClass> = ranking.iter().collect();
+    by_lambda2.sort_by(|a, b| a.spectrum.lambda2.total_cmp(&b.spectrum.lambda2));
+    let k = settings.overview_eigenvalues;
+    let overview = charts::overview_svg(
+        "Smallest eigenvalues per class (relevance), ordered by λ2",
+        &by_lambda2
+            .iter()
+            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.eigenvalues.clone()))
+            .collect::<Vec<_>>(),
+        k,
+    )?;
+    let overview_baseline = if ranking.iter().any(|r| r.baseline.is_some()) {
+        let mut with: Vec<&ClassSpectrum> = ranking.iter().filter_map(|r| r.baseline.as_ref()).collect();
+        with.sort_by(|a, b| a.lambda2.total_cmp(&b.lambda2));
+        Some(charts::overview_svg(
+            "Baseline: the same on downsized input images",
+            &with
+                .iter()
+                .map(|s| (s.class_name.clone(), s.eigenvalues.clone()))
+                .collect::<Vec<_>>(),
+            k,
+        )?)
+    } else {
+        None
+    };
+
+    let mut grouped: BTreeMap<i32, Vec<&SampleEmbedding>> = BTreeMap::new();
+    for s in &relevance_samples {
+        grouped.entry(s.class_index).or_default().push(s);
+    }
+    let mut classes = Vec::new();
+    for r in &detail {
+        let c = r.spectrum.class_index;
+        let members = grouped.get(&c).cloned().unwrap_or_default();
+        let record = |s: &SampleEmbedding| records.get(&(s.image_index, c));
+        let heat_uri = |rec: &RelevanceRecord| {
+            rec.map.as_ref().map(|(h, w, m)| {
+                images::png_data_uri(&images::heatmap(m, *h as usize, *w as usize, 64))
+            })
+        };
+        let thumb_uri = |rec: &RelevanceRecord| rec.thumbnail.as_deref().map(images::png_bytes_uri);
+
+        // Which samples get pictures: the most central of each cluster first, round robin,
+        // up to the budget.
+        let mut clusters_of: BTreeMap<i32, Vec<&SampleEmbedding>> = BTreeMap::new();
+        for s in &members {
+            clusters_of.entry(s.cluster).or_default().push(s);
+        }
+        for list in clusters_of.values_mut() {
+            list.sort_by(|a, b| a.centrality.total_cmp(&b.centrality).then(a.image_index.cmp(&b.image_index)));
+        }
+        let mut pictured: std::collections::HashSet<i64> = Default::default();
+        let mut depth = 0;
+        while pictured.len() < settings.examples_per_class.min(members.len()) {
+            let mut added = false;
+            for list in clusters_of.values() {
+                if let Some(s) = list.get(depth) {
+                    if pictured.len() < settings.examples_per_class {
+                        pictured.insert(s.image_index);
+                        added = true;
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+            depth += 1;
+        }
+
+        let points: Vec<PagePoint> = members
+            .iter()
+            .map(|s| {
+                let rec = record(s);
+                let show = pictured.contains(&s.image_index);
+                PagePoint {
+                    id: s.sample_id.clone(),
+                    path: s.path.clone(),
+                    cluster: s.cluster,
+                    logit: rec.map(|r| r.target_logit).unwrap_or(f32::NAN),
+                    predicted: rec.map(|r| class_name(r.predicted_class)).unwrap_or_default(),
+                    labels: rec
+                        .map(|r| r.labels.iter().map(|&l| class_name(l)).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                    thumb: if show { rec.and_then(thumb_uri) } else { None },
+                    heat: if show { rec.and_then(heat_uri) } else { None },
+                }
+            })
+            .collect();
+        let scatter = charts::scatter_svg(
+            "t-SNE of the relevance maps, coloured by cluster",
+            &members.iter().map(|s| (s.tsne_x, s.tsne_y, s.cluster)).collect::<Vec<_>>(),
+        )?;
+        let n = members.len().max(1);
+        let page_clusters = clusters_of
+            .iter()
+            .map(|(&id, list)| {
+                // Prototype: the mean of the members' maps (all share one size).
+                let maps: Vec<&(i32, i32, Vec<f32>)> =
+                    list.iter().filter_map(|s| record(s).and_then(|r| r.map.as_ref())).collect();
+                let prototype = maps.first().map(|(h, w, first)| {
+                    let mut mean = vec![0.0f32; first.len()];
+                    for (_, _, m) in &maps {
+                        for (a, v) in mean.iter_mut().zip(m) {
+                            *a += v / maps.len() as f32;
+                        }
+                    }
+                    images::png_data_uri(&images::heatmap(&mean, *h as usize, *w as usize, 96))
+                });
+                PageCluster {
+                    id,
+                    colour: charts::cluster_css(id),
+                    size: list.len(),
+                    share: format!("{:.1}%", 100.0 * list.len() as f64 / n as f64),
+                    prototype,
+                    examples: list
+                        .iter()
+                        .take(settings.montage)
+                        .map(|s| {
+                            let rec = record(s);
+                            PageExample {
+                                id: s.sample_id.clone(),
+                                path: s.path.clone(),
+                                thumb: rec.and_then(thumb_uri),
+                                heat: rec.and_then(heat_uri),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        classes.push(PageClass {
+            rank: r.rank,
+            anchor: anchor(c),
+            name: r.spectrum.class_name.clone(),
+            n: r.spectrum.n,
+            estimated: r.spectrum.estimated_clusters,
+            clusters_used: r.spectrum.clusters,
+            gap_index: r.spectrum.largest_gap_index,
+            spectrum_svg: charts::spectrum_svg(
+                "Eigenvalues of L_sym (relevance maps)",
+                &r.spectrum.eigenvalues,
+                r.spectrum.largest_gap_index,
+            )?,
+            baseline_svg: r
+                .baseline
+                .as_ref()
+                .map(|b| {
+                    charts::spectrum_svg(
+                        "Baseline: eigenvalues on input images",
+                        &b.eigenvalues,
+                        b.largest_gap_index,
+                    )
+                })
+                .transpose()?,
+            scatter_svg: scatter,
+            points,
+            clusters: page_clusters,
+        });
+    }
+
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", include_str!("../templates/report.html"))
+        .map_err(|e| ReportError::Template(e.to_string()))?;
+    let template = env
+        .get_template("report.html")
+        .map_err(|e| ReportError::Template(e.to_string()))?;
+    let html = template
+        .render(minijinja::context! {
+            title => &settings.title,
+            run_info => &job.run_info,
+            rows => rows,
+            overview_svg => overview,
+            overview_baseline_svg => overview_baseline,
+            classes => classes,
+            detail_classes => settings.detail_classes,
+            total_classes => ranking.len(),
+            samples => relevance_samples.len(),
+            errors => errors.iter().take(200).map(|e| PageError { path: e.path.clone(), reason: e.reason.clone() }).collect::<Vec<_>>(),
+            error_count => errors.len(),
+        })
+        .map_err(|e| ReportError::Template(format!("{e:#}")))?;
+    let index = job.dir.join("index.html");
+    write_file(&index, html.as_bytes())?;
+    Ok(ReportSummary {
+        index,
+        classes: ranking.len(),
+        ranking: ranking
+            .iter()
+            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.score))
+            .collect(),
+        html_bytes: html.len(),
+    })
+}

@@ -1,0 +1,37 @@
+//! The data contracts between spray's stages: the Parquet tables each stage writes and the
+//! next one reads, with typed rows, and the one way files become visible (atomically, by rename).
+//!
+//! Every table lives in one module here so that a schema change is one edit, seen by the writer
+//! and all readers at once. ARCHITECTURE.md lists the columns.
+
+pub mod analysis;
+mod columns;
+pub mod manifest;
+mod io;
+pub mod relevance;
+
+pub use io::{
+    list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parquet { path: String, message: String },
+    #[error("{0}")]
+    Incomplete(String),
+    #[error("{path}: column `{column}`: {message}")]
+    Schema {
+        path: String,
+        column: String,
+        message: String,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,386 @@
+//! Stage 1's output: `<out>/relevance/part-NNNNN.parquet` (one row per explained
+//! (image, class)) and `<out>/relevance/errors-NNNNN.parquet` (inputs that could not be used).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::columns::{self, Columns};
+use crate::{read_batches, write_batches_atomically, Result, StoreError};
+
+/// Which optional columns a relevance dataset carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelevanceLayout {
+    /// Grid sizes g of the sum-pooled maps, each stored as `grid_<g>` (g*g values, row-major).
+    pub grids: Vec<usize>,
+    /// Whether `map` (the channel-summed map, sum-pooled to at most `map_max_side`) is stored.
+    pub store_map: bool,
+    /// Whether the preprocessed input is stored: `image_grid_<g>` (3*g*g values, channel-major,
+    /// average-pooled) for the image-space baseline, and a small PNG `thumbnail`.
+    pub store_images: bool,
+}
+
+/// One explained (image, class).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelevanceRecord {
+    /// Position of the image in the dataset's deterministic order.
+    pub image_index: i64,
+    pub sample_id: String,
+    pub path: String,
+    /// The class whose relevance this row holds.
+    pub class_index: i32,
+    pub class_name: String,
+    /// All ground-truth labels of the image (empty when unlabelled).
+    pub labels: Vec<i32>,
+    /// Pre-softmax output of `class_index`.
+    pub target_logit: f32,
+    pub predicted_class: i32,
+    /// Total relevance at the input.
+    pub relevance_sum: f32,
+    /// |relevance_sum − target_logit| / max(|target_logit|, 1e-12): how much relevance the
+    /// rules absorbed (biases, ε, αβ) or created.
+    pub conservation_error: f32,
+    /// One sum-pooled map per `RelevanceLayout::grids` entry.
+    pub grids: Vec<Vec<f32>>,
+    /// Channel-summed map (height, width, values) when `store_map`.
+    pub map: Option<(i32, i32, Vec<f32>)>,
+    /// One pooled input per grid when `store_images`.
+    pub image_grids: Vec<Vec<f32>>,
+    /// PNG of the preprocessed input when `store_images`.
+    pub thumbnail: Option<Vec<u8>>,
+}
+
+/// An input that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRecord {
+    pub image_index: i64,
+    pub sample_id: String,
+    pub path: String,
+    pub reason: String,
+}
+
+pub fn grid_column(g: usize) -> String {
+    format!("grid_{g}")
+}
+
+pub fn image_grid_column(g: usize) -> String {
+    format!("image_grid_{g}")
+}
+
+pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
+    let mut fields = vec![
+        Field::new("image_index", DataType::Int64, false),
+        Field::new("sample_id", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("class_index", DataType::Int32, false),
+        Field::new("class_name", DataType::Utf8, false),
+        Field::new("labels", columns::list_type(DataType::Int32), false),
+        Field::new("target_logit", DataType::Float32, false),
+        Field::new("predicted_class", DataType::Int32, false),
+        Field::new("relevance_sum", DataType::Float32, false),
+        Field::new("conservation_error", DataType::Float32, false),
+    ];
+    for &g in &layout.grids {
+        fields.push(Field::new(
+            grid_column(g),
+            columns::fixed_f32_type(g * g),
+            false,
+        ));
+    }
+    if layout.store_map {
+        fields.push(Field::new("map_height", DataType::Int32, false));
+        fields.push(Field::new("map_width", DataType::Int32, false));
+        fields.push(Field::new(
+            "map",
+            columns::list_type(DataType::Float32),
+            false,
+        ));
+    }
+    if layout.store_images {
+        for &g in &layout.grids {
+            fields.push(Field::new(
+                image_grid_column(g),
+                columns::fixed_f32_type(3 * g * g),
+                false,
+            ));
+        }
+        fields.push(Field::new("thumbnail", DataType::Binary, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<RecordBatch> {
+    let mut arrays: Vec<ArrayRef> = vec![
+        columns::i64s(rows.iter().map(|r| r.image_index)),
+        columns::strings(rows.iter().map(|r| &r.sample_id)),
+        columns::strings(rows.iter().map(|r| &r.path)),
+        columns::i32s(rows.iter().map(|r| r.class_index)),
+        columns::strings(rows.iter().map(|r| &r.class_name)),
+        columns::list_i32(&rows.iter().map(|r| r.labels.clone()).collect::<Vec<_>>()),
+        columns::f32s(rows.iter().map(|r| r.target_logit)),
+        columns::i32s(rows.iter().map(|r| r.predicted_class)),
+        columns::f32s(rows.iter().map(|r| r.relevance_sum)),
+        columns::f32s(rows.iter().map(|r| r.conservation_error)),
+    ];
+    let bad = |message: String| StoreError::Schema {
+        path: "<relevance rows>".into(),
+        column: "grid".into(),
+        message,
+    };
+    for (i, &g) in layout.grids.iter().enumerate() {
+        if rows
+            .iter()
+            .any(|r| r.grids.get(i).map(|v| v.len()) != Some(g * g))
+        {
+            return Err(bad(format!("a row lacks its {g}x{g} grid")));
+        }
+        arrays.push(columns::fixed_f32(
+            rows.iter().map(|r| r.grids[i].as_slice()),
+            g * g,
+        ));
+    }
+    if layout.store_map {
+        let maps: Vec<_> = rows
+            .iter()
+            .map(|r| r.map.clone().ok_or_else(|| bad("a row lacks its map".into())))
+            .collect::<Result<_>>()?;
+        arrays.push(columns::i32s(maps.iter().map(|m| m.0)));
+        arrays.push(columns::i32s(maps.iter().map(|m| m.1)));
+        arrays.push(columns::list_f32(
+            &maps.into_iter().map(|m| m.2).collect::<Vec<_>>(),
+        ));
+    }
+    if layout.store_images {
+        for (i, &g) in layout.grids.iter().enumerate() {
+            if rows
+                .iter()
+                .any(|r| r.image_grids.get(i).map(|v| v.len()) != Some(3 * g * g))
+            {
+                return Err(bad(format!("a row lacks its {g}x{g} image grid")));
+            }
+            arrays.push(columns::fixed_f32(
+                rows.iter().map(|r| r.image_grids[i].as_slice()),
+                3 * g * g,
+            ));
+        }
+        arrays.push(columns::binaries(
+            rows.iter().map(|r| r.thumbnail.as_deref()),
+        ));
+    }
+    RecordBatch::try_new(schema(layout), arrays).map_err(|e| bad(e.to_string()))
+}
+
+pub fn write_part(path: &Path, layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<()> {
+    let batch = to_batch(layout, rows)?;
+    write_batches_atomically(path, schema(layout), &[batch])
+}
+
+/// What to read back; skipping the wide columns keeps analysis memory at the grid size.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Grids to read (empty: none).
+    pub grids: Vec<usize>,
+    pub map: bool,
+    pub images: bool,
+}
+
+pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
+    let name = path.display().to_string();
+    let mut out = Vec::new();
+    for batch in read_batches(path)? {
+        let c = Columns {
+            path: &name,
+            batch: &batch,
+        };
+        let image_index = c.i64s("image_index")?;
+        let sample_id = c.strings("sample_id")?;
+        let paths = c.strings("path")?;
+        let class_index = c.i32s("class_index")?;
+        let class_name = c.strings("class_name")?;
+        let labels = c.i32_rows("labels")?;
+        let target_logit = c.f32s("target_logit")?;
+        let predicted = c.i32s("predicted_class")?;
+        let relevance_sum = c.f32s("relevance_sum")?;
+        let conservation = c.f32s("conservation_error")?;
+        let grids: Vec<Vec<Vec<f32>>> = options
+            .grids
+            .iter()
+            .map(|&g| c.f32_rows(&grid_column(g)))
+            .collect::<Result<_>>()?;
+        let image_grids: Vec<Vec<Vec<f32>>> = if options.images {
+            options
+                .grids
+                .iter()
+                .map(|&g| c.f32_rows(&image_grid_column(g)))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let (map_h, map_w, maps) = if options.map && c.has("map") {
+            (
+                c.i32s("map_height")?,
+                c.i32s("map_width")?,
+                c.f32_rows("map")?,
+            )
+        } else {
+            (Vec::new(), Vec::new(), Vec::new())
+        };
+        let thumbs = if options.images && c.has("thumbnail") {
+            c.binaries("thumbnail")?
+        } else {
+            Vec::new()
+        };
+        for i in 0..batch.num_rows() {
+            out.push(RelevanceRecord {
+                image_index: image_index[i],
+                sample_id: sample_id[i].clone(),
+                path: paths[i].clone(),
+                class_index: class_index[i],
+                class_name: class_name[i].clone(),
+                labels: labels[i].clone(),
+                target_logit: target_logit[i],
+                predicted_class: predicted[i],
+                relevance_sum: relevance_sum[i],
+                conservation_error: conservation[i],
+                grids: grids.iter().map(|g| g[i].clone()).collect(),
+                map: maps
+                    .get(i)
+                    .map(|m| (map_h[i], map_w[i], m.clone())),
+                image_grids: image_grids.iter().map(|g| g[i].clone()).collect(),
+                thumbnail: thumbs.get(i).cloned().flatten(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The grid sizes a relevance part file carries (from its `grid_<g>` columns).
+pub fn stored_grids(path: &Path) -> Result<Vec<usize>> {
+    let file = std::fs::File::open(path).map_err(|e| StoreError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| StoreError::Parquet {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let mut grids: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|f| f.name().strip_prefix("grid_")?.parse().ok())
+        .collect();
+    grids.sort_unstable();
+    Ok(grids)
+}
+
+fn error_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("image_index", DataType::Int64, false),
+        Field::new("sample_id", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+pub fn write_errors(path: &Path, rows: &[ErrorRecord]) -> Result<()> {
+    let arrays: Vec<ArrayRef> = vec![
+        columns::i64s(rows.iter().map(|r| r.image_index)),
+        columns::strings(rows.iter().map(|r| &r.sample_id)),
+        columns::strings(rows.iter().map(|r| &r.path)),
+        columns::strings(rows.iter().map(|r| &r.reason)),
+    ];
+    let batch =
+        RecordBatch::try_new(error_schema(), arrays).map_err(|e| StoreError::Parquet {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    write_batches_atomically(path, error_schema(), &[batch])
+}
+
+pub fn read_errors(path: &Path) -> Result<Vec<ErrorRecord>> {
+    let name = path.display().to_string();
+    let mut out = Vec::new();
+    for batch in read_batches(path)? {
+        let c = Columns {
+            path: &name,
+            batch: &batch,
+        };
+        let idx = c.i64s("image_index")?;
+        let ids = c.strings("sample_id")?;
+        let paths = c.strings("path")?;
+        let reasons = c.strings("reason")?;
+        for i in 0..batch.num_rows() {
+            out.push(ErrorRecord {
+                image_index: idx[i],
+                sample_id: ids[i].clone(),
+                path: paths[i].clone(),
+                reason: reasons[i].clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What the stage wrote into `<out>/relevance/_dataset.json`: enough for later stages (and
+/// later shards) to know the dataset without reopening it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RelevanceManifest {
+    /// Hash of everything that determines the output (model, rules, preprocessing, samples,
+    /// settings): parts from different inputs are never mixed.
+    pub fingerprint: String,
+    pub classes: Vec<String>,
+    pub images: usize,
+    pub parts: usize,
+    pub layout: RelevanceLayout,
+}
+
+pub fn part_path(dir: &Path, part: usize) -> PathBuf {
+    dir.join(format!("part-{part:05}.parquet"))
+}
+
+pub fn errors_path(dir: &Path, part: usize) -> PathBuf {
+    dir.join(format!("errors-{part:05}.parquet"))
+}
+
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("_dataset.json")
+}
+
+/// Read `_dataset.json` of a relevance folder.
+pub fn read_manifest(dir: &Path) -> Result<RelevanceManifest> {
+    let path = manifest_path(dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        StoreError::Incomplete(format!(
+            "{}: {e} (has the relevance stage run into this folder?)",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Incomplete(format!("{}: {e}", path.display())))
+}
+
+/// The part files of a finished relevance dataset; an error names the missing parts.
+pub fn finished_parts(dir: &Path) -> Result<(RelevanceManifest, Vec<PathBuf>)> {
+    let manifest = read_manifest(dir)?;
+    let missing: Vec<usize> = (0..manifest.parts)
+        .filter(|&p| !part_path(dir, p).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::Incomplete(format!(
+            "{}: {} of {} parts missing (first: {:?}); run the remaining shards",
+            dir.display(),
+            missing.len(),
+            manifest.parts,
+            &missing[..missing.len().min(5)]
+        )));
+    }
+    Ok((
+        manifest.clone(),
+        (0..manifest.parts).map(|p| part_path(dir, p)).collect(),
+    ))
+}
+
