@@ -62,7 +62,11 @@ pub fn dense_smallest(laplacian: &SparseSymmetric, m: usize) -> Eigenpairs {
     }
     let eig = nalgebra::SymmetricEigen::new(dense);
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| eig.eigenvalues[a].total_cmp(&eig.eigenvalues[b]).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        eig.eigenvalues[a]
+            .total_cmp(&eig.eigenvalues[b])
+            .then(a.cmp(&b))
+    });
     let m = m.min(n);
     let mut vectors = Array2::zeros((n, m));
     let mut values = Vec::with_capacity(m);
@@ -86,9 +90,7 @@ pub fn sparse_smallest(
     let n = laplacian.n;
     let block = (m + 5).min(n / 5).max(m);
     let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
-    let x0 = Array2::from_shape_fn((n, block), |_| {
-        rand::Rng::gen::<f64>(&mut rng) - 0.5
-    });
+    let x0 = Array2::from_shape_fn((n, block), |_| rand::Rng::gen::<f64>(&mut rng) - 0.5);
     // Jacobi preconditioner: the diagonal's inverse.
     let diag: Vec<f64> = (0..n).map(|i| laplacian.get(i, i)).collect();
     let result = linfa_linalg::lobpcg::lobpcg(
@@ -133,10 +135,11 @@ pub fn sparse_smallest(
 /// the same input, whatever sign the solver returned.
 fn canonical_signs(vectors: &mut Array2<f64>) {
     for mut col in vectors.columns_mut() {
-        let pivot = col
-            .iter()
-            .copied()
-            .fold(0.0f64, |acc, v| if v.abs() > acc.abs() + 1e-12 { v } else { acc });
+        let pivot =
+            col.iter().copied().fold(
+                0.0f64,
+                |acc, v| if v.abs() > acc.abs() + 1e-12 { v } else { acc },
+            );
         if pivot < 0.0 {
             col.mapv_inplace(|v| -v);
         }

@@ -56,12 +56,13 @@ pub fn cluster(
     match method {
         ClusterMethod::Kmeans => {
             let data = DatasetBase::from(embedding.clone());
-            let model = linfa_clustering::KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
-                .n_runs(restarts.max(1))
-                .tolerance(1e-8)
-                .max_n_iterations(500)
-                .fit(&data)
-                .map_err(|e| AnalyzeError::Cluster(format!("k-means: {e}")))?;
+            let model =
+                linfa_clustering::KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
+                    .n_runs(restarts.max(1))
+                    .tolerance(1e-8)
+                    .max_n_iterations(500)
+                    .fit(&data)
+                    .map_err(|e| AnalyzeError::Cluster(format!("k-means: {e}")))?;
             let labels: Array1<usize> = model.predict(embedding);
             Ok(relabel_by_size(labels.iter().map(|&l| l as i32).collect()))
         }
@@ -71,7 +72,10 @@ pub fn cluster(
                 .transform(embedding)
                 .map_err(|e| AnalyzeError::Cluster(format!("DBSCAN: {e}")))?;
             Ok(relabel_by_size(
-                labels.iter().map(|l| l.map(|v| v as i32).unwrap_or(-1)).collect(),
+                labels
+                    .iter()
+                    .map(|l| l.map(|v| v as i32).unwrap_or(-1))
+                    .collect(),
             ))
         }
         ClusterMethod::Agglomerative => {
@@ -133,7 +137,8 @@ fn relabel_by_size(labels: Vec<i32>) -> Vec<i32> {
         let e = stats.entry(l).or_insert((0, i));
         e.0 += 1;
     }
-    let mut order: Vec<(i32, usize, usize)> = stats.into_iter().map(|(l, (c, f))| (l, c, f)).collect();
+    let mut order: Vec<(i32, usize, usize)> =
+        stats.into_iter().map(|(l, (c, f))| (l, c, f)).collect();
     order.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
     let map: std::collections::HashMap<i32, i32> = order
         .iter()
@@ -193,6 +198,15 @@ pub struct TsneSettings {
     /// Above this many points, Barnes–Hut on a kNN table instead of exact t-SNE.
     #[serde(default = "default_exact_limit")]
     pub exact_limit: usize,
+    /// Threads for t-SNE. bhtsne's parallel gradient sums change with thread scheduling, so
+    /// only 1 (the default) gives the same coordinates run to run and across shards;
+    /// 0 uses all cores.
+    #[serde(default = "default_tsne_threads")]
+    pub threads: usize,
+}
+
+fn default_tsne_threads() -> usize {
+    1
 }
 
 fn default_perplexity() -> f64 {
@@ -216,6 +230,7 @@ impl Default for TsneSettings {
             epochs: default_epochs(),
             distance: TsneDistance::Affinity,
             exact_limit: default_exact_limit(),
+            threads: default_tsne_threads(),
         }
     }
 }
@@ -231,12 +246,34 @@ pub fn tsne(
     init: &[[f64; 2]],
     settings: &TsneSettings,
 ) -> Vec<[f32; 2]> {
+    if settings.threads == 0 {
+        return tsne_here(points, graph, wide_knn, init, settings);
+    }
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.threads)
+        .build()
+    {
+        Ok(pool) => pool.install(|| tsne_here(points, graph, wide_knn, init, settings)),
+        Err(_) => tsne_here(points, graph, wide_knn, init, settings),
+    }
+}
+
+fn tsne_here(
+    points: ArrayView2<'_, f32>,
+    graph: &KnnGraph,
+    wide_knn: Option<&KnnTable>,
+    init: &[[f64; 2]],
+    settings: &TsneSettings,
+) -> Vec<[f32; 2]> {
     let n = points.nrows();
     if n < 4 {
         return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
     }
     // bhtsne needs perplexity < n / 3.
-    let perplexity = settings.perplexity.min((n as f64 - 1.0) / 3.0 - 1e-3).max(1.0);
+    let perplexity = settings
+        .perplexity
+        .min((n as f64 - 1.0) / 3.0 - 1e-3)
+        .max(1.0);
     let indices: Vec<usize> = (0..n).collect();
     let mut t: bhtsne::tSNE<f64, usize> = bhtsne::tSNE::new(&indices);
     t.perplexity(perplexity)
@@ -297,7 +334,11 @@ pub fn tsne(
         }
         let mut sorted = neighbors;
         for row in &mut sorted {
-            row.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.index.cmp(&b.index)));
+            row.sort_by(|a, b| {
+                a.distance
+                    .total_cmp(&b.distance)
+                    .then(a.index.cmp(&b.index))
+            });
         }
         t.barnes_hut_with_neighbors(0.5, &sorted);
     }

@@ -89,13 +89,25 @@ mod tests {
     #[test]
     fn normalisations() {
         let m = [1.0, -3.0, 0.0, 4.0];
-        assert_eq!(prepare(&m, 2, 0.0, SignMode::Signed, Normalization::L1), vec![0.125, -0.375, 0.0, 0.5]);
-        assert_eq!(prepare(&m, 2, 0.0, SignMode::Absolute, Normalization::Max), vec![0.25, 0.75, 0.0, 1.0]);
-        assert_eq!(prepare(&m, 2, 0.0, SignMode::Positive, Normalization::None), vec![1.0, 0.0, 0.0, 4.0]);
+        assert_eq!(
+            prepare(&m, 2, 0.0, SignMode::Signed, Normalization::L1),
+            vec![0.125, -0.375, 0.0, 0.5]
+        );
+        assert_eq!(
+            prepare(&m, 2, 0.0, SignMode::Absolute, Normalization::Max),
+            vec![0.25, 0.75, 0.0, 1.0]
+        );
+        assert_eq!(
+            prepare(&m, 2, 0.0, SignMode::Positive, Normalization::None),
+            vec![1.0, 0.0, 0.0, 4.0]
+        );
         let l2 = prepare(&m, 2, 0.0, SignMode::Signed, Normalization::L2);
         assert!((l2.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-6);
         // all-zero maps stay zero instead of NaN
-        assert_eq!(prepare(&[0.0; 4], 2, 0.0, SignMode::Signed, Normalization::L1), vec![0.0; 4]);
+        assert_eq!(
+            prepare(&[0.0; 4], 2, 0.0, SignMode::Signed, Normalization::L1),
+            vec![0.0; 4]
+        );
     }
 
     #[test]

@@ -279,9 +279,15 @@ mod tests {
     fn knn_finds_nearest_with_index_tiebreak() {
         let pts = array![[0.0f32], [1.0], [3.0], [4.0], [2.0]];
         let t = knn(pts.view(), 2);
-        assert_eq!(t.neighbors[0].iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 4]);
+        assert_eq!(
+            t.neighbors[0].iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
         // point 4 (=2.0): 1 and 2 both at distance 1 → lower index first
-        assert_eq!(t.neighbors[4].iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            t.neighbors[4].iter().map(|x| x.0).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert!((t.neighbors[4][0].1 - 1.0).abs() < 1e-6);
     }
 
@@ -311,7 +317,10 @@ mod tests {
         };
         let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
         let l = g.laplacian(LaplacianKind::Unnormalized).to_dense();
-        assert_eq!(l, array![[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]);
+        assert_eq!(
+            l,
+            array![[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
+        );
         let ls = g.laplacian(LaplacianKind::Symmetric).to_dense();
         let r = 1.0 / 2f64.sqrt();
         let expected = array![[1.0, -r, 0.0], [-r, 1.0, -r], [0.0, -r, 1.0]];

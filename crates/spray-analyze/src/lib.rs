@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use ndarray16::Array2;
 use sha2::{Digest, Sha256};
-use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
 pub use spray_store::analysis::{
     group_name, manifest_path, read_all, samples_path, spectrum_path, AnalysisManifest,
 };
+use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
 use spray_store::relevance::{self as rel, ReadOptions};
 
 pub use eigen::{EigenSolver, Eigenpairs};
@@ -240,7 +240,8 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     )?;
     let values = pairs.values.clone();
     let gaps = eigen::gaps(&values);
-    let (largest_gap, largest_gap_index, estimated) = eigengap_stats(&values, settings.max_clusters);
+    let (largest_gap, largest_gap_index, estimated) =
+        eigengap_stats(&values, settings.max_clusters);
     let near_zero = values.iter().filter(|&&v| v < settings.near_zero).count() as i32;
     let lambda2 = values.get(1).copied().unwrap_or(0.0);
     let score = match settings.rank_by {
@@ -288,13 +289,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     // t-SNE from the spectral layout: deterministic and already cluster-aware.
     let init: Vec<[f64; 2]> = (0..n)
         .map(|i| {
-            let c = |j: usize| {
-                pairs
-                    .vectors
-                    .get((i, j))
-                    .copied()
-                    .unwrap_or(0.0)
-            };
+            let c = |j: usize| pairs.vectors.get((i, j)).copied().unwrap_or(0.0);
             [c(1) * 1e-2, c(2) * 1e-2 + (i as f64 * 1e-7)]
         })
         .collect();
@@ -396,7 +391,9 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
     let g = settings.grid;
     if g == 0 {
-        return Err(AnalyzeError::Config("analysis.grid must be positive".into()));
+        return Err(AnalyzeError::Config(
+            "analysis.grid must be positive".into(),
+        ));
     }
     let from_map = !manifest.layout.grids.contains(&g);
     if from_map && !manifest.layout.store_map {
@@ -419,9 +416,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         }
         rows.extend(part_rows);
     }
-    rows.sort_by(|a, b| {
-        (a.image_index, a.class_index).cmp(&(b.image_index, b.class_index))
-    });
+    rows.sort_by(|a, b| (a.image_index, a.class_index).cmp(&(b.image_index, b.class_index)));
 
     let mut by_group: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
     for (i, r) in rows.iter().enumerate() {
@@ -495,7 +490,13 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         bar.set_message(name.clone());
         let ids: Vec<(i64, String, String)> = members
             .iter()
-            .map(|&i| (rows[i].image_index, rows[i].sample_id.clone(), rows[i].path.clone()))
+            .map(|&i| {
+                (
+                    rows[i].image_index,
+                    rows[i].sample_id.clone(),
+                    rows[i].path.clone(),
+                )
+            })
             .collect();
         let relevance_features: Vec<Vec<f32>> = members
             .iter()
@@ -507,7 +508,13 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 } else {
                     r.grids[0].clone()
                 };
-                features::prepare(&grid, g, settings.blur_sigma, settings.sign, settings.normalization)
+                features::prepare(
+                    &grid,
+                    g,
+                    settings.blur_sigma,
+                    settings.sign,
+                    settings.normalization,
+                )
             })
             .collect();
         let mut spectra = Vec::new();

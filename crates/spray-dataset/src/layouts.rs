@@ -150,7 +150,10 @@ pub(crate) fn voc(spec: &DatasetSpec) -> Result<Layout> {
                     continue;
                 };
                 let flag: i32 = flag.parse().map_err(|_| {
-                    layout_err(file, format!("line {}: label `{flag}` is not 1, 0 or -1", line_no + 1))
+                    layout_err(
+                        file,
+                        format!("line {}: label `{flag}` is not 1, 0 or -1", line_no + 1),
+                    )
                 })?;
                 if flag == 1 || (flag == 0 && spec.include_difficult) {
                     if let Some(l) = labels.get_mut(id) {
@@ -237,7 +240,10 @@ pub(crate) fn imagenet(spec: &DatasetSpec) -> Result<Layout> {
         }
     }
     if names.is_empty() {
-        return Err(layout_err(root, "no classes found (no LOC_synset_mapping.txt and no class folders)"));
+        return Err(layout_err(
+            root,
+            "no classes found (no LOC_synset_mapping.txt and no class folders)",
+        ));
     }
     let wnids: Vec<String> = names.keys().cloned().collect();
     let classes: Vec<String> = names.values().cloned().collect();
@@ -282,8 +288,8 @@ pub(crate) fn imagenet(spec: &DatasetSpec) -> Result<Layout> {
             )
         })?;
         let mut labels: HashMap<String, i32> = HashMap::new();
-        let mut reader = csv::Reader::from_path(&solution)
-            .map_err(|e| layout_err(&solution, e.to_string()))?;
+        let mut reader =
+            csv::Reader::from_path(&solution).map_err(|e| layout_err(&solution, e.to_string()))?;
         for record in reader.records() {
             let record = record.map_err(|e| layout_err(&solution, e.to_string()))?;
             let (Some(id), Some(pred)) = (record.get(0), record.get(1)) else {
@@ -319,7 +325,11 @@ pub(crate) fn folder(spec: &DatasetSpec) -> Result<Layout> {
         .collect();
     let classes = match &spec.classes {
         Some(list) => {
-            let missing: Vec<_> = list.iter().filter(|c| !found.contains(c)).cloned().collect();
+            let missing: Vec<_> = list
+                .iter()
+                .filter(|c| !found.contains(c))
+                .cloned()
+                .collect();
             if !missing.is_empty() {
                 return Err(layout_err(
                     root,
@@ -352,14 +362,12 @@ pub(crate) fn folder(spec: &DatasetSpec) -> Result<Layout> {
 pub(crate) fn manifest(spec: &DatasetSpec) -> Result<Layout> {
     let file = &spec.root;
     let base = file.parent().unwrap_or(Path::new("."));
-    let rows: Vec<spray_store::manifest::ManifestRow> = match file
-        .extension()
-        .and_then(|e| e.to_str())
-    {
-        Some("parquet") => spray_store::manifest::read_parquet(file)
-            .map_err(|e| DatasetError::Config(e.to_string()))?,
-        _ => read_manifest_csv(file)?,
-    };
+    let rows: Vec<spray_store::manifest::ManifestRow> =
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => spray_store::manifest::read_parquet(file)
+                .map_err(|e| DatasetError::Config(e.to_string()))?,
+            _ => read_manifest_csv(file)?,
+        };
     // Labels may be class names or indices; names need a class list (given or sorted unique).
     let all_numeric = rows
         .iter()
@@ -391,7 +399,11 @@ pub(crate) fn manifest(spec: &DatasetSpec) -> Result<Layout> {
                 .iter()
                 .position(|c| c == l)
                 .map(|p| p as i32)
-                .or_else(|| l.parse::<i32>().ok().filter(|&v| v >= 0 && (v as usize) < classes.len()))
+                .or_else(|| {
+                    l.parse::<i32>()
+                        .ok()
+                        .filter(|&v| v >= 0 && (v as usize) < classes.len())
+                })
                 .ok_or_else(|| layout_err(file, format!("row {}: unknown label `{l}`", i + 1)))?;
             labels.push(index);
         }

@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use layouts::VOC_CLASSES;
 pub use preprocess::{
-    decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide,
-    SquareMode,
+    decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide, SquareMode,
 };
 
 #[derive(Debug, thiserror::Error)]

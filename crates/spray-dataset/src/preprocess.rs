@@ -121,7 +121,8 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
-    let format = image::guess_format(&bytes).map_err(|_| "not an image (unknown format)".to_string())?;
+    let format =
+        image::guess_format(&bytes).map_err(|_| "not an image (unknown format)".to_string())?;
     let img = image::load_from_memory_with_format(&bytes, format)
         .map_err(|e| format!("cannot decode {format:?}: {e}"))?;
     if img.width() == 0 || img.height() == 0 {
@@ -154,7 +155,9 @@ impl Preprocess {
             return Err(DatasetError::Config("input_size must be positive".into()));
         }
         if self.std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
-            return Err(DatasetError::Config("std must be non-zero and finite".into()));
+            return Err(DatasetError::Config(
+                "std must be non-zero and finite".into(),
+            ));
         }
         Ok(())
     }
@@ -236,7 +239,12 @@ fn mirror(i: i64, n: i64) -> u32 {
     m as u32
 }
 
-fn make_square(img: RgbImage, mode: SquareMode, pad_color: [u8; 3], rng: &mut SplitMix64) -> RgbImage {
+fn make_square(
+    img: RgbImage,
+    mode: SquareMode,
+    pad_color: [u8; 3],
+    rng: &mut SplitMix64,
+) -> RgbImage {
     let (w, h) = img.dimensions();
     if w == h || mode == SquareMode::None {
         return img;
@@ -301,7 +309,12 @@ mod tests {
 
     #[test]
     fn border_padding_repeats_edge_pixels() {
-        let img = make_square(gradient(4, 2), SquareMode::Border, [0; 3], &mut SplitMix64(0));
+        let img = make_square(
+            gradient(4, 2),
+            SquareMode::Border,
+            [0; 3],
+            &mut SplitMix64(0),
+        );
         assert_eq!(img.dimensions(), (4, 4));
         // One row of padding above: a copy of row 0; below: a copy of row 1.
         assert_eq!(img.get_pixel(2, 0), &Rgb([20, 0, 7]));
@@ -311,7 +324,12 @@ mod tests {
 
     #[test]
     fn mirror_padding_reflects() {
-        let img = make_square(gradient(2, 6), SquareMode::Mirror, [0; 3], &mut SplitMix64(0));
+        let img = make_square(
+            gradient(2, 6),
+            SquareMode::Mirror,
+            [0; 3],
+            &mut SplitMix64(0),
+        );
         assert_eq!(img.dimensions(), (6, 6));
         // Columns: pad 2 left → source x = mirror(-2), mirror(-1), 0, 1, mirror(2), mirror(3).
         let xs: Vec<u8> = (0..6).map(|x| img.get_pixel(x, 0).0[0] / 10).collect();
@@ -323,7 +341,12 @@ mod tests {
         let img = make_square(gradient(6, 2), SquareMode::Crop, [0; 3], &mut SplitMix64(0));
         assert_eq!(img.dimensions(), (2, 2));
         assert_eq!(img.get_pixel(0, 0).0[0], 20);
-        let img = make_square(gradient(2, 4), SquareMode::FixedColor, [1, 2, 3], &mut SplitMix64(0));
+        let img = make_square(
+            gradient(2, 4),
+            SquareMode::FixedColor,
+            [1, 2, 3],
+            &mut SplitMix64(0),
+        );
         assert_eq!(img.get_pixel(0, 0), &Rgb([1, 2, 3]));
         assert_eq!(img.get_pixel(1, 0).0[2], 7);
     }

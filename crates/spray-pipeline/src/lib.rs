@@ -108,7 +108,7 @@ pub struct RunSummary {
     pub report: Option<PathBuf>,
     /// (class, score) in rank order.
     pub ranking: Vec<(String, f64)>,
-    /// Classes whose score stands out (at least twice the median score and above zero).
+    /// Classes whose score stands out (see `spray_report::flag`).
     pub flagged: Vec<String>,
 }
 
@@ -142,7 +142,14 @@ fn model_fingerprint(pipeline: &Pipeline) -> Result<String> {
     if let Some(file) = pipeline.lrp.composite_file() {
         h.update(sha256_file(&file)?.as_bytes());
     }
-    h.update(pipeline.model.input_name.clone().unwrap_or_default().as_bytes());
+    h.update(
+        pipeline
+            .model
+            .input_name
+            .clone()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     Ok(format!("{:x}", h.finalize()))
 }
 
@@ -164,8 +171,7 @@ fn analysis_complete(dir: &Path, fingerprint: &str) -> bool {
         return false;
     };
     m.fingerprint == fingerprint
-        && m
-            .groups
+        && m.groups
             .iter()
             .all(|&g| spray_analyze::spectrum_path(dir, g).is_file())
 }
@@ -212,8 +218,15 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         let started = Instant::now();
         let forced = options.force.contains(&Stage::Relevance);
         let existing = spray_store::relevance::read_manifest(&relevance_dir).ok();
-        if forced || existing.as_ref().is_some_and(|m| m.fingerprint != relevance_fp) {
-            tracing::info!("relevance: inputs changed or forced; clearing {}", relevance_dir.display());
+        if forced
+            || existing
+                .as_ref()
+                .is_some_and(|m| m.fingerprint != relevance_fp)
+        {
+            tracing::info!(
+                "relevance: inputs changed or forced; clearing {}",
+                relevance_dir.display()
+            );
             remove_dir(&relevance_dir)?;
         }
         if !forced && all_parts_present(&relevance_dir, &relevance_fp) {
@@ -225,15 +238,17 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             });
         } else {
             // Compile first: an unsupported op is reported before any image is decoded.
-            let model = spray_onnx::load_model(&pipeline.model.path).map_err(|e| PipelineError::Lrp {
-                path: pipeline.model.path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            let compiled = spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
-                .map_err(|e| PipelineError::Lrp {
+            let model =
+                spray_onnx::load_model(&pipeline.model.path).map_err(|e| PipelineError::Lrp {
                     path: pipeline.model.path.display().to_string(),
                     message: e.to_string(),
                 })?;
+            let compiled =
+                spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
+                    .map_err(|e| PipelineError::Lrp {
+                        path: pipeline.model.path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
             let shard = options.shard.unwrap_or(Shard::ALL);
             let result = spray_relevance::run(&RelevanceJob {
                 dataset: &dataset,
@@ -341,7 +356,8 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         let index = report_dir.join("index.html");
         let cached = !options.force.contains(&Stage::Report)
             && index.is_file()
-            && stored_fingerprint(&report_dir, "_report.json").as_deref() == Some(report_fp.as_str());
+            && stored_fingerprint(&report_dir, "_report.json").as_deref()
+                == Some(report_fp.as_str());
         if cached {
             let (spectra, _) = spray_store::analysis::read_all(&analysis_dir)?;
             let ranking = spray_report::rank(&spectra)
@@ -366,14 +382,20 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             })?;
             spray_store::write_atomically(
                 &report_dir.join("_report.json"),
-                serde_json::json!({ "fingerprint": report_fp }).to_string().as_bytes(),
+                serde_json::json!({ "fingerprint": report_fp })
+                    .to_string()
+                    .as_bytes(),
             )?;
             summary.ranking = result.ranking;
             summary.stages.push(StageOutcome {
                 stage: Stage::Report,
                 status: "ran".into(),
                 seconds: started.elapsed().as_secs_f64(),
-                detail: format!("{} classes, {} KB of HTML", result.classes, result.html_bytes / 1024),
+                detail: format!(
+                    "{} classes, {} KB of HTML",
+                    result.classes,
+                    result.html_bytes / 1024
+                ),
             });
         }
         summary.report = Some(index);
@@ -382,17 +404,4 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
     Ok(summary)
 }
 
-/// Classes whose score is positive and at least twice the median score.
-pub fn flag(ranking: &[(String, f64)]) -> Vec<String> {
-    if ranking.is_empty() {
-        return Vec::new();
-    }
-    let mut scores: Vec<f64> = ranking.iter().map(|r| r.1).collect();
-    scores.sort_by(f64::total_cmp);
-    let median = scores[scores.len() / 2];
-    ranking
-        .iter()
-        .filter(|(_, s)| *s > 0.0 && *s >= 2.0 * median)
-        .map(|(c, _)| c.clone())
-        .collect()
-}
+pub use spray_report::flag;

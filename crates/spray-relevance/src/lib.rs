@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use spray_dataset::{Dataset, Preprocess, PreparedImage, Sample};
+use spray_dataset::{Dataset, PreparedImage, Preprocess, Sample};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::LrpModel;
-use spray_store::relevance::{ErrorRecord, RelevanceLayout, RelevanceRecord};
 pub use spray_store::relevance::{
     errors_path, finished_parts, manifest_path, part_path, read_manifest, RelevanceManifest,
 };
+use spray_store::relevance::{ErrorRecord, RelevanceLayout, RelevanceRecord};
 
 pub use maps::{channel_sum, image_grid, sum_pool};
 
@@ -73,8 +73,14 @@ impl std::str::FromStr for Shard {
         let (i, n) = s
             .split_once('/')
             .ok_or_else(|| format!("`{s}`: expected I/N, e.g. 0/4"))?;
-        let index: usize = i.trim().parse().map_err(|_| format!("`{s}`: I is not a number"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("`{s}`: N is not a number"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: I is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: N is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("`{s}`: need 0 <= I < N"));
         }
@@ -262,9 +268,8 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
         parts,
         layout: job.settings.layout(),
     };
-    std::fs::create_dir_all(&job.dir).map_err(|e| {
-        RelevanceError::Config(format!("cannot create {}: {e}", job.dir.display()))
-    })?;
+    std::fs::create_dir_all(&job.dir)
+        .map_err(|e| RelevanceError::Config(format!("cannot create {}: {e}", job.dir.display())))?;
     match read_manifest(&job.dir).ok() {
         Some(existing) if existing.fingerprint != manifest.fingerprint => {
             return Err(RelevanceError::Config(format!(

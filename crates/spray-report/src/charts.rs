@@ -79,7 +79,10 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
                 .map_err(err)?
                 .label(format!("largest gap λ{}→λ{}", i, i + 1))
                 .legend(|(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], RGBColor(255, 200, 80).filled())
+                    Rectangle::new(
+                        [(x, y - 5), (x + 12, y + 5)],
+                        RGBColor(255, 200, 80).filled(),
+                    )
                 });
         }
         chart
@@ -89,12 +92,9 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
             ))
             .map_err(err)?;
         chart
-            .draw_series(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| Circle::new((i as f64 + 1.0, v), 3, RGBColor(31, 119, 180).filled())),
-            )
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                Circle::new((i as f64 + 1.0, v), 3, RGBColor(31, 119, 180).filled())
+            }))
             .map_err(err)?;
         chart
             .configure_series_labels()
@@ -216,7 +216,11 @@ pub fn scatter_svg(title: &str, points: &[(f32, f32, i32)]) -> Result<String, Re
             .map_err(err)?;
         chart
             .draw_series(points.iter().map(|&(x, y, c)| {
-                Circle::new((x as f64, y as f64), 4, cluster_colour(c).mix(0.85).filled())
+                Circle::new(
+                    (x as f64, y as f64),
+                    4,
+                    cluster_colour(c).mix(0.85).filled(),
+                )
             }))
             .map_err(err)?;
         root.present().map_err(err)?;

@@ -21,7 +21,10 @@ pub fn heatmap(map: &[f32], h: usize, w: usize, min_side: usize) -> RgbImage {
 pub fn png_data_uri(img: &RgbImage) -> String {
     let mut bytes = Vec::new();
     if img
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .is_err()
     {
         return String::new();

@@ -138,6 +138,22 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
         .collect()
 }
 
+/// The classes flagged as suspicious: a positive score of at least twice the median score.
+/// A relative rule, because scores are comparable only within one run.
+pub fn flag(ranking: &[(String, f64)]) -> Vec<String> {
+    if ranking.is_empty() {
+        return Vec::new();
+    }
+    let mut scores: Vec<f64> = ranking.iter().map(|r| r.1).collect();
+    scores.sort_by(f64::total_cmp);
+    let median = scores[scores.len() / 2];
+    ranking
+        .iter()
+        .filter(|(_, s)| *s > 0.0 && *s >= 2.0 * median)
+        .map(|(c, _)| c.clone())
+        .collect()
+}
+
 #[derive(Serialize)]
 struct PagePoint {
     id: String,
@@ -187,6 +203,7 @@ struct PageClass {
 #[derive(Serialize)]
 struct PageRow {
     rank: usize,
+    flagged: bool,
     anchor: Option<String>,
     name: String,
     class_index: i32,
@@ -267,10 +284,17 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     };
     let detail: Vec<&RankedClass> = ranking.iter().take(settings.detail_classes).collect();
     let anchor = |c: i32| format!("class-{}", spray_store::analysis::group_name(c));
+    let flagged = flag(
+        &ranking
+            .iter()
+            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.score))
+            .collect::<Vec<_>>(),
+    );
     let rows: Vec<PageRow> = ranking
         .iter()
         .map(|r| PageRow {
             rank: r.rank,
+            flagged: flagged.contains(&r.spectrum.class_name),
             anchor: (r.rank <= settings.detail_classes).then(|| anchor(r.spectrum.class_index)),
             name: r.spectrum.class_name.clone(),
             class_index: r.spectrum.class_index,
@@ -282,7 +306,11 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             clusters: r.spectrum.clusters,
             near_zero: r.spectrum.near_zero,
             score: fmt(r.spectrum.score),
-            baseline_lambda2: r.baseline.as_ref().map(|b| fmt(b.lambda2)).unwrap_or_default(),
+            baseline_lambda2: r
+                .baseline
+                .as_ref()
+                .map(|b| fmt(b.lambda2))
+                .unwrap_or_default(),
             baseline_gap: r
                 .baseline
                 .as_ref()
@@ -298,12 +326,18 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         "Smallest eigenvalues per class (relevance), ordered by λ2",
         &by_lambda2
             .iter()
-            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.eigenvalues.clone()))
+            .map(|r| {
+                (
+                    r.spectrum.class_name.clone(),
+                    r.spectrum.eigenvalues.clone(),
+                )
+            })
             .collect::<Vec<_>>(),
         k,
     )?;
     let overview_baseline = if ranking.iter().any(|r| r.baseline.is_some()) {
-        let mut with: Vec<&ClassSpectrum> = ranking.iter().filter_map(|r| r.baseline.as_ref()).collect();
+        let mut with: Vec<&ClassSpectrum> =
+            ranking.iter().filter_map(|r| r.baseline.as_ref()).collect();
         with.sort_by(|a, b| a.lambda2.total_cmp(&b.lambda2));
         Some(charts::overview_svg(
             "Baseline: the same on downsized input images",
@@ -340,7 +374,11 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             clusters_of.entry(s.cluster).or_default().push(s);
         }
         for list in clusters_of.values_mut() {
-            list.sort_by(|a, b| a.centrality.total_cmp(&b.centrality).then(a.image_index.cmp(&b.image_index)));
+            list.sort_by(|a, b| {
+                a.centrality
+                    .total_cmp(&b.centrality)
+                    .then(a.image_index.cmp(&b.image_index))
+            });
         }
         let mut pictured: std::collections::HashSet<i64> = Default::default();
         let mut depth = 0;
@@ -370,9 +408,17 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     path: s.path.clone(),
                     cluster: s.cluster,
                     logit: rec.map(|r| r.target_logit).unwrap_or(f32::NAN),
-                    predicted: rec.map(|r| class_name(r.predicted_class)).unwrap_or_default(),
+                    predicted: rec
+                        .map(|r| class_name(r.predicted_class))
+                        .unwrap_or_default(),
                     labels: rec
-                        .map(|r| r.labels.iter().map(|&l| class_name(l)).collect::<Vec<_>>().join(", "))
+                        .map(|r| {
+                            r.labels
+                                .iter()
+                                .map(|&l| class_name(l))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
                         .unwrap_or_default(),
                     thumb: if show { rec.and_then(thumb_uri) } else { None },
                     heat: if show { rec.and_then(heat_uri) } else { None },
@@ -381,15 +427,20 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             .collect();
         let scatter = charts::scatter_svg(
             "t-SNE of the relevance maps, coloured by cluster",
-            &members.iter().map(|s| (s.tsne_x, s.tsne_y, s.cluster)).collect::<Vec<_>>(),
+            &members
+                .iter()
+                .map(|s| (s.tsne_x, s.tsne_y, s.cluster))
+                .collect::<Vec<_>>(),
         )?;
         let n = members.len().max(1);
         let page_clusters = clusters_of
             .iter()
             .map(|(&id, list)| {
                 // Prototype: the mean of the members' maps (all share one size).
-                let maps: Vec<&(i32, i32, Vec<f32>)> =
-                    list.iter().filter_map(|s| record(s).and_then(|r| r.map.as_ref())).collect();
+                let maps: Vec<&(i32, i32, Vec<f32>)> = list
+                    .iter()
+                    .filter_map(|s| record(s).and_then(|r| r.map.as_ref()))
+                    .collect();
                 let prototype = maps.first().map(|(h, w, first)| {
                     let mut mean = vec![0.0f32; first.len()];
                     for (_, _, m) in &maps {

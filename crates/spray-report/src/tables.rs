@@ -35,11 +35,26 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
         .unwrap_or(0);
     let s = |f: &dyn Fn(&RankedClass) -> String| ranking.iter().map(f).collect::<Vec<_>>();
     let mut columns = vec![
-        Column::new("rank".into(), ranking.iter().map(|r| r.rank as i64).collect::<Vec<_>>()),
-        Column::new("class_index".into(), ranking.iter().map(|r| r.spectrum.class_index).collect::<Vec<_>>()),
+        Column::new(
+            "rank".into(),
+            ranking.iter().map(|r| r.rank as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "class_index".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.class_index)
+                .collect::<Vec<_>>(),
+        ),
         Column::new("class".into(), s(&|r| r.spectrum.class_name.clone())),
-        Column::new("n".into(), ranking.iter().map(|r| r.spectrum.n).collect::<Vec<_>>()),
-        Column::new("knn_k".into(), ranking.iter().map(|r| r.spectrum.knn_k).collect::<Vec<_>>()),
+        Column::new(
+            "n".into(),
+            ranking.iter().map(|r| r.spectrum.n).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "knn_k".into(),
+            ranking.iter().map(|r| r.spectrum.knn_k).collect::<Vec<_>>(),
+        ),
     ];
     for i in 0..m {
         columns.push(Column::new(
@@ -51,21 +66,72 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
         ));
     }
     columns.extend([
-        Column::new("largest_gap".into(), ranking.iter().map(|r| r.spectrum.largest_gap).collect::<Vec<_>>()),
-        Column::new("largest_gap_index".into(), ranking.iter().map(|r| r.spectrum.largest_gap_index).collect::<Vec<_>>()),
-        Column::new("estimated_clusters".into(), ranking.iter().map(|r| r.spectrum.estimated_clusters).collect::<Vec<_>>()),
-        Column::new("clusters".into(), ranking.iter().map(|r| r.spectrum.clusters).collect::<Vec<_>>()),
-        Column::new("near_zero".into(), ranking.iter().map(|r| r.spectrum.near_zero).collect::<Vec<_>>()),
-        Column::new("score".into(), ranking.iter().map(|r| r.spectrum.score).collect::<Vec<_>>()),
-        Column::new("score_eigengap".into(), ranking.iter().map(|r| r.spectrum.largest_gap).collect::<Vec<_>>()),
-        Column::new("score_lambda2".into(), ranking.iter().map(|r| -r.spectrum.lambda2).collect::<Vec<_>>()),
+        Column::new(
+            "largest_gap".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.largest_gap)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "largest_gap_index".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.largest_gap_index)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "estimated_clusters".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.estimated_clusters)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "clusters".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.clusters)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "near_zero".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.near_zero)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "score".into(),
+            ranking.iter().map(|r| r.spectrum.score).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "score_eigengap".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.largest_gap)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "score_lambda2".into(),
+            ranking
+                .iter()
+                .map(|r| -r.spectrum.lambda2)
+                .collect::<Vec<_>>(),
+        ),
         Column::new(
             "image_lambda2".into(),
-            ranking.iter().map(|r| r.baseline.as_ref().map(|b| b.lambda2)).collect::<Vec<Option<f64>>>(),
+            ranking
+                .iter()
+                .map(|r| r.baseline.as_ref().map(|b| b.lambda2))
+                .collect::<Vec<Option<f64>>>(),
         ),
         Column::new(
             "image_largest_gap".into(),
-            ranking.iter().map(|r| r.baseline.as_ref().map(|b| b.largest_gap)).collect::<Vec<Option<f64>>>(),
+            ranking
+                .iter()
+                .map(|r| r.baseline.as_ref().map(|b| b.largest_gap))
+                .collect::<Vec<Option<f64>>>(),
         ),
     ]);
     let mut df = frame(ranking.len(), columns)?;
@@ -90,28 +156,58 @@ pub fn write_samples(
     sorted.sort_by_key(|s| (s.class_index, s.image_index));
     let rec = |s: &SampleEmbedding| records.get(&(s.image_index, s.class_index));
     let columns = vec![
-        Column::new("sample_id".into(), sorted.iter().map(|s| s.sample_id.clone()).collect::<Vec<_>>()),
-        Column::new("path".into(), sorted.iter().map(|s| s.path.clone()).collect::<Vec<_>>()),
-        Column::new("class_index".into(), sorted.iter().map(|s| s.class_index).collect::<Vec<_>>()),
-        Column::new("class".into(), sorted.iter().map(|s| name(s.class_index)).collect::<Vec<_>>()),
+        Column::new(
+            "sample_id".into(),
+            sorted
+                .iter()
+                .map(|s| s.sample_id.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "path".into(),
+            sorted.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "class_index".into(),
+            sorted.iter().map(|s| s.class_index).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "class".into(),
+            sorted
+                .iter()
+                .map(|s| name(s.class_index))
+                .collect::<Vec<_>>(),
+        ),
         Column::new(
             "labels".into(),
             sorted
                 .iter()
                 .map(|s| {
                     rec(s)
-                        .map(|r| r.labels.iter().map(|&l| name(l)).collect::<Vec<_>>().join(";"))
+                        .map(|r| {
+                            r.labels
+                                .iter()
+                                .map(|&l| name(l))
+                                .collect::<Vec<_>>()
+                                .join(";")
+                        })
                         .unwrap_or_default()
                 })
                 .collect::<Vec<_>>(),
         ),
         Column::new(
             "target_logit".into(),
-            sorted.iter().map(|s| rec(s).map(|r| r.target_logit)).collect::<Vec<Option<f32>>>(),
+            sorted
+                .iter()
+                .map(|s| rec(s).map(|r| r.target_logit))
+                .collect::<Vec<Option<f32>>>(),
         ),
         Column::new(
             "predicted_class".into(),
-            sorted.iter().map(|s| rec(s).map(|r| r.predicted_class)).collect::<Vec<Option<i32>>>(),
+            sorted
+                .iter()
+                .map(|s| rec(s).map(|r| r.predicted_class))
+                .collect::<Vec<Option<i32>>>(),
         ),
         Column::new(
             "predicted".into(),
@@ -120,9 +216,18 @@ pub fn write_samples(
                 .map(|s| rec(s).map(|r| name(r.predicted_class)).unwrap_or_default())
                 .collect::<Vec<_>>(),
         ),
-        Column::new("cluster".into(), sorted.iter().map(|s| s.cluster).collect::<Vec<_>>()),
-        Column::new("tsne_x".into(), sorted.iter().map(|s| s.tsne_x).collect::<Vec<_>>()),
-        Column::new("tsne_y".into(), sorted.iter().map(|s| s.tsne_y).collect::<Vec<_>>()),
+        Column::new(
+            "cluster".into(),
+            sorted.iter().map(|s| s.cluster).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "tsne_x".into(),
+            sorted.iter().map(|s| s.tsne_x).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "tsne_y".into(),
+            sorted.iter().map(|s| s.tsne_y).collect::<Vec<_>>(),
+        ),
     ];
     let mut df = frame(sorted.len(), columns)?;
     write_csv(path, &mut df)

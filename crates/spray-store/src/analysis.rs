@@ -65,11 +65,7 @@ fn spectrum_schema() -> Arc<Schema> {
         Field::new("space", DataType::Utf8, false),
         Field::new("n", DataType::Int64, false),
         Field::new("knn_k", DataType::Int32, false),
-        Field::new(
-            "eigenvalues",
-            columns::list_type(DataType::Float64),
-            false,
-        ),
+        Field::new("eigenvalues", columns::list_type(DataType::Float64), false),
         Field::new("gaps", columns::list_type(DataType::Float64), false),
         Field::new("largest_gap", DataType::Float64, false),
         Field::new("largest_gap_index", DataType::Int32, false),
@@ -120,11 +116,16 @@ pub fn write_group(
         columns::i32s(samples.iter().map(|s| s.cluster)),
         columns::f32s(samples.iter().map(|s| s.tsne_x)),
         columns::f32s(samples.iter().map(|s| s.tsne_y)),
-        columns::list_f32(&samples.iter().map(|s| s.spectral.clone()).collect::<Vec<_>>()),
+        columns::list_f32(
+            &samples
+                .iter()
+                .map(|s| s.spectral.clone())
+                .collect::<Vec<_>>(),
+        ),
         columns::f32s(samples.iter().map(|s| s.centrality)),
     ];
-    let batch = RecordBatch::try_new(samples_schema(), arrays)
-        .map_err(|e| schema_err(samples_path, e))?;
+    let batch =
+        RecordBatch::try_new(samples_schema(), arrays).map_err(|e| schema_err(samples_path, e))?;
     write_batches_atomically(samples_path, samples_schema(), &[batch])?;
 
     let arrays: Vec<ArrayRef> = vec![
@@ -133,7 +134,12 @@ pub fn write_group(
         columns::strings(spectra.iter().map(|s| &s.space)),
         columns::i64s(spectra.iter().map(|s| s.n)),
         columns::i32s(spectra.iter().map(|s| s.knn_k)),
-        columns::list_f64(&spectra.iter().map(|s| s.eigenvalues.clone()).collect::<Vec<_>>()),
+        columns::list_f64(
+            &spectra
+                .iter()
+                .map(|s| s.eigenvalues.clone())
+                .collect::<Vec<_>>(),
+        ),
         columns::list_f64(&spectra.iter().map(|s| s.gaps.clone()).collect::<Vec<_>>()),
         columns::f64s(spectra.iter().map(|s| s.largest_gap)),
         columns::i32s(spectra.iter().map(|s| s.largest_gap_index)),
@@ -257,7 +263,10 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
 
 /// The finished analysis: all groups' spectra and samples; an error names missing groups.
 pub fn read_all(dir: &Path) -> Result<(Vec<ClassSpectrum>, Vec<SampleEmbedding>)> {
-    let text = std::fs::read_to_string(manifest_path(dir)).map_err(|e| StoreError::Io { path: manifest_path(dir).display().to_string(), source: e })?;
+    let text = std::fs::read_to_string(manifest_path(dir)).map_err(|e| StoreError::Io {
+        path: manifest_path(dir).display().to_string(),
+        source: e,
+    })?;
     let manifest: AnalysisManifest = serde_json::from_str(&text)
         .map_err(|e| StoreError::Incomplete(format!("{}: {e}", manifest_path(dir).display())))?;
     let missing: Vec<i32> = manifest
@@ -283,4 +292,3 @@ pub fn read_all(dir: &Path) -> Result<(Vec<ClassSpectrum>, Vec<SampleEmbedding>)
     }
     Ok((spectra, samples))
 }
-

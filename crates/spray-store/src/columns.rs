@@ -24,7 +24,11 @@ pub(crate) fn list_type(item: DataType) -> DataType {
 }
 
 pub(crate) fn strings<S: AsRef<str>>(values: impl Iterator<Item = S>) -> ArrayRef {
-    Arc::new(values.map(|s| Some(s.as_ref().to_owned())).collect::<StringArray>())
+    Arc::new(
+        values
+            .map(|s| Some(s.as_ref().to_owned()))
+            .collect::<StringArray>(),
+    )
 }
 
 pub(crate) fn i32s(values: impl Iterator<Item = i32>) -> ArrayRef {

@@ -6,8 +6,8 @@
 
 pub mod analysis;
 mod columns;
-pub mod manifest;
 mod io;
+pub mod manifest;
 pub mod relevance;
 
 pub use io::{

@@ -63,13 +63,12 @@ pub fn read_parquet(path: &Path) -> Result<Vec<ManifestRow>> {
                             .filter_map(|j| cell_strings(row.as_ref(), j))
                             .collect()
                     } else {
-                        let cell = cell_strings(col.as_ref(), i).ok_or_else(|| {
-                            StoreError::Schema {
+                        let cell =
+                            cell_strings(col.as_ref(), i).ok_or_else(|| StoreError::Schema {
                                 path: name.clone(),
                                 column: "label".into(),
                                 message: format!("unsupported type {}", col.data_type()),
-                            }
-                        });
+                            });
                         if col.is_null(i) {
                             Vec::new()
                         } else {

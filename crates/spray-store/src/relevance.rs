@@ -144,7 +144,11 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
     if layout.store_map {
         let maps: Vec<_> = rows
             .iter()
-            .map(|r| r.map.clone().ok_or_else(|| bad("a row lacks its map".into())))
+            .map(|r| {
+                r.map
+                    .clone()
+                    .ok_or_else(|| bad("a row lacks its map".into()))
+            })
             .collect::<Result<_>>()?;
         arrays.push(columns::i32s(maps.iter().map(|m| m.0)));
         arrays.push(columns::i32s(maps.iter().map(|m| m.1)));
@@ -245,9 +249,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 relevance_sum: relevance_sum[i],
                 conservation_error: conservation[i],
                 grids: grids.iter().map(|g| g[i].clone()).collect(),
-                map: maps
-                    .get(i)
-                    .map(|m| (map_h[i], map_w[i], m.clone())),
+                map: maps.get(i).map(|m| (map_h[i], map_w[i], m.clone())),
                 image_grids: image_grids.iter().map(|g| g[i].clone()).collect(),
                 thumbnail: thumbs.get(i).cloned().flatten(),
             });
@@ -293,11 +295,10 @@ pub fn write_errors(path: &Path, rows: &[ErrorRecord]) -> Result<()> {
         columns::strings(rows.iter().map(|r| &r.path)),
         columns::strings(rows.iter().map(|r| &r.reason)),
     ];
-    let batch =
-        RecordBatch::try_new(error_schema(), arrays).map_err(|e| StoreError::Parquet {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+    let batch = RecordBatch::try_new(error_schema(), arrays).map_err(|e| StoreError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     write_batches_atomically(path, error_schema(), &[batch])
 }
 
@@ -383,4 +384,3 @@ pub fn finished_parts(dir: &Path) -> Result<(RelevanceManifest, Vec<PathBuf>)> {
         (0..manifest.parts).map(|p| part_path(dir, p)).collect(),
     ))
 }
-

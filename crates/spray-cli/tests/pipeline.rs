@@ -1,0 +1,412 @@
+//! `spray run` end to end on the bundled demo: ranking, caching, sharded assembly, the
+//! report's CSVs and HTML (the latter in headless Chromium when available).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spray-pipeline-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spray(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_spray"))
+        .args(args)
+        .output()
+        .expect("run spray");
+    if !out.status.success() {
+        panic!(
+            "spray {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// A pipeline over `data` with the demo model, writing to `dir/out`.
+fn write_pipeline(dir: &Path, data: &Path, grid: usize) -> PathBuf {
+    let model = repo().join("tests/demo/model.onnx");
+    let text = format!(
+        r#"
+[dataset]
+kind = "folder"
+root = "{data}"
+
+[model]
+path = "{model}"
+input_size = [32, 32]
+scale = "unit"
+
+[lrp]
+composite = "epsilon-plus-flat"
+
+[relevance]
+grids = [8]
+part_size = 64
+batch_size = 32
+
+[analysis]
+grid = {grid}
+
+[output]
+dir = "out"
+"#,
+        data = data.display(),
+        model = model.display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
+    let mut out = BTreeMap::new();
+    for stage in ["relevance", "analysis", "report"] {
+        let d = dir.join(stage);
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            out.insert(e.path(), e.metadata().unwrap().modified().unwrap());
+        }
+    }
+    out
+}
+
+fn browser_check(report: &Path, screenshot: &Path, hostile: Option<&str>) {
+    let script = repo().join("tests/browser/check_report.mjs");
+    let ready = Path::new("/usr/bin/chromium").exists()
+        && repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists();
+    if !ready {
+        assert!(
+            std::env::var_os("SPRAY_REQUIRE_BROWSER").is_none(),
+            "SPRAY_REQUIRE_BROWSER is set but Chromium or playwright-core is missing (run scripts/test.sh)"
+        );
+        eprintln!("skipping the browser check: Chromium or playwright-core not installed (scripts/test.sh installs them)");
+        return;
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).arg(report).arg(screenshot);
+    if let Some(h) = hostile {
+        cmd.arg(h);
+    }
+    let out = cmd.output().expect("run node");
+    assert!(
+        out.status.success(),
+        "browser check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(screenshot.is_file());
+}
+
+fn artefact_dir() -> PathBuf {
+    let dir = repo().join("target/test-artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn demo_ranks_the_watermarked_class_first_and_caches() {
+    let dir = scratch("demo");
+    let data = repo().join("tests/demo/data");
+    let pipeline = write_pipeline(&dir, &data, 8);
+    let p = pipeline.to_str().unwrap();
+    let first = spray(&["run", p, "--quiet"]);
+    let text = stdout(&first);
+    assert!(text.contains("report:"), "{text}");
+    let out = dir.join("out");
+
+    // The ranking: the watermarked class first.
+    let classes = csv_rows(&out.join("report/classes.csv"));
+    assert_eq!(classes.len(), 4);
+    assert_eq!(classes[0]["class"], "triangle", "ranking: {classes:?}");
+    for col in [
+        "rank",
+        "n",
+        "lambda_1",
+        "lambda_20",
+        "largest_gap",
+        "largest_gap_index",
+        "estimated_clusters",
+        "score",
+    ] {
+        assert!(classes[0].contains_key(col), "classes.csv lacks {col}");
+    }
+    assert!(text.contains("flagged: triangle"), "{text}");
+
+    // samples.csv: 400 readable images (one corrupt file skipped), one row each.
+    let samples = csv_rows(&out.join("report/samples.csv"));
+    assert_eq!(samples.len(), 400);
+    for col in [
+        "sample_id",
+        "path",
+        "class",
+        "labels",
+        "target_logit",
+        "predicted_class",
+        "cluster",
+        "tsne_x",
+        "tsne_y",
+    ] {
+        assert!(samples[0].contains_key(col), "samples.csv lacks {col}");
+    }
+    let clusters = csv_rows(&out.join("report/clusters.csv"));
+    let total: usize = clusters
+        .iter()
+        .map(|r| r["size"].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(total, 400);
+
+    // The watermarked images form their own clusters: every triangle cluster is (almost)
+    // pure, and the watermarked clusters hold (almost) all watermarked images.
+    let marks: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/demo/watermarks.json")).unwrap(),
+    )
+    .unwrap();
+    let marked: HashSet<String> = marks["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().trim_end_matches(".png").to_owned())
+        .collect();
+    let mut per_cluster: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s["class"] == "triangle") {
+        let e = per_cluster.entry(s["cluster"].clone()).or_default();
+        e.0 += 1;
+        if marked.contains(&s["sample_id"]) {
+            e.1 += 1;
+        }
+    }
+    let mut in_marked_clusters = 0;
+    for (cluster, (size, with_mark)) in &per_cluster {
+        let purity = (*with_mark).max(size - with_mark) as f64 / *size as f64;
+        assert!(
+            purity >= 0.9,
+            "cluster {cluster} mixes: {with_mark} of {size} watermarked"
+        );
+        if *with_mark * 2 > *size {
+            in_marked_clusters += with_mark;
+        }
+    }
+    assert!(
+        in_marked_clusters as f64 >= 0.9 * marked.len() as f64,
+        "watermarked clusters hold {in_marked_clusters} of {}",
+        marked.len()
+    );
+
+    // Report present; the skipped corrupt file is listed.
+    let html = std::fs::read_to_string(out.join("report/index.html")).unwrap();
+    assert!(html.contains("square_broken.png"));
+    assert!(
+        html.len() < 8_000_000,
+        "report too large: {} bytes",
+        html.len()
+    );
+    browser_check(
+        &out.join("report/index.html"),
+        &artefact_dir().join("demo-report.png"),
+        None,
+    );
+
+    // A second run recomputes nothing.
+    let before = mtimes(&out);
+    let second = stdout(&spray(&["run", p, "--quiet"]));
+    for stage in ["relevance", "analyze", "report"] {
+        assert!(
+            second
+                .lines()
+                .any(|l| l.starts_with(stage) && l.contains("cached")),
+            "{stage} not cached:\n{second}"
+        );
+    }
+    assert_eq!(before, mtimes(&out), "files changed on a cached run");
+
+    // Changing analysis.grid reruns analyze and report only.
+    write_pipeline(&dir, &data, 4);
+    let third = stdout(&spray(&["run", p, "--quiet"]));
+    assert!(
+        third
+            .lines()
+            .any(|l| l.starts_with("relevance") && l.contains("cached")),
+        "{third}"
+    );
+    assert!(
+        third
+            .lines()
+            .any(|l| l.starts_with("analyze") && l.contains("ran")),
+        "{third}"
+    );
+    assert!(
+        third
+            .lines()
+            .any(|l| l.starts_with("report") && l.contains("ran")),
+        "{third}"
+    );
+    let after = mtimes(&out);
+    for (path, time) in &before {
+        if path.to_string_lossy().contains("/relevance/") {
+            assert_eq!(
+                after.get(path),
+                Some(time),
+                "{} was rewritten",
+                path.display()
+            );
+        }
+    }
+
+    // --force reruns one stage.
+    let forced = stdout(&spray(&["run", p, "--quiet", "--force", "report"]));
+    assert!(
+        forced
+            .lines()
+            .any(|l| l.starts_with("report") && l.contains("ran")),
+        "{forced}"
+    );
+    assert!(
+        forced
+            .lines()
+            .any(|l| l.starts_with("analyze") && l.contains("cached")),
+        "{forced}"
+    );
+}
+
+#[test]
+fn array_of_local_processes_matches_an_unsharded_run() {
+    let data = repo().join("tests/demo/data");
+    let whole = scratch("whole");
+    let p_whole = write_pipeline(&whole, &data, 8);
+    spray(&["run", p_whole.to_str().unwrap(), "--quiet"]);
+
+    // Like a Slurm array: the relevance shards run at the same time, then the analyze shards,
+    // then one plain run assembles.
+    let sharded = scratch("sharded");
+    let p = write_pipeline(&sharded, &data, 8);
+    let p = p.to_str().unwrap().to_owned();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_spray"))
+                .args([
+                    "run",
+                    &p,
+                    "--quiet",
+                    "--stage",
+                    "relevance",
+                    "--shard",
+                    &format!("{i}/3"),
+                ])
+                .output()
+        })
+        .collect();
+    for c in children {
+        assert!(c.unwrap().status.success());
+    }
+    for i in 0..2 {
+        spray(&[
+            "run",
+            &p,
+            "--quiet",
+            "--stage",
+            "analyze",
+            "--shard",
+            &format!("{i}/2"),
+        ]);
+    }
+    let last = stdout(&spray(&["run", &p, "--quiet"]));
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("relevance") && l.contains("cached")),
+        "{last}"
+    );
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("analyze") && l.contains("cached")),
+        "{last}"
+    );
+    for file in ["classes.csv", "samples.csv", "clusters.csv"] {
+        let a = std::fs::read_to_string(whole.join("out/report").join(file)).unwrap();
+        let b = std::fs::read_to_string(sharded.join("out/report").join(file)).unwrap();
+        let first_difference = a.lines().zip(b.lines()).position(|(x, y)| x != y);
+        assert!(
+            a == b,
+            "{file} differs between sharded and unsharded runs, first at line {first_difference:?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_names_render_as_text() {
+    let dir = scratch("hostile");
+    let data = dir.join("data");
+    let demo = repo().join("tests/demo/data");
+    // Two classes, one of them with markup in its name, and a file named like an XSS probe.
+    let hostile_class = "<b onclick=alert(2)>square";
+    for (class, src) in [("disc", "disc"), (hostile_class, "square")] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..12 {
+            let from = demo.join(src).join(format!("{src}_{i:03}.png"));
+            std::fs::copy(&from, data.join(class).join(format!("{src}_{i:03}.png"))).unwrap();
+        }
+    }
+    let hostile_file = "<img src=x onerror=alert(1)>";
+    std::fs::copy(
+        demo.join("disc/disc_050.png"),
+        data.join("disc").join(format!("{hostile_file}.png")),
+    )
+    .unwrap();
+    let pipeline = write_pipeline(&dir, &data, 8);
+    spray(&["run", pipeline.to_str().unwrap(), "--quiet"]);
+    let html = std::fs::read_to_string(dir.join("out/report/index.html")).unwrap();
+    assert!(
+        !html.contains(hostile_file),
+        "raw hostile file name in the HTML"
+    );
+    assert!(
+        !html.contains(hostile_class),
+        "raw hostile class name in the HTML"
+    );
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;") || html.contains("\\u003cimg src=x")
+    );
+    let samples = csv_rows(&dir.join("out/report/samples.csv"));
+    assert!(samples
+        .iter()
+        .any(|s| s["sample_id"] == format!("disc/{hostile_file}")));
+    browser_check(
+        &dir.join("out/report/index.html"),
+        &artefact_dir().join("hostile-report.png"),
+        Some(&format!("disc/{hostile_file}")),
+    );
+}
