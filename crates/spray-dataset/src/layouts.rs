@@ -254,16 +254,16 @@ pub(crate) fn imagenet(spec: &DatasetSpec) -> Result<Layout> {
         .collect();
 
     let mut samples = Vec::new();
+    // Class sub-folders are the folders named like a known wnid; anything else in the split
+    // folder (an image, or a broken entry named like one) makes it a flat folder.
     let class_dirs: Vec<PathBuf> = sorted_dir(&split_dir)?
         .into_iter()
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && index.contains_key(file_name(p).as_str()))
         .collect();
     if !class_dirs.is_empty() {
         for dir in class_dirs {
             let wnid = file_name(&dir);
-            let Some(&label) = index.get(wnid.as_str()) else {
-                return Err(layout_err(&dir, format!("`{wnid}` is not a known class")));
-            };
+            let label = index[wnid.as_str()];
             for file in sorted_dir(&dir)?.into_iter().filter(|p| is_image(p)) {
                 samples.push(RawSample {
                     sample_id: file_stem(&file),
