@@ -90,11 +90,25 @@ pub fn knn(points: ArrayView2<'_, f32>, k: usize) -> KnnTable {
                     let cmp = |a: &(usize, f64), b: &(usize, f64)| {
                         a.1.total_cmp(&b.1).then(a.0.cmp(&b.0))
                     };
-                    if cand.len() > k {
-                        cand.select_nth_unstable_by(k - 1, cmp);
-                        cand.truncate(k);
+                    // Preselect with the fast f32 expansion, then rank a few extra candidates
+                    // by exact f64 distances, so near-ties are ordered as an exact method would.
+                    let keep = (k + 8).min(cand.len());
+                    if cand.len() > keep {
+                        cand.select_nth_unstable_by(keep - 1, cmp);
+                        cand.truncate(keep);
+                    }
+                    let a = points.row(i);
+                    for c in cand.iter_mut() {
+                        let b = points.row(c.0);
+                        c.1 = a
+                            .iter()
+                            .zip(b.iter())
+                            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                            .sum::<f64>()
+                            .sqrt();
                     }
                     cand.sort_by(cmp);
+                    cand.truncate(k);
                     cand
                 })
                 .collect::<Vec<_>>()

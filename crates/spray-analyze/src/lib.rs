@@ -55,11 +55,14 @@ pub enum Grouping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RankCriterion {
-    /// The largest gap λi+1 − λi for i ≥ 2: clear structure beyond one cluster.
+    /// −λ2, the default. By Cheeger's inequality a small λ2 of L_sym means the class's kNN
+    /// graph has a weak cut: two groups of explanations that are barely connected (λ2 = 0:
+    /// disconnected). It is the order of thesis Fig. 6.5.
     #[default]
-    Eigengap,
-    /// −λ2: the closer the graph is to falling apart, the more suspicious.
     Lambda2,
+    /// The largest gap λi+1 − λi for 2 ≤ i < max_clusters: clear structure beyond one
+    /// cluster. Noisy when spectra rise smoothly (the largest small gap then wins by chance).
+    Eigengap,
     /// The number of near-zero eigenvalues (ties: smaller λ2 first).
     NearZero,
 }
@@ -174,7 +177,7 @@ fn toml_defaults() -> AnalysisSettings {
         solver: EigenSolver::Auto,
         dense_limit: default_dense_limit(),
         near_zero: default_near_zero(),
-        rank_by: RankCriterion::Eigengap,
+        rank_by: RankCriterion::default(),
         cluster_method: ClusterMethod::Kmeans,
         clusters: None,
         min_clusters: default_min_clusters(),
@@ -240,9 +243,15 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     )?;
     let values = pairs.values.clone();
     let gaps = eigen::gaps(&values);
-    let (largest_gap, largest_gap_index, estimated) =
-        eigengap_stats(&values, settings.max_clusters);
+    let (largest_gap, largest_gap_index, by_gap) = eigengap_stats(&values, settings.max_clusters);
     let near_zero = values.iter().filter(|&&v| v < settings.near_zero).count() as i32;
+    // Eigenvalues at zero count disjoint components (thesis §6.2): when the graph falls
+    // apart, that count is the number of clusters; otherwise the eigengap decides.
+    let estimated = if near_zero >= 2 {
+        near_zero.min(settings.max_clusters as i32)
+    } else {
+        by_gap
+    };
     let lambda2 = values.get(1).copied().unwrap_or(0.0);
     let score = match settings.rank_by {
         RankCriterion::Eigengap => largest_gap,

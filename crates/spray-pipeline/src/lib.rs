@@ -364,6 +364,8 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 .into_iter()
                 .map(|r| (r.spectrum.class_name, r.spectrum.score))
                 .collect();
+            let ranked = spray_report::rank(&spectra);
+            summary.flagged = flag(&ranked);
             summary.ranking = ranking;
             summary.stages.push(StageOutcome {
                 stage: Stage::Report,
@@ -387,6 +389,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                     .as_bytes(),
             )?;
             summary.ranking = result.ranking;
+            summary.flagged = result.flagged;
             summary.stages.push(StageOutcome {
                 stage: Stage::Report,
                 status: "ran".into(),
@@ -399,7 +402,6 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             });
         }
         summary.report = Some(index);
-        summary.flagged = flag(&summary.ranking);
     }
     Ok(summary)
 }

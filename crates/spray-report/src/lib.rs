@@ -104,6 +104,7 @@ pub struct ReportSummary {
     pub classes: usize,
     /// (class name, score) in rank order.
     pub ranking: Vec<(String, f64)>,
+    pub flagged: Vec<String>,
     pub html_bytes: usize,
 }
 
@@ -119,9 +120,13 @@ pub struct RankedClass {
 pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
     let mut relevance: Vec<&ClassSpectrum> =
         spectra.iter().filter(|s| s.space == "relevance").collect();
+    // Ties (e.g. several disconnected classes at λ2 = 0) go to more zero eigenvalues, then
+    // the larger eigengap, then the class index.
     relevance.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
+            .then(b.near_zero.cmp(&a.near_zero))
+            .then(b.largest_gap.total_cmp(&a.largest_gap))
             .then(a.class_index.cmp(&b.class_index))
     });
     relevance
@@ -138,19 +143,20 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
         .collect()
 }
 
-/// The classes flagged as suspicious: a positive score of at least twice the median score.
-/// A relative rule, because scores are comparable only within one run.
-pub fn flag(ranking: &[(String, f64)]) -> Vec<String> {
+/// The classes flagged as suspicious: λ2 at most half the median λ2 of all classes (their
+/// explanations fall into groups with a weak cut between them, compared with the other
+/// classes of the same run), or several zero eigenvalues (disconnected groups).
+pub fn flag(ranking: &[RankedClass]) -> Vec<String> {
     if ranking.is_empty() {
         return Vec::new();
     }
-    let mut scores: Vec<f64> = ranking.iter().map(|r| r.1).collect();
-    scores.sort_by(f64::total_cmp);
-    let median = scores[scores.len() / 2];
+    let mut l2: Vec<f64> = ranking.iter().map(|r| r.spectrum.lambda2).collect();
+    l2.sort_by(f64::total_cmp);
+    let median = l2[l2.len() / 2];
     ranking
         .iter()
-        .filter(|(_, s)| *s > 0.0 && *s >= 2.0 * median)
-        .map(|(c, _)| c.clone())
+        .filter(|r| r.spectrum.lambda2 <= 0.5 * median || r.spectrum.near_zero >= 2)
+        .map(|r| r.spectrum.class_name.clone())
         .collect()
 }
 
@@ -284,12 +290,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     };
     let detail: Vec<&RankedClass> = ranking.iter().take(settings.detail_classes).collect();
     let anchor = |c: i32| format!("class-{}", spray_store::analysis::group_name(c));
-    let flagged = flag(
-        &ranking
-            .iter()
-            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.score))
-            .collect::<Vec<_>>(),
-    );
+    let flagged = flag(&ranking);
     let rows: Vec<PageRow> = ranking
         .iter()
         .map(|r| PageRow {
@@ -532,6 +533,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             .iter()
             .map(|r| (r.spectrum.class_name.clone(), r.spectrum.score))
             .collect(),
+        flagged,
         html_bytes: html.len(),
     })
 }
