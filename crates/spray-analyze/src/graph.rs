@@ -108,8 +108,8 @@ pub fn knn(points: ArrayView2<'_, f32>, k: usize) -> KnnTable {
                             .sqrt();
                     }
                     cand.sort_by(cmp);
-                    cand.truncate(k);
-                    cand
+                    // A fresh k-sized Vec: keeping the n-sized buffer would cost O(n²) memory.
+                    cand[..k.min(cand.len())].to_vec()
                 })
                 .collect::<Vec<_>>()
         })

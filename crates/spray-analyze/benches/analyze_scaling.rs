@@ -1,0 +1,104 @@
+//! Time and peak memory of SpRAy on one class of n points of dimension d.
+//!
+//!     cargo bench -p spray-analyze --bench analyze_scaling -- --n 10000 [--dim 400] [--tsne-threads 0]
+//!
+//! Run one size per process: peak memory (VmHWM) is per process. The same computation with
+//! SciPy/scikit-learn: benches/spray_reference.py on the same data (`--write-data PATH` writes
+//! it), with the same parameters.
+
+use std::time::Instant;
+
+use ndarray16::Array2;
+use spray_analyze::graph::{self, KnnGraph};
+use spray_analyze::{eigen, embed, AnalysisSettings, EdgeWeight, LaplacianKind, Symmetrize};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Ten Gaussian groups of unequal size in `dim` dimensions (LCG; mirrored in the Python script).
+fn data(n: usize, dim: usize) -> Array2<f32> {
+    let mut s: u64 = 12345;
+    let mut next = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let centres: Vec<f32> = (0..10 * dim).map(|_| next() * 2.0).collect();
+    let mut out = Array2::zeros((n, dim));
+    for i in 0..n {
+        let g = (i * i) % 10;
+        for j in 0..dim {
+            out[[i, j]] = centres[g * dim + j] + (next() - 0.5);
+        }
+    }
+    out
+}
+
+fn main() {
+    let n = arg("--n", 1300);
+    let dim = arg("--dim", 400);
+    let mut settings = AnalysisSettings::default();
+    settings.tsne.threads = arg("--tsne-threads", 1);
+    let points = data(n, dim);
+    if let Some(i) = std::env::args().position(|a| a == "--write-data") {
+        // Raw little-endian f32, row-major: benches/spray_reference.py --data reads it.
+        let path = std::env::args().nth(i + 1).expect("--write-data PATH");
+        let bytes: Vec<u8> = points.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).expect("write data");
+        println!("wrote {n}x{dim} float32 to {path}");
+        return;
+    }
+    let total = Instant::now();
+
+    let t = Instant::now();
+    let k = graph::default_k(n);
+    let table = graph::knn(points.view(), k);
+    let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+    let l = g.laplacian(LaplacianKind::Symmetric);
+    let t_knn = t.elapsed().as_secs_f64();
+    let m_knn = peak_rss_mib();
+
+    let t = Instant::now();
+    let pairs = eigen::smallest(&l, 20, settings.solver, settings.dense_limit, 1).expect("eigs");
+    let t_eig = t.elapsed().as_secs_f64();
+    let m_eig = peak_rss_mib();
+
+    let t = Instant::now();
+    let emb = embed::spectral_embedding(pairs.vectors.view(), 10);
+    let labels = embed::cluster(&emb, 10, settings.cluster_method, settings.kmeans_restarts, 1, 0.1).expect("kmeans");
+    let t_km = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let init: Vec<[f64; 2]> = (0..n).map(|i| [pairs.vectors[[i, 1]] * 1e-2, pairs.vectors[[i, 2]] * 1e-2]).collect();
+    let wide = (n > settings.tsne.exact_limit).then(|| graph::knn(points.view(), 21));
+    let coords = embed::tsne(points.view(), &g, wide.as_ref(), &init, &settings.tsne);
+    let t_tsne = t.elapsed().as_secs_f64();
+    eprintln!("peak RSS after kNN {m_knn:.0} MiB, after eigs {m_eig:.0} MiB, after t-SNE {:.0} MiB", peak_rss_mib());
+
+    let clusters = labels.iter().copied().max().unwrap_or(0) + 1;
+    println!(
+        "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
+        if n > settings.dense_limit { "LOBPCG" } else { "dense" },
+        total.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        &pairs.values[1..4],
+        coords.len()
+    );
+}

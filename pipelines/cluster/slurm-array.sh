@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run a spray pipeline as Slurm job arrays: relevance shards, then analyze shards, then the
+# report. Usage: pipelines/cluster/slurm-array.sh pipelines/imagenet-val.toml [SHARDS]
+# Each array task runs `spray run P --stage S --shard $SLURM_ARRAY_TASK_ID/N`; shards write
+# disjoint part files into the shared output folder, so tasks can run anywhere and be retried.
+set -euo pipefail
+pipeline=${1:?pipeline file}
+shards=${2:-16}
+spray=${SPRAY:-spray}
+last=$((shards - 1))
+rel=$(sbatch --parsable --array=0-$last --job-name=spray-relevance --cpus-per-task=8 --mem=16G \
+  --wrap "$spray run $pipeline --quiet --stage relevance --shard \$SLURM_ARRAY_TASK_ID/$shards")
+ana=$(sbatch --parsable --dependency=afterok:$rel --array=0-$last --job-name=spray-analyze \
+  --cpus-per-task=4 --mem=16G \
+  --wrap "$spray run $pipeline --quiet --stage analyze --shard \$SLURM_ARRAY_TASK_ID/$shards")
+sbatch --dependency=afterok:$ana --job-name=spray-report --cpus-per-task=2 --mem=8G \
+  --wrap "$spray run $pipeline --quiet"
