@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spray/target}"
 scripts/fetch-onnxruntime.sh
-cargo build --release --locked -p spray-cli
-"$CARGO_TARGET_DIR/release/spray" run pipelines/demo.toml "$@"
+# The dev profile compiles dependencies with optimisations (Cargo.toml) and shares its build
+# with scripts/test.sh; for overnight runs on real datasets use `cargo build --release`.
+cargo build --locked -p spray-cli
+"$CARGO_TARGET_DIR/debug/spray" run pipelines/demo.toml "$@"

@@ -37,7 +37,9 @@ fn peak_rss_mib() -> f64 {
 fn data(n: usize, dim: usize) -> Array2<f32> {
     let mut s: u64 = 12345;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 40) as f32 / (1u64 << 24) as f32
     };
     let centres: Vec<f32> = (0..10 * dim).map(|_| next() * 2.0).collect();
@@ -82,15 +84,28 @@ fn main() {
 
     let t = Instant::now();
     let emb = embed::spectral_embedding(pairs.vectors.view(), 10);
-    let labels = embed::cluster(&emb, 10, settings.cluster_method, settings.kmeans_restarts, 1, 0.1).expect("kmeans");
+    let labels = embed::cluster(
+        &emb,
+        10,
+        settings.cluster_method,
+        settings.kmeans_restarts,
+        1,
+        0.1,
+    )
+    .expect("kmeans");
     let t_km = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let init: Vec<[f64; 2]> = (0..n).map(|i| [pairs.vectors[[i, 1]] * 1e-2, pairs.vectors[[i, 2]] * 1e-2]).collect();
+    let init: Vec<[f64; 2]> = (0..n)
+        .map(|i| [pairs.vectors[[i, 1]] * 1e-2, pairs.vectors[[i, 2]] * 1e-2])
+        .collect();
     let wide = (n > settings.tsne.exact_limit).then(|| graph::knn(points.view(), 21));
     let coords = embed::tsne(points.view(), &g, wide.as_ref(), &init, &settings.tsne);
     let t_tsne = t.elapsed().as_secs_f64();
-    eprintln!("peak RSS after kNN {m_knn:.0} MiB, after eigs {m_eig:.0} MiB, after t-SNE {:.0} MiB", peak_rss_mib());
+    eprintln!(
+        "peak RSS after kNN {m_knn:.0} MiB, after eigs {m_eig:.0} MiB, after t-SNE {:.0} MiB",
+        peak_rss_mib()
+    );
 
     let clusters = labels.iter().copied().max().unwrap_or(0) + 1;
     println!(

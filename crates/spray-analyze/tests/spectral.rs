@@ -185,7 +185,7 @@ fn clustered(n: usize, groups: usize, seed: u64) -> Array2<f32> {
 
 #[test]
 fn dense_and_sparse_solvers_agree() {
-    for (n, groups) in [(2500, 1), (2500, 3)] {
+    for (n, groups) in [(1500, 1), (1500, 3)] {
         let pts = clustered(n, groups, n as u64 + groups as u64);
         let table = graph::knn(pts.view(), graph::default_k(n));
         let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);

@@ -194,7 +194,25 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             "the report stage is not sharded; run it without --shard".into(),
         ));
     }
+    if options.shard.is_some() && !options.force.is_empty() {
+        return Err(PipelineError::Config(
+            "--force cannot be combined with --shard (every shard would clear the stage's \
+             folder); force the stage once without --shard, or delete its folder"
+                .into(),
+        ));
+    }
     let wants = |s: Stage| options.stage.is_none() || options.stage == Some(s);
+    // Shards run concurrently: none of them may clear a folder the others are writing to.
+    let clear = |dir: &Path| -> Result<()> {
+        if options.shard.is_some() {
+            return Err(PipelineError::Config(format!(
+                "{} holds results of other inputs or parameters; clear it once (delete the \
+                 folder, or run the stage without --shard) before starting shards",
+                dir.display()
+            )));
+        }
+        remove_dir(dir)
+    };
     let mut summary = RunSummary::default();
     let device = options.device.unwrap_or(pipeline.lrp.device);
 
@@ -227,7 +245,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 "relevance: inputs changed or forced; clearing {}",
                 relevance_dir.display()
             );
-            remove_dir(&relevance_dir)?;
+            clear(&relevance_dir)?;
         }
         if !forced && all_parts_present(&relevance_dir, &relevance_fp) {
             summary.stages.push(StageOutcome {
@@ -303,7 +321,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         if forced
             || stored_fingerprint(&analysis_dir, "_analysis.json").is_some_and(|f| f != analysis_fp)
         {
-            remove_dir(&analysis_dir)?;
+            clear(&analysis_dir)?;
         }
         if !forced && analysis_complete(&analysis_dir, &analysis_fp) {
             summary.stages.push(StageOutcome {

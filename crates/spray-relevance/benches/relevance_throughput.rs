@@ -10,14 +10,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
-use spray_dataset::{Dataset, DatasetKind, DatasetSpec, PixelScale, Preprocess, Resize, ResizeSide, SquareMode};
+use spray_dataset::{
+    Dataset, DatasetKind, DatasetSpec, PixelScale, Preprocess, Resize, ResizeSide, SquareMode,
+};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::{compile, CompileOptions, Composite, CompositeOptions};
 use spray_relevance::{RelevanceJob, RelevanceSettings, Shard};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -29,7 +33,9 @@ fn main() {
     let images: usize = arg("--images").and_then(|v| v.parse().ok()).unwrap_or(256);
     let batch: usize = arg("--batch").and_then(|v| v.parse().ok()).unwrap_or(16);
     let composite = arg("--composite").unwrap_or_else(|| "epsilon-plus-flat".into());
-    let device: Device = arg("--device").map(|d| d.parse().expect("device")).unwrap_or(Device::Cpu);
+    let device: Device = arg("--device")
+        .map(|d| d.parse().expect("device"))
+        .unwrap_or(Device::Cpu);
 
     // A folder dataset of VOC-sized JPEGs (500x375), two classes.
     let dir = std::env::temp_dir().join(format!("spray-bench-{}", std::process::id()));
@@ -38,9 +44,14 @@ fn main() {
         let class = format!("c{}", i % 2);
         std::fs::create_dir_all(dir.join(&class)).unwrap();
         let img = RgbImage::from_fn(500, 375, |x, y| {
-            Rgb([(x * 7 + i as u32) as u8, (y * 3) as u8, ((x ^ y) + i as u32) as u8])
+            Rgb([
+                (x * 7 + i as u32) as u8,
+                (y * 3) as u8,
+                ((x ^ y) + i as u32) as u8,
+            ])
         });
-        img.save(dir.join(&class).join(format!("{i:05}.jpg"))).unwrap();
+        img.save(dir.join(&class).join(format!("{i:05}.jpg")))
+            .unwrap();
     }
     let dataset = Dataset::open(&DatasetSpec {
         kind: DatasetKind::Folder,
@@ -54,7 +65,10 @@ fn main() {
     .unwrap();
     let preprocess = Preprocess {
         input_size: [size, size],
-        resize: Some(Resize { side: ResizeSide::Shorter, size }),
+        resize: Some(Resize {
+            side: ResizeSide::Shorter,
+            size,
+        }),
         square: SquareMode::None,
         pad_color: [0; 3],
         crop: Some([size, size]),
@@ -107,7 +121,11 @@ fn main() {
     let started = Instant::now();
     for chunk in tensors.chunks(batch) {
         let flat: Vec<f32> = chunk.concat();
-        let input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, size as usize, size as usize], flat).unwrap();
+        let input = ndarray::ArrayD::from_shape_vec(
+            vec![chunk.len(), 3, size as usize, size as usize],
+            flat,
+        )
+        .unwrap();
         let targets: Vec<i64> = (0..chunk.len()).map(|i| (i % 2) as i64).collect();
         engine.explain(input.view(), &targets).unwrap();
     }

@@ -1,0 +1,137 @@
+//! Every table reads back what was written; writes leave no temporary files behind.
+
+use spray_store::analysis::{self, ClassSpectrum, SampleEmbedding};
+use spray_store::relevance::{self, ErrorRecord, ReadOptions, RelevanceLayout, RelevanceRecord};
+
+fn record(i: i64, layout: &RelevanceLayout) -> RelevanceRecord {
+    RelevanceRecord {
+        image_index: i,
+        sample_id: format!("id<{i}>"),
+        path: format!("/data/ü/{i}.jpg"),
+        class_index: (i % 3) as i32,
+        class_name: "cat".into(),
+        labels: (0..(i % 3) as i32 + 1).collect(),
+        target_logit: i as f32 * 0.5,
+        predicted_class: 1,
+        relevance_sum: 1.25,
+        conservation_error: 0.01,
+        grids: layout.grids.iter().map(|g| vec![i as f32; g * g]).collect(),
+        map: Some((2, 3, vec![0.5; 6])),
+        image_grids: layout.grids.iter().map(|g| vec![0.25; 3 * g * g]).collect(),
+        thumbnail: (i % 2 == 0).then(|| vec![1, 2, 3]),
+    }
+}
+
+#[test]
+fn relevance_parts_and_errors_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = RelevanceLayout {
+        grids: vec![2, 4],
+        store_map: true,
+        store_images: true,
+    };
+    let rows: Vec<_> = (0..5).map(|i| record(i, &layout)).collect();
+    let path = dir.path().join("part-00000.parquet");
+    relevance::write_part(&path, &layout, &rows).unwrap();
+    let back = relevance::read_part(
+        &path,
+        &ReadOptions {
+            grids: vec![2, 4],
+            map: true,
+            images: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(back, rows);
+    assert_eq!(relevance::stored_grids(&path).unwrap(), vec![2, 4]);
+    // Reading only what analysis needs skips the wide columns.
+    let narrow = relevance::read_part(
+        &path,
+        &ReadOptions {
+            grids: vec![4],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(narrow[3].grids, vec![vec![3.0; 16]]);
+    assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
+
+    let errors = vec![ErrorRecord {
+        image_index: 9,
+        sample_id: "x".into(),
+        path: "/x.jpg".into(),
+        reason: "empty file (0 bytes)".into(),
+    }];
+    let epath = dir.path().join("errors-00000.parquet");
+    relevance::write_errors(&epath, &errors).unwrap();
+    assert_eq!(relevance::read_errors(&epath).unwrap(), errors);
+    relevance::write_errors(&dir.path().join("errors-00001.parquet"), &[]).unwrap();
+
+    // Only finished files are listed; no temporary file is left.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    assert_eq!(
+        spray_store::list_parquet(dir.path(), "part-").unwrap(),
+        vec![path]
+    );
+}
+
+#[test]
+fn a_row_without_its_grid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = RelevanceLayout {
+        grids: vec![2],
+        store_map: false,
+        store_images: false,
+    };
+    let mut row = record(0, &layout);
+    row.grids[0].pop();
+    let path = dir.path().join("part-00000.parquet");
+    assert!(relevance::write_part(&path, &layout, &[row]).is_err());
+    assert!(!path.exists());
+}
+
+#[test]
+fn analysis_group_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let spectra = vec![ClassSpectrum {
+        class_index: 3,
+        class_name: "dog".into(),
+        space: "relevance".into(),
+        n: 10,
+        knn_k: 3,
+        eigenvalues: vec![0.0, 0.1, 0.5],
+        gaps: vec![0.1, 0.4],
+        largest_gap: 0.4,
+        largest_gap_index: 2,
+        estimated_clusters: 2,
+        clusters: 2,
+        near_zero: 1,
+        lambda2: 0.1,
+        score: -0.1,
+    }];
+    let samples = vec![SampleEmbedding {
+        class_index: 3,
+        space: "relevance".into(),
+        image_index: 7,
+        sample_id: "s".into(),
+        path: "p".into(),
+        cluster: 1,
+        tsne_x: 0.5,
+        tsne_y: -0.5,
+        spectral: vec![0.6, 0.8],
+        centrality: 0.1,
+    }];
+    let sp = dir
+        .path()
+        .join(format!("spectrum-{}.parquet", analysis::group_name(3)));
+    let sa = dir
+        .path()
+        .join(format!("samples-{}.parquet", analysis::group_name(3)));
+    analysis::write_group(&sp, &sa, &spectra, &samples).unwrap();
+    assert_eq!(analysis::read_spectra(&sp).unwrap(), spectra);
+    assert_eq!(analysis::read_samples(&sa).unwrap(), samples);
+}
