@@ -86,7 +86,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if !summary.ranking.is_empty() {
         println!("ranking (most suspicious first):");
         for (i, (class, score)) in summary.ranking.iter().take(5).enumerate() {
-            println!("  {}. {class}  score {score:.4}", i + 1);
+            println!("  {}. {class}  score {score:+.4}", i + 1);
         }
         if summary.flagged.is_empty() {
             println!("flagged: none");
@@ -95,7 +95,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     if let Some(report) = &summary.report {
-        println!("report: {}", report.display());
+        let shown = report.canonicalize().unwrap_or_else(|_| report.clone());
+        println!("report: {}", shown.display());
     }
     Ok(())
 }
