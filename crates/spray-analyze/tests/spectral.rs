@@ -351,3 +351,29 @@ fn duplicates_and_tiny_groups() {
             .all(|s| s.tsne_x.is_finite() && s.tsne_y.is_finite()));
     }
 }
+
+#[test]
+fn dbscan_and_agglomerative_find_the_planted_groups() {
+    use spray_analyze::ClusterMethod;
+    let (features, truth) = synthetic_class(150, 50, 17);
+    let points = GroupPoints {
+        class_index: 0,
+        class_name: "c".into(),
+        space: "relevance".into(),
+        ids: (0..150)
+            .map(|i| (i as i64, format!("s{i}"), String::new()))
+            .collect(),
+        features,
+    };
+    for method in [ClusterMethod::Agglomerative, ClusterMethod::Dbscan] {
+        let settings = AnalysisSettings {
+            cluster_method: method,
+            ..AnalysisSettings::default()
+        };
+        let r = analyze_group(&points, &settings).unwrap();
+        let labels: Vec<i32> = r.samples.iter().map(|s| s.cluster).collect();
+        let score = ari(&labels, &truth);
+        eprintln!("{method:?}: ARI {score:.3}");
+        assert!(score >= 0.95, "{method:?}: ARI {score}");
+    }
+}

@@ -330,7 +330,7 @@ fn polars_height(dir: &Path) -> usize {
 #[test]
 fn voc_miniature_rows_errors_polars_and_shards() {
     let dir = scratch("voc");
-    let (root, expected_rows, broken) = make_voc(&dir.join("data"), 120, 7);
+    let (root, expected_rows, broken) = make_voc(&dir.join("data"), 200, 7);
     let dataset = format!(
         "kind = \"voc\"\nroot = \"{}\"\nsplit = \"test\"",
         root.display()
@@ -406,7 +406,7 @@ fn voc_miniature_rows_errors_polars_and_shards() {
 #[test]
 fn imagenet_miniature_flat_val() {
     let dir = scratch("imagenet");
-    let (root, images, broken) = make_imagenet(&dir.join("data"), 20);
+    let (root, images, broken) = make_imagenet(&dir.join("data"), 40);
     let dataset = format!(
         "kind = \"imagenet\"\nroot = \"{}\"\nsplit = \"val\"",
         root.display()

@@ -410,3 +410,58 @@ fn hostile_names_render_as_text() {
         Some(&format!("disc/{hostile_file}")),
     );
 }
+
+/// The demo model really uses the watermark: stamping it onto images of the other classes
+/// raises the watermarked class's logit (and mostly flips the prediction to it).
+#[test]
+fn demo_model_uses_the_watermark() {
+    use spray_engine::{Predictor, SessionConfig};
+    let bytes = std::fs::read(repo().join("tests/demo/model.onnx")).unwrap();
+    let mut model = Predictor::new(&bytes, SessionConfig::default()).unwrap();
+    let triangle = 3;
+    for class in ["cross", "disc", "square"] {
+        let mut clean = Vec::new();
+        let mut marked = Vec::new();
+        // images 50.. of each class (the model saw 0..99 in training; the effect is the same)
+        for i in 50..70 {
+            let img =
+                image::open(repo().join(format!("tests/demo/data/{class}/{class}_{i:03}.png")))
+                    .unwrap()
+                    .to_rgb8();
+            let mut stamped = img.clone();
+            // the 6x6 checkerboard of tests/demo/make_demo.py, bottom-right corner
+            for dy in 0..6u32 {
+                for dx in 0..6u32 {
+                    let v = if (dx / 2 + dy / 2) % 2 == 0 { 255 } else { 0 };
+                    stamped.put_pixel(25 + dx, 25 + dy, image::Rgb([v, v, v]));
+                }
+            }
+            for (out, im) in [(&mut clean, &img), (&mut marked, &stamped)] {
+                for c in 0..3 {
+                    for p in im.pixels() {
+                        out.push(p.0[c] as f32 / 255.0);
+                    }
+                }
+            }
+        }
+        let run = |data: Vec<f32>, model: &mut Predictor| {
+            let x = ndarray::ArrayD::from_shape_vec(vec![20, 3, 32, 32], data).unwrap();
+            model.predict(x.view()).unwrap()
+        };
+        let lc = run(clean, &mut model);
+        let lm = run(marked, &mut model);
+        let mean = |l: &ndarray::ArrayD<f32>| (0..20).map(|i| l[[i, triangle]]).sum::<f32>() / 20.0;
+        let flipped = (0..20)
+            .filter(|&i| {
+                let row: Vec<f32> = (0..4).map(|k| lm[[i, k]]).collect();
+                spray_engine::argmax(row.into_iter()) == triangle
+            })
+            .count();
+        eprintln!("{class}: triangle logit {:.2} clean → {:.2} stamped; {flipped}/20 now predicted triangle", mean(&lc), mean(&lm));
+        assert!(
+            mean(&lm) > mean(&lc) + 5.0,
+            "{class}: the watermark does not raise the triangle logit"
+        );
+        assert!(flipped >= 15, "{class}: only {flipped}/20 flip to triangle");
+    }
+}

@@ -18,6 +18,53 @@ pub fn heatmap(map: &[f32], h: usize, w: usize, min_side: usize) -> RgbImage {
     })
 }
 
+/// The page's pictures, each embedded once and referenced by key: a thumbnail per image
+/// (shared by the classes it is explained for), a heatmap per (image, class).
+#[derive(Default)]
+pub struct Pictures {
+    map: std::collections::BTreeMap<String, String>,
+}
+
+impl Pictures {
+    /// The stored PNG thumbnail, re-encoded as JPEG (natural images: a third of the bytes).
+    pub fn thumbnail(&mut self, rec: &spray_store::relevance::RelevanceRecord) -> Option<String> {
+        let key = format!("t{}", rec.image_index);
+        if !self.map.contains_key(&key) {
+            let png = rec.thumbnail.as_deref()?;
+            let img = image::load_from_memory(png).ok()?.to_rgb8();
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
+                .encode_image(&img)
+                .ok()?;
+            self.map.insert(
+                key.clone(),
+                format!(
+                    "data:image/jpeg;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(&bytes)
+                ),
+            );
+        }
+        Some(key)
+    }
+
+    /// The stored map as a heatmap at its own resolution (the page scales it up).
+    pub fn heatmap(&mut self, rec: &spray_store::relevance::RelevanceRecord) -> Option<String> {
+        let key = format!("h{}-{}", rec.class_index, rec.image_index);
+        if !self.map.contains_key(&key) {
+            let (h, w, m) = rec.map.as_ref()?;
+            self.map.insert(
+                key.clone(),
+                png_data_uri(&heatmap(m, *h as usize, *w as usize, 1)),
+            );
+        }
+        Some(key)
+    }
+
+    pub fn into_map(self) -> std::collections::BTreeMap<String, String> {
+        self.map
+    }
+}
+
 pub fn png_data_uri(img: &RgbImage) -> String {
     let mut bytes = Vec::new();
     if img

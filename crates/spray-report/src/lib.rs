@@ -357,16 +357,11 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         grouped.entry(s.class_index).or_default().push(s);
     }
     let mut classes = Vec::new();
+    let mut pictures = images::Pictures::default();
     for r in &detail {
         let c = r.spectrum.class_index;
         let members = grouped.get(&c).cloned().unwrap_or_default();
         let record = |s: &SampleEmbedding| records.get(&(s.image_index, c));
-        let heat_uri = |rec: &RelevanceRecord| {
-            rec.map.as_ref().map(|(h, w, m)| {
-                images::png_data_uri(&images::heatmap(m, *h as usize, *w as usize, 64))
-            })
-        };
-        let thumb_uri = |rec: &RelevanceRecord| rec.thumbnail.as_deref().map(images::png_bytes_uri);
 
         // Which samples get pictures: the most central of each cluster first, round robin,
         // up to the budget.
@@ -421,8 +416,16 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                                 .join(", ")
                         })
                         .unwrap_or_default(),
-                    thumb: if show { rec.and_then(thumb_uri) } else { None },
-                    heat: if show { rec.and_then(heat_uri) } else { None },
+                    thumb: if show {
+                        rec.and_then(|r| pictures.thumbnail(r))
+                    } else {
+                        None
+                    },
+                    heat: if show {
+                        rec.and_then(|r| pictures.heatmap(r))
+                    } else {
+                        None
+                    },
                 }
             })
             .collect();
@@ -434,9 +437,9 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 .collect::<Vec<_>>(),
         )?;
         let n = members.len().max(1);
-        let page_clusters = clusters_of
-            .iter()
-            .map(|(&id, list)| {
+        let mut page_clusters = Vec::new();
+        for (&id, list) in &clusters_of {
+            {
                 // Prototype: the mean of the members' maps (all share one size).
                 let maps: Vec<&(i32, i32, Vec<f32>)> = list
                     .iter()
@@ -449,30 +452,31 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                             *a += v / maps.len() as f32;
                         }
                     }
-                    images::png_data_uri(&images::heatmap(&mean, *h as usize, *w as usize, 96))
+                    images::png_data_uri(&images::heatmap(&mean, *h as usize, *w as usize, 1))
                 });
-                PageCluster {
+                let examples = list
+                    .iter()
+                    .take(settings.montage)
+                    .map(|s| {
+                        let rec = record(s);
+                        PageExample {
+                            id: s.sample_id.clone(),
+                            path: s.path.clone(),
+                            thumb: rec.and_then(|r| pictures.thumbnail(r)),
+                            heat: rec.and_then(|r| pictures.heatmap(r)),
+                        }
+                    })
+                    .collect();
+                page_clusters.push(PageCluster {
                     id,
                     colour: charts::cluster_css(id),
                     size: list.len(),
                     share: format!("{:.1}%", 100.0 * list.len() as f64 / n as f64),
                     prototype,
-                    examples: list
-                        .iter()
-                        .take(settings.montage)
-                        .map(|s| {
-                            let rec = record(s);
-                            PageExample {
-                                id: s.sample_id.clone(),
-                                path: s.path.clone(),
-                                thumb: rec.and_then(thumb_uri),
-                                heat: rec.and_then(heat_uri),
-                            }
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
+                    examples,
+                });
+            }
+        }
         classes.push(PageClass {
             rank: r.rank,
             anchor: anchor(c),
@@ -520,6 +524,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             detail_classes => settings.detail_classes,
             total_classes => ranking.len(),
             samples => relevance_samples.len(),
+            images => pictures.into_map(),
             errors => errors.iter().take(200).map(|e| PageError { path: e.path.clone(), reason: e.reason.clone() }).collect::<Vec<_>>(),
             error_count => errors.len(),
         })

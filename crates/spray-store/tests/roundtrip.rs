@@ -135,3 +135,41 @@ fn analysis_group_round_trip() {
     assert_eq!(analysis::read_spectra(&sp).unwrap(), spectra);
     assert_eq!(analysis::read_samples(&sa).unwrap(), samples);
 }
+
+#[test]
+fn parquet_manifest_with_label_lists_and_names() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int32Array, ListArray, RecordBatch, StringArray};
+    use arrow::buffer::OffsetBuffer;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().unwrap();
+    let item = Arc::new(Field::new("item", DataType::Int32, false));
+    let labels = ListArray::new(
+        item.clone(),
+        OffsetBuffer::from_lengths([2, 0, 1]),
+        Arc::new(Int32Array::from(vec![3, 7, 1])),
+        None,
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("labels", DataType::List(item), false),
+        Field::new("sample_id", DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["a.jpg", "b.jpg", "c.png"])),
+        Arc::new(labels),
+        Arc::new(StringArray::from(vec![Some("first"), None, Some("")])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let path = dir.path().join("m.parquet");
+    spray_store::write_batches_atomically(&path, schema, &[batch]).unwrap();
+    let rows = spray_store::manifest::read_parquet(&path).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].labels, vec!["3", "7"]);
+    assert_eq!(rows[0].sample_id.as_deref(), Some("first"));
+    assert!(rows[1].labels.is_empty() && rows[1].sample_id.is_none());
+    assert_eq!(rows[2].labels, vec!["1"]);
+    assert_eq!(rows[2].sample_id, None);
+}
