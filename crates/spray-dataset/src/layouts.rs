@@ -274,20 +274,43 @@ pub(crate) fn imagenet(spec: &DatasetSpec) -> Result<Layout> {
         }
     } else {
         // Flat folder: labels from LOC_val_solution.csv (ImageId,PredictionString whose first
-        // token is the wnid).
-        let solution = [
-            root.join(format!("LOC_{split}_solution.csv")),
-            split_dir.join(format!("LOC_{split}_solution.csv")),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            layout_err(
-                &split_dir,
-                format!("flat `{split}/` needs LOC_{split}_solution.csv beside it (or class sub-folders)"),
-            )
-        })?;
-        let mut labels: HashMap<String, i32> = HashMap::new();
+        // token is the wnid), or from the CLS-LOC devkit's ground truth (one ILSVRC class id
+        // per line, for the images in file-name order) with its map_clsloc.txt (wnid id name).
+        let files: Vec<PathBuf> = sorted_dir(&split_dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
+        let labels = flat_labels(root, &split_dir, split, &index, &files)?;
+        for file in files {
+            let id = file_stem(&file);
+            let label = labels.get(&id).copied();
+            samples.push(RawSample {
+                sample_id: id,
+                path: file,
+                labels: label.into_iter().collect(),
+            });
+        }
+    }
+    let selected = select(&classes, &wnids, &spec.classes, root)?;
+    Ok((classes, samples, selected))
+}
+
+/// Labels of a flat ImageNet split folder, by image id (file stem).
+fn flat_labels(
+    root: &Path,
+    split_dir: &Path,
+    split: &str,
+    index: &HashMap<&str, i32>,
+    files: &[PathBuf],
+) -> Result<HashMap<String, i32>> {
+    let mut labels: HashMap<String, i32> = HashMap::new();
+    let solution = [
+        root.join(format!("LOC_{split}_solution.csv")),
+        split_dir.join(format!("LOC_{split}_solution.csv")),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    if let Some(solution) = solution {
         let mut reader =
             csv::Reader::from_path(&solution).map_err(|e| layout_err(&solution, e.to_string()))?;
         for record in reader.records() {
@@ -301,18 +324,71 @@ pub(crate) fn imagenet(spec: &DatasetSpec) -> Result<Layout> {
             })?;
             labels.insert(id.to_owned(), label);
         }
-        for file in sorted_dir(&split_dir)?.into_iter().filter(|p| is_image(p)) {
-            let id = file_stem(&file);
-            let label = labels.get(&id).copied();
-            samples.push(RawSample {
-                sample_id: id,
-                path: file,
-                labels: label.into_iter().collect(),
-            });
+        return Ok(labels);
+    }
+    // The devkit: <root>/[devkit/]data/map_clsloc.txt and *_{split}ation_ground_truth.txt.
+    let data_dirs = [
+        root.join("devkit/data"),
+        root.join("data"),
+        root.to_path_buf(),
+    ];
+    let map = data_dirs
+        .iter()
+        .map(|d| d.join("map_clsloc.txt"))
+        .find(|p| p.is_file());
+    let truth = data_dirs.iter().find_map(|d| {
+        std::fs::read_dir(d)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                let name = file_name(p);
+                name.ends_with("_ground_truth.txt") && name.contains(&format!("_{split}"))
+            })
+    });
+    let (Some(map), Some(truth)) = (map, truth) else {
+        return Err(layout_err(
+            split_dir,
+            format!(
+                "flat `{split}/` needs LOC_{split}_solution.csv, or the CLS-LOC devkit's \
+                 data/map_clsloc.txt and *_{split}ation_ground_truth.txt (the 2012 devkit's \
+                 meta.mat is not read: use LOC_{split}_solution.csv or class sub-folders)"
+            ),
+        ));
+    };
+    let mut by_id: HashMap<String, i32> = HashMap::new();
+    for line in read_to_string(&map)?.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(wnid), Some(id)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Some(&label) = index.get(wnid) {
+            by_id.insert(id.to_owned(), label);
         }
     }
-    let selected = select(&classes, &wnids, &spec.classes, root)?;
-    Ok((classes, samples, selected))
+    let ids: Vec<String> = read_to_string(&truth)?
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if ids.len() != files.len() {
+        return Err(layout_err(
+            &truth,
+            format!(
+                "{} labels for {} images in {}",
+                ids.len(),
+                files.len(),
+                split_dir.display()
+            ),
+        ));
+    }
+    for (file, id) in files.iter().zip(ids) {
+        let label = *by_id
+            .get(&id)
+            .ok_or_else(|| layout_err(&map, format!("class id {id} is not listed")))?;
+        labels.insert(file_stem(file), label);
+    }
+    Ok(labels)
 }
 
 pub(crate) fn folder(spec: &DatasetSpec) -> Result<Layout> {

@@ -127,3 +127,43 @@ fn folder_with_class_list_and_manifest_csv() {
     assert!(ds.samples.iter().any(|x| x.sample_id == "b/1.png"));
     assert!(ds.samples.iter().any(|x| x.path == Path::new("/abs/x.png")));
 }
+
+#[test]
+fn imagenet_flat_val_with_the_cls_loc_devkit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("LOC_synset_mapping.txt"),
+        "n01 tench, Tinca tinca\nn02 goldfish\nn03 shark\n",
+    )
+    .unwrap();
+    // devkit ids are not in wnid order
+    std::fs::create_dir_all(dir.path().join("devkit/data")).unwrap();
+    std::fs::write(
+        dir.path().join("devkit/data/map_clsloc.txt"),
+        "n03 1 shark\nn01 2 tench\nn02 3 goldfish\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("devkit/data/ILSVRC2015_clsloc_validation_ground_truth.txt"),
+        "2\n1\n3\n1\n",
+    )
+    .unwrap();
+    for i in 1..=4 {
+        touch(&dir.path().join(format!("val/ILSVRC2012_val_{i:08}.JPEG")));
+    }
+    let ds = Dataset::open(&spec(DatasetKind::Imagenet, dir.path().to_path_buf())).unwrap();
+    assert_eq!(ds.classes, vec!["tench", "goldfish", "shark"]);
+    let labels: Vec<Vec<i32>> = ds.samples.iter().map(|s| s.labels.clone()).collect();
+    assert_eq!(labels, vec![vec![0], vec![2], vec![1], vec![2]]);
+
+    // A missing label source is an error that says what is needed.
+    std::fs::remove_file(dir.path().join("devkit/data/map_clsloc.txt")).unwrap();
+    let err = Dataset::open(&spec(DatasetKind::Imagenet, dir.path().to_path_buf()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("LOC_val_solution.csv") && err.contains("map_clsloc.txt"),
+        "{err}"
+    );
+}
