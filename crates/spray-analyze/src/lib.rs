@@ -390,6 +390,7 @@ pub fn fingerprint(relevance_fingerprint: &str, settings: &AnalysisSettings) -> 
     let mut h = Sha256::new();
     h.update(relevance_fingerprint.as_bytes());
     h.update(serde_json::to_vec(settings).unwrap_or_default());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
     format!("{:x}", h.finalize())
 }
 

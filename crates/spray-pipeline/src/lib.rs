@@ -370,6 +370,8 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         let mut h = Sha256::new();
         h.update(analysis_fp.as_bytes());
         h.update(serde_json::to_vec(&pipeline.report).unwrap_or_default());
+        // A new spray may draw a different page from the same data.
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
         let report_fp = format!("{:x}", h.finalize());
         let index = report_dir.join("index.html");
         let cached = !options.force.contains(&Stage::Report)

@@ -229,6 +229,7 @@ pub fn fingerprint(
 ) -> String {
     let mut h = Sha256::new();
     h.update(model_fingerprint.as_bytes());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(serde_json::to_vec(preprocess).unwrap_or_default());
     h.update(serde_json::to_vec(settings).unwrap_or_default());
     for c in &dataset.classes {

@@ -12,6 +12,9 @@ pub fn heatmap(map: &[f32], h: usize, w: usize, min_side: usize) -> RgbImage {
     RgbImage::from_fn((w * factor) as u32, (h * factor) as u32, |x, y| {
         let v = map[(y as usize / factor) * w + x as usize / factor];
         let t = if scale > 0.0 { v / scale } else { 0.0 };
+        // 33 levels (16 per sign and zero): indistinguishable by eye, and PNG compresses the
+        // flat runs to a third of the bytes.
+        let t = (t * 16.0).round() / 16.0;
         // colorous' RED_BLUE runs red (0) → white (0.5) → blue (1).
         let c = colorous::RED_BLUE.eval_continuous((0.5 - 0.5 * t as f64).clamp(0.0, 1.0));
         Rgb([c.r, c.g, c.b])
@@ -47,14 +50,32 @@ impl Pictures {
         Some(key)
     }
 
-    /// The stored map as a heatmap at its own resolution (the page scales it up).
+    /// The stored map as a heatmap, sum-pooled to at most 32 px a side (the page scales it up),
+    /// as a high-quality JPEG: relevance maps are noisy, and PNG would cost three times the bytes.
     pub fn heatmap(&mut self, rec: &spray_store::relevance::RelevanceRecord) -> Option<String> {
         let key = format!("h{}-{}", rec.class_index, rec.image_index);
         if !self.map.contains_key(&key) {
             let (h, w, m) = rec.map.as_ref()?;
+            let (h, w) = (*h as usize, *w as usize);
+            let factor = h.max(w).div_ceil(32).max(1);
+            let (gh, gw) = (h.div_ceil(factor), w.div_ceil(factor));
+            let mut pooled = vec![0.0f32; gh * gw];
+            for y in 0..h {
+                for x in 0..w {
+                    pooled[(y / factor) * gw + x / factor] += m[y * w + x];
+                }
+            }
+            let img = heatmap(&pooled, gh, gw, 1);
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
+                .encode_image(&img)
+                .ok()?;
             self.map.insert(
                 key.clone(),
-                png_data_uri(&heatmap(m, *h as usize, *w as usize, 1)),
+                format!(
+                    "data:image/jpeg;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(&bytes)
+                ),
             );
         }
         Some(key)

@@ -67,7 +67,7 @@ fn default_detail() -> usize {
     30
 }
 fn default_examples() -> usize {
-    60
+    30
 }
 fn default_montage() -> usize {
     8
@@ -165,10 +165,13 @@ struct PagePoint {
     id: String,
     path: String,
     cluster: i32,
-    logit: f32,
+    /// Rounded to 4 decimals: the page shows 3.
+    logit: f64,
     predicted: String,
     labels: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     thumb: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     heat: Option<String>,
 }
 
@@ -202,6 +205,8 @@ struct PageClass {
     spectrum_svg: String,
     baseline_svg: Option<String>,
     scatter_svg: String,
+    /// The folder all of the class's paths start with; points carry the rest.
+    path_prefix: String,
     points: Vec<PagePoint>,
     clusters: Vec<PageCluster>,
 }
@@ -229,6 +234,27 @@ struct PageRow {
 struct PageError {
     path: String,
     reason: String,
+}
+
+/// The longest common prefix of the strings that ends at a `/` (so a path is never cut
+/// inside a name).
+fn common_prefix<'a>(mut items: impl Iterator<Item = &'a str>) -> String {
+    let Some(first) = items.next() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for s in items {
+        len = first
+            .bytes()
+            .zip(s.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    match first[..len].rfind('/') {
+        Some(i) => first[..=i].to_owned(),
+        None => String::new(),
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -394,6 +420,8 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             depth += 1;
         }
 
+        // Paths share the dataset's folder: send it once per class.
+        let prefix = common_prefix(members.iter().map(|s| s.path.as_str()));
         let points: Vec<PagePoint> = members
             .iter()
             .map(|s| {
@@ -401,9 +429,11 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 let show = pictured.contains(&s.image_index);
                 PagePoint {
                     id: s.sample_id.clone(),
-                    path: s.path.clone(),
+                    path: s.path[prefix.len()..].to_owned(),
                     cluster: s.cluster,
-                    logit: rec.map(|r| r.target_logit).unwrap_or(f32::NAN),
+                    logit: rec
+                        .map(|r| (r.target_logit as f64 * 1e4).round() / 1e4)
+                        .unwrap_or(f64::NAN),
                     predicted: rec
                         .map(|r| class_name(r.predicted_class))
                         .unwrap_or_default(),
@@ -502,6 +532,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 })
                 .transpose()?,
             scatter_svg: scatter,
+            path_prefix: prefix,
             points,
             clusters: page_clusters,
         });
