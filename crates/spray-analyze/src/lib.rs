@@ -426,7 +426,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         }
         rows.extend(part_rows);
     }
-    rows.sort_by(|a, b| (a.image_index, a.class_index).cmp(&(b.image_index, b.class_index)));
+    rows.sort_by_key(|a| (a.image_index, a.class_index));
 
     let mut by_group: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
     for (i, r) in rows.iter().enumerate() {

@@ -188,7 +188,9 @@ pub(crate) fn voc(spec: &DatasetSpec) -> Result<Layout> {
                     continue;
                 }
                 if let Some(ci) = classes.iter().position(|c| *c == name) {
-                    labels.get_mut(id).map(|l| l.push(ci as i32));
+                    if let Some(l) = labels.get_mut(id) {
+                        l.push(ci as i32)
+                    }
                 }
             }
         }
