@@ -9,28 +9,7 @@ use std::time::{Duration, Instant};
 use image::{Rgb, RgbImage};
 use spray_store::relevance::{read_errors, read_part, ReadOptions, RelevanceRecord};
 
-const VOC: [&str; 20] = [
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-];
+use spray_dataset::VOC_CLASSES as VOC;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -35,17 +35,7 @@ impl Pictures {
         if !self.map.contains_key(&key) {
             let png = rec.thumbnail.as_deref()?;
             let img = image::load_from_memory(png).ok()?.to_rgb8();
-            let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85)
-                .encode_image(&img)
-                .ok()?;
-            self.map.insert(
-                key.clone(),
-                format!(
-                    "data:image/jpeg;base64,{}",
-                    base64::engine::general_purpose::STANDARD.encode(&bytes)
-                ),
-            );
+            self.map.insert(key.clone(), jpeg_data_uri(&img, 85)?);
         }
         Some(key)
     }
@@ -65,17 +55,9 @@ impl Pictures {
                     pooled[(y / factor) * gw + x / factor] += m[y * w + x];
                 }
             }
-            let img = heatmap(&pooled, gh, gw, 1);
-            let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
-                .encode_image(&img)
-                .ok()?;
             self.map.insert(
                 key.clone(),
-                format!(
-                    "data:image/jpeg;base64,{}",
-                    base64::engine::general_purpose::STANDARD.encode(&bytes)
-                ),
+                jpeg_data_uri(&heatmap(&pooled, gh, gw, 1), 92)?,
             );
         }
         Some(key)
@@ -84,6 +66,17 @@ impl Pictures {
     pub fn into_map(self) -> std::collections::BTreeMap<String, String> {
         self.map
     }
+}
+
+fn jpeg_data_uri(img: &RgbImage, quality: u8) -> Option<String> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(img)
+        .ok()?;
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    ))
 }
 
 pub fn png_data_uri(img: &RgbImage) -> String {
