@@ -164,19 +164,24 @@ impl SparseSymmetric {
         }
     }
 
-    /// Y = A X for a block of column vectors X (n × m), in parallel over rows.
+    /// Y = A X for a block of column vectors X (n × m), in parallel over rows. Works on plain
+    /// row-major slices: this product is LOBPCG's inner loop.
     pub fn mul_block(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
         let m = x.ncols();
-        let mut out = Array2::<f64>::zeros((self.n, m));
-        out.axis_iter_mut(Axis(0))
-            .into_par_iter()
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let mut out = vec![0.0f64; self.n * m];
+        out.par_chunks_mut(m.max(1))
             .enumerate()
-            .for_each(|(i, mut row)| {
-                for (j, v) in self.row(i) {
-                    row.scaled_add(v, &x.row(j));
+            .for_each(|(i, row)| {
+                for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                    let (j, v) = (self.cols[p], self.values[p]);
+                    for (o, xv) in row.iter_mut().zip(&xs[j * m..(j + 1) * m]) {
+                        *o += v * xv;
+                    }
                 }
             });
-        out
+        Array2::from_shape_vec((self.n, m), out).expect("n × m")
     }
 
     pub fn to_dense(&self) -> Array2<f64> {
