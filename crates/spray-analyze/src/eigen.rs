@@ -91,15 +91,20 @@ pub fn sparse_smallest(
     let block = (m + 5).min(n / 5).max(m);
     let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
     let x0 = Array2::from_shape_fn((n, block), |_| rand::Rng::gen::<f64>(&mut rng) - 0.5);
-    // Jacobi preconditioner: the diagonal's inverse.
+    // Jacobi preconditioner: the diagonal's inverse. L_sym's diagonal is all ones (or zero
+    // for isolated vertices), so there it is skipped rather than applied as a no-op.
     let diag: Vec<f64> = (0..n).map(|i| laplacian.get(i, i)).collect();
+    let trivial = diag.iter().all(|&d| d == 0.0 || (d - 1.0).abs() < 1e-12);
     let result = linfa_linalg::lobpcg::lobpcg(
         |x| laplacian.mul_block(x),
         x0,
         |mut x| {
-            for (i, mut row) in x.rows_mut().into_iter().enumerate() {
-                let d = diag[i];
+            if trivial {
+                return;
+            }
+            for (row, &d) in x.rows_mut().into_iter().zip(&diag) {
                 if d > 1e-12 {
+                    let mut row = row;
                     row.mapv_inplace(|v| v / d);
                 }
             }
