@@ -481,12 +481,17 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    for (_, class) in mine {
-        bar.inc(1);
-        if spectrum_path(&job.dir, class).is_file() {
-            summary.groups_done_before += 1;
-            continue;
-        }
+    // Groups are independent: analyse them side by side (t-SNE runs on one thread per group
+    // for determinism, so this is what keeps all cores busy on many-class datasets). Each
+    // group's files depend only on its own rows, so the order of completion does not matter.
+    let todo: Vec<i32> = mine
+        .iter()
+        .map(|&(_, class)| class)
+        .filter(|&class| !spectrum_path(&job.dir, class).is_file())
+        .collect();
+    summary.groups_done_before = mine.len() - todo.len();
+    bar.inc(summary.groups_done_before as u64);
+    let analyse = |class: i32| -> Result<usize> {
         let members = &by_group[&class];
         let name = if class < 0 {
             "all samples".to_string()
@@ -559,15 +564,22 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             spectra.push(baseline.spectrum);
             samples.extend(baseline.samples);
         }
-        summary.samples += members.len();
         spray_store::analysis::write_group(
             &spectrum_path(&job.dir, class),
             &samples_path(&job.dir, class),
             &spectra,
             &samples,
         )?;
-        summary.groups_written += 1;
-    }
+        bar.inc(1);
+        Ok(members.len())
+    };
+    use rayon::prelude::*;
+    let done: Vec<usize> = todo
+        .par_iter()
+        .map(|&class| analyse(class))
+        .collect::<Result<_>>()?;
+    summary.samples = done.iter().sum();
+    summary.groups_written = done.len();
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
