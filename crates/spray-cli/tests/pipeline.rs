@@ -465,3 +465,44 @@ fn demo_model_uses_the_watermark() {
         assert!(flipped >= 15, "{class}: only {flipped}/20 flip to triangle");
     }
 }
+
+#[test]
+fn unlabelled_manifest_needs_target_predicted() {
+    let dir = scratch("unlabelled");
+    let demo = repo().join("tests/demo/data");
+    let manifest = dir.join("list.csv");
+    let mut text = String::from("path\n");
+    for i in 0..12 {
+        text.push_str(&format!(
+            "{}\n",
+            demo.join(format!("disc/disc_{i:03}.png")).display()
+        ));
+    }
+    std::fs::write(&manifest, text).unwrap();
+    let pipeline = |target: &str| {
+        let text = format!(
+            "[dataset]\nkind = \"manifest\"\nroot = \"{}\"\n[model]\npath = \"{}\"\ninput_size = [32, 32]\n\
+             [lrp]\ntarget = \"{target}\"\n[relevance]\ngrids = [8]\n[analysis]\ngrid = 8\n[output]\ndir = \"out\"\n",
+            manifest.display(),
+            repo().join("tests/demo/model.onnx").display()
+        );
+        let p = dir.join("pipeline.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p = pipeline("label");
+    let out = Command::new(env!("CARGO_BIN_EXE_spray"))
+        .args(["run", p.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("target = \"predicted\""), "{err}");
+
+    // With the predicted class, each image is explained once, for what the model predicts.
+    let p = pipeline("predicted");
+    spray(&["run", p.to_str().unwrap(), "--quiet"]);
+    let samples = csv_rows(&dir.join("out/report/samples.csv"));
+    assert_eq!(samples.len(), 12);
+    assert!(samples.iter().all(|s| s["class"] == s["predicted"]));
+}

@@ -236,12 +236,14 @@ impl Pipeline {
                 .display()
                 .to_string();
         }
+        let mut relevance = raw.relevance;
+        relevance.target = lrp.target;
         Ok(Pipeline {
             file: file.to_path_buf(),
             dataset,
             model,
             lrp,
-            relevance: raw.relevance,
+            relevance,
             analysis: raw.analysis,
             report: raw.report,
             output_dir: resolve(&base, &raw.output.dir),

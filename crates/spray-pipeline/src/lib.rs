@@ -225,6 +225,14 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             pipeline.dataset.root.display()
         )));
     }
+    if pipeline.lrp.target == spray_relevance::TargetMode::Label
+        && dataset.samples.iter().all(|s| s.targets.is_empty())
+    {
+        return Err(PipelineError::Config(format!(
+            "the dataset at {} has no labels to explain; set [lrp] target = \"predicted\"",
+            pipeline.dataset.root.display()
+        )));
+    }
     let relevance_dir = stage_dir(pipeline, Stage::Relevance);
     let relevance_fp = spray_relevance::fingerprint(
         &model_fingerprint(pipeline)?,

@@ -98,7 +98,9 @@ impl std::fmt::Display for Shard {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelevanceSettings {
-    #[serde(default)]
+    /// Which class to explain. In a pipeline file this is `[lrp] target`; it is part of the
+    /// settings (and so of the fingerprint) but not a key of `[relevance]`.
+    #[serde(default, skip_deserializing)]
     pub target: TargetMode,
     /// Grid sizes of the stored sum-pooled maps.
     #[serde(default = "default_grids")]
