@@ -120,11 +120,13 @@ pub fn overview_svg(
         let width = (160 + 28 * classes.len()).clamp(480, 2400) as u32;
         let root = SVGBackend::with_string(&mut svg, (width, 320)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let top = y_max(
-            classes
-                .iter()
-                .flat_map(|(_, v)| v.iter().take(count).copied()),
-        );
+        // Headroom above the points for the legend.
+        let top = 1.45
+            * y_max(
+                classes
+                    .iter()
+                    .flat_map(|(_, v)| v.iter().take(count).copied()),
+            );
         let n = classes.len().max(1);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 15))
@@ -169,7 +171,7 @@ pub fn overview_svg(
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::UpperMiddle)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()
