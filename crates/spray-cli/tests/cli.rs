@@ -1,16 +1,12 @@
 //! The `spray` binary end to end, as a user runs it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use ndarray::ArrayD;
 
-fn spray(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spray"))
-        .args(args)
-        .output()
-        .expect("run spray")
-}
+use common::{scratch, spray_output as spray};
 
 fn fixture(model: &str, file: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,20 +17,13 @@ fn fixture(model: &str, file: &str) -> String {
         .into_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("spray-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 #[test]
 fn explain_writes_relevance_and_logits_matching_zennit() {
-    let dir = scratch("explain");
+    let dir = scratch("cli", "explain");
     let (rel, logits) = (dir.join("r.npy"), dir.join("l.npy"));
     let out = spray(&[
         "explain",
@@ -71,7 +60,7 @@ fn explain_writes_relevance_and_logits_matching_zennit() {
 
 #[test]
 fn explain_accepts_a_class_index_and_a_custom_composite_file() {
-    let dir = scratch("custom");
+    let dir = scratch("cli", "custom");
     let composite = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../configs/composites/thesis-custom.toml");
     let (custom, builtin) = (dir.join("custom.npy"), dir.join("builtin.npy"));
@@ -126,7 +115,7 @@ fn inspect_shows_rules_merges_and_the_first_layer() {
 
 #[test]
 fn compile_writes_a_loadable_model_with_logits_and_relevance_outputs() {
-    let dir = scratch("compile");
+    let dir = scratch("cli", "compile");
     let path = dir.join("lrp.onnx");
     let out = spray(&[
         "lrp",
@@ -158,7 +147,7 @@ fn unsupported_model_is_refused_with_op_and_node_before_reading_input() {
     use spray_onnx::{
         attr, data_type, proto::OperatorSetIdProto, value_info, ModelProto, NodeProto, Tensor,
     };
-    let dir = scratch("unsupported");
+    let dir = scratch("cli", "unsupported");
     let mut graph = spray_onnx::GraphProto::default();
     graph
         .input
@@ -220,7 +209,7 @@ fn unsupported_model_is_refused_with_op_and_node_before_reading_input() {
 
 #[test]
 fn bad_input_gives_a_clear_error() {
-    let dir = scratch("badinput");
+    let dir = scratch("cli", "badinput");
     let bad = dir.join("x.npy");
     std::fs::write(&bad, b"not numpy").unwrap();
     let out = spray(&[

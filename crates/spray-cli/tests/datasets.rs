@@ -1,9 +1,11 @@
 //! The relevance stage on generated Pascal VOC and ImageNet miniatures with broken files:
 //! row counts, polars-readable Parquet, sharding, and resumption after a kill.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::{Rgb, RgbImage};
@@ -11,33 +13,7 @@ use spray_store::relevance::{read_errors, read_part, ReadOptions, RelevanceRecor
 
 use spray_dataset::VOC_CLASSES as VOC;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("spray-datasets-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn spray(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_spray"))
-        .args(args)
-        .output()
-        .expect("run spray");
-    assert!(
-        out.status.success(),
-        "spray {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::{repo, scratch, spray};
 
 /// A tiny deterministic generator for the test data.
 struct Lcg(u64);
@@ -308,7 +284,7 @@ fn polars_height(dir: &Path) -> usize {
 
 #[test]
 fn voc_miniature_rows_errors_polars_and_shards() {
-    let dir = scratch("voc");
+    let dir = scratch("datasets", "voc");
     let (root, expected_rows, broken) = make_voc(&dir.join("data"), 200, 7);
     let dataset = format!(
         "kind = \"voc\"\nroot = \"{}\"\nsplit = \"test\"",
@@ -384,7 +360,7 @@ fn voc_miniature_rows_errors_polars_and_shards() {
 
 #[test]
 fn imagenet_miniature_flat_val() {
-    let dir = scratch("imagenet");
+    let dir = scratch("datasets", "imagenet");
     let (root, images, broken) = make_imagenet(&dir.join("data"), 40);
     let dataset = format!(
         "kind = \"imagenet\"\nroot = \"{}\"\nsplit = \"val\"",
@@ -418,7 +394,7 @@ fn imagenet_miniature_flat_val() {
 
 #[test]
 fn killed_run_resumes_without_recomputing_finished_parts() {
-    let dir = scratch("kill");
+    let dir = scratch("datasets", "kill");
     let (root, _, _) = make_voc(&dir.join("data"), 240, 11);
     let dataset = format!("kind = \"voc\"\nroot = \"{}\"", root.display());
     let run = dir.join("run");

@@ -1,39 +1,14 @@
 //! `spray run` end to end on the bundled demo: ranking, caching, sharded assembly, the
 //! report's CSVs and HTML (the latter in headless Chromium when available).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("spray-pipeline-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn spray(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_spray"))
-        .args(args)
-        .output()
-        .expect("run spray");
-    if !out.status.success() {
-        panic!(
-            "spray {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
+use common::{repo, scratch, spray, spray_output};
 
 /// A pipeline over `data` with the demo model, writing to `dir/out`.
 fn write_pipeline(dir: &Path, data: &Path, grid: usize) -> PathBuf {
@@ -140,7 +115,7 @@ fn artefact_dir() -> PathBuf {
 
 #[test]
 fn demo_ranks_the_watermarked_class_first_and_caches() {
-    let dir = scratch("demo");
+    let dir = scratch("pipeline", "demo");
     let data = repo().join("tests/demo/data");
     let pipeline = write_pipeline(&dir, &data, 8);
     let p = pipeline.to_str().unwrap();
@@ -306,13 +281,13 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
 #[test]
 fn array_of_local_processes_matches_an_unsharded_run() {
     let data = repo().join("tests/demo/data");
-    let whole = scratch("whole");
+    let whole = scratch("pipeline", "whole");
     let p_whole = write_pipeline(&whole, &data, 8);
     spray(&["run", p_whole.to_str().unwrap(), "--quiet"]);
 
     // Like a Slurm array: the relevance shards run at the same time, then the analyze shards,
     // then one plain run assembles.
-    let sharded = scratch("sharded");
+    let sharded = scratch("pipeline", "sharded");
     let p = write_pipeline(&sharded, &data, 8);
     let p = p.to_str().unwrap().to_owned();
     let children: Vec<_> = (0..3)
@@ -327,11 +302,20 @@ fn array_of_local_processes_matches_an_unsharded_run() {
                     "--shard",
                     &format!("{i}/3"),
                 ])
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                // spawn, not output: all three must be running before any is waited for
+                .spawn()
+                .expect("start spray")
         })
         .collect();
-    for c in children {
-        assert!(c.unwrap().status.success());
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for i in 0..2 {
         spray(&[
@@ -368,7 +352,7 @@ fn array_of_local_processes_matches_an_unsharded_run() {
 
 #[test]
 fn hostile_names_render_as_text() {
-    let dir = scratch("hostile");
+    let dir = scratch("pipeline", "hostile");
     let data = dir.join("data");
     let demo = repo().join("tests/demo/data");
     // Two classes, one of them with markup in its name, and a file named like an XSS probe.
@@ -468,7 +452,7 @@ fn demo_model_uses_the_watermark() {
 
 #[test]
 fn unlabelled_manifest_needs_target_predicted() {
-    let dir = scratch("unlabelled");
+    let dir = scratch("pipeline", "unlabelled");
     let demo = repo().join("tests/demo/data");
     let manifest = dir.join("list.csv");
     let mut text = String::from("path\n");
@@ -491,10 +475,7 @@ fn unlabelled_manifest_needs_target_predicted() {
         p
     };
     let p = pipeline("label");
-    let out = Command::new(env!("CARGO_BIN_EXE_spray"))
-        .args(["run", p.to_str().unwrap(), "--quiet"])
-        .output()
-        .unwrap();
+    let out = spray_output(&["run", p.to_str().unwrap(), "--quiet"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("target = \"predicted\""), "{err}");
