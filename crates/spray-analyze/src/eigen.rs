@@ -1,7 +1,7 @@
 //! The smallest eigenpairs of a sparse symmetric Laplacian: a dense solver (nalgebra) for
 //! small graphs, LOBPCG (linfa-linalg) on the sparse matrix for large ones.
 
-use ndarray16::{Array1, Array2};
+use ndarray16::Array2;
 use rand::SeedableRng;
 
 use crate::graph::SparseSymmetric;
@@ -154,9 +154,4 @@ fn canonical_signs(vectors: &mut Array2<f64>) {
 /// Gaps between consecutive eigenvalues.
 pub fn gaps(values: &[f64]) -> Vec<f64> {
     values.windows(2).map(|w| w[1] - w[0]).collect()
-}
-
-#[allow(dead_code)]
-pub(crate) fn column_norms(v: &Array2<f64>) -> Array1<f64> {
-    v.columns().into_iter().map(|c| c.dot(&c).sqrt()).collect()
 }

@@ -158,35 +158,31 @@ fn yes() -> bool {
 
 impl Default for AnalysisSettings {
     fn default() -> Self {
-        toml_defaults()
-    }
-}
-
-fn toml_defaults() -> AnalysisSettings {
-    AnalysisSettings {
-        grouping: Grouping::PerClass,
-        grid: default_grid(),
-        blur_sigma: 0.0,
-        sign: SignMode::Signed,
-        normalization: Normalization::L1,
-        k: None,
-        weight: EdgeWeight::Binary,
-        symmetrize: Symmetrize::Max,
-        laplacian: LaplacianKind::Symmetric,
-        eigenvalues: default_eigenvalues(),
-        solver: EigenSolver::Auto,
-        dense_limit: default_dense_limit(),
-        near_zero: default_near_zero(),
-        rank_by: RankCriterion::default(),
-        cluster_method: ClusterMethod::Kmeans,
-        clusters: None,
-        min_clusters: default_min_clusters(),
-        max_clusters: default_max_clusters(),
-        kmeans_restarts: default_restarts(),
-        dbscan_eps: default_dbscan_eps(),
-        tsne: TsneSettings::default(),
-        image_baseline: true,
-        seed: 0,
+        AnalysisSettings {
+            grouping: Grouping::PerClass,
+            grid: default_grid(),
+            blur_sigma: 0.0,
+            sign: SignMode::Signed,
+            normalization: Normalization::L1,
+            k: None,
+            weight: EdgeWeight::Binary,
+            symmetrize: Symmetrize::Max,
+            laplacian: LaplacianKind::Symmetric,
+            eigenvalues: default_eigenvalues(),
+            solver: EigenSolver::Auto,
+            dense_limit: default_dense_limit(),
+            near_zero: default_near_zero(),
+            rank_by: RankCriterion::default(),
+            cluster_method: ClusterMethod::Kmeans,
+            clusters: None,
+            min_clusters: default_min_clusters(),
+            max_clusters: default_max_clusters(),
+            kmeans_restarts: default_restarts(),
+            dbscan_eps: default_dbscan_eps(),
+            tsne: TsneSettings::default(),
+            image_baseline: true,
+            seed: 0,
+        }
     }
 }
 
@@ -519,7 +515,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 let r = &rows[i];
                 let grid = if from_map {
                     let (mh, mw, map) = r.map.as_ref().expect("map requested");
-                    pool(map, *mh as usize, *mw as usize, g)
+                    rel::sum_pool(map, *mh as usize, *mw as usize, g, g)
                 } else {
                     r.grids[0].clone()
                 };
@@ -583,16 +579,6 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn pool(map: &[f32], h: usize, w: usize, g: usize) -> Vec<f32> {
-    let mut out = vec![0.0f64; g * g];
-    for y in 0..h {
-        for x in 0..w {
-            out[(y * g / h) * g + x * g / w] += map[y * w + x] as f64;
-        }
-    }
-    out.into_iter().map(|v| v as f32).collect()
 }
 
 fn to_matrix(rows: &[Vec<f32>]) -> Array2<f32> {

@@ -59,6 +59,19 @@ mod device_serde {
     }
 }
 
+impl Default for LrpSection {
+    fn default() -> Self {
+        LrpSection {
+            composite: default_composite(),
+            target: TargetMode::Label,
+            zbox_low: None,
+            zbox_high: None,
+            device: Device::Cpu,
+            threads: 0,
+        }
+    }
+}
+
 impl LrpSection {
     /// The parts of the section that change relevance values (not device or threads).
     pub fn fingerprint_view(&self) -> serde_json::Value {
@@ -104,7 +117,7 @@ struct OutputSection {
 struct PipelineFile {
     dataset: DatasetSpec,
     model: toml::Table,
-    #[serde(default = "default_lrp")]
+    #[serde(default)]
     lrp: LrpSection,
     #[serde(default)]
     relevance: RelevanceSettings,
@@ -113,17 +126,6 @@ struct PipelineFile {
     #[serde(default)]
     report: ReportSettings,
     output: OutputSection,
-}
-
-fn default_lrp() -> LrpSection {
-    toml::from_str("").unwrap_or(LrpSection {
-        composite: default_composite(),
-        target: TargetMode::Label,
-        zbox_low: None,
-        zbox_high: None,
-        device: Device::Cpu,
-        threads: 0,
-    })
 }
 
 /// A parsed pipeline with all paths resolved.

@@ -234,8 +234,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         )));
     }
     let relevance_dir = stage_dir(pipeline, Stage::Relevance);
+    // Hashing the model reads the whole ONNX file: once per run.
+    let model_fp = model_fingerprint(pipeline)?;
     let relevance_fp = spray_relevance::fingerprint(
-        &model_fingerprint(pipeline)?,
+        &model_fp,
         &dataset,
         &pipeline.model.preprocess,
         &pipeline.relevance,
@@ -280,7 +282,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 dataset: &dataset,
                 preprocess: &pipeline.model.preprocess,
                 model: &compiled,
-                model_fingerprint: model_fingerprint(pipeline)?,
+                model_fingerprint: model_fp.clone(),
                 settings: &pipeline.relevance,
                 device,
                 threads: pipeline.lrp.threads,
@@ -387,14 +389,13 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             && stored_fingerprint(&report_dir, "_report.json").as_deref()
                 == Some(report_fp.as_str());
         if cached {
-            let (spectra, _) = spray_store::analysis::read_all(&analysis_dir)?;
-            let ranking = spray_report::rank(&spectra)
+            let spectra = spray_store::analysis::read_all_spectra(&analysis_dir)?;
+            let ranked = spray_report::rank(&spectra);
+            summary.flagged = flag(&ranked);
+            summary.ranking = ranked
                 .into_iter()
                 .map(|r| (r.spectrum.class_name, r.spectrum.score))
                 .collect();
-            let ranked = spray_report::rank(&spectra);
-            summary.flagged = flag(&ranked);
-            summary.ranking = ranking;
             summary.stages.push(StageOutcome {
                 stage: Stage::Report,
                 status: "cached".into(),

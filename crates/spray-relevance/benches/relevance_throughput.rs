@@ -117,7 +117,6 @@ fn main() {
         .map(|s| preprocess.load(&s.path, s.index as u64).unwrap().tensor)
         .collect();
     let mut engine = LrpEngine::new(&compiled, SessionConfig { device, threads: 0 }).unwrap();
-    let plane = (3 * size * size) as usize;
     let started = Instant::now();
     for chunk in tensors.chunks(batch) {
         let flat: Vec<f32> = chunk.concat();
@@ -130,7 +129,6 @@ fn main() {
         engine.explain(input.view(), &targets).unwrap();
     }
     let engine_rate = tensors.len() as f64 / started.elapsed().as_secs_f64();
-    let _ = plane;
     println!(
         "model {} at {size}x{size}, {composite}, batch {batch}, {images} JPEGs of 500x375 on {device}:\n  \
          whole relevance stage {stage_rate:.1} images/s\n  LRP engine alone     {engine_rate:.1} images/s\n  \

@@ -1,6 +1,8 @@
 //! From relevance tensors to stored maps: channel sum, sum-pooling, pooled inputs, thumbnails.
 
 use image::RgbImage;
+use spray_store::relevance::grid_bin;
+pub use spray_store::relevance::sum_pool;
 
 /// Sum a CHW tensor over its channels: an H×W map, row-major.
 pub fn channel_sum(chw: &[f32], channels: usize, h: usize, w: usize) -> Vec<f32> {
@@ -12,25 +14,6 @@ pub fn channel_sum(chw: &[f32], channels: usize, h: usize, w: usize) -> Vec<f32>
         }
     }
     out
-}
-
-/// Bin `i` of `n` input pixels into `bins` bins: pixel p goes to bin ⌊p·bins/n⌋, so every
-/// pixel lands in exactly one bin and sums are kept (also when `bins` does not divide `n`, or
-/// exceeds it: then some bins stay empty).
-fn bin_of(p: usize, n: usize, bins: usize) -> usize {
-    p * bins / n
-}
-
-/// Sum-pool an h×w map to gh×gw cells (row-major). The total is preserved.
-pub fn sum_pool(map: &[f32], h: usize, w: usize, gh: usize, gw: usize) -> Vec<f32> {
-    let mut out = vec![0.0f64; gh * gw];
-    for y in 0..h {
-        let by = bin_of(y, h, gh);
-        for x in 0..w {
-            out[by * gw + bin_of(x, w, gw)] += map[y * w + x] as f64;
-        }
-    }
-    out.into_iter().map(|v| v as f32).collect()
 }
 
 /// The size of a map shrunk so that its longer side is at most `max_side` (integer bins).
@@ -49,7 +32,7 @@ pub fn image_grid(img: &RgbImage, g: usize) -> Vec<f32> {
     let mut sums = vec![0.0f64; 3 * g * g];
     let mut counts = vec![0usize; g * g];
     for (x, y, px) in img.enumerate_pixels() {
-        let cell = bin_of(y as usize, h, g) * g + bin_of(x as usize, w, g);
+        let cell = grid_bin(y as usize, h, g) * g + grid_bin(x as usize, w, g);
         counts[cell] += 1;
         for c in 0..3 {
             sums[c * g * g + cell] += px.0[c] as f64 / 255.0;

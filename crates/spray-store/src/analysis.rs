@@ -263,6 +263,27 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
 
 /// The finished analysis: all groups' spectra and samples; an error names missing groups.
 pub fn read_all(dir: &Path) -> Result<(Vec<ClassSpectrum>, Vec<SampleEmbedding>)> {
+    let groups = finished_groups(dir)?;
+    let mut spectra = Vec::new();
+    let mut samples = Vec::new();
+    for &c in &groups {
+        spectra.extend(read_spectra(&spectrum_path(dir, c))?);
+        samples.extend(read_samples(&samples_path(dir, c))?);
+    }
+    Ok((spectra, samples))
+}
+
+/// The spectra of a finished analysis only (what ranking needs; the samples are not read).
+pub fn read_all_spectra(dir: &Path) -> Result<Vec<ClassSpectrum>> {
+    let mut spectra = Vec::new();
+    for c in finished_groups(dir)? {
+        spectra.extend(read_spectra(&spectrum_path(dir, c))?);
+    }
+    Ok(spectra)
+}
+
+/// The groups of a finished analysis; an error names those not analysed yet.
+fn finished_groups(dir: &Path) -> Result<Vec<i32>> {
     let text = std::fs::read_to_string(manifest_path(dir)).map_err(|e| StoreError::Io {
         path: manifest_path(dir).display().to_string(),
         source: e,
@@ -284,11 +305,5 @@ pub fn read_all(dir: &Path) -> Result<(Vec<ClassSpectrum>, Vec<SampleEmbedding>)
             &missing[..missing.len().min(8)]
         )));
     }
-    let mut spectra = Vec::new();
-    let mut samples = Vec::new();
-    for &c in &manifest.groups {
-        spectra.extend(read_spectra(&spectrum_path(dir, c))?);
-        samples.extend(read_samples(&samples_path(dir, c))?);
-    }
-    Ok((spectra, samples))
+    Ok(manifest.groups)
 }

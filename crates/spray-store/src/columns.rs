@@ -7,7 +7,9 @@ use arrow::array::{
     Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Float32Type, Float64Type, Int32Type, Int64Type,
+};
 
 use crate::{Result, StoreError};
 
@@ -128,36 +130,32 @@ impl<'a> Columns<'a> {
             .collect())
     }
 
-    pub fn i32s(&self, name: &str) -> Result<Vec<i32>> {
+    /// A primitive column of type `T`.
+    fn primitives<T: ArrowPrimitiveType>(&self, name: &str) -> Result<Vec<T::Native>> {
         let col = self.column(name)?;
-        let arr = col
-            .as_primitive_opt::<Int32Type>()
-            .ok_or_else(|| self.err(name, format!("expected Int32, found {}", col.data_type())))?;
+        let arr = col.as_primitive_opt::<T>().ok_or_else(|| {
+            self.err(
+                name,
+                format!("expected {}, found {}", T::DATA_TYPE, col.data_type()),
+            )
+        })?;
         Ok(arr.values().to_vec())
+    }
+
+    pub fn i32s(&self, name: &str) -> Result<Vec<i32>> {
+        self.primitives::<Int32Type>(name)
     }
 
     pub fn i64s(&self, name: &str) -> Result<Vec<i64>> {
-        let col = self.column(name)?;
-        let arr = col
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| self.err(name, format!("expected Int64, found {}", col.data_type())))?;
-        Ok(arr.values().to_vec())
+        self.primitives::<Int64Type>(name)
     }
 
     pub fn f32s(&self, name: &str) -> Result<Vec<f32>> {
-        let col = self.column(name)?;
-        let arr = col.as_primitive_opt::<Float32Type>().ok_or_else(|| {
-            self.err(name, format!("expected Float32, found {}", col.data_type()))
-        })?;
-        Ok(arr.values().to_vec())
+        self.primitives::<Float32Type>(name)
     }
 
     pub fn f64s(&self, name: &str) -> Result<Vec<f64>> {
-        let col = self.column(name)?;
-        let arr = col.as_primitive_opt::<Float64Type>().ok_or_else(|| {
-            self.err(name, format!("expected Float64, found {}", col.data_type()))
-        })?;
-        Ok(arr.values().to_vec())
+        self.primitives::<Float64Type>(name)
     }
 
     pub fn binaries(&self, name: &str) -> Result<Vec<Option<Vec<u8>>>> {
@@ -185,14 +183,7 @@ impl<'a> Columns<'a> {
                 .collect());
         }
         if let Some(arr) = col.as_list_opt::<i32>() {
-            return (0..arr.len())
-                .map(|i| {
-                    let row = arr.value(i);
-                    row.as_primitive_opt::<Float32Type>()
-                        .map(|p| p.values().to_vec())
-                        .ok_or_else(|| self.err(name, "expected Float32 items"))
-                })
-                .collect();
+            return self.list_items::<Float32Type>(name, arr);
         }
         Err(self.err(
             name,
@@ -201,31 +192,33 @@ impl<'a> Columns<'a> {
     }
 
     pub fn f64_rows(&self, name: &str) -> Result<Vec<Vec<f64>>> {
-        let col = self.column(name)?;
-        let arr = col
-            .as_list_opt::<i32>()
-            .ok_or_else(|| self.err(name, format!("expected List, found {}", col.data_type())))?;
-        (0..arr.len())
-            .map(|i| {
-                arr.value(i)
-                    .as_primitive_opt::<Float64Type>()
-                    .map(|p| p.values().to_vec())
-                    .ok_or_else(|| self.err(name, "expected Float64 items"))
-            })
-            .collect()
+        self.list_rows::<Float64Type>(name)
     }
 
     pub fn i32_rows(&self, name: &str) -> Result<Vec<Vec<i32>>> {
+        self.list_rows::<Int32Type>(name)
+    }
+
+    /// A List<T> column as one Vec per row.
+    fn list_rows<T: ArrowPrimitiveType>(&self, name: &str) -> Result<Vec<Vec<T::Native>>> {
         let col = self.column(name)?;
         let arr = col
             .as_list_opt::<i32>()
             .ok_or_else(|| self.err(name, format!("expected List, found {}", col.data_type())))?;
+        self.list_items::<T>(name, arr)
+    }
+
+    fn list_items<T: ArrowPrimitiveType>(
+        &self,
+        name: &str,
+        arr: &ListArray,
+    ) -> Result<Vec<Vec<T::Native>>> {
         (0..arr.len())
             .map(|i| {
                 arr.value(i)
-                    .as_primitive_opt::<Int32Type>()
+                    .as_primitive_opt::<T>()
                     .map(|p| p.values().to_vec())
-                    .ok_or_else(|| self.err(name, "expected Int32 items"))
+                    .ok_or_else(|| self.err(name, format!("expected {} items", T::DATA_TYPE)))
             })
             .collect()
     }

@@ -61,6 +61,26 @@ pub struct ErrorRecord {
     pub reason: String,
 }
 
+/// The pooling that defines the `grid_<g>` columns (and that analysis repeats on `map` when a
+/// grid was not stored). Bin of pixel `p` of `n` in `bins` bins: pixel p goes to bin ⌊p·bins/n⌋, so every
+/// pixel lands in exactly one bin and sums are kept (also when `bins` does not divide `n`, or
+/// exceeds it: then some bins stay empty).
+pub fn grid_bin(p: usize, n: usize, bins: usize) -> usize {
+    p * bins / n
+}
+
+/// Sum-pool an h×w map to gh×gw cells (row-major). The total is preserved.
+pub fn sum_pool(map: &[f32], h: usize, w: usize, gh: usize, gw: usize) -> Vec<f32> {
+    let mut out = vec![0.0f64; gh * gw];
+    for y in 0..h {
+        let by = grid_bin(y, h, gh);
+        for x in 0..w {
+            out[by * gw + grid_bin(x, w, gw)] += map[y * w + x] as f64;
+        }
+    }
+    out.into_iter().map(|v| v as f32).collect()
+}
+
 pub fn grid_column(g: usize) -> String {
     format!("grid_{g}")
 }
