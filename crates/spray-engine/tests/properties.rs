@@ -146,8 +146,7 @@ fn unsupported_ops_are_named_before_any_work() {
     let mut b = GraphBuilder::new("image", &[1, 3, 8, 8], 7);
     let c = b.conv("image", 3, 4, 3, 1, true);
     let r = b.node("Relu", &[&c], vec![]);
-    let idx = b.init_i64(&[0, 2]);
-    let g = b.node("Gather", &[&r, &idx], vec![attr::int("axis", 1)]);
+    let g = b.node("LpNormalization", &[&r], vec![attr::int("axis", 1)]);
     let sq = b.node("Mul", &[&g, &g], vec![]);
     let gap = b.node("GlobalAveragePool", &[&sq], vec![]);
     let flat = b.node("Flatten", &[&gap], vec![]);
@@ -162,12 +161,15 @@ fn unsupported_ops_are_named_before_any_work() {
         .collect();
     assert_eq!(
         names,
-        vec![("Gather", "node/gather_6"), ("Mul", "node/mul_7")]
+        vec![
+            ("LpNormalization", "node/lpnormalization_5"),
+            ("Mul", "node/mul_6")
+        ]
     );
     let message = err.to_string();
     assert!(
-        message.contains("Gather node 'node/gather_6'")
-            && message.contains("Mul node 'node/mul_7'"),
+        message.contains("LpNormalization node 'node/lpnormalization_5'")
+            && message.contains("Mul node 'node/mul_6'"),
         "{message}"
     );
 }
@@ -244,4 +246,255 @@ fn compilation_is_deterministic() {
         let b = compile_fixture("resnet_small", "model.onnx", composite).to_bytes();
         assert!(a == b, "{composite}: two compilations differ");
     }
+}
+
+/// conv → relu → (channel selection) → GAP → dense, bias-free. The selection is either a Gather
+/// with repeated and negative indices or the equivalent 1×1 convolution with one-hot weights.
+fn channel_selection_net(as_gather: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let picks: [i64; 5] = [0, 2, 2, -1, 5];
+    let mut b = GraphBuilder::new("image", &[1, 3, 12, 12], 21);
+    let c = b.conv("image", 3, 6, 3, 1, false);
+    let r = b.node("Relu", &[&c], vec![]);
+    let selected = if as_gather {
+        let idx = b.init_i64(&picks);
+        b.node("Gather", &[&r, &idx], vec![attr::int("axis", 1)])
+    } else {
+        let mut w = vec![0f32; picks.len() * 6];
+        for (j, &p) in picks.iter().enumerate() {
+            w[j * 6 + p.rem_euclid(6) as usize] = 1.0;
+        }
+        let name = "selection".to_string();
+        b.graph
+            .initializer
+            .push(spray_onnx::Tensor::f32(vec![picks.len() as i64, 6, 1, 1], w).to_proto(&name));
+        b.node(
+            "Conv",
+            &[&r, &name],
+            vec![attr::ints("kernel_shape", &[1, 1])],
+        )
+    };
+    let gap = b.node("GlobalAveragePool", &[&selected], vec![]);
+    let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
+    let w = b.init(&[4, picks.len() as i64], 0.5);
+    let logits = b.node("Gemm", &[&flat, &w], vec![attr::int("transB", 1)]);
+    b.finish(&logits, 17)
+}
+
+#[test]
+fn gather_returns_relevance_to_the_elements_it_selected() {
+    let input = random_input(3, &[3, 12, 12], 5);
+    let explain = |model: &spray_onnx::ModelProto| {
+        let compiled = compile_with(model, epsilon(1e-9)).unwrap();
+        LrpEngine::new(&compiled, SessionConfig::default())
+            .unwrap()
+            .explain(input.view(), &[0, 1, 3])
+            .unwrap()
+    };
+    let gathered = explain(&channel_selection_net(true));
+    let convolved = explain(&channel_selection_net(false));
+    let scale = convolved.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = (&gathered.relevance - &convolved.relevance)
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        err <= 1e-5 * scale,
+        "Gather vs one-hot 1x1 conv: {err:.3e} of {scale:.3e}"
+    );
+    for (i, row) in gathered.relevance.axis_iter(Axis(0)).enumerate() {
+        let total: f64 = row.iter().map(|v| *v as f64).sum();
+        let logit = gathered.logits[[i, gathered.targets[i] as usize]] as f64;
+        assert!(
+            (total - logit).abs() <= 1e-4 * logit.abs(),
+            "sample {i}: {total} vs {logit}"
+        );
+    }
+}
+
+#[test]
+fn layer_normalization_passes_relevance_and_conserves_it() {
+    use spray_onnx::attr;
+    // ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position
+    // MatMul, a GELU and a residual Add.
+    let mut b = GraphBuilder::new("image", &[1, 3, 10, 10], 8);
+    let c = b.conv("image", 3, 6, 3, 1, false);
+    let nhwc = b.node("Transpose", &[&c], vec![attr::ints("perm", &[0, 2, 3, 1])]);
+    let gamma = b.init(&[6], 1.0);
+    let beta = "ln_bias".to_string();
+    b.graph
+        .initializer
+        .push(spray_onnx::Tensor::f32(vec![6], vec![0.0; 6]).to_proto(&beta));
+    let ln = b.node(
+        "LayerNormalization",
+        &[&nhwc, &gamma, &beta],
+        vec![attr::int("axis", -1), attr::float("epsilon", 1e-6)],
+    );
+    let w = b.init(&[6, 6], 0.4);
+    let mm = b.node("MatMul", &[&ln, &w], vec![]);
+    let act = b.node("Relu", &[&mm], vec![]);
+    let nchw = b.node(
+        "Transpose",
+        &[&act],
+        vec![attr::ints("perm", &[0, 3, 1, 2])],
+    );
+    let res = b.node("Add", &[&nchw, &c], vec![]);
+    let gap = b.node("GlobalAveragePool", &[&res], vec![]);
+    let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
+    let head = b.init(&[3, 6], 0.5);
+    let logits = b.node("Gemm", &[&flat, &head], vec![attr::int("transB", 1)]);
+    let model = b.finish(&logits, 17);
+    let compiled = compile_with(&model, epsilon(1e-9)).unwrap();
+    let input = random_input(4, &[3, 10, 10], 3);
+    let out = LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), &[0, 1, 2, -1])
+        .unwrap();
+    assert_eq!(out.relevance.shape(), input.shape());
+    for (i, row) in out.relevance.axis_iter(Axis(0)).enumerate() {
+        let total: f64 = row.iter().map(|v| *v as f64).sum();
+        let logit = out.logits[[i, out.targets[i] as usize]] as f64;
+        assert!(
+            (total - logit).abs() <= 1e-3 * logit.abs(),
+            "sample {i}: {total} vs {logit}"
+        );
+    }
+}
+
+/// A classifier in the form of the ONNX model zoo's opset-7 exports (Caffe2-era AlexNet and
+/// GoogLeNet): BatchNormalization with `spatial`, LRN, Slice with attributes, weights listed as
+/// graph inputs, IR version 3, a trailing Softmax. `modern` writes the same network at opset 17.
+fn zoo_style_net(modern: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let mut b = GraphBuilder::new("data_0", &[1, 3, 16, 16], 77);
+    let c = b.conv("data_0", 3, 8, 3, 1, true);
+    let (gamma, beta, mean) = (b.init(&[8], 0.5), b.init(&[8], 0.5), b.init(&[8], 0.5));
+    let var = "bn_var".to_string();
+    b.graph
+        .initializer
+        .push(spray_onnx::Tensor::f32(vec![8], vec![1.5; 8]).to_proto(&var));
+    let mut bn_attrs = vec![attr::float("epsilon", 1e-5)];
+    if !modern {
+        bn_attrs.push(attr::int("spatial", 1));
+    }
+    let bn = b.node(
+        "BatchNormalization",
+        &[&c, &gamma, &beta, &mean, &var],
+        bn_attrs,
+    );
+    let r = b.node("Relu", &[&bn], vec![]);
+    let lrn = b.node(
+        "LRN",
+        &[&r],
+        vec![
+            attr::int("size", 5),
+            attr::float("alpha", 1e-4),
+            attr::float("beta", 0.75),
+            attr::float("bias", 1.0),
+        ],
+    );
+    let pool = b.node(
+        "MaxPool",
+        &[&lrn],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("strides", &[2, 2]),
+        ],
+    );
+    // Keep channels 1..7 and drop the last row and column.
+    let (starts, ends, axes) = ([1i64, 0, 0], [7i64, -1, -1], [1i64, 2, 3]);
+    let sliced = if modern {
+        let (s, e, a) = (b.init_i64(&starts), b.init_i64(&ends), b.init_i64(&axes));
+        b.node("Slice", &[&pool, &s, &e, &a], vec![])
+    } else {
+        b.node(
+            "Slice",
+            &[&pool],
+            vec![
+                attr::ints("starts", &starts),
+                attr::ints("ends", &ends),
+                attr::ints("axes", &axes),
+            ],
+        )
+    };
+    let c2 = b.conv(&sliced, 6, 8, 3, 1, true);
+    let r2 = b.node("Relu", &[&c2], vec![]);
+    let gap = b.node("GlobalAveragePool", &[&r2], vec![]);
+    let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
+    let (w, bias) = (b.init(&[5, 8], 0.5), b.init(&[5], 0.1));
+    let logits = b.node("Gemm", &[&flat, &w, &bias], vec![attr::int("transB", 1)]);
+    let prob = b.node("Softmax", &[&logits], vec![attr::int("axis", 1)]);
+    let mut model = b.finish(&prob, if modern { 17 } else { 7 });
+    if !modern {
+        model.ir_version = 3;
+        let graph = model.graph.as_mut().unwrap();
+        let weights: Vec<_> = graph
+            .initializer
+            .iter()
+            .map(|t| {
+                let dims: Vec<Result<i64, &str>> = t.dims.iter().map(|d| Ok(*d)).collect();
+                spray_onnx::value_info(&t.name, t.data_type, &dims)
+            })
+            .collect();
+        graph.input.extend(weights);
+    }
+    model
+}
+
+#[test]
+fn opset_7_zoo_style_models_are_upgraded_without_changing_the_result() {
+    let input = random_input(3, &[3, 16, 16], 12);
+    let run = |model: &spray_onnx::ModelProto| {
+        let compiled = compile_with(
+            model,
+            Composite::builtin("epsilon-plus-flat", &CompositeOptions::default()).unwrap(),
+        )
+        .unwrap();
+        LrpEngine::new(&compiled, SessionConfig::default())
+            .unwrap()
+            .explain(input.view(), &[-1, 2, 4])
+            .unwrap()
+    };
+    let old = zoo_style_net(false);
+    let (a, b) = (run(&old), run(&zoo_style_net(true)));
+    // Equal up to float rounding: ORT cannot constant-fold weights that are also graph inputs.
+    let close = |x: &ndarray::ArrayD<f32>, y: &ndarray::ArrayD<f32>| {
+        let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = (x - y).iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(err <= 1e-5 * scale, "{err:.3e} of {scale:.3e}");
+    };
+    close(&a.relevance, &b.relevance);
+    close(&a.logits.clone().into_dyn(), &b.logits.clone().into_dyn());
+    // The logits are the pre-softmax scores of the original opset-7 model.
+    let bytes = spray_onnx::encode_model(&old);
+    let probabilities = Predictor::new(&bytes, SessionConfig::default())
+        .unwrap()
+        .predict(input.view())
+        .unwrap();
+    for i in 0..3 {
+        let row = a.logits.slice(s![i, ..]);
+        let max = row.iter().fold(f32::MIN, |m, v| m.max(*v));
+        let z: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        for k in 0..5 {
+            let p = (row[k] - max).exp() / z;
+            assert!((p - probabilities[[i, k]]).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn per_element_batch_normalization_of_opset_7_is_refused_by_name() {
+    let mut model = zoo_style_net(false);
+    let graph = model.graph.as_mut().unwrap();
+    let bn = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "BatchNormalization")
+        .unwrap();
+    bn.attribute.retain(|a| a.name != "spatial");
+    bn.attribute.push(spray_onnx::attr::int("spatial", 0));
+    let err = compile_with(&model, epsilon(1e-6)).unwrap_err().to_string();
+    assert!(
+        err.contains("spatial=0") && err.contains("BatchNormalization 'node/batchnormalization_"),
+        "{err}"
+    );
 }

@@ -111,6 +111,11 @@ enum Treatment {
     Slice {
         input: String,
     },
+    /// Gather with indices that do not depend on the input: relevance goes back to the element
+    /// each output was taken from, summed where one element was taken several times.
+    Gather {
+        input: String,
+    },
     Sum,
     Gate {
         signal: String,
@@ -531,6 +536,26 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
                     input: first_data()?,
                 },
                 LayerKind::BatchNorm,
+                vec![],
+            )
+        }
+        "LayerNormalization" | "LRN" => {
+            only_first_input_is_data()?;
+            (
+                Treatment::PassThrough {
+                    input: first_data()?,
+                },
+                LayerKind::Normalization,
+                vec![],
+            )
+        }
+        "Gather" => {
+            only_first_input_is_data()?;
+            (
+                Treatment::Gather {
+                    input: first_data()?,
+                },
+                LayerKind::Structural,
                 vec![],
             )
         }
@@ -1052,18 +1077,20 @@ fn emit_backward(
             // Winner takes all, summed where overlapping windows share a winner: scatter-add of
             // the output relevance onto the flat input at the indices MaxPool reports.
             let indices = maxpool_indices.expect("MaxPool indices output added");
-            let flat = b.ints(&[-1]);
-            let r_flat = b.op("Reshape", &[&r, &flat], vec![]);
-            let idx_flat = b.op("Reshape", &[indices, &flat], vec![]);
+            vec![(input.clone(), scatter_add_like(b, &r, indices, input))]
+        }
+        Treatment::Gather { input } => {
+            // The same Gather applied to the flat positions of the input tells, for every output
+            // element, which input element it came from (negative and repeated indices included).
+            let zero = b.constant("zero_i64", Tensor::i64(vec![], vec![0]));
+            let one = b.constant("one_i64", Tensor::i64(vec![], vec![1]));
             let size = b.op("Size", &[input], vec![]);
-            let size1 = b.op("Reshape", &[&size, &flat], vec![]);
-            let zeros = b.filled(&size1, Tensor::f32(vec![1], vec![0.0]));
-            let scattered = b.op(
-                "ScatterElements",
-                &[&zeros, &idx_flat, &r_flat],
-                vec![attr::int("axis", 0), attr::string("reduction", "add")],
-            );
-            vec![(input.clone(), b.reshape_like(&scattered, input))]
+            let positions = b.op("Range", &[&zero, &size, &one], vec![]);
+            let positions = b.reshape_like(&positions, input);
+            let mut inputs: Vec<&str> = vec![&positions];
+            inputs.extend(node.input[1..].iter().map(String::as_str));
+            let origin = b.op("Gather", &inputs, node.attribute.clone());
+            vec![(input.clone(), scatter_add_like(b, &r, &origin, input))]
         }
         Treatment::GlobalAveragePool { input } => {
             let s = proportional(b, &r, &node.output[0], &rule);
@@ -1102,6 +1129,23 @@ fn emit_backward(
                 .collect()
         }
     })
+}
+
+/// Relevance `r` added onto a zero tensor shaped like `input` at the flat positions `indices`
+/// (same shape as `r`).
+fn scatter_add_like(b: &mut Builder, r: &str, indices: &str, input: &str) -> String {
+    let flat = b.ints(&[-1]);
+    let r_flat = b.op("Reshape", &[r, &flat], vec![]);
+    let idx_flat = b.op("Reshape", &[indices, &flat], vec![]);
+    let size = b.op("Size", &[input], vec![]);
+    let size1 = b.op("Reshape", &[&size, &flat], vec![]);
+    let zeros = b.filled(&size1, Tensor::f32(vec![1], vec![0.0]));
+    let scattered = b.op(
+        "ScatterElements",
+        &[&zeros, &idx_flat, &r_flat],
+        vec![attr::int("axis", 0), attr::string("reduction", "add")],
+    );
+    b.reshape_like(&scattered, input)
 }
 
 /// R / stab(z) for proportional rules (norm, epsilon); R itself for the gradient.

@@ -22,6 +22,10 @@ pub enum LayerKind {
     Activation,
     /// BatchNormalization that could not be merged into a linear layer (zennit: `BatchNorm`).
     BatchNorm,
+    /// LayerNormalization and LRN: relevance passes unchanged (the identity rule). For LRN this is
+    /// the thesis' baseline (§2, "Local renormalization layers"); for LayerNorm it is the rule
+    /// AttnLRP uses for the normalisation, as zennit passes an unmerged BatchNorm.
+    Normalization,
     /// Elementwise Add/Sub/Mul/Div with a constant, e.g. input normalisation baked into the graph.
     Elementwise,
     /// MaxPool: winner takes all (the gradient), as in zennit.
@@ -43,6 +47,7 @@ impl LayerKind {
             LayerKind::Sum => "sum",
             LayerKind::Activation => "activation",
             LayerKind::BatchNorm => "batchnorm",
+            LayerKind::Normalization => "normalization",
             LayerKind::Elementwise => "elementwise",
             LayerKind::MaxPool => "maxpool",
             LayerKind::Gate => "gate",
@@ -268,6 +273,7 @@ impl Composite {
             LayerKind::MaxPool => Rule::Gradient,
             LayerKind::Activation
             | LayerKind::BatchNorm
+            | LayerKind::Normalization
             | LayerKind::Elementwise
             | LayerKind::Gate
             | LayerKind::Structural => Rule::Pass,

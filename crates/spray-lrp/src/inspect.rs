@@ -72,7 +72,7 @@ impl Inspection {
                 );
                 let _ = writeln!(
                     s,
-                    "  {:<4} {:<20} {:<12} {:<22} node",
+                    "  {:<4} {:<20} {:<13} {:<22} node",
                     "#", "op", "kind", "rule"
                 );
                 for (i, l) in m.layers.iter().enumerate() {
@@ -88,7 +88,7 @@ impl Inspection {
                     }
                     let _ = writeln!(
                         s,
-                        "  {:<4} {:<20} {:<12} {:<22} {}{}",
+                        "  {:<4} {:<20} {:<13} {:<22} {}{}",
                         i,
                         l.op_type,
                         l.kind.name(),

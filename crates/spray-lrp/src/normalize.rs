@@ -11,10 +11,12 @@ use crate::LrpError;
 /// The opset the backward graph is written in (ScatterElements with `reduction` needs 16,
 /// Split with a `split` input 13).
 pub(crate) const TARGET_OPSET: i64 = 17;
-const OLDEST_OPSET: i64 = 9;
+/// Opset 7 is the oldest with today's broadcasting for Add/Mul/Gemm: the ONNX model zoo's
+/// classic classifiers (ResNet, VGG, SqueezeNet, GoogLeNet, AlexNet) are exported at 7–9.
+const OLDEST_OPSET: i64 = 7;
 
-/// Ops whose semantics for the inputs spray can see did not change between opset 9 and 17,
-/// so the model may simply be declared at the newer version.
+/// Ops whose semantics for the inputs spray can see did not change between opset 7 and 17,
+/// so the model may simply be declared at the newer version (those marked below are converted).
 const STABLE_OPS: &[&str] = &[
     "Conv",
     "ConvTranspose",
@@ -43,7 +45,6 @@ const STABLE_OPS: &[&str] = &[
     "AveragePool",
     "GlobalAveragePool",
     "GlobalMaxPool",
-    "BatchNormalization",
     "Flatten",
     "Reshape",
     "Transpose",
@@ -67,7 +68,6 @@ const STABLE_OPS: &[&str] = &[
     "Greater",
     "Where",
     "Expand",
-    "Slice",
     "ReduceMean",
     "ReduceMax",
     "ReduceMin",
@@ -85,6 +85,8 @@ const STABLE_OPS: &[&str] = &[
     "ArgMax",
     "Tile",
     // Converted below:
+    "BatchNormalization",
+    "Slice",
     "Squeeze",
     "Unsqueeze",
     "ReduceSum",
@@ -137,6 +139,36 @@ pub(crate) fn upgrade_opset(model: &mut ModelProto) -> Result<(), LrpError> {
             continue;
         }
         match node.op_type.as_str() {
+            "BatchNormalization" if version < 9 => {
+                // Opset 7 and 8 had `spatial` (default 1: one statistic per channel, the only
+                // form opset 9 kept).
+                if let Some(spatial) = take_attr(node, "spatial") {
+                    if spatial.i != 1 {
+                        return Err(LrpError::Model(format!(
+                            "{} uses spatial={} (per-element statistics), which opset 9 removed; \
+                             spray supports per-channel BatchNormalization only",
+                            node.describe(),
+                            spatial.i
+                        )));
+                    }
+                }
+            }
+            "Slice" if version < 10 => {
+                // starts, ends and axes became inputs in opset 10.
+                let starts = take_attr(node, "starts")
+                    .map(|a| a.ints)
+                    .unwrap_or_default();
+                let ends = take_attr(node, "ends").map(|a| a.ints).unwrap_or_default();
+                let axes = take_attr(node, "axes")
+                    .map(|a| a.ints)
+                    .unwrap_or_else(|| (0..starts.len() as i64).collect());
+                node.input.truncate(1);
+                for (values, hint) in [(starts, "starts"), (ends, "ends"), (axes, "axes")] {
+                    let t = Tensor::i64(vec![values.len() as i64], values);
+                    let name = const_input(t, hint, &mut new_inits);
+                    node.input.push(name);
+                }
+            }
             "Squeeze" | "Unsqueeze" | "ReduceSum" if version < 13 => {
                 if let Some(axes) = take_attr(node, "axes") {
                     let t = Tensor::i64(vec![axes.ints.len() as i64], axes.ints);
