@@ -7,7 +7,16 @@ use ndarray::ArrayD;
 use spray_lrp::{compile, CompileOptions, Composite, CompositeOptions, LrpModel};
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lrp")
+    fixture_set("lrp")
+}
+
+/// `lrp`: exported with torch's legacy exporter (make_lrp_fixtures.py); `lrp-dynamo`: the same
+/// small models exported with the dynamo exporter, torch's default since 2.9
+/// (make_dynamo_fixtures.py).
+pub fn fixture_set(set: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(set)
 }
 
 pub fn read_npy<T: ndarray_npy::ReadableElement>(path: &std::path::Path) -> ArrayD<T> {
@@ -34,7 +43,11 @@ pub fn fixture_options() -> CompositeOptions {
 }
 
 pub fn compile_fixture(model: &str, file: &str, composite: &str) -> LrpModel {
-    let onnx = spray_onnx::load_model(&fixtures().join(model).join(file)).unwrap();
+    compile_fixture_in("lrp", model, file, composite)
+}
+
+pub fn compile_fixture_in(set: &str, model: &str, file: &str, composite: &str) -> LrpModel {
+    let onnx = spray_onnx::load_model(&fixture_set(set).join(model).join(file)).unwrap();
     let composite = Composite::builtin(composite, &fixture_options()).unwrap();
     compile(
         &onnx,
@@ -53,6 +66,14 @@ pub const FIXTURE_MODELS: &[&str] = &[
     "mixed_small",
     "resnet18",
     "vgg11",
+];
+
+pub const DYNAMO_FIXTURE_MODELS: &[&str] =
+    &["vgg_small", "resnet_small", "densenet_small", "mixed_small"];
+
+pub const FIXTURE_SETS: &[(&str, &[&str])] = &[
+    ("lrp", FIXTURE_MODELS),
+    ("lrp-dynamo", DYNAMO_FIXTURE_MODELS),
 ];
 
 /// A tiny deterministic generator for test weights (no dependency needed for this).
