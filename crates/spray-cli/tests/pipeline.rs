@@ -487,3 +487,142 @@ fn unlabelled_manifest_needs_target_predicted() {
     assert_eq!(samples.len(), 12);
     assert!(samples.iter().all(|s| s["class"] == s["predicted"]));
 }
+
+/// The demo model behind an NHWC input, as tf2onnx writes Keras models: a Transpose to NCHW first.
+fn nhwc_twin_of_the_demo_model(path: &Path) {
+    let mut model = spray_onnx::load_model(&repo().join("tests/demo/model.onnx")).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let input = &mut graph.input[0];
+    let original = input.name.clone();
+    input.name = "input_nhwc".into();
+    let dims = &mut input
+        .r#type
+        .as_mut()
+        .and_then(|t| t.tensor_type.as_mut())
+        .and_then(|t| t.shape.as_mut())
+        .unwrap()
+        .dim;
+    dims.swap(1, 2); // N, H, C, W
+    dims.swap(2, 3); // N, H, W, C
+    graph.node.insert(
+        0,
+        spray_onnx::NodeProto {
+            name: "to_nchw".into(),
+            op_type: "Transpose".into(),
+            input: vec!["input_nhwc".into()],
+            output: vec![original],
+            attribute: vec![spray_onnx::attr::ints("perm", &[0, 3, 1, 2])],
+            ..Default::default()
+        },
+    );
+    spray_onnx::save_model(&model, path).unwrap();
+}
+
+#[test]
+fn nhwc_models_get_the_relevance_of_their_nchw_twin() {
+    use spray_store::relevance::{read_part, ReadOptions};
+    let dir = scratch("pipeline", "nhwc");
+    let twin = dir.join("model_nhwc.onnx");
+    nhwc_twin_of_the_demo_model(&twin);
+    let demo = repo().join("tests/demo/data");
+    let manifest = dir.join("list.csv");
+    let mut text = String::from("path,label\n");
+    for class in ["cross", "triangle"] {
+        for i in 0..6 {
+            let file = demo.join(format!("{class}/{class}_{i:03}.png"));
+            text.push_str(&format!("{},{class}\n", file.display()));
+        }
+    }
+    std::fs::write(&manifest, text).unwrap();
+    let rows = |name: &str, model: &Path, layout: &str| {
+        let text = format!(
+            "[dataset]\nkind = \"manifest\"\nroot = \"{}\"\n[model]\npath = \"{}\"\ninput_size = [32, 32]\n\
+             layout = \"{layout}\"\n[relevance]\ngrids = [8]\nstore_map = true\n[analysis]\ngrid = 8\n\
+             [output]\ndir = \"{name}\"\n",
+            manifest.display(),
+            model.display()
+        );
+        let p = dir.join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        spray(&[
+            "run",
+            p.to_str().unwrap(),
+            "--quiet",
+            "--stage",
+            "relevance",
+        ]);
+        let options = ReadOptions {
+            grids: vec![8],
+            map: true,
+            images: false,
+        };
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.join(name).join("relevance"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
+            .collect();
+        parts.sort();
+        parts
+            .iter()
+            .flat_map(|p| read_part(p, &options).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let nchw = rows("nchw", &repo().join("tests/demo/model.onnx"), "nchw");
+    let nhwc = rows("nhwc", &twin, "nhwc");
+    assert_eq!(nchw.len(), 12);
+    assert_eq!(nchw.len(), nhwc.len());
+    for (a, b) in nchw.iter().zip(&nhwc) {
+        assert_eq!(
+            (a.image_index, a.class_index),
+            (b.image_index, b.class_index)
+        );
+        assert!((a.target_logit - b.target_logit).abs() <= 1e-5 * a.target_logit.abs().max(1.0));
+        let (ma, mb) = (a.map.as_ref().unwrap(), b.map.as_ref().unwrap());
+        assert_eq!((ma.0, ma.1), (mb.0, mb.1));
+        let scale = ma.2.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err =
+            ma.2.iter()
+                .zip(&mb.2)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            err <= 1e-5 * scale,
+            "{}: map differs by {err:.2e} of {scale:.2e}",
+            a.sample_id
+        );
+    }
+
+    // The NHWC model fed NCHW batches is refused with the shapes named, before any row is written.
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        format!(
+            "[dataset]\nkind = \"manifest\"\nroot = \"{}\"\n[model]\npath = \"{}\"\ninput_size = [32, 32]\n\
+             [relevance]\ngrids = [8]\n[analysis]\ngrid = 8\n[output]\ndir = \"wrong\"\n",
+            manifest.display(),
+            twin.display()
+        ),
+    )
+    .unwrap();
+    let out = spray_output(&["run", wrong.to_str().unwrap(), "--quiet"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[?, 32, 32, 3]") && err.contains("layout = \"nhwc\""),
+        "{err}"
+    );
+    assert!(
+        !dir.join("wrong/relevance").exists()
+            || std::fs::read_dir(dir.join("wrong/relevance"))
+                .unwrap()
+                .all(|e| !e
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("part-"))
+    );
+}

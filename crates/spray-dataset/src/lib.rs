@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub use layouts::VOC_CLASSES;
 pub use preprocess::{
-    decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide, SquareMode,
+    decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide,
+    SquareMode, TensorLayout,
 };
 
 #[derive(Debug, thiserror::Error)]

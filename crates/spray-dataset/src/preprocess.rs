@@ -63,6 +63,17 @@ pub enum ChannelOrder {
     Bgr,
 }
 
+/// Memory order of the model's image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TensorLayout {
+    /// [N, C, H, W]: PyTorch exports, the ONNX model zoo.
+    #[default]
+    Nchw,
+    /// [N, H, W, C]: Keras/TensorFlow models converted with tf2onnx.
+    Nhwc,
+}
+
 /// The model's preprocessing. Steps run in this order: square, resize, centre crop, final
 /// resize to `input_size` (only if the size still differs), scale, mean/std, channel order.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +99,9 @@ pub struct Preprocess {
     pub std: [f32; 3],
     #[serde(default)]
     pub channels: ChannelOrder,
+    /// How the batch is laid out for the model; relevance is read back in the same layout.
+    #[serde(default)]
+    pub layout: TensorLayout,
     /// Seed of the random square modes; each image draws from (seed, image index).
     #[serde(default)]
     pub seed: u64,
@@ -299,6 +313,7 @@ mod tests {
             mean: [0.0; 3],
             std: [1.0; 3],
             channels: ChannelOrder::Rgb,
+            layout: TensorLayout::Nchw,
             seed: 0,
         }
     }

@@ -76,6 +76,7 @@ fn main() {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
         channels: Default::default(),
+        layout: Default::default(),
         seed: 0,
     };
     let model = spray_onnx::load_model(&model_path).expect("model");

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use spray_dataset::{Dataset, PreparedImage, Preprocess, Sample};
+use spray_dataset::{Dataset, PreparedImage, Preprocess, Sample, TensorLayout};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::LrpModel;
 pub use spray_store::relevance::{
@@ -314,6 +314,7 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
         mine.len()
     );
 
+    check_model_input(job)?;
     let mut engine = LrpEngine::new(
         job.model,
         SessionConfig {
@@ -394,6 +395,47 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
     Ok(summary)
 }
 
+/// The batch this stage will build ([N, 3, H, W] or [N, H, W, 3]) must fit the model's declared
+/// input; a mismatch is reported before any image is decoded, with the fix when it is the layout.
+fn check_model_input(job: &RelevanceJob<'_>) -> Result<()> {
+    let declared = &job.model.signature.input_shape;
+    if declared.len() != 4 {
+        return Ok(());
+    }
+    let [h, w] = job.preprocess.input_size.map(i64::from);
+    let fits = |dims: [i64; 3]| {
+        declared[1..]
+            .iter()
+            .zip(dims)
+            .all(|(d, want)| d.is_none_or(|d| d == want))
+    };
+    let (nchw, nhwc) = (fits([3, h, w]), fits([h, w, 3]));
+    let ok = match job.preprocess.layout {
+        TensorLayout::Nchw => nchw,
+        TensorLayout::Nhwc => nhwc,
+    };
+    if ok {
+        return Ok(());
+    }
+    let shown: Vec<String> = declared
+        .iter()
+        .map(|d| d.map_or("?".into(), |v| v.to_string()))
+        .collect();
+    let hint = match job.preprocess.layout {
+        TensorLayout::Nchw if nhwc => " (channels last: set layout = \"nhwc\" under [model])",
+        TensorLayout::Nhwc if nchw => " (channels first: set layout = \"nchw\" under [model])",
+        _ => " (check input_size and layout under [model])",
+    };
+    Err(RelevanceError::Config(format!(
+        "the model's input is [{}] but [model] prepares {} batches of {h}x{w} images with 3 channels{hint}",
+        shown.join(", "),
+        match job.preprocess.layout {
+            TensorLayout::Nchw => "[N, 3, H, W]",
+            TensorLayout::Nhwc => "[N, H, W, 3]",
+        },
+    )))
+}
+
 /// Explain the decoded images of one batch for their targets; broken images become errors.
 fn explain_batch(
     job: &RelevanceJob<'_>,
@@ -426,17 +468,30 @@ fn explain_batch(
             },
         }
     }
+    let nhwc = job.preprocess.layout == TensorLayout::Nhwc;
     for chunk in jobs.chunks(job.settings.batch_size) {
         let mut input = Vec::with_capacity(chunk.len() * plane);
         for (_, prepared, _) in chunk {
             input.extend_from_slice(&prepared.tensor);
         }
-        let input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], input)
+        let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], input)
             .map_err(|e| RelevanceError::Config(e.to_string()))?;
+        if nhwc {
+            input = input
+                .permuted_axes(vec![0, 2, 3, 1])
+                .as_standard_layout()
+                .into_owned();
+        }
         let targets: Vec<i64> = chunk.iter().map(|j| j.2).collect();
         let explanation = engine.explain(input.view(), &targets)?;
         let classes = explanation.logits.shape()[1];
-        let relevance = explanation.relevance.as_standard_layout();
+        // Everything downstream (channel sums, pooling) reads [N, C, H, W].
+        let relevance = if nhwc {
+            explanation.relevance.view().permuted_axes(vec![0, 3, 1, 2])
+        } else {
+            explanation.relevance.view()
+        };
+        let relevance = relevance.as_standard_layout();
         let relevance = relevance
             .as_slice()
             .ok_or_else(|| RelevanceError::Config("relevance not contiguous".into()))?;
