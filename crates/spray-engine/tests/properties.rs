@@ -311,11 +311,11 @@ fn gather_returns_relevance_to_the_elements_it_selected() {
     }
 }
 
-#[test]
-fn layer_normalization_passes_relevance_and_conserves_it() {
+/// ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position MatMul,
+/// a ReLU and a residual Add. `decomposed` writes the LayerNorm out in primitive ops, as torch
+/// exports below opset 17 and tf2onnx do. Opset 18: ReduceMean takes its axes as an input.
+fn layer_norm_net(decomposed: bool) -> spray_onnx::ModelProto {
     use spray_onnx::attr;
-    // ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position
-    // MatMul, a GELU and a residual Add.
     let mut b = GraphBuilder::new("image", &[1, 3, 10, 10], 8);
     let c = b.conv("image", 3, 6, 3, 1, false);
     let nhwc = b.node("Transpose", &[&c], vec![attr::ints("perm", &[0, 2, 3, 1])]);
@@ -324,11 +324,32 @@ fn layer_normalization_passes_relevance_and_conserves_it() {
     b.graph
         .initializer
         .push(spray_onnx::Tensor::f32(vec![6], vec![0.0; 6]).to_proto(&beta));
-    let ln = b.node(
-        "LayerNormalization",
-        &[&nhwc, &gamma, &beta],
-        vec![attr::int("axis", -1), attr::float("epsilon", 1e-6)],
-    );
+    let ln = if decomposed {
+        let axes = b.init_i64(&[-1]);
+        let mean = b.node("ReduceMean", &[&nhwc, &axes], vec![]);
+        let centred = b.node("Sub", &[&nhwc, &mean], vec![]);
+        let two = "two".to_string();
+        b.graph
+            .initializer
+            .push(spray_onnx::Tensor::f32(vec![], vec![2.0]).to_proto(&two));
+        let squared = b.node("Pow", &[&centred, &two], vec![]);
+        let var = b.node("ReduceMean", &[&squared, &axes], vec![]);
+        let eps = "eps".to_string();
+        b.graph
+            .initializer
+            .push(spray_onnx::Tensor::f32(vec![], vec![1e-6]).to_proto(&eps));
+        let shifted = b.node("Add", &[&var, &eps], vec![]);
+        let std = b.node("Sqrt", &[&shifted], vec![]);
+        let normed = b.node("Div", &[&centred, &std], vec![]);
+        let scaled = b.node("Mul", &[&normed, &gamma], vec![]);
+        b.node("Add", &[&scaled, &beta], vec![])
+    } else {
+        b.node(
+            "LayerNormalization",
+            &[&nhwc, &gamma, &beta],
+            vec![attr::int("axis", -1), attr::float("epsilon", 1e-6)],
+        )
+    };
     let w = b.init(&[6, 6], 0.4);
     let mm = b.node("MatMul", &[&ln, &w], vec![]);
     let act = b.node("Relu", &[&mm], vec![]);
@@ -342,13 +363,20 @@ fn layer_normalization_passes_relevance_and_conserves_it() {
     let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
     let head = b.init(&[3, 6], 0.5);
     let logits = b.node("Gemm", &[&flat, &head], vec![attr::int("transB", 1)]);
-    let model = b.finish(&logits, 17);
-    let compiled = compile_with(&model, epsilon(1e-9)).unwrap();
+    b.finish(&logits, 18)
+}
+
+#[test]
+fn layer_normalization_passes_relevance_and_conserves_it() {
     let input = random_input(4, &[3, 10, 10], 3);
-    let out = LrpEngine::new(&compiled, SessionConfig::default())
-        .unwrap()
-        .explain(input.view(), &[0, 1, 2, -1])
-        .unwrap();
+    let explain = |model: &spray_onnx::ModelProto| {
+        let compiled = compile_with(model, epsilon(1e-9)).unwrap();
+        LrpEngine::new(&compiled, SessionConfig::default())
+            .unwrap()
+            .explain(input.view(), &[0, 1, 2, -1])
+            .unwrap()
+    };
+    let out = explain(&layer_norm_net(false));
     assert_eq!(out.relevance.shape(), input.shape());
     for (i, row) in out.relevance.axis_iter(Axis(0)).enumerate() {
         let total: f64 = row.iter().map(|v| *v as f64).sum();
@@ -358,6 +386,17 @@ fn layer_normalization_passes_relevance_and_conserves_it() {
             "sample {i}: {total} vs {logit}"
         );
     }
+    // Written out in primitive ops, the mean and the standard deviation are recognised as
+    // statistics of the signal and held constant: the same relevance as the fused op.
+    let decomposed = explain(&layer_norm_net(true));
+    let scale = out.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = (&decomposed.relevance - &out.relevance)
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        err <= 1e-5 * scale,
+        "decomposed LayerNorm: {err:.3e} of {scale:.3e}"
+    );
 }
 
 /// A classifier in the form of the ONNX model zoo's opset-7 exports (Caffe2-era AlexNet and

@@ -508,6 +508,16 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
             ))
         }
     };
+    if let Some(signal) = facts.normalised_signal(node) {
+        // x − mean, x / σ, x · γ/σ + (β − mean·γ/σ): the statistic is held constant.
+        return Ok((
+            Treatment::PassThrough {
+                input: signal.to_owned(),
+            },
+            LayerKind::Normalization,
+            vec![],
+        ));
+    }
     Ok(match op {
         "Conv" | "Gemm" | "MatMul" => {
             only_first_input_is_data()?;

@@ -9,6 +9,48 @@ use spray_onnx::{GraphProto, NodeExt, NodeProto, Tensor};
 /// through them even though their input depends on the image.
 const SHAPE_OPS: &[&str] = &["Shape", "Size"];
 
+/// Reductions that turn a tensor into a statistic of itself (a mean, a variance, a norm).
+const REDUCTIONS: &[&str] = &[
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceMax",
+    "ReduceMin",
+];
+
+/// Elementwise and shape ops allowed around the reductions of a statistic.
+const STATISTIC_ARITHMETIC: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Abs",
+    "Cast",
+    "Identity",
+    "Squeeze",
+    "Unsqueeze",
+    "Reshape",
+    "Expand",
+    "Transpose",
+];
+
+/// How a tensor depends on the input, for [`GraphFacts::is_statistic`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dependence {
+    /// Does not depend on the input at all.
+    Constant,
+    /// Elementwise on some activation (e.g. `x`, `x − mean`).
+    Raw,
+    /// Only through reductions, with elementwise arithmetic around them (`mean`, `1/√(var + ε)`).
+    Statistic,
+}
+
 /// Facts about a graph needed by the compiler.
 pub(crate) struct GraphFacts<'g> {
     pub graph: &'g GraphProto,
@@ -211,8 +253,78 @@ impl<'g> GraphFacts<'g> {
         }
     }
 
+    /// Whether `t` depends on the input only through reductions followed by elementwise
+    /// arithmetic: the mean or the standard deviation of a normalisation written out in
+    /// primitive ops (tf2onnx's LayerNorm, torch exports before opset 17, RMSNorm).
+    pub fn is_statistic(&self, t: &str) -> bool {
+        let mut memo = HashMap::new();
+        self.dependence(t, &mut memo, 0) == Dependence::Statistic
+    }
+
+    fn dependence<'a>(
+        &'a self,
+        t: &'a str,
+        memo: &mut HashMap<&'a str, Dependence>,
+        depth: usize,
+    ) -> Dependence {
+        if !self.data.contains(t) {
+            return Dependence::Constant;
+        }
+        if let Some(&d) = memo.get(t) {
+            return d;
+        }
+        let Some(&p) = self.producer.get(t) else {
+            return Dependence::Raw;
+        };
+        let node = &self.graph.node[p];
+        let op = node.op_type.as_str();
+        let reduction = REDUCTIONS.contains(&op);
+        let result = if depth > 64 || !(reduction || STATISTIC_ARITHMETIC.contains(&op)) {
+            Dependence::Raw
+        } else {
+            let inputs: Vec<Dependence> = node
+                .input
+                .iter()
+                .filter(|i| !i.is_empty())
+                .map(|i| self.dependence(i.as_str(), memo, depth + 1))
+                .collect();
+            if inputs.iter().all(|d| *d == Dependence::Constant) {
+                Dependence::Constant
+            } else if reduction {
+                Dependence::Statistic
+            } else if inputs.contains(&Dependence::Raw) {
+                Dependence::Raw
+            } else {
+                Dependence::Statistic
+            }
+        };
+        memo.insert(t, result);
+        result
+    }
+
+    /// For an elementwise Add/Sub/Mul/Div of two data tensors where one is a statistic and the
+    /// other is not (`x − mean`, `x · γ/σ`, `x·s + (−mean)·s`), the other one: the signal, which receives all relevance
+    /// while the statistic is held constant (the rule AttnLRP uses for LayerNorm).
+    pub fn normalised_signal(&self, node: &'g NodeProto) -> Option<&'g str> {
+        if !matches!(node.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div") {
+            return None;
+        }
+        let [a, b] = node.input.as_slice() else {
+            return None;
+        };
+        if !(self.is_data(a) && self.is_data(b)) || a == b {
+            return None;
+        }
+        match (self.is_statistic(a), self.is_statistic(b)) {
+            (false, true) => Some(a.as_str()),
+            (true, false) if node.op_type != "Div" => Some(b.as_str()),
+            _ => None,
+        }
+    }
+
     /// Nodes whose outputs can influence `target` through data tensors (the relevance path),
-    /// as a membership table indexed by node position.
+    /// as a membership table indexed by node position. Statistics that normalise a signal
+    /// are held constant, so the nodes computing them are not on the path.
     pub fn nodes_reaching(&self, target: &str) -> Vec<bool> {
         let mut on_path = vec![false; self.graph.node.len()];
         let mut stack: Vec<&str> = vec![target];
@@ -228,7 +340,12 @@ impl<'g> GraphFacts<'g> {
                 continue;
             }
             on_path[p] = true;
-            for inp in &self.graph.node[p].input {
+            let node = &self.graph.node[p];
+            if let Some(signal) = self.normalised_signal(node) {
+                stack.push(signal);
+                continue;
+            }
+            for inp in &node.input {
                 if self.data.contains(inp.as_str()) {
                     stack.push(inp.as_str());
                 }
