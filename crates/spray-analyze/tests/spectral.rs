@@ -16,7 +16,9 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not with env!: CI reuses a target dir across clones, and a test binary
+    // cargo finds fresh would otherwise look for fixtures in the clone that built it.
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../tests/fixtures/spectral")
         .join(format!("{name}.json"));
     let v: serde_json::Value =

@@ -9,7 +9,7 @@ use ndarray::ArrayD;
 use common::{scratch, spray_output as spray};
 
 fn fixture(model: &str, file: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../tests/fixtures/lrp")
         .join(model)
         .join(file)
@@ -61,7 +61,7 @@ fn explain_writes_relevance_and_logits_matching_zennit() {
 #[test]
 fn explain_accepts_a_class_index_and_a_custom_composite_file() {
     let dir = scratch("cli", "custom");
-    let composite = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let composite = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../configs/composites/thesis-custom.toml");
     let (custom, builtin) = (dir.join("custom.npy"), dir.join("builtin.npy"));
     for (comp, out_path) in [(path_str(&composite), &custom), ("thesis", &builtin)] {

@@ -22,7 +22,8 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/lrp");
+    let fixtures = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../tests/fixtures/lrp");
     let mut args = Args {
         device: Device::Cpu,
         models: vec![],

@@ -25,7 +25,8 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../..");
     let model_path = arg("--model")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("tests/fixtures/lrp/resnet18/model.onnx"));

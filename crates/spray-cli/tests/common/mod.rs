@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not with env!: CI reuses a target dir across clones, and a test binary
+    // cargo finds fresh would otherwise look for fixtures in the clone that built it.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../..")
         .canonicalize()
         .unwrap()

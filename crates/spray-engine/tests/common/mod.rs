@@ -14,7 +14,9 @@ pub fn fixtures() -> PathBuf {
 /// small models exported with the dynamo exporter, torch's default since 2.9
 /// (make_dynamo_fixtures.py).
 pub fn fixture_set(set: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not with env!: CI reuses a target dir across clones, and a test binary
+    // cargo finds fresh would otherwise look for fixtures in the clone that built it.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../tests/fixtures")
         .join(set)
 }
