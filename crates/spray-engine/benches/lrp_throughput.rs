@@ -103,8 +103,10 @@ fn main() {
         "model", "batch", "composite", "plain img/s", "LRP img/s", "ratio"
     );
     for (name, path, size) in &args.models {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let onnx = spray_onnx::decode_model(&bytes).expect("valid ONNX");
+        // load_model inlines external data (torch's dynamo exporter writes weights to M.onnx.data).
+        let onnx =
+            spray_onnx::load_model(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = spray_onnx::encode_model(&onnx);
         let mut plain = Predictor::new(&bytes, config).expect("plain session");
         for &batch in &args.batch_sizes {
             let input = ArrayD::from_shape_fn(IxDyn(&[batch, 3, *size, *size]), |i| {
