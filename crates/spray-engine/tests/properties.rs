@@ -27,23 +27,44 @@ fn epsilon(eps: f32) -> Composite {
     c
 }
 
+/// Explain `input` with the ε composite (tiny ε) for `targets`.
+fn explain_epsilon(
+    model: &spray_onnx::ModelProto,
+    input: &ndarray::ArrayD<f32>,
+    targets: &[i64],
+) -> spray_engine::Explanation {
+    let compiled = compile_with(model, epsilon(1e-9)).unwrap();
+    LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), targets)
+        .unwrap()
+}
+
+/// Σ relevance = target logit within `tolerance` (relative), per sample.
+fn assert_conserved(out: &spray_engine::Explanation, tolerance: f64) {
+    for (i, row) in out.relevance.axis_iter(Axis(0)).enumerate() {
+        let total: f64 = row.iter().map(|v| *v as f64).sum();
+        let logit = out.logits[[i, out.targets[i] as usize]] as f64;
+        assert!(
+            (total - logit).abs() <= tolerance * logit.abs(),
+            "sample {i}: sum of relevance {total} vs logit {logit}"
+        );
+    }
+}
+
+/// max |a − b| ≤ tolerance · max |b|.
+fn assert_close(a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>, tolerance: f32, what: &str) {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = (a - b).iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(err <= tolerance * scale, "{what}: {err:.3e} of {scale:.3e}");
+}
+
 #[test]
 fn relevance_is_conserved_on_bias_free_networks_under_epsilon() {
     for seed in [1, 2, 3] {
-        let model = bias_free_residual_net(seed);
-        let compiled = compile_with(&model, epsilon(1e-9)).unwrap();
-        let mut engine = LrpEngine::new(&compiled, SessionConfig::default()).unwrap();
         let input = random_input(6, &[3, 16, 16], seed + 100);
-        let out = engine.explain(input.view(), &[-1; 6]).unwrap();
-        for (i, row) in out.relevance.axis_iter(Axis(0)).enumerate() {
-            let total: f64 = row.iter().map(|v| *v as f64).sum();
-            let logit = out.logits[[i, out.targets[i] as usize]] as f64;
-            let rel = (total - logit).abs() / logit.abs().max(1e-12);
-            assert!(
-                rel < 1e-4,
-                "seed {seed} sample {i}: sum of relevance {total} vs logit {logit} ({rel:.2e})"
-            );
-        }
+        let out = explain_epsilon(&bias_free_residual_net(seed), &input, &[-1; 6]);
+        assert_conserved(&out, 1e-4);
     }
 }
 
@@ -284,31 +305,15 @@ fn channel_selection_net(as_gather: bool) -> spray_onnx::ModelProto {
 #[test]
 fn gather_returns_relevance_to_the_elements_it_selected() {
     let input = random_input(3, &[3, 12, 12], 5);
-    let explain = |model: &spray_onnx::ModelProto| {
-        let compiled = compile_with(model, epsilon(1e-9)).unwrap();
-        LrpEngine::new(&compiled, SessionConfig::default())
-            .unwrap()
-            .explain(input.view(), &[0, 1, 3])
-            .unwrap()
-    };
-    let gathered = explain(&channel_selection_net(true));
-    let convolved = explain(&channel_selection_net(false));
-    let scale = convolved.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = (&gathered.relevance - &convolved.relevance)
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()));
-    assert!(
-        err <= 1e-5 * scale,
-        "Gather vs one-hot 1x1 conv: {err:.3e} of {scale:.3e}"
+    let gathered = explain_epsilon(&channel_selection_net(true), &input, &[0, 1, 3]);
+    let convolved = explain_epsilon(&channel_selection_net(false), &input, &[0, 1, 3]);
+    assert_close(
+        &gathered.relevance,
+        &convolved.relevance,
+        1e-5,
+        "Gather vs one-hot 1x1 conv",
     );
-    for (i, row) in gathered.relevance.axis_iter(Axis(0)).enumerate() {
-        let total: f64 = row.iter().map(|v| *v as f64).sum();
-        let logit = gathered.logits[[i, gathered.targets[i] as usize]] as f64;
-        assert!(
-            (total - logit).abs() <= 1e-4 * logit.abs(),
-            "sample {i}: {total} vs {logit}"
-        );
-    }
+    assert_conserved(&gathered, 1e-4);
 }
 
 /// ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position MatMul,
@@ -369,33 +374,17 @@ fn layer_norm_net(decomposed: bool) -> spray_onnx::ModelProto {
 #[test]
 fn layer_normalization_passes_relevance_and_conserves_it() {
     let input = random_input(4, &[3, 10, 10], 3);
-    let explain = |model: &spray_onnx::ModelProto| {
-        let compiled = compile_with(model, epsilon(1e-9)).unwrap();
-        LrpEngine::new(&compiled, SessionConfig::default())
-            .unwrap()
-            .explain(input.view(), &[0, 1, 2, -1])
-            .unwrap()
-    };
-    let out = explain(&layer_norm_net(false));
-    assert_eq!(out.relevance.shape(), input.shape());
-    for (i, row) in out.relevance.axis_iter(Axis(0)).enumerate() {
-        let total: f64 = row.iter().map(|v| *v as f64).sum();
-        let logit = out.logits[[i, out.targets[i] as usize]] as f64;
-        assert!(
-            (total - logit).abs() <= 1e-3 * logit.abs(),
-            "sample {i}: {total} vs {logit}"
-        );
-    }
+    let fused = explain_epsilon(&layer_norm_net(false), &input, &[0, 1, 2, -1]);
+    assert_eq!(fused.relevance.shape(), input.shape());
+    assert_conserved(&fused, 1e-3);
     // Written out in primitive ops, the mean and the standard deviation are recognised as
     // statistics of the signal and held constant: the same relevance as the fused op.
-    let decomposed = explain(&layer_norm_net(true));
-    let scale = out.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = (&decomposed.relevance - &out.relevance)
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()));
-    assert!(
-        err <= 1e-5 * scale,
-        "decomposed LayerNorm: {err:.3e} of {scale:.3e}"
+    let decomposed = explain_epsilon(&layer_norm_net(true), &input, &[0, 1, 2, -1]);
+    assert_close(
+        &decomposed.relevance,
+        &fused.relevance,
+        1e-5,
+        "decomposed LayerNorm",
     );
 }
 
@@ -496,13 +485,13 @@ fn opset_7_zoo_style_models_are_upgraded_without_changing_the_result() {
     let old = zoo_style_net(false);
     let (a, b) = (run(&old), run(&zoo_style_net(true)));
     // Equal up to float rounding: ORT cannot constant-fold weights that are also graph inputs.
-    let close = |x: &ndarray::ArrayD<f32>, y: &ndarray::ArrayD<f32>| {
-        let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = (x - y).iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(err <= 1e-5 * scale, "{err:.3e} of {scale:.3e}");
-    };
-    close(&a.relevance, &b.relevance);
-    close(&a.logits.clone().into_dyn(), &b.logits.clone().into_dyn());
+    assert_close(&a.relevance, &b.relevance, 1e-5, "relevance");
+    assert_close(
+        &a.logits.clone().into_dyn(),
+        &b.logits.clone().into_dyn(),
+        1e-5,
+        "logits",
+    );
     // The logits are the pre-softmax scores of the original opset-7 model.
     let bytes = spray_onnx::encode_model(&old);
     let probabilities = Predictor::new(&bytes, SessionConfig::default())
