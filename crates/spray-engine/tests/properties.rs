@@ -316,6 +316,58 @@ fn gather_returns_relevance_to_the_elements_it_selected() {
     assert_conserved(&gathered, 1e-4);
 }
 
+/// conv → relu → (every second row and column, then the channels tiled twice) → GAP → dense,
+/// bias-free; or the same written as a stride-2 1×1 convolution with one-hot weights.
+fn strided_net(as_slice: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let mut b = GraphBuilder::new("image", &[1, 3, 12, 12], 31);
+    let c = b.conv("image", 3, 4, 3, 1, false);
+    let r = b.node("Relu", &[&c], vec![]);
+    let picked = if as_slice {
+        let (starts, ends) = (b.init_i64(&[0, 0]), b.init_i64(&[i64::MAX, i64::MAX]));
+        let (axes, steps) = (b.init_i64(&[2, 3]), b.init_i64(&[2, 2]));
+        let strided = b.node("Slice", &[&r, &starts, &ends, &axes, &steps], vec![]);
+        let repeats = b.init_i64(&[1, 2, 1, 1]);
+        b.node("Tile", &[&strided, &repeats], vec![])
+    } else {
+        let mut w = vec![0f32; 8 * 4];
+        for j in 0..8 {
+            w[j * 4 + j % 4] = 1.0;
+        }
+        let name = "selection".to_string();
+        b.graph
+            .initializer
+            .push(spray_onnx::Tensor::f32(vec![8, 4, 1, 1], w).to_proto(&name));
+        b.node(
+            "Conv",
+            &[&r, &name],
+            vec![
+                attr::ints("kernel_shape", &[1, 1]),
+                attr::ints("strides", &[2, 2]),
+            ],
+        )
+    };
+    let gap = b.node("GlobalAveragePool", &[&picked], vec![]);
+    let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
+    let w = b.init(&[3, 8], 0.5);
+    let logits = b.node("Gemm", &[&flat, &w], vec![attr::int("transB", 1)]);
+    b.finish(&logits, 17)
+}
+
+#[test]
+fn strided_slice_and_tile_move_relevance_like_the_values() {
+    let input = random_input(3, &[3, 12, 12], 6);
+    let sliced = explain_epsilon(&strided_net(true), &input, &[0, 1, 2]);
+    let convolved = explain_epsilon(&strided_net(false), &input, &[0, 1, 2]);
+    assert_close(
+        &sliced.relevance,
+        &convolved.relevance,
+        1e-5,
+        "strided Slice + Tile vs one-hot strided conv",
+    );
+    assert_conserved(&sliced, 1e-4);
+}
+
 /// ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position MatMul,
 /// a ReLU and a residual Add. `decomposed` writes the LayerNorm out in primitive ops, as torch
 /// exports below opset 17 and tf2onnx do. Opset 18: ReduceMean takes its axes as an input.

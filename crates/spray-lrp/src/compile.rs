@@ -111,9 +111,10 @@ enum Treatment {
     Slice {
         input: String,
     },
-    /// Gather with indices that do not depend on the input: relevance goes back to the element
-    /// each output was taken from, summed where one element was taken several times.
-    Gather {
+    /// An op that only copies elements (Gather and GatherElements with input-independent
+    /// indices, strided Slice, Tile, Expand): relevance goes back to
+    /// the element each output was copied from, summed where one element was copied several times.
+    Movement {
         input: String,
     },
     Sum,
@@ -406,6 +407,9 @@ const ACTIVATIONS: &[&str] = &[
     "Erf",
 ];
 const RESHAPES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze"];
+/// Ops that copy elements of their first input without arithmetic (see `Treatment::Movement`).
+/// Each must run on int64 in ONNX Runtime (DepthToSpace and SpaceToDepth do not).
+const MOVEMENTS: &[&str] = &["Gather", "GatherElements", "Tile", "Expand"];
 
 /// What the compiler does with each node, indexed like the graph's nodes.
 struct Plan {
@@ -502,6 +506,10 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
     let only_first_input_is_data = || {
         if data.len() == 1 && node.input.first().map(String::as_str) == data.first().copied() {
             Ok(())
+        } else if data.len() >= 2 && matches!(op, "MatMul" | "Gemm" | "Einsum") {
+            Err(format!(
+                "{op} of two activations (attention): spray has no LRP rule for it yet"
+            ))
         } else {
             Err(format!(
                 "{op} is supported only with the activation as its first input"
@@ -559,10 +567,10 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
                 vec![],
             )
         }
-        "Gather" => {
+        _ if MOVEMENTS.contains(&op) => {
             only_first_input_is_data()?;
             (
-                Treatment::Gather {
+                Treatment::Movement {
                     input: first_data()?,
                 },
                 LayerKind::Structural,
@@ -747,7 +755,14 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
                     .constant(steps)
                     .and_then(|t| t.as_i64().map(|v| v.iter().all(|s| *s == 1)));
                 if ones != Some(true) {
-                    return Err("Slice with steps other than 1".into());
+                    // Strided or reversed: move relevance back element by element.
+                    return Ok((
+                        Treatment::Movement {
+                            input: first_data()?,
+                        },
+                        LayerKind::Structural,
+                        vec![],
+                    ));
                 }
             }
             (
@@ -1089,8 +1104,8 @@ fn emit_backward(
             let indices = maxpool_indices.expect("MaxPool indices output added");
             vec![(input.clone(), scatter_add_like(b, &r, indices, input))]
         }
-        Treatment::Gather { input } => {
-            // The same Gather applied to the flat positions of the input tells, for every output
+        Treatment::Movement { input } => {
+            // The same op applied to the flat positions of the input tells, for every output
             // element, which input element it came from (negative and repeated indices included).
             let zero = b.constant("zero_i64", Tensor::i64(vec![], vec![0]));
             let one = b.constant("one_i64", Tensor::i64(vec![], vec![1]));
@@ -1099,7 +1114,7 @@ fn emit_backward(
             let positions = b.reshape_like(&positions, input);
             let mut inputs: Vec<&str> = vec![&positions];
             inputs.extend(node.input[1..].iter().map(String::as_str));
-            let origin = b.op("Gather", &inputs, node.attribute.clone());
+            let origin = b.op(&node.op_type, &inputs, node.attribute.clone());
             vec![(input.clone(), scatter_add_like(b, &r, &origin, input))]
         }
         Treatment::GlobalAveragePool { input } => {

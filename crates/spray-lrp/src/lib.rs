@@ -33,11 +33,28 @@ impl std::fmt::Display for UnsupportedNode {
     }
 }
 
+/// "MatMul ×24, Softmax ×12": what a long list of refused nodes comes down to.
+fn count_by_op(nodes: &[UnsupportedNode]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for n in nodes {
+        match counts.iter_mut().find(|(op, _)| *op == n.op_type) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((&n.op_type, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(op, c)| format!("{op} ×{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LrpError {
     #[error(
-        "the model cannot be explained: {} unsupported node(s) on the path from input to logits:\n{}",
+        "the model cannot be explained: {} unsupported node(s) on the path from input to logits ({}):\n{}",
         .0.len(),
+        count_by_op(.0),
         .0.iter().map(|n| format!("  - {n}")).collect::<Vec<_>>().join("\n")
     )]
     Unsupported(Vec<UnsupportedNode>),
