@@ -368,6 +368,44 @@ fn strided_slice_and_tile_move_relevance_like_the_values() {
     assert_conserved(&sliced, 1e-4);
 }
 
+/// conv → relu → global max pooling → dense, as GlobalMaxPool or as a MaxPool over the whole map.
+fn global_max_net(global: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let mut b = GraphBuilder::new("image", &[1, 3, 12, 12], 41);
+    let c = b.conv("image", 3, 5, 3, 1, false);
+    let r = b.node("Relu", &[&c], vec![]);
+    let pooled = if global {
+        b.node("GlobalMaxPool", &[&r], vec![])
+    } else {
+        b.node(
+            "MaxPool",
+            &[&r],
+            vec![
+                attr::ints("kernel_shape", &[12, 12]),
+                attr::ints("strides", &[12, 12]),
+            ],
+        )
+    };
+    let flat = b.node("Flatten", &[&pooled], vec![attr::int("axis", 1)]);
+    let w = b.init(&[3, 5], 0.5);
+    let logits = b.node("Gemm", &[&flat, &w], vec![attr::int("transB", 1)]);
+    b.finish(&logits, 17)
+}
+
+#[test]
+fn global_max_pooling_is_winner_takes_all_like_max_pooling() {
+    let input = random_input(3, &[3, 12, 12], 7);
+    let global = explain_epsilon(&global_max_net(true), &input, &[0, 1, 2]);
+    let windowed = explain_epsilon(&global_max_net(false), &input, &[0, 1, 2]);
+    assert_close(
+        &global.relevance,
+        &windowed.relevance,
+        1e-6,
+        "GlobalMaxPool vs full-size MaxPool",
+    );
+    assert_conserved(&global, 1e-4);
+}
+
 /// ConvNeXt's pattern: channels-last LayerNorm between transposes, then a per-position MatMul,
 /// a ReLU and a residual Add. `decomposed` writes the LayerNorm out in primitive ops, as torch
 /// exports below opset 17 and tf2onnx do. Opset 18: ReduceMean takes its axes as an input.

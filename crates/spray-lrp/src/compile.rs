@@ -103,6 +103,10 @@ enum Treatment {
     GlobalAveragePool {
         input: String,
     },
+    /// Winner takes all per channel, like MaxPool.
+    GlobalMaxPool {
+        input: String,
+    },
     ReduceMean {
         input: String,
         axes: Vec<i64>,
@@ -780,6 +784,13 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
             LayerKind::AvgPool,
             vec![],
         ),
+        "GlobalMaxPool" => (
+            Treatment::GlobalMaxPool {
+                input: first_data()?,
+            },
+            LayerKind::MaxPool,
+            vec![],
+        ),
         "Softmax" | "LogSoftmax" => {
             return Err(format!("{op} is supported only as the model's last op"))
         }
@@ -1103,6 +1114,25 @@ fn emit_backward(
             // the output relevance onto the flat input at the indices MaxPool reports.
             let indices = maxpool_indices.expect("MaxPool indices output added");
             vec![(input.clone(), scatter_add_like(b, &r, indices, input))]
+        }
+        Treatment::GlobalMaxPool { input } => {
+            // Each channel's relevance goes to its (first) maximum over the spatial positions.
+            let per_channel = b.ints(&[0, 0, -1]);
+            let flat = b.op("Reshape", &[input, &per_channel], vec![]);
+            let winner = b.op(
+                "ArgMax",
+                &[&flat],
+                vec![attr::int("axis", 2), attr::int("keepdims", 1)],
+            );
+            let r_flat = b.op("Reshape", &[&r, &per_channel], vec![]);
+            let shape = b.shape(&flat);
+            let zeros = b.filled(&shape, Tensor::f32(vec![1], vec![0.0]));
+            let placed = b.op(
+                "ScatterElements",
+                &[&zeros, &winner, &r_flat],
+                vec![attr::int("axis", 2)],
+            );
+            vec![(input.clone(), b.reshape_like(&placed, input))]
         }
         Treatment::Movement { input } => {
             // The same op applied to the flat positions of the input tells, for every output
