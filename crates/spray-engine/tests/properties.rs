@@ -368,6 +368,51 @@ fn strided_slice_and_tile_move_relevance_like_the_values() {
     assert_conserved(&sliced, 1e-4);
 }
 
+/// ShuffleNet's pattern: conv → relu → split the channels 2 + 3 → conv on the second part →
+/// concat → GAP → dense, bias-free; written with Split or with two Slices.
+fn channel_split_net(with_split: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let mut b = GraphBuilder::new("image", &[1, 3, 10, 10], 51);
+    let c = b.conv("image", 3, 5, 3, 1, false);
+    let r = b.node("Relu", &[&c], vec![]);
+    let (first, second) = if with_split {
+        let sizes = b.init_i64(&[2, 3]);
+        let out = b.node("Split", &[&r, &sizes], vec![attr::int("axis", 1)]);
+        let node = b.graph.node.last_mut().unwrap();
+        node.output = vec![format!("{out}_a"), format!("{out}_b")];
+        (format!("{out}_a"), format!("{out}_b"))
+    } else {
+        let axes = b.init_i64(&[1]);
+        let (s0, e0) = (b.init_i64(&[0]), b.init_i64(&[2]));
+        let (s1, e1) = (b.init_i64(&[2]), b.init_i64(&[5]));
+        let first = b.node("Slice", &[&r, &s0, &e0, &axes], vec![]);
+        let second = b.node("Slice", &[&r, &s1, &e1, &axes], vec![]);
+        (first, second)
+    };
+    let branch = b.conv(&second, 3, 3, 3, 1, false);
+    let branch = b.node("Relu", &[&branch], vec![]);
+    let joined = b.node("Concat", &[&first, &branch], vec![attr::int("axis", 1)]);
+    let gap = b.node("GlobalAveragePool", &[&joined], vec![]);
+    let flat = b.node("Flatten", &[&gap], vec![attr::int("axis", 1)]);
+    let w = b.init(&[3, 5], 0.5);
+    let logits = b.node("Gemm", &[&flat, &w], vec![attr::int("transB", 1)]);
+    b.finish(&logits, 17)
+}
+
+#[test]
+fn split_sends_each_part_its_relevance() {
+    let input = random_input(3, &[3, 10, 10], 8);
+    let split = explain_epsilon(&channel_split_net(true), &input, &[0, 1, 2]);
+    let sliced = explain_epsilon(&channel_split_net(false), &input, &[0, 1, 2]);
+    assert_close(
+        &split.relevance,
+        &sliced.relevance,
+        1e-6,
+        "Split vs two Slices",
+    );
+    assert_conserved(&split, 1e-4);
+}
+
 /// conv → relu → global max pooling → dense, as GlobalMaxPool or as a MaxPool over the whole map.
 fn global_max_net(global: bool) -> spray_onnx::ModelProto {
     use spray_onnx::attr;

@@ -103,6 +103,12 @@ enum Treatment {
     GlobalAveragePool {
         input: String,
     },
+    /// Split along `axis`: the outputs' relevance is concatenated back (zeros for an output that
+    /// received none).
+    Split {
+        input: String,
+        axis: i64,
+    },
     /// Winner takes all per channel, like MaxPool.
     GlobalMaxPool {
         input: String,
@@ -784,6 +790,17 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
             LayerKind::AvgPool,
             vec![],
         ),
+        "Split" => {
+            only_first_input_is_data()?;
+            (
+                Treatment::Split {
+                    input: first_data()?,
+                    axis: node.attr_int("axis").unwrap_or(0),
+                },
+                LayerKind::Structural,
+                vec![],
+            )
+        }
         "GlobalMaxPool" => (
             Treatment::GlobalMaxPool {
                 input: first_data()?,
@@ -1048,6 +1065,31 @@ fn emit_backward(
     if matches!(treatment, Treatment::Merged) {
         return Ok(vec![]);
     }
+    if let Treatment::Split { input, axis } = treatment {
+        // Several outputs: gather what each received, zeros where an output received nothing.
+        let parts: Vec<Option<String>> = node
+            .output
+            .iter()
+            .map(|o| take_relevance(b, relevance, o))
+            .collect();
+        if parts.iter().all(Option::is_none) {
+            return Ok(vec![]);
+        }
+        let filled: Vec<String> = node
+            .output
+            .iter()
+            .zip(parts)
+            .map(|(o, part)| {
+                part.unwrap_or_else(|| {
+                    let shape = b.shape(o);
+                    b.filled(&shape, Tensor::f32(vec![1], vec![0.0]))
+                })
+            })
+            .collect();
+        let refs: Vec<&str> = filled.iter().map(String::as_str).collect();
+        let joined = b.op("Concat", &refs, vec![attr::int("axis", *axis)]);
+        return Ok(vec![(input.clone(), joined)]);
+    }
     let out_name = match treatment {
         Treatment::Linear(layer) => layer.output.clone(),
         _ => node.output[0].clone(),
@@ -1115,6 +1157,7 @@ fn emit_backward(
             let indices = maxpool_indices.expect("MaxPool indices output added");
             vec![(input.clone(), scatter_add_like(b, &r, indices, input))]
         }
+        Treatment::Split { .. } => unreachable!("handled above"),
         Treatment::GlobalMaxPool { input } => {
             // Each channel's relevance goes to its (first) maximum over the spatial positions.
             let per_channel = b.ints(&[0, 0, -1]);
