@@ -413,6 +413,47 @@ fn split_sends_each_part_its_relevance() {
     assert_conserved(&split, 1e-4);
 }
 
+#[test]
+fn average_pooling_with_ceil_mode_conserves_relevance() {
+    use spray_onnx::attr;
+    // timm's ResNet-D downsample: AvgPool(2, 2, ceil_mode, count_include_pad=False) on an odd
+    // map, then a padded 3×3 stride-2 pool, where the last windows cover fewer inputs.
+    let mut b = GraphBuilder::new("image", &[1, 3, 13, 13], 61);
+    let c = b.conv("image", 3, 4, 3, 1, false);
+    let r = b.node("Relu", &[&c], vec![]);
+    let p1 = b.node(
+        "AveragePool",
+        &[&r],
+        vec![
+            attr::ints("kernel_shape", &[2, 2]),
+            attr::ints("strides", &[2, 2]),
+            attr::int("ceil_mode", 1),
+        ],
+    );
+    let p2 = b.node(
+        "AveragePool",
+        &[&p1],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("strides", &[2, 2]),
+            attr::ints("pads", &[1, 1, 1, 1]),
+            attr::int("ceil_mode", 1),
+        ],
+    );
+    let flat = b.node("Flatten", &[&p2], vec![attr::int("axis", 1)]);
+    // A positive head, so that the logit is not itself a near-cancellation of ±terms.
+    let w = "positive_head".to_string();
+    let values = (0..3 * 64).map(|i| 0.1 + (i % 7) as f32 * 0.05).collect();
+    b.graph
+        .initializer
+        .push(spray_onnx::Tensor::f32(vec![3, 64], values).to_proto(&w));
+    let logits = b.node("Gemm", &[&flat, &w], vec![attr::int("transB", 1)]);
+    let model = b.finish(&logits, 17);
+    let input = random_input(3, &[3, 13, 13], 9);
+    let out = explain_epsilon(&model, &input, &[0, 1, 2]);
+    assert_conserved(&out, 1e-4);
+}
+
 /// conv → relu → global max pooling → dense, as GlobalMaxPool or as a MaxPool over the whole map.
 fn global_max_net(global: bool) -> spray_onnx::ModelProto {
     use spray_onnx::attr;

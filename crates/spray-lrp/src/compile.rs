@@ -720,8 +720,12 @@ fn classify(facts: &GraphFacts<'_>, i: usize) -> Result<Classified, String> {
         }
         "AveragePool" => {
             only_first_input_is_data()?;
-            if node.attr_int("ceil_mode").unwrap_or(0) != 0 {
-                return Err("AveragePool with ceil_mode=1".into());
+            if node.attr_int("ceil_mode").unwrap_or(0) != 0
+                && node.attr_int("count_include_pad").unwrap_or(0) != 0
+            {
+                // The divisor of a window that runs past the padding is defined differently by
+                // different runtimes; without count_include_pad it is the count of real inputs.
+                return Err("AveragePool with ceil_mode=1 and count_include_pad=1".into());
             }
             check_auto_pad(node)?;
             (
@@ -1276,7 +1280,9 @@ fn average_pool_backward(
         .map(<[i64]>::to_vec)
         .unwrap_or_else(|| vec![0; 2 * nd]);
     let include_pad = node.attr_int("count_include_pad").unwrap_or(0) != 0;
-    let uniform = include_pad || pads.iter().all(|p| *p == 0);
+    // ceil_mode adds windows that run past the input's end, averaged over fewer elements.
+    let ceil_mode = node.attr_int("ceil_mode").unwrap_or(0) != 0;
+    let uniform = (include_pad || pads.iter().all(|p| *p == 0)) && !ceil_mode;
     let window: i64 = kernel.iter().product();
     let mut pool_attrs: Vec<spray_onnx::AttributeProto> = vec![attr::ints("kernel_shape", &kernel)];
     for name in ["strides", "dilations"] {
@@ -1305,7 +1311,32 @@ fn average_pool_backward(
         let lead = b.ints(&[1, 1]);
         let plane_shape = b.op("Concat", &[&lead, &spatial], vec![attr::int("axis", 0)]);
         let plane = b.filled(&plane_shape, Tensor::f32(vec![1], vec![1.0]));
-        let count = b.op("Conv", &[&plane, &ones_kernel], pool_attrs.clone());
+        let count = if ceil_mode {
+            // Conv has no ceil_mode: pad the end by stride − 1 more zeros, then keep as many
+            // windows as the pool produced.
+            let strides: Vec<i64> = node
+                .attr_ints("strides")
+                .map(<[i64]>::to_vec)
+                .unwrap_or_else(|| vec![1; nd]);
+            let mut wide = pads.clone();
+            for (i, s) in strides.iter().enumerate() {
+                wide[nd + i] += s - 1;
+            }
+            let attrs: Vec<spray_onnx::AttributeProto> = pool_attrs
+                .iter()
+                .map(|a| {
+                    if a.name == "pads" {
+                        attr::ints("pads", &wide)
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            let counted = b.op("Conv", &[&plane, &ones_kernel], attrs);
+            b.fit_spatial(&counted, &node.output[0], nd)
+        } else {
+            b.op("Conv", &[&plane, &ones_kernel], pool_attrs.clone())
+        };
         s = b.op("Div", &[&s, &count], vec![]);
         ones_kernel
     };
