@@ -9,8 +9,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::columns::{self, Columns};
-use crate::{read_batches, write_batches_atomically, Result, StoreError};
+use crate::columns;
+use crate::io::{io_err, parquet_err};
+use crate::{write_batches_atomically, Result, StoreError};
 
 /// The spectrum of one group in one feature space.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,13 +93,6 @@ fn samples_schema() -> Arc<Schema> {
     ]))
 }
 
-fn schema_err(path: &Path, e: impl ToString) -> StoreError {
-    StoreError::Parquet {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// Write one group's spectra and samples. The samples file is written first, so a group whose
 /// spectrum file exists is complete.
 pub fn write_group(
@@ -125,7 +119,7 @@ pub fn write_group(
         columns::f32s(samples.iter().map(|s| s.centrality)),
     ];
     let batch =
-        RecordBatch::try_new(samples_schema(), arrays).map_err(|e| schema_err(samples_path, e))?;
+        RecordBatch::try_new(samples_schema(), arrays).map_err(|e| parquet_err(samples_path, e))?;
     write_batches_atomically(samples_path, samples_schema(), &[batch])?;
 
     let arrays: Vec<ArrayRef> = vec![
@@ -150,18 +144,14 @@ pub fn write_group(
         columns::f64s(spectra.iter().map(|s| s.score)),
     ];
     let batch = RecordBatch::try_new(spectrum_schema(), arrays)
-        .map_err(|e| schema_err(spectrum_path, e))?;
+        .map_err(|e| parquet_err(spectrum_path, e))?;
     write_batches_atomically(spectrum_path, spectrum_schema(), &[batch])
 }
 
 pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
-    let name = path.display().to_string();
-    let mut out = Vec::new();
-    for batch in read_batches(path)? {
-        let c = Columns {
-            path: &name,
-            batch: &batch,
-        };
+    columns::read_rows(path, |c| {
+        let batch = c.batch;
+        let mut out = Vec::new();
         let class_index = c.i32s("class_index")?;
         let class_name = c.strings("class_name")?;
         let space = c.strings("space")?;
@@ -194,18 +184,14 @@ pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
                 score: score[i],
             });
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
-    let name = path.display().to_string();
-    let mut out = Vec::new();
-    for batch in read_batches(path)? {
-        let c = Columns {
-            path: &name,
-            batch: &batch,
-        };
+    columns::read_rows(path, |c| {
+        let batch = c.batch;
+        let mut out = Vec::new();
         let class_index = c.i32s("class_index")?;
         let space = c.strings("space")?;
         let image_index = c.i64s("image_index")?;
@@ -230,8 +216,8 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
                 centrality: centrality[i],
             });
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 pub fn group_name(class_index: i32) -> String {
@@ -284,12 +270,10 @@ pub fn read_all_spectra(dir: &Path) -> Result<Vec<ClassSpectrum>> {
 
 /// The groups of a finished analysis; an error names those not analysed yet.
 fn finished_groups(dir: &Path) -> Result<Vec<i32>> {
-    let text = std::fs::read_to_string(manifest_path(dir)).map_err(|e| StoreError::Io {
-        path: manifest_path(dir).display().to_string(),
-        source: e,
-    })?;
+    let path = manifest_path(dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
     let manifest: AnalysisManifest = serde_json::from_str(&text)
-        .map_err(|e| StoreError::Incomplete(format!("{}: {e}", manifest_path(dir).display())))?;
+        .map_err(|e| StoreError::Incomplete(format!("{}: {e}", path.display())))?;
     let missing: Vec<i32> = manifest
         .groups
         .iter()

@@ -89,6 +89,22 @@ pub(crate) fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
     list_of(rows, values, DataType::Float64)
 }
 
+/// Every row of the Parquet file at `path`: `rows` turns one batch's columns into its rows.
+pub(crate) fn read_rows<T>(
+    path: &std::path::Path,
+    mut rows: impl FnMut(&Columns<'_>) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let name = path.display().to_string();
+    let mut out = Vec::new();
+    for batch in crate::read_batches(path)? {
+        out.extend(rows(&Columns {
+            path: &name,
+            batch: &batch,
+        })?);
+    }
+    Ok(out)
+}
+
 /// Reads columns of one batch by name.
 pub(crate) struct Columns<'a> {
     pub path: &'a str,

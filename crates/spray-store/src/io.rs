@@ -14,10 +14,18 @@ use parquet::file::properties::WriterProperties;
 
 use crate::{Result, StoreError};
 
-fn io_err(path: &Path, source: std::io::Error) -> StoreError {
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+/// A Parquet or Arrow failure on the file at `path`.
+pub(crate) fn parquet_err(path: &Path, e: impl ToString) -> StoreError {
+    StoreError::Parquet {
+        path: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -61,10 +69,7 @@ pub fn write_batches_atomically(
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     }
     let tmp = tmp_path_for(path);
-    let perr = |e: parquet::errors::ParquetError| StoreError::Parquet {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let perr = |e: parquet::errors::ParquetError| parquet_err(path, e);
     let result = (|| {
         let file = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
         let props = WriterProperties::builder()
@@ -86,10 +91,7 @@ pub fn write_batches_atomically(
 
 /// Read all record batches of a Parquet file.
 pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    let perr = |e: parquet::errors::ParquetError| StoreError::Parquet {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let perr = |e: parquet::errors::ParquetError| parquet_err(path, e);
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(perr)?
@@ -97,12 +99,7 @@ pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
         .build()
         .map_err(perr)?;
     reader
-        .map(|b| {
-            b.map_err(|e| StoreError::Parquet {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
-        })
+        .map(|b| b.map_err(|e| parquet_err(path, e)))
         .collect()
 }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, Int64Type};
 
-use crate::columns::Columns;
-use crate::{read_batches, Result, StoreError};
+use crate::columns;
+use crate::{Result, StoreError};
 
 /// One manifest row; labels as written (class names or indices), resolved by the dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +37,9 @@ fn cell_strings(array: &dyn Array, i: usize) -> Option<String> {
 }
 
 pub fn read_parquet(path: &Path) -> Result<Vec<ManifestRow>> {
-    let name = path.display().to_string();
-    let mut out = Vec::new();
-    for batch in read_batches(path)? {
-        let c = Columns {
-            path: &name,
-            batch: &batch,
-        };
+    columns::read_rows(path, |c| {
+        let batch = c.batch;
+        let mut out = Vec::new();
         let paths = c.strings("path")?;
         let ids = if c.has("sample_id") {
             Some(c.strings("sample_id")?)
@@ -65,7 +61,7 @@ pub fn read_parquet(path: &Path) -> Result<Vec<ManifestRow>> {
                     } else {
                         let cell =
                             cell_strings(col.as_ref(), i).ok_or_else(|| StoreError::Schema {
-                                path: name.clone(),
+                                path: c.path.to_owned(),
                                 column: "label".into(),
                                 message: format!("unsupported type {}", col.data_type()),
                             });
@@ -83,6 +79,6 @@ pub fn read_parquet(path: &Path) -> Result<Vec<ManifestRow>> {
                 sample_id: ids.as_ref().map(|v| v[i].clone()).filter(|s| !s.is_empty()),
             });
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }

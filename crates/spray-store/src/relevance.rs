@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use crate::columns::{self, Columns};
-use crate::{read_batches, write_batches_atomically, Result, StoreError};
+use crate::columns;
+use crate::io::{io_err, parquet_err};
+use crate::{write_batches_atomically, Result, StoreError};
 
 /// Which optional columns a relevance dataset carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -211,13 +212,9 @@ pub struct ReadOptions {
 }
 
 pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
-    let name = path.display().to_string();
-    let mut out = Vec::new();
-    for batch in read_batches(path)? {
-        let c = Columns {
-            path: &name,
-            batch: &batch,
-        };
+    columns::read_rows(path, |c| {
+        let batch = c.batch;
+        let mut out = Vec::new();
         let image_index = c.i64s("image_index")?;
         let sample_id = c.strings("sample_id")?;
         let paths = c.strings("path")?;
@@ -274,21 +271,15 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 thumbnail: thumbs.get(i).cloned().flatten(),
             });
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 /// The grid sizes a relevance part file carries (from its `grid_<g>` columns).
 pub fn stored_grids(path: &Path) -> Result<Vec<usize>> {
-    let file = std::fs::File::open(path).map_err(|e| StoreError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| StoreError::Parquet {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| parquet_err(path, e))?;
     let mut grids: Vec<usize> = builder
         .schema()
         .fields()
@@ -315,21 +306,14 @@ pub fn write_errors(path: &Path, rows: &[ErrorRecord]) -> Result<()> {
         columns::strings(rows.iter().map(|r| &r.path)),
         columns::strings(rows.iter().map(|r| &r.reason)),
     ];
-    let batch = RecordBatch::try_new(error_schema(), arrays).map_err(|e| StoreError::Parquet {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let batch = RecordBatch::try_new(error_schema(), arrays).map_err(|e| parquet_err(path, e))?;
     write_batches_atomically(path, error_schema(), &[batch])
 }
 
 pub fn read_errors(path: &Path) -> Result<Vec<ErrorRecord>> {
-    let name = path.display().to_string();
-    let mut out = Vec::new();
-    for batch in read_batches(path)? {
-        let c = Columns {
-            path: &name,
-            batch: &batch,
-        };
+    columns::read_rows(path, |c| {
+        let batch = c.batch;
+        let mut out = Vec::new();
         let idx = c.i64s("image_index")?;
         let ids = c.strings("sample_id")?;
         let paths = c.strings("path")?;
@@ -342,8 +326,8 @@ pub fn read_errors(path: &Path) -> Result<Vec<ErrorRecord>> {
                 reason: reasons[i].clone(),
             });
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 /// What the stage wrote into `<out>/relevance/_dataset.json`: enough for later stages (and
