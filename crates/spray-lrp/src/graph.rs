@@ -62,6 +62,8 @@ pub(crate) struct GraphFacts<'g> {
     pub data: HashSet<&'g str>,
     /// Data tensors known to be non-negative (outputs of ReLU and what only moves them).
     pub nonnegative: HashSet<&'g str>,
+    /// Data tensors that are statistics of activations (see [`GraphFacts::is_statistic`]).
+    statistics: HashSet<&'g str>,
     pub graph_outputs: HashSet<&'g str>,
 }
 
@@ -142,6 +144,7 @@ impl<'g> GraphFacts<'g> {
             }
         }
         let graph_outputs = graph.output.iter().map(|v| v.name.as_str()).collect();
+        let statistics = statistics(graph, &data);
         GraphFacts {
             graph,
             producer,
@@ -149,6 +152,7 @@ impl<'g> GraphFacts<'g> {
             constant_protos,
             data,
             nonnegative,
+            statistics,
             graph_outputs,
         }
     }
@@ -257,54 +261,13 @@ impl<'g> GraphFacts<'g> {
     /// arithmetic: the mean or the standard deviation of a normalisation written out in
     /// primitive ops (tf2onnx's LayerNorm, torch exports before opset 17, RMSNorm).
     pub fn is_statistic(&self, t: &str) -> bool {
-        let mut memo = HashMap::new();
-        self.dependence(t, &mut memo, 0) == Dependence::Statistic
-    }
-
-    fn dependence<'a>(
-        &'a self,
-        t: &'a str,
-        memo: &mut HashMap<&'a str, Dependence>,
-        depth: usize,
-    ) -> Dependence {
-        if !self.data.contains(t) {
-            return Dependence::Constant;
-        }
-        if let Some(&d) = memo.get(t) {
-            return d;
-        }
-        let Some(&p) = self.producer.get(t) else {
-            return Dependence::Raw;
-        };
-        let node = &self.graph.node[p];
-        let op = node.op_type.as_str();
-        let reduction = REDUCTIONS.contains(&op);
-        let result = if depth > 64 || !(reduction || STATISTIC_ARITHMETIC.contains(&op)) {
-            Dependence::Raw
-        } else {
-            let inputs: Vec<Dependence> = node
-                .input
-                .iter()
-                .filter(|i| !i.is_empty())
-                .map(|i| self.dependence(i.as_str(), memo, depth + 1))
-                .collect();
-            if inputs.iter().all(|d| *d == Dependence::Constant) {
-                Dependence::Constant
-            } else if reduction {
-                Dependence::Statistic
-            } else if inputs.contains(&Dependence::Raw) {
-                Dependence::Raw
-            } else {
-                Dependence::Statistic
-            }
-        };
-        memo.insert(t, result);
-        result
+        self.statistics.contains(t)
     }
 
     /// For an elementwise Add/Sub/Mul/Div of two data tensors where one is a statistic and the
-    /// other is not (`x − mean`, `x · γ/σ`, `x·s + (−mean)·s`), the other one: the signal, which receives all relevance
-    /// while the statistic is held constant (the rule AttnLRP uses for LayerNorm).
+    /// other is not (`x − mean`, `x · γ/σ`, `x·s + (−mean)·s`), the other one: the signal,
+    /// which receives all relevance while the statistic is held constant (the rule AttnLRP uses
+    /// for LayerNorm).
     pub fn normalised_signal(&self, node: &'g NodeProto) -> Option<&'g str> {
         if !matches!(node.op_type.as_str(), "Add" | "Sub" | "Mul" | "Div") {
             return None;
@@ -353,6 +316,46 @@ impl<'g> GraphFacts<'g> {
         }
         on_path
     }
+}
+
+/// The data tensors that depend on the input only through reductions and the elementwise
+/// arithmetic around them, found in one pass over the (topologically ordered) nodes.
+fn statistics<'g>(graph: &'g GraphProto, data: &HashSet<&'g str>) -> HashSet<&'g str> {
+    let mut dependence: HashMap<&str, Dependence> = HashMap::new();
+    for node in &graph.node {
+        let op = node.op_type.as_str();
+        let reduction = REDUCTIONS.contains(&op);
+        let inputs = node.input.iter().filter(|i| !i.is_empty()).map(|i| {
+            match (data.contains(i.as_str()), dependence.get(i.as_str())) {
+                (false, _) => Dependence::Constant,
+                (true, Some(&d)) => d,
+                // The model input itself.
+                (true, None) => Dependence::Raw,
+            }
+        });
+        let result = if !(reduction || STATISTIC_ARITHMETIC.contains(&op)) {
+            Dependence::Raw
+        } else {
+            let inputs: Vec<Dependence> = inputs.collect();
+            if inputs.iter().all(|d| *d == Dependence::Constant) {
+                Dependence::Constant
+            } else if reduction {
+                Dependence::Statistic
+            } else if inputs.contains(&Dependence::Raw) {
+                Dependence::Raw
+            } else {
+                Dependence::Statistic
+            }
+        };
+        for out in node.output.iter().filter(|o| data.contains(o.as_str())) {
+            dependence.insert(out.as_str(), result);
+        }
+    }
+    dependence
+        .into_iter()
+        .filter(|(_, d)| *d == Dependence::Statistic)
+        .map(|(t, _)| t)
+        .collect()
 }
 
 fn transpose(t: &Tensor, perm: &[usize]) -> Option<Tensor> {
