@@ -3,12 +3,16 @@
 #   - ONNX Runtime's shared library (PyPI wheel, pinned) into .ort/
 #   - Debian's Chromium and playwright-core (npm, pinned by package-lock.json) for the
 #     report's browser test
+#   - Debian's slurm-wlm and munge for the scheduler test (a single-node cluster on localhost,
+#     started by the test through scripts/slurm-local.sh; ~25 s to install, ~11 s to run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spray/target}"
 scripts/fetch-onnxruntime.sh
 scripts/install-browser.sh
-# The browser test must not skip silently here.
+scripts/slurm-local.sh install
+# The browser and Slurm tests must not skip silently here.
 export SPRAY_REQUIRE_BROWSER=1
+export SPRAY_REQUIRE_SLURM=1
 cargo fmt --all -- --check
 cargo test --workspace --locked "$@"

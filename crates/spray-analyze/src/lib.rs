@@ -36,6 +36,9 @@ pub enum AnalyzeError {
     Cluster(String),
     #[error("{0}")]
     Config(String),
+    /// Features with NaN or ∞: analysing them would give a meaningless spectrum.
+    #[error("{0}")]
+    NonFinite(String),
 }
 
 pub type Result<T, E = AnalyzeError> = std::result::Result<T, E>;
@@ -224,6 +227,7 @@ pub fn eigengap_stats(values: &[f64], max_clusters: usize) -> (f64, i32, i32) {
 
 /// SpRAy on one group of points.
 pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Result<GroupAnalysis> {
+    check_finite(points)?;
     let n = points.features.nrows();
     let seed = settings.seed ^ (points.class_index as i64 as u64).wrapping_mul(0x9E37_79B9);
     let k = settings.k.unwrap_or_else(|| graph::default_k(n));
@@ -423,6 +427,13 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         rows.extend(part_rows);
     }
     rows.sort_by_key(|a| (a.image_index, a.class_index));
+    if rows.is_empty() {
+        return Err(AnalyzeError::Config(format!(
+            "{} holds no relevance maps: every input was skipped (the reasons are in its \
+             errors-*.parquet files and in `spray relevance`'s summary)",
+            job.relevance_dir.display()
+        )));
+    }
 
     let mut by_group: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
     for (i, r) in rows.iter().enumerate() {
@@ -579,6 +590,42 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Refuse features with NaN or ∞, naming the samples: one such row makes every distance to it
+/// NaN, and the eigensolver then returns a spectrum that looks like a result but is not.
+fn check_finite(points: &GroupPoints) -> Result<()> {
+    let bad: Vec<usize> = points
+        .features
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(i, _)| i)
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = bad
+        .iter()
+        .take(5)
+        .map(|&i| {
+            points
+                .ids
+                .get(i)
+                .map_or_else(|| format!("row {i}"), |id| format!("'{}'", id.1))
+        })
+        .collect();
+    Err(AnalyzeError::NonFinite(format!(
+        "{} ({} space): {} of {} samples have NaN or infinite features ({}{}); \
+         refusing to analyse them",
+        points.class_name,
+        points.space,
+        bad.len(),
+        points.features.nrows(),
+        shown.join(", "),
+        if bad.len() > shown.len() { ", …" } else { "" }
+    )))
 }
 
 fn to_matrix(rows: &[Vec<f32>]) -> Array2<f32> {

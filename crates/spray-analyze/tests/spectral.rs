@@ -379,3 +379,30 @@ fn dbscan_and_agglomerative_find_the_planted_groups() {
         assert!(score >= 0.95, "{method:?}: ARI {score}");
     }
 }
+
+#[test]
+fn non_finite_features_are_refused_with_the_samples_named() {
+    let (mut features, _) = synthetic_class(40, 10, 3);
+    features[[7, 2]] = f32::NAN;
+    features[[21, 0]] = f32::INFINITY;
+    let points = GroupPoints {
+        class_index: 3,
+        class_name: "horse".into(),
+        space: "relevance".into(),
+        ids: (0..40)
+            .map(|i| (i as i64, format!("img{i}"), String::new()))
+            .collect(),
+        features,
+    };
+    let err = analyze_group(&points, &AnalysisSettings::default())
+        .err()
+        .expect("NaN features analysed")
+        .to_string();
+    assert!(
+        err.contains("horse")
+            && err.contains("2 of 40")
+            && err.contains("'img7'")
+            && err.contains("'img21'"),
+        "{err}"
+    );
+}

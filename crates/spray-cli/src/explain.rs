@@ -173,6 +173,31 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         n as f64 / seconds.max(1e-9),
         args.out_relevance.display()
     );
+    let bad: Vec<(usize, spray_engine::NonFinite)> = out
+        .non_finite()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.map(|f| (i, f)))
+        .collect();
+    if let Some((first, problem)) = bad.first() {
+        let listed: Vec<String> = bad.iter().take(10).map(|(i, _)| i.to_string()).collect();
+        eprintln!(
+            "warning: {} of {n} sample(s) have non-finite output (sample {first}: {problem}); \
+             samples: {}{}",
+            bad.len(),
+            listed.join(", "),
+            if bad.len() > listed.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+        bail!(
+            "the output holds NaN or infinite values for {} of {n} sample(s); the files were \
+             written for inspection but are not a usable explanation",
+            bad.len()
+        );
+    }
     Ok(())
 }
 

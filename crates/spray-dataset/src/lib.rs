@@ -5,6 +5,7 @@
 //! touches only directory listings and label files, never the images: a broken image is found
 //! (and recorded) later, when it is decoded, so one bad file never stops a run.
 
+pub mod integrity;
 mod layouts;
 mod preprocess;
 

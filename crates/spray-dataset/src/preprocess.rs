@@ -137,6 +137,13 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
     }
     let format =
         image::guess_format(&bytes).map_err(|_| "not an image (unknown format)".to_string())?;
+    // Decoders fill a cut-off image with grey and report success: check the structure first.
+    match format {
+        image::ImageFormat::Jpeg => crate::integrity::check_jpeg(&bytes),
+        image::ImageFormat::Png => crate::integrity::check_png(&bytes),
+        _ => Ok(()),
+    }
+    .map_err(|e| format!("cannot decode: {e}"))?;
     let img = image::load_from_memory_with_format(&bytes, format)
         .map_err(|e| format!("cannot decode {format:?}: {e}"))?;
     if img.width() == 0 || img.height() == 0 {

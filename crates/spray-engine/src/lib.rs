@@ -1,6 +1,7 @@
 //! Running models with ONNX Runtime: plain inference and compiled LRP models, batched, on CPU
 //! or CUDA.
 
+mod finite;
 mod runtime;
 
 use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
@@ -8,6 +9,7 @@ use ort::ep::ExecutionProvider;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
+pub use finite::{check_sample, NonFinite};
 pub use runtime::{environment, loaded_library, locate_onnxruntime, Device, ORT_VERSION};
 use spray_lrp::LrpSignature;
 
@@ -23,8 +25,44 @@ pub enum EngineError {
 
 impl<R> From<ort::Error<R>> for EngineError {
     fn from(e: ort::Error<R>) -> Self {
-        EngineError::Ort(e.message().to_owned())
+        EngineError::Ort(clean_ort_message(e.message()))
     }
+}
+
+/// ONNX Runtime prefixes its messages with the C++ source location and function signature
+/// (`/onnxruntime_src/…/model.cc:256 onnxruntime::Model::Model(…) Unsupported model IR…`):
+/// keep only what a user can act on.
+pub fn clean_ort_message(message: &str) -> String {
+    let mut out = message.trim().to_owned();
+    while let Some(start) = out.find("/onnxruntime_src/") {
+        // The location runs to `:<line> `; the signature after it to its closing parenthesis.
+        let rest = &out[start..];
+        let Some(colon) = rest.find(|c: char| c == ' ') else {
+            break;
+        };
+        let mut end = start + colon + 1;
+        let mut depth = 0i32;
+        let mut seen_paren = false;
+        for (i, c) in out[end..].char_indices() {
+            match c {
+                '(' => {
+                    depth += 1;
+                    seen_paren = true;
+                }
+                ')' => depth -= 1,
+                ' ' if seen_paren && depth == 0 => {
+                    end += i + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !seen_paren || end <= start + colon + 1 {
+            break;
+        }
+        out.replace_range(start..end, "");
+    }
+    out
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -127,6 +165,13 @@ impl LrpEngine {
             .into_dimensionality::<ndarray::Ix2>()
             .map_err(|e| EngineError::Ort(format!("logits: {e}")))?
             .to_owned();
+        if logits.ncols() < 2 {
+            return Err(EngineError::Input(format!(
+                "the model returned {} logit(s) per sample; spray explains classifiers with an \
+                 [N, classes] output and at least 2 classes",
+                logits.ncols()
+            )));
+        }
         let relevance = outputs[self.signature.relevance.as_str()]
             .try_extract_array::<f32>()?
             .to_owned();
@@ -183,6 +228,21 @@ impl LrpEngine {
             },
             targets: Array1::from(chosen),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_locations_are_dropped_from_ort_messages() {
+        let raw = "/onnxruntime_src/onnxruntime/core/graph/model.cc:256 onnxruntime::Model::Model(onnx::ModelProto&&, \
+                   const onnxruntime::PathString&, const onnxruntime::logging::Logger&) Unsupported model IR \
+                   version: 14, max supported IR version: 13\n";
+        assert_eq!(
+            super::clean_ort_message(raw),
+            "Unsupported model IR version: 14, max supported IR version: 13"
+        );
+        assert_eq!(super::clean_ort_message("plain message"), "plain message");
     }
 }
 

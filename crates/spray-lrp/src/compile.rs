@@ -178,6 +178,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         .ok_or_else(|| LrpError::Model("the model has no outputs".into()))?;
 
     normalize::upgrade_opset(&mut model)?;
+    normalize::fit_ir_version(&mut model)?;
     let graph = model.graph.as_mut().expect("checked above");
     normalize::dropout_to_identity(graph)?;
     let logits_source = normalize::strip_output_softmax(graph, &output);
@@ -188,13 +189,18 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         .find(|v| v.name == input)
         .and_then(spray_onnx::value_shape)
         .unwrap_or_default();
-    let output_rank = graph
-        .output
-        .iter()
-        .chain(graph.value_info.iter())
-        .find(|v| v.name == logits_source)
-        .and_then(spray_onnx::value_shape)
-        .map(|s| s.len());
+    let shape_of = |name: &str| {
+        graph
+            .output
+            .iter()
+            .chain(graph.value_info.iter())
+            .find(|v| v.name == name)
+            .and_then(spray_onnx::value_shape)
+    };
+    // A stripped softmax keeps the shape: the declared output speaks for the logits.
+    let logits_shape = shape_of(&logits_source).or_else(|| shape_of(&output));
+    check_logits_shape(&output, logits_shape.as_deref())?;
+    let output_rank = shape_of(&logits_source).map(|s| s.len());
 
     let snapshot = graph.clone();
     let facts = GraphFacts::new(&snapshot, &input);
@@ -333,6 +339,55 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         },
         layers,
     })
+}
+
+/// The model contract: the output is [N, K] with K ≥ 2 classes, or squeezable to it (e.g.
+/// [N, K, 1, 1]). Anything else (an image-to-image graph, one logit) is refused with the shape
+/// named, before any work. An undeclared shape is checked on the first batch instead
+/// (`spray_engine` refuses K < 2).
+fn check_logits_shape(output: &str, shape: Option<&[Option<i64>]>) -> Result<(), LrpError> {
+    let Some(shape) = shape else {
+        return Ok(());
+    };
+    let shown = || {
+        let dims: Vec<String> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Some(v) => v.to_string(),
+                None if i == 0 => "N".into(),
+                None => "?".into(),
+            })
+            .collect();
+        format!("[{}]", dims.join(", "))
+    };
+    let refuse = |why: &str| {
+        Err(LrpError::Model(format!(
+            "the output '{output}' has shape {}; {why}",
+            shown()
+        )))
+    };
+    if shape.len() < 2 {
+        return refuse(
+            "spray explains classifiers, whose output is [N, classes] (one logit per class)",
+        );
+    }
+    let class_dims: Vec<Option<i64>> = shape[1..]
+        .iter()
+        .copied()
+        .filter(|d| *d != Some(1))
+        .collect();
+    match class_dims.as_slice() {
+        [] | [Some(0..=1)] => refuse(
+            "spray needs at least 2 classes (a single-logit binary classifier can be \
+             explained as [N, 2] by concatenating −z and z)",
+        ),
+        [_] => Ok(()),
+        _ => refuse(
+            "spray explains classifiers, whose output is [N, classes] (or [N, classes, 1, 1]); \
+             this looks like an image-to-image or dense-prediction model",
+        ),
+    }
 }
 
 fn rename_output(builder: &mut Builder, from: &str, to: &str) {

@@ -17,6 +17,7 @@ pub mod rules;
 
 pub use compile::{compile, CompileOptions, LayerPlan, LrpModel, LrpSignature};
 pub use composite::{Composite, CompositeError, CompositeOptions, LayerKind, BUILTIN_COMPOSITES};
+pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use rules::Rule;
 
 /// A node the compiler cannot propagate relevance through.

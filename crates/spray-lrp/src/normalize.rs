@@ -14,6 +14,17 @@ pub(crate) const TARGET_OPSET: i64 = 17;
 /// Opset 7 is the oldest with today's broadcasting for Add/Mul/Gemm: the ONNX model zoo's
 /// classic classifiers (ResNet, VGG, SqueezeNet, GoogLeNet, AlexNet) are exported at 7–9.
 const OLDEST_OPSET: i64 = 7;
+/// The newest default-domain opset ONNX Runtime 1.31 supports officially (measured: it refuses
+/// 27 as "under development"), so the newest a compiled model can run at; a newer model is
+/// refused by name instead of failing inside ORT.
+pub const NEWEST_OPSET: i64 = 26;
+/// The newest model IR version ONNX Runtime 1.31 reads (measured). A model saved by a newer `onnx`
+/// package is declared at this version when nothing in it needs the newer IR (see
+/// [`fit_ir_version`]).
+pub const NEWEST_IR_VERSION: i64 = 13;
+/// Element types of IR versions up to 8 (float … bfloat16). The later IR versions mostly add
+/// element types (float8, int4, float4, …); a model using none of them reads the same at IR 13.
+const CLASSIC_ELEMENT_TYPES: std::ops::RangeInclusive<i32> = 1..=16;
 
 /// Ops whose semantics for the inputs spray can see did not change between opset 7 and 17,
 /// so the model may simply be declared at the newer version (those marked below are converted).
@@ -107,6 +118,13 @@ pub(crate) fn upgrade_opset(model: &mut ModelProto) -> Result<(), LrpError> {
     if version < OLDEST_OPSET {
         return Err(LrpError::Model(format!(
             "the model uses opset {version}; spray supports opset {OLDEST_OPSET} and newer (re-export the model)"
+        )));
+    }
+    if version > NEWEST_OPSET {
+        return Err(LrpError::Model(format!(
+            "the model uses opset {version}; spray (with ONNX Runtime 1.31) supports opsets \
+             {OLDEST_OPSET} to {NEWEST_OPSET}: re-export it at opset {NEWEST_OPSET} or older \
+             (torch.onnx.export(..., opset_version={NEWEST_OPSET}))"
         )));
     }
     if version >= TARGET_OPSET {
@@ -227,6 +245,39 @@ pub(crate) fn upgrade_opset(model: &mut ModelProto) -> Result<(), LrpError> {
     }
     graph.initializer.extend(new_inits);
     set_default_opset(model, TARGET_OPSET);
+    Ok(())
+}
+
+/// A model saved with an IR version newer than ONNX Runtime reads is declared at
+/// [`NEWEST_IR_VERSION`] when its opset (checked by [`upgrade_opset`]) and its element types
+/// existed then; otherwise it is refused with the fix named.
+pub(crate) fn fit_ir_version(model: &mut ModelProto) -> Result<(), LrpError> {
+    if model.ir_version <= NEWEST_IR_VERSION {
+        return Ok(());
+    }
+    let graph = model.graph.as_ref().expect("checked by caller");
+    let declared = graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+        .filter_map(|v| spray_onnx::value_elem_type(v).map(|t| (v.name.as_str(), t)));
+    let constants = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.data_type));
+    if let Some((name, t)) = declared
+        .chain(constants)
+        .find(|(_, t)| *t != 0 && !CLASSIC_ELEMENT_TYPES.contains(t))
+    {
+        return Err(LrpError::Model(format!(
+            "the model has IR version {} (ONNX Runtime 1.31 reads up to {NEWEST_IR_VERSION}) and \
+             '{name}' uses element type {t}, which older IR versions lack; convert the model \
+             to float32 and save it with onnx.save after setting model.ir_version = {NEWEST_IR_VERSION}",
+            model.ir_version
+        )));
+    }
+    model.ir_version = NEWEST_IR_VERSION;
     Ok(())
 }
 

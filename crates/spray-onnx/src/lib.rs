@@ -4,6 +4,7 @@
 //! loading with external data resolved, atomic saving, and small typed helpers for tensors
 //! and node attributes. It knows nothing about LRP.
 
+mod check;
 pub mod proto;
 mod tensor;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
+pub use check::{check_model, non_finite_constants, NonFiniteConstant};
 pub use proto::data_type;
 pub use proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
@@ -49,6 +51,9 @@ pub enum OnnxError {
     },
     #[error("tensor '{name}': {reason}")]
     Tensor { name: String, reason: String },
+    /// A model that decodes but cannot be right (see [`check_model`]).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T, E = OnnxError> = std::result::Result<T, E>;
@@ -70,10 +75,17 @@ pub fn load_model(path: &Path) -> Result<ModelProto> {
             path: path.to_owned(),
         });
     };
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     for tensor in &mut graph.initializer {
         resolve_external_data(tensor, base)?;
     }
+    check_model(&model).map_err(|e| match e {
+        OnnxError::Invalid(reason) => OnnxError::Invalid(format!("{}: {reason}", path.display())),
+        other => other,
+    })?;
     Ok(model)
 }
 
@@ -143,7 +155,28 @@ fn resolve_external_data(tensor: &mut TensorProto, base: &Path) -> Result<()> {
     };
     let offset = parse("offset")?.unwrap_or(0) as usize;
     let length = parse("length")?;
-    let file = base.join(&location);
+    // The data must live beside the model: a location that climbs out of the model's folder
+    // (absolute, `..`, or a symlink pointing elsewhere) could make spray read any file.
+    let relative = Path::new(&location);
+    if location.is_empty()
+        || !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(fail(
+            "the location must be a relative path inside the model's folder".into(),
+        ));
+    }
+    let file = base.join(relative);
+    let inside = match (fs::canonicalize(&file), fs::canonicalize(base)) {
+        (Ok(f), Ok(b)) => f.starts_with(&b),
+        (Err(e), _) | (_, Err(e)) => return Err(fail(e.to_string())),
+    };
+    if !inside {
+        return Err(fail(
+            "the file resolves (through a link) to outside the model's folder".into(),
+        ));
+    }
     let data = fs::read(&file).map_err(|e| fail(e.to_string()))?;
     let end = match length {
         Some(len) => offset + len as usize,

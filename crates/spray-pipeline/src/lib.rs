@@ -201,6 +201,24 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 .into(),
         ));
     }
+    // One writer per output folder: a plain run alone, the shards of a stage side by side.
+    let _lock = match (options.shard, options.stage) {
+        (Some(shard), Some(stage)) => spray_store::OutputLock::acquire(
+            &pipeline.output_dir,
+            spray_store::LockMode::Shared,
+            &format!("{stage} shard {shard}"),
+            Some((&stage.to_string(), shard.index, shard.count)),
+        )?,
+        _ => spray_store::OutputLock::acquire(
+            &pipeline.output_dir,
+            spray_store::LockMode::Exclusive,
+            &match options.stage {
+                Some(stage) => format!("spray {stage}"),
+                None => "spray run".to_owned(),
+            },
+            None,
+        )?,
+    };
     let wants = |s: Stage| options.stage.is_none() || options.stage == Some(s);
     // Shards run concurrently: none of them may clear a folder the others are writing to.
     let clear = |dir: &Path| -> Result<()> {

@@ -36,6 +36,9 @@ pub enum RelevanceError {
     Config(String),
     #[error("{0}")]
     Incomplete(String),
+    /// The model computes NaN or ∞ for everything it is given: nothing it explains can be used.
+    #[error("{0}")]
+    NonFinite(String),
 }
 
 pub type Result<T, E = RelevanceError> = std::result::Result<T, E>;
@@ -368,10 +371,18 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
 
         let mut rows: Vec<RelevanceRecord> = Vec::new();
         let mut errors: Vec<ErrorRecord> = Vec::new();
+        let mut health = BatchHealth::default();
         for batch in receiver {
             bar.inc(batch.images.len() as u64);
             summary.images += batch.images.len();
-            explain_batch(job, &mut engine, batch.images, &mut rows, &mut errors)?;
+            explain_batch(
+                job,
+                &mut engine,
+                batch.images,
+                &mut rows,
+                &mut errors,
+                &mut health,
+            )?;
             if batch.last_in_part {
                 spray_store::relevance::write_errors(&errors_path(&job.dir, batch.part), &errors)?;
                 // The part file is the completion mark: written last, atomically.
@@ -436,13 +447,54 @@ fn check_model_input(job: &RelevanceJob<'_>) -> Result<()> {
     )))
 }
 
-/// Explain the decoded images of one batch for their targets; broken images become errors.
+/// What the process has seen of the model's outputs so far.
+#[derive(Default)]
+struct BatchHealth {
+    /// Samples explained (sound or not) and, of those, samples with non-finite logits.
+    explained: usize,
+    non_finite_logits: usize,
+}
+
+/// A model whose logits are NaN or ∞ for a whole first batch is broken, not its inputs: stop
+/// before anything is written, naming the constants that can explain it.
+fn refuse_broken_model(job: &RelevanceJob<'_>, health: &BatchHealth) -> Result<()> {
+    if health.explained == 0 || health.non_finite_logits < health.explained {
+        return Ok(());
+    }
+    let suspects: Vec<String> = job
+        .model
+        .model
+        .graph
+        .as_ref()
+        .map(spray_onnx::non_finite_constants)
+        .unwrap_or_default()
+        .iter()
+        .take(5)
+        .map(|c| c.to_string())
+        .collect();
+    Err(RelevanceError::NonFinite(format!(
+        "the model's logits are NaN or infinite for all {} samples of the first batch, so \
+         nothing it explains could be used; stopping before any relevance is written. {}",
+        health.explained,
+        if suspects.is_empty() {
+            "No weight is NaN or infinite: check the model with plain inference (onnxruntime) \
+             on a few preprocessed images, and the preprocessing under [model]."
+                .to_owned()
+        } else {
+            format!("Constants with non-finite values: {}.", suspects.join("; "))
+        }
+    )))
+}
+
+/// Explain the decoded images of one batch for their targets; broken images and samples whose
+/// logits or relevance are not finite become errors.
 fn explain_batch(
     job: &RelevanceJob<'_>,
     engine: &mut LrpEngine,
     images: Vec<(usize, std::result::Result<PreparedImage, String>)>,
     rows: &mut Vec<RelevanceRecord>,
     errors: &mut Vec<ErrorRecord>,
+    health: &mut BatchHealth,
 ) -> Result<()> {
     let [h, w] = job.preprocess.input_size;
     let (h, w) = (h as usize, w as usize);
@@ -485,6 +537,16 @@ fn explain_batch(
         let targets: Vec<i64> = chunk.iter().map(|j| j.2).collect();
         let explanation = engine.explain(input.view(), &targets)?;
         let classes = explanation.logits.shape()[1];
+        let non_finite = explanation.non_finite();
+        let first_batch = health.explained == 0;
+        health.explained += chunk.len();
+        health.non_finite_logits += non_finite
+            .iter()
+            .filter(|f| f.is_some_and(|f| f.in_logits()))
+            .count();
+        if first_batch {
+            refuse_broken_model(job, health)?;
+        }
         // Everything downstream (channel sums, pooling) reads [N, C, H, W].
         let relevance = if nhwc {
             explanation.relevance.view().permuted_axes(vec![0, 3, 1, 2])
@@ -496,6 +558,21 @@ fn explain_batch(
             .as_slice()
             .ok_or_else(|| RelevanceError::Config("relevance not contiguous".into()))?;
         for (k, (sample, prepared, _)) in chunk.iter().enumerate() {
+            if let Some(problem) = non_finite[k] {
+                // One error row per image: an image explained for several labels fails once.
+                if errors
+                    .last()
+                    .is_none_or(|e| e.image_index != sample.index as i64)
+                {
+                    errors.push(ErrorRecord {
+                        image_index: sample.index as i64,
+                        sample_id: sample.sample_id.clone(),
+                        path: sample.path.display().to_string(),
+                        reason: problem.to_string(),
+                    });
+                }
+                continue;
+            }
             let class = explanation.targets[k];
             if class < 0 || class as usize >= classes {
                 return Err(RelevanceError::Config(format!(

@@ -7,12 +7,14 @@
 pub mod analysis;
 mod columns;
 mod io;
+pub mod lock;
 pub mod manifest;
 pub mod relevance;
 
 pub use io::{
     list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
 };
+pub use lock::{LockMode, OutputLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +28,9 @@ pub enum StoreError {
     Parquet { path: String, message: String },
     #[error("{0}")]
     Incomplete(String),
+    /// Another process holds the output folder.
+    #[error("{0}")]
+    Busy(String),
     #[error("{path}: column `{column}`: {message}")]
     Schema {
         path: String,
