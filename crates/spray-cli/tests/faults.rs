@@ -658,3 +658,122 @@ fn a_full_disk_or_read_only_folder_is_a_clear_error_and_a_rerun_resumes() {
     );
     assert_eq!(report_csvs(&dir.join("whole")), report_csvs(&out_dir));
 }
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    out
+}
+
+/// A well-formed PNG header claiming 100,000 × 100,000 pixels over a few bytes of data.
+fn decompression_bomb() -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    // zlib stream of a few zero bytes (stored block)
+    out.extend(png_chunk(
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x04, 0x00, 0xFB, 0xFF, 0, 0, 0, 0, 0, 0x04, 0x00, 0x01,
+        ],
+    ));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+#[test]
+fn hostile_image_files_are_recorded_and_skipped() {
+    let dir = scratch("faults", "hostile-images");
+    let data = demo_subset(&dir, 6);
+    let cross = data.join("cross");
+    let whole_png = std::fs::read(cross.join("cross_000.png")).unwrap();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&image::open(cross.join("cross_000.png")).unwrap().to_rgb8())
+        .unwrap();
+    let random: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let hostile: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("zero.png", Vec::new(), "empty file"),
+        ("random.jpg", random, "not an image"),
+        (
+            "page.jpg",
+            b"<!DOCTYPE html><html></html>".to_vec(),
+            "not an image",
+        ),
+        (
+            "cut.png",
+            whole_png[..whole_png.len() / 2].to_vec(),
+            "truncated PNG",
+        ),
+        (
+            "cut_scan.jpg",
+            jpeg[..jpeg.len() * 2 / 3].to_vec(),
+            "truncated JPEG",
+        ),
+        ("cut_header.jpg", jpeg[..40].to_vec(), "truncated JPEG"),
+        ("bomb.png", decompression_bomb(), "cannot decode"),
+    ];
+    for (name, bytes, _) in &hostile {
+        std::fs::write(cross.join(name), bytes).unwrap();
+    }
+    std::os::unix::fs::symlink(cross.join("loop_b.png"), cross.join("loop_a.png")).unwrap();
+    std::os::unix::fs::symlink(cross.join("loop_a.png"), cross.join("loop_b.png")).unwrap();
+    std::os::unix::fs::symlink(dir.join("missing.png"), cross.join("dangling.png")).unwrap();
+
+    let p = pipeline(&dir, &data, &repo().join("tests/demo/model.onnx"), "out");
+    spray(&["run", p.to_str().unwrap(), "--quiet"]);
+    let mut errors = Vec::new();
+    for f in files_starting(&dir.join("out/relevance"), "errors-") {
+        errors.extend(spray_store::relevance::read_errors(&f).unwrap());
+    }
+    for (name, _, reason) in &hostile {
+        let stem = name.rsplit_once('.').unwrap().0;
+        let e = errors
+            .iter()
+            .find(|e| e.sample_id == format!("cross/{stem}"))
+            .unwrap_or_else(|| panic!("{name} not recorded: {errors:?}"));
+        assert!(e.reason.contains(reason), "{name}: {}", e.reason);
+    }
+    for stem in ["loop_a", "loop_b", "dangling"] {
+        // Either listed as an error or not listed as a sample at all; never analysed.
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.sample_id == format!("cross/{stem}"))
+                || !std::fs::read_to_string(dir.join("out/report/samples.csv"))
+                    .unwrap()
+                    .contains(stem),
+            "{stem}"
+        );
+    }
+    let samples = std::fs::read_to_string(dir.join("out/report/samples.csv")).unwrap();
+    assert_eq!(
+        samples.lines().count(),
+        1 + 12,
+        "exactly the 12 sound images analysed"
+    );
+}
