@@ -15,4 +15,7 @@ scripts/slurm-local.sh install
 export SPRAY_REQUIRE_BROWSER=1
 export SPRAY_REQUIRE_SLURM=1
 cargo fmt --all -- --check
+# Lint and documentation gates (they reuse the test build's dependencies).
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked "$@"

@@ -43,7 +43,7 @@ pub enum LaplacianKind {
 #[derive(Debug, Clone)]
 pub struct KnnTable {
     pub k: usize,
-    /// neighbors[i] = [(j, distance)], length k (or n − 1 when n ≤ k).
+    /// `neighbors[i] = [(j, distance)]`, length k (or n − 1 when n ≤ k).
     pub neighbors: Vec<Vec<(usize, f64)>>,
 }
 

@@ -31,11 +31,11 @@ enum Command {
     Inspect(explain::InspectArgs),
     /// Run a pipeline: relevance → analyze → report, cached and resumable.
     Run(run::RunArgs),
-    /// Stage 1 of a pipeline: relevance maps into <out>/relevance (Parquet).
+    /// Stage 1 of a pipeline: relevance maps into OUT/relevance (Parquet).
     Relevance(run::StageArgs),
-    /// Stage 2 of a pipeline: spectral relevance analysis into <out>/analysis.
+    /// Stage 2 of a pipeline: spectral relevance analysis into OUT/analysis.
     Analyze(run::StageArgs),
-    /// Stage 3 of a pipeline: CSV tables and the HTML report in <out>/report.
+    /// Stage 3 of a pipeline: CSV tables and the HTML report in OUT/report.
     Report(run::StageArgs),
     /// LRP model compilation.
     Lrp {

@@ -22,7 +22,7 @@ pub struct RunArgs {
     /// Recompute a stage even if cached (repeatable).
     #[arg(long)]
     force: Vec<Stage>,
-    /// Override [lrp] device: cpu, cuda or cuda:N.
+    /// Override the pipeline's lrp.device: cpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<Device>,
     /// No progress bars.

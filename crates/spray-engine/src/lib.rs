@@ -37,7 +37,7 @@ pub fn clean_ort_message(message: &str) -> String {
     while let Some(start) = out.find("/onnxruntime_src/") {
         // The location runs to `:<line> `; the signature after it to its closing parenthesis.
         let rest = &out[start..];
-        let Some(colon) = rest.find(|c: char| c == ' ') else {
+        let Some(colon) = rest.find(' ') else {
             break;
         };
         let mut end = start + colon + 1;
@@ -231,21 +231,6 @@ impl LrpEngine {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn source_locations_are_dropped_from_ort_messages() {
-        let raw = "/onnxruntime_src/onnxruntime/core/graph/model.cc:256 onnxruntime::Model::Model(onnx::ModelProto&&, \
-                   const onnxruntime::PathString&, const onnxruntime::logging::Logger&) Unsupported model IR \
-                   version: 14, max supported IR version: 13\n";
-        assert_eq!(
-            super::clean_ort_message(raw),
-            "Unsupported model IR version: 14, max supported IR version: 13"
-        );
-        assert_eq!(super::clean_ort_message("plain message"), "plain message");
-    }
-}
-
 fn resolve_targets(logits: ArrayView2<'_, f32>, targets: &[i64]) -> Array1<i64> {
     targets
         .iter()
@@ -331,5 +316,20 @@ impl Predictor {
         Ok(outputs[self.output.as_str()]
             .try_extract_array::<f32>()?
             .to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn source_locations_are_dropped_from_ort_messages() {
+        let raw = "/onnxruntime_src/onnxruntime/core/graph/model.cc:256 onnxruntime::Model::Model(onnx::ModelProto&&, \
+                   const onnxruntime::PathString&, const onnxruntime::logging::Logger&) Unsupported model IR \
+                   version: 14, max supported IR version: 13\n";
+        assert_eq!(
+            super::clean_ort_message(raw),
+            "Unsupported model IR version: 14, max supported IR version: 13"
+        );
+        assert_eq!(super::clean_ort_message("plain message"), "plain message");
     }
 }

@@ -23,9 +23,9 @@ use crate::{LrpError, UnsupportedNode};
 pub struct LrpSignature {
     /// The image input (same name as in the original model).
     pub input: String,
-    /// int64 [N]: class to explain per sample; a negative value means the predicted class.
+    /// `int64 [N]`: class to explain per sample; a negative value means the predicted class.
     pub target: String,
-    /// float32 [N, K]: pre-softmax logits.
+    /// `float32 [N, K]`: pre-softmax logits.
     pub logits: String,
     /// float32, the input's shape: relevance per input element.
     pub relevance: String,

@@ -20,7 +20,7 @@ const OLDEST_OPSET: i64 = 7;
 pub const NEWEST_OPSET: i64 = 26;
 /// The newest model IR version ONNX Runtime 1.31 reads (measured). A model saved by a newer `onnx`
 /// package is declared at this version when nothing in it needs the newer IR (see
-/// [`fit_ir_version`]).
+/// `fit_ir_version`).
 pub const NEWEST_IR_VERSION: i64 = 13;
 /// Element types of IR versions up to 8 (float … bfloat16). The later IR versions mostly add
 /// element types (float8, int4, float4, …); a model using none of them reads the same at IR 13.

@@ -26,7 +26,7 @@ pub struct ClassSpectrum {
     pub knn_k: i32,
     /// The smallest eigenvalues of the Laplacian, ascending.
     pub eigenvalues: Vec<f64>,
-    /// gaps[i] = eigenvalues[i+1] − eigenvalues[i].
+    /// `gaps[i] = eigenvalues[i+1] − eigenvalues[i]`.
     pub gaps: Vec<f64>,
     /// Largest gap among gaps[1..] (the first gap separates λ1 = 0 from the rest and says
     /// nothing about structure), and its 1-based position i (between λi and λi+1).
