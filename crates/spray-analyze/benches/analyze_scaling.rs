@@ -1,6 +1,7 @@
 //! Time and peak memory of SpRAy on one class of n points of dimension d.
 //!
 //!     cargo bench -p spray-analyze --bench analyze_scaling -- --n 10000 [--dim 400] [--tsne-threads 0]
+//!         [--solver auto|dense|lanczos|lobpcg] [--dense-limit N] [--exact-limit N]
 //!
 //! Run one size per process: peak memory (VmHWM) is per process. The same computation with
 //! SciPy/scikit-learn: benches/spray_reference.py on the same data (`--write-data PATH` writes
@@ -58,6 +59,18 @@ fn main() {
     let dim = arg("--dim", 400);
     let mut settings = AnalysisSettings::default();
     settings.tsne.threads = arg("--tsne-threads", 1);
+    settings.tsne.exact_limit = arg("--exact-limit", settings.tsne.exact_limit);
+    settings.tsne.epochs = arg("--epochs", settings.tsne.epochs);
+    settings.dense_limit = arg("--dense-limit", settings.dense_limit);
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(name) = args
+        .iter()
+        .position(|a| a == "--solver")
+        .and_then(|i| args.get(i + 1))
+    {
+        settings.solver = serde_json::from_str(&format!("\"{name}\""))
+            .expect("--solver auto|dense|lanczos|lobpcg");
+    }
     let points = data(n, dim);
     if let Some(i) = std::env::args().position(|a| a == "--write-data") {
         // Raw little-endian f32, row-major: benches/spray_reference.py --data reads it.
@@ -96,22 +109,69 @@ fn main() {
     let t_km = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let init: Vec<[f64; 2]> = (0..n)
-        .map(|i| [pairs.vectors[[i, 1]] * 1e-2, pairs.vectors[[i, 2]] * 1e-2])
-        .collect();
+    let init = embed::tsne_init(pairs.vectors.view(), spray_analyze::TSNE_INIT_EIGENVECTORS);
     let wide = (n > settings.tsne.exact_limit).then(|| graph::knn(points.view(), 21));
-    let coords = embed::tsne(points.view(), &g, wide.as_ref(), &init, &settings.tsne);
+    let coords = if std::env::args().any(|a| a == "--init-only") {
+        init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
+    } else {
+        embed::tsne(points.view(), &g, wide.as_ref(), &init, &settings.tsne)
+    };
     let t_tsne = t.elapsed().as_secs_f64();
     eprintln!(
         "peak RSS after kNN {m_knn:.0} MiB, after eigs {m_eig:.0} MiB, after t-SNE {:.0} MiB",
         peak_rss_mib()
     );
 
+    let seconds = total.elapsed().as_secs_f64();
+    // Neighbourhood preservation: the share of each point's input-space kNN (the graph's k)
+    // that are among its k nearest in the 2-D embedding (brute force; not timed).
+    let (recall, purity) = if n <= 20_000 {
+        let mut hit = 0usize;
+        let mut same = 0usize;
+        for i in 0..n {
+            let mut d: Vec<(f32, usize)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let (dx, dy) = (coords[i][0] - coords[j][0], coords[i][1] - coords[j][1]);
+                    (dx * dx + dy * dy, j)
+                })
+                .collect();
+            d.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+            let near: std::collections::HashSet<usize> = d[..k].iter().map(|p| p.1).collect();
+            hit += table.neighbors[i]
+                .iter()
+                .filter(|(j, _)| near.contains(j))
+                .count();
+            // The data's groups are i² mod 10 (see `data`).
+            same += near
+                .iter()
+                .filter(|&&j| (j * j) % 10 == (i * i) % 10)
+                .count();
+        }
+        (hit as f64 / (n * k) as f64, same as f64 / (n * k) as f64)
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    println!(
+        "t-SNE ({}): kNN recall of the embedding against the input kNN = {recall:.3}; \
+         share of embedding neighbours in the point's own group = {purity:.3}",
+        if n <= settings.tsne.exact_limit {
+            "exact"
+        } else {
+            "Barnes-Hut"
+        }
+    );
+
     let clusters = labels.iter().copied().max().unwrap_or(0) + 1;
     println!(
         "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
-        if n > settings.dense_limit { "LOBPCG" } else { "dense" },
-        total.elapsed().as_secs_f64(),
+        match settings.solver {
+            eigen::EigenSolver::Auto if n > settings.dense_limit => "Lanczos",
+            eigen::EigenSolver::Auto | eigen::EigenSolver::Dense => "dense",
+            eigen::EigenSolver::Lanczos => "Lanczos",
+            eigen::EigenSolver::Sparse => "LOBPCG",
+        },
+        seconds,
         peak_rss_mib(),
         &pairs.values[1..4],
         coords.len()

@@ -1,5 +1,6 @@
 //! The smallest eigenpairs of a sparse symmetric Laplacian: a dense solver (nalgebra) for
-//! small graphs, LOBPCG (linfa-linalg) on the sparse matrix for large ones.
+//! small graphs, Lanczos per connected component ([`crate::lanczos`]) for large ones, and
+//! LOBPCG (linfa-linalg) on request.
 
 use ndarray16::Array2;
 use rand::SeedableRng;
@@ -10,10 +11,16 @@ use crate::AnalyzeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum EigenSolver {
-    /// Dense up to `dense_limit` vertices, sparse above.
+    /// Dense up to `dense_limit` vertices, Lanczos above.
     #[default]
     Auto,
     Dense,
+    /// Lanczos with full reorthogonalisation, per connected component, with deflated restarts
+    /// for repeated eigenvalues.
+    Lanczos,
+    /// LOBPCG on the whole sparse matrix (the solver before Lanczos; slower on graphs with
+    /// many components).
+    #[serde(alias = "lobpcg")]
     Sparse,
 }
 
@@ -40,19 +47,30 @@ pub fn smallest(
         });
     }
     // LOBPCG needs a block well below n; tiny problems always go dense.
-    let sparse = match solver {
-        EigenSolver::Dense => false,
-        EigenSolver::Sparse => n > 5 * m,
-        EigenSolver::Auto => n > dense_limit && n > 5 * m,
-    };
-    if sparse {
-        sparse_smallest(laplacian, m, seed)
-    } else {
-        Ok(dense_smallest(laplacian, m))
+    match solver {
+        EigenSolver::Sparse if n > 5 * m => sparse_smallest(laplacian, m, seed),
+        EigenSolver::Lanczos => Ok(lanczos_smallest(laplacian, m, seed)),
+        EigenSolver::Auto if n > dense_limit => Ok(lanczos_smallest(laplacian, m, seed)),
+        _ => Ok(dense_smallest(laplacian, m)),
     }
 }
 
+/// [`crate::lanczos::smallest`] with canonical signs.
+pub fn lanczos_smallest(laplacian: &SparseSymmetric, m: usize, seed: u64) -> Eigenpairs {
+    let (values, mut vectors) = crate::lanczos::smallest(laplacian, m, seed);
+    let values = values.into_iter().map(|v| v.max(0.0)).collect();
+    canonical_signs(&mut vectors);
+    Eigenpairs { values, vectors }
+}
+
 pub fn dense_smallest(laplacian: &SparseSymmetric, m: usize) -> Eigenpairs {
+    let mut pairs = dense_unsigned(laplacian, m);
+    canonical_signs(&mut pairs.vectors);
+    pairs
+}
+
+/// The dense solver without the sign convention (for use on submatrices).
+pub(crate) fn dense_unsigned(laplacian: &SparseSymmetric, m: usize) -> Eigenpairs {
     let n = laplacian.n;
     let mut dense = nalgebra::DMatrix::<f64>::zeros(n, n);
     for i in 0..n {
@@ -76,7 +94,6 @@ pub fn dense_smallest(laplacian: &SparseSymmetric, m: usize) -> Eigenpairs {
             vectors[[r, c]] = eig.eigenvectors[(r, idx)];
         }
     }
-    canonical_signs(&mut vectors);
     Eigenpairs { values, vectors }
 }
 

@@ -9,6 +9,7 @@ pub mod eigen;
 pub mod embed;
 pub mod features;
 pub mod graph;
+pub mod lanczos;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -137,8 +138,11 @@ fn default_grid() -> usize {
 fn default_eigenvalues() -> usize {
     20
 }
+/// Eigenvectors whose principal axes start t-SNE (see `embed::tsne_init`).
+pub const TSNE_INIT_EIGENVECTORS: usize = 10;
+
 fn default_dense_limit() -> usize {
-    2000
+    500
 }
 fn default_near_zero() -> f64 {
     1e-3
@@ -296,12 +300,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     let central = embed::centrality(&embedding, &labels);
 
     // t-SNE from the spectral layout: deterministic and already cluster-aware.
-    let init: Vec<[f64; 2]> = (0..n)
-        .map(|i| {
-            let c = |j: usize| pairs.vectors.get((i, j)).copied().unwrap_or(0.0);
-            [c(1) * 1e-2, c(2) * 1e-2 + (i as f64 * 1e-7)]
-        })
-        .collect();
+    let init = embed::tsne_init(pairs.vectors.view(), TSNE_INIT_EIGENVECTORS);
     let wide = (n > settings.tsne.exact_limit).then(|| {
         graph::knn(
             points.features.view(),

@@ -212,6 +212,50 @@ fn dense_and_sparse_solvers_agree() {
     }
 }
 
+#[test]
+fn lanczos_agrees_with_scipy_and_the_dense_solver() {
+    // SciPy fixtures (small: every component below the dense cut-off goes through the dense
+    // path of the per-component solver, the rest through Lanczos).
+    for name in FIXTURES {
+        let f = fixture(name);
+        let ours = spectrum(&f, eigen::EigenSolver::Lanczos);
+        let worst = ours
+            .iter()
+            .zip(&f.eigenvalues)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-6, "{name}: {worst:e}");
+    }
+    // Large connected and disconnected graphs (ten groups: ten exact zeros), eigenvalues and
+    // the eigenspaces they span (projector distance, sign- and rotation-free).
+    for (n, groups) in [(1500, 1), (1500, 3), (2000, 10)] {
+        let pts = clustered(n, groups, n as u64 + groups as u64);
+        let table = graph::knn(pts.view(), graph::default_k(n));
+        let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+        let l = g.laplacian(LaplacianKind::Symmetric);
+        let dense = eigen::dense_smallest(&l, 20);
+        let lanczos = eigen::lanczos_smallest(&l, 20, 7);
+        let worst = dense
+            .values
+            .iter()
+            .zip(&lanczos.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!("n = {n}, {groups} group(s): max |λ_dense − λ_lanczos| = {worst:.2e}");
+        assert!(worst <= 1e-8, "n = {n}: {worst:e}");
+        let zeros = lanczos.values.iter().filter(|v| v.abs() < 1e-6).count();
+        assert_eq!(zeros, groups);
+        // The span of the zero eigenvectors is the same (component indicators).
+        let (a, b) = (
+            dense.vectors.slice(ndarray16::s![.., ..groups]),
+            lanczos.vectors.slice(ndarray16::s![.., ..groups]),
+        );
+        let overlap = a.t().dot(&b);
+        let captured: f64 = overlap.iter().map(|v| v * v).sum::<f64>() / groups as f64;
+        assert!((captured - 1.0).abs() < 1e-8, "n = {n}: {captured}");
+    }
+}
+
 /// Adjusted Rand index of two labelings.
 fn ari(a: &[i32], b: &[i32]) -> f64 {
     use std::collections::HashMap;
@@ -404,5 +448,55 @@ fn non_finite_features_are_refused_with_the_samples_named() {
             && err.contains("'img7'")
             && err.contains("'img21'"),
         "{err}"
+    );
+}
+
+/// Share of each planted sample's 10 nearest t-SNE neighbours that are planted too.
+fn planted_neighbour_share(
+    samples: &[spray_store::analysis::SampleEmbedding],
+    truth: &[i32],
+) -> f64 {
+    let planted: Vec<usize> = (0..truth.len()).filter(|&i| truth[i] == 1).collect();
+    let mut same = 0usize;
+    for &i in &planted {
+        let mut d: Vec<(f32, usize)> = (0..samples.len())
+            .filter(|&j| j != i)
+            .map(|j| {
+                let (dx, dy) = (
+                    samples[i].tsne_x - samples[j].tsne_x,
+                    samples[i].tsne_y - samples[j].tsne_y,
+                );
+                (dx * dx + dy * dy, j)
+            })
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        same += d[..10].iter().filter(|p| truth[p.1] == 1).count();
+    }
+    same as f64 / (10 * planted.len()) as f64
+}
+
+#[test]
+fn barnes_hut_tsne_separates_the_planted_group_like_exact_tsne() {
+    let (features, truth) = synthetic_class(600, 120, 11);
+    let points = GroupPoints {
+        class_index: 0,
+        class_name: "c".into(),
+        space: "relevance".into(),
+        ids: (0..600)
+            .map(|i| (i as i64, format!("s{i}"), String::new()))
+            .collect(),
+        features,
+    };
+    let bh = AnalysisSettings::default(); // n = 600 > exact_limit: Barnes–Hut
+    let mut exact = AnalysisSettings::default();
+    exact.tsne.exact_limit = 10_000;
+    let share_bh = planted_neighbour_share(&analyze_group(&points, &bh).unwrap().samples, &truth);
+    let share_exact =
+        planted_neighbour_share(&analyze_group(&points, &exact).unwrap().samples, &truth);
+    eprintln!("planted neighbours in t-SNE: Barnes–Hut {share_bh:.3}, exact {share_exact:.3}");
+    // 20% of the class is planted: a random layout gives 0.2.
+    assert!(
+        share_bh >= 0.9 && share_exact >= 0.9,
+        "{share_bh} {share_exact}"
     );
 }
