@@ -35,7 +35,10 @@ enum Command {
     Relevance(run::StageArgs),
     /// Stage 2 of a pipeline: spectral relevance analysis into OUT/analysis.
     Analyze(run::StageArgs),
-    /// Stage 3 of a pipeline: CSV tables and the HTML report in OUT/report.
+    /// Stage 3 of a pipeline: occlusion and transplant evidence for suspicious clusters in
+    /// OUT/verify.
+    Verify(run::StageArgs),
+    /// Stage 4 of a pipeline: CSV tables and the HTML report in OUT/report.
     Report(run::StageArgs),
     /// LRP model compilation.
     Lrp {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Relevance(args) => run::run(args.into_run(spray_pipeline::Stage::Relevance)),
         Command::Analyze(args) => run::run(args.into_run(spray_pipeline::Stage::Analyze)),
+        Command::Verify(args) => run::run(args.into_run(spray_pipeline::Stage::Verify)),
         Command::Report(args) => run::run(args.into_run(spray_pipeline::Stage::Report)),
         Command::Lrp {
             command: LrpCommand::Compile(args),

@@ -124,6 +124,8 @@ struct PipelineFile {
     #[serde(default)]
     analysis: AnalysisSettings,
     #[serde(default)]
+    verify: spray_verify::VerifySettings,
+    #[serde(default)]
     report: ReportSettings,
     output: OutputSection,
 }
@@ -137,6 +139,7 @@ pub struct Pipeline {
     pub lrp: LrpSection,
     pub relevance: RelevanceSettings,
     pub analysis: AnalysisSettings,
+    pub verify: spray_verify::VerifySettings,
     pub report: ReportSettings,
     pub output_dir: PathBuf,
 }
@@ -247,6 +250,7 @@ impl Pipeline {
             lrp,
             relevance,
             analysis: raw.analysis,
+            verify: raw.verify,
             report: raw.report,
             output_dir: resolve(&base, &raw.output.dir),
         })

@@ -28,6 +28,8 @@ pub enum PipelineError {
     #[error(transparent)]
     Analyze(#[from] spray_analyze::AnalyzeError),
     #[error(transparent)]
+    Verify(#[from] spray_verify::VerifyError),
+    #[error(transparent)]
     Report(#[from] spray_report::ReportError),
     #[error(transparent)]
     Store(#[from] spray_store::StoreError),
@@ -54,6 +56,7 @@ fn io(path: &Path, source: std::io::Error) -> PipelineError {
 pub enum Stage {
     Relevance,
     Analyze,
+    Verify,
     Report,
 }
 
@@ -63,8 +66,11 @@ impl std::str::FromStr for Stage {
         match s {
             "relevance" => Ok(Stage::Relevance),
             "analyze" | "analysis" => Ok(Stage::Analyze),
+            "verify" => Ok(Stage::Verify),
             "report" => Ok(Stage::Report),
-            _ => Err(format!("unknown stage `{s}` (relevance, analyze, report)")),
+            _ => Err(format!(
+                "unknown stage `{s}` (relevance, analyze, verify, report)"
+            )),
         }
     }
 }
@@ -74,6 +80,7 @@ impl std::fmt::Display for Stage {
         f.write_str(match self {
             Stage::Relevance => "relevance",
             Stage::Analyze => "analyze",
+            Stage::Verify => "verify",
             Stage::Report => "report",
         })
     }
@@ -116,6 +123,7 @@ pub fn stage_dir(pipeline: &Pipeline, stage: Stage) -> PathBuf {
     pipeline.output_dir.join(match stage {
         Stage::Relevance => "relevance",
         Stage::Analyze => "analysis",
+        Stage::Verify => "verify",
         Stage::Report => "report",
     })
 }
@@ -189,9 +197,9 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             "--shard needs --stage relevance or --stage analyze".into(),
         ));
     }
-    if options.shard.is_some() && options.stage == Some(Stage::Report) {
+    if options.shard.is_some() && matches!(options.stage, Some(Stage::Report | Stage::Verify)) {
         return Err(PipelineError::Config(
-            "the report stage is not sharded; run it without --shard".into(),
+            "the verify and report stages are not sharded; run them without --shard".into(),
         ));
     }
     if options.shard.is_some() && !options.force.is_empty() {
@@ -386,6 +394,78 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         }
     }
 
+    if wants(Stage::Verify) && pipeline.verify.enabled {
+        let started = Instant::now();
+        let verify_dir = stage_dir(pipeline, Stage::Verify);
+        if !analysis_complete(&analysis_dir, &analysis_fp) {
+            return Err(PipelineError::Config(format!(
+                "the analysis in {} is not complete; run its remaining shards first",
+                analysis_dir.display()
+            )));
+        }
+        let verify_fp = spray_verify::fingerprint(&analysis_fp, &pipeline.verify);
+        let evidence = spray_verify::evidence_path(&verify_dir);
+        let cached = !options.force.contains(&Stage::Verify)
+            && evidence.is_file()
+            && stored_fingerprint(&verify_dir, "_verify.json").as_deref()
+                == Some(verify_fp.as_str());
+        if cached {
+            summary.stages.push(StageOutcome {
+                stage: Stage::Verify,
+                status: "cached".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                detail: String::new(),
+            });
+        } else {
+            remove_dir(&verify_dir)?;
+            let model =
+                spray_onnx::load_model(&pipeline.model.path).map_err(|e| PipelineError::Lrp {
+                    path: pipeline.model.path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let compiled =
+                spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
+                    .map_err(|e| PipelineError::Lrp {
+                        path: pipeline.model.path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+            let (found, result) = spray_verify::run(&spray_verify::VerifyJob {
+                relevance_dir: relevance_dir.clone(),
+                analysis_dir: analysis_dir.clone(),
+                dir: verify_dir.clone(),
+                dataset: &dataset,
+                preprocess: &pipeline.model.preprocess,
+                model: &compiled,
+                grid: pipeline.analysis.grid,
+                settings: &pipeline.verify,
+                composite: pipeline.lrp.composite.clone(),
+                device,
+                threads: pipeline.lrp.threads,
+            })?;
+            // The evidence first, the fingerprint (completion mark) last.
+            spray_verify::write_tables(&verify_dir, &found.padding, &found.aopc)?;
+            spray_verify::write_evidence(&evidence, &found.evidence)?;
+            spray_store::write_atomically(
+                &spray_verify::manifest_path(&verify_dir),
+                serde_json::json!({ "fingerprint": verify_fp })
+                    .to_string()
+                    .as_bytes(),
+            )?;
+            summary.stages.push(StageOutcome {
+                stage: Stage::Verify,
+                status: "ran".into(),
+                seconds: started.elapsed().as_secs_f64(),
+                detail: format!(
+                    "{} clusters of {} classes tested, {} images scored ({:.0} images/s)",
+                    result.clusters,
+                    result.classes,
+                    result.images_run,
+                    result.images_run as f64 / result.seconds.max(1e-9)
+                ),
+            });
+        }
+    }
+
     if wants(Stage::Report) {
         let started = Instant::now();
         let report_dir = stage_dir(pipeline, Stage::Report);
@@ -397,6 +477,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         }
         let mut h = Sha256::new();
         h.update(analysis_fp.as_bytes());
+        // The page shows the verify stage's evidence: its fingerprint is an input too.
+        if pipeline.verify.enabled {
+            h.update(spray_verify::fingerprint(&analysis_fp, &pipeline.verify).as_bytes());
+        }
         h.update(serde_json::to_vec(&pipeline.report).unwrap_or_default());
         // A new spray may draw a different page from the same data.
         h.update(env!("CARGO_PKG_VERSION").as_bytes());
@@ -426,6 +510,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 relevance_dir: relevance_dir.clone(),
                 analysis_dir: analysis_dir.clone(),
                 dir: report_dir.clone(),
+                verify_dir: pipeline
+                    .verify
+                    .enabled
+                    .then(|| stage_dir(pipeline, Stage::Verify)),
                 settings: &pipeline.report,
                 run_info: pipeline.run_info(),
             })?;

@@ -1,4 +1,4 @@
-//! Stage 3: the reviewer's report. CSV tables (built with polars) and one self-contained HTML
+//! Stage 4: the reviewer's report. CSV tables (built with polars) and one self-contained HTML
 //! page (minijinja template, plotters SVG charts, inline PNG heatmaps; nothing fetched).
 //!
 //! Everything that comes from data (class names, paths, sample ids) reaches the page through
@@ -6,6 +6,7 @@
 //! escaping; the page's script only ever writes it with `textContent`.
 
 mod charts;
+mod evidence;
 mod images;
 mod tables;
 
@@ -94,6 +95,8 @@ pub struct ReportJob<'a> {
     /// `<out>/report`.
     pub dir: PathBuf,
     pub settings: &'a ReportSettings,
+    /// `<out>/verify`, when the verify stage ran: its evidence is shown per class.
+    pub verify_dir: Option<PathBuf>,
     /// Facts about the run shown at the top of the page (label, value).
     pub run_info: Vec<(String, String)>,
 }
@@ -209,6 +212,8 @@ struct PageClass {
     path_prefix: String,
     points: Vec<PagePoint>,
     clusters: Vec<PageCluster>,
+    evidence: Vec<evidence::PageEvidence>,
+    evidence_sentence: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -228,6 +233,8 @@ struct PageRow {
     score: String,
     baseline_lambda2: String,
     baseline_gap: String,
+    /// The strongest transplant flip rate of the class's clusters (verify stage).
+    flip_rate: String,
 }
 
 #[derive(Serialize)]
@@ -289,6 +296,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         }
     }
     let ranking = rank(&spectra);
+    let evidence = evidence::read(job.verify_dir.as_deref())?;
     std::fs::create_dir_all(&job.dir).map_err(|e| ReportError::Io {
         path: job.dir.display().to_string(),
         source: e,
@@ -343,6 +351,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 .as_ref()
                 .map(|b| fmt(b.largest_gap))
                 .unwrap_or_default(),
+            flip_rate: evidence::best_flip(evidence.get(&r.spectrum.class_index)),
         })
         .collect();
 
@@ -507,7 +516,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 });
             }
         }
+        let class_evidence = evidence.get(&c).map(Vec::as_slice).unwrap_or_default();
         classes.push(PageClass {
+            evidence: evidence::page_rows(class_evidence),
+            evidence_sentence: evidence::sentence(class_evidence),
             rank: r.rank,
             anchor: anchor(c),
             name: r.spectrum.class_name.clone(),
@@ -554,6 +566,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             classes => classes,
             detail_classes => settings.detail_classes,
             total_classes => ranking.len(),
+            has_evidence => !evidence.is_empty(),
             samples => relevance_samples.len(),
             images => pictures.into_map(),
             errors => errors.iter().take(200).map(|e| PageError { path: e.path.clone(), reason: e.reason.clone() }).collect::<Vec<_>>(),

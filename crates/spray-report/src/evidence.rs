@@ -1,0 +1,105 @@
+//! The verify stage's evidence on the page: per class, the tested clusters and one sentence a
+//! reviewer can put in an audit. Read from `<out>/verify/evidence.json` (the JSON twin of
+//! evidence.csv); absent when the stage is switched off.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The fields of spray_verify::Evidence the page shows (serde ignores the rest).
+#[derive(Debug, Clone, Deserialize)]
+pub struct EvidenceRow {
+    pub class_index: i32,
+    pub class_name: String,
+    pub cluster: i32,
+    pub size: usize,
+    pub share: f64,
+    pub region: String,
+    pub occlusion_drop: f64,
+    pub occlusion_drop_rest: f64,
+    pub transplant_logit_gain: f64,
+    pub transplant_flip_rate: f64,
+    pub transplant_images: usize,
+}
+
+/// Rows per class, in the file's order (strongest first). A missing file is no evidence.
+pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>> {
+    let mut out: BTreeMap<i32, Vec<EvidenceRow>> = BTreeMap::new();
+    let Some(dir) = dir else {
+        return Ok(out);
+    };
+    let path = dir.join("evidence.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => {
+            return Err(crate::ReportError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    let rows: Vec<EvidenceRow> = serde_json::from_str(&text)
+        .map_err(|e| crate::ReportError::Template(format!("{}: {e}", path.display())))?;
+    for r in rows {
+        out.entry(r.class_index).or_default().push(r);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize)]
+pub struct PageEvidence {
+    pub cluster: i32,
+    pub size: usize,
+    pub share: String,
+    pub region: String,
+    pub occlusion_drop: String,
+    pub occlusion_drop_rest: String,
+    pub flip_rate: String,
+    pub logit_gain: String,
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", 100.0 * v)
+}
+
+pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
+    rows.iter()
+        .map(|r| PageEvidence {
+            cluster: r.cluster,
+            size: r.size,
+            share: pct(r.share),
+            region: r.region.clone(),
+            occlusion_drop: pct(r.occlusion_drop),
+            occlusion_drop_rest: pct(r.occlusion_drop_rest),
+            flip_rate: pct(r.transplant_flip_rate),
+            logit_gain: format!("{:+.2}", r.transplant_logit_gain),
+        })
+        .collect()
+}
+
+/// The plain-language line for the strongest cluster of a class.
+pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
+    let r = rows.first()?;
+    Some(format!(
+        "Pasting cluster {}'s region ({}) onto {} images of other classes turns {} of them into \
+         “{}” (logit {:+.2} on average); filling that region in the cluster's own images lowers \
+         the logit by {} (by {} in the rest of the class).",
+        r.cluster,
+        r.region,
+        r.transplant_images,
+        pct(r.transplant_flip_rate),
+        r.class_name,
+        r.transplant_logit_gain,
+        pct(r.occlusion_drop),
+        pct(r.occlusion_drop_rest)
+    ))
+}
+
+/// The strongest flip rate of a class, for the ranking table.
+pub fn best_flip(rows: Option<&Vec<EvidenceRow>>) -> String {
+    rows.and_then(|r| r.first())
+        .map(|r| pct(r.transplant_flip_rate))
+        .unwrap_or_default()
+}

@@ -1,0 +1,842 @@
+//! Stage 3 (before the report): turn suspicious clusters into evidence.
+//!
+//! SpRAy ranks *suspects*. For the most suspicious classes this stage asks the model itself
+//! whether it depends on what a cluster's heatmaps highlight (thesis §6.3's manual tests, made
+//! automatic):
+//!
+//! - the cluster's **region**: grid cells where its mean (L1-normalised) heatmap exceeds the
+//!   rest of the class by `margin` of the largest excess ([`region`]);
+//! - **occlusion**: the region of the cluster's images filled (per-image mean colour, or seeded
+//!   noise) → relative drop of the class logit and of accuracy; the same on the class's other
+//!   images as the contrast;
+//! - **transplant**: the region pasted from cluster members into other classes' images → gain
+//!   of this class's logit and the share of predictions that flip to it.
+//!
+//! Output: `<out>/verify/evidence.csv`, strongest evidence first (flip rate, then occlusion
+//! drop beyond the contrast). Logits come from the same compiled LRP model and batches as the
+//! relevance stage (pre-softmax, target = predicted).
+
+pub mod region;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use spray_dataset::{Dataset, Preprocess, SquareMode, TensorLayout};
+use spray_engine::{Device, LrpEngine, SessionConfig};
+use spray_lrp::LrpModel;
+use spray_store::relevance::{self as rel, ReadOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] spray_store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] spray_engine::EngineError),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = VerifyError> = std::result::Result<T, E>;
+
+/// How the occluded region is filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fill {
+    /// The image's own mean per channel (thesis §3: a perturbation that removes the content
+    /// without adding structure).
+    #[default]
+    Mean,
+    /// Seeded uniform noise within the image's per-channel range.
+    Noise,
+}
+
+/// `[verify]` in a pipeline file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    /// Run the stage at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The most suspicious classes (by the analysis score) whose clusters are tested.
+    #[serde(default = "default_classes")]
+    pub classes: usize,
+    /// Clusters smaller than this are not tested.
+    #[serde(default = "default_min_cluster")]
+    pub min_cluster: usize,
+    /// A cell is in the region when the cluster's excess there is at least this share of its
+    /// largest excess.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    #[serde(default)]
+    pub fill: Fill,
+    /// Images of other classes that receive the region, per cluster (and the most contrast
+    /// images occluded).
+    #[serde(default = "default_transplant")]
+    pub transplant_images: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Padding sensitivity (thesis §6.3.1): every class's images under each square mode.
+    #[serde(default = "yes")]
+    pub padding: bool,
+    /// Images per class for the padding and AOPC tables.
+    #[serde(default = "default_table_images")]
+    pub table_images: usize,
+    /// Region perturbation (thesis Ch. 3): AOPC of MoRF against a seeded random order.
+    #[serde(default = "yes")]
+    pub aopc: bool,
+    /// Perturbation steps (grid cells removed, most relevant first) for AOPC.
+    #[serde(default = "default_aopc_steps")]
+    pub aopc_steps: usize,
+}
+
+fn default_table_images() -> usize {
+    30
+}
+fn default_aopc_steps() -> usize {
+    16
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_classes() -> usize {
+    3
+}
+fn default_min_cluster() -> usize {
+    3
+}
+fn default_margin() -> f64 {
+    0.5
+}
+fn default_transplant() -> usize {
+    100
+}
+fn default_batch() -> usize {
+    32
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            enabled: true,
+            classes: default_classes(),
+            min_cluster: default_min_cluster(),
+            margin: default_margin(),
+            fill: Fill::Mean,
+            transplant_images: default_transplant(),
+            batch_size: default_batch(),
+            seed: 0,
+            padding: true,
+            table_images: default_table_images(),
+            aopc: true,
+            aopc_steps: default_aopc_steps(),
+        }
+    }
+}
+
+/// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    pub class_index: i32,
+    pub class_name: String,
+    pub cluster: i32,
+    pub size: usize,
+    /// Share of the class's samples in the cluster.
+    pub share: f64,
+    /// Grid cells of the region (`r<row>c<col>`), and their count.
+    pub region: String,
+    pub region_cells: usize,
+    /// Mean relative drop of the class logit when the region is filled, on the cluster's
+    /// images and on the class's other images.
+    pub occlusion_drop: f64,
+    pub occlusion_drop_rest: f64,
+    /// Share of the cluster's images predicted as the class before and after occlusion.
+    pub accuracy_before: f64,
+    pub accuracy_after: f64,
+    /// Mean gain of the class logit on other classes' images with the region pasted in.
+    pub transplant_logit_gain: f64,
+    /// Of those not predicted as the class before, the share predicted as it after.
+    pub transplant_flip_rate: f64,
+    pub transplant_images: usize,
+}
+
+pub struct VerifyJob<'a> {
+    pub relevance_dir: PathBuf,
+    pub analysis_dir: PathBuf,
+    /// `<out>/verify`.
+    pub dir: PathBuf,
+    pub dataset: &'a Dataset,
+    pub preprocess: &'a Preprocess,
+    pub model: &'a LrpModel,
+    /// The analysis grid (the clusters' maps are compared at this resolution).
+    pub grid: usize,
+    pub settings: &'a VerifySettings,
+    /// The composite's name, for the AOPC table.
+    pub composite: String,
+    pub device: Device,
+    pub threads: usize,
+}
+
+/// One row of `padding.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddingEffect {
+    pub class_index: i32,
+    pub class_name: String,
+    pub mode: SquareMode,
+    pub images: usize,
+    /// Mean class logit under `mode` minus under the pipeline's own preprocessing.
+    pub logit_change: f64,
+    pub accuracy: f64,
+    pub accuracy_baseline: f64,
+}
+
+/// One row of `aopc.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aopc {
+    pub class_index: i32,
+    pub class_name: String,
+    pub composite: String,
+    pub images: usize,
+    pub steps: usize,
+    pub aopc_morf: f64,
+    pub aopc_random: f64,
+}
+
+/// Everything the stage found.
+#[derive(Debug, Default)]
+pub struct VerifyOutput {
+    pub evidence: Vec<Evidence>,
+    pub padding: Vec<PaddingEffect>,
+    pub aopc: Vec<Aopc>,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifySummary {
+    pub classes: usize,
+    pub clusters: usize,
+    pub images_run: usize,
+    pub seconds: f64,
+}
+
+pub fn evidence_path(dir: &Path) -> PathBuf {
+    dir.join("evidence.csv")
+}
+
+pub fn padding_path(dir: &Path) -> PathBuf {
+    dir.join("padding.csv")
+}
+
+pub fn aopc_path(dir: &Path) -> PathBuf {
+    dir.join("aopc.csv")
+}
+
+/// The six ways of making an image square of thesis §6.3.1.
+pub const SQUARE_MODES: [SquareMode; 6] = [
+    SquareMode::Border,
+    SquareMode::Mirror,
+    SquareMode::Crop,
+    SquareMode::Noise,
+    SquareMode::RandomColor,
+    SquareMode::FixedColor,
+];
+
+fn mode_name(mode: SquareMode) -> String {
+    serde_json::to_value(mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{mode:?}"))
+}
+
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("_verify.json")
+}
+
+/// Fingerprint of the stage: the analysis it reads, its settings, the spray version.
+pub fn fingerprint(analysis_fingerprint: &str, settings: &VerifySettings) -> String {
+    let mut h = Sha256::new();
+    h.update(analysis_fingerprint.as_bytes());
+    h.update(serde_json::to_vec(settings).unwrap_or_default());
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    format!("{:x}", h.finalize())
+}
+
+/// One image of the stage's work: which dataset sample, and its class-`class` logit before.
+struct Member {
+    image_index: usize,
+    map: Vec<f32>,
+    predicted: i32,
+    class_logit: f32,
+}
+
+/// Logits of a batch of prepared CHW tensors.
+struct Scorer<'a> {
+    engine: LrpEngine,
+    job: &'a VerifyJob<'a>,
+    images_run: usize,
+}
+
+impl Scorer<'_> {
+    fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let [h, w] = self.job.preprocess.input_size.map(|v| v as usize);
+        let mut out = Vec::with_capacity(tensors.len());
+        for chunk in tensors.chunks(self.job.settings.batch_size.max(1)) {
+            let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+            let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], flat)
+                .map_err(|e| VerifyError::Config(e.to_string()))?;
+            if self.job.preprocess.layout == TensorLayout::Nhwc {
+                input = input
+                    .permuted_axes(vec![0, 2, 3, 1])
+                    .as_standard_layout()
+                    .into_owned();
+            }
+            let e = self.engine.explain(input.view(), &vec![-1; chunk.len()])?;
+            for row in e.logits.rows() {
+                out.push(row.to_vec());
+            }
+            self.images_run += chunk.len();
+        }
+        Ok(out)
+    }
+}
+
+fn load(job: &VerifyJob<'_>, image_index: usize) -> Result<Vec<f32>> {
+    load_with(job, job.preprocess, image_index)
+}
+
+fn load_with(job: &VerifyJob<'_>, preprocess: &Preprocess, image_index: usize) -> Result<Vec<f32>> {
+    let sample = &job.dataset.samples[image_index];
+    preprocess
+        .load(&sample.path, sample.index as u64)
+        .map(|p| p.tensor)
+        .map_err(|e| {
+            VerifyError::Config(format!(
+                "{}: {e} (it decoded in the relevance stage)",
+                sample.path.display()
+            ))
+        })
+}
+
+/// Fill the masked pixels of a CHW tensor.
+fn occlude(tensor: &mut [f32], mask: &[bool], fill: Fill, seed: u64) {
+    let plane = mask.len();
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    for c in 0..3 {
+        let channel = &mut tensor[c * plane..(c + 1) * plane];
+        let mean = channel.iter().sum::<f32>() / plane as f32;
+        let (lo, hi) = channel
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        for (v, &m) in channel.iter_mut().zip(mask) {
+            if m {
+                *v = match fill {
+                    Fill::Mean => mean,
+                    Fill::Noise => lo + (hi - lo) * next(),
+                };
+            }
+        }
+    }
+}
+
+/// Copy the masked pixels of `donor` into `target` (both CHW).
+fn paste(target: &mut [f32], donor: &[f32], mask: &[bool]) {
+    let plane = mask.len();
+    for c in 0..3 {
+        for (p, &m) in mask.iter().enumerate() {
+            if m {
+                target[c * plane + p] = donor[c * plane + p];
+            }
+        }
+    }
+}
+
+fn relative_drop(before: f32, after: f32) -> f64 {
+    (before - after) as f64 / (before.abs() as f64).max(1e-6)
+}
+
+/// Every `step`-th of `items` so that at most `limit` remain, in order (deterministic).
+fn spread<T: Copy>(items: &[T], limit: usize) -> Vec<T> {
+    if items.len() <= limit || limit == 0 {
+        return items.to_vec();
+    }
+    (0..limit).map(|i| items[i * items.len() / limit]).collect()
+}
+
+/// Run the stage: test the clusters of the `classes` most suspicious classes, then the padding
+/// and AOPC tables over every class.
+pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
+    let started = Instant::now();
+    let g = job.grid;
+    let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
+    let from_map = !manifest.layout.grids.contains(&g);
+    let options = ReadOptions {
+        grids: if from_map { Vec::new() } else { vec![g] },
+        map: from_map,
+        images: false,
+    };
+    // Per class: its rows (image, map, prediction, logit).
+    let mut by_class: BTreeMap<i32, Vec<Member>> = BTreeMap::new();
+    for part in &parts {
+        for r in rel::read_part(part, &options)? {
+            let map = if from_map {
+                let (mh, mw, m) = r.map.as_ref().ok_or_else(|| {
+                    VerifyError::Config("the relevance dataset stores no map".into())
+                })?;
+                rel::sum_pool(m, *mh as usize, *mw as usize, g, g)
+            } else {
+                r.grids[0].clone()
+            };
+            by_class.entry(r.class_index).or_default().push(Member {
+                image_index: r.image_index as usize,
+                map,
+                predicted: r.predicted_class,
+                class_logit: r.target_logit,
+            });
+        }
+    }
+    for members in by_class.values_mut() {
+        members.sort_by_key(|m| m.image_index);
+    }
+    let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
+    let mut ranked: Vec<_> = spectra
+        .iter()
+        .filter(|s| s.space == "relevance" && s.class_index >= 0)
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.class_index.cmp(&b.class_index))
+    });
+    let chosen: Vec<(i32, String)> = ranked
+        .iter()
+        .take(job.settings.classes)
+        .map(|s| (s.class_index, s.class_name.clone()))
+        .collect();
+    let clusters_of: BTreeMap<(i32, i64), i32> = samples
+        .iter()
+        .filter(|s| s.space == "relevance")
+        .map(|s| ((s.class_index, s.image_index), s.cluster))
+        .collect();
+
+    let mut scorer = Scorer {
+        engine: LrpEngine::new(
+            job.model,
+            SessionConfig {
+                device: job.device,
+                threads: job.threads,
+            },
+        )?,
+        job,
+        images_run: 0,
+    };
+    let [h, w] = job.preprocess.input_size.map(|v| v as usize);
+    let mut evidence = Vec::new();
+    let mut summary = VerifySummary {
+        classes: chosen.len(),
+        ..Default::default()
+    };
+    for (class, name) in &chosen {
+        let Some(members) = by_class.get(class) else {
+            continue;
+        };
+        let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (i, m) in members.iter().enumerate() {
+            if let Some(&c) = clusters_of.get(&(*class, m.image_index as i64)) {
+                groups.entry(c).or_default().push(i);
+            }
+        }
+        // Recipients of transplants: other classes' images (one row per image).
+        let mut others: Vec<usize> = by_class
+            .iter()
+            .filter(|(c, _)| *c != class)
+            .flat_map(|(_, rows)| rows.iter().map(|m| m.image_index))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        let others = spread(&others, job.settings.transplant_images);
+        let other_tensors: Vec<Vec<f32>> = others
+            .iter()
+            .map(|&i| load(job, i))
+            .collect::<Result<_>>()?;
+        let other_before = scorer.logits(&other_tensors)?;
+
+        for (&cluster, idx) in &groups {
+            if cluster < 0 || idx.len() < job.settings.min_cluster || idx.len() == members.len() {
+                continue;
+            }
+            let inside: Vec<&[f32]> = idx.iter().map(|&i| members[i].map.as_slice()).collect();
+            let rest_idx: Vec<usize> = (0..members.len()).filter(|i| !idx.contains(i)).collect();
+            let rest: Vec<&[f32]> = rest_idx
+                .iter()
+                .map(|&i| members[i].map.as_slice())
+                .collect();
+            let cells = region::cluster_region(&inside, &rest, g, job.settings.margin);
+            if cells.is_empty() {
+                continue;
+            }
+            let mask = region::pixel_mask(&cells, g, h, w);
+            summary.clusters += 1;
+
+            // Occlusion on the cluster, then on (up to transplant_images of) the rest.
+            let occluded_drop =
+                |scorer: &mut Scorer<'_>, rows: &[usize]| -> Result<(f64, f64, f64)> {
+                    let mut tensors = Vec::with_capacity(rows.len());
+                    for &i in rows {
+                        let mut t = load(job, members[i].image_index)?;
+                        occlude(
+                            &mut t,
+                            &mask,
+                            job.settings.fill,
+                            job.settings.seed ^ i as u64,
+                        );
+                        tensors.push(t);
+                    }
+                    let after = scorer.logits(&tensors)?;
+                    let n = rows.len().max(1) as f64;
+                    let drop = rows
+                        .iter()
+                        .zip(&after)
+                        .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
+                        .sum::<f64>()
+                        / n;
+                    let before_acc = rows
+                        .iter()
+                        .filter(|&&i| members[i].predicted == *class)
+                        .count() as f64
+                        / n;
+                    let after_acc = after
+                        .iter()
+                        .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
+                        .count() as f64
+                        / n;
+                    Ok((drop, before_acc, after_acc))
+                };
+            let (occlusion_drop, accuracy_before, accuracy_after) =
+                occluded_drop(&mut scorer, idx)?;
+            let rest_rows = spread(&rest_idx, job.settings.transplant_images);
+            let (occlusion_drop_rest, _, _) = occluded_drop(&mut scorer, &rest_rows)?;
+
+            // Transplant: donor j mod |cluster| into recipient j.
+            let mut pasted = other_tensors.clone();
+            let donors: Vec<Vec<f32>> = idx
+                .iter()
+                .map(|&i| load(job, members[i].image_index))
+                .collect::<Result<_>>()?;
+            for (j, t) in pasted.iter_mut().enumerate() {
+                paste(t, &donors[j % donors.len()], &mask);
+            }
+            let after = scorer.logits(&pasted)?;
+            let k = *class as usize;
+            let gain = other_before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| (a[k] - b[k]) as f64)
+                .sum::<f64>()
+                / others.len().max(1) as f64;
+            let eligible: Vec<usize> = (0..others.len())
+                .filter(|&j| spray_engine::argmax(other_before[j].iter().copied()) != k)
+                .collect();
+            let flipped = eligible
+                .iter()
+                .filter(|&&j| spray_engine::argmax(after[j].iter().copied()) == k)
+                .count();
+            evidence.push(Evidence {
+                class_index: *class,
+                class_name: name.clone(),
+                cluster,
+                size: idx.len(),
+                share: idx.len() as f64 / members.len() as f64,
+                region: region::describe(&cells, g),
+                region_cells: cells.len(),
+                occlusion_drop,
+                occlusion_drop_rest,
+                accuracy_before,
+                accuracy_after,
+                transplant_logit_gain: gain,
+                transplant_flip_rate: flipped as f64 / eligible.len().max(1) as f64,
+                transplant_images: others.len(),
+            });
+        }
+    }
+    // Strongest evidence first.
+    evidence.sort_by(|a, b| {
+        b.transplant_flip_rate
+            .total_cmp(&a.transplant_flip_rate)
+            .then(
+                (b.occlusion_drop - b.occlusion_drop_rest)
+                    .total_cmp(&(a.occlusion_drop - a.occlusion_drop_rest)),
+            )
+            .then(a.class_index.cmp(&b.class_index))
+            .then(a.cluster.cmp(&b.cluster))
+    });
+    let padding = if job.settings.padding {
+        padding_table(&mut scorer, &by_class, &manifest.classes)?
+    } else {
+        Vec::new()
+    };
+    let aopc = if job.settings.aopc {
+        aopc_table(&mut scorer, &by_class, &manifest.classes)?
+    } else {
+        Vec::new()
+    };
+    summary.images_run = scorer.images_run;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok((
+        VerifyOutput {
+            evidence,
+            padding,
+            aopc,
+        },
+        summary,
+    ))
+}
+
+fn class_name(classes: &[String], class: i32) -> String {
+    classes
+        .get(class as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("class {class}"))
+}
+
+/// Per class: `table_images` images under the pipeline's preprocessing and under each of the
+/// six square modes (on square images every mode is the identity: changes are then zero).
+fn padding_table(
+    scorer: &mut Scorer<'_>,
+    by_class: &BTreeMap<i32, Vec<Member>>,
+    classes: &[String],
+) -> Result<Vec<PaddingEffect>> {
+    let job = scorer.job;
+    let mut rows = Vec::new();
+    for (&class, members) in by_class {
+        let chosen = spread(
+            &members.iter().map(|m| m.image_index).collect::<Vec<_>>(),
+            job.settings.table_images,
+        );
+        let k = class as usize;
+        let base: Vec<Vec<f32>> = chosen
+            .iter()
+            .map(|&i| load(job, i))
+            .collect::<Result<_>>()?;
+        let base = scorer.logits(&base)?;
+        let accuracy = |logits: &[Vec<f32>]| {
+            logits
+                .iter()
+                .filter(|l| spray_engine::argmax(l.iter().copied()) == k)
+                .count() as f64
+                / logits.len().max(1) as f64
+        };
+        let accuracy_baseline = accuracy(&base);
+        for mode in SQUARE_MODES {
+            let mut pre = job.preprocess.clone();
+            pre.square = mode;
+            let tensors: Vec<Vec<f32>> = chosen
+                .iter()
+                .map(|&i| load_with(job, &pre, i))
+                .collect::<Result<_>>()?;
+            let after = scorer.logits(&tensors)?;
+            let change = base
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| (a[k] - b[k]) as f64)
+                .sum::<f64>()
+                / chosen.len().max(1) as f64;
+            rows.push(PaddingEffect {
+                class_index: class,
+                class_name: class_name(classes, class),
+                mode,
+                images: chosen.len(),
+                logit_change: change,
+                accuracy: accuracy(&after),
+                accuracy_baseline,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Region perturbation (thesis Ch. 3): grid cells removed cumulatively (filled with the image's
+/// mean colour), most relevant first (MoRF) or in a seeded random order;
+/// AOPC = 1/(L+1) Σ_{k=0..L} (f(x) − f(x_k)), averaged over the class's images. A faithful
+/// heatmap makes the MoRF curve fall faster: AOPC(MoRF) > AOPC(random).
+fn aopc_table(
+    scorer: &mut Scorer<'_>,
+    by_class: &BTreeMap<i32, Vec<Member>>,
+    classes: &[String],
+) -> Result<Vec<Aopc>> {
+    let job = scorer.job;
+    let g = job.grid;
+    let [h, w] = job.preprocess.input_size.map(|v| v as usize);
+    let steps = job.settings.aopc_steps.min(g * g);
+    let mut rows = Vec::new();
+    for (&class, members) in by_class {
+        let k = class as usize;
+        let chosen = spread(
+            &(0..members.len()).collect::<Vec<_>>(),
+            job.settings.table_images,
+        );
+        let mut sums = [0.0f64; 2];
+        for &i in &chosen {
+            let m = &members[i];
+            let original = load(job, m.image_index)?;
+            let mut morf: Vec<usize> = (0..g * g).collect();
+            morf.sort_by(|&a, &b| m.map[b].total_cmp(&m.map[a]).then(a.cmp(&b)));
+            let mut random: Vec<usize> = (0..g * g).collect();
+            let mut state = job.settings.seed ^ (m.image_index as u64).wrapping_mul(0x9E37_79B9);
+            for j in (1..random.len()).rev() {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                random.swap(j, ((state >> 33) as usize) % (j + 1));
+            }
+            for (o, order) in [morf, random].iter().enumerate() {
+                // x_0 … x_L: k cells removed.
+                let tensors: Vec<Vec<f32>> = (0..=steps)
+                    .map(|s| {
+                        let mut t = original.clone();
+                        if s > 0 {
+                            let mask = region::pixel_mask(&order[..s], g, h, w);
+                            occlude(&mut t, &mask, Fill::Mean, 0);
+                        }
+                        t
+                    })
+                    .collect();
+                let logits = scorer.logits(&tensors)?;
+                let f0 = logits[0][k] as f64;
+                sums[o] +=
+                    logits.iter().map(|l| f0 - l[k] as f64).sum::<f64>() / (steps + 1) as f64;
+            }
+        }
+        let n = chosen.len().max(1) as f64;
+        rows.push(Aopc {
+            class_index: class,
+            class_name: class_name(classes, class),
+            composite: job.composite.clone(),
+            images: chosen.len(),
+            steps,
+            aopc_morf: sums[0] / n,
+            aopc_random: sums[1] / n,
+        });
+    }
+    Ok(rows)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `padding.csv` and `aopc.csv`, written atomically.
+pub fn write_tables(dir: &Path, padding: &[PaddingEffect], aopc: &[Aopc]) -> Result<()> {
+    let mut text =
+        String::from("class_index,class,mode,images,logit_change,accuracy,accuracy_baseline\n");
+    for r in padding {
+        text.push_str(&format!(
+            "{},{},{},{},{:.4},{:.4},{:.4}\n",
+            r.class_index,
+            csv_field(&r.class_name),
+            mode_name(r.mode),
+            r.images,
+            r.logit_change,
+            r.accuracy,
+            r.accuracy_baseline
+        ));
+    }
+    spray_store::write_atomically(&padding_path(dir), text.as_bytes())?;
+    let mut text = String::from("class_index,class,composite,images,steps,aopc_morf,aopc_random\n");
+    for r in aopc {
+        text.push_str(&format!(
+            "{},{},{},{},{},{:.4},{:.4}\n",
+            r.class_index,
+            csv_field(&r.class_name),
+            csv_field(&r.composite),
+            r.images,
+            r.steps,
+            r.aopc_morf,
+            r.aopc_random
+        ));
+    }
+    spray_store::write_atomically(&aopc_path(dir), text.as_bytes())?;
+    Ok(())
+}
+
+pub fn evidence_json_path(dir: &Path) -> PathBuf {
+    dir.join("evidence.json")
+}
+
+/// `evidence.csv` and its JSON twin beside it, written atomically.
+pub fn write_evidence(path: &Path, rows: &[Evidence]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        spray_store::write_atomically(
+            &evidence_json_path(dir),
+            &serde_json::to_vec_pretty(rows).unwrap_or_default(),
+        )?;
+    }
+    let mut text = String::from(
+        "class_index,class,cluster,size,share,region,region_cells,occlusion_drop,\
+         occlusion_drop_rest,accuracy_before,accuracy_after,transplant_logit_gain,\
+         transplant_flip_rate,transplant_images\n",
+    );
+    for r in rows {
+        text.push_str(&format!(
+            "{},{},{},{},{:.4},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
+            r.class_index,
+            csv_field(&r.class_name),
+            r.cluster,
+            r.size,
+            r.share,
+            r.region,
+            r.region_cells,
+            r.occlusion_drop,
+            r.occlusion_drop_rest,
+            r.accuracy_before,
+            r.accuracy_after,
+            r.transplant_logit_gain,
+            r.transplant_flip_rate,
+            r.transplant_images
+        ));
+    }
+    spray_store::write_atomically(path, text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occlusion_fills_only_the_mask_and_paste_copies_it() {
+        let mask = vec![true, false, false, true];
+        let mut t: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        occlude(&mut t, &mask, Fill::Mean, 0);
+        assert_eq!(&t[..4], &[1.5, 1.0, 2.0, 1.5]);
+        assert_eq!(&t[8..], &[9.5, 9.0, 10.0, 9.5]);
+        let donor = vec![-1.0f32; 12];
+        paste(&mut t, &donor, &mask);
+        assert_eq!(&t[4..8], &[-1.0, 5.0, 6.0, -1.0]);
+        let mut n: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        occlude(&mut n, &mask, Fill::Noise, 3);
+        assert!(n[..4].iter().all(|v| (0.0..=3.0).contains(v)));
+    }
+
+    #[test]
+    fn spread_keeps_order_and_the_limit() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(&v, 4), vec![0, 2, 5, 7]);
+        assert_eq!(spread(&v, 20), v);
+        assert!((relative_drop(10.0, 2.0) - 0.8).abs() < 1e-12);
+    }
+}
