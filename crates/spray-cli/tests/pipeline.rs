@@ -713,6 +713,10 @@ fn verify_finds_the_watermark_by_itself() {
         "no evidence sentence `{sentence}` in the report"
     );
     assert!(html.contains("<h3>Evidence</h3>") && html.contains(">flip rate</th>"));
+    assert!(
+        html.contains("<svg class=\"region\""),
+        "no region outlined on a prototype"
+    );
 
     // Padding: six square modes per class (the demo's images are square, so every mode
     // leaves them as they are: no change).

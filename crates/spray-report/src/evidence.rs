@@ -16,6 +16,7 @@ pub struct EvidenceRow {
     pub size: usize,
     pub share: f64,
     pub region: String,
+    pub grid: usize,
     pub occlusion_drop: f64,
     pub occlusion_drop_rest: f64,
     pub transplant_logit_gain: f64,
@@ -102,4 +103,55 @@ pub fn best_flip(rows: Option<&Vec<EvidenceRow>>) -> String {
     rows.and_then(|r| r.first())
         .map(|r| pct(r.transplant_flip_rate))
         .unwrap_or_default()
+}
+
+/// An SVG outline of the region's cells, laid over a cluster's mean heatmap of h×w pixels
+/// (the same `meet` fit as the image's `object-fit: contain`).
+pub fn region_svg(region: &str, grid: usize, h: usize, w: usize) -> Option<String> {
+    if grid == 0 || h == 0 || w == 0 {
+        return None;
+    }
+    let cells: Vec<(usize, usize)> = region
+        .split_whitespace()
+        .filter_map(|c| {
+            let (r, c) = c.strip_prefix('r')?.split_once('c')?;
+            Some((r.parse().ok()?, c.parse().ok()?))
+        })
+        .collect();
+    if cells.is_empty() {
+        return None;
+    }
+    let (cw, ch) = (w as f64 / grid as f64, h as f64 / grid as f64);
+    let rects: String = cells
+        .iter()
+        .map(|&(r, c)| {
+            format!(
+                "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{cw:.2}\" height=\"{ch:.2}\"/>",
+                c as f64 * cw,
+                r as f64 * ch
+            )
+        })
+        .collect();
+    Some(format!(
+        "<svg class=\"region\" viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"xMidYMid meet\" \
+         aria-label=\"region tested by the verify stage\"><g fill=\"none\" stroke=\"#00e5ff\" \
+         stroke-width=\"{:.2}\">{rects}</g></svg>",
+        (w.max(h) as f64 / 48.0).max(0.5)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_outline_has_one_rect_per_cell() {
+        let svg = region_svg("r6c6 r7c7", 8, 32, 32).unwrap();
+        assert_eq!(svg.matches("<rect").count(), 2);
+        assert!(
+            svg.contains("x=\"24.00\" y=\"24.00\" width=\"4.00\""),
+            "{svg}"
+        );
+        assert!(region_svg("", 8, 32, 32).is_none());
+    }
 }

@@ -193,6 +193,8 @@ struct PageCluster {
     size: usize,
     share: String,
     prototype: Option<String>,
+    /// The verify stage's region for this cluster, outlined over the prototype.
+    region_svg: Option<String>,
     examples: Vec<PageExample>,
 }
 
@@ -477,6 +479,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         )?;
         let n = members.len().max(1);
         let mut page_clusters = Vec::new();
+        let class_evidence = evidence.get(&c).map(Vec::as_slice).unwrap_or_default();
         for (&id, list) in &clusters_of {
             {
                 // Prototype: the mean of the members' maps (all share one size).
@@ -484,6 +487,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     .iter()
                     .filter_map(|s| record(s).and_then(|r| r.map.as_ref()))
                     .collect();
+                let region_svg = maps.first().and_then(|(h, w, _)| {
+                    let e = class_evidence.iter().find(|e| e.cluster == id)?;
+                    evidence::region_svg(&e.region, e.grid, *h as usize, *w as usize)
+                });
                 let prototype = maps.first().map(|(h, w, first)| {
                     let mut mean = vec![0.0f32; first.len()];
                     for (_, _, m) in &maps {
@@ -512,11 +519,11 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     size: list.len(),
                     share: format!("{:.1}%", 100.0 * list.len() as f64 / n as f64),
                     prototype,
+                    region_svg,
                     examples,
                 });
             }
         }
-        let class_evidence = evidence.get(&c).map(Vec::as_slice).unwrap_or_default();
         classes.push(PageClass {
             evidence: evidence::page_rows(class_evidence),
             evidence_sentence: evidence::sentence(class_evidence),

@@ -150,6 +150,8 @@ pub struct Evidence {
     /// Grid cells of the region (`r<row>c<col>`), and their count.
     pub region: String,
     pub region_cells: usize,
+    /// The grid the region's cells are on (the analysis grid).
+    pub grid: usize,
     /// Mean relative drop of the class logit when the region is filled, on the cluster's
     /// images and on the class's other images.
     pub occlusion_drop: f64,
@@ -559,6 +561,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
                 share: idx.len() as f64 / members.len() as f64,
                 region: region::describe(&cells, g),
                 region_cells: cells.len(),
+                grid: g,
                 occlusion_drop,
                 occlusion_drop_rest,
                 accuracy_before,
@@ -786,13 +789,13 @@ pub fn write_evidence(path: &Path, rows: &[Evidence]) -> Result<()> {
         )?;
     }
     let mut text = String::from(
-        "class_index,class,cluster,size,share,region,region_cells,occlusion_drop,\
+        "class_index,class,cluster,size,share,region,region_cells,grid,occlusion_drop,\
          occlusion_drop_rest,accuracy_before,accuracy_after,transplant_logit_gain,\
          transplant_flip_rate,transplant_images\n",
     );
     for r in rows {
         text.push_str(&format!(
-            "{},{},{},{},{:.4},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
+            "{},{},{},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
             r.class_index,
             csv_field(&r.class_name),
             r.cluster,
@@ -800,6 +803,7 @@ pub fn write_evidence(path: &Path, rows: &[Evidence]) -> Result<()> {
             r.share,
             r.region,
             r.region_cells,
+            r.grid,
             r.occlusion_drop,
             r.occlusion_drop_rest,
             r.accuracy_before,
