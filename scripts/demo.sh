@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bundled demo end to end: fetch ONNX Runtime, build spray, and run pipelines/demo.toml
-# (relevance → analyze → report) on the bundled shapes dataset and CNN. Prints the report's path.
+# (relevance → analyze → verify → report) on the bundled shapes dataset and CNN. Prints the
+# report's path.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spray/target}"
