@@ -718,6 +718,22 @@ fn verify_finds_the_watermark_by_itself() {
         "no region outlined on a prototype"
     );
 
+    // Before/after pictures of the top cluster: files beside the evidence, embedded in the page.
+    let pictures = std::fs::read_dir(dir.join("out/verify/examples"))
+        .unwrap()
+        .filter(|e| {
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            name.starts_with(&format!("c00003-k{}-", top["cluster"]))
+        })
+        .count();
+    assert_eq!(pictures, 4);
+    assert!(html.contains("alt=\"region pasted in\""));
+
     // Padding: six square modes per class (the demo's images are square, so every mode
     // leaves them as they are: no change).
     let padding = csv_rows(&dir.join("out/verify/padding.csv"));

@@ -22,6 +22,9 @@ pub struct EvidenceRow {
     pub transplant_logit_gain: f64,
     pub transplant_flip_rate: f64,
     pub transplant_images: usize,
+    /// Picture files relative to the verify folder (original, occluded, recipient, transplanted).
+    #[serde(default)]
+    pub examples: Vec<String>,
 }
 
 /// Rows per class, in the file's order (strongest first). A missing file is no evidence.
@@ -43,10 +46,36 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
     };
     let rows: Vec<EvidenceRow> = serde_json::from_str(&text)
         .map_err(|e| crate::ReportError::Template(format!("{}: {e}", path.display())))?;
-    for r in rows {
+    for mut r in rows {
+        // Resolve the pictures now: the page embeds them.
+        r.examples = r
+            .examples
+            .iter()
+            .map(|f| dir.join(f).display().to_string())
+            .collect();
         out.entry(r.class_index).or_default().push(r);
     }
     Ok(out)
+}
+
+/// The four before/after pictures of a row as data URIs (labelled), where all exist.
+fn pictures(row: &EvidenceRow) -> Vec<(String, String)> {
+    const LABELS: [&str; 4] = [
+        "cluster member",
+        "region filled",
+        "other class",
+        "region pasted in",
+    ];
+    let uris: Vec<String> = row
+        .examples
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .map(|b| crate::images::png_bytes_uri(&b))
+        .collect();
+    if uris.len() != LABELS.len() {
+        return Vec::new();
+    }
+    LABELS.iter().map(|l| l.to_string()).zip(uris).collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +88,8 @@ pub struct PageEvidence {
     pub occlusion_drop_rest: String,
     pub flip_rate: String,
     pub logit_gain: String,
+    /// (label, data URI): before/after occlusion and transplant.
+    pub pictures: Vec<(String, String)>,
 }
 
 fn pct(v: f64) -> String {
@@ -76,6 +107,7 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
             occlusion_drop_rest: pct(r.occlusion_drop_rest),
             flip_rate: pct(r.transplant_flip_rate),
             logit_gain: format!("{:+.2}", r.transplant_logit_gain),
+            pictures: pictures(r),
         })
         .collect()
 }

@@ -16,6 +16,7 @@
 //! drop beyond the contrast). Logits come from the same compiled LRP model and batches as the
 //! relevance stage (pre-softmax, target = predicted).
 
+pub mod examples;
 pub mod region;
 
 use std::collections::BTreeMap;
@@ -164,6 +165,10 @@ pub struct Evidence {
     /// Of those not predicted as the class before, the share predicted as it after.
     pub transplant_flip_rate: f64,
     pub transplant_images: usize,
+    /// Pictures under `<out>/verify/` (relative paths, in [`examples::KINDS`] order): a member
+    /// before and after occlusion, a recipient before and after the transplant. JSON only.
+    #[serde(default)]
+    pub examples: Vec<String>,
 }
 
 pub struct VerifyJob<'a> {
@@ -526,6 +531,16 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
                 };
             let (occlusion_drop, accuracy_before, accuracy_after) =
                 occluded_drop(&mut scorer, idx)?;
+            // Pictures for the report: the first member before and after occlusion.
+            let first = load(job, members[idx[0]].image_index)?;
+            let mut covered = first.clone();
+            occlude(
+                &mut covered,
+                &mask,
+                job.settings.fill,
+                job.settings.seed ^ idx[0] as u64,
+            );
+            let mut pictures = vec![first, covered];
             let rest_rows = spread(&rest_idx, job.settings.transplant_images);
             let (occlusion_drop_rest, _, _) = occluded_drop(&mut scorer, &rest_rows)?;
 
@@ -537,6 +552,18 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
                 .collect::<Result<_>>()?;
             for (j, t) in pasted.iter_mut().enumerate() {
                 paste(t, &donors[j % donors.len()], &mask);
+            }
+            if let (Some(before), Some(after)) = (other_tensors.first(), pasted.first()) {
+                pictures.push(before.clone());
+                pictures.push(after.clone());
+            }
+            let mut example_files = Vec::new();
+            for (kind, tensor) in examples::KINDS.iter().zip(&pictures) {
+                let path = examples::example_path(&job.dir, *class, cluster, kind);
+                examples::write_png(&path, &examples::to_rgb(tensor, job.preprocess, h, w))?;
+                if let Ok(rel) = path.strip_prefix(&job.dir) {
+                    example_files.push(rel.display().to_string());
+                }
             }
             let after = scorer.logits(&pasted)?;
             let k = *class as usize;
@@ -569,6 +596,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
                 transplant_logit_gain: gain,
                 transplant_flip_rate: flipped as f64 / eligible.len().max(1) as f64,
                 transplant_images: others.len(),
+                examples: example_files,
             });
         }
     }
