@@ -161,6 +161,18 @@ fn model_fingerprint(pipeline: &Pipeline) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
+/// model is reported here, before any image is decoded).
+fn compile_model(pipeline: &Pipeline) -> Result<spray_lrp::LrpModel> {
+    let fail = |message: String| PipelineError::Lrp {
+        path: pipeline.model.path.display().to_string(),
+        message,
+    };
+    let model = spray_onnx::load_model(&pipeline.model.path).map_err(|e| fail(e.to_string()))?;
+    spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
+        .map_err(|e| fail(e.to_string()))
+}
+
 fn all_parts_present(dir: &Path, fingerprint: &str) -> bool {
     match spray_store::relevance::read_manifest(dir) {
         Ok(m) => {
@@ -292,17 +304,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             });
         } else {
             // Compile first: an unsupported op is reported before any image is decoded.
-            let model =
-                spray_onnx::load_model(&pipeline.model.path).map_err(|e| PipelineError::Lrp {
-                    path: pipeline.model.path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            let compiled =
-                spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
-                    .map_err(|e| PipelineError::Lrp {
-                        path: pipeline.model.path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+            let compiled = compile_model(pipeline)?;
             let shard = options.shard.unwrap_or(Shard::ALL);
             let result = spray_relevance::run(&RelevanceJob {
                 dataset: &dataset,
@@ -394,7 +396,12 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         }
     }
 
-    if wants(Stage::Verify) && pipeline.verify.enabled {
+    // The report shows the verify stage's evidence, so its fingerprint chains through.
+    let verify_fp = pipeline
+        .verify
+        .enabled
+        .then(|| spray_verify::fingerprint(&analysis_fp, &pipeline.verify));
+    if let (true, Some(verify_fp)) = (wants(Stage::Verify), verify_fp.as_deref()) {
         let started = Instant::now();
         let verify_dir = stage_dir(pipeline, Stage::Verify);
         if !analysis_complete(&analysis_dir, &analysis_fp) {
@@ -403,12 +410,10 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
                 analysis_dir.display()
             )));
         }
-        let verify_fp = spray_verify::fingerprint(&analysis_fp, &pipeline.verify);
         let evidence = spray_verify::evidence_path(&verify_dir);
         let cached = !options.force.contains(&Stage::Verify)
             && evidence.is_file()
-            && stored_fingerprint(&verify_dir, "_verify.json").as_deref()
-                == Some(verify_fp.as_str());
+            && stored_fingerprint(&verify_dir, "_verify.json").as_deref() == Some(verify_fp);
         if cached {
             summary.stages.push(StageOutcome {
                 stage: Stage::Verify,
@@ -418,17 +423,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             });
         } else {
             remove_dir(&verify_dir)?;
-            let model =
-                spray_onnx::load_model(&pipeline.model.path).map_err(|e| PipelineError::Lrp {
-                    path: pipeline.model.path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            let compiled =
-                spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
-                    .map_err(|e| PipelineError::Lrp {
-                        path: pipeline.model.path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
+            let compiled = compile_model(pipeline)?;
             let (found, result) = spray_verify::run(&spray_verify::VerifyJob {
                 relevance_dir: relevance_dir.clone(),
                 analysis_dir: analysis_dir.clone(),
@@ -477,9 +472,8 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
         }
         let mut h = Sha256::new();
         h.update(analysis_fp.as_bytes());
-        // The page shows the verify stage's evidence: its fingerprint is an input too.
-        if pipeline.verify.enabled {
-            h.update(spray_verify::fingerprint(&analysis_fp, &pipeline.verify).as_bytes());
+        if let Some(verify_fp) = &verify_fp {
+            h.update(verify_fp.as_bytes());
         }
         h.update(serde_json::to_vec(&pipeline.report).unwrap_or_default());
         // A new spray may draw a different page from the same data.

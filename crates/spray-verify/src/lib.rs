@@ -496,43 +496,50 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
             summary.clusters += 1;
 
             // Occlusion on the cluster, then on (up to transplant_images of) the rest.
-            let occluded_drop =
-                |scorer: &mut Scorer<'_>, rows: &[usize]| -> Result<(f64, f64, f64)> {
-                    let mut tensors = Vec::with_capacity(rows.len());
-                    for &i in rows {
-                        let mut t = load(job, members[i].image_index)?;
-                        occlude(
-                            &mut t,
-                            &mask,
-                            job.settings.fill,
-                            job.settings.seed ^ i as u64,
-                        );
-                        tensors.push(t);
-                    }
-                    let after = scorer.logits(&tensors)?;
-                    let n = rows.len().max(1) as f64;
-                    let drop = rows
-                        .iter()
-                        .zip(&after)
-                        .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
-                        .sum::<f64>()
-                        / n;
-                    let before_acc = rows
-                        .iter()
-                        .filter(|&&i| members[i].predicted == *class)
-                        .count() as f64
-                        / n;
-                    let after_acc = after
-                        .iter()
-                        .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
-                        .count() as f64
-                        / n;
-                    Ok((drop, before_acc, after_acc))
-                };
+            // The cluster's images, decoded once: occluded, pictured and pasted from.
+            let donors: Vec<Vec<f32>> = idx
+                .iter()
+                .map(|&i| load(job, members[i].image_index))
+                .collect::<Result<_>>()?;
+            let occluded_drop = |scorer: &mut Scorer<'_>,
+                                 rows: &[usize],
+                                 originals: &[Vec<f32>]|
+             -> Result<(f64, f64, f64)> {
+                let mut tensors = Vec::with_capacity(rows.len());
+                for (&i, original) in rows.iter().zip(originals) {
+                    let mut t = original.clone();
+                    occlude(
+                        &mut t,
+                        &mask,
+                        job.settings.fill,
+                        job.settings.seed ^ i as u64,
+                    );
+                    tensors.push(t);
+                }
+                let after = scorer.logits(&tensors)?;
+                let n = rows.len().max(1) as f64;
+                let drop = rows
+                    .iter()
+                    .zip(&after)
+                    .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
+                    .sum::<f64>()
+                    / n;
+                let before_acc = rows
+                    .iter()
+                    .filter(|&&i| members[i].predicted == *class)
+                    .count() as f64
+                    / n;
+                let after_acc = after
+                    .iter()
+                    .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
+                    .count() as f64
+                    / n;
+                Ok((drop, before_acc, after_acc))
+            };
             let (occlusion_drop, accuracy_before, accuracy_after) =
-                occluded_drop(&mut scorer, idx)?;
+                occluded_drop(&mut scorer, idx, &donors)?;
             // Pictures for the report: the first member before and after occlusion.
-            let first = load(job, members[idx[0]].image_index)?;
+            let first = donors[0].clone();
             let mut covered = first.clone();
             occlude(
                 &mut covered,
@@ -542,14 +549,15 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
             );
             let mut pictures = vec![first, covered];
             let rest_rows = spread(&rest_idx, job.settings.transplant_images);
-            let (occlusion_drop_rest, _, _) = occluded_drop(&mut scorer, &rest_rows)?;
-
-            // Transplant: donor j mod |cluster| into recipient j.
-            let mut pasted = other_tensors.clone();
-            let donors: Vec<Vec<f32>> = idx
+            let rest_tensors: Vec<Vec<f32>> = rest_rows
                 .iter()
                 .map(|&i| load(job, members[i].image_index))
                 .collect::<Result<_>>()?;
+            let (occlusion_drop_rest, _, _) =
+                occluded_drop(&mut scorer, &rest_rows, &rest_tensors)?;
+
+            // Transplant: donor j mod |cluster| into recipient j.
+            let mut pasted = other_tensors.clone();
             for (j, t) in pasted.iter_mut().enumerate() {
                 paste(t, &donors[j % donors.len()], &mask);
             }
