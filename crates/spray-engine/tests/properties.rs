@@ -702,3 +702,86 @@ fn per_element_batch_normalization_of_opset_7_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// Every model the tests know, compiled under every composite, as SHA-256 digests of the
+/// compiled bytes. A refactor of the compiler must leave all of them unchanged; a deliberate
+/// change of the emitted graph re-records them with `SPRAY_RECORD_COMPILED=1` and says why in
+/// its commit.
+#[test]
+fn compiled_models_are_byte_identical_to_the_recorded_digests() {
+    use sha2::{Digest, Sha256};
+    use std::collections::BTreeMap;
+    let mut models: Vec<(String, spray_onnx::ModelProto)> = Vec::new();
+    for (set, names) in FIXTURE_SETS {
+        for name in *names {
+            let path = fixture_set(set).join(name).join("model.onnx");
+            models.push((
+                format!("{set}/{name}"),
+                spray_onnx::load_model(&path).unwrap(),
+            ));
+        }
+    }
+    let root = fixtures().join("../../..");
+    for file in [
+        "tests/fixtures/models/voc_tiny.onnx",
+        "tests/fixtures/models/imagenet_tiny.onnx",
+        "tests/demo/model.onnx",
+    ] {
+        models.push((
+            file.into(),
+            spray_onnx::load_model(&root.join(file)).unwrap(),
+        ));
+    }
+    for flag in [false, true] {
+        models.push((
+            format!("channel_selection_net({flag})"),
+            channel_selection_net(flag),
+        ));
+        models.push((format!("strided_net({flag})"), strided_net(flag)));
+        models.push((
+            format!("channel_split_net({flag})"),
+            channel_split_net(flag),
+        ));
+        models.push((format!("global_max_net({flag})"), global_max_net(flag)));
+        models.push((format!("layer_norm_net({flag})"), layer_norm_net(flag)));
+        models.push((format!("zoo_style_net({flag})"), zoo_style_net(flag)));
+    }
+    models.push((
+        "bias_free_residual_net(3)".into(),
+        bias_free_residual_net(3),
+    ));
+
+    let mut digests = BTreeMap::new();
+    for (name, model) in &models {
+        for composite in spray_lrp::BUILTIN_COMPOSITES {
+            let composite_rules = Composite::builtin(composite, &fixture_options()).unwrap();
+            let key = format!("{name} | {composite}");
+            let value = match compile_with(model, composite_rules) {
+                Ok(compiled) => format!("{:x}", Sha256::digest(compiled.to_bytes())),
+                Err(e) => format!("error: {e}"),
+            };
+            digests.insert(key, value);
+        }
+    }
+    let path = fixtures().join("../compiled_digests.json");
+    if std::env::var_os("SPRAY_RECORD_COMPILED").is_some() {
+        let text = serde_json::to_string_pretty(&digests).unwrap();
+        std::fs::write(&path, text + "\n").unwrap();
+        return;
+    }
+    let recorded: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let changed: Vec<&String> = digests
+        .iter()
+        .filter(|(k, v)| recorded.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        changed.is_empty() && recorded.len() == digests.len(),
+        "{} of {} compilations differ from tests/fixtures/compiled_digests.json \
+         ({} recorded): {changed:?}",
+        changed.len(),
+        digests.len(),
+        recorded.len()
+    );
+}
