@@ -84,7 +84,11 @@ pub struct ExplainArgs {
 #[derive(Args)]
 pub struct InspectArgs {
     /// ONNX model.
-    model: PathBuf,
+    #[arg(required_unless_present = "ops")]
+    model: Option<PathBuf>,
+    /// Print the table of ONNX ops the LRP compiler knows (family, sign, opset history) instead.
+    #[arg(long)]
+    ops: bool,
     #[command(flatten)]
     composite: CompositeArgs,
 }
@@ -202,7 +206,11 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let Some(path) = args.model.filter(|_| !args.ops) else {
+        print!("{}", spray_lrp::inspect::render_op_table());
+        return Ok(());
+    };
+    let model = load(&path)?;
     let options = args.composite.options()?;
     let inspection = spray_lrp::inspect::inspect(&model, &options);
     print!(
@@ -210,10 +218,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         inspection.render(&options.composite.name, &BTreeMap::new())
     );
     if inspection.compiled.is_err() {
-        bail!(
-            "{} is not supported (see the list above)",
-            args.model.display()
-        );
+        bail!("{} is not supported (see the list above)", path.display());
     }
     Ok(())
 }

@@ -114,6 +114,23 @@ fn inspect_shows_rules_merges_and_the_first_layer() {
 }
 
 #[test]
+fn inspect_ops_prints_the_op_table() {
+    let out = spray(&["inspect", "--ops"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = |op: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(op))
+            .unwrap_or_else(|| panic!("no row for {op}: {text}"))
+            .to_owned()
+    };
+    assert!(row("Conv").contains("linear"), "{text}");
+    assert!(row("MaxPool").contains("pooling") && row("MaxPool").contains("keeps ≥ 0"));
+    assert!(row("LayerNormalization").contains("refused"), "{text}");
+    assert!(text.contains("refused by name"), "{text}");
+}
+
+#[test]
 fn compile_writes_a_loadable_model_with_logits_and_relevance_outputs() {
     let dir = scratch("cli", "compile");
     let path = dir.join("lrp.onnx");

@@ -5,40 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use spray_onnx::{GraphProto, NodeExt, NodeProto, Tensor};
 
-/// Ops whose outputs describe a tensor's shape, not its values: relevance never flows
-/// through them even though their input depends on the image.
-const SHAPE_OPS: &[&str] = &["Shape", "Size"];
-
-/// Reductions that turn a tensor into a statistic of itself (a mean, a variance, a norm).
-const REDUCTIONS: &[&str] = &[
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceSumSquare",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceMax",
-    "ReduceMin",
-];
-
-/// Elementwise and shape ops allowed around the reductions of a statistic.
-const STATISTIC_ARITHMETIC: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Sqrt",
-    "Reciprocal",
-    "Neg",
-    "Abs",
-    "Cast",
-    "Identity",
-    "Squeeze",
-    "Unsqueeze",
-    "Reshape",
-    "Expand",
-    "Transpose",
-];
+use crate::ops::table::{self, OpFamily, SignRule, StatisticRole};
 
 /// How a tensor depends on the input, for [`GraphFacts::is_statistic`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,7 +84,9 @@ impl<'g> GraphFacts<'g> {
         let mut nonnegative: HashSet<&str> = HashSet::new();
         for node in &graph.node {
             let takes_data = node.input.iter().any(|i| data.contains(i.as_str()));
-            if !takes_data || SHAPE_OPS.contains(&node.op_type.as_str()) {
+            // Shape ops describe a tensor's shape, not its values: relevance never flows through
+            // them even though their input depends on the image.
+            if !takes_data || table::family(&node.op_type) == Some(OpFamily::Shape) {
                 continue;
             }
             for out in &node.output {
@@ -130,12 +99,10 @@ impl<'g> GraphFacts<'g> {
                 .iter()
                 .filter(|i| data.contains(i.as_str()))
                 .all(|i| nonnegative.contains(i.as_str()));
-            let nonneg = match node.op_type.as_str() {
-                "Relu" | "Sigmoid" | "Softmax" | "Abs" => true,
-                "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "Reshape"
-                | "Flatten" | "Transpose" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout"
-                | "Concat" => data_inputs_nonneg,
-                _ => false,
+            let nonneg = match table::sign(&node.op_type) {
+                SignRule::NonNegative => true,
+                SignRule::KeepsNonNegative => data_inputs_nonneg,
+                SignRule::Any => false,
             };
             if nonneg {
                 if let Some(out) = node.output.first() {
@@ -324,7 +291,8 @@ fn statistics<'g>(graph: &'g GraphProto, data: &HashSet<&'g str>) -> HashSet<&'g
     let mut dependence: HashMap<&str, Dependence> = HashMap::new();
     for node in &graph.node {
         let op = node.op_type.as_str();
-        let reduction = REDUCTIONS.contains(&op);
+        let role = table::statistic_role(op);
+        let reduction = role == StatisticRole::Reduction;
         let inputs = node.input.iter().filter(|i| !i.is_empty()).map(|i| {
             match (data.contains(i.as_str()), dependence.get(i.as_str())) {
                 (false, _) => Dependence::Constant,
@@ -333,7 +301,7 @@ fn statistics<'g>(graph: &'g GraphProto, data: &HashSet<&'g str>) -> HashSet<&'g
                 (true, None) => Dependence::Raw,
             }
         });
-        let result = if !(reduction || STATISTIC_ARITHMETIC.contains(&op)) {
+        let result = if role == StatisticRole::None {
             Dependence::Raw
         } else {
             let inputs: Vec<Dependence> = inputs.collect();

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use spray_onnx::ModelProto;
 
 use crate::compile::{compile, CompileOptions, LrpModel};
+use crate::ops::table::{OpsetHistory, SignRule, OPS};
 use crate::LrpError;
 
 /// Summary of a model for `spray inspect`.
@@ -101,4 +102,51 @@ impl Inspection {
         }
         s
     }
+}
+
+/// The op table ([`crate::ops::table`]) as text, for `spray inspect --ops`.
+pub fn render_op_table() -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:<12} {:<20} {:<10} notes",
+        "op", "family", "sign", "opset 7→17"
+    );
+    for info in OPS {
+        let sign = match info.sign {
+            SignRule::NonNegative => "output ≥ 0",
+            SignRule::KeepsNonNegative => "keeps ≥ 0",
+            SignRule::Any => "",
+        };
+        let opset = match info.opset {
+            OpsetHistory::Stable => "stable",
+            OpsetHistory::Converted => "converted",
+            OpsetHistory::Changed => "refused",
+        };
+        let mut notes = Vec::new();
+        if info.elementwise_unary {
+            notes.push("gate chain");
+        }
+        match info.statistic {
+            crate::ops::table::StatisticRole::Reduction => notes.push("statistic reduction"),
+            crate::ops::table::StatisticRole::Arithmetic => notes.push("statistic arithmetic"),
+            crate::ops::table::StatisticRole::None => {}
+        }
+        let _ = writeln!(
+            s,
+            "{:<20} {:<12} {:<20} {:<10} {}",
+            info.name,
+            info.family.name(),
+            sign,
+            opset,
+            notes.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nAn op not listed has no LRP treatment and is refused by name. Families linear, \
+         elementwise, layout and pooling carry relevance; 'output only' is stripped at the \
+         output; 'shape' and 'off path' never carry relevance."
+    );
+    s
 }

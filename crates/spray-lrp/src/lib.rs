@@ -4,7 +4,11 @@
 //!
 //! - [`rules`]: the LRP rules and their exact semantics (zennit is the reference);
 //! - [`composite`]: which rule each layer gets, by name or from TOML;
-//! - [`compile`]: the graph rewrite;
+//! - [`compile`]: the driver of the graph rewrite (input choice, the `one_hot ⊙ logits` seed,
+//!   the reverse walk, the outputs);
+//! - `plan`: which treatment and rule each relevance-path node gets, decided up front;
+//! - `ops`: one file per op family, recognition and backward emission side by side, and
+//!   [`ops::table`], the one table of every op the compiler knows;
 //! - [`inspect`]: a human-readable plan of what the compiler would do.
 
 mod builder;
@@ -13,11 +17,14 @@ pub mod composite;
 mod graph;
 pub mod inspect;
 mod normalize;
+pub mod ops;
+mod plan;
 pub mod rules;
 
-pub use compile::{compile, CompileOptions, LayerPlan, LrpModel, LrpSignature};
+pub use compile::{compile, CompileOptions, LrpModel, LrpSignature};
 pub use composite::{Composite, CompositeError, CompositeOptions, LayerKind, BUILTIN_COMPOSITES};
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
+pub use plan::LayerPlan;
 pub use rules::Rule;
 
 /// A node the compiler cannot propagate relevance through.

@@ -6,6 +6,7 @@ use spray_onnx::{
     attr, proto::OperatorSetIdProto, GraphProto, ModelProto, NodeExt, NodeProto, Tensor,
 };
 
+use crate::ops::table;
 use crate::LrpError;
 
 /// The opset the backward graph is written in (ScatterElements with `reduction` needs 16,
@@ -25,89 +26,6 @@ pub const NEWEST_IR_VERSION: i64 = 13;
 /// Element types of IR versions up to 8 (float … bfloat16). The later IR versions mostly add
 /// element types (float8, int4, float4, …); a model using none of them reads the same at IR 13.
 const CLASSIC_ELEMENT_TYPES: std::ops::RangeInclusive<i32> = 1..=16;
-
-/// Ops whose semantics for the inputs spray can see did not change between opset 7 and 17,
-/// so the model may simply be declared at the newer version (those marked below are converted).
-const STABLE_OPS: &[&str] = &[
-    "Conv",
-    "ConvTranspose",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Sum",
-    "Relu",
-    "LeakyRelu",
-    "PRelu",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Softplus",
-    "Softsign",
-    "Gelu",
-    "Mish",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "Flatten",
-    "Reshape",
-    "Transpose",
-    "Concat",
-    "Shape",
-    "Size",
-    "Gather",
-    "Constant",
-    "ConstantOfShape",
-    "Cast",
-    "Identity",
-    "Sqrt",
-    "Pow",
-    "Exp",
-    "Log",
-    "Neg",
-    "Abs",
-    "Reciprocal",
-    "Equal",
-    "Less",
-    "Greater",
-    "Where",
-    "Expand",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceProd",
-    "Floor",
-    "Ceil",
-    "Min",
-    "Max",
-    "Range",
-    "Not",
-    "And",
-    "Or",
-    "LRN",
-    "Erf",
-    "ArgMax",
-    "Tile",
-    // Converted below:
-    "BatchNormalization",
-    "Slice",
-    "Squeeze",
-    "Unsqueeze",
-    "ReduceSum",
-    "Pad",
-    "Clip",
-    "Dropout",
-    "Split",
-    "Softmax",
-    "LogSoftmax",
-];
 
 /// Upgrade the default-domain opset to at least [`TARGET_OPSET`], converting the ops whose
 /// attributes became inputs on the way. Refuses what it cannot convert, naming the nodes.
@@ -134,7 +52,7 @@ pub(crate) fn upgrade_opset(model: &mut ModelProto) -> Result<(), LrpError> {
     let unconvertible: Vec<String> = graph
         .node
         .iter()
-        .filter(|n| n.domain.is_empty() && !STABLE_OPS.contains(&n.op_type.as_str()))
+        .filter(|n| n.domain.is_empty() && !table::survives_opset_upgrade(&n.op_type))
         .map(|n| n.describe())
         .collect();
     if !unconvertible.is_empty() {
