@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ndarray16::Array2;
-use sha2::{Digest, Sha256};
 pub use spray_store::analysis::{
     group_name, manifest_path, read_all, samples_path, spectrum_path, AnalysisManifest,
 };
 use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
 use spray_store::relevance::{self as rel, ReadOptions};
+use spray_store::{Fingerprint, Shard};
 
 pub use eigen::{EigenSolver, Eigenpairs};
 pub use embed::{ClusterMethod, TsneDistance, TsneSettings};
@@ -351,20 +351,14 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     })
 }
 
-/// A shard of the analyze stage: groups g with g mod count = index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupShard {
-    pub index: usize,
-    pub count: usize,
-}
-
 pub struct AnalyzeJob<'a> {
     /// `<out>/relevance`.
     pub relevance_dir: PathBuf,
     /// `<out>/analysis`.
     pub dir: PathBuf,
     pub settings: &'a AnalysisSettings,
-    pub shard: GroupShard,
+    /// Groups g with g mod count = index.
+    pub shard: Shard,
     pub progress: bool,
 }
 
@@ -386,11 +380,11 @@ fn io(path: &Path, e: std::io::Error) -> AnalyzeError {
 
 /// The analysis's fingerprint: the relevance dataset's and the settings.
 pub fn fingerprint(relevance_fingerprint: &str, settings: &AnalysisSettings) -> String {
-    let mut h = Sha256::new();
-    h.update(relevance_fingerprint.as_bytes());
-    h.update(serde_json::to_vec(settings).unwrap_or_default());
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    format!("{:x}", h.finalize())
+    Fingerprint::new()
+        .bytes(relevance_fingerprint)
+        .json(settings)
+        .spray_version()
+        .finish()
 }
 
 /// Run the analyze stage over a finished relevance dataset.
@@ -469,7 +463,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         .iter()
         .copied()
         .enumerate()
-        .filter(|(i, _)| i % job.shard.count == job.shard.index)
+        .filter(|(i, _)| job.shard.owns(*i))
         .collect();
     let mut summary = AnalyzeSummary {
         groups_total: mine.len(),

@@ -8,15 +8,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::ArrayD;
 use spray_engine::{Device, LrpEngine, SessionConfig};
-use spray_lrp::{compile as compile_lrp, CompileOptions, Composite, CompositeOptions};
+use spray_lrp::{compile as compile_lrp, CompileOptions, CompositeSpec};
 
 /// Which rules to use: a built-in composite or a TOML file.
 #[derive(Args, Clone)]
 pub struct CompositeArgs {
     /// Built-in composite (epsilon, epsilon-plus, epsilon-plus-flat, epsilon-alpha2-beta1,
     /// epsilon-alpha2-beta1-flat, epsilon-gamma-box, thesis) or a composite .toml file.
-    #[arg(long, default_value = "epsilon-plus-flat")]
-    composite: String,
+    #[arg(long, default_value = CompositeSpec::DEFAULT)]
+    composite: CompositeSpec,
     /// z-box lower bound(s) for epsilon-gamma-box: one value or one per channel (comma-separated).
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     zbox_low: Option<Vec<f32>>,
@@ -30,25 +30,19 @@ pub struct CompositeArgs {
 
 impl CompositeArgs {
     fn options(&self) -> Result<CompileOptions> {
-        let mut options = CompositeOptions::default();
-        if self.composite == "epsilon-gamma-box"
+        if self.composite.needs_input_bounds()
             && (self.zbox_low.is_none() || self.zbox_high.is_none())
         {
             tracing::warn!(
                 "epsilon-gamma-box without --zbox-low/--zbox-high: assuming inputs in [0, 1]"
             );
         }
-        if let Some(low) = &self.zbox_low {
-            options.zbox_low = low.clone();
-        }
-        if let Some(high) = &self.zbox_high {
-            options.zbox_high = high.clone();
-        }
-        let composite = Composite::resolve(&self.composite, &options)?;
-        Ok(CompileOptions {
-            composite,
-            input: self.input_name.clone(),
-        })
+        Ok(CompileOptions::for_spec(
+            &self.composite,
+            self.zbox_low.as_deref(),
+            self.zbox_high.as_deref(),
+            self.input_name.clone(),
+        )?)
     }
 }
 

@@ -10,7 +10,7 @@
 use spray_onnx::{attr, data_type, value_info, ModelProto, Tensor};
 
 use crate::builder::Builder;
-use crate::composite::Composite;
+use crate::composite::{Composite, CompositeError, CompositeOptions, CompositeSpec};
 use crate::graph::GraphFacts;
 use crate::normalize;
 use crate::ops::{pooling::PoolingStep, Backward, Treatment};
@@ -54,6 +54,30 @@ pub struct CompileOptions {
     pub composite: Composite,
     /// The image input's name, needed only when the graph has several non-constant inputs.
     pub input: Option<String>,
+}
+
+impl CompileOptions {
+    /// The options for a composite spec with optional z-box bounds (one value, or one per
+    /// channel; by default inputs in [0, 1]) and the image input's name: the one way the CLI and
+    /// the pipeline turn what a user wrote into compiler options.
+    pub fn for_spec(
+        spec: &CompositeSpec,
+        zbox_low: Option<&[f32]>,
+        zbox_high: Option<&[f32]>,
+        input: Option<String>,
+    ) -> Result<Self, CompositeError> {
+        let mut options = CompositeOptions::default();
+        if let Some(low) = zbox_low {
+            options.zbox_low = low.to_vec();
+        }
+        if let Some(high) = zbox_high {
+            options.zbox_high = high.to_vec();
+        }
+        Ok(CompileOptions {
+            composite: spec.resolve(&options)?,
+            input,
+        })
+    }
 }
 
 /// Compile `model` into an LRP model under `options.composite`.

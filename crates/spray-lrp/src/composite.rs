@@ -117,6 +117,105 @@ pub const BUILTIN_COMPOSITES: &[&str] = &[
     "thesis",
 ];
 
+/// Which composite a user asked for: a built-in by name, or a TOML file (any name ending in
+/// `.toml`). Parsed once at the edge (CLI flag, pipeline file) and resolved where the rules are
+/// needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompositeSpec {
+    Builtin(String),
+    File(std::path::PathBuf),
+}
+
+impl CompositeSpec {
+    /// The composite used when none is named: zennit's EpsilonPlusFlat.
+    pub const DEFAULT: &'static str = "epsilon-plus-flat";
+
+    /// The composite file, if the spec names one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            CompositeSpec::File(path) => Some(path),
+            CompositeSpec::Builtin(_) => None,
+        }
+    }
+
+    /// A file spec relative to `base` (the pipeline file's folder); built-ins unchanged.
+    pub fn relative_to(self, base: &std::path::Path) -> Self {
+        match self {
+            CompositeSpec::File(path) if path.is_relative() => CompositeSpec::File(base.join(path)),
+            other => other,
+        }
+    }
+
+    /// Whether the rules need the input's value range (the z-box rule on the first layer).
+    pub fn needs_input_bounds(&self) -> bool {
+        matches!(self, CompositeSpec::Builtin(name) if name == "epsilon-gamma-box")
+    }
+
+    /// The rules: the built-in composite, or the file read and checked.
+    pub fn resolve(&self, options: &CompositeOptions) -> Result<Composite, CompositeError> {
+        match self {
+            CompositeSpec::Builtin(name) => Composite::builtin(name, options),
+            CompositeSpec::File(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| CompositeError::File {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+                Composite::from_toml(&text).map_err(|e| match e {
+                    CompositeError::File { reason, .. } => CompositeError::File {
+                        path: shown,
+                        reason,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+}
+
+impl Default for CompositeSpec {
+    fn default() -> Self {
+        CompositeSpec::Builtin(Self::DEFAULT.to_owned())
+    }
+}
+
+impl std::str::FromStr for CompositeSpec {
+    type Err = CompositeError;
+
+    /// A name ending in `.toml` is a file; anything else must be a built-in composite.
+    fn from_str(s: &str) -> Result<Self, CompositeError> {
+        if s.ends_with(".toml") {
+            Ok(CompositeSpec::File(s.into()))
+        } else if BUILTIN_COMPOSITES.contains(&s) {
+            Ok(CompositeSpec::Builtin(s.to_owned()))
+        } else {
+            Err(CompositeError::Unknown(s.to_owned()))
+        }
+    }
+}
+
+impl std::fmt::Display for CompositeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompositeSpec::Builtin(name) => f.write_str(name),
+            CompositeSpec::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl serde::Serialize for CompositeSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CompositeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CompositeError {
     #[error("unknown composite '{0}'; built-in composites are: {list}", list = BUILTIN_COMPOSITES.join(", "))]
@@ -202,23 +301,6 @@ impl Composite {
     }
 
     /// Resolve a composite given as a built-in name or a path to a TOML file.
-    pub fn resolve(spec: &str, options: &CompositeOptions) -> Result<Self, CompositeError> {
-        if spec.ends_with(".toml") {
-            let text = std::fs::read_to_string(spec).map_err(|e| CompositeError::File {
-                path: spec.to_owned(),
-                reason: e.to_string(),
-            })?;
-            return Self::from_toml(&text).map_err(|e| match e {
-                CompositeError::File { reason, .. } => CompositeError::File {
-                    path: spec.to_owned(),
-                    reason,
-                },
-                other => other,
-            });
-        }
-        Self::builtin(spec, options)
-    }
-
     pub fn validate(&self) -> Result<(), CompositeError> {
         let invalid = |layer: &str, reason: String| CompositeError::Invalid {
             composite: self.name.clone(),
@@ -346,5 +428,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("linear"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_is_a_builtin_name_or_a_toml_file() {
+        let builtin: CompositeSpec = "thesis".parse().unwrap();
+        assert_eq!(builtin, CompositeSpec::Builtin("thesis".into()));
+        assert_eq!(builtin.file(), None);
+        let file: CompositeSpec = "rules/mine.toml".parse().unwrap();
+        assert_eq!(file.file(), Some(std::path::Path::new("rules/mine.toml")));
+        assert_eq!(
+            file.clone()
+                .relative_to(std::path::Path::new("/p"))
+                .to_string(),
+            "/p/rules/mine.toml"
+        );
+        assert_eq!(
+            builtin.clone().relative_to(std::path::Path::new("/p")),
+            builtin
+        );
+        let err = "epsilon-pluss".parse::<CompositeSpec>().unwrap_err();
+        assert!(err.to_string().contains("built-in composites are"), "{err}");
+        assert_eq!(CompositeSpec::default().to_string(), CompositeSpec::DEFAULT);
+        assert!(BUILTIN_COMPOSITES.contains(&CompositeSpec::DEFAULT));
+        assert!("epsilon-gamma-box"
+            .parse::<CompositeSpec>()
+            .unwrap()
+            .needs_input_bounds());
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let spec: CompositeSpec = "/nonexistent/rules.toml".parse().unwrap();
+        let err = spec.resolve(&CompositeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/rules.toml"), "{err}");
     }
 }

@@ -22,7 +22,9 @@ mod plan;
 pub mod rules;
 
 pub use compile::{compile, CompileOptions, LrpModel, LrpSignature};
-pub use composite::{Composite, CompositeError, CompositeOptions, LayerKind, BUILTIN_COMPOSITES};
+pub use composite::{
+    Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind, BUILTIN_COMPOSITES,
+};
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use plan::LayerPlan;
 pub use rules::Rule;

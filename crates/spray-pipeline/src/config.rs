@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use spray_analyze::AnalysisSettings;
 use spray_dataset::{DatasetSpec, Preprocess};
 use spray_engine::Device;
-use spray_lrp::{CompileOptions, Composite, CompositeOptions};
+use spray_lrp::{CompileOptions, CompositeSpec};
 use spray_relevance::{RelevanceSettings, TargetMode};
 use spray_report::ReportSettings;
 
@@ -27,8 +27,8 @@ pub struct ModelConfig {
 #[serde(deny_unknown_fields)]
 pub struct LrpSection {
     /// A built-in composite or a composite .toml file.
-    #[serde(default = "default_composite")]
-    pub composite: String,
+    #[serde(default)]
+    pub composite: CompositeSpec,
     #[serde(default)]
     pub target: TargetMode,
     #[serde(default)]
@@ -40,10 +40,6 @@ pub struct LrpSection {
     /// ONNX Runtime intra-op threads (0: one per core).
     #[serde(default)]
     pub threads: usize,
-}
-
-fn default_composite() -> String {
-    "epsilon-plus-flat".into()
 }
 
 mod device_serde {
@@ -62,7 +58,7 @@ mod device_serde {
 impl Default for LrpSection {
     fn default() -> Self {
         LrpSection {
-            composite: default_composite(),
+            composite: CompositeSpec::default(),
             target: TargetMode::Label,
             zbox_low: None,
             zbox_high: None,
@@ -83,26 +79,14 @@ impl LrpSection {
         })
     }
 
-    pub fn composite_file(&self) -> Option<PathBuf> {
-        self.composite
-            .ends_with(".toml")
-            .then(|| PathBuf::from(&self.composite))
-    }
-
     pub fn compile_options(&self, model: &ModelConfig) -> Result<CompileOptions> {
-        let mut options = CompositeOptions::default();
-        if let Some(low) = &self.zbox_low {
-            options.zbox_low = low.clone();
-        }
-        if let Some(high) = &self.zbox_high {
-            options.zbox_high = high.clone();
-        }
-        let composite = Composite::resolve(&self.composite, &options)
-            .map_err(|e| PipelineError::Config(format!("[lrp] composite: {e}")))?;
-        Ok(CompileOptions {
-            composite,
-            input: model.input_name.clone(),
-        })
+        CompileOptions::for_spec(
+            &self.composite,
+            self.zbox_low.as_deref(),
+            self.zbox_high.as_deref(),
+            model.input_name.clone(),
+        )
+        .map_err(|e| PipelineError::Config(format!("[lrp] composite: {e}")))
     }
 }
 
@@ -236,11 +220,7 @@ impl Pipeline {
         dataset.root = resolve(&base, &dataset.root);
         let model = model_config(&raw.model, &base, file)?;
         let mut lrp = raw.lrp;
-        if lrp.composite.ends_with(".toml") {
-            lrp.composite = resolve(&base, Path::new(&lrp.composite))
-                .display()
-                .to_string();
-        }
+        lrp.composite = lrp.composite.relative_to(&base);
         let mut relevance = raw.relevance;
         relevance.target = lrp.target;
         Ok(Pipeline {
@@ -274,7 +254,7 @@ impl Pipeline {
                     self.dataset.root.display()
                 ),
             ),
-            ("composite".into(), self.lrp.composite.clone()),
+            ("composite".into(), self.lrp.composite.to_string()),
             ("grid".into(), format!("{0}×{0}", self.analysis.grid)),
         ]
     }

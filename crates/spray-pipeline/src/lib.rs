@@ -10,10 +10,11 @@ mod config;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use spray_dataset::Dataset;
 use spray_engine::Device;
-use spray_relevance::{RelevanceJob, Shard};
+use spray_relevance::RelevanceJob;
+use spray_store::stage::{self as store_stage, StageState};
+use spray_store::{Fingerprint, Shard, StageStatus};
 
 pub use config::{LrpSection, ModelConfig, Pipeline};
 
@@ -60,6 +61,36 @@ pub enum Stage {
     Report,
 }
 
+impl Stage {
+    /// Every stage in the order a run goes through them.
+    pub const ALL: [Stage; 4] = [
+        Stage::Relevance,
+        Stage::Analyze,
+        Stage::Verify,
+        Stage::Report,
+    ];
+
+    /// The stage whose output this one reads (and whose completion it needs).
+    fn upstream(self) -> Option<Stage> {
+        match self {
+            Stage::Relevance => None,
+            Stage::Analyze => Some(Stage::Relevance),
+            Stage::Verify | Stage::Report => Some(Stage::Analyze),
+        }
+    }
+
+    /// Whether the stage keeps finished work units when it is run again (else its folder is
+    /// cleared before it runs).
+    fn resumable(self) -> bool {
+        matches!(self, Stage::Relevance | Stage::Analyze)
+    }
+
+    /// Whether `--shard` splits the stage.
+    fn shardable(self) -> bool {
+        self.resumable()
+    }
+}
+
 impl std::str::FromStr for Stage {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -103,8 +134,7 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct StageOutcome {
     pub stage: Stage,
-    /// `ran`, `cached`, `resumed` or `partial` (a shard).
-    pub status: String,
+    pub status: StageStatus,
     pub seconds: f64,
     pub detail: String,
 }
@@ -119,6 +149,7 @@ pub struct RunSummary {
     pub flagged: Vec<String>,
 }
 
+/// `<out>/relevance`, `<out>/analysis`, `<out>/verify`, `<out>/report`.
 pub fn stage_dir(pipeline: &Pipeline, stage: Stage) -> PathBuf {
     pipeline.output_dir.join(match stage {
         Stage::Relevance => "relevance",
@@ -136,29 +167,19 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
 /// The fingerprint of the model and the rules: the ONNX file's bytes, the composite (its
 /// file's contents when it is a file), the input name.
 fn model_fingerprint(pipeline: &Pipeline) -> Result<String> {
-    let mut h = Sha256::new();
-    h.update(sha256_file(&pipeline.model.path)?.as_bytes());
-    h.update(serde_json::to_vec(&pipeline.lrp.fingerprint_view()).unwrap_or_default());
-    if let Some(file) = pipeline.lrp.composite_file() {
-        h.update(sha256_file(&file)?.as_bytes());
+    let mut f = Fingerprint::new()
+        .bytes(spray_store::file_digest(&pipeline.model.path)?)
+        .json(&pipeline.lrp.fingerprint_view());
+    if let Some(file) = pipeline.lrp.composite.file() {
+        f = f.bytes(spray_store::file_digest(file)?);
     }
-    h.update(
-        pipeline
-            .model
-            .input_name
-            .clone()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    Ok(format!("{:x}", h.finalize()))
+    Ok(
+        f.bytes(pipeline.model.input_name.clone().unwrap_or_default())
+            .finish(),
+    )
 }
 
 /// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
@@ -173,33 +194,232 @@ fn compile_model(pipeline: &Pipeline) -> Result<spray_lrp::LrpModel> {
         .map_err(|e| fail(e.to_string()))
 }
 
-fn all_parts_present(dir: &Path, fingerprint: &str) -> bool {
-    match spray_store::relevance::read_manifest(dir) {
-        Ok(m) => {
-            m.fingerprint == fingerprint
-                && (0..m.parts).all(|p| spray_store::relevance::part_path(dir, p).is_file())
+/// Every stage's cache key, computed once per run. Each chains the one before, so a change
+/// anywhere upstream invalidates everything downstream.
+struct Fingerprints {
+    model: String,
+    relevance: String,
+    analysis: String,
+    /// `None` when the verify stage is switched off.
+    verify: Option<String>,
+    report: String,
+}
+
+impl Fingerprints {
+    fn new(pipeline: &Pipeline, dataset: &Dataset) -> Result<Self> {
+        // Hashing the model reads the whole ONNX file: once per run.
+        let model = model_fingerprint(pipeline)?;
+        let relevance = spray_relevance::fingerprint(
+            &model,
+            dataset,
+            &pipeline.model.preprocess,
+            &pipeline.relevance,
+        );
+        let analysis = spray_analyze::fingerprint(&relevance, &pipeline.analysis);
+        let verify = pipeline
+            .verify
+            .enabled
+            .then(|| spray_verify::fingerprint(&analysis, &pipeline.verify));
+        // The report shows the verify stage's evidence, so its fingerprint chains through.
+        let mut report = Fingerprint::new().bytes(&analysis);
+        if let Some(verify) = &verify {
+            report = report.bytes(verify);
         }
-        Err(_) => false,
+        let report = report.json(&pipeline.report).spray_version().finish();
+        Ok(Fingerprints {
+            model,
+            relevance,
+            analysis,
+            verify,
+            report,
+        })
+    }
+
+    fn of(&self, stage: Stage) -> Option<&str> {
+        match stage {
+            Stage::Relevance => Some(&self.relevance),
+            Stage::Analyze => Some(&self.analysis),
+            Stage::Verify => self.verify.as_deref(),
+            Stage::Report => Some(&self.report),
+        }
     }
 }
 
-fn analysis_complete(dir: &Path, fingerprint: &str) -> bool {
-    let Ok(text) = std::fs::read_to_string(spray_analyze::manifest_path(dir)) else {
-        return false;
-    };
-    let Ok(m) = serde_json::from_str::<spray_analyze::AnalysisManifest>(&text) else {
-        return false;
-    };
-    m.fingerprint == fingerprint
-        && m.groups
-            .iter()
-            .all(|&g| spray_analyze::spectrum_path(dir, g).is_file())
+/// What one run knows: the pipeline, its options, the dataset and every stage's key.
+struct RunContext<'a> {
+    pipeline: &'a Pipeline,
+    options: &'a RunOptions,
+    dataset: Dataset,
+    fingerprints: Fingerprints,
+    device: Device,
 }
 
-fn stored_fingerprint(dir: &Path, file: &str) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(file)).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value.get("fingerprint")?.as_str().map(str::to_owned)
+/// The classes in rank order with their scores, and the flagged ones.
+struct Ranking {
+    ranked: Vec<(String, f64)>,
+    flagged: Vec<String>,
+}
+
+/// What executing a stage did.
+struct Executed {
+    /// Work units finished by an earlier run and kept.
+    done_before: usize,
+    detail: String,
+    /// The report's ranking and flags (report stage only).
+    ranking: Option<Ranking>,
+}
+
+impl RunContext<'_> {
+    fn dir(&self, stage: Stage) -> PathBuf {
+        stage_dir(self.pipeline, stage)
+    }
+
+    /// The stage's state in its folder (through `spray_store::stage`).
+    fn state(&self, stage: Stage) -> StageState {
+        let Some(fp) = self.fingerprints.of(stage) else {
+            return StageState::Absent;
+        };
+        let dir = self.dir(stage);
+        match stage {
+            Stage::Relevance => store_stage::relevance_state(&dir, fp),
+            Stage::Analyze => store_stage::analysis_state(&dir, fp),
+            Stage::Verify => store_stage::verify_state(&dir, fp),
+            Stage::Report => store_stage::report_state(&dir, fp),
+        }
+    }
+
+    fn shard(&self) -> Shard {
+        self.options.shard.unwrap_or(Shard::ALL)
+    }
+
+    /// Do the stage's (remaining) work.
+    fn execute(&self, stage: Stage) -> Result<Executed> {
+        let pipeline = self.pipeline;
+        match stage {
+            Stage::Relevance => {
+                // Compile first: an unsupported op is reported before any image is decoded.
+                let compiled = compile_model(pipeline)?;
+                let shard = self.shard();
+                let result = spray_relevance::run(&RelevanceJob {
+                    dataset: &self.dataset,
+                    preprocess: &pipeline.model.preprocess,
+                    model: &compiled,
+                    model_fingerprint: self.fingerprints.model.clone(),
+                    settings: &pipeline.relevance,
+                    device: self.device,
+                    threads: pipeline.lrp.threads,
+                    dir: self.dir(Stage::Relevance),
+                    shard,
+                    progress: self.options.progress,
+                })?;
+                Ok(Executed {
+                    done_before: result.parts_done_before,
+                    detail: format!(
+                        "shard {shard}: {} images in {} new parts ({:.1} images/s), {} maps, {} skipped inputs; {} parts were already done",
+                        result.images,
+                        result.parts_written,
+                        result.images_per_second(),
+                        result.rows,
+                        result.errors,
+                        result.parts_done_before
+                    ),
+                    ranking: None,
+                })
+            }
+            Stage::Analyze => {
+                let shard = self.shard();
+                let result = spray_analyze::run(&spray_analyze::AnalyzeJob {
+                    relevance_dir: self.dir(Stage::Relevance),
+                    dir: self.dir(Stage::Analyze),
+                    settings: &pipeline.analysis,
+                    shard,
+                    progress: self.options.progress,
+                })?;
+                Ok(Executed {
+                    done_before: result.groups_done_before,
+                    detail: format!(
+                        "shard {shard}: {} groups analysed ({} samples), {} already done",
+                        result.groups_written, result.samples, result.groups_done_before
+                    ),
+                    ranking: None,
+                })
+            }
+            Stage::Verify => {
+                let dir = self.dir(Stage::Verify);
+                let compiled = compile_model(pipeline)?;
+                let (found, result) = spray_verify::run(&spray_verify::VerifyJob {
+                    relevance_dir: self.dir(Stage::Relevance),
+                    analysis_dir: self.dir(Stage::Analyze),
+                    dir: dir.clone(),
+                    dataset: &self.dataset,
+                    preprocess: &pipeline.model.preprocess,
+                    model: &compiled,
+                    grid: pipeline.analysis.grid,
+                    settings: &pipeline.verify,
+                    composite: pipeline.lrp.composite.to_string(),
+                    device: self.device,
+                    threads: pipeline.lrp.threads,
+                })?;
+                // The evidence first, the fingerprint (completion mark) last.
+                spray_verify::write_tables(&dir, &found.padding, &found.aopc)?;
+                spray_verify::write_evidence(&spray_verify::evidence_path(&dir), &found.evidence)?;
+                store_stage::write_completion_mark(
+                    &store_stage::verify_manifest_path(&dir),
+                    self.fingerprints.verify.as_deref().unwrap_or_default(),
+                )?;
+                Ok(Executed {
+                    done_before: 0,
+                    detail: format!(
+                        "{} clusters of {} classes tested, {} images scored ({:.0} images/s)",
+                        result.clusters,
+                        result.classes,
+                        result.images_run,
+                        result.images_run as f64 / result.seconds.max(1e-9)
+                    ),
+                    ranking: None,
+                })
+            }
+            Stage::Report => {
+                let dir = self.dir(Stage::Report);
+                let result = spray_report::run(&spray_report::ReportJob {
+                    relevance_dir: self.dir(Stage::Relevance),
+                    analysis_dir: self.dir(Stage::Analyze),
+                    dir: dir.clone(),
+                    verify_dir: pipeline.verify.enabled.then(|| self.dir(Stage::Verify)),
+                    settings: &pipeline.report,
+                    run_info: pipeline.run_info(),
+                })?;
+                store_stage::write_completion_mark(
+                    &store_stage::report_manifest_path(&dir),
+                    &self.fingerprints.report,
+                )?;
+                Ok(Executed {
+                    done_before: 0,
+                    detail: format!(
+                        "{} classes, {} KB of HTML",
+                        result.classes,
+                        result.html_bytes / 1024
+                    ),
+                    ranking: Some(Ranking {
+                        ranked: result.ranking,
+                        flagged: result.flagged,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// The ranking of a cached report, read back from the analysis.
+    fn cached_ranking(&self) -> Result<Ranking> {
+        let spectra = spray_store::analysis::read_all_spectra(&self.dir(Stage::Analyze))?;
+        let ranked = spray_report::rank(&spectra);
+        let flagged = flag(&ranked);
+        let ranked = ranked
+            .into_iter()
+            .map(|r| (r.spectrum.class_name, r.spectrum.score))
+            .collect();
+        Ok(Ranking { ranked, flagged })
+    }
 }
 
 /// Run a pipeline (or one stage of it, or one shard of a stage).
@@ -209,7 +429,7 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             "--shard needs --stage relevance or --stage analyze".into(),
         ));
     }
-    if options.shard.is_some() && matches!(options.stage, Some(Stage::Report | Stage::Verify)) {
+    if options.shard.is_some() && options.stage.is_some_and(|s| !s.shardable()) {
         return Err(PipelineError::Config(
             "the verify and report stages are not sharded; run them without --shard".into(),
         ));
@@ -239,23 +459,9 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             None,
         )?,
     };
-    let wants = |s: Stage| options.stage.is_none() || options.stage == Some(s);
-    // Shards run concurrently: none of them may clear a folder the others are writing to.
-    let clear = |dir: &Path| -> Result<()> {
-        if options.shard.is_some() {
-            return Err(PipelineError::Config(format!(
-                "{} holds results of other inputs or parameters; clear it once (delete the \
-                 folder, or run the stage without --shard) before starting shards",
-                dir.display()
-            )));
-        }
-        remove_dir(dir)
-    };
-    let mut summary = RunSummary::default();
-    let device = options.device.unwrap_or(pipeline.lrp.device);
 
-    // Stage 1 needs the dataset's file list and the model's hash even when cached: both are
-    // part of every downstream fingerprint.
+    // The dataset's file list and the model's hash are needed even when everything is cached:
+    // both are part of every downstream fingerprint.
     let dataset = Dataset::open(&pipeline.dataset)?;
     if dataset.samples.is_empty() {
         return Err(PipelineError::Config(format!(
@@ -271,266 +477,95 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
             pipeline.dataset.root.display()
         )));
     }
-    let relevance_dir = stage_dir(pipeline, Stage::Relevance);
-    // Hashing the model reads the whole ONNX file: once per run.
-    let model_fp = model_fingerprint(pipeline)?;
-    let relevance_fp = spray_relevance::fingerprint(
-        &model_fp,
-        &dataset,
-        &pipeline.model.preprocess,
-        &pipeline.relevance,
-    );
-    if wants(Stage::Relevance) {
+    let fingerprints = Fingerprints::new(pipeline, &dataset)?;
+    let cx = RunContext {
+        pipeline,
+        options,
+        dataset,
+        fingerprints,
+        device: options.device.unwrap_or(pipeline.lrp.device),
+    };
+
+    let mut summary = RunSummary::default();
+    for stage in Stage::ALL {
+        let wanted = options.stage.is_none() || options.stage == Some(stage);
+        // A stage switched off has no fingerprint.
+        if !wanted || cx.fingerprints.of(stage).is_none() {
+            continue;
+        }
         let started = Instant::now();
-        let forced = options.force.contains(&Stage::Relevance);
-        let existing = spray_store::relevance::read_manifest(&relevance_dir).ok();
-        if forced
-            || existing
-                .as_ref()
-                .is_some_and(|m| m.fingerprint != relevance_fp)
-        {
+        let dir = cx.dir(stage);
+        if let Some(upstream) = stage.upstream() {
+            if cx.state(upstream) != StageState::Complete {
+                return Err(PipelineError::Config(format!(
+                    "the {upstream} stage is not complete in {}; run its remaining shards first",
+                    cx.dir(upstream).display()
+                )));
+            }
+        }
+        let forced = options.force.contains(&stage);
+        let mut state = cx.state(stage);
+        if forced || state == StageState::Stale {
             tracing::info!(
-                "relevance: inputs changed or forced; clearing {}",
-                relevance_dir.display()
+                "{stage}: inputs changed or forced; clearing {}",
+                dir.display()
             );
-            clear(&relevance_dir)?;
+            if options.shard.is_some() {
+                // Shards run concurrently: none of them may clear a folder the others write to.
+                return Err(PipelineError::Config(format!(
+                    "{} holds results of other inputs or parameters; clear it once (delete the \
+                     folder, or run the stage without --shard) before starting shards",
+                    dir.display()
+                )));
+            }
+            remove_dir(&dir)?;
+            state = StageState::Absent;
         }
-        if !forced && all_parts_present(&relevance_dir, &relevance_fp) {
+        if state == StageState::Complete {
+            if stage == Stage::Report {
+                let ranking = cx.cached_ranking()?;
+                summary.ranking = ranking.ranked;
+                summary.flagged = ranking.flagged;
+            }
             summary.stages.push(StageOutcome {
-                stage: Stage::Relevance,
-                status: "cached".into(),
+                stage,
+                status: StageStatus::Cached,
                 seconds: started.elapsed().as_secs_f64(),
-                detail: format!("{} images", dataset.samples.len()),
-            });
-        } else {
-            // Compile first: an unsupported op is reported before any image is decoded.
-            let compiled = compile_model(pipeline)?;
-            let shard = options.shard.unwrap_or(Shard::ALL);
-            let result = spray_relevance::run(&RelevanceJob {
-                dataset: &dataset,
-                preprocess: &pipeline.model.preprocess,
-                model: &compiled,
-                model_fingerprint: model_fp.clone(),
-                settings: &pipeline.relevance,
-                device,
-                threads: pipeline.lrp.threads,
-                dir: relevance_dir.clone(),
-                shard,
-                progress: options.progress,
-            })?;
-            let complete = all_parts_present(&relevance_dir, &relevance_fp);
-            summary.stages.push(StageOutcome {
-                stage: Stage::Relevance,
-                status: if !complete {
-                    "partial".into()
-                } else if result.parts_done_before > 0 {
-                    "resumed".into()
+                detail: if stage == Stage::Relevance {
+                    format!("{} images", cx.dataset.samples.len())
                 } else {
-                    "ran".into()
+                    String::new()
+                },
+            });
+        } else {
+            if !stage.resumable() {
+                remove_dir(&dir)?;
+            }
+            let executed = cx.execute(stage)?;
+            if let Some(ranking) = executed.ranking {
+                summary.ranking = ranking.ranked;
+                summary.flagged = ranking.flagged;
+            }
+            let complete = cx.state(stage) == StageState::Complete;
+            summary.stages.push(StageOutcome {
+                stage,
+                status: if !complete {
+                    StageStatus::Partial
+                } else if executed.done_before > 0 {
+                    StageStatus::Resumed
+                } else {
+                    StageStatus::Ran
                 },
                 seconds: started.elapsed().as_secs_f64(),
-                detail: format!(
-                    "shard {shard}: {} images in {} new parts ({:.1} images/s), {} maps, {} skipped inputs; {} parts were already done",
-                    result.images,
-                    result.parts_written,
-                    result.images_per_second(),
-                    result.rows,
-                    result.errors,
-                    result.parts_done_before
-                ),
+                detail: executed.detail,
             });
             if !complete {
                 return Ok(summary);
             }
         }
-    }
-
-    let analysis_dir = stage_dir(pipeline, Stage::Analyze);
-    let analysis_fp = spray_analyze::fingerprint(&relevance_fp, &pipeline.analysis);
-    if wants(Stage::Analyze) {
-        let started = Instant::now();
-        if !all_parts_present(&relevance_dir, &relevance_fp) {
-            return Err(PipelineError::Config(format!(
-                "the relevance stage is not complete in {}; run its remaining shards first",
-                relevance_dir.display()
-            )));
+        if stage == Stage::Report {
+            summary.report = Some(store_stage::report_index_path(&dir));
         }
-        let forced = options.force.contains(&Stage::Analyze);
-        if forced
-            || stored_fingerprint(&analysis_dir, "_analysis.json").is_some_and(|f| f != analysis_fp)
-        {
-            clear(&analysis_dir)?;
-        }
-        if !forced && analysis_complete(&analysis_dir, &analysis_fp) {
-            summary.stages.push(StageOutcome {
-                stage: Stage::Analyze,
-                status: "cached".into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: String::new(),
-            });
-        } else {
-            let shard = options.shard.unwrap_or(Shard::ALL);
-            let result = spray_analyze::run(&spray_analyze::AnalyzeJob {
-                relevance_dir: relevance_dir.clone(),
-                dir: analysis_dir.clone(),
-                settings: &pipeline.analysis,
-                shard: spray_analyze::GroupShard {
-                    index: shard.index,
-                    count: shard.count,
-                },
-                progress: options.progress,
-            })?;
-            let complete = analysis_complete(&analysis_dir, &analysis_fp);
-            summary.stages.push(StageOutcome {
-                stage: Stage::Analyze,
-                status: if complete { "ran" } else { "partial" }.into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: format!(
-                    "shard {shard}: {} groups analysed ({} samples), {} already done",
-                    result.groups_written, result.samples, result.groups_done_before
-                ),
-            });
-            if !complete {
-                return Ok(summary);
-            }
-        }
-    }
-
-    // The report shows the verify stage's evidence, so its fingerprint chains through.
-    let verify_fp = pipeline
-        .verify
-        .enabled
-        .then(|| spray_verify::fingerprint(&analysis_fp, &pipeline.verify));
-    if let (true, Some(verify_fp)) = (wants(Stage::Verify), verify_fp.as_deref()) {
-        let started = Instant::now();
-        let verify_dir = stage_dir(pipeline, Stage::Verify);
-        if !analysis_complete(&analysis_dir, &analysis_fp) {
-            return Err(PipelineError::Config(format!(
-                "the analysis in {} is not complete; run its remaining shards first",
-                analysis_dir.display()
-            )));
-        }
-        let evidence = spray_verify::evidence_path(&verify_dir);
-        let cached = !options.force.contains(&Stage::Verify)
-            && evidence.is_file()
-            && stored_fingerprint(&verify_dir, "_verify.json").as_deref() == Some(verify_fp);
-        if cached {
-            summary.stages.push(StageOutcome {
-                stage: Stage::Verify,
-                status: "cached".into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: String::new(),
-            });
-        } else {
-            remove_dir(&verify_dir)?;
-            let compiled = compile_model(pipeline)?;
-            let (found, result) = spray_verify::run(&spray_verify::VerifyJob {
-                relevance_dir: relevance_dir.clone(),
-                analysis_dir: analysis_dir.clone(),
-                dir: verify_dir.clone(),
-                dataset: &dataset,
-                preprocess: &pipeline.model.preprocess,
-                model: &compiled,
-                grid: pipeline.analysis.grid,
-                settings: &pipeline.verify,
-                composite: pipeline.lrp.composite.clone(),
-                device,
-                threads: pipeline.lrp.threads,
-            })?;
-            // The evidence first, the fingerprint (completion mark) last.
-            spray_verify::write_tables(&verify_dir, &found.padding, &found.aopc)?;
-            spray_verify::write_evidence(&evidence, &found.evidence)?;
-            spray_store::write_atomically(
-                &spray_verify::manifest_path(&verify_dir),
-                serde_json::json!({ "fingerprint": verify_fp })
-                    .to_string()
-                    .as_bytes(),
-            )?;
-            summary.stages.push(StageOutcome {
-                stage: Stage::Verify,
-                status: "ran".into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: format!(
-                    "{} clusters of {} classes tested, {} images scored ({:.0} images/s)",
-                    result.clusters,
-                    result.classes,
-                    result.images_run,
-                    result.images_run as f64 / result.seconds.max(1e-9)
-                ),
-            });
-        }
-    }
-
-    if wants(Stage::Report) {
-        let started = Instant::now();
-        let report_dir = stage_dir(pipeline, Stage::Report);
-        if !analysis_complete(&analysis_dir, &analysis_fp) {
-            return Err(PipelineError::Config(format!(
-                "the analysis in {} is not complete; run its remaining shards first",
-                analysis_dir.display()
-            )));
-        }
-        let mut h = Sha256::new();
-        h.update(analysis_fp.as_bytes());
-        if let Some(verify_fp) = &verify_fp {
-            h.update(verify_fp.as_bytes());
-        }
-        h.update(serde_json::to_vec(&pipeline.report).unwrap_or_default());
-        // A new spray may draw a different page from the same data.
-        h.update(env!("CARGO_PKG_VERSION").as_bytes());
-        let report_fp = format!("{:x}", h.finalize());
-        let index = report_dir.join("index.html");
-        let cached = !options.force.contains(&Stage::Report)
-            && index.is_file()
-            && stored_fingerprint(&report_dir, "_report.json").as_deref()
-                == Some(report_fp.as_str());
-        if cached {
-            let spectra = spray_store::analysis::read_all_spectra(&analysis_dir)?;
-            let ranked = spray_report::rank(&spectra);
-            summary.flagged = flag(&ranked);
-            summary.ranking = ranked
-                .into_iter()
-                .map(|r| (r.spectrum.class_name, r.spectrum.score))
-                .collect();
-            summary.stages.push(StageOutcome {
-                stage: Stage::Report,
-                status: "cached".into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: String::new(),
-            });
-        } else {
-            let _ = std::fs::remove_file(report_dir.join("_report.json"));
-            let result = spray_report::run(&spray_report::ReportJob {
-                relevance_dir: relevance_dir.clone(),
-                analysis_dir: analysis_dir.clone(),
-                dir: report_dir.clone(),
-                verify_dir: pipeline
-                    .verify
-                    .enabled
-                    .then(|| stage_dir(pipeline, Stage::Verify)),
-                settings: &pipeline.report,
-                run_info: pipeline.run_info(),
-            })?;
-            spray_store::write_atomically(
-                &report_dir.join("_report.json"),
-                serde_json::json!({ "fingerprint": report_fp })
-                    .to_string()
-                    .as_bytes(),
-            )?;
-            summary.ranking = result.ranking;
-            summary.flagged = result.flagged;
-            summary.stages.push(StageOutcome {
-                stage: Stage::Report,
-                status: "ran".into(),
-                seconds: started.elapsed().as_secs_f64(),
-                detail: format!(
-                    "{} classes, {} KB of HTML",
-                    result.classes,
-                    result.html_bytes / 1024
-                ),
-            });
-        }
-        summary.report = Some(index);
     }
     Ok(summary)
 }

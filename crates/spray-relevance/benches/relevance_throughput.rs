@@ -14,7 +14,7 @@ use spray_dataset::{
     Dataset, DatasetKind, DatasetSpec, PixelScale, Preprocess, Resize, ResizeSide, SquareMode,
 };
 use spray_engine::{Device, LrpEngine, SessionConfig};
-use spray_lrp::{compile, CompileOptions, Composite, CompositeOptions};
+use spray_lrp::{compile, CompileOptions, CompositeSpec};
 use spray_relevance::{RelevanceJob, RelevanceSettings, Shard};
 
 fn arg(name: &str) -> Option<String> {
@@ -83,10 +83,13 @@ fn main() {
     let model = spray_onnx::load_model(&model_path).expect("model");
     let compiled = compile(
         &model,
-        &CompileOptions {
-            composite: Composite::resolve(&composite, &CompositeOptions::default()).unwrap(),
-            input: None,
-        },
+        &CompileOptions::for_spec(
+            &composite.parse::<CompositeSpec>().expect("composite"),
+            None,
+            None,
+            None,
+        )
+        .expect("composite"),
     )
     .expect("compile");
     let settings = RelevanceSettings {

@@ -15,7 +15,6 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use spray_dataset::{Dataset, PreparedImage, Preprocess, Sample, TensorLayout};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::LrpModel;
@@ -23,6 +22,7 @@ pub use spray_store::relevance::{
     errors_path, finished_parts, manifest_path, part_path, read_manifest, RelevanceManifest,
 };
 use spray_store::relevance::{ErrorRecord, RelevanceLayout, RelevanceRecord};
+use spray_store::Fingerprint;
 
 pub use maps::{channel_sum, image_grid, sum_pool};
 
@@ -54,48 +54,7 @@ pub enum TargetMode {
     Predicted,
 }
 
-/// A contiguous range of processes, `index` of `count` (`--shard i/n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    pub fn owns(&self, item: usize) -> bool {
-        item % self.count == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}`: expected I/N, e.g. 0/4"))?;
-        let index: usize = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: I is not a number"))?;
-        let count: usize = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}`: N is not a number"))?;
-        if count == 0 || index >= count {
-            return Err(format!("`{s}`: need 0 <= I < N"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+pub use spray_store::Shard;
 
 /// Settings of the relevance stage.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -232,21 +191,21 @@ pub fn fingerprint(
     preprocess: &Preprocess,
     settings: &RelevanceSettings,
 ) -> String {
-    let mut h = Sha256::new();
-    h.update(model_fingerprint.as_bytes());
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(serde_json::to_vec(preprocess).unwrap_or_default());
-    h.update(serde_json::to_vec(settings).unwrap_or_default());
+    let mut f = Fingerprint::new()
+        .bytes(model_fingerprint)
+        .spray_version()
+        .json(preprocess)
+        .json(settings);
     for c in &dataset.classes {
-        h.update(c.as_bytes());
-        h.update([0]);
+        f = f.bytes(c).bytes([0]);
     }
     for s in &dataset.samples {
-        h.update(s.sample_id.as_bytes());
-        h.update(s.path.to_string_lossy().as_bytes());
-        h.update(format!("{:?}{:?}", s.labels, s.targets).as_bytes());
+        f = f
+            .bytes(&s.sample_id)
+            .bytes(s.path.to_string_lossy().as_bytes())
+            .bytes(format!("{:?}{:?}", s.labels, s.targets));
     }
-    format!("{:x}", h.finalize())
+    f.finish()
 }
 
 struct DecodedBatch {

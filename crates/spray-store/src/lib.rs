@@ -6,15 +6,21 @@
 
 pub mod analysis;
 mod columns;
+pub mod fingerprint;
 mod io;
 pub mod lock;
 pub mod manifest;
 pub mod relevance;
+mod shard;
+pub mod stage;
 
+pub use fingerprint::{file_digest, Fingerprint};
 pub use io::{
     list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
 };
 pub use lock::{LockMode, OutputLock};
+pub use shard::Shard;
+pub use stage::{StageState, StageStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

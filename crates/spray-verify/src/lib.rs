@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use spray_dataset::{Dataset, Preprocess, SquareMode, TensorLayout};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::LrpModel;
 use spray_store::relevance::{self as rel, ReadOptions};
+use spray_store::Fingerprint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -230,7 +230,7 @@ pub struct VerifySummary {
 }
 
 pub fn evidence_path(dir: &Path) -> PathBuf {
-    dir.join("evidence.csv")
+    spray_store::stage::verify_evidence_path(dir)
 }
 
 pub fn padding_path(dir: &Path) -> PathBuf {
@@ -259,16 +259,16 @@ fn mode_name(mode: SquareMode) -> String {
 }
 
 pub fn manifest_path(dir: &Path) -> PathBuf {
-    dir.join("_verify.json")
+    spray_store::stage::verify_manifest_path(dir)
 }
 
 /// Fingerprint of the stage: the analysis it reads, its settings, the spray version.
 pub fn fingerprint(analysis_fingerprint: &str, settings: &VerifySettings) -> String {
-    let mut h = Sha256::new();
-    h.update(analysis_fingerprint.as_bytes());
-    h.update(serde_json::to_vec(settings).unwrap_or_default());
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    format!("{:x}", h.finalize())
+    Fingerprint::new()
+        .bytes(analysis_fingerprint)
+        .json(settings)
+        .spray_version()
+        .finish()
 }
 
 /// One image of the stage's work: which dataset sample, and its class-`class` logit before.
