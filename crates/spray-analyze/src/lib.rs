@@ -197,7 +197,7 @@ impl Default for AnalysisSettings {
 pub struct GroupPoints {
     pub class_index: i32,
     pub class_name: String,
-    pub space: String,
+    pub space: spray_store::FeatureSpace,
     /// (image_index, sample_id, path) per row.
     pub ids: Vec<(i64, String, String)>,
     pub features: Array2<f32>,
@@ -318,7 +318,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     let samples = (0..n)
         .map(|i| SampleEmbedding {
             class_index: points.class_index,
-            space: points.space.clone(),
+            space: points.space,
             image_index: points.ids[i].0,
             sample_id: points.ids[i].1.clone(),
             path: points.ids[i].2.clone(),
@@ -333,7 +333,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
         spectrum: ClassSpectrum {
             class_index: points.class_index,
             class_name: points.class_name.clone(),
-            space: points.space.clone(),
+            space: points.space,
             n: n as i64,
             knn_k: table.k as i32,
             eigenvalues: values,
@@ -538,7 +538,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             &GroupPoints {
                 class_index: class,
                 class_name: name.clone(),
-                space: "relevance".into(),
+                space: spray_store::FeatureSpace::Relevance,
                 ids: ids.clone(),
                 features: to_matrix(&relevance_features),
             },
@@ -555,7 +555,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 &GroupPoints {
                     class_index: class,
                     class_name: name.clone(),
-                    space: "image".into(),
+                    space: spray_store::FeatureSpace::Image,
                     ids,
                     features: to_matrix(&image_features),
                 },

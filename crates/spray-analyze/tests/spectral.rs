@@ -321,7 +321,7 @@ fn planted_subgroup_is_recovered_and_ranks_first() {
         let points = GroupPoints {
             class_index: class,
             class_name: format!("class {class}"),
-            space: "relevance".into(),
+            space: spray_store::FeatureSpace::Relevance,
             ids: (0..200)
                 .map(|i| (i as i64, format!("s{i}"), String::new()))
                 .collect(),
@@ -358,7 +358,7 @@ fn analysis_is_deterministic() {
     let points = GroupPoints {
         class_index: 0,
         class_name: "c".into(),
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         ids: (0..120)
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),
@@ -379,7 +379,7 @@ fn duplicates_and_tiny_groups() {
         let points = GroupPoints {
             class_index: 0,
             class_name: "c".into(),
-            space: "relevance".into(),
+            space: spray_store::FeatureSpace::Relevance,
             ids: (0..n)
                 .map(|i| (i as i64, format!("s{i}"), String::new()))
                 .collect(),
@@ -405,7 +405,7 @@ fn dbscan_and_agglomerative_find_the_planted_groups() {
     let points = GroupPoints {
         class_index: 0,
         class_name: "c".into(),
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         ids: (0..150)
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),
@@ -432,7 +432,7 @@ fn non_finite_features_are_refused_with_the_samples_named() {
     let points = GroupPoints {
         class_index: 3,
         class_name: "horse".into(),
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         ids: (0..40)
             .map(|i| (i as i64, format!("img{i}"), String::new()))
             .collect(),
@@ -481,7 +481,7 @@ fn barnes_hut_tsne_separates_the_planted_group_like_exact_tsne() {
     let points = GroupPoints {
         class_index: 0,
         class_name: "c".into(),
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         ids: (0..600)
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),

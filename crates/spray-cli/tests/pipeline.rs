@@ -328,17 +328,73 @@ fn array_of_local_processes_matches_an_unsharded_run() {
             &format!("{i}/2"),
         ]);
     }
+    // The verify stage by class: the first shard leaves it partial, the second assembles.
+    let verify_shard = |i: usize| {
+        stdout(&spray(&[
+            "run",
+            &p,
+            "--quiet",
+            "--stage",
+            "verify",
+            "--shard",
+            &format!("{i}/2"),
+        ]))
+    };
+    let first = verify_shard(0);
+    assert!(
+        first.starts_with("verify") && first.contains("partial"),
+        "{first}"
+    );
+    let second = verify_shard(1);
+    assert!(
+        second.starts_with("verify") && second.contains("ran"),
+        "{second}"
+    );
     let last = stdout(&spray(&["run", &p, "--quiet"]));
+    for stage in ["relevance", "analyze", "verify"] {
+        assert!(
+            last.lines()
+                .any(|l| l.starts_with(stage) && l.contains("cached")),
+            "{stage}: {last}"
+        );
+    }
+    for file in ["evidence.csv", "evidence.json", "padding.csv", "aopc.csv"] {
+        let a = std::fs::read_to_string(whole.join("out/verify").join(file)).unwrap();
+        let b = std::fs::read_to_string(sharded.join("out/verify").join(file)).unwrap();
+        assert!(
+            a == b,
+            "verify/{file} differs between sharded and unsharded runs"
+        );
+    }
+
+    // A killed verify run resumes: finished classes are kept, the rest recomputed, same tables.
+    let verify = whole.join("out/verify");
+    let evidence = std::fs::read_to_string(verify.join("evidence.csv")).unwrap();
+    std::fs::remove_file(verify.join("evidence.csv")).unwrap();
+    std::fs::remove_file(verify.join("units/class-00001.toml")).unwrap();
+    let kept = std::fs::metadata(verify.join("units/class-00003.toml"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let resumed = stdout(&spray(&["run", p_whole.to_str().unwrap(), "--quiet"]));
     assert!(
-        last.lines()
-            .any(|l| l.starts_with("relevance") && l.contains("cached")),
-        "{last}"
+        resumed.lines().any(|l| l.starts_with("verify")
+            && l.contains("resumed")
+            && l.contains("3 classes were already done")),
+        "{resumed}"
     );
-    assert!(
-        last.lines()
-            .any(|l| l.starts_with("analyze") && l.contains("cached")),
-        "{last}"
+    assert_eq!(
+        std::fs::metadata(verify.join("units/class-00003.toml"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        kept
     );
+    assert_eq!(
+        std::fs::read_to_string(verify.join("evidence.csv")).unwrap(),
+        evidence
+    );
+
     for file in ["classes.csv", "samples.csv", "clusters.csv"] {
         let a = std::fs::read_to_string(whole.join("out/report").join(file)).unwrap();
         let b = std::fs::read_to_string(sharded.join("out/report").join(file)).unwrap();
@@ -699,10 +755,18 @@ fn verify_finds_the_watermark_by_itself() {
     let drop_rest: f64 = top["occlusion_drop_rest"].parse().unwrap();
     assert!(drop > drop_rest + 0.2, "{drop} vs rest {drop_rest}");
 
-    // Clusters of clean classes move predictions far less.
+    // Clusters of clean classes move predictions far less; what their region does beyond the
+    // control (the same region pasted from the class's other images) is small, while the
+    // watermark cluster's region is specific to it.
+    let specific = |row: &BTreeMap<String, String>| -> f64 {
+        row["transplant_flip_rate"].parse::<f64>().unwrap()
+            - row["transplant_flip_rate_rest"].parse::<f64>().unwrap()
+    };
+    assert!(specific(top) > 0.8, "{top:?}");
     for row in evidence.iter().filter(|r| r["class"] != "triangle") {
         let f: f64 = row["transplant_flip_rate"].parse().unwrap();
         assert!(f < 0.5 && f < flip / 2.0, "{row:?}");
+        assert!(specific(row) < 0.25, "{row:?}");
     }
 
     // The report says why, in a sentence, under the class; the ranking shows the flip rate.

@@ -85,12 +85,19 @@ fn slurm_array_on_a_real_cluster_matches_an_unsharded_run() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Three relevance tasks, three analyze tasks, the report: seven job logs.
+    // Three relevance, three analyze and three verify tasks, the report: ten job logs.
     let jobs = logs.matches("--- slurm-").count();
-    assert_eq!(jobs, 7, "{logs}");
-    for file in ["classes.csv", "samples.csv", "clusters.csv"] {
-        let a = std::fs::read_to_string(whole.join("out/report").join(file)).unwrap();
-        let b = std::fs::read_to_string(arrayed.join("out/report").join(file)).unwrap();
+    assert_eq!(jobs, 10, "{logs}");
+    for file in [
+        "report/classes.csv",
+        "report/samples.csv",
+        "report/clusters.csv",
+        "verify/evidence.csv",
+        "verify/padding.csv",
+        "verify/aopc.csv",
+    ] {
+        let a = std::fs::read_to_string(whole.join("out").join(file)).unwrap();
+        let b = std::fs::read_to_string(arrayed.join("out").join(file)).unwrap();
         assert!(a == b, "{file} differs between the Slurm array and one run");
     }
 }

@@ -82,7 +82,7 @@ impl Stage {
     /// Whether the stage keeps finished work units when it is run again (else its folder is
     /// cleared before it runs).
     fn resumable(self) -> bool {
-        matches!(self, Stage::Relevance | Stage::Analyze)
+        matches!(self, Stage::Relevance | Stage::Analyze | Stage::Verify)
     }
 
     /// Whether `--shard` splits the stage.
@@ -347,10 +347,11 @@ impl RunContext<'_> {
             Stage::Verify => {
                 let dir = self.dir(Stage::Verify);
                 let compiled = compile_model(pipeline)?;
-                let (found, result) = spray_verify::run(&spray_verify::VerifyJob {
+                let shard = self.shard();
+                let result = spray_verify::run(&spray_verify::VerifyJob {
                     relevance_dir: self.dir(Stage::Relevance),
                     analysis_dir: self.dir(Stage::Analyze),
-                    dir: dir.clone(),
+                    dir,
                     dataset: &self.dataset,
                     preprocess: &pipeline.model.preprocess,
                     model: &compiled,
@@ -359,22 +360,19 @@ impl RunContext<'_> {
                     composite: pipeline.lrp.composite.to_string(),
                     device: self.device,
                     threads: pipeline.lrp.threads,
+                    fingerprint: self.fingerprints.verify.clone().unwrap_or_default(),
+                    shard,
                 })?;
-                // The evidence first, the fingerprint (completion mark) last.
-                spray_verify::write_tables(&dir, &found.padding, &found.aopc)?;
-                spray_verify::write_evidence(&spray_verify::evidence_path(&dir), &found.evidence)?;
-                store_stage::write_completion_mark(
-                    &store_stage::verify_manifest_path(&dir),
-                    self.fingerprints.verify.as_deref().unwrap_or_default(),
-                )?;
                 Ok(Executed {
-                    done_before: 0,
+                    done_before: result.units_done_before,
                     detail: format!(
-                        "{} clusters of {} classes tested, {} images scored ({:.0} images/s)",
+                        "shard {shard}: {} classes done ({} clusters of {} classes tested), {} images scored ({:.0} images/s); {} classes were already done",
+                        result.units_written,
                         result.clusters,
                         result.classes,
                         result.images_run,
-                        result.images_run as f64 / result.seconds.max(1e-9)
+                        result.images_run as f64 / result.seconds.max(1e-9),
+                        result.units_done_before
                     ),
                     ranking: None,
                 })
@@ -426,12 +424,12 @@ impl RunContext<'_> {
 pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
     if options.shard.is_some() && options.stage.is_none() {
         return Err(PipelineError::Config(
-            "--shard needs --stage relevance or --stage analyze".into(),
+            "--shard needs --stage relevance, analyze or verify".into(),
         ));
     }
     if options.shard.is_some() && options.stage.is_some_and(|s| !s.shardable()) {
         return Err(PipelineError::Config(
-            "the verify and report stages are not sharded; run them without --shard".into(),
+            "the report stage is not sharded; run it without --shard".into(),
         ));
     }
     if options.shard.is_some() && !options.force.is_empty() {

@@ -21,6 +21,9 @@ pub struct EvidenceRow {
     pub occlusion_drop_rest: f64,
     pub transplant_logit_gain: f64,
     pub transplant_flip_rate: f64,
+    /// The control (region pasted from the class's other images); absent in older files.
+    #[serde(default)]
+    pub transplant_flip_rate_rest: f64,
     pub transplant_images: usize,
     /// Picture files relative to the verify folder (original, occluded, recipient, transplanted).
     #[serde(default)]
@@ -87,6 +90,7 @@ pub struct PageEvidence {
     pub occlusion_drop: String,
     pub occlusion_drop_rest: String,
     pub flip_rate: String,
+    pub flip_rate_rest: String,
     pub logit_gain: String,
     /// (label, data URI): before/after occlusion and transplant.
     pub pictures: Vec<(String, String)>,
@@ -106,6 +110,7 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
             occlusion_drop: pct(r.occlusion_drop),
             occlusion_drop_rest: pct(r.occlusion_drop_rest),
             flip_rate: pct(r.transplant_flip_rate),
+            flip_rate_rest: pct(r.transplant_flip_rate_rest),
             logit_gain: format!("{:+.2}", r.transplant_logit_gain),
             pictures: pictures(r),
         })
@@ -117,14 +122,16 @@ pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
     let r = rows.first()?;
     Some(format!(
         "Pasting cluster {}'s region ({}) onto {} images of other classes turns {} of them into \
-         “{}” (logit {:+.2} on average); filling that region in the cluster's own images lowers \
-         the logit by {} (by {} in the rest of the class).",
+         “{}” (logit {:+.2} on average; the same region from the class's other images: {}); \
+         filling that region in the cluster's own images lowers the logit by {} (by {} in the \
+         rest of the class).",
         r.cluster,
         r.region,
         r.transplant_images,
         pct(r.transplant_flip_rate),
         r.class_name,
         r.transplant_logit_gain,
+        pct(r.transplant_flip_rate_rest),
         pct(r.occlusion_drop),
         pct(r.occlusion_drop_rest)
     ))

@@ -121,8 +121,10 @@ pub struct RankedClass {
 
 /// Rank classes by their relevance-space score (descending; ties by class index).
 pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
-    let mut relevance: Vec<&ClassSpectrum> =
-        spectra.iter().filter(|s| s.space == "relevance").collect();
+    let mut relevance: Vec<&ClassSpectrum> = spectra
+        .iter()
+        .filter(|s| s.space == spray_store::FeatureSpace::Relevance)
+        .collect();
     // Ties (e.g. several disconnected classes at λ2 = 0) go to more zero eigenvalues, then
     // the larger eigengap, then the class index.
     relevance.sort_by(|a, b| {
@@ -140,7 +142,9 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
             spectrum: s.clone(),
             baseline: spectra
                 .iter()
-                .find(|b| b.space == "image" && b.class_index == s.class_index)
+                .find(|b| {
+                    b.space == spray_store::FeatureSpace::Image && b.class_index == s.class_index
+                })
                 .cloned(),
         })
         .collect()
@@ -305,8 +309,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     })?;
 
     // CSV tables.
-    let relevance_samples: Vec<&SampleEmbedding> =
-        samples.iter().filter(|s| s.space == "relevance").collect();
+    let relevance_samples: Vec<&SampleEmbedding> = samples
+        .iter()
+        .filter(|s| s.space == spray_store::FeatureSpace::Relevance)
+        .collect();
     tables::write_classes(&job.dir.join("classes.csv"), &ranking)?;
     tables::write_samples(
         &job.dir.join("samples.csv"),

@@ -13,14 +13,52 @@ use crate::columns;
 use crate::io::{io_err, parquet_err};
 use crate::{write_batches_atomically, Result, StoreError};
 
+/// Which features a spectrum or embedding was computed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeatureSpace {
+    /// The relevance maps (what SpRAy analyses).
+    Relevance,
+    /// The downsized input images: the baseline that tells structure the images already have
+    /// from structure only the explanations have.
+    Image,
+}
+
+impl FeatureSpace {
+    /// The value of the `space` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureSpace::Relevance => "relevance",
+            FeatureSpace::Image => "image",
+        }
+    }
+}
+
+impl std::fmt::Display for FeatureSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FeatureSpace {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "relevance" => Ok(FeatureSpace::Relevance),
+            "image" => Ok(FeatureSpace::Image),
+            other => Err(format!(
+                "unknown feature space '{other}' (relevance, image)"
+            )),
+        }
+    }
+}
+
 /// The spectrum of one group in one feature space.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassSpectrum {
     /// Class index, or −1 for the group of all samples.
     pub class_index: i32,
     pub class_name: String,
-    /// `relevance` (the heatmaps) or `image` (the downsized inputs: the baseline).
-    pub space: String,
+    pub space: FeatureSpace,
     pub n: i64,
     /// Neighbours per vertex in the kNN graph.
     pub knn_k: i32,
@@ -46,7 +84,7 @@ pub struct ClassSpectrum {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleEmbedding {
     pub class_index: i32,
-    pub space: String,
+    pub space: FeatureSpace,
     pub image_index: i64,
     pub sample_id: String,
     pub path: String,
@@ -103,7 +141,7 @@ pub fn write_group(
 ) -> Result<()> {
     let arrays: Vec<ArrayRef> = vec![
         columns::i32s(samples.iter().map(|s| s.class_index)),
-        columns::strings(samples.iter().map(|s| &s.space)),
+        columns::strings(samples.iter().map(|s| s.space.as_str())),
         columns::i64s(samples.iter().map(|s| s.image_index)),
         columns::strings(samples.iter().map(|s| &s.sample_id)),
         columns::strings(samples.iter().map(|s| &s.path)),
@@ -125,7 +163,7 @@ pub fn write_group(
     let arrays: Vec<ArrayRef> = vec![
         columns::i32s(spectra.iter().map(|s| s.class_index)),
         columns::strings(spectra.iter().map(|s| &s.class_name)),
-        columns::strings(spectra.iter().map(|s| &s.space)),
+        columns::strings(spectra.iter().map(|s| s.space.as_str())),
         columns::i64s(spectra.iter().map(|s| s.n)),
         columns::i32s(spectra.iter().map(|s| s.knn_k)),
         columns::list_f64(
@@ -154,7 +192,7 @@ pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
         let mut out = Vec::new();
         let class_index = c.i32s("class_index")?;
         let class_name = c.strings("class_name")?;
-        let space = c.strings("space")?;
+        let space = c.parsed::<FeatureSpace>("space")?;
         let n = c.i64s("n")?;
         let knn_k = c.i32s("knn_k")?;
         let eig = c.f64_rows("eigenvalues")?;
@@ -170,7 +208,7 @@ pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
             out.push(ClassSpectrum {
                 class_index: class_index[i],
                 class_name: class_name[i].clone(),
-                space: space[i].clone(),
+                space: space[i],
                 n: n[i],
                 knn_k: knn_k[i],
                 eigenvalues: eig[i].clone(),
@@ -193,7 +231,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
         let batch = c.batch;
         let mut out = Vec::new();
         let class_index = c.i32s("class_index")?;
-        let space = c.strings("space")?;
+        let space = c.parsed::<FeatureSpace>("space")?;
         let image_index = c.i64s("image_index")?;
         let sample_id = c.strings("sample_id")?;
         let paths = c.strings("path")?;
@@ -205,7 +243,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
         for i in 0..batch.num_rows() {
             out.push(SampleEmbedding {
                 class_index: class_index[i],
-                space: space[i].clone(),
+                space: space[i],
                 image_index: image_index[i],
                 sample_id: sample_id[i].clone(),
                 path: paths[i].clone(),

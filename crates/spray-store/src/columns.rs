@@ -146,6 +146,14 @@ impl<'a> Columns<'a> {
             .collect())
     }
 
+    /// A Utf8 column of typed values (an enum spelled as text).
+    pub fn parsed<T: std::str::FromStr<Err = String>>(&self, name: &str) -> Result<Vec<T>> {
+        self.strings(name)?
+            .iter()
+            .map(|v| v.parse().map_err(|e: String| self.err(name, e)))
+            .collect()
+    }
+
     /// A primitive column of type `T`.
     fn primitives<T: ArrowPrimitiveType>(&self, name: &str) -> Result<Vec<T::Native>> {
         let col = self.column(name)?;

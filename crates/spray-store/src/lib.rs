@@ -14,6 +14,7 @@ pub mod relevance;
 mod shard;
 pub mod stage;
 
+pub use analysis::FeatureSpace;
 pub use fingerprint::{file_digest, Fingerprint};
 pub use io::{
     list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,

@@ -3,8 +3,8 @@
 //! verify tables and the report page. `spray-pipeline` decides what to run from these states.
 //!
 //! Every stage folder holds a JSON file with the stage's fingerprint (its cache key); the
-//! stage writes it before its work (relevance, analysis: the units to do) or after (verify,
-//! report: the completion mark), never half-written (atomic rename).
+//! stage writes it before its work (relevance, analysis, verify: the units to do) or after
+//! (report: the completion mark), never half-written (atomic rename).
 
 use std::path::{Path, PathBuf};
 
@@ -93,8 +93,9 @@ pub fn analysis_state(dir: &Path, fingerprint: &str) -> StageState {
     })
 }
 
-/// `<out>/verify`: complete when the evidence table and the completion mark are there. The
-/// stage is not resumable: anything else in the folder is partial and is cleared before it runs.
+/// `<out>/verify`: `_verify.json` (the fingerprint and the classes to do) is written first,
+/// one file per finished class under `units/`, and `evidence.csv` when all are assembled: it
+/// marks the stage complete. A folder without `_verify.json` is partial (an older layout).
 pub fn verify_state(dir: &Path, fingerprint: &str) -> StageState {
     match judge(&verify_manifest_path(dir), fingerprint, || {
         verify_evidence_path(dir).is_file()
@@ -114,7 +115,7 @@ pub fn report_state(dir: &Path, fingerprint: &str) -> StageState {
     }
 }
 
-/// `<out>/verify/_verify.json`, written last.
+/// `<out>/verify/_verify.json`, written first.
 pub fn verify_manifest_path(dir: &Path) -> PathBuf {
     dir.join("_verify.json")
 }

@@ -100,7 +100,7 @@ fn analysis_group_round_trip() {
     let spectra = vec![ClassSpectrum {
         class_index: 3,
         class_name: "dog".into(),
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         n: 10,
         knn_k: 3,
         eigenvalues: vec![0.0, 0.1, 0.5],
@@ -115,7 +115,7 @@ fn analysis_group_round_trip() {
     }];
     let samples = vec![SampleEmbedding {
         class_index: 3,
-        space: "relevance".into(),
+        space: spray_store::FeatureSpace::Relevance,
         image_index: 7,
         sample_id: "s".into(),
         path: "p".into(),

@@ -18,6 +18,10 @@
 
 pub mod examples;
 pub mod region;
+mod tables;
+pub mod units;
+
+pub use tables::{aopc_path, evidence_json_path, padding_path, write_evidence, write_tables};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +41,12 @@ pub enum VerifyError {
     Engine(#[from] spray_engine::EngineError),
     #[error("{0}")]
     Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = VerifyError> = std::result::Result<T, E>;
@@ -164,6 +174,11 @@ pub struct Evidence {
     pub transplant_logit_gain: f64,
     /// Of those not predicted as the class before, the share predicted as it after.
     pub transplant_flip_rate: f64,
+    /// The same with the region pasted from the class's other images (the control): near
+    /// the flip rate when the region is simply the class's object, near zero for a shortcut
+    /// only the cluster carries.
+    #[serde(default)]
+    pub transplant_flip_rate_rest: f64,
     pub transplant_images: usize,
     /// Pictures under `<out>/verify/` (relative paths, in [`examples::KINDS`] order): a member
     /// before and after occlusion, a recipient before and after the transplant. JSON only.
@@ -186,10 +201,14 @@ pub struct VerifyJob<'a> {
     pub composite: String,
     pub device: Device,
     pub threads: usize,
+    /// The stage's fingerprint ([`fingerprint`]), stored in `_verify.json`.
+    pub fingerprint: String,
+    /// This process's share of the classes.
+    pub shard: spray_store::Shard,
 }
 
 /// One row of `padding.csv`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaddingEffect {
     pub class_index: i32,
     pub class_name: String,
@@ -202,7 +221,7 @@ pub struct PaddingEffect {
 }
 
 /// One row of `aopc.csv`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Aopc {
     pub class_index: i32,
     pub class_name: String,
@@ -223,22 +242,20 @@ pub struct VerifyOutput {
 
 #[derive(Debug, Default)]
 pub struct VerifySummary {
+    /// Tested classes among this run's units.
     pub classes: usize,
     pub clusters: usize,
     pub images_run: usize,
     pub seconds: f64,
+    /// Units (classes) computed by this run, and found finished by an earlier one.
+    pub units_written: usize,
+    pub units_done_before: usize,
+    /// Every unit was present and the tables were assembled.
+    pub complete: bool,
 }
 
 pub fn evidence_path(dir: &Path) -> PathBuf {
     spray_store::stage::verify_evidence_path(dir)
-}
-
-pub fn padding_path(dir: &Path) -> PathBuf {
-    dir.join("padding.csv")
-}
-
-pub fn aopc_path(dir: &Path) -> PathBuf {
-    dir.join("aopc.csv")
 }
 
 /// The six ways of making an image square of thesis §6.3.1.
@@ -250,13 +267,6 @@ pub const SQUARE_MODES: [SquareMode; 6] = [
     SquareMode::RandomColor,
     SquareMode::FixedColor,
 ];
-
-fn mode_name(mode: SquareMode) -> String {
-    serde_json::to_value(mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{mode:?}"))
-}
 
 pub fn manifest_path(dir: &Path) -> PathBuf {
     spray_store::stage::verify_manifest_path(dir)
@@ -382,7 +392,9 @@ fn spread<T: Copy>(items: &[T], limit: usize) -> Vec<T> {
 
 /// Run the stage: test the clusters of the `classes` most suspicious classes, then the padding
 /// and AOPC tables over every class.
-pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
+/// Run this process's share of the stage (every unit without `job.shard`), then assemble the
+/// tables if every unit is present.
+pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     let started = Instant::now();
     let g = job.grid;
     let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
@@ -418,7 +430,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
     let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
     let mut ranked: Vec<_> = spectra
         .iter()
-        .filter(|s| s.space == "relevance" && s.class_index >= 0)
+        .filter(|s| s.space == spray_store::FeatureSpace::Relevance && s.class_index >= 0)
         .collect();
     ranked.sort_by(|a, b| {
         b.score
@@ -432,7 +444,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
         .collect();
     let clusters_of: BTreeMap<(i32, i64), i32> = samples
         .iter()
-        .filter(|s| s.space == "relevance")
+        .filter(|s| s.space == spray_store::FeatureSpace::Relevance)
         .map(|s| ((s.class_index, s.image_index), s.cluster))
         .collect();
 
@@ -447,171 +459,264 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
         job,
         images_run: 0,
     };
+    let mut summary = VerifySummary::default();
+    let units: Vec<i32> = by_class.keys().copied().collect();
+    units::write_manifest(
+        &job.dir,
+        &units::VerifyManifest {
+            fingerprint: job.fingerprint.clone(),
+            units: units.clone(),
+        },
+    )?;
+    for (position, &class) in units.iter().enumerate() {
+        if !job.shard.owns(position) {
+            continue;
+        }
+        if units::unit_path(&job.dir, class).is_file() {
+            summary.units_done_before += 1;
+            continue;
+        }
+        let mut unit = units::ClassUnit {
+            class_index: class,
+            evidence: Vec::new(),
+            padding: Vec::new(),
+            aopc: Vec::new(),
+        };
+        if let Some((_, name)) = chosen.iter().find(|(c, _)| *c == class) {
+            summary.classes += 1;
+            unit.evidence = class_evidence(
+                &mut scorer,
+                (class, name),
+                &by_class,
+                &clusters_of,
+                &mut summary,
+            )?;
+        }
+        let members = &by_class[&class];
+        if job.settings.padding {
+            unit.padding = padding_rows(&mut scorer, class, members, &manifest.classes)?;
+        }
+        if job.settings.aopc {
+            unit.aopc = vec![aopc_row(&mut scorer, class, members, &manifest.classes)?];
+        }
+        units::write_unit(&job.dir, &unit)?;
+        summary.units_written += 1;
+    }
+    summary.images_run = scorer.images_run;
+    if units
+        .iter()
+        .all(|&c| units::unit_path(&job.dir, c).is_file())
+    {
+        assemble(&job.dir, &units)?;
+        summary.complete = true;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The evidence of one tested class: each cluster's region, occlusion and transplant effects.
+fn class_evidence(
+    scorer: &mut Scorer<'_>,
+    (class, name): (i32, &String),
+    by_class: &BTreeMap<i32, Vec<Member>>,
+    clusters_of: &BTreeMap<(i32, i64), i32>,
+    summary: &mut VerifySummary,
+) -> Result<Vec<Evidence>> {
+    let job = scorer.job;
+    let g = job.grid;
+    let class = &class;
     let [h, w] = job.preprocess.input_size.map(|v| v as usize);
     let mut evidence = Vec::new();
-    let mut summary = VerifySummary {
-        classes: chosen.len(),
-        ..Default::default()
+    let Some(members) = by_class.get(class) else {
+        return Ok(evidence);
     };
-    for (class, name) in &chosen {
-        let Some(members) = by_class.get(class) else {
-            continue;
-        };
-        let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
-        for (i, m) in members.iter().enumerate() {
-            if let Some(&c) = clusters_of.get(&(*class, m.image_index as i64)) {
-                groups.entry(c).or_default().push(i);
-            }
-        }
-        // Recipients of transplants: other classes' images (one row per image).
-        let mut others: Vec<usize> = by_class
-            .iter()
-            .filter(|(c, _)| *c != class)
-            .flat_map(|(_, rows)| rows.iter().map(|m| m.image_index))
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        let others = spread(&others, job.settings.transplant_images);
-        let other_tensors: Vec<Vec<f32>> = others
-            .iter()
-            .map(|&i| load(job, i))
-            .collect::<Result<_>>()?;
-        let other_before = scorer.logits(&other_tensors)?;
-
-        for (&cluster, idx) in &groups {
-            if cluster < 0 || idx.len() < job.settings.min_cluster || idx.len() == members.len() {
-                continue;
-            }
-            let inside: Vec<&[f32]> = idx.iter().map(|&i| members[i].map.as_slice()).collect();
-            let rest_idx: Vec<usize> = (0..members.len()).filter(|i| !idx.contains(i)).collect();
-            let rest: Vec<&[f32]> = rest_idx
-                .iter()
-                .map(|&i| members[i].map.as_slice())
-                .collect();
-            let cells = region::cluster_region(&inside, &rest, g, job.settings.margin);
-            if cells.is_empty() {
-                continue;
-            }
-            let mask = region::pixel_mask(&cells, g, h, w);
-            summary.clusters += 1;
-
-            // Occlusion on the cluster, then on (up to transplant_images of) the rest.
-            // The cluster's images, decoded once: occluded, pictured and pasted from.
-            let donors: Vec<Vec<f32>> = idx
-                .iter()
-                .map(|&i| load(job, members[i].image_index))
-                .collect::<Result<_>>()?;
-            let occluded_drop = |scorer: &mut Scorer<'_>,
-                                 rows: &[usize],
-                                 originals: &[Vec<f32>]|
-             -> Result<(f64, f64, f64)> {
-                let mut tensors = Vec::with_capacity(rows.len());
-                for (&i, original) in rows.iter().zip(originals) {
-                    let mut t = original.clone();
-                    occlude(
-                        &mut t,
-                        &mask,
-                        job.settings.fill,
-                        job.settings.seed ^ i as u64,
-                    );
-                    tensors.push(t);
-                }
-                let after = scorer.logits(&tensors)?;
-                let n = rows.len().max(1) as f64;
-                let drop = rows
-                    .iter()
-                    .zip(&after)
-                    .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
-                    .sum::<f64>()
-                    / n;
-                let before_acc = rows
-                    .iter()
-                    .filter(|&&i| members[i].predicted == *class)
-                    .count() as f64
-                    / n;
-                let after_acc = after
-                    .iter()
-                    .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
-                    .count() as f64
-                    / n;
-                Ok((drop, before_acc, after_acc))
-            };
-            let (occlusion_drop, accuracy_before, accuracy_after) =
-                occluded_drop(&mut scorer, idx, &donors)?;
-            // Pictures for the report: the first member before and after occlusion.
-            let first = donors[0].clone();
-            let mut covered = first.clone();
-            occlude(
-                &mut covered,
-                &mask,
-                job.settings.fill,
-                job.settings.seed ^ idx[0] as u64,
-            );
-            let mut pictures = vec![first, covered];
-            let rest_rows = spread(&rest_idx, job.settings.transplant_images);
-            let rest_tensors: Vec<Vec<f32>> = rest_rows
-                .iter()
-                .map(|&i| load(job, members[i].image_index))
-                .collect::<Result<_>>()?;
-            let (occlusion_drop_rest, _, _) =
-                occluded_drop(&mut scorer, &rest_rows, &rest_tensors)?;
-
-            // Transplant: donor j mod |cluster| into recipient j.
-            let mut pasted = other_tensors.clone();
-            for (j, t) in pasted.iter_mut().enumerate() {
-                paste(t, &donors[j % donors.len()], &mask);
-            }
-            if let (Some(before), Some(after)) = (other_tensors.first(), pasted.first()) {
-                pictures.push(before.clone());
-                pictures.push(after.clone());
-            }
-            let mut example_files = Vec::new();
-            for (kind, tensor) in examples::KINDS.iter().zip(&pictures) {
-                let path = examples::example_path(&job.dir, *class, cluster, kind);
-                examples::write_png(&path, &examples::to_rgb(tensor, job.preprocess, h, w))?;
-                if let Ok(rel) = path.strip_prefix(&job.dir) {
-                    example_files.push(rel.display().to_string());
-                }
-            }
-            let after = scorer.logits(&pasted)?;
-            let k = *class as usize;
-            let gain = other_before
-                .iter()
-                .zip(&after)
-                .map(|(b, a)| (a[k] - b[k]) as f64)
-                .sum::<f64>()
-                / others.len().max(1) as f64;
-            let eligible: Vec<usize> = (0..others.len())
-                .filter(|&j| spray_engine::argmax(other_before[j].iter().copied()) != k)
-                .collect();
-            let flipped = eligible
-                .iter()
-                .filter(|&&j| spray_engine::argmax(after[j].iter().copied()) == k)
-                .count();
-            evidence.push(Evidence {
-                class_index: *class,
-                class_name: name.clone(),
-                cluster,
-                size: idx.len(),
-                share: idx.len() as f64 / members.len() as f64,
-                region: region::describe(&cells, g),
-                region_cells: cells.len(),
-                grid: g,
-                occlusion_drop,
-                occlusion_drop_rest,
-                accuracy_before,
-                accuracy_after,
-                transplant_logit_gain: gain,
-                transplant_flip_rate: flipped as f64 / eligible.len().max(1) as f64,
-                transplant_images: others.len(),
-                examples: example_files,
-            });
+    let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, m) in members.iter().enumerate() {
+        if let Some(&c) = clusters_of.get(&(*class, m.image_index as i64)) {
+            groups.entry(c).or_default().push(i);
         }
     }
-    // Strongest evidence first.
+    // Recipients of transplants: other classes' images (one row per image).
+    let mut others: Vec<usize> = by_class
+        .iter()
+        .filter(|(c, _)| *c != class)
+        .flat_map(|(_, rows)| rows.iter().map(|m| m.image_index))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    let others = spread(&others, job.settings.transplant_images);
+    let other_tensors: Vec<Vec<f32>> = others
+        .iter()
+        .map(|&i| load(job, i))
+        .collect::<Result<_>>()?;
+    let other_before = scorer.logits(&other_tensors)?;
+
+    for (&cluster, idx) in &groups {
+        if cluster < 0 || idx.len() < job.settings.min_cluster || idx.len() == members.len() {
+            continue;
+        }
+        let inside: Vec<&[f32]> = idx.iter().map(|&i| members[i].map.as_slice()).collect();
+        let rest_idx: Vec<usize> = (0..members.len()).filter(|i| !idx.contains(i)).collect();
+        let rest: Vec<&[f32]> = rest_idx
+            .iter()
+            .map(|&i| members[i].map.as_slice())
+            .collect();
+        let cells = region::cluster_region(&inside, &rest, g, job.settings.margin);
+        if cells.is_empty() {
+            continue;
+        }
+        let mask = region::pixel_mask(&cells, g, h, w);
+        summary.clusters += 1;
+
+        // Occlusion on the cluster, then on (up to transplant_images of) the rest.
+        // The cluster's images, decoded once: occluded, pictured and pasted from.
+        let donors: Vec<Vec<f32>> = idx
+            .iter()
+            .map(|&i| load(job, members[i].image_index))
+            .collect::<Result<_>>()?;
+        let occluded_drop = |scorer: &mut Scorer<'_>,
+                             rows: &[usize],
+                             originals: &[Vec<f32>]|
+         -> Result<(f64, f64, f64)> {
+            let mut tensors = Vec::with_capacity(rows.len());
+            for (&i, original) in rows.iter().zip(originals) {
+                let mut t = original.clone();
+                occlude(
+                    &mut t,
+                    &mask,
+                    job.settings.fill,
+                    job.settings.seed ^ i as u64,
+                );
+                tensors.push(t);
+            }
+            let after = scorer.logits(&tensors)?;
+            let n = rows.len().max(1) as f64;
+            let drop = rows
+                .iter()
+                .zip(&after)
+                .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
+                .sum::<f64>()
+                / n;
+            let before_acc = rows
+                .iter()
+                .filter(|&&i| members[i].predicted == *class)
+                .count() as f64
+                / n;
+            let after_acc = after
+                .iter()
+                .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
+                .count() as f64
+                / n;
+            Ok((drop, before_acc, after_acc))
+        };
+        let (occlusion_drop, accuracy_before, accuracy_after) =
+            occluded_drop(scorer, idx, &donors)?;
+        // Pictures for the report: the first member before and after occlusion.
+        let first = donors[0].clone();
+        let mut covered = first.clone();
+        occlude(
+            &mut covered,
+            &mask,
+            job.settings.fill,
+            job.settings.seed ^ idx[0] as u64,
+        );
+        let mut pictures = vec![first, covered];
+        let rest_rows = spread(&rest_idx, job.settings.transplant_images);
+        let rest_tensors: Vec<Vec<f32>> = rest_rows
+            .iter()
+            .map(|&i| load(job, members[i].image_index))
+            .collect::<Result<_>>()?;
+        let (occlusion_drop_rest, _, _) = occluded_drop(scorer, &rest_rows, &rest_tensors)?;
+
+        // Transplant: donor j mod |cluster| into recipient j.
+        let mut pasted = other_tensors.clone();
+        for (j, t) in pasted.iter_mut().enumerate() {
+            paste(t, &donors[j % donors.len()], &mask);
+        }
+        if let (Some(before), Some(after)) = (other_tensors.first(), pasted.first()) {
+            pictures.push(before.clone());
+            pictures.push(after.clone());
+        }
+        let mut example_files = Vec::new();
+        for (kind, tensor) in examples::KINDS.iter().zip(&pictures) {
+            let path = examples::example_path(&job.dir, *class, cluster, kind);
+            examples::write_png(&path, &examples::to_rgb(tensor, job.preprocess, h, w))?;
+            if let Ok(rel) = path.strip_prefix(&job.dir) {
+                example_files.push(rel.display().to_string());
+            }
+        }
+        let after = scorer.logits(&pasted)?;
+        let k = *class as usize;
+        let gain = other_before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a[k] - b[k]) as f64)
+            .sum::<f64>()
+            / others.len().max(1) as f64;
+        let eligible: Vec<usize> = (0..others.len())
+            .filter(|&j| spray_engine::argmax(other_before[j].iter().copied()) != k)
+            .collect();
+        let flipped = eligible
+            .iter()
+            .filter(|&&j| spray_engine::argmax(after[j].iter().copied()) == k)
+            .count();
+        // The control: the same region pasted from the class's other images. A region that
+        // shows the class's object flips recipients whichever member it comes from; a shortcut
+        // the cluster shares flips them only when it comes from the cluster.
+        let flip_rate_rest = if rest_tensors.is_empty() {
+            0.0
+        } else {
+            let mut pasted_rest = other_tensors.clone();
+            for (j, t) in pasted_rest.iter_mut().enumerate() {
+                paste(t, &rest_tensors[j % rest_tensors.len()], &mask);
+            }
+            let after_rest = scorer.logits(&pasted_rest)?;
+            eligible
+                .iter()
+                .filter(|&&j| spray_engine::argmax(after_rest[j].iter().copied()) == k)
+                .count() as f64
+                / eligible.len().max(1) as f64
+        };
+        evidence.push(Evidence {
+            class_index: *class,
+            class_name: name.clone(),
+            cluster,
+            size: idx.len(),
+            share: idx.len() as f64 / members.len() as f64,
+            region: region::describe(&cells, g),
+            region_cells: cells.len(),
+            grid: g,
+            occlusion_drop,
+            occlusion_drop_rest,
+            accuracy_before,
+            accuracy_after,
+            transplant_logit_gain: gain,
+            transplant_flip_rate: flipped as f64 / eligible.len().max(1) as f64,
+            transplant_flip_rate_rest: flip_rate_rest,
+            transplant_images: others.len(),
+            examples: example_files,
+        });
+    }
+    Ok(evidence)
+}
+
+/// Read every unit (in class order) and write the tables; `evidence.csv` last.
+fn assemble(dir: &Path, units: &[i32]) -> Result<()> {
+    let mut evidence = Vec::new();
+    let mut padding = Vec::new();
+    let mut aopc = Vec::new();
+    for &class in units {
+        let unit = units::read_unit(dir, class)?;
+        evidence.extend(unit.evidence);
+        padding.extend(unit.padding);
+        aopc.extend(unit.aopc);
+    }
+    // Strongest evidence first: what only the cluster's region does (flip rate beyond the
+    // control), then the occlusion contrast.
+    let specific = |e: &Evidence| e.transplant_flip_rate - e.transplant_flip_rate_rest;
     evidence.sort_by(|a, b| {
-        b.transplant_flip_rate
-            .total_cmp(&a.transplant_flip_rate)
+        specific(b)
+            .total_cmp(&specific(a))
             .then(
                 (b.occlusion_drop - b.occlusion_drop_rest)
                     .total_cmp(&(a.occlusion_drop - a.occlusion_drop_rest)),
@@ -619,26 +724,8 @@ pub fn run(job: &VerifyJob<'_>) -> Result<(VerifyOutput, VerifySummary)> {
             .then(a.class_index.cmp(&b.class_index))
             .then(a.cluster.cmp(&b.cluster))
     });
-    let padding = if job.settings.padding {
-        padding_table(&mut scorer, &by_class, &manifest.classes)?
-    } else {
-        Vec::new()
-    };
-    let aopc = if job.settings.aopc {
-        aopc_table(&mut scorer, &by_class, &manifest.classes)?
-    } else {
-        Vec::new()
-    };
-    summary.images_run = scorer.images_run;
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok((
-        VerifyOutput {
-            evidence,
-            padding,
-            aopc,
-        },
-        summary,
-    ))
+    write_tables(dir, &padding, &aopc)?;
+    write_evidence(&evidence_path(dir), &evidence)
 }
 
 fn class_name(classes: &[String], class: i32) -> String {
@@ -650,14 +737,15 @@ fn class_name(classes: &[String], class: i32) -> String {
 
 /// Per class: `table_images` images under the pipeline's preprocessing and under each of the
 /// six square modes (on square images every mode is the identity: changes are then zero).
-fn padding_table(
+fn padding_rows(
     scorer: &mut Scorer<'_>,
-    by_class: &BTreeMap<i32, Vec<Member>>,
+    class: i32,
+    members: &[Member],
     classes: &[String],
 ) -> Result<Vec<PaddingEffect>> {
     let job = scorer.job;
     let mut rows = Vec::new();
-    for (&class, members) in by_class {
+    {
         let chosen = spread(
             &members.iter().map(|m| m.image_index).collect::<Vec<_>>(),
             job.settings.table_images,
@@ -708,17 +796,17 @@ fn padding_table(
 /// mean colour), most relevant first (MoRF) or in a seeded random order;
 /// AOPC = 1/(L+1) Σ_{k=0..L} (f(x) − f(x_k)), averaged over the class's images. A faithful
 /// heatmap makes the MoRF curve fall faster: AOPC(MoRF) > AOPC(random).
-fn aopc_table(
+fn aopc_row(
     scorer: &mut Scorer<'_>,
-    by_class: &BTreeMap<i32, Vec<Member>>,
+    class: i32,
+    members: &[Member],
     classes: &[String],
-) -> Result<Vec<Aopc>> {
+) -> Result<Aopc> {
     let job = scorer.job;
     let g = job.grid;
     let [h, w] = job.preprocess.input_size.map(|v| v as usize);
     let steps = job.settings.aopc_steps.min(g * g);
-    let mut rows = Vec::new();
-    for (&class, members) in by_class {
+    {
         let k = class as usize;
         let chosen = spread(
             &(0..members.len()).collect::<Vec<_>>(),
@@ -757,7 +845,7 @@ fn aopc_table(
             }
         }
         let n = chosen.len().max(1) as f64;
-        rows.push(Aopc {
+        Ok(Aopc {
             class_index: class,
             class_name: class_name(classes, class),
             composite: job.composite.clone(),
@@ -765,92 +853,8 @@ fn aopc_table(
             steps,
             aopc_morf: sums[0] / n,
             aopc_random: sums[1] / n,
-        });
+        })
     }
-    Ok(rows)
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// `padding.csv` and `aopc.csv`, written atomically.
-pub fn write_tables(dir: &Path, padding: &[PaddingEffect], aopc: &[Aopc]) -> Result<()> {
-    let mut text =
-        String::from("class_index,class,mode,images,logit_change,accuracy,accuracy_baseline\n");
-    for r in padding {
-        text.push_str(&format!(
-            "{},{},{},{},{:.4},{:.4},{:.4}\n",
-            r.class_index,
-            csv_field(&r.class_name),
-            mode_name(r.mode),
-            r.images,
-            r.logit_change,
-            r.accuracy,
-            r.accuracy_baseline
-        ));
-    }
-    spray_store::write_atomically(&padding_path(dir), text.as_bytes())?;
-    let mut text = String::from("class_index,class,composite,images,steps,aopc_morf,aopc_random\n");
-    for r in aopc {
-        text.push_str(&format!(
-            "{},{},{},{},{},{:.4},{:.4}\n",
-            r.class_index,
-            csv_field(&r.class_name),
-            csv_field(&r.composite),
-            r.images,
-            r.steps,
-            r.aopc_morf,
-            r.aopc_random
-        ));
-    }
-    spray_store::write_atomically(&aopc_path(dir), text.as_bytes())?;
-    Ok(())
-}
-
-pub fn evidence_json_path(dir: &Path) -> PathBuf {
-    dir.join("evidence.json")
-}
-
-/// `evidence.csv` and its JSON twin beside it, written atomically.
-pub fn write_evidence(path: &Path, rows: &[Evidence]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        spray_store::write_atomically(
-            &evidence_json_path(dir),
-            &serde_json::to_vec_pretty(rows).unwrap_or_default(),
-        )?;
-    }
-    let mut text = String::from(
-        "class_index,class,cluster,size,share,region,region_cells,grid,occlusion_drop,\
-         occlusion_drop_rest,accuracy_before,accuracy_after,transplant_logit_gain,\
-         transplant_flip_rate,transplant_images\n",
-    );
-    for r in rows {
-        text.push_str(&format!(
-            "{},{},{},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
-            r.class_index,
-            csv_field(&r.class_name),
-            r.cluster,
-            r.size,
-            r.share,
-            r.region,
-            r.region_cells,
-            r.grid,
-            r.occlusion_drop,
-            r.occlusion_drop_rest,
-            r.accuracy_before,
-            r.accuracy_after,
-            r.transplant_logit_gain,
-            r.transplant_flip_rate,
-            r.transplant_images
-        ));
-    }
-    spray_store::write_atomically(path, text.as_bytes())?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -29,12 +29,6 @@ pub(crate) enum LayoutStep {
     Slice {
         input: String,
     },
-    /// Split along `axis`: the outputs' relevance is concatenated back (zeros for an output that
-    /// received none).
-    Split {
-        input: String,
-        axis: i64,
-    },
     /// An op that only copies elements (Gather and GatherElements with input-independent
     /// indices, strided Slice, Tile, Expand): relevance goes back to the element each output was
     /// copied from, summed where one element was copied several times. Each such op must run
@@ -127,10 +121,15 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
         }
         "Split" => {
             v.only_first_input_is_data()?;
-            structural(LayoutStep::Split {
-                input: v.first_data()?,
-                axis: node.attr_int("axis").unwrap_or(0),
-            })
+            // Several outputs: `Treatment::Split`, handled by `split_backward`.
+            Ok((
+                Treatment::Split {
+                    input: v.first_data()?,
+                    axis: node.attr_int("axis").unwrap_or(0),
+                },
+                LayerKind::Structural,
+                vec![],
+            ))
         }
         other => Err(format!("{other}: not a layout op")),
     }
@@ -212,11 +211,11 @@ pub(crate) fn backward(
             let origin = b.op(&node.op_type, &inputs, node.attribute.clone());
             vec![(input.clone(), scatter_add_like(b, &r, &origin, input))]
         }
-        LayoutStep::Split { .. } => unreachable!("Split takes its outputs' relevance itself"),
     }
 }
 
-/// Split's backward step: gather what each output received, zeros where one received nothing.
+/// Split's backward step: gather what each output received, zeros where one received nothing
+/// (nothing at all when no output received relevance).
 pub(crate) fn split_backward(
     cx: &mut Backward<'_, '_>,
     node: &NodeProto,

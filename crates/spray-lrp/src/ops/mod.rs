@@ -27,6 +27,12 @@ pub(crate) enum Treatment {
     Merged,
     Elementwise(elementwise::ElementwiseStep),
     Layout(layout::LayoutStep),
+    /// The one op with several relevance-carrying outputs (its family is layout): the outputs'
+    /// relevance is concatenated back along `axis`.
+    Split {
+        input: String,
+        axis: i64,
+    },
     Pooling(pooling::PoolingStep),
 }
 
@@ -148,31 +154,32 @@ impl<'a, 'g> Backward<'a, 'g> {
 
     /// Emit the backward step of one node: its output relevance goes to its data inputs.
     pub fn step(&mut self, node: &NodeProto, treatment: &Treatment, rule: Option<&Rule>) {
-        let sent = match treatment {
-            Treatment::Merged => vec![],
-            // Several outputs: the family gathers what each received.
-            Treatment::Layout(layout::LayoutStep::Split { input, axis }) => {
+        let rule = rule.cloned().unwrap_or(Rule::Pass);
+        // Every other op carries relevance from one output: the sum of what it received.
+        let out_name = match treatment {
+            Treatment::Merged | Treatment::Split { .. } => None,
+            Treatment::Linear(layer) => Some(layer.output.as_str()),
+            _ => Some(node.output[0].as_str()),
+        };
+        let r = match out_name {
+            Some(name) => match self.take(name) {
+                Some(r) => Some(r),
+                None => return,
+            },
+            None => None,
+        };
+        let sent = match (treatment, r) {
+            (Treatment::Merged, _) => vec![],
+            (Treatment::Split { input, axis }, _) => {
                 layout::split_backward(self, node, input, *axis)
             }
-            _ => {
-                let out_name = match treatment {
-                    Treatment::Linear(layer) => layer.output.clone(),
-                    _ => node.output[0].clone(),
-                };
-                let Some(r) = self.take(&out_name) else {
-                    return;
-                };
-                let rule = rule.cloned().unwrap_or(Rule::Pass);
-                match treatment {
-                    Treatment::Linear(layer) => linear::backward(self, layer, &rule, &r),
-                    Treatment::Elementwise(step) => {
-                        elementwise::backward(self, node, step, &rule, r)
-                    }
-                    Treatment::Layout(step) => layout::backward(self, node, step, r),
-                    Treatment::Pooling(step) => pooling::backward(self, node, step, &rule, &r),
-                    Treatment::Merged => unreachable!("matched above"),
-                }
+            (Treatment::Linear(layer), Some(r)) => linear::backward(self, layer, &rule, &r),
+            (Treatment::Elementwise(step), Some(r)) => {
+                elementwise::backward(self, node, step, &rule, r)
             }
+            (Treatment::Layout(step), Some(r)) => layout::backward(self, node, step, r),
+            (Treatment::Pooling(step), Some(r)) => pooling::backward(self, node, step, &rule, &r),
+            (_, None) => vec![],
         };
         for (tensor, r) in sent {
             self.send(tensor, r);
@@ -398,7 +405,7 @@ mod tests {
             let family = match treatment {
                 super::Treatment::Linear(_) => OpFamily::Linear,
                 super::Treatment::Elementwise(_) => OpFamily::Elementwise,
-                super::Treatment::Layout(_) => OpFamily::Layout,
+                super::Treatment::Layout(_) | super::Treatment::Split { .. } => OpFamily::Layout,
                 super::Treatment::Pooling(_) => OpFamily::Pooling,
                 super::Treatment::Merged => panic!("{}: merged on its own", info.name),
             };

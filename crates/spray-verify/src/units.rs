@@ -1,0 +1,81 @@
+//! The stage's work unit is a class: its clusters' evidence, its padding rows and its AOPC row,
+//! written to `units/class-<index>.toml` when finished. A rerun keeps finished units (resume),
+//! `--shard i/n` takes the units at positions ≡ i (mod n), and whichever process finds every
+//! unit present assembles the tables. `_verify.json` lists the units under the stage's
+//! fingerprint; `evidence.csv`, written last, marks the stage complete.
+//!
+//! Units are TOML, not JSON: Rust's float formatting and parsing round-trip exactly, so the
+//! assembled tables are bit-for-bit what one process computes (serde_json's default float
+//! parser is off by an ulp now and then).
+
+use std::path::{Path, PathBuf};
+
+use crate::{Aopc, Evidence, PaddingEffect, Result, VerifyError};
+
+/// What the stage found for one class.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassUnit {
+    pub class_index: i32,
+    /// Empty unless the class is among the tested ones (flagged or top by score).
+    pub evidence: Vec<Evidence>,
+    pub padding: Vec<PaddingEffect>,
+    pub aopc: Vec<Aopc>,
+}
+
+/// `_verify.json`: the fingerprint and the units (class indices, in order).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyManifest {
+    pub fingerprint: String,
+    pub units: Vec<i32>,
+}
+
+pub fn unit_path(dir: &Path, class_index: i32) -> PathBuf {
+    dir.join("units")
+        .join(format!("class-{class_index:05}.toml"))
+}
+
+pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
+    let path = unit_path(dir, unit.class_index);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| VerifyError::Io {
+            path: parent.display().to_string(),
+            source: e,
+        })?;
+    }
+    spray_store::write_atomically(
+        &path,
+        toml::to_string(unit)
+            .map_err(|e| VerifyError::Config(e.to_string()))?
+            .as_bytes(),
+    )?;
+    Ok(())
+}
+
+pub fn read_unit(dir: &Path, class_index: i32) -> Result<ClassUnit> {
+    let path = unit_path(dir, class_index);
+    let text = std::fs::read_to_string(&path).map_err(|e| VerifyError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    toml::from_str(&text).map_err(|e| VerifyError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Write `_verify.json` unless it is there for this fingerprint (every shard writes the same).
+pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
+    let path = crate::manifest_path(dir);
+    let existing = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<VerifyManifest>(&t).ok());
+    if existing.as_ref() == Some(manifest) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| VerifyError::Io {
+        path: dir.display().to_string(),
+        source: e,
+    })?;
+    spray_store::write_atomically(
+        &path,
+        &serde_json::to_vec(manifest).map_err(|e| VerifyError::Config(e.to_string()))?,
+    )?;
+    Ok(())
+}
