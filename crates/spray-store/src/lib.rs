@@ -10,6 +10,7 @@ pub mod fingerprint;
 mod io;
 pub mod lock;
 pub mod manifest;
+pub mod ranking;
 pub mod relevance;
 mod shard;
 pub mod stage;

@@ -77,7 +77,8 @@ pub struct VerifySettings {
     /// Run the stage at all.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// The most suspicious classes (by the analysis score) whose clusters are tested.
+    /// How many of the most suspicious classes (by the report's ranking) have their clusters
+    /// tested; every flagged class is tested as well.
     #[serde(default = "default_classes")]
     pub classes: usize,
     /// Clusters smaller than this are not tested.
@@ -394,19 +395,16 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         members.sort_by_key(|m| m.image_index);
     }
     let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
-    let mut ranked: Vec<_> = spectra
-        .iter()
-        .filter(|s| s.space == spray_store::FeatureSpace::Relevance && s.class_index >= 0)
-        .collect();
-    ranked.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.class_index.cmp(&b.class_index))
-    });
+    // The flagged classes and the top `classes` by the report's ranking (same order, same
+    // flag rule: spray_store::ranking).
+    let ranked = spray_store::ranking::rank(&spectra);
+    let flagged = spray_store::ranking::flag(&ranked);
     let chosen: Vec<(i32, String)> = ranked
         .iter()
-        .take(job.settings.classes)
-        .map(|s| (s.class_index, s.class_name.clone()))
+        .filter(|r| r.spectrum.class_index >= 0)
+        .enumerate()
+        .filter(|(i, r)| *i < job.settings.classes || flagged.contains(&r.spectrum.class_name))
+        .map(|(_, r)| (r.spectrum.class_index, r.spectrum.class_name.clone()))
         .collect();
     let clusters_of: BTreeMap<(i32, i64), i32> = samples
         .iter()
