@@ -5,30 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// The fields of spray_verify::Evidence the page shows (serde ignores the rest).
-#[derive(Debug, Clone, Deserialize)]
-pub struct EvidenceRow {
-    pub class_index: i32,
-    pub class_name: String,
-    pub cluster: i32,
-    pub size: usize,
-    pub share: f64,
-    pub region: String,
-    pub grid: usize,
-    pub occlusion_drop: f64,
-    pub occlusion_drop_rest: f64,
-    pub transplant_logit_gain: f64,
-    pub transplant_flip_rate: f64,
-    /// The control (region pasted from the class's other images); absent in older files.
-    #[serde(default)]
-    pub transplant_flip_rate_rest: f64,
-    pub transplant_images: usize,
-    /// Picture files relative to the verify folder (original, occluded, recipient, transplanted).
-    #[serde(default)]
-    pub examples: Vec<String>,
-}
+/// A row of the verify stage's evidence table (the contract lives in spray-store).
+pub type EvidenceRow = spray_store::verify::Evidence;
 
 /// Rows per class, in the file's order (strongest first). A missing file is no evidence.
 pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>> {
@@ -36,7 +16,7 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
     let Some(dir) = dir else {
         return Ok(out);
     };
-    let path = dir.join("evidence.json");
+    let path = spray_store::verify::evidence_json_path(dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),

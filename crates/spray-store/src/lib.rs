@@ -14,6 +14,7 @@ pub mod ranking;
 pub mod relevance;
 mod shard;
 pub mod stage;
+pub mod verify;
 
 pub use analysis::FeatureSpace;
 pub use fingerprint::{file_digest, Fingerprint};

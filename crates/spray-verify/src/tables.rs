@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use spray_dataset::SquareMode;
 
+pub use spray_store::verify::evidence_json_path;
+
 use crate::{Aopc, Evidence, PaddingEffect, Result};
 
 pub fn padding_path(dir: &Path) -> PathBuf {
@@ -61,10 +63,6 @@ pub fn write_tables(dir: &Path, padding: &[PaddingEffect], aopc: &[Aopc]) -> Res
     }
     spray_store::write_atomically(&aopc_path(dir), text.as_bytes())?;
     Ok(())
-}
-
-pub fn evidence_json_path(dir: &Path) -> PathBuf {
-    dir.join("evidence.json")
 }
 
 /// `evidence.csv` and its JSON twin beside it, written atomically.
