@@ -440,15 +440,13 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
 
     let fingerprint = fingerprint(&manifest.fingerprint, settings);
     std::fs::create_dir_all(&job.dir).map_err(|e| io(&job.dir, e))?;
-    if let Ok(text) = std::fs::read_to_string(manifest_path(&job.dir)) {
-        if let Ok(existing) = serde_json::from_str::<AnalysisManifest>(&text) {
-            if existing.fingerprint != fingerprint {
-                return Err(AnalyzeError::Config(format!(
-                    "{} holds an analysis of other inputs or settings; use another folder or rerun with --force analyze",
-                    job.dir.display()
-                )));
-            }
-        }
+    // The writer's own guard (the pipeline clears a stale folder first).
+    if spray_store::stage::analysis_state(&job.dir, &fingerprint) == spray_store::StageState::Stale
+    {
+        return Err(AnalyzeError::Config(format!(
+            "{} holds an analysis of other inputs or settings; use another folder or rerun with --force analyze",
+            job.dir.display()
+        )));
     }
     let analysis_manifest = AnalysisManifest {
         fingerprint,

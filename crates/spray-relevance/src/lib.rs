@@ -235,15 +235,16 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
     };
     std::fs::create_dir_all(&job.dir)
         .map_err(|e| RelevanceError::Config(format!("cannot create {}: {e}", job.dir.display())))?;
-    match read_manifest(&job.dir).ok() {
-        Some(existing) if existing.fingerprint != manifest.fingerprint => {
-            return Err(RelevanceError::Config(format!(
-                "{} holds relevance maps computed from other inputs or settings; \
-                 use another output folder or rerun with --force relevance",
-                job.dir.display()
-            )));
-        }
-        _ => {}
+    // The writer's own guard (the pipeline clears a stale folder first): parts of different
+    // inputs are never mixed.
+    if spray_store::stage::relevance_state(&job.dir, &manifest.fingerprint)
+        == spray_store::StageState::Stale
+    {
+        return Err(RelevanceError::Config(format!(
+            "{} holds relevance maps computed from other inputs or settings; \
+             use another output folder or rerun with --force relevance",
+            job.dir.display()
+        )));
     }
     spray_store::write_atomically(
         &manifest_path(&job.dir),

@@ -66,8 +66,18 @@ pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
     let existing = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str::<VerifyManifest>(&t).ok());
-    if existing.as_ref() == Some(manifest) {
-        return Ok(());
+    match &existing {
+        Some(e) if e == manifest => return Ok(()),
+        // Units of other inputs or settings are never mixed with these (the pipeline clears a
+        // stale folder before the stage runs).
+        Some(e) if e.fingerprint != manifest.fingerprint => {
+            return Err(VerifyError::Config(format!(
+                "{} holds verify results of other inputs or settings; use another folder or \
+                 rerun with --force verify",
+                dir.display()
+            )))
+        }
+        _ => {}
     }
     std::fs::create_dir_all(dir).map_err(|e| VerifyError::Io {
         path: dir.display().to_string(),
