@@ -307,7 +307,7 @@ pub fn read_all_spectra(dir: &Path) -> Result<Vec<ClassSpectrum>> {
 }
 
 /// The groups of a finished analysis; an error names those not analysed yet.
-fn finished_groups(dir: &Path) -> Result<Vec<i32>> {
+pub(crate) fn finished_groups(dir: &Path) -> Result<Vec<i32>> {
     let path = manifest_path(dir);
     let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
     let manifest: AnalysisManifest = serde_json::from_str(&text)

@@ -82,14 +82,7 @@ pub fn relevance_state(dir: &Path, fingerprint: &str) -> StageState {
 /// `<out>/analysis`: complete when every group the manifest lists has its spectrum.
 pub fn analysis_state(dir: &Path, fingerprint: &str) -> StageState {
     judge(&analysis::manifest_path(dir), fingerprint, || {
-        let Ok(text) = std::fs::read_to_string(analysis::manifest_path(dir)) else {
-            return false;
-        };
-        serde_json::from_str::<analysis::AnalysisManifest>(&text).is_ok_and(|m| {
-            m.groups
-                .iter()
-                .all(|&g| analysis::spectrum_path(dir, g).is_file())
-        })
+        analysis::finished_groups(dir).is_ok()
     })
 }
 

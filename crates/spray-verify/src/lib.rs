@@ -44,12 +44,6 @@ pub enum VerifyError {
     Engine(#[from] spray_engine::EngineError),
     #[error("{0}")]
     Config(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 pub type Result<T, E = VerifyError> = std::result::Result<T, E>;
@@ -227,9 +221,7 @@ pub struct VerifySummary {
     pub complete: bool,
 }
 
-pub fn evidence_path(dir: &Path) -> PathBuf {
-    spray_store::stage::verify_evidence_path(dir)
-}
+pub use spray_store::stage::verify_evidence_path as evidence_path;
 
 /// The six ways of making an image square of thesis §6.3.1.
 pub const SQUARE_MODES: [SquareMode; 6] = [
@@ -241,9 +233,7 @@ pub const SQUARE_MODES: [SquareMode; 6] = [
     SquareMode::FixedColor,
 ];
 
-pub fn manifest_path(dir: &Path) -> PathBuf {
-    spray_store::stage::verify_manifest_path(dir)
-}
+pub use spray_store::stage::verify_manifest_path as manifest_path;
 
 /// Fingerprint of the stage: the analysis it reads, its settings, the spray version.
 pub fn fingerprint(analysis_fingerprint: &str, settings: &VerifySettings) -> String {
@@ -453,22 +443,21 @@ fn class_evidence(
 ) -> Result<Vec<Evidence>> {
     let job = scorer.job;
     let g = job.grid;
-    let class = &class;
     let [h, w] = job.preprocess.input_size.map(|v| v as usize);
     let mut evidence = Vec::new();
-    let Some(members) = by_class.get(class) else {
+    let Some(members) = by_class.get(&class) else {
         return Ok(evidence);
     };
     let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for (i, m) in members.iter().enumerate() {
-        if let Some(&c) = clusters_of.get(&(*class, m.image_index as i64)) {
+        if let Some(&c) = clusters_of.get(&(class, m.image_index as i64)) {
             groups.entry(c).or_default().push(i);
         }
     }
     // Recipients of transplants: other classes' images (one row per image).
     let mut others: Vec<usize> = by_class
         .iter()
-        .filter(|(c, _)| *c != class)
+        .filter(|(c, _)| **c != class)
         .flat_map(|(_, rows)| rows.iter().map(|m| m.image_index))
         .collect();
     others.sort_unstable();
@@ -524,17 +513,17 @@ fn class_evidence(
             let drop = rows
                 .iter()
                 .zip(&after)
-                .map(|(&i, a)| relative_drop(members[i].class_logit, a[*class as usize]))
+                .map(|(&i, a)| relative_drop(members[i].class_logit, a[class as usize]))
                 .sum::<f64>()
                 / n;
             let before_acc = rows
                 .iter()
-                .filter(|&&i| members[i].predicted == *class)
+                .filter(|&&i| members[i].predicted == class)
                 .count() as f64
                 / n;
             let after_acc = after
                 .iter()
-                .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == *class)
+                .filter(|a| spray_engine::argmax(a.iter().copied()) as i32 == class)
                 .count() as f64
                 / n;
             Ok((drop, before_acc, after_acc))
@@ -570,14 +559,14 @@ fn class_evidence(
         }
         let mut example_files = Vec::new();
         for (kind, tensor) in examples::KINDS.iter().zip(&pictures) {
-            let path = examples::example_path(&job.dir, *class, cluster, kind);
+            let path = examples::example_path(&job.dir, class, cluster, kind);
             examples::write_png(&path, &examples::to_rgb(tensor, job.preprocess, h, w))?;
             if let Ok(rel) = path.strip_prefix(&job.dir) {
                 example_files.push(rel.display().to_string());
             }
         }
         let after = scorer.logits(&pasted)?;
-        let k = *class as usize;
+        let k = class as usize;
         let gain = other_before
             .iter()
             .zip(&after)
@@ -609,7 +598,7 @@ fn class_evidence(
                 / eligible.len().max(1) as f64
         };
         evidence.push(Evidence {
-            class_index: *class,
+            class_index: class,
             class_name: name.clone(),
             cluster,
             size: idx.len(),

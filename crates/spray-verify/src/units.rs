@@ -35,15 +35,9 @@ pub fn unit_path(dir: &Path, class_index: i32) -> PathBuf {
 }
 
 pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
-    let path = unit_path(dir, unit.class_index);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| VerifyError::Io {
-            path: parent.display().to_string(),
-            source: e,
-        })?;
-    }
+    // write_atomically creates `units/` when needed.
     spray_store::write_atomically(
-        &path,
+        &unit_path(dir, unit.class_index),
         toml::to_string(unit)
             .map_err(|e| VerifyError::Config(e.to_string()))?
             .as_bytes(),
@@ -53,9 +47,9 @@ pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
 
 pub fn read_unit(dir: &Path, class_index: i32) -> Result<ClassUnit> {
     let path = unit_path(dir, class_index);
-    let text = std::fs::read_to_string(&path).map_err(|e| VerifyError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|source| spray_store::StoreError::Io {
         path: path.display().to_string(),
-        source: e,
+        source,
     })?;
     toml::from_str(&text).map_err(|e| VerifyError::Config(format!("{}: {e}", path.display())))
 }
@@ -79,10 +73,6 @@ pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
         }
         _ => {}
     }
-    std::fs::create_dir_all(dir).map_err(|e| VerifyError::Io {
-        path: dir.display().to_string(),
-        source: e,
-    })?;
     spray_store::write_atomically(
         &path,
         &serde_json::to_vec(manifest).map_err(|e| VerifyError::Config(e.to_string()))?,
