@@ -79,3 +79,37 @@ pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_of_another_fingerprint_is_refused_and_the_same_one_kept() {
+        let dir = std::env::temp_dir().join(format!("spray-units-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let manifest = |f: &str| VerifyManifest {
+            fingerprint: f.into(),
+            units: vec![0, 1],
+        };
+        write_manifest(&dir, &manifest("a")).unwrap();
+        write_manifest(&dir, &manifest("a")).unwrap();
+        let err = write_manifest(&dir, &manifest("b"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("other inputs or settings"), "{err}");
+        let unit = ClassUnit {
+            class_index: 1,
+            evidence: vec![],
+            padding: vec![],
+            aopc: vec![],
+        };
+        write_unit(&dir, &unit).unwrap();
+        assert_eq!(read_unit(&dir, 1).unwrap(), unit);
+        assert!(read_unit(&dir, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("class-00000.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
