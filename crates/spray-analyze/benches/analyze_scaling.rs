@@ -108,6 +108,16 @@ fn main() {
     .expect("kmeans");
     let t_km = t.elapsed().as_secs_f64();
 
+    // The default ranking criterion (contrast): masses, separation and shift per cluster.
+    let t = Instant::now();
+    let mass: Vec<f64> = points
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().map(|v| v.abs() as f64).sum())
+        .collect();
+    let strongest = spray_analyze::contrast::strongest(&g, &labels, &mass);
+    let t_contrast = t.elapsed().as_secs_f64();
+
     let t = Instant::now();
     let init = embed::tsne_init(pairs.vectors.view(), spray_analyze::TSNE_INIT_EIGENVECTORS);
     let wide = (n > settings.tsne.exact_limit).then(|| graph::knn(points.view(), 21));
@@ -164,13 +174,14 @@ fn main() {
 
     let clusters = labels.iter().copied().max().unwrap_or(0) + 1;
     println!(
-        "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
+        "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, contrast {t_contrast:.4}s (score {:.2}), t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
         match settings.solver {
             eigen::EigenSolver::Auto if n > settings.dense_limit => "Lanczos",
             eigen::EigenSolver::Auto | eigen::EigenSolver::Dense => "dense",
             eigen::EigenSolver::Lanczos => "Lanczos",
             eigen::EigenSolver::Sparse => "LOBPCG",
         },
+        strongest.score(),
         seconds,
         peak_rss_mib(),
         &pairs.values[1..4],

@@ -326,6 +326,7 @@ fn planted_subgroup_is_recovered_and_ranks_first() {
                 .map(|i| (i as i64, format!("s{i}"), String::new()))
                 .collect(),
             features,
+            mass: None,
         };
         let result = analyze_group(&points, &settings).unwrap();
         if planted > 0 {
@@ -363,6 +364,7 @@ fn analysis_is_deterministic() {
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),
         features,
+        mass: None,
     };
     let settings = AnalysisSettings::default();
     let a = analyze_group(&points, &settings).unwrap();
@@ -384,6 +386,7 @@ fn duplicates_and_tiny_groups() {
                 .map(|i| (i as i64, format!("s{i}"), String::new()))
                 .collect(),
             features: same.slice(ndarray16::s![..n, ..]).to_owned(),
+            mass: None,
         };
         let r = analyze_group(&points, &AnalysisSettings::default()).unwrap();
         assert_eq!(r.samples.len(), n);
@@ -410,6 +413,7 @@ fn dbscan_and_agglomerative_find_the_planted_groups() {
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),
         features,
+        mass: None,
     };
     for method in [ClusterMethod::Agglomerative, ClusterMethod::Dbscan] {
         let settings = AnalysisSettings {
@@ -437,6 +441,7 @@ fn non_finite_features_are_refused_with_the_samples_named() {
             .map(|i| (i as i64, format!("img{i}"), String::new()))
             .collect(),
         features,
+        mass: None,
     };
     let err = analyze_group(&points, &AnalysisSettings::default())
         .err()
@@ -486,6 +491,7 @@ fn barnes_hut_tsne_separates_the_planted_group_like_exact_tsne() {
             .map(|i| (i as i64, format!("s{i}"), String::new()))
             .collect(),
         features,
+        mass: None,
     };
     let bh = AnalysisSettings::default(); // n = 600 > exact_limit: Barnes–Hut
     let mut exact = AnalysisSettings::default();

@@ -40,6 +40,9 @@ enum Command {
     Verify(run::StageArgs),
     /// Stage 4 of a pipeline: CSV tables and the HTML report in OUT/report.
     Report(run::StageArgs),
+    /// Detection metrics of a finished analysis against a known truth (a scenario's
+    /// truth.json): rank and best-cluster ARI of each shortcut class, AUROC, false alarms.
+    Evaluate(run::EvaluateArgs),
     /// LRP model compilation.
     Lrp {
         #[command(subcommand)]
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => run::run(args.into_run(spray_pipeline::Stage::Analyze)),
         Command::Verify(args) => run::run(args.into_run(spray_pipeline::Stage::Verify)),
         Command::Report(args) => run::run(args.into_run(spray_pipeline::Stage::Report)),
+        Command::Evaluate(args) => run::evaluate(args),
         Command::Lrp {
             command: LrpCommand::Compile(args),
         } => explain::compile(args),

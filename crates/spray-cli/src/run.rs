@@ -100,3 +100,51 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Pipeline file whose analysis is evaluated (run it first).
+    pipeline: PathBuf,
+    /// Truth file; default: truth.json beside the pipeline file.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Exit with an error unless every shortcut class ranks above every clean class and has a
+    /// cluster with at least this one-vs-rest ARI against its artifact images.
+    #[arg(long)]
+    require_ari: Option<f64>,
+}
+
+pub fn evaluate(args: EvaluateArgs) -> Result<()> {
+    let pipeline = Pipeline::load(&args.pipeline)
+        .with_context(|| format!("reading pipeline {}", args.pipeline.display()))?;
+    let truth_path = args.truth.clone().unwrap_or_else(|| {
+        args.pipeline
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("truth.json")
+    });
+    let truth = spray_report::detection::DetectionTruth::read(&truth_path)
+        .with_context(|| format!("reading truth {}", truth_path.display()))?;
+    let analysis = spray_pipeline::stage_dir(&pipeline, Stage::Analyze);
+    let report = spray_report::detection::evaluate_dir(&truth, &analysis)
+        .with_context(|| format!("evaluating {}", analysis.display()))?;
+    println!("{report}");
+    if let Some(path) = &args.json {
+        let text = serde_json::to_vec_pretty(&report).context("serialising the figures")?;
+        spray_store::write_atomically(path, &text)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(min) = args.require_ari {
+        if !report.passes(min) {
+            anyhow::bail!(
+                "detection below the bar: every shortcut class must rank above every clean class \
+                 (false alarms: {:?}) and match its artifact images with ARI ≥ {min}",
+                report.false_alarms
+            );
+        }
+    }
+    Ok(())
+}

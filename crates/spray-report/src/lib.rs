@@ -6,6 +6,7 @@
 //! escaping; the page's script only ever writes it with `textContent`.
 
 mod charts;
+pub mod detection;
 mod evidence;
 mod images;
 mod tables;
@@ -30,6 +31,9 @@ pub enum ReportError {
     Template(String),
     #[error("table: {0}")]
     Table(String),
+    /// A file given to the report (e.g. a detection truth) that it cannot use.
+    #[error("{0}")]
+    Input(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -166,6 +170,9 @@ struct PageClass {
     clusters: Vec<PageCluster>,
     evidence: Vec<evidence::PageEvidence>,
     evidence_sentence: Option<String>,
+    /// Why the class ranks where it does (its strongest cluster's contrast).
+    why: String,
+    flagged: bool,
 }
 
 #[derive(Serialize)]
@@ -183,6 +190,12 @@ struct PageRow {
     clusters: i32,
     near_zero: i32,
     score: String,
+    /// The strongest cluster by the contrast criterion: label, share, separation, shift.
+    contrast_cluster: String,
+    separation: String,
+    magnitude_shift: String,
+    /// One sentence: why the class is (or is not) flagged.
+    why: String,
     baseline_lambda2: String,
     baseline_gap: String,
     /// The strongest transplant flip rate of the class's clusters (verify stage).
@@ -218,6 +231,58 @@ fn common_prefix<'a>(mut items: impl Iterator<Item = &'a str>) -> String {
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     spray_store::write_atomically(path, bytes).map_err(ReportError::from)
+}
+
+fn contrast_label(c: &spray_store::analysis::ClusterContrast) -> String {
+    if c.cluster < 0 {
+        String::new()
+    } else {
+        format!("{} ({:.0}%)", c.cluster, 100.0 * c.share)
+    }
+}
+
+/// Why a class is flagged or not, from its strongest cluster (`ClusterContrast`).
+fn why_sentence(s: &spray_store::analysis::ClassSpectrum) -> String {
+    let c = &s.contrast;
+    if c.cluster < 0 {
+        return "no cluster of at least 5% of the class to compare".into();
+    }
+    let ratio = |shift: f64| {
+        if shift >= 0.0 {
+            "more"
+        } else {
+            "less"
+        }
+    };
+    let cut = if c.separation >= spray_store::ranking::FLAG_SEPARATION {
+        format!(
+            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside)",
+            c.cluster,
+            100.0 * c.share,
+            100.0 * c.separation
+        )
+    } else {
+        format!(
+            "no cluster is cut off (the best, cluster {}, keeps {:.0}% of its kNN edges inside)",
+            c.cluster,
+            100.0 * c.separation
+        )
+    };
+    let mass = if c.magnitude_shift.abs() >= spray_store::ranking::FLAG_MAGNITUDE_SHIFT {
+        format!(
+            "its maps carry {} relevance than the rest ({:+.2} SD of log mass): the model answers \
+             these images with a different strength of evidence",
+            ratio(c.magnitude_shift),
+            c.magnitude_shift
+        )
+    } else {
+        format!(
+            "its maps carry about as much relevance as the rest ({:+.2} SD of log mass), as \
+             natural modes of a class do",
+            c.magnitude_shift
+        )
+    };
+    format!("{cut}; {mass}")
 }
 
 fn fmt(v: f64) -> String {
@@ -295,6 +360,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             clusters: r.spectrum.clusters,
             near_zero: r.spectrum.near_zero,
             score: fmt(r.spectrum.score),
+            contrast_cluster: contrast_label(&r.spectrum.contrast),
+            separation: fmt(r.spectrum.contrast.separation),
+            magnitude_shift: format!("{:+.2}", r.spectrum.contrast.magnitude_shift),
+            why: why_sentence(&r.spectrum),
             baseline_lambda2: r
                 .baseline
                 .as_ref()
@@ -479,6 +548,8 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         classes.push(PageClass {
             evidence: evidence::page_rows(class_evidence),
             evidence_sentence: evidence::sentence(class_evidence),
+            why: why_sentence(&r.spectrum),
+            flagged: spray_store::ranking::is_flagged(&r.spectrum),
             rank: r.rank,
             anchor: anchor(c),
             name: r.spectrum.class_name.clone(),

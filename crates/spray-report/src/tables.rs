@@ -120,6 +120,41 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
                 .collect::<Vec<_>>(),
         ),
         Column::new(
+            "score_contrast".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.contrast.score())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "contrast_cluster".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.contrast.cluster)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "contrast_share".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.contrast.share)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "contrast_separation".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.contrast.separation)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "contrast_magnitude_shift".into(),
+            ranking
+                .iter()
+                .map(|r| r.spectrum.contrast.magnitude_shift)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
             "image_lambda2".into(),
             ranking
                 .iter()

@@ -78,6 +78,41 @@ pub struct ClassSpectrum {
     pub lambda2: f64,
     /// The score the ranking criterion produced (larger = more suspicious).
     pub score: f64,
+    /// The cluster that stands out most by the contrast criterion, and why.
+    pub contrast: ClusterContrast,
+}
+
+/// How strongly one cluster of a group stands apart from the rest of it: the kNN graph
+/// separates it (1 − conductance of the cut around it) and its explanations carry a different
+/// amount of relevance (shift of the mean log relevance mass, in standard deviations of the
+/// group). A shortcut makes a model confident on the images that carry it — relevance is
+/// conserved, so its maps carry more mass — and sits in a region of its own, so both are large;
+/// natural modes of a class tend to differ in where the relevance is but not in how much.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClusterContrast {
+    /// The cluster's label, −1 when no cluster qualified (e.g. a group of one cluster).
+    pub cluster: i32,
+    /// Its share of the group.
+    pub share: f64,
+    /// 1 − conductance of the cut between the cluster and the rest, in [0, 1].
+    pub separation: f64,
+    /// (mean log mass of the cluster − mean log mass of the rest) / standard deviation of the
+    /// group's log mass. Positive: the cluster's maps carry more relevance.
+    pub magnitude_shift: f64,
+}
+
+impl ClusterContrast {
+    /// separation × (1 + |magnitude shift|): a cut-off cluster whose maps also carry a
+    /// different amount of relevance scores up to several times one that differs only in
+    /// where its relevance lies; with masses that carry no information (all equal) it is the
+    /// separation alone.
+    pub fn score(&self) -> f64 {
+        if self.cluster < 0 {
+            0.0
+        } else {
+            self.separation * (1.0 + self.magnitude_shift.abs())
+        }
+    }
 }
 
 /// One sample's place in its group's analysis.
@@ -113,6 +148,10 @@ fn spectrum_schema() -> Arc<Schema> {
         Field::new("near_zero", DataType::Int32, false),
         Field::new("lambda2", DataType::Float64, false),
         Field::new("score", DataType::Float64, false),
+        Field::new("contrast_cluster", DataType::Int32, false),
+        Field::new("contrast_share", DataType::Float64, false),
+        Field::new("contrast_separation", DataType::Float64, false),
+        Field::new("contrast_magnitude_shift", DataType::Float64, false),
     ]))
 }
 
@@ -180,6 +219,10 @@ pub fn write_group(
         columns::i32s(spectra.iter().map(|s| s.near_zero)),
         columns::f64s(spectra.iter().map(|s| s.lambda2)),
         columns::f64s(spectra.iter().map(|s| s.score)),
+        columns::i32s(spectra.iter().map(|s| s.contrast.cluster)),
+        columns::f64s(spectra.iter().map(|s| s.contrast.share)),
+        columns::f64s(spectra.iter().map(|s| s.contrast.separation)),
+        columns::f64s(spectra.iter().map(|s| s.contrast.magnitude_shift)),
     ];
     let batch = RecordBatch::try_new(spectrum_schema(), arrays)
         .map_err(|e| parquet_err(spectrum_path, e))?;
@@ -204,6 +247,10 @@ pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
         let near_zero = c.i32s("near_zero")?;
         let lambda2 = c.f64s("lambda2")?;
         let score = c.f64s("score")?;
+        let contrast_cluster = c.i32s("contrast_cluster")?;
+        let contrast_share = c.f64s("contrast_share")?;
+        let contrast_separation = c.f64s("contrast_separation")?;
+        let contrast_shift = c.f64s("contrast_magnitude_shift")?;
         for i in 0..batch.num_rows() {
             out.push(ClassSpectrum {
                 class_index: class_index[i],
@@ -220,6 +267,12 @@ pub fn read_spectra(path: &Path) -> Result<Vec<ClassSpectrum>> {
                 near_zero: near_zero[i],
                 lambda2: lambda2[i],
                 score: score[i],
+                contrast: ClusterContrast {
+                    cluster: contrast_cluster[i],
+                    share: contrast_share[i],
+                    separation: contrast_separation[i],
+                    magnitude_shift: contrast_shift[i],
+                },
             });
         }
         Ok(out)

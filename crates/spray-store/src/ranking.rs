@@ -41,19 +41,27 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
         .collect()
 }
 
-/// The classes flagged as suspicious: λ2 at most half the median λ2 of all classes (their
-/// explanations fall into groups with a weak cut between them, compared with the other
-/// classes of the same run), or several zero eigenvalues (disconnected groups).
+/// A class is flagged when its strongest cluster (`ClusterContrast`) is cut off in the kNN
+/// graph (separation at least `FLAG_SEPARATION`: at most a tenth of its edges leave it) and
+/// its maps carry a different relevance mass than the rest of the class (mean log mass
+/// shifted by at least `FLAG_MAGNITUDE_SHIFT` standard deviations). Natural modes of a class
+/// usually pass the first test and fail the second; the report shows both numbers.
+pub const FLAG_SEPARATION: f64 = 0.9;
+pub const FLAG_MAGNITUDE_SHIFT: f64 = 1.0;
+
+/// The classes flagged as suspicious (see `FLAG_SEPARATION`), in ranking order.
 pub fn flag(ranking: &[RankedClass]) -> Vec<String> {
-    if ranking.is_empty() {
-        return Vec::new();
-    }
-    let mut l2: Vec<f64> = ranking.iter().map(|r| r.spectrum.lambda2).collect();
-    l2.sort_by(f64::total_cmp);
-    let median = l2[l2.len() / 2];
     ranking
         .iter()
-        .filter(|r| r.spectrum.lambda2 <= 0.5 * median || r.spectrum.near_zero >= 2)
+        .filter(|r| is_flagged(&r.spectrum))
         .map(|r| r.spectrum.class_name.clone())
         .collect()
+}
+
+/// The flag rule for one class.
+pub fn is_flagged(spectrum: &ClassSpectrum) -> bool {
+    let c = &spectrum.contrast;
+    c.cluster >= 0
+        && c.separation >= FLAG_SEPARATION
+        && c.magnitude_shift.abs() >= FLAG_MAGNITUDE_SHIFT
 }

@@ -112,6 +112,12 @@ fn analysis_group_round_trip() {
         near_zero: 1,
         lambda2: 0.1,
         score: -0.1,
+        contrast: analysis::ClusterContrast {
+            cluster: 1,
+            share: 0.3,
+            separation: 0.95,
+            magnitude_shift: 1.5,
+        },
     }];
     let samples = vec![SampleEmbedding {
         class_index: 3,

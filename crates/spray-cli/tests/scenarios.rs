@@ -1,0 +1,140 @@
+//! Part of the detection scenario suite (`tests/scenarios`, `benches/detection.sh`) end to
+//! end: `spray run` with the default analysis, then `spray evaluate` against the scenario's
+//! truth. The models and data are committed; nothing here trains.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{repo, scratch, spray, spray_output};
+
+/// The scenario's own pipeline file, with its data, model and output made absolute.
+fn scenario_pipeline(name: &str, dir: &Path) -> PathBuf {
+    let root = repo().join("tests/scenarios").join(name);
+    let text = std::fs::read_to_string(root.join("pipeline.toml")).unwrap();
+    let out_line = text
+        .lines()
+        .find(|l| l.starts_with("dir = "))
+        .expect("an output dir")
+        .to_string();
+    let text = text
+        .replace(
+            "root = \"data\"",
+            &format!("root = \"{}\"", root.join("data").display()),
+        )
+        .replace(
+            "path = \"model.onnx\"",
+            &format!("path = \"{}\"", root.join("model.onnx").display()),
+        )
+        .replace(
+            &out_line,
+            &format!("dir = \"{}\"", dir.join("out").display()),
+        );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn evaluate(name: &str, dir: &Path) -> serde_json::Value {
+    let pipeline = scenario_pipeline(name, dir);
+    spray(&["run", pipeline.to_str().unwrap(), "--quiet"]);
+    let truth = repo().join("tests/scenarios").join(name).join("truth.json");
+    let json = dir.join("detection.json");
+    let out = spray(&[
+        "evaluate",
+        pipeline.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// The tag-and-frame scenario: a fixed corner tag (30% of "triangle") and a thin black frame
+/// (35% of "ring", the padding artifact of thesis §6.3) next to a clean class whose objects sit
+/// in one of two places (λ2 = 0, so −λ2 ranked it first). Both shortcut classes must rank
+/// above every clean class, be flagged, and have a cluster that is their artifact images.
+#[test]
+fn tag_and_frame_shortcuts_rank_first_with_their_clusters() {
+    let dir = scratch("scenarios", "tags");
+    let report = evaluate("tags", &dir);
+    assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{report:#}");
+    assert!(report["false_alarms"].as_array().unwrap().is_empty());
+    assert!(report["flagged_clean"].as_array().unwrap().is_empty());
+    let shortcuts = report["shortcuts"].as_array().unwrap();
+    assert_eq!(shortcuts.len(), 2);
+    for s in shortcuts {
+        assert!(s["rank"].as_u64().unwrap() <= 2, "{s}");
+        assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
+        assert_eq!(s["flagged"], true, "{s}");
+    }
+    // The CSV says why: the frame class's strongest cluster is cut off and its maps carry
+    // more relevance than the rest of the class.
+    let classes = std::fs::read_to_string(dir.join("out/report/classes.csv")).unwrap();
+    let header: Vec<&str> = classes.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let ring: Vec<&str> = classes
+        .lines()
+        .find(|l| l.split(',').nth(col("class")) == Some("ring"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert!(ring[col("contrast_separation")].parse::<f64>().unwrap() >= 0.9);
+    assert!(
+        ring[col("contrast_magnitude_shift")]
+            .parse::<f64>()
+            .unwrap()
+            >= 1.0
+    );
+
+    // --require-ari turns the bar into an exit status.
+    let pipeline = dir.join("pipeline.toml");
+    let truth = repo().join("tests/scenarios/tags/truth.json");
+    let ok = spray_output(&[
+        "evaluate",
+        pipeline.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+        "--require-ari",
+        "0.8",
+    ]);
+    assert!(ok.status.success());
+}
+
+/// A truth that names a class the analysis does not have is refused with its name.
+#[test]
+fn evaluate_refuses_a_truth_of_another_dataset() {
+    let dir = scratch("scenarios", "wrong-truth");
+    let pipeline = scenario_pipeline("tags", &dir);
+    spray(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--quiet",
+        "--stage",
+        "relevance",
+    ]);
+    spray(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--quiet",
+        "--stage",
+        "analyze",
+    ]);
+    let truth = dir.join("truth.json");
+    std::fs::write(
+        &truth,
+        r#"{"shortcut_classes": {"zebra": {"artifact": "tag"}}, "images": []}"#,
+    )
+    .unwrap();
+    let out = spray_output(&[
+        "evaluate",
+        pipeline.to_str().unwrap(),
+        "--truth",
+        truth.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zebra"), "{err}");
+}
