@@ -85,8 +85,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if !summary.ranking.is_empty() {
         println!("ranking (most suspicious first):");
-        for (i, (class, score)) in summary.ranking.iter().take(5).enumerate() {
-            println!("  {}. {class}  score {score:+.4}", i + 1);
+        for (i, (class, score, evidence)) in summary.ranking.iter().take(5).enumerate() {
+            match evidence {
+                Some(e) => println!(
+                    "  {}. {class}  score {score:+.4}  verified effect {e:+.2}",
+                    i + 1
+                ),
+                None => println!("  {}. {class}  score {score:+.4}", i + 1),
+            }
         }
         if summary.flagged.is_empty() {
             println!("flagged: none");
@@ -129,7 +135,11 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let truth = spray_report::detection::DetectionTruth::read(&truth_path)
         .with_context(|| format!("reading truth {}", truth_path.display()))?;
     let analysis = spray_pipeline::stage_dir(&pipeline, Stage::Analyze);
-    let report = spray_report::detection::evaluate_dir(&truth, &analysis)
+    let verify = pipeline
+        .verify
+        .enabled
+        .then(|| spray_pipeline::stage_dir(&pipeline, Stage::Verify));
+    let report = spray_report::detection::evaluate_dir(&truth, &analysis, verify.as_deref())
         .with_context(|| format!("evaluating {}", analysis.display()))?;
     println!("{report}");
     if let Some(path) = &args.json {

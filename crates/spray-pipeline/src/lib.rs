@@ -144,7 +144,8 @@ pub struct RunSummary {
     pub stages: Vec<StageOutcome>,
     pub report: Option<PathBuf>,
     /// (class, score) in rank order.
-    pub ranking: Vec<(String, f64)>,
+    /// (class, analysis score, specific transplant effect when verified) in rank order.
+    pub ranking: Vec<(String, f64, Option<f64>)>,
     /// Classes whose score stands out (see `spray_report::flag`).
     pub flagged: Vec<String>,
 }
@@ -256,7 +257,7 @@ struct RunContext<'a> {
 
 /// The classes in rank order with their scores, and the flagged ones.
 struct Ranking {
-    ranked: Vec<(String, f64)>,
+    ranked: Vec<(String, f64, Option<f64>)>,
     flagged: Vec<String>,
 }
 
@@ -407,14 +408,26 @@ impl RunContext<'_> {
         }
     }
 
-    /// The ranking of a cached report, read back from the analysis.
+    /// The ranking of a cached report, read back from the analysis and the verify stage's
+    /// evidence (the report's own order: spray_store::ranking::rank_with_evidence).
     fn cached_ranking(&self) -> Result<Ranking> {
         let spectra = spray_store::analysis::read_all_spectra(&self.dir(Stage::Analyze))?;
-        let ranked = spray_report::rank(&spectra);
+        let evidence = if self.pipeline.verify.enabled {
+            spray_store::verify::read_evidence(&self.dir(Stage::Verify))?
+        } else {
+            Vec::new()
+        };
+        let ranked = spray_report::rank_with_evidence(&spectra, &evidence);
         let flagged = flag(&ranked);
         let ranked = ranked
             .into_iter()
-            .map(|r| (r.spectrum.class_name, r.spectrum.score))
+            .map(|r| {
+                (
+                    r.spectrum.class_name,
+                    r.spectrum.score,
+                    r.evidence.map(|e| e.specific()),
+                )
+            })
             .collect();
         Ok(Ranking { ranked, flagged })
     }

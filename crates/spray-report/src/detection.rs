@@ -5,14 +5,16 @@
 //! artifact. Per shortcut class: its rank, and the best one-vs-rest adjusted Rand index of any
 //! of its clusters against the artifact images; per run: the AUROC of the class ranking
 //! (shortcut classes positive) and the false alarms — clean classes ranked above a shortcut
-//! class. `spray evaluate` prints them; `benches/detection.sh` runs the whole suite.
+//! class. The ranking is the report's (`rank_with_evidence`: verified classes first, by their
+//! evidence). `spray evaluate` prints them; `benches/detection.sh` runs the whole suite.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
-use spray_store::ranking::{is_flagged, rank};
+use spray_store::ranking::{is_flagged_ranked, rank_with_evidence};
+use spray_store::verify::Evidence;
 use spray_store::FeatureSpace;
 
 use crate::{ReportError, Result};
@@ -68,6 +70,9 @@ pub struct ShortcutResult {
     /// The cluster that matches the artifact images best, and its one-vs-rest ARI.
     pub best_cluster: i32,
     pub best_ari: f64,
+    /// The verify stage's specific transplant effect of the class's strongest cluster, when
+    /// it tested the class.
+    pub verified_effect: Option<f64>,
 }
 
 /// The figures for one run of one scenario.
@@ -167,13 +172,15 @@ fn strip_extension(p: &str) -> &str {
     }
 }
 
-/// Evaluate an analysis (its spectra and samples) against a truth.
+/// Evaluate a run (its spectra, samples and the verify stage's evidence, the report's ranking)
+/// against a truth.
 pub fn evaluate(
     truth: &DetectionTruth,
     spectra: &[ClassSpectrum],
     samples: &[SampleEmbedding],
+    evidence: &[Evidence],
 ) -> Result<DetectionReport> {
-    let ranking = rank(spectra);
+    let ranking = rank_with_evidence(spectra, evidence);
     let artifacts = artifact_set(truth);
     let kind = |name: &str| {
         if truth.shortcut_classes.contains_key(name) {
@@ -228,11 +235,12 @@ pub fn evaluate(
             class: name.clone(),
             artifact: shortcut.artifact.clone(),
             rank: r.rank,
-            flagged: is_flagged(&r.spectrum),
+            flagged: is_flagged_ranked(r),
             artifact_images: carries.iter().filter(|&&c| c == 1).count(),
             images: members.len(),
             best_cluster: best.0,
             best_ari: best.1.max(-1.0),
+            verified_effect: r.evidence.map(|e| e.specific()),
         });
     }
     let score_of = |want: bool| -> Vec<f64> {
@@ -251,7 +259,7 @@ pub fn evaluate(
         .collect();
     let flagged_clean = ranking
         .iter()
-        .filter(|r| kind(&r.spectrum.class_name) != ClassKind::Shortcut && is_flagged(&r.spectrum))
+        .filter(|r| kind(&r.spectrum.class_name) != ClassKind::Shortcut && is_flagged_ranked(r))
         .map(|r| r.spectrum.class_name.clone())
         .collect();
     Ok(DetectionReport {
@@ -268,10 +276,18 @@ pub fn evaluate(
     })
 }
 
-/// Read an analysis folder and evaluate it.
-pub fn evaluate_dir(truth: &DetectionTruth, analysis_dir: &Path) -> Result<DetectionReport> {
+/// Read an analysis folder (and the verify stage's, when it ran) and evaluate them.
+pub fn evaluate_dir(
+    truth: &DetectionTruth,
+    analysis_dir: &Path,
+    verify_dir: Option<&Path>,
+) -> Result<DetectionReport> {
     let (spectra, samples) = spray_store::analysis::read_all(analysis_dir)?;
-    evaluate(truth, &spectra, &samples)
+    let evidence = match verify_dir {
+        Some(dir) => spray_store::verify::read_evidence(dir)?,
+        None => Vec::new(),
+    };
+    evaluate(truth, &spectra, &samples, &evidence)
 }
 
 impl std::fmt::Display for DetectionReport {
@@ -297,7 +313,7 @@ impl std::fmt::Display for DetectionReport {
         for s in &self.shortcuts {
             writeln!(
                 f,
-                "  {:<12} {:<10} rank {}  best cluster {} ARI {:.3}  ({} of {} images carry it){}",
+                "  {:<12} {:<10} rank {}  best cluster {} ARI {:.3}  ({} of {} images carry it){}{}",
                 s.class,
                 s.artifact,
                 s.rank,
@@ -305,6 +321,9 @@ impl std::fmt::Display for DetectionReport {
                 s.best_ari,
                 s.artifact_images,
                 s.images,
+                s.verified_effect
+                    .map(|e| format!("  verified effect {e:+.2}"))
+                    .unwrap_or_default(),
                 if s.flagged { "  flagged" } else { "" }
             )?;
         }

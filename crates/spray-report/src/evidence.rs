@@ -16,19 +16,7 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
     let Some(dir) = dir else {
         return Ok(out);
     };
-    let path = spray_store::verify::evidence_json_path(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => {
-            return Err(crate::ReportError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })
-        }
-    };
-    let rows: Vec<EvidenceRow> = serde_json::from_str(&text)
-        .map_err(|e| crate::ReportError::Template(format!("{}: {e}", path.display())))?;
+    let rows = spray_store::verify::read_evidence(dir)?;
     for mut r in rows {
         // Resolve the pictures now: the page embeds them.
         r.examples = r

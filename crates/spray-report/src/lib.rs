@@ -109,13 +109,13 @@ pub struct ReportJob<'a> {
 pub struct ReportSummary {
     pub index: PathBuf,
     pub classes: usize,
-    /// (class name, score) in rank order.
-    pub ranking: Vec<(String, f64)>,
+    /// (class name, analysis score, specific transplant effect when verified) in rank order.
+    pub ranking: Vec<(String, f64, Option<f64>)>,
     pub flagged: Vec<String>,
     pub html_bytes: usize,
 }
 
-pub use spray_store::ranking::{flag, rank, RankedClass};
+pub use spray_store::ranking::{flag, rank, rank_with_evidence, RankedClass};
 
 #[derive(Serialize)]
 struct PagePoint {
@@ -200,6 +200,8 @@ struct PageRow {
     baseline_gap: String,
     /// The strongest transplant flip rate of the class's clusters (verify stage).
     flip_rate: String,
+    /// flip rate − control of the class's strongest cluster (verify stage).
+    verified_effect: String,
 }
 
 #[derive(Serialize)]
@@ -241,8 +243,31 @@ fn contrast_label(c: &spray_store::analysis::ClusterContrast) -> String {
     }
 }
 
-/// Why a class is flagged or not, from its strongest cluster (`ClusterContrast`).
-fn why_sentence(s: &spray_store::analysis::ClassSpectrum) -> String {
+/// Why a class ranks and is flagged as it is: the verify stage's evidence when it tested the
+/// class, then its strongest cluster in the analysis (`ClusterContrast`).
+fn why_sentence(r: &RankedClass) -> String {
+    let spectral = spectral_reason(&r.spectrum);
+    match r.evidence {
+        Some(e) => format!(
+            "tested by the verify stage: cluster {}'s region turns {:.0}% of other classes' \
+             images into this class, {:.0}% more than the same region from the class's other \
+             images ({} the {:.0}% that flags a class); in the analysis, {spectral}",
+            e.cluster,
+            100.0 * e.flip_rate,
+            100.0 * e.specific(),
+            if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
+                "at least"
+            } else {
+                "below"
+            },
+            100.0 * spray_store::ranking::FLAG_SPECIFIC_EFFECT
+        ),
+        None => format!("not tested by the verify stage; in the analysis, {spectral}"),
+    }
+}
+
+/// The analysis' reason: the class's strongest cluster by the contrast criterion.
+fn spectral_reason(s: &spray_store::analysis::ClassSpectrum) -> String {
     let c = &s.contrast;
     if c.cluster < 0 {
         return "no cluster of at least 5% of the class to compare".into();
@@ -312,8 +337,9 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             errors.extend(rel::read_errors(&path)?);
         }
     }
-    let ranking = rank(&spectra);
     let evidence = evidence::read(job.verify_dir.as_deref())?;
+    let all_evidence: Vec<evidence::EvidenceRow> = evidence.values().flatten().cloned().collect();
+    let ranking = rank_with_evidence(&spectra, &all_evidence);
     std::fs::create_dir_all(&job.dir).map_err(|e| ReportError::Io {
         path: job.dir.display().to_string(),
         source: e,
@@ -348,7 +374,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         .iter()
         .map(|r| PageRow {
             rank: r.rank,
-            flagged: flagged.contains(&r.spectrum.class_name),
+            flagged: spray_store::ranking::is_flagged_ranked(r),
             anchor: (r.rank <= settings.detail_classes).then(|| anchor(r.spectrum.class_index)),
             name: r.spectrum.class_name.clone(),
             class_index: r.spectrum.class_index,
@@ -363,7 +389,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             contrast_cluster: contrast_label(&r.spectrum.contrast),
             separation: fmt(r.spectrum.contrast.separation),
             magnitude_shift: format!("{:+.2}", r.spectrum.contrast.magnitude_shift),
-            why: why_sentence(&r.spectrum),
+            why: why_sentence(r),
             baseline_lambda2: r
                 .baseline
                 .as_ref()
@@ -375,6 +401,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 .map(|b| fmt(b.largest_gap))
                 .unwrap_or_default(),
             flip_rate: evidence::best_flip(evidence.get(&r.spectrum.class_index)),
+            verified_effect: r
+                .evidence
+                .map(|e| format!("{:+.0}%", 100.0 * e.specific()))
+                .unwrap_or_default(),
         })
         .collect();
 
@@ -548,8 +578,8 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         classes.push(PageClass {
             evidence: evidence::page_rows(class_evidence),
             evidence_sentence: evidence::sentence(class_evidence),
-            why: why_sentence(&r.spectrum),
-            flagged: spray_store::ranking::is_flagged(&r.spectrum),
+            why: why_sentence(r),
+            flagged: spray_store::ranking::is_flagged_ranked(r),
             rank: r.rank,
             anchor: anchor(c),
             name: r.spectrum.class_name.clone(),
@@ -610,7 +640,13 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         classes: ranking.len(),
         ranking: ranking
             .iter()
-            .map(|r| (r.spectrum.class_name.clone(), r.spectrum.score))
+            .map(|r| {
+                (
+                    r.spectrum.class_name.clone(),
+                    r.spectrum.score,
+                    r.evidence.map(|e| e.specific()),
+                )
+            })
             .collect(),
         flagged,
         html_bytes: html.len(),

@@ -1,8 +1,11 @@
-//! Which classes are suspicious: the ranking of the analysis' relevance-space spectra and the
-//! flag rule. The report shows them and the verify stage tests them, so both read this one
-//! definition.
+//! Which classes are suspicious. Two rankings, one module: the analysis' ranking of the
+//! relevance-space spectra (`rank`: what the verify stage tests), and the final ranking that
+//! puts the classes the verify stage tested first, by the causal evidence it found
+//! (`rank_with_evidence`: what the report and `spray run` show). The flag rules live here too,
+//! so the report, the verify stage and the pipeline read one definition.
 
 use crate::analysis::ClassSpectrum;
+use crate::verify::Evidence;
 
 /// One row of the class ranking (relevance space, with the image baseline beside it).
 #[derive(Debug, Clone)]
@@ -10,6 +13,75 @@ pub struct RankedClass {
     pub rank: usize,
     pub spectrum: ClassSpectrum,
     pub baseline: Option<ClassSpectrum>,
+    /// The verify stage's strongest cluster of the class, when it was tested.
+    pub evidence: Option<ClassEvidence>,
+}
+
+/// The verify stage's finding for a class: its cluster whose region, pasted onto other
+/// classes' images, turns the most of them into the class beyond the control (the same region
+/// pasted from the class's other images).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassEvidence {
+    pub cluster: i32,
+    pub flip_rate: f64,
+    pub control_flip_rate: f64,
+}
+
+impl ClassEvidence {
+    /// flip rate − control: the effect specific to the cluster's region.
+    pub fn specific(&self) -> f64 {
+        self.flip_rate - self.control_flip_rate
+    }
+
+    /// The strongest of a class's evidence rows (largest specific effect; ties: the row
+    /// first in the file, which the verify stage orders the same way).
+    pub fn strongest<'a>(rows: impl IntoIterator<Item = &'a Evidence>) -> Option<Self> {
+        let mut best: Option<Self> = None;
+        for r in rows {
+            let e = ClassEvidence {
+                cluster: r.cluster,
+                flip_rate: r.transplant_flip_rate,
+                control_flip_rate: r.transplant_flip_rate_rest,
+            };
+            if best.is_none_or(|b| e.specific() > b.specific()) {
+                best = Some(e);
+            }
+        }
+        best
+    }
+}
+
+/// A tested class is flagged when its strongest cluster's region turns at least this share of
+/// other classes' images into the class beyond the control.
+pub const FLAG_SPECIFIC_EFFECT: f64 = 0.3;
+
+/// The final ranking: the classes the verify stage tested, by their specific transplant
+/// effect (descending; ties by the analysis order), then the others in the analysis order.
+/// Why: whether a cluster's region *causes* the prediction is what makes it a shortcut; the
+/// spectral structure only proposes candidates, and a clean class with natural modes has
+/// structure too (on the scenario suite −λ2 and the contrast criterion rank such classes above
+/// shortcut classes, the evidence does not: `benches/RESULTS.md`). Without evidence this is
+/// `rank`.
+pub fn rank_with_evidence(spectra: &[ClassSpectrum], evidence: &[Evidence]) -> Vec<RankedClass> {
+    let mut ranking = rank(spectra);
+    for r in &mut ranking {
+        r.evidence = ClassEvidence::strongest(
+            evidence
+                .iter()
+                .filter(|e| e.class_index == r.spectrum.class_index),
+        );
+    }
+    // a stable sort keeps the analysis order among ties and among the untested
+    ranking.sort_by(|a, b| match (a.evidence, b.evidence) {
+        (Some(x), Some(y)) => y.specific().total_cmp(&x.specific()),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    for (i, r) in ranking.iter_mut().enumerate() {
+        r.rank = i + 1;
+    }
+    ranking
 }
 
 /// Rank classes by their relevance-space score (descending; ties by class index).
@@ -37,6 +109,7 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
                 .iter()
                 .find(|b| b.space == crate::FeatureSpace::Image && b.class_index == s.class_index)
                 .cloned(),
+            evidence: None,
         })
         .collect()
 }
@@ -49,19 +122,118 @@ pub fn rank(spectra: &[ClassSpectrum]) -> Vec<RankedClass> {
 pub const FLAG_SEPARATION: f64 = 0.9;
 pub const FLAG_MAGNITUDE_SHIFT: f64 = 1.0;
 
-/// The classes flagged as suspicious (see `FLAG_SEPARATION`), in ranking order.
+/// The classes flagged as suspicious, in ranking order: a class the verify stage tested by its
+/// evidence (`FLAG_SPECIFIC_EFFECT`), any other by its spectrum (`FLAG_SEPARATION`).
 pub fn flag(ranking: &[RankedClass]) -> Vec<String> {
     ranking
         .iter()
-        .filter(|r| is_flagged(&r.spectrum))
+        .filter(|r| is_flagged_ranked(r))
         .map(|r| r.spectrum.class_name.clone())
         .collect()
 }
 
-/// The flag rule for one class.
+/// The flag rule for one ranked class (evidence first, see `flag`).
+pub fn is_flagged_ranked(r: &RankedClass) -> bool {
+    match r.evidence {
+        Some(e) => e.specific() >= FLAG_SPECIFIC_EFFECT,
+        None => is_flagged(&r.spectrum),
+    }
+}
+
+/// The spectral flag rule for one class (what the verify stage tests besides the top classes).
 pub fn is_flagged(spectrum: &ClassSpectrum) -> bool {
     let c = &spectrum.contrast;
     c.cluster >= 0
         && c.separation >= FLAG_SEPARATION
         && c.magnitude_shift.abs() >= FLAG_MAGNITUDE_SHIFT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ClusterContrast;
+
+    fn spectrum(class_index: i32, score: f64) -> ClassSpectrum {
+        ClassSpectrum {
+            class_index,
+            class_name: format!("c{class_index}"),
+            space: crate::FeatureSpace::Relevance,
+            n: 10,
+            knn_k: 3,
+            eigenvalues: vec![0.0, 0.1],
+            gaps: vec![0.1],
+            largest_gap: 0.0,
+            largest_gap_index: 1,
+            estimated_clusters: 2,
+            clusters: 2,
+            near_zero: 1,
+            lambda2: 0.1,
+            score,
+            contrast: ClusterContrast {
+                cluster: 0,
+                share: 0.5,
+                separation: 0.95,
+                magnitude_shift: 1.5,
+            },
+        }
+    }
+
+    fn evidence(class_index: i32, cluster: i32, flip: f64, control: f64) -> Evidence {
+        Evidence {
+            class_index,
+            class_name: format!("c{class_index}"),
+            cluster,
+            size: 5,
+            share: 0.5,
+            region: String::new(),
+            region_cells: 1,
+            grid: 8,
+            occlusion_drop: 0.0,
+            occlusion_drop_rest: 0.0,
+            accuracy_before: 1.0,
+            accuracy_after: 1.0,
+            transplant_logit_gain: 0.0,
+            transplant_flip_rate: flip,
+            transplant_flip_rate_rest: control,
+            transplant_images: 10,
+            examples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verified_classes_come_first_by_their_specific_effect() {
+        // analysis order: c0 (3.0), c1 (2.0), c2 (1.0), c3 (0.5)
+        let spectra = [
+            spectrum(0, 3.0),
+            spectrum(1, 2.0),
+            spectrum(2, 1.0),
+            spectrum(3, 0.5),
+        ];
+        // c0 tested, weak; c2 tested, strong (its best cluster by flip − control is cluster 1,
+        // not the one with the larger raw flip); c1 and c3 untested
+        let rows = [
+            evidence(0, 0, 0.3, 0.2),
+            evidence(2, 0, 0.9, 0.8),
+            evidence(2, 1, 0.7, 0.1),
+        ];
+        let ranked = rank_with_evidence(&spectra, &rows);
+        let order: Vec<i32> = ranked.iter().map(|r| r.spectrum.class_index).collect();
+        assert_eq!(order, [2, 0, 1, 3]);
+        assert_eq!(
+            ranked.iter().map(|r| r.rank).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let best = ranked[0].evidence.unwrap();
+        assert_eq!(best.cluster, 1);
+        assert!((best.specific() - 0.6).abs() < 1e-12);
+        // flags: c2 by evidence (0.6 ≥ 0.3); c0's evidence (0.1) overrides its spectral flag;
+        // the untested keep the spectral rule (both pass it here)
+        assert_eq!(flag(&ranked), ["c2", "c1", "c3"]);
+        // without evidence the final ranking is the analysis ranking
+        let plain: Vec<i32> = rank_with_evidence(&spectra, &[])
+            .iter()
+            .map(|r| r.spectrum.class_index)
+            .collect();
+        assert_eq!(plain, [0, 1, 2, 3]);
+    }
 }

@@ -44,3 +44,24 @@ pub struct Evidence {
 pub fn evidence_json_path(dir: &Path) -> PathBuf {
     dir.join("evidence.json")
 }
+
+/// The rows of `<dir>/evidence.json`; none when the file does not exist (the stage is off or
+/// has not run).
+pub fn read_evidence(dir: &Path) -> crate::Result<Vec<Evidence>> {
+    let path = evidence_json_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crate::StoreError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| crate::StoreError::Schema {
+        path: path.display().to_string(),
+        column: "(rows)".into(),
+        message: format!("not a list of evidence rows: {e}"),
+    })
+}

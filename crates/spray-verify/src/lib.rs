@@ -71,8 +71,10 @@ pub struct VerifySettings {
     /// Run the stage at all.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// How many of the most suspicious classes (by the report's ranking) have their clusters
-    /// tested; every flagged class is tested as well.
+    /// How many of the most suspicious classes (by the analysis' ranking) have their clusters
+    /// tested; every flagged class is tested as well. The report ranks the tested classes
+    /// first, by what the test found (spray_store::ranking::rank_with_evidence), so this is
+    /// also how far down the final ranking is backed by evidence.
     #[serde(default = "default_classes")]
     pub classes: usize,
     /// Clusters smaller than this are not tested.
@@ -117,7 +119,7 @@ fn yes() -> bool {
     true
 }
 fn default_classes() -> usize {
-    3
+    10
 }
 fn default_min_cluster() -> usize {
     3
