@@ -303,6 +303,21 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
         settings.dbscan_eps,
     )?;
     let central = embed::centrality(&embedding, &labels);
+    // The best two-way split as a second, coarser grouping (spray_store::verify::ClusterLevel):
+    // the clustering when it has two clusters, else k-means with k = 2 on the NJW rows of the
+    // first two eigenvectors (the relaxed normalised cut).
+    let split = if clusters == 2 || n < 2 || pairs.vectors.ncols() < 2 {
+        labels.clone()
+    } else {
+        embed::cluster(
+            &embed::spectral_embedding(pairs.vectors.view(), 2),
+            2,
+            ClusterMethod::Kmeans,
+            settings.kmeans_restarts,
+            seed,
+            settings.dbscan_eps,
+        )?
+    };
     let mass = points.mass.clone().unwrap_or_else(|| {
         points
             .features
@@ -347,6 +362,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
             tsne_y: coords[i][1],
             spectral: embedding.row(i).iter().map(|&v| v as f32).collect(),
             centrality: central[i],
+            split: split[i],
         })
         .collect();
     Ok(GroupAnalysis {
@@ -403,6 +419,10 @@ fn io(path: &Path, e: std::io::Error) -> AnalyzeError {
 pub fn fingerprint(relevance_fingerprint: &str, settings: &AnalysisSettings) -> String {
     Fingerprint::new()
         .bytes(relevance_fingerprint)
+        .bytes(format!(
+            "analysis-schema-{}",
+            spray_store::analysis::SCHEMA_VERSION
+        ))
         .json(settings)
         .spray_version()
         .finish()

@@ -67,7 +67,9 @@ pub struct ShortcutResult {
     /// Images of the class that carry the artifact, of all its analysed images.
     pub artifact_images: usize,
     pub images: usize,
-    /// The cluster that matches the artifact images best, and its one-vs-rest ARI.
+    /// The group (a cluster, or a side of the two-way split) that matches the artifact images
+    /// best, and its one-vs-rest ARI.
+    pub best_level: spray_store::verify::ClusterLevel,
     pub best_cluster: i32,
     pub best_ari: f64,
     /// The verify stage's specific transplant effect of the class's strongest cluster, when
@@ -220,15 +222,25 @@ pub fn evaluate(
                 hit as i64
             })
             .collect();
-        let mut clusters: Vec<i32> = members.iter().map(|s| s.cluster).collect();
-        clusters.sort_unstable();
-        clusters.dedup();
-        let mut best = (-1, f64::NEG_INFINITY);
-        for &c in &clusters {
-            let inside: Vec<i64> = members.iter().map(|s| (s.cluster == c) as i64).collect();
-            let a = adjusted_rand_index(&inside, &carries);
-            if a > best.1 {
-                best = (c, a);
+        use spray_store::verify::ClusterLevel;
+        let label = |s: &SampleEmbedding, level: ClusterLevel| match level {
+            ClusterLevel::Cluster => s.cluster,
+            ClusterLevel::Split => s.split,
+        };
+        let mut best = (ClusterLevel::Cluster, -1, f64::NEG_INFINITY);
+        for level in [ClusterLevel::Cluster, ClusterLevel::Split] {
+            let mut ids: Vec<i32> = members.iter().map(|s| label(s, level)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for &c in &ids {
+                let inside: Vec<i64> = members
+                    .iter()
+                    .map(|s| (label(s, level) == c) as i64)
+                    .collect();
+                let a = adjusted_rand_index(&inside, &carries);
+                if a > best.2 {
+                    best = (level, c, a);
+                }
             }
         }
         shortcuts.push(ShortcutResult {
@@ -238,8 +250,9 @@ pub fn evaluate(
             flagged: is_flagged_ranked(r),
             artifact_images: carries.iter().filter(|&&c| c == 1).count(),
             images: members.len(),
-            best_cluster: best.0,
-            best_ari: best.1.max(-1.0),
+            best_level: best.0,
+            best_cluster: best.1,
+            best_ari: best.2.max(-1.0),
             verified_effect: r.evidence.map(|e| e.specific()),
         });
     }
@@ -313,11 +326,11 @@ impl std::fmt::Display for DetectionReport {
         for s in &self.shortcuts {
             writeln!(
                 f,
-                "  {:<12} {:<10} rank {}  best cluster {} ARI {:.3}  ({} of {} images carry it){}{}",
+                "  {:<12} {:<10} rank {}  best {} ARI {:.3}  ({} of {} images carry it){}{}",
                 s.class,
                 s.artifact,
                 s.rank,
-                s.best_cluster,
+                s.best_level.label(s.best_cluster),
                 s.best_ari,
                 s.artifact_images,
                 s.images,

@@ -51,7 +51,8 @@ fn pictures(row: &EvidenceRow) -> Vec<(String, String)> {
 
 #[derive(Debug, Serialize)]
 pub struct PageEvidence {
-    pub cluster: i32,
+    /// "cluster 3" or "split side 1" (spray_store::verify::ClusterLevel::label).
+    pub group: String,
     pub size: usize,
     pub share: String,
     pub region: String,
@@ -71,7 +72,7 @@ fn pct(v: f64) -> String {
 pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
     rows.iter()
         .map(|r| PageEvidence {
-            cluster: r.cluster,
+            group: r.level.label(r.cluster),
             size: r.size,
             share: pct(r.share),
             region: r.region.clone(),
@@ -89,11 +90,11 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
 pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
     let r = rows.first()?;
     Some(format!(
-        "Pasting cluster {}'s region ({}) onto {} images of other classes turns {} of them into \
+        "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
          “{}” (logit {:+.2} on average; the same region from the class's other images: {}); \
          filling that region in the cluster's own images lowers the logit by {} (by {} in the \
          rest of the class).",
-        r.cluster,
+        r.level.label(r.cluster),
         r.region,
         r.transplant_images,
         pct(r.transplant_flip_rate),

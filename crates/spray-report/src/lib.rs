@@ -249,10 +249,10 @@ fn why_sentence(r: &RankedClass) -> String {
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
         Some(e) => format!(
-            "tested by the verify stage: cluster {}'s region turns {:.0}% of other classes' \
+            "tested by the verify stage: {}'s region turns {:.0}% of other classes' \
              images into this class, {:.0}% more than the same region from the class's other \
              images ({} the {:.0}% that flags a class); in the analysis, {spectral}",
-            e.cluster,
+            e.level.label(e.cluster),
             100.0 * e.flip_rate,
             100.0 * e.specific(),
             if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
@@ -539,7 +539,9 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     .filter_map(|s| record(s).and_then(|r| r.map.as_ref()))
                     .collect();
                 let region_svg = maps.first().and_then(|(h, w, _)| {
-                    let e = class_evidence.iter().find(|e| e.cluster == id)?;
+                    let e = class_evidence.iter().find(|e| {
+                        e.level == spray_store::verify::ClusterLevel::Cluster && e.cluster == id
+                    })?;
                     evidence::region_svg(&e.region, e.grid, *h as usize, *w as usize)
                 });
                 let prototype = maps.first().map(|(h, w, first)| {

@@ -256,6 +256,10 @@ pub fn write_samples(
             sorted.iter().map(|s| s.cluster).collect::<Vec<_>>(),
         ),
         Column::new(
+            "split".into(),
+            sorted.iter().map(|s| s.split).collect::<Vec<_>>(),
+        ),
+        Column::new(
             "tsne_x".into(),
             sorted.iter().map(|s| s.tsne_x).collect::<Vec<_>>(),
         ),

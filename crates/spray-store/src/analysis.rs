@@ -130,7 +130,15 @@ pub struct SampleEmbedding {
     pub spectral: Vec<f32>,
     /// Distance to the cluster's centre in the spectral embedding (small = typical).
     pub centrality: f32,
+    /// The sample's side (0 or 1) of the group's best two-way spectral split (k-means with
+    /// k = 2 on the first two eigenvectors' rows); equal to `cluster` when that has 2 clusters.
+    pub split: i32,
 }
+
+/// The version of the spectrum and samples tables, part of the analysis fingerprint: a cached
+/// analysis written with other columns is stale, not unreadable. 2: the contrast columns and
+/// the samples' `split`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 fn spectrum_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -167,6 +175,7 @@ fn samples_schema() -> Arc<Schema> {
         Field::new("tsne_y", DataType::Float32, false),
         Field::new("spectral", columns::list_type(DataType::Float32), false),
         Field::new("centrality", DataType::Float32, false),
+        Field::new("split", DataType::Int32, false),
     ]))
 }
 
@@ -194,6 +203,7 @@ pub fn write_group(
                 .collect::<Vec<_>>(),
         ),
         columns::f32s(samples.iter().map(|s| s.centrality)),
+        columns::i32s(samples.iter().map(|s| s.split)),
     ];
     let batch =
         RecordBatch::try_new(samples_schema(), arrays).map_err(|e| parquet_err(samples_path, e))?;
@@ -293,6 +303,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
         let y = c.f32s("tsne_y")?;
         let spectral = c.f32_rows("spectral")?;
         let centrality = c.f32s("centrality")?;
+        let split = c.i32s("split")?;
         for i in 0..batch.num_rows() {
             out.push(SampleEmbedding {
                 class_index: class_index[i],
@@ -305,6 +316,7 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
                 tsne_y: y[i],
                 spectral: spectral[i].clone(),
                 centrality: centrality[i],
+                split: split[i],
             });
         }
         Ok(out)

@@ -22,6 +22,7 @@ pub struct RankedClass {
 /// pasted from the class's other images).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClassEvidence {
+    pub level: crate::verify::ClusterLevel,
     pub cluster: i32,
     pub flip_rate: f64,
     pub control_flip_rate: f64,
@@ -39,6 +40,7 @@ impl ClassEvidence {
         let mut best: Option<Self> = None;
         for r in rows {
             let e = ClassEvidence {
+                level: r.level,
                 cluster: r.cluster,
                 flip_rate: r.transplant_flip_rate,
                 control_flip_rate: r.transplant_flip_rate_rest,
@@ -182,6 +184,7 @@ mod tests {
         Evidence {
             class_index,
             class_name: format!("c{class_index}"),
+            level: Default::default(),
             cluster,
             size: 5,
             share: 0.5,

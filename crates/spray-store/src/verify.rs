@@ -3,11 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+/// The version of the evidence rows, part of the verify fingerprint (see
+/// `analysis::SCHEMA_VERSION`). 2: `level`.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
     pub class_index: i32,
     pub class_name: String,
+    /// Which grouping the tested group comes from, and its label there.
+    #[serde(default)]
+    pub level: ClusterLevel,
     pub cluster: i32,
     pub size: usize,
     /// Share of the class's samples in the cluster.
@@ -38,6 +45,49 @@ pub struct Evidence {
     /// before and after occlusion, a recipient before and after the transplant. JSON only.
     #[serde(default)]
     pub examples: Vec<String>,
+}
+
+/// The groupings of a class the verify stage tests: the analysis' clusters (their number from
+/// the spectrum), and the two sides of its best two-way split. Why both: no one number of
+/// clusters isolates every artifact — a rare artifact (15 % of a class) needs the finer
+/// clustering, one on half the class the coarser split (`benches/RESULTS.md`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterLevel {
+    /// `cluster` of the analysis' samples table.
+    #[default]
+    Cluster,
+    /// `split` of the analysis' samples table.
+    Split,
+}
+
+impl ClusterLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterLevel::Cluster => "cluster",
+            ClusterLevel::Split => "split",
+        }
+    }
+
+    /// How a group is named on the page: "cluster 3", "split side 1".
+    pub fn label(self, id: i32) -> String {
+        match self {
+            ClusterLevel::Cluster => format!("cluster {id}"),
+            ClusterLevel::Split => format!("split side {id}"),
+        }
+    }
 }
 
 /// `<out>/verify/evidence.json`: the rows with every field (the CSV has all but `examples`).

@@ -130,6 +130,7 @@ fn analysis_group_round_trip() {
         tsne_y: -0.5,
         spectral: vec![0.6, 0.8],
         centrality: 0.1,
+        split: 1,
     }];
     let sp = dir
         .path()

@@ -8,9 +8,19 @@ use spray_dataset::{ChannelOrder, PixelScale, Preprocess};
 /// The four pictures of a tested cluster, in the order the report shows them.
 pub const KINDS: [&str; 4] = ["original", "occluded", "recipient", "transplanted"];
 
-pub fn example_path(dir: &Path, class_index: i32, cluster: i32, kind: &str) -> PathBuf {
+pub fn example_path(
+    dir: &Path,
+    class_index: i32,
+    level: spray_store::verify::ClusterLevel,
+    cluster: i32,
+    kind: &str,
+) -> PathBuf {
+    let tag = match level {
+        spray_store::verify::ClusterLevel::Cluster => "k",
+        spray_store::verify::ClusterLevel::Split => "s",
+    };
     dir.join("examples").join(format!(
-        "{}-k{cluster}-{kind}.png",
+        "{}-{tag}{cluster}-{kind}.png",
         spray_store::analysis::group_name(class_index)
     ))
 }

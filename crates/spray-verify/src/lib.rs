@@ -34,6 +34,7 @@ use spray_dataset::{Dataset, Preprocess, SquareMode, TensorLayout};
 use spray_engine::{Device, LrpEngine, SessionConfig};
 use spray_lrp::LrpModel;
 use spray_store::relevance::{self as rel, ReadOptions};
+use spray_store::verify::ClusterLevel;
 use spray_store::Fingerprint;
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +242,10 @@ pub use spray_store::stage::verify_manifest_path as manifest_path;
 pub fn fingerprint(analysis_fingerprint: &str, settings: &VerifySettings) -> String {
     Fingerprint::new()
         .bytes(analysis_fingerprint)
+        .bytes(format!(
+            "verify-schema-{}",
+            spray_store::verify::SCHEMA_VERSION
+        ))
         .json(settings)
         .spray_version()
         .finish()
@@ -363,10 +368,10 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         .filter(|(i, r)| *i < job.settings.classes || flagged.contains(&r.spectrum.class_name))
         .map(|(_, r)| (r.spectrum.class_index, r.spectrum.class_name.clone()))
         .collect();
-    let clusters_of: BTreeMap<(i32, i64), i32> = samples
+    let clusters_of: BTreeMap<(i32, i64), (i32, i32)> = samples
         .iter()
         .filter(|s| s.space == spray_store::FeatureSpace::Relevance)
-        .map(|s| ((s.class_index, s.image_index), s.cluster))
+        .map(|s| ((s.class_index, s.image_index), (s.cluster, s.split)))
         .collect();
 
     let mut scorer = Scorer {
@@ -440,7 +445,7 @@ fn class_evidence(
     scorer: &mut Scorer<'_>,
     (class, name): (i32, &String),
     by_class: &BTreeMap<i32, Vec<Member>>,
-    clusters_of: &BTreeMap<(i32, i64), i32>,
+    clusters_of: &BTreeMap<(i32, i64), (i32, i32)>,
     summary: &mut VerifySummary,
 ) -> Result<Vec<Evidence>> {
     let job = scorer.job;
@@ -450,12 +455,24 @@ fn class_evidence(
     let Some(members) = by_class.get(&class) else {
         return Ok(evidence);
     };
-    let mut groups: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    // The analysis' clusters, then the two sides of its two-way split where they differ
+    // from every cluster (with two clusters the split is the clustering).
+    let mut groups: BTreeMap<(ClusterLevel, i32), Vec<usize>> = BTreeMap::new();
     for (i, m) in members.iter().enumerate() {
-        if let Some(&c) = clusters_of.get(&(class, m.image_index as i64)) {
-            groups.entry(c).or_default().push(i);
+        if let Some(&(c, s)) = clusters_of.get(&(class, m.image_index as i64)) {
+            groups
+                .entry((ClusterLevel::Cluster, c))
+                .or_default()
+                .push(i);
+            groups.entry((ClusterLevel::Split, s)).or_default().push(i);
         }
     }
+    let clusters: Vec<Vec<usize>> = groups
+        .iter()
+        .filter(|((level, _), _)| *level == ClusterLevel::Cluster)
+        .map(|(_, idx)| idx.clone())
+        .collect();
+    groups.retain(|(level, _), idx| *level == ClusterLevel::Cluster || !clusters.contains(idx));
     // Recipients of transplants: other classes' images (one row per image).
     let mut others: Vec<usize> = by_class
         .iter()
@@ -471,7 +488,7 @@ fn class_evidence(
         .collect::<Result<_>>()?;
     let other_before = scorer.logits(&other_tensors)?;
 
-    for (&cluster, idx) in &groups {
+    for (&(level, cluster), idx) in &groups {
         if cluster < 0 || idx.len() < job.settings.min_cluster || idx.len() == members.len() {
             continue;
         }
@@ -561,7 +578,7 @@ fn class_evidence(
         }
         let mut example_files = Vec::new();
         for (kind, tensor) in examples::KINDS.iter().zip(&pictures) {
-            let path = examples::example_path(&job.dir, class, cluster, kind);
+            let path = examples::example_path(&job.dir, class, level, cluster, kind);
             examples::write_png(&path, &examples::to_rgb(tensor, job.preprocess, h, w))?;
             if let Ok(rel) = path.strip_prefix(&job.dir) {
                 example_files.push(rel.display().to_string());
@@ -602,6 +619,7 @@ fn class_evidence(
         evidence.push(Evidence {
             class_index: class,
             class_name: name.clone(),
+            level,
             cluster,
             size: idx.len(),
             share: idx.len() as f64 / members.len() as f64,
