@@ -116,6 +116,16 @@ fn main() {
         .map(|r| r.iter().map(|v| v.abs() as f64).sum())
         .collect();
     let strongest = spray_analyze::contrast::strongest(&g, &labels, &mass);
+    // The second grouping: the best two-way split.
+    let split = embed::cluster(
+        &embed::spectral_embedding(pairs.vectors.view(), 2),
+        2,
+        settings.cluster_method,
+        settings.kmeans_restarts,
+        1,
+        0.1,
+    )
+    .expect("split");
     let t_contrast = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -174,7 +184,7 @@ fn main() {
 
     let clusters = labels.iter().copied().max().unwrap_or(0) + 1;
     println!(
-        "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, contrast {t_contrast:.4}s (score {:.2}), t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
+        "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, contrast + split {t_contrast:.4}s (score {:.2}, split {}/{}), t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
         match settings.solver {
             eigen::EigenSolver::Auto if n > settings.dense_limit => "Lanczos",
             eigen::EigenSolver::Auto | eigen::EigenSolver::Dense => "dense",
@@ -182,6 +192,8 @@ fn main() {
             eigen::EigenSolver::Sparse => "LOBPCG",
         },
         strongest.score(),
+        split.iter().filter(|&&l| l == 0).count(),
+        split.len(),
         seconds,
         peak_rss_mib(),
         &pairs.values[1..4],
