@@ -1,0 +1,174 @@
+//! The analyze stage at ImageNet shape: C synthetic classes × N maps at grid g written as a
+//! real relevance dataset (Parquet parts + manifest, as stage 1 writes it), then
+//! `spray_analyze::run` over it with the default settings, timed end to end with peak RSS.
+//!
+//!     cargo bench -p spray-analyze --bench imagenet_shaped -- --classes 1000 --per-class 1300
+//!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep]
+//!
+//! The maps: per class a Gaussian blob whose centre is drawn per class and jittered per
+//! sample, plus noise; every tenth class has a corner artifact on 30 % of its maps (with
+//! three times the mass, as a shortcut gives), so the run does real clustering work.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use spray_analyze::{AnalysisSettings, AnalyzeJob};
+use spray_store::relevance::{self, RelevanceLayout, RelevanceManifest, RelevanceRecord};
+use spray_store::Shard;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn synthetic_map(rng: &mut Lcg, g: usize, centre: (f64, f64), artifact: bool) -> Vec<f32> {
+    let s = g as f64;
+    let (cy, cx) = (
+        centre.0 + (rng.next() - 0.5) * 0.3 * s,
+        centre.1 + (rng.next() - 0.5) * 0.3 * s,
+    );
+    let width = 0.08 * s * s;
+    let mut map = vec![0.0f32; g * g];
+    for y in 0..g {
+        for x in 0..g {
+            let d2 = (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2);
+            let mut v = (-d2 / width).exp() + 0.05 * (rng.next() - 0.5);
+            if artifact && y + 3 >= g && x + 3 >= g {
+                v += 3.0;
+            }
+            map[y * g + x] = v as f32;
+        }
+    }
+    map
+}
+
+fn main() {
+    // `cargo bench` without arguments runs a small case (20 classes), so the harness is quick.
+    let classes: usize = arg("--classes").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let per_class: usize = arg("--per-class")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1300);
+    let g: usize = arg("--grid").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let root =
+        PathBuf::from(arg("--dir").unwrap_or_else(|| "/tmp/spray-imagenet-shaped".to_string()));
+    let keep = std::env::args().any(|a| a == "--keep");
+    let rel_dir = root.join("relevance");
+    let out_dir = root.join("analysis");
+    let _ = std::fs::remove_dir_all(&out_dir);
+
+    let layout = RelevanceLayout {
+        grids: vec![g],
+        store_map: false,
+        store_images: false,
+    };
+    let fingerprint = format!("imagenet-shaped-{classes}x{per_class}-g{g}");
+    let reuse = relevance::read_manifest(&rel_dir)
+        .map(|m| m.fingerprint == fingerprint)
+        .unwrap_or(false);
+    let t = Instant::now();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&rel_dir);
+        std::fs::create_dir_all(&rel_dir).expect("relevance dir");
+        // One part per class keeps the writer's memory at one class.
+        for c in 0..classes {
+            let mut rng = Lcg(0x5eed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let centre = (
+                (0.25 + 0.5 * rng.next()) * g as f64,
+                (0.25 + 0.5 * rng.next()) * g as f64,
+            );
+            let rows: Vec<RelevanceRecord> = (0..per_class)
+                .map(|i| {
+                    let artifact = c % 10 == 0 && i < per_class * 3 / 10;
+                    let grid = synthetic_map(&mut rng, g, centre, artifact);
+                    let total: f32 = grid.iter().sum();
+                    RelevanceRecord {
+                        image_index: (c * per_class + i) as i64,
+                        sample_id: format!("n{c:05}/{i:05}"),
+                        path: format!("n{c:05}/{i:05}.JPEG"),
+                        class_index: c as i32,
+                        class_name: format!("n{c:05}"),
+                        labels: vec![c as i32],
+                        target_logit: total,
+                        predicted_class: c as i32,
+                        relevance_sum: total,
+                        conservation_error: 0.0,
+                        grids: vec![grid],
+                        map: None,
+                        image_grids: Vec::new(),
+                        thumbnail: None,
+                    }
+                })
+                .collect();
+            relevance::write_part(&relevance::part_path(&rel_dir, c), &layout, &rows)
+                .expect("write part");
+        }
+        let manifest = RelevanceManifest {
+            fingerprint: fingerprint.clone(),
+            classes: (0..classes).map(|c| format!("n{c:05}")).collect(),
+            images: classes * per_class,
+            parts: classes,
+            layout: layout.clone(),
+        };
+        spray_store::write_atomically(
+            &relevance::manifest_path(&rel_dir),
+            &serde_json::to_vec_pretty(&manifest).expect("manifest json"),
+        )
+        .expect("write manifest");
+    }
+    let t_write = t.elapsed().as_secs_f64();
+
+    let settings = AnalysisSettings {
+        grid: g,
+        ..AnalysisSettings::default()
+    };
+    let t = Instant::now();
+    let summary = spray_analyze::run(&AnalyzeJob {
+        relevance_dir: rel_dir.clone(),
+        dir: out_dir.clone(),
+        settings: &settings,
+        shard: Shard::ALL,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    })
+    .expect("analyze");
+    let t_analyze = t.elapsed().as_secs_f64();
+    println!(
+        "imagenet-shaped: {classes} classes x {per_class} maps at grid {g} (d = {}): \
+         wrote the relevance dataset in {t_write:.1}s{}; spray analyze {t_analyze:.1}s \
+         ({:.2}s per class on {} threads) for {} groups, {} samples; peak RSS {:.0} MiB",
+        g * g,
+        if reuse { " (reused)" } else { "" },
+        t_analyze / classes.max(1) as f64,
+        rayon::current_num_threads(),
+        summary.groups_written,
+        summary.samples,
+        peak_rss_mib()
+    );
+    if !keep {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
