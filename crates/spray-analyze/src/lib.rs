@@ -452,14 +452,34 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         map: from_map,
         images,
     };
-    let mut rows = Vec::new();
+    // Keep only what the analysis reads, pooled to the analysis grid as each part is read:
+    // at ImageNet size (1.3M maps) a full RelevanceRecord per map — names, labels, a stored
+    // map of up to 64×64 — would hold several times the features in memory.
+    let mut rows: Vec<AnalysisRow> = Vec::new();
     for part in &parts {
-        let mut part_rows = rel::read_part(part, &options)?;
-        for r in &mut part_rows {
-            r.thumbnail = None;
+        for r in rel::read_part(part, &options)? {
+            let grid = if from_map {
+                let Some((mh, mw, map)) = r.map.as_ref() else {
+                    return Err(AnalyzeError::Config(format!(
+                        "{}: a row without the stored map the analysis needs",
+                        part.display()
+                    )));
+                };
+                rel::sum_pool(map, *mh as usize, *mw as usize, g, g)
+            } else {
+                r.grids.into_iter().next().unwrap_or_default()
+            };
+            rows.push(AnalysisRow {
+                image_index: r.image_index,
+                class_index: r.class_index,
+                sample_id: r.sample_id,
+                path: r.path,
+                grid,
+                image_grid: r.image_grids.into_iter().next(),
+            });
         }
-        rows.extend(part_rows);
     }
+    rows.shrink_to_fit();
     rows.sort_by_key(|a| (a.image_index, a.class_index));
     if rows.is_empty() {
         return Err(AnalyzeError::Config(format!(
@@ -556,16 +576,10 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         let relevance_features: Vec<Vec<f32>> = members
             .iter()
             .map(|&i| {
-                let r = &rows[i];
-                let grid = if from_map {
-                    let (mh, mw, map) = r.map.as_ref().expect("map requested");
-                    rel::sum_pool(map, *mh as usize, *mw as usize, g, g)
-                } else {
-                    r.grids[0].clone()
-                };
-                mass.push(contrast::relevance_mass(&grid));
+                let grid = &rows[i].grid;
+                mass.push(contrast::relevance_mass(grid));
                 features::prepare(
-                    &grid,
+                    grid,
                     g,
                     settings.blur_sigma,
                     settings.sign,
@@ -591,7 +605,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         if images {
             let image_features: Vec<Vec<f32>> = members
                 .iter()
-                .map(|&i| rows[i].image_grids[0].clone())
+                .map(|&i| rows[i].image_grid.clone().unwrap_or_default())
                 .collect();
             let baseline = analyze_group(
                 &GroupPoints {
@@ -626,6 +640,18 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// One map as the analysis keeps it (see `run`).
+struct AnalysisRow {
+    image_index: i64,
+    class_index: i32,
+    sample_id: String,
+    path: String,
+    /// The relevance pooled to the analysis grid (g×g).
+    grid: Vec<f32>,
+    /// The pooled input (3×g×g) for the image-space baseline, when read.
+    image_grid: Option<Vec<f32>>,
 }
 
 /// Refuse features with NaN or ∞, naming the samples: one such row makes every distance to it
