@@ -22,17 +22,8 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
+mod common;
+use common::peak_rss_mib;
 
 /// Ten Gaussian groups of unequal size in `dim` dimensions (LCG; mirrored in the Python script).
 fn data(n: usize, dim: usize) -> Array2<f32> {
@@ -113,19 +104,12 @@ fn main() {
     let mass: Vec<f64> = points
         .rows()
         .into_iter()
-        .map(|r| r.iter().map(|v| v.abs() as f64).sum())
+        .map(spray_analyze::contrast::relevance_mass)
         .collect();
     let strongest = spray_analyze::contrast::strongest(&g, &labels, &mass);
     // The second grouping: the best two-way split.
-    let split = embed::cluster(
-        &embed::spectral_embedding(pairs.vectors.view(), 2),
-        2,
-        settings.cluster_method,
-        settings.kmeans_restarts,
-        1,
-        0.1,
-    )
-    .expect("split");
+    let split =
+        embed::two_way_split(pairs.vectors.view(), settings.kmeans_restarts, 1).expect("split");
     let t_contrast = t.elapsed().as_secs_f64();
 
     let t = Instant::now();

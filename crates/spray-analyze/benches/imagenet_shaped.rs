@@ -16,17 +16,8 @@ use spray_analyze::{AnalysisSettings, AnalyzeJob};
 use spray_store::relevance::{self, RelevanceLayout, RelevanceManifest, RelevanceRecord};
 use spray_store::Shard;
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
+mod common;
+use common::peak_rss_mib;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();

@@ -18,8 +18,8 @@ use crate::graph::KnnGraph;
 pub const MIN_CLUSTER_SHARE: f64 = 0.05;
 
 /// The L1 mass of a map before any normalisation.
-pub fn relevance_mass(map: &[f32]) -> f64 {
-    map.iter().map(|v| v.abs() as f64).sum()
+pub fn relevance_mass<'a>(map: impl IntoIterator<Item = &'a f32>) -> f64 {
+    map.into_iter().map(|v| v.abs() as f64).sum()
 }
 
 /// Below this standard deviation of log mass (a relative spread of 10⁻⁶) the masses are

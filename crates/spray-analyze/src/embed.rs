@@ -152,6 +152,27 @@ fn relabel_by_size(labels: Vec<i32>) -> Vec<i32> {
 }
 
 /// Distance to the centre of one's cluster in `embedding` (small = typical member).
+/// The best two-way split of a group: k-means with k = 2 on the NJW rows of the first two
+/// eigenvectors (the relaxed normalised cut); all in one side when there are fewer than two
+/// points or eigenvectors.
+pub fn two_way_split(
+    vectors: ArrayView2<'_, f64>,
+    restarts: usize,
+    seed: u64,
+) -> Result<Vec<i32>, AnalyzeError> {
+    if vectors.nrows() < 2 || vectors.ncols() < 2 {
+        return Ok(vec![0; vectors.nrows()]);
+    }
+    cluster(
+        &spectral_embedding(vectors, 2),
+        2,
+        ClusterMethod::Kmeans,
+        restarts,
+        seed,
+        0.0,
+    )
+}
+
 pub fn centrality(embedding: &Array2<f64>, labels: &[i32]) -> Vec<f32> {
     let mut sums: std::collections::HashMap<i32, (Array1<f64>, usize)> = Default::default();
     for (row, &l) in embedding.axis_iter(Axis(0)).zip(labels) {

@@ -309,21 +309,14 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     let split = if clusters == 2 || n < 2 || pairs.vectors.ncols() < 2 {
         labels.clone()
     } else {
-        embed::cluster(
-            &embed::spectral_embedding(pairs.vectors.view(), 2),
-            2,
-            ClusterMethod::Kmeans,
-            settings.kmeans_restarts,
-            seed,
-            settings.dbscan_eps,
-        )?
+        embed::two_way_split(pairs.vectors.view(), settings.kmeans_restarts, seed)?
     };
     let mass = points.mass.clone().unwrap_or_else(|| {
         points
             .features
             .rows()
             .into_iter()
-            .map(|r| contrast::relevance_mass(r.as_slice().unwrap_or(&r.to_vec())))
+            .map(contrast::relevance_mass)
             .collect()
     });
     let strongest = contrast::strongest(&graph, &labels, &mass);
