@@ -1,6 +1,7 @@
 //! Time and peak memory of SpRAy on one class of n points of dimension d.
 //!
-//!     cargo bench -p spray-analyze --bench analyze_scaling -- --n 10000 [--dim 400] [--tsne-threads 0]
+//!     cargo bench -p spray-analyze --bench analyze_scaling -- --n 10000 [--dim 400] [--tsne-threads N]
+//!         [--epochs N] [--exaggeration-epochs N] [--learning-rate X] [--theta X]
 //!         [--solver auto|dense|lanczos|lobpcg] [--dense-limit N] [--exact-limit N]
 //!
 //! Run one size per process: peak memory (VmHWM) is per process. The same computation with
@@ -49,7 +50,21 @@ fn main() {
     let n = arg("--n", 1300);
     let dim = arg("--dim", 400);
     let mut settings = AnalysisSettings::default();
-    settings.tsne.threads = arg("--tsne-threads", 1);
+    settings.tsne.threads = arg("--tsne-threads", 0);
+    settings.tsne.exaggeration_epochs =
+        arg("--exaggeration-epochs", settings.tsne.exaggeration_epochs);
+    if let Some(lr) = std::env::args()
+        .position(|a| a == "--learning-rate")
+        .and_then(|i| std::env::args().nth(i + 1))
+    {
+        settings.tsne.learning_rate = Some(lr.parse().expect("--learning-rate X"));
+    }
+    if let Some(theta) = std::env::args()
+        .position(|a| a == "--theta")
+        .and_then(|i| std::env::args().nth(i + 1))
+    {
+        settings.tsne.theta = theta.parse().expect("--theta X");
+    }
     settings.tsne.exact_limit = arg("--exact-limit", settings.tsne.exact_limit);
     settings.tsne.epochs = arg("--epochs", settings.tsne.epochs);
     settings.dense_limit = arg("--dense-limit", settings.dense_limit);
@@ -75,7 +90,11 @@ fn main() {
 
     let t = Instant::now();
     let k = graph::default_k(n);
-    let table = graph::knn(points.view(), k);
+    // One search for the graph's k and t-SNE's 3·perplexity neighbours (as the stage does).
+    let tsne_k =
+        (n > settings.tsne.exact_limit).then(|| (3.0 * settings.tsne.perplexity).ceil() as usize);
+    let searched = graph::knn(points.view(), k.max(tsne_k.unwrap_or(0)));
+    let table = searched.truncated(k);
     let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
     let l = g.laplacian(LaplacianKind::Symmetric);
     let t_knn = t.elapsed().as_secs_f64();
@@ -114,13 +133,24 @@ fn main() {
 
     let t = Instant::now();
     let init = embed::tsne_init(pairs.vectors.view(), spray_analyze::TSNE_INIT_EIGENVECTORS);
-    let wide = (n > settings.tsne.exact_limit).then(|| graph::knn(points.view(), 21));
+    let wide = tsne_k.map(|t| searched.truncated(t));
     let coords = if std::env::args().any(|a| a == "--init-only") {
         init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
     } else {
         embed::tsne(points.view(), &g, wide.as_ref(), &init, &settings.tsne)
     };
     let t_tsne = t.elapsed().as_secs_f64();
+    // The exact t-SNE cost of the result (not timed; O(n²)).
+    let kl = if n <= 20_000 {
+        embed::tsne_input(points.view(), &g, wide.as_ref(), &settings.tsne)
+            .map(|p| {
+                let y: Vec<[f64; 2]> = coords.iter().map(|c| [c[0] as f64, c[1] as f64]).collect();
+                spray_analyze::tsne::kl_divergence(&p, &y)
+            })
+            .unwrap_or(f64::NAN)
+    } else {
+        f64::NAN
+    };
     eprintln!(
         "peak RSS after kNN {m_knn:.0} MiB, after eigs {m_eig:.0} MiB, after t-SNE {:.0} MiB",
         peak_rss_mib()
@@ -157,7 +187,7 @@ fn main() {
         (f64::NAN, f64::NAN)
     };
     println!(
-        "t-SNE ({}): kNN recall of the embedding against the input kNN = {recall:.3}; \
+        "t-SNE ({}): KL(P||Q) = {kl:.4}; kNN recall of the embedding against the input kNN = {recall:.3}; \
          share of embedding neighbours in the point's own group = {purity:.3}",
         if n <= settings.tsne.exact_limit {
             "exact"

@@ -219,29 +219,56 @@ pub struct TsneSettings {
     /// Above this many points, Barnes–Hut on a kNN table instead of exact t-SNE.
     #[serde(default = "default_exact_limit")]
     pub exact_limit: usize,
-    /// Threads for t-SNE. bhtsne's parallel gradient sums change with thread scheduling, so
-    /// only 1 (the default) gives the same coordinates run to run and across shards;
-    /// 0 uses all cores.
-    #[serde(default = "default_tsne_threads")]
+    /// Epochs of early exaggeration (momentum 0.5 there, 0.8 after).
+    #[serde(default = "default_exaggeration_epochs")]
+    pub exaggeration_epochs: usize,
+    /// Step size; absent = max(n / early_exaggeration, 200).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// Barnes–Hut opening angle (smaller = closer to exact, slower).
+    #[serde(default = "default_theta")]
+    pub theta: f64,
+    /// Threads for t-SNE; 0 = the caller's rayon pool (all cores). Any count gives the same
+    /// coordinates (`tsne`: per-point forces, sums in a fixed order).
+    #[serde(default)]
     pub threads: usize,
 }
 
-fn default_tsne_threads() -> usize {
-    1
+impl TsneSettings {
+    /// The optimisation schedule for `n` points (exact repulsion or Barnes–Hut).
+    pub fn schedule(&self, n: usize, exact: bool) -> crate::tsne::Schedule {
+        // n / α (Belkina et al. 2019, openTSNE's "auto"; for a gradient without the factor 4):
+        // measured on the analyze bench, it reaches a lower KL in 500 epochs than
+        // scikit-learn's n / 4α did in 750 (benches/RESULTS.md).
+        let auto = (n as f64 / self.early_exaggeration.max(1.0)).max(200.0);
+        crate::tsne::Schedule {
+            epochs: self.epochs,
+            exaggeration: self.early_exaggeration,
+            exaggeration_epochs: self.exaggeration_epochs.min(self.epochs),
+            learning_rate: self.learning_rate.unwrap_or(auto),
+            theta: (!exact).then_some(self.theta),
+        }
+    }
 }
 
+fn default_exaggeration_epochs() -> usize {
+    125
+}
+fn default_theta() -> f64 {
+    0.5
+}
 fn default_perplexity() -> f64 {
     7.0
 }
 fn default_exaggeration() -> f64 {
     6.0
 }
-/// openTSNE's schedule: 250 early-exaggeration iterations (bhtsne's fixed phase) + 500.
+/// 125 early-exaggeration epochs + 375: with the n / α step size this reaches a lower KL
+/// than the former 250 + 500 at n / 4α (benches/RESULTS.md).
 fn default_epochs() -> usize {
-    750
+    500
 }
-/// Barnes–Hut from 200 points: exact t-SNE is O(n²) per iteration (9.5 s at n = 1,300 against
-/// 0.65 s for Barnes–Hut; benches/RESULTS.md).
+/// Barnes–Hut from 200 points: exact t-SNE is O(n²) per iteration.
 fn default_exact_limit() -> usize {
     200
 }
@@ -254,7 +281,10 @@ impl Default for TsneSettings {
             epochs: default_epochs(),
             distance: TsneDistance::Affinity,
             exact_limit: default_exact_limit(),
-            threads: default_tsne_threads(),
+            exaggeration_epochs: default_exaggeration_epochs(),
+            learning_rate: None,
+            theta: default_theta(),
+            threads: 0,
         }
     }
 }
@@ -361,84 +391,77 @@ fn tsne_here(
     settings: &TsneSettings,
 ) -> Vec<[f32; 2]> {
     let n = points.nrows();
-    if n < 4 {
+    let Some(p) = tsne_input(points, graph, wide_knn, settings) else {
         return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+    };
+    let schedule = settings.schedule(n, n <= settings.exact_limit);
+    crate::tsne::optimize(&p, init, &schedule)
+        .iter()
+        .map(|c| [c[0] as f32, c[1] as f32])
+        .collect()
+}
+
+/// t-SNE's input similarities P for these points: over all pairs up to `exact_limit`
+/// points, else over `wide_knn`; `None` when there are too few points (under 4) or the table
+/// does not fit.
+pub fn tsne_input(
+    points: ArrayView2<'_, f32>,
+    graph: &KnnGraph,
+    wide_knn: Option<&KnnTable>,
+    settings: &TsneSettings,
+) -> Option<crate::tsne::InputAffinities> {
+    let n = points.nrows();
+    if n < 4 {
+        return None;
     }
-    // bhtsne needs perplexity < n / 3.
+    // A perplexity above (n − 1) / 3 cannot be met with the neighbours there are.
     let perplexity = settings
         .perplexity
         .min((n as f64 - 1.0) / 3.0 - 1e-3)
         .max(1.0);
-    let indices: Vec<usize> = (0..n).collect();
-    let mut t: bhtsne::tSNE<f64, usize> = bhtsne::tSNE::new(&indices);
-    t.perplexity(perplexity)
-        .early_exaggeration(settings.early_exaggeration)
-        .epochs(settings.epochs)
-        .initial_embedding(init.iter().flat_map(|p| [p[0], p[1]]).collect::<Vec<_>>());
-    let rows: Vec<Vec<f32>> = points.axis_iter(Axis(0)).map(|r| r.to_vec()).collect();
     let euclid = |a: usize, b: usize| -> f64 {
-        rows[a]
+        points
+            .row(a)
             .iter()
-            .zip(&rows[b])
+            .zip(points.row(b))
             .map(|(x, y)| ((x - y) as f64).powi(2))
             .sum::<f64>()
             .sqrt()
     };
-    if n <= settings.exact_limit {
-        match settings.distance {
-            TsneDistance::Affinity => {
-                let w = &graph.affinity;
-                t.exact(|&a, &b| {
-                    if a == b {
-                        0.0
-                    } else {
-                        1.0 / (w.get(a, b) + AFFINITY_EPSILON)
-                    }
-                });
-            }
-            TsneDistance::Euclidean => {
-                t.exact(|&a, &b| euclid(a, b));
-            }
-        }
+    let distance = |i: usize, j: usize, euclidean: f64| match settings.distance {
+        TsneDistance::Affinity => 1.0 / (graph.affinity.get(i, j) + AFFINITY_EPSILON),
+        TsneDistance::Euclidean => euclidean,
+    };
+    let exact = n <= settings.exact_limit;
+    let neighbors: Vec<Vec<(usize, f64)>> = if exact {
+        (0..n)
+            .map(|i| {
+                (0..n)
+                    .filter(|&j| j != i)
+                    .map(|j| {
+                        let e = match settings.distance {
+                            TsneDistance::Euclidean => euclid(i, j),
+                            TsneDistance::Affinity => 0.0,
+                        };
+                        (j, distance(i, j, e))
+                    })
+                    .collect()
+            })
+            .collect()
     } else {
         // Barnes–Hut on a kNN table (3·perplexity neighbours by Euclidean distance, with
         // affinity-derived distances when asked: graph neighbours close, others far).
-        let neighbors: Vec<Vec<bhtsne::Neighbor<f64>>> = match wide_knn {
-            Some(table) => table
+        match wide_knn {
+            Some(table) if table.neighbors.len() == n => table
                 .neighbors
                 .iter()
                 .enumerate()
-                .map(|(i, row)| {
-                    row.iter()
-                        .map(|&(j, d)| bhtsne::Neighbor {
-                            index: j,
-                            distance: match settings.distance {
-                                TsneDistance::Affinity => {
-                                    1.0 / (graph.affinity.get(i, j) + AFFINITY_EPSILON)
-                                }
-                                TsneDistance::Euclidean => d,
-                            },
-                        })
-                        .collect()
-                })
+                .map(|(i, row)| row.iter().map(|&(j, d)| (j, distance(i, j, d))).collect())
                 .collect(),
-            None => Vec::new(),
-        };
-        if neighbors.is_empty() || neighbors.iter().any(|r| r.len() != neighbors[0].len()) {
-            return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
+            _ => return None,
         }
-        let mut sorted = neighbors;
-        for row in &mut sorted {
-            row.sort_by(|a, b| {
-                a.distance
-                    .total_cmp(&b.distance)
-                    .then(a.index.cmp(&b.index))
-            });
-        }
-        t.barnes_hut_with_neighbors(0.5, &sorted);
-    }
-    t.embedding()
-        .chunks(2)
-        .map(|c| [c[0] as f32, c[1] as f32])
-        .collect()
+    };
+    Some(crate::tsne::InputAffinities::from_neighbors(
+        &neighbors, perplexity,
+    ))
 }

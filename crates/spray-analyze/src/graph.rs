@@ -47,6 +47,22 @@ pub struct KnnTable {
     pub neighbors: Vec<Vec<(usize, f64)>>,
 }
 
+impl KnnTable {
+    /// The first `k` neighbours of every row: the same table `knn` gives for that k (rows are
+    /// ascending by distance, then index), so one search serves both the graph and the wider
+    /// neighbourhood t-SNE wants.
+    pub fn truncated(&self, k: usize) -> KnnTable {
+        KnnTable {
+            k: k.min(self.k),
+            neighbors: self
+                .neighbors
+                .iter()
+                .map(|row| row[..k.min(row.len())].to_vec())
+                .collect(),
+        }
+    }
+}
+
 /// k = ⌈ln n⌉ (von Luxburg's rule, used in the thesis), at least 1.
 pub fn default_k(n: usize) -> usize {
     ((n.max(2) as f64).ln().ceil() as usize).max(1)

@@ -11,6 +11,7 @@ pub mod embed;
 pub mod features;
 pub mod graph;
 pub mod lanczos;
+pub mod tsne;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -245,8 +246,11 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     let n = points.features.nrows();
     let seed = settings.seed ^ (points.class_index as i64 as u64).wrapping_mul(0x9E37_79B9);
     let k = settings.k.unwrap_or_else(|| graph::default_k(n));
-    let table = graph::knn(points.features.view(), k);
-    let graph = KnnGraph::build(&table, settings.weight, settings.symmetrize);
+    // One neighbour search for both the graph (k) and Barnes–Hut t-SNE (3·perplexity).
+    let tsne_k =
+        (n > settings.tsne.exact_limit).then(|| (3.0 * settings.tsne.perplexity).ceil() as usize);
+    let wide = graph::knn(points.features.view(), k.max(tsne_k.unwrap_or(0)));
+    let graph = KnnGraph::build(&wide.truncated(k), settings.weight, settings.symmetrize);
     let laplacian = graph.laplacian(settings.laplacian);
     let pairs = eigen::smallest(
         &laplacian,
@@ -329,16 +333,10 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
 
     // t-SNE from the spectral layout: deterministic and already cluster-aware.
     let init = embed::tsne_init(pairs.vectors.view(), TSNE_INIT_EIGENVECTORS);
-    let wide = (n > settings.tsne.exact_limit).then(|| {
-        graph::knn(
-            points.features.view(),
-            (3.0 * settings.tsne.perplexity).ceil() as usize,
-        )
-    });
     let coords = embed::tsne(
         points.features.view(),
         &graph,
-        wide.as_ref(),
+        tsne_k.map(|t| wide.truncated(t)).as_ref(),
         &init,
         &settings.tsne,
     );
@@ -364,7 +362,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
             class_name: points.class_name.clone(),
             space: points.space,
             n: n as i64,
-            knn_k: table.k as i32,
+            knn_k: graph.k as i32,
             eigenvalues: values,
             gaps,
             largest_gap,
