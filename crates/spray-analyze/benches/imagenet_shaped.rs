@@ -3,7 +3,12 @@
 //! `spray_analyze::run` over it with the default settings, timed end to end with peak RSS.
 //!
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --classes 1000 --per-class 1300
-//!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep]
+//!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep] [--grouping all]
+//!     cargo bench -p spray-analyze --bench imagenet_shaped -- --knn-recall --classes 100 --per-class 1000
+//!
+//! `--knn-recall` only prepares the maps (as the stage does) and runs the approximate search
+//! (NN-descent) on all of them as one group: its time, peak RSS and recall@k against brute
+//! force on 2,000 sampled rows.
 //!
 //! The maps: per class a Gaussian blob whose centre is drawn per class and jittered per
 //! sample, plus noise; every tenth class has a corner artifact on 30 % of its maps (with
@@ -72,6 +77,10 @@ fn main() {
     let out_dir = root.join("analysis");
     let _ = std::fs::remove_dir_all(&out_dir);
 
+    if std::env::args().any(|a| a == "--knn-recall") {
+        knn_recall(classes, per_class, g);
+        return;
+    }
     let layout = RelevanceLayout {
         grids: vec![g],
         store_map: false,
@@ -135,6 +144,10 @@ fn main() {
 
     let settings = AnalysisSettings {
         grid: g,
+        grouping: match arg("--grouping").as_deref() {
+            Some("all") => spray_analyze::Grouping::All,
+            _ => spray_analyze::Grouping::PerClass,
+        },
         ..AnalysisSettings::default()
     };
     let t = Instant::now();
@@ -161,5 +174,54 @@ fn main() {
     );
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
+/// The maps of `classes` × `per_class` as one prepared feature matrix (the stage's default
+/// preparation), searched by NN-descent; recall@k against brute force on sampled rows.
+fn knn_recall(classes: usize, per_class: usize, g: usize) {
+    let settings = AnalysisSettings::default();
+    let n = classes * per_class;
+    let mut features = ndarray16::Array2::<f32>::zeros((n, g * g));
+    for c in 0..classes {
+        let mut rng = Lcg(0x5eed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let centre = (
+            (0.25 + 0.5 * rng.next()) * g as f64,
+            (0.25 + 0.5 * rng.next()) * g as f64,
+        );
+        for i in 0..per_class {
+            let artifact = c % 10 == 0 && i < per_class * 3 / 10;
+            let map = synthetic_map(&mut rng, g, centre, artifact);
+            let prepared = spray_analyze::features::prepare(
+                &map,
+                g,
+                settings.blur_sigma,
+                settings.sign,
+                settings.normalization,
+            );
+            features
+                .row_mut(c * per_class + i)
+                .iter_mut()
+                .zip(prepared)
+                .for_each(|(a, b)| *a = b);
+        }
+    }
+    let queries: Vec<usize> = (0..2000.min(n)).map(|i| (i * 7919) % n).collect();
+    for k in [spray_analyze::graph::default_k(n), 21] {
+        let t = Instant::now();
+        let table = spray_analyze::ann::knn(
+            features.view(),
+            k,
+            &spray_analyze::ann::NnDescentSettings::default(),
+        );
+        let seconds = t.elapsed().as_secs_f64();
+        let recall = spray_analyze::ann::recall_at_k(features.view(), &table, &queries);
+        println!(
+            "NN-descent on {n} maps (d = {}), k = {k}: {seconds:.1}s, recall@{k} against brute \
+             force on {} sampled rows = {recall:.4}; peak RSS {:.0} MiB",
+            g * g,
+            queries.len(),
+            peak_rss_mib()
+        );
     }
 }

@@ -238,7 +238,7 @@ impl TsneSettings {
     /// The optimisation schedule for `n` points (exact repulsion or Barnes–Hut).
     pub fn schedule(&self, n: usize, exact: bool) -> crate::tsne::Schedule {
         // n / α (Belkina et al. 2019, openTSNE's "auto"; for a gradient without the factor 4):
-        // measured on the analyze bench, it reaches a lower KL in 500 epochs than
+        // measured on the analyze bench, it reaches a lower KL in 400 epochs than
         // scikit-learn's n / 4α did in 750 (benches/RESULTS.md).
         let auto = (n as f64 / self.early_exaggeration.max(1.0)).max(200.0);
         crate::tsne::Schedule {
@@ -252,7 +252,7 @@ impl TsneSettings {
 }
 
 fn default_exaggeration_epochs() -> usize {
-    125
+    100
 }
 fn default_theta() -> f64 {
     0.5
@@ -263,10 +263,11 @@ fn default_perplexity() -> f64 {
 fn default_exaggeration() -> f64 {
     6.0
 }
-/// 125 early-exaggeration epochs + 375: with the n / α step size this reaches a lower KL
-/// than the former 250 + 500 at n / 4α (benches/RESULTS.md).
+/// 100 early-exaggeration epochs + 300: with the n / α step size this reaches a lower KL
+/// than the former 250 + 500 at n / 4α (analyze bench: 2.599 against 2.613 at n = 1,300,
+/// 4.412 against 4.423 at n = 10,000; benches/RESULTS.md).
 fn default_epochs() -> usize {
-    500
+    400
 }
 /// Barnes–Hut from 200 points: exact t-SNE is O(n²) per iteration.
 fn default_exact_limit() -> usize {
@@ -371,15 +372,35 @@ pub fn tsne(
     init: &[[f64; 2]],
     settings: &TsneSettings,
 ) -> Vec<[f32; 2]> {
+    tsne_observed(
+        points,
+        graph,
+        wide_knn,
+        init,
+        settings,
+        &crate::progress::Silent,
+    )
+}
+
+/// [`tsne`], reporting its epochs to `progress`.
+pub fn tsne_observed(
+    points: ArrayView2<'_, f32>,
+    graph: &KnnGraph,
+    wide_knn: Option<&KnnTable>,
+    init: &[[f64; 2]],
+    settings: &TsneSettings,
+    progress: &dyn crate::progress::StepObserver,
+) -> Vec<[f32; 2]> {
+    let run = || tsne_here(points, graph, wide_knn, init, settings, progress);
     if settings.threads == 0 {
-        return tsne_here(points, graph, wide_knn, init, settings);
+        return run();
     }
     match rayon::ThreadPoolBuilder::new()
         .num_threads(settings.threads)
         .build()
     {
-        Ok(pool) => pool.install(|| tsne_here(points, graph, wide_knn, init, settings)),
-        Err(_) => tsne_here(points, graph, wide_knn, init, settings),
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
     }
 }
 
@@ -389,13 +410,15 @@ fn tsne_here(
     wide_knn: Option<&KnnTable>,
     init: &[[f64; 2]],
     settings: &TsneSettings,
+    progress: &dyn crate::progress::StepObserver,
 ) -> Vec<[f32; 2]> {
     let n = points.nrows();
+    progress.start("t-SNE input similarities", 0);
     let Some(p) = tsne_input(points, graph, wide_knn, settings) else {
         return init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect();
     };
     let schedule = settings.schedule(n, n <= settings.exact_limit);
-    crate::tsne::optimize(&p, init, &schedule)
+    crate::tsne::optimize_observed(&p, init, &schedule, progress)
         .iter()
         .map(|c| [c[0] as f32, c[1] as f32])
         .collect()

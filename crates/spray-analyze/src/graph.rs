@@ -68,9 +68,66 @@ pub fn default_k(n: usize) -> usize {
     ((n.max(2) as f64).ln().ceil() as usize).max(1)
 }
 
-/// Exact kNN with Euclidean distances, in row blocks: memory O(block·n), never n×n.
-/// Ties are broken by index so the result does not depend on thread scheduling.
+/// Rows (and columns) per tile of the exact search.
+const KNN_TILE: usize = 1024;
+
+/// The `keep` smallest candidates by (d², index), ascending: a small sorted buffer.
+#[derive(Debug, Clone, Default)]
+struct Candidates {
+    best: Vec<(f32, usize)>,
+    /// The largest kept d² once the buffer is full (+∞ before): most offers are rejected by
+    /// this one comparison.
+    bound: f32,
+}
+
+impl Candidates {
+    fn new(keep: usize) -> Candidates {
+        Candidates {
+            best: Vec::with_capacity(keep + 1),
+            bound: f32::INFINITY,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, d2: f32, j: usize, keep: usize) {
+        if d2 > self.bound {
+            return;
+        }
+        if self.best.len() == keep {
+            let worst = self.best[keep - 1];
+            if d2.total_cmp(&worst.0).then(j.cmp(&worst.1)).is_ge() {
+                return;
+            }
+        }
+        let at = self
+            .best
+            .partition_point(|b| b.0.total_cmp(&d2).then(b.1.cmp(&j)).is_lt());
+        self.best.insert(at, (d2, j));
+        self.best.truncate(keep);
+        if self.best.len() == keep {
+            self.bound = self.best[keep - 1].0;
+        }
+    }
+}
+
+/// Exact kNN with Euclidean distances: memory O(tile² + n·k), never n×n.
+///
+/// The points are cut into tiles of rows; each pair of tiles (I, J ≥ I) is one GEMM
+/// (|a − b|² = |a|² + |b|² − 2 a·b in f32), whose entries serve both I's rows and J's, so half
+/// the distance products are computed. Each row keeps its k + 8 best by (d², index); the
+/// result does not depend on the order in which tiles are merged (a total order), so not on
+/// thread scheduling. The kept candidates are ranked by exact f64 distances, so near-ties are
+/// ordered as an exact method would.
 pub fn knn(points: ArrayView2<'_, f32>, k: usize) -> KnnTable {
+    knn_observed(points, k, &crate::progress::Silent)
+}
+
+/// [`knn`], reporting its tile pairs to `progress`.
+pub fn knn_observed(
+    points: ArrayView2<'_, f32>,
+    k: usize,
+    progress: &dyn crate::progress::StepObserver,
+) -> KnnTable {
     let n = points.nrows();
     let k = k.min(n.saturating_sub(1));
     if k == 0 {
@@ -83,51 +140,95 @@ pub fn knn(points: ArrayView2<'_, f32>, k: usize) -> KnnTable {
         .axis_iter(Axis(0))
         .map(|r| r.iter().map(|v| v * v).sum())
         .collect();
-    let block = (64 * 1024 * 1024 / (n.max(1) * 4)).clamp(16, 1024);
-    let starts: Vec<usize> = (0..n).step_by(block).collect();
-    let pt = points.t();
-    let neighbors: Vec<Vec<(usize, f64)>> = starts
-        .par_iter()
-        .flat_map_iter(|&start| {
-            let end = (start + block).min(n);
-            let rows = points.slice(s![start..end, ..]);
-            // |a − b|² = |a|² + |b|² − 2 a·b, one GEMM per block.
-            let dots: Array2<f32> = rows.dot(&pt);
-            (start..end)
-                .map(|i| {
-                    let row = dots.row(i - start);
-                    let mut cand: Vec<(usize, f64)> = (0..n)
-                        .filter(|&j| j != i)
-                        .map(|j| {
-                            let d2 = (norms[i] + norms[j] - 2.0 * row[j]).max(0.0);
-                            (j, (d2 as f64).sqrt())
-                        })
-                        .collect();
-                    let cmp = |a: &(usize, f64), b: &(usize, f64)| {
-                        a.1.total_cmp(&b.1).then(a.0.cmp(&b.0))
-                    };
-                    // Preselect with the fast f32 expansion, then rank a few extra candidates
-                    // by exact f64 distances, so near-ties are ordered as an exact method would.
-                    let keep = (k + 8).min(cand.len());
-                    if cand.len() > keep {
-                        cand.select_nth_unstable_by(keep - 1, cmp);
-                        cand.truncate(keep);
-                    }
-                    let a = points.row(i);
-                    for c in cand.iter_mut() {
-                        let b = points.row(c.0);
-                        c.1 = a
-                            .iter()
-                            .zip(b.iter())
-                            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                            .sum::<f64>()
-                            .sqrt();
-                    }
-                    cand.sort_by(cmp);
-                    // A fresh k-sized Vec: keeping the n-sized buffer would cost O(n²) memory.
-                    cand[..k.min(cand.len())].to_vec()
+    let keep = (k + 8).min(n - 1);
+    let tiles: Vec<usize> = (0..n).step_by(KNN_TILE).collect();
+    let pairs: Vec<(usize, usize)> = (0..tiles.len())
+        .flat_map(|a| (a..tiles.len()).map(move |b| (a, b)))
+        .collect();
+    let rows: Vec<std::sync::Mutex<Candidates>> = (0..n)
+        .map(|_| std::sync::Mutex::new(Candidates::new(keep)))
+        .collect();
+    let merge = |i: usize, local: &Candidates| {
+        let mut row = match rows[i].lock() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        };
+        for &(d2, j) in &local.best {
+            row.offer(d2, j, keep);
+        }
+    };
+    // A row's current k-th best bounds what a tile can still contribute to it: starting each
+    // tile's local buffer from it makes most offers a single comparison.
+    let bound_of = |i: usize| match rows[i].lock() {
+        Ok(r) => r.bound,
+        Err(p) => p.into_inner().bound,
+    };
+    let seeded = |i: usize| Candidates {
+        bound: bound_of(i),
+        ..Candidates::new(keep)
+    };
+    progress.start("kNN search (exact)", pairs.len() as u64);
+    pairs.par_iter().for_each(|&(a, b)| {
+        let (ia, ib) = (tiles[a], tiles[b]);
+        let (ea, eb) = ((ia + KNN_TILE).min(n), (ib + KNN_TILE).min(n));
+        let dots: Array2<f32> = points
+            .slice(s![ia..ea, ..])
+            .dot(&points.slice(s![ib..eb, ..]).t());
+        let norms_b = &norms[ib..eb];
+        // Off the diagonal, the same entries serve tile b's rows (as columns here).
+        let mut columns: Vec<Candidates> = if a != b {
+            (ib..eb).map(seeded).collect()
+        } else {
+            Vec::new()
+        };
+        for (r, dot_row) in dots.outer_iter().enumerate() {
+            let i = ia + r;
+            let ni = norms[i];
+            let mut local = seeded(i);
+            for (c, (&dot, &nj)) in dot_row.iter().zip(norms_b).enumerate() {
+                let j = ib + c;
+                if i == j {
+                    continue;
+                }
+                let d2 = (ni + nj - 2.0 * dot).max(0.0);
+                local.offer(d2, j, keep);
+                if let Some(col) = columns.get_mut(c) {
+                    col.offer(d2, i, keep);
+                }
+            }
+            merge(i, &local);
+        }
+        for (c, col) in columns.iter().enumerate() {
+            merge(ib + c, col);
+        }
+        progress.advance(1);
+    });
+    let neighbors: Vec<Vec<(usize, f64)>> = rows
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let row = match row.into_inner() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            let a = points.row(i);
+            let mut cand: Vec<(usize, f64)> = row
+                .best
+                .iter()
+                .map(|&(_, j)| {
+                    let b = points.row(j);
+                    let d = a
+                        .iter()
+                        .zip(b.iter())
+                        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    (j, d)
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            cand.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+            cand.truncate(k);
+            cand
         })
         .collect();
     KnnTable { k, neighbors }

@@ -16,6 +16,7 @@
 
 use ndarray16::Array2;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 use crate::graph::SparseSymmetric;
 
@@ -96,13 +97,55 @@ fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
 
-/// Remove the components along `basis` (orthonormal) from `v`, twice (classical Gram–Schmidt
-/// repeated: enough for orthogonality to working precision).
+/// Rows per block of the parallel Gram–Schmidt pass: the block's partial dot products are
+/// summed in block order, so the result does not depend on the thread count.
+const ORTHO_BLOCK: usize = 2048;
+
+/// One classical Gram–Schmidt pass, v −= Q (Qᵀ v), over row blocks in parallel: two streams
+/// over the basis instead of the two per vector of the modified form.
+fn gram_schmidt_pass(v: &mut [f64], basis: &[Vec<f64>]) {
+    if basis.is_empty() {
+        return;
+    }
+    let partials: Vec<Vec<f64>> = v
+        .par_chunks(ORTHO_BLOCK)
+        .enumerate()
+        .map(|(b, vb)| {
+            let start = b * ORTHO_BLOCK;
+            basis
+                .iter()
+                .map(|q| dot(vb, &q[start..start + vb.len()]))
+                .collect()
+        })
+        .collect();
+    let mut c = vec![0.0; basis.len()];
+    for p in &partials {
+        c.iter_mut().zip(p).for_each(|(x, y)| *x += y);
+    }
+    v.par_chunks_mut(ORTHO_BLOCK)
+        .enumerate()
+        .for_each(|(b, vb)| {
+            let (start, len) = (b * ORTHO_BLOCK, vb.len());
+            for (q, &ck) in basis.iter().zip(&c) {
+                vb.iter_mut()
+                    .zip(&q[start..start + len])
+                    .for_each(|(x, y)| *x -= ck * y);
+            }
+        });
+}
+
+/// Remove the components along `basis` (orthonormal) from `v`: classical Gram–Schmidt, and a
+/// second pass when the first removed more than 1 − 1/√2 of v's norm (the Kahan–Parlett
+/// "twice is enough" test). The Lanczos loop applies this to w and once more to the
+/// normalised vector: dropping that second application (with CGS2 on w) was tried and lost
+/// orthogonality over hundreds of steps (wrong eigenvalues; the SciPy/dense agreement test
+/// caught it).
 fn orthogonalise(v: &mut [f64], basis: &[Vec<f64>]) {
     for _ in 0..2 {
-        for q in basis {
-            let c = dot(v, q);
-            v.iter_mut().zip(q).for_each(|(x, y)| *x -= c * y);
+        let before = norm(v);
+        gram_schmidt_pass(v, basis);
+        if norm(v) > std::f64::consts::FRAC_1_SQRT_2 * before {
+            break;
         }
     }
 }
@@ -225,8 +268,8 @@ fn lanczos_smallest(
             }
             beta.push(0.0);
         } else {
-            // Once more on the normalised vector: near breakdown, dividing by a small β
-            // magnifies what rounding left of the earlier directions.
+            // Once more on the normalised vector: dividing by β magnifies what rounding left
+            // of the earlier directions.
             q = w.iter().map(|x| x / b_j).collect();
             orthogonalise(&mut q, known);
             orthogonalise(&mut q, &basis);
@@ -236,6 +279,9 @@ fn lanczos_smallest(
         }
     }
 }
+
+/// Eigenpairs (value, vector) of one component.
+type EigenPairs = Vec<(f64, Vec<f64>)>;
 
 /// Gershgorin bound on ‖A‖: the scale residuals are measured against.
 fn norm_bound(a: &SparseSymmetric) -> f64 {
@@ -290,22 +336,28 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
     // Per component: its pairs so far, and whether it may hold more below the cut.
     let mut found: Vec<Vec<(f64, Vec<f64>)>> = Vec::with_capacity(comps.len());
     let mut asked: Vec<usize> = Vec::with_capacity(comps.len());
-    for (c, sub) in subs.iter().enumerate() {
-        let size = sub.n;
-        if size <= DENSE_COMPONENT.max(4 * m) {
-            let want = m.min(size);
-            let dense = crate::eigen::dense_unsigned(sub, want);
-            found.push(
-                (0..dense.values.len())
+    // Components are independent (and seeded by their index): solved side by side.
+    let first: Vec<(EigenPairs, usize)> = subs
+        .par_iter()
+        .enumerate()
+        .map(|(c, sub)| {
+            let size = sub.n;
+            if size <= DENSE_COMPONENT.max(4 * m) {
+                let want = m.min(size);
+                let dense = crate::eigen::dense_unsigned(sub, want);
+                let pairs = (0..dense.values.len())
                     .map(|k| (dense.values[k], dense.vectors.column(k).to_vec()))
-                    .collect(),
-            );
-            asked.push(want);
-        } else {
-            let want = first_ask.min(m).min(size);
-            found.push(component_smallest(sub, want, seed ^ (c as u64 + 1)));
-            asked.push(want);
-        }
+                    .collect();
+                (pairs, want)
+            } else {
+                let want = first_ask.min(m).min(size);
+                (component_smallest(sub, want, seed ^ (c as u64 + 1)), want)
+            }
+        })
+        .collect();
+    for (pairs, want) in first {
+        found.push(pairs);
+        asked.push(want);
     }
     loop {
         let mut all: Vec<(f64, usize)> = found
@@ -325,9 +377,15 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
         if short.is_empty() {
             break;
         }
-        for c in short {
+        for &c in &short {
             asked[c] = (2 * asked[c]).min(m).min(subs[c].n);
-            found[c] = component_smallest(&subs[c], asked[c], seed ^ (c as u64 + 1));
+        }
+        let again: Vec<Vec<(f64, Vec<f64>)>> = short
+            .par_iter()
+            .map(|&c| component_smallest(&subs[c], asked[c], seed ^ (c as u64 + 1)))
+            .collect();
+        for (c, pairs) in short.into_iter().zip(again) {
+            found[c] = pairs;
         }
     }
     let mut pairs: Vec<(f64, usize, Vec<f64>)> = found

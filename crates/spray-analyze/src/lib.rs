@@ -5,12 +5,14 @@
 //! read the eigengap, cluster the spectral embedding and embed the samples in 2-D with t-SNE.
 //! The same is done on the downsized inputs (the image-space baseline) when they are stored.
 
+pub mod ann;
 pub mod contrast;
 pub mod eigen;
 pub mod embed;
 pub mod features;
 pub mod graph;
 pub mod lanczos;
+pub mod progress;
 pub mod tsne;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +59,19 @@ pub enum Grouping {
     All,
 }
 
+/// How the kNN graph's neighbours are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnnSearch {
+    /// Exact up to `exact_knn_limit` points, approximate (NN-descent) above.
+    #[default]
+    Auto,
+    /// Always exact (tiled GEMM; O(n²·d) time).
+    Exact,
+    /// Always NN-descent (`ann`).
+    Approximate,
+}
+
 /// How classes are ranked (larger score = more suspicious).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -99,6 +114,11 @@ pub struct AnalysisSettings {
     /// Neighbours per vertex; default ⌈ln n⌉.
     #[serde(default)]
     pub k: Option<usize>,
+    #[serde(default)]
+    pub knn: KnnSearch,
+    /// Largest group searched exactly under `knn = "auto"`.
+    #[serde(default = "default_exact_knn_limit")]
+    pub exact_knn_limit: usize,
     #[serde(default)]
     pub weight: EdgeWeight,
     #[serde(default)]
@@ -143,6 +163,11 @@ pub struct AnalysisSettings {
 fn default_grid() -> usize {
     20
 }
+/// Exact up to 100,000 points: 40 s at d = 400 on 2 cores (benches/RESULTS.md), and the exact
+/// search's cost grows as n² while NN-descent's grows as n.
+fn default_exact_knn_limit() -> usize {
+    100_000
+}
 fn default_eigenvalues() -> usize {
     20
 }
@@ -180,6 +205,8 @@ impl Default for AnalysisSettings {
             sign: SignMode::Signed,
             normalization: Normalization::L1,
             k: None,
+            knn: KnnSearch::Auto,
+            exact_knn_limit: default_exact_knn_limit(),
             weight: EdgeWeight::Binary,
             symmetrize: Symmetrize::Max,
             laplacian: LaplacianKind::Symmetric,
@@ -242,6 +269,15 @@ pub fn eigengap_stats(values: &[f64], max_clusters: usize) -> (f64, i32, i32) {
 
 /// SpRAy on one group of points.
 pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Result<GroupAnalysis> {
+    analyze_group_observed(points, settings, &progress::Silent)
+}
+
+/// [`analyze_group`], reporting each step to `progress`.
+pub fn analyze_group_observed(
+    points: &GroupPoints,
+    settings: &AnalysisSettings,
+    progress: &dyn progress::StepObserver,
+) -> Result<GroupAnalysis> {
     check_finite(points)?;
     let n = points.features.nrows();
     let seed = settings.seed ^ (points.class_index as i64 as u64).wrapping_mul(0x9E37_79B9);
@@ -249,9 +285,28 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
     // One neighbour search for both the graph (k) and Barnes–Hut t-SNE (3·perplexity).
     let tsne_k =
         (n > settings.tsne.exact_limit).then(|| (3.0 * settings.tsne.perplexity).ceil() as usize);
-    let wide = graph::knn(points.features.view(), k.max(tsne_k.unwrap_or(0)));
+    let search_k = k.max(tsne_k.unwrap_or(0));
+    let approximate = match settings.knn {
+        KnnSearch::Auto => n > settings.exact_knn_limit,
+        KnnSearch::Exact => false,
+        KnnSearch::Approximate => true,
+    };
+    let wide = if approximate {
+        ann::knn_observed(
+            points.features.view(),
+            search_k,
+            &ann::NnDescentSettings {
+                seed,
+                ..ann::NnDescentSettings::default()
+            },
+            progress,
+        )
+    } else {
+        graph::knn_observed(points.features.view(), search_k, progress)
+    };
     let graph = KnnGraph::build(&wide.truncated(k), settings.weight, settings.symmetrize);
     let laplacian = graph.laplacian(settings.laplacian);
+    progress.start("eigenpairs", 0);
     let pairs = eigen::smallest(
         &laplacian,
         settings.eigenvalues,
@@ -298,6 +353,7 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
             v
         }
     };
+    progress.start("clustering", 0);
     let labels = embed::cluster(
         &embedding,
         clusters,
@@ -333,12 +389,13 @@ pub fn analyze_group(points: &GroupPoints, settings: &AnalysisSettings) -> Resul
 
     // t-SNE from the spectral layout: deterministic and already cluster-aware.
     let init = embed::tsne_init(pairs.vectors.view(), TSNE_INIT_EIGENVECTORS);
-    let coords = embed::tsne(
+    let coords = embed::tsne_observed(
         points.features.view(),
         &graph,
         tsne_k.map(|t| wide.truncated(t)).as_ref(),
         &init,
         &settings.tsne,
+        progress,
     );
 
     let samples = (0..n)
@@ -519,8 +576,9 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         groups_total: mine.len(),
         ..Default::default()
     };
+    let bars = indicatif::MultiProgress::new();
     let bar = if job.progress {
-        let bar = indicatif::ProgressBar::new(mine.len() as u64);
+        let bar = bars.add(indicatif::ProgressBar::new(mine.len() as u64));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} analyze [{elapsed_precise}] {bar:30} {pos}/{len} groups  ETA {eta}  {msg}",
@@ -541,6 +599,15 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         .collect();
     summary.groups_done_before = mine.len() - todo.len();
     bar.inc(summary.groups_done_before as u64);
+    // One group left (grouping = "all", or a single class): its steps take the time, so they
+    // get a bar of their own. With several groups in flight, the groups bar says enough.
+    let steps: Box<dyn progress::StepObserver> = if job.progress && todo.len() == 1 {
+        Box::new(progress::StepBar::new(
+            bars.add(indicatif::ProgressBar::new(0)),
+        ))
+    } else {
+        Box::new(progress::Silent)
+    };
     let analyse = |&class: &i32| -> Result<usize> {
         let members = &by_group[&class];
         let name = if class < 0 {
@@ -563,33 +630,42 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 )
             })
             .collect();
+        // Prepared straight into the group's matrix: no per-row vectors kept (at 1.28M maps
+        // of d = 400 that copy alone was 2 GB).
         let mut mass = Vec::with_capacity(members.len());
-        let relevance_features: Vec<Vec<f32>> = members
-            .iter()
-            .map(|&i| {
-                let grid = &rows[i].grid;
-                mass.push(contrast::relevance_mass(grid));
-                features::prepare(
-                    grid,
-                    g,
-                    settings.blur_sigma,
-                    settings.sign,
-                    settings.normalization,
-                )
-            })
-            .collect();
+        let mut relevance_features = Array2::<f32>::zeros((members.len(), g * g));
+        for (mut out, &i) in relevance_features.rows_mut().into_iter().zip(members) {
+            let grid = &rows[i].grid;
+            mass.push(contrast::relevance_mass(grid));
+            let prepared = features::prepare(
+                grid,
+                g,
+                settings.blur_sigma,
+                settings.sign,
+                settings.normalization,
+            );
+            if prepared.len() != g * g {
+                return Err(AnalyzeError::Config(format!(
+                    "sample '{}' has a {}-cell relevance grid, expected {g} x {g}",
+                    rows[i].sample_id,
+                    prepared.len()
+                )));
+            }
+            out.iter_mut().zip(prepared).for_each(|(o, v)| *o = v);
+        }
         let mut spectra = Vec::new();
         let mut samples = Vec::new();
-        let relevance = analyze_group(
+        let relevance = analyze_group_observed(
             &GroupPoints {
                 class_index: class,
                 class_name: name.clone(),
                 space: spray_store::FeatureSpace::Relevance,
                 ids: ids.clone(),
-                features: to_matrix(&relevance_features),
+                features: relevance_features,
                 mass: Some(mass),
             },
             settings,
+            steps.as_ref(),
         )?;
         spectra.push(relevance.spectrum);
         samples.extend(relevance.samples);
@@ -598,7 +674,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 .iter()
                 .map(|&i| rows[i].image_grid.clone().unwrap_or_default())
                 .collect();
-            let baseline = analyze_group(
+            let baseline = analyze_group_observed(
                 &GroupPoints {
                     class_index: class,
                     class_name: name.clone(),
@@ -608,6 +684,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                     mass: None,
                 },
                 settings,
+                steps.as_ref(),
             )?;
             spectra.push(baseline.spectrum);
             samples.extend(baseline.samples);
@@ -627,6 +704,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     summary.samples = done.iter().sum();
     summary.groups_written = done.len();
     bar.finish_and_clear();
+    let _ = bars.clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -149,7 +149,18 @@ pub struct Schedule {
 
 /// Optimises the embedding from `init`; the result is centred.
 pub fn optimize(p: &InputAffinities, init: &[[f64; 2]], schedule: &Schedule) -> Vec<[f64; 2]> {
+    optimize_observed(p, init, schedule, &crate::progress::Silent)
+}
+
+/// [`optimize`], reporting its epochs to `progress`.
+pub fn optimize_observed(
+    p: &InputAffinities,
+    init: &[[f64; 2]],
+    schedule: &Schedule,
+    progress: &dyn crate::progress::StepObserver,
+) -> Vec<[f64; 2]> {
     let n = p.n();
+    progress.start("t-SNE epochs", schedule.epochs as u64);
     assert_eq!(init.len(), n, "one start position per point");
     let mut y: Vec<[f64; 2]> = init.to_vec();
     let mut update = vec![[0.0f64; 2]; n];
@@ -157,6 +168,7 @@ pub fn optimize(p: &InputAffinities, init: &[[f64; 2]], schedule: &Schedule) -> 
     let mut attractive = vec![[0.0f64; 2]; n];
     let mut repulsive = vec![[0.0f64; 3]; n];
     let mut tree = QuadTree::default();
+    let mut scratch = Vec::new();
     for epoch in 0..schedule.epochs {
         let exaggerating = epoch < schedule.exaggeration_epochs;
         let factor = if exaggerating {
@@ -169,16 +181,17 @@ pub fn optimize(p: &InputAffinities, init: &[[f64; 2]], schedule: &Schedule) -> 
         let z = match schedule.theta {
             Some(theta) => {
                 tree.rebuild(&y);
-                tree.repulsive_forces(theta, &mut repulsive)
+                tree.repulsive_forces(theta, &mut scratch, &mut repulsive)
             }
             None => exact_repulsive_forces(&y, &mut repulsive),
         };
         let inv_z = if z > 0.0 { 1.0 / z } else { 0.0 };
         let lr = schedule.learning_rate;
-        y.par_iter_mut()
-            .zip(update.par_iter_mut())
-            .zip(gains.par_iter_mut())
-            .zip(attractive.par_iter().zip(repulsive.par_iter()))
+        // Serial: a few flops per point, less than waking the pool costs at class size.
+        y.iter_mut()
+            .zip(update.iter_mut())
+            .zip(gains.iter_mut())
+            .zip(attractive.iter().zip(repulsive.iter()))
             .for_each(|(((yi, ui), gi), (a, r))| {
                 for d in 0..2 {
                     let grad = a[d] - r[d] * inv_z;
@@ -193,13 +206,14 @@ pub fn optimize(p: &InputAffinities, init: &[[f64; 2]], schedule: &Schedule) -> 
                 }
             });
         centre(&mut y);
+        progress.advance(1);
     }
     y
 }
 
 /// Σ_j p_ij (y_i − y_j) / (1 + ‖y_i − y_j‖²), times `factor`.
 fn attractive_forces(p: &InputAffinities, y: &[[f64; 2]], factor: f64, out: &mut [[f64; 2]]) {
-    out.par_iter_mut().enumerate().for_each(|(i, o)| {
+    let force = |(i, o): (usize, &mut [f64; 2])| {
         let mut f = [0.0, 0.0];
         for (j, pij) in p.row(i) {
             let dx = y[i][0] - y[j][0];
@@ -209,8 +223,17 @@ fn attractive_forces(p: &InputAffinities, y: &[[f64; 2]], factor: f64, out: &mut
             f[1] += w * dy;
         }
         *o = f;
-    });
+    };
+    // Per point either way (the same result); the pool only pays off on large groups.
+    if out.len() < PARALLEL_FROM {
+        out.iter_mut().enumerate().for_each(force);
+    } else {
+        out.par_iter_mut().enumerate().for_each(force);
+    }
 }
+
+/// Below this many points the attractive pass runs on the calling thread.
+const PARALLEL_FROM: usize = 20_000;
 
 /// Per point (Σ_j q̃_ij² (y_i − y_j), Σ_j q̃_ij) with q̃ = 1/(1 + d²), exactly; returns Z.
 fn exact_repulsive_forces(y: &[[f64; 2]], out: &mut [[f64; 3]]) -> f64 {
@@ -449,10 +472,16 @@ impl QuadTree {
 
     /// Barnes–Hut (Σ_j q̃² (y_i − y_j), Σ_j q̃) per point (`out` in the original order);
     /// returns Z = Σ_i Σ_j q̃_ij, summed in Morton order.
-    fn repulsive_forces(&self, theta: f64, out: &mut [[f64; 3]]) -> f64 {
+    /// `by_position` is scratch space kept between epochs.
+    fn repulsive_forces(
+        &self,
+        theta: f64,
+        by_position: &mut Vec<[f64; 3]>,
+        out: &mut [[f64; 3]],
+    ) -> f64 {
         let n = self.sorted.len();
         let theta_sq = theta * theta;
-        let mut by_position = vec![[0.0f64; 3]; n];
+        by_position.resize(n, [0.0; 3]);
         by_position
             .par_chunks_mut(CHUNK)
             .enumerate()
@@ -464,7 +493,7 @@ impl QuadTree {
                 }
             });
         let mut z = 0.0;
-        for (&(_, i), f) in self.keys.iter().zip(&by_position) {
+        for (&(_, i), f) in self.keys.iter().zip(by_position.iter()) {
             out[i as usize] = *f;
             z += f[2];
         }
@@ -594,7 +623,7 @@ mod tests {
         // and 15 % on the forces; smaller θ converges to exact.
         for (theta, z_tol, f_tol) in [(0.5, 5e-2, 0.2), (0.25, 1e-2, 2e-2), (0.05, 1e-6, 1e-5)] {
             let mut bh = vec![[0.0; 3]; y.len()];
-            let z = tree.repulsive_forces(theta, &mut bh);
+            let z = tree.repulsive_forces(theta, &mut Vec::new(), &mut bh);
             assert!(
                 (z - z_exact).abs() / z_exact < z_tol,
                 "θ {theta}: Z {z} vs {z_exact}"
@@ -613,7 +642,7 @@ mod tests {
         }
         // θ → 0 opens every cell: exact up to the force pass's single precision.
         let mut bh = vec![[0.0; 3]; y.len()];
-        let z = tree.repulsive_forces(1e-9, &mut bh);
+        let z = tree.repulsive_forces(1e-9, &mut Vec::new(), &mut bh);
         assert!((z - z_exact).abs() / z_exact < 1e-6, "Z {z} vs {z_exact}");
     }
 
@@ -624,7 +653,7 @@ mod tests {
         let mut tree = QuadTree::default();
         tree.rebuild(&y);
         let mut out = vec![[0.0; 3]; y.len()];
-        let z = tree.repulsive_forces(0.5, &mut out);
+        let z = tree.repulsive_forces(0.5, &mut Vec::new(), &mut out);
         assert!(z.is_finite() && z > 0.0);
         assert!(out.iter().all(|f| f.iter().all(|v| v.is_finite())));
     }

@@ -506,3 +506,32 @@ fn barnes_hut_tsne_separates_the_planted_group_like_exact_tsne() {
         "{share_bh} {share_exact}"
     );
 }
+
+#[test]
+fn the_approximate_neighbour_search_finds_the_planted_group_as_the_exact_one_does() {
+    let (features, truth) = synthetic_class(600, 120, 29);
+    let points = GroupPoints {
+        class_index: 0,
+        class_name: "c".into(),
+        space: spray_store::FeatureSpace::Relevance,
+        ids: (0..600)
+            .map(|i| (i as i64, format!("s{i}"), String::new()))
+            .collect(),
+        features,
+        mass: None,
+    };
+    let labels = |knn: spray_analyze::KnnSearch| -> Vec<i32> {
+        let settings = AnalysisSettings {
+            knn,
+            clusters: Some(2),
+            ..AnalysisSettings::default()
+        };
+        let r = analyze_group(&points, &settings).unwrap();
+        r.samples.iter().map(|s| s.cluster).collect()
+    };
+    let exact = labels(spray_analyze::KnnSearch::Exact);
+    let approximate = labels(spray_analyze::KnnSearch::Approximate);
+    let (a, e) = (ari(&approximate, &truth), ari(&exact, &truth));
+    eprintln!("ARI against the planted group: exact {e:.3}, approximate {a:.3}");
+    assert!(e >= 0.95 && a >= 0.95, "exact {e}, approximate {a}");
+}
