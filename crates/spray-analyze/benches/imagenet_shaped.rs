@@ -4,6 +4,7 @@
 //!
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --classes 1000 --per-class 1300
 //!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep] [--grouping all]
+//!         [--solver auto|lanczos|lobpcg]
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --knn-recall --classes 100 --per-class 1000
 //!
 //! `--knn-recall` only prepares the maps (as the stage does) and runs the approximate search
@@ -147,6 +148,11 @@ fn main() {
         grouping: match arg("--grouping").as_deref() {
             Some("all") => spray_analyze::Grouping::All,
             _ => spray_analyze::Grouping::PerClass,
+        },
+        solver: match arg("--solver").as_deref() {
+            Some("lobpcg") => spray_analyze::eigen::EigenSolver::Sparse,
+            Some("lanczos") => spray_analyze::eigen::EigenSolver::Lanczos,
+            _ => spray_analyze::eigen::EigenSolver::Auto,
         },
         ..AnalysisSettings::default()
     };
