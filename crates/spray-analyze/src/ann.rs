@@ -248,42 +248,35 @@ pub fn knn_observed(
                 reverse_old[j as usize].push(i as u32);
             }
         }
-        let changes: usize = (0..n)
-            .into_par_iter()
-            .map(|v| {
-                let mut fresh = snapshot[v].0.clone();
-                let mut rev = reverse_fresh[v].clone();
-                rev.sort_by_key(|&j| (key(v, j), j));
-                rev.truncate(sample);
-                fresh.extend(rev);
-                fresh.sort_unstable();
-                fresh.dedup();
-                let mut old = snapshot[v].1.clone();
-                let mut rev = reverse_old[v].clone();
-                rev.sort_by_key(|&j| (key(v, j), j));
-                rev.truncate(sample);
-                old.extend(rev);
-                old.sort_unstable();
-                old.dedup();
-                let mut changed = 0;
-                for (a, &p) in fresh.iter().enumerate() {
-                    let (p, rp) = (p as usize, rows[p as usize]);
-                    for &q in fresh[a + 1..].iter().chain(old.iter()) {
-                        let q = q as usize;
-                        if q == p {
-                            continue;
-                        }
-                        let d = dist_sq(rp, rows[q]);
-                        changed += offer(p, q, d) as usize;
-                        changed += offer(q, p, d) as usize;
+        // A point's own sampled entries plus a hashed sample of those that list it.
+        let joined = |v: usize, own: &[u32], reverse: &[u32]| -> Vec<u32> {
+            let mut rev = reverse.to_vec();
+            rev.sort_by_key(|&j| (key(v, j), j));
+            rev.truncate(sample);
+            let mut all = own.to_vec();
+            all.extend(rev);
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        (0..n).into_par_iter().for_each(|v| {
+            let fresh = joined(v, &snapshot[v].0, &reverse_fresh[v]);
+            let old = joined(v, &snapshot[v].1, &reverse_old[v]);
+            for (a, &p) in fresh.iter().enumerate() {
+                let (p, rp) = (p as usize, rows[p as usize]);
+                for &q in fresh[a + 1..].iter().chain(old.iter()) {
+                    let q = q as usize;
+                    if q == p {
+                        continue;
                     }
+                    let d = dist_sq(rp, rows[q]);
+                    offer(p, q, d);
+                    offer(q, p, d);
                 }
-                changed
-            })
-            .sum();
-        // `changes` counts accepted offers, which depends on offer order; the stopping rule
-        // uses the order-independent count: entries not in the list at the round's start.
-        let _ = changes;
+            }
+        });
+        // The stopping rule counts entries not in the list at the round's start (the number
+        // of accepted offers would depend on offer order).
         let replaced: usize = lists
             .par_iter()
             .zip(&snapshot)
