@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use ndarray16::ArrayView2;
 use rayon::prelude::*;
 
-use crate::graph::KnnTable;
+use crate::graph::{exactly_ranked, locked, unlocked, KnnTable};
 
 /// How the approximate search runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,10 +139,7 @@ pub fn knn_observed(
     }
     let owned = (!points.is_standard_layout()).then(|| points.to_owned());
     let points = owned.as_ref().map_or_else(|| points.view(), |o| o.view());
-    let rows: Vec<&[f32]> = points
-        .as_slice()
-        .map(|all| all.chunks_exact(points.ncols().max(1)).collect())
-        .unwrap_or_default();
+    let rows = row_slices(points);
     let lists: Vec<Mutex<NeighborList>> = (0..n)
         .map(|_| {
             Mutex::new(NeighborList {
@@ -150,12 +147,7 @@ pub fn knn_observed(
             })
         })
         .collect();
-    let offer = |i: usize, j: usize, d: f32| -> bool {
-        lists[i]
-            .lock()
-            .map(|mut l| l.offer(j as u32, d, k))
-            .unwrap_or(false)
-    };
+    let offer = |i: usize, j: usize, d: f32| -> bool { locked(&lists[i]).offer(j as u32, d, k) };
 
     progress.start(
         "kNN search (NN-descent: trees, then rounds)",
@@ -187,11 +179,7 @@ pub fn knn_observed(
     // with hashed random points so every list is full.
     (0..n).into_par_iter().for_each(|i| {
         let mut r = 0u64;
-        while lists[i]
-            .lock()
-            .map(|l| l.entries.len() < k)
-            .unwrap_or(false)
-        {
+        while locked(&lists[i]).entries.len() < k {
             let j = (mix(settings.seed ^ mix(i as u64) ^ r) % n as u64) as usize;
             r += 1;
             if j != i {
@@ -211,10 +199,7 @@ pub fn knn_observed(
             .par_iter()
             .enumerate()
             .map(|(i, l)| {
-                let mut l = match l.lock() {
-                    Ok(l) => l,
-                    Err(p) => p.into_inner(),
-                };
+                let mut l = locked(l);
                 let mut fresh: Vec<u32> = l
                     .entries
                     .iter()
@@ -281,14 +266,11 @@ pub fn knn_observed(
             .par_iter()
             .zip(&snapshot)
             .map(|(l, (_, _, members))| {
-                l.lock()
-                    .map(|l| {
-                        l.entries
-                            .iter()
-                            .filter(|e| !members.contains(&e.index))
-                            .count()
-                    })
-                    .unwrap_or(0)
+                locked(l)
+                    .entries
+                    .iter()
+                    .filter(|e| !members.contains(&e.index))
+                    .count()
             })
             .sum();
         progress.advance(1);
@@ -302,30 +284,19 @@ pub fn knn_observed(
         .into_par_iter()
         .enumerate()
         .map(|(i, l)| {
-            let l = match l.into_inner() {
-                Ok(l) => l,
-                Err(p) => p.into_inner(),
-            };
-            let a = rows[i];
-            let mut row: Vec<(usize, f64)> = l
-                .entries
-                .iter()
-                .map(|e| {
-                    let b = rows[e.index as usize];
-                    let d = a
-                        .iter()
-                        .zip(b)
-                        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                        .sum::<f64>()
-                        .sqrt();
-                    (e.index as usize, d)
-                })
-                .collect();
-            row.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
-            row
+            let entries = unlocked(l).entries;
+            exactly_ranked(points, i, entries.iter().map(|e| e.index as usize), k)
         })
         .collect();
     KnnTable { k, neighbors }
+}
+
+/// The rows of a standard-layout matrix as slices (for the lane-wise distance kernel).
+fn row_slices(points: ArrayView2<'_, f32>) -> Vec<&[f32]> {
+    points
+        .to_slice()
+        .map(|all| all.chunks_exact(points.ncols().max(1)).collect())
+        .unwrap_or_default()
 }
 
 /// Splits `members` by random hyperplanes (the perpendicular bisector of two members) until
@@ -393,10 +364,7 @@ pub fn recall_at_k(points: ArrayView2<'_, f32>, table: &KnnTable, queries: &[usi
     }
     let owned = (!points.is_standard_layout()).then(|| points.to_owned());
     let points = owned.as_ref().map_or_else(|| points.view(), |o| o.view());
-    let rows: Vec<&[f32]> = points
-        .as_slice()
-        .map(|all| all.chunks_exact(points.ncols().max(1)).collect())
-        .unwrap_or_default();
+    let rows = row_slices(points);
     let hits: usize = queries
         .par_iter()
         .map(|&i| {

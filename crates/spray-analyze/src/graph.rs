@@ -68,6 +68,43 @@ pub fn default_k(n: usize) -> usize {
     ((n.max(2) as f64).ln().ceil() as usize).max(1)
 }
 
+/// A neighbour list's lock, taken even if a panicking thread poisoned it (the panic itself
+/// reaches the caller through rayon; the list is still a valid sorted buffer).
+pub(crate) fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The value of a neighbour list's lock (see [`locked`]).
+pub(crate) fn unlocked<T>(m: std::sync::Mutex<T>) -> T {
+    m.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Row `i`'s neighbours among `candidates` by exact f64 Euclidean distance, ascending by
+/// (distance, index), the first `k`: what both searches return after their f32 candidate
+/// phase, so near-ties are ordered as an exact method would.
+pub(crate) fn exactly_ranked(
+    points: ArrayView2<'_, f32>,
+    i: usize,
+    candidates: impl Iterator<Item = usize>,
+    k: usize,
+) -> Vec<(usize, f64)> {
+    let a = points.row(i);
+    let mut ranked: Vec<(usize, f64)> = candidates
+        .map(|j| {
+            let d = a
+                .iter()
+                .zip(points.row(j).iter())
+                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            (j, d)
+        })
+        .collect();
+    ranked.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
+    ranked.truncate(k);
+    ranked
+}
+
 /// Rows (and columns) per tile of the exact search.
 const KNN_TILE: usize = 1024;
 
@@ -149,20 +186,14 @@ pub fn knn_observed(
         .map(|_| std::sync::Mutex::new(Candidates::new(keep)))
         .collect();
     let merge = |i: usize, local: &Candidates| {
-        let mut row = match rows[i].lock() {
-            Ok(r) => r,
-            Err(p) => p.into_inner(),
-        };
+        let mut row = locked(&rows[i]);
         for &(d2, j) in &local.best {
             row.offer(d2, j, keep);
         }
     };
     // A row's current k-th best bounds what a tile can still contribute to it: starting each
     // tile's local buffer from it makes most offers a single comparison.
-    let bound_of = |i: usize| match rows[i].lock() {
-        Ok(r) => r.bound,
-        Err(p) => p.into_inner().bound,
-    };
+    let bound_of = |i: usize| locked(&rows[i]).bound;
     let seeded = |i: usize| Candidates {
         bound: bound_of(i),
         ..Candidates::new(keep)
@@ -207,28 +238,8 @@ pub fn knn_observed(
         .into_par_iter()
         .enumerate()
         .map(|(i, row)| {
-            let row = match row.into_inner() {
-                Ok(r) => r,
-                Err(p) => p.into_inner(),
-            };
-            let a = points.row(i);
-            let mut cand: Vec<(usize, f64)> = row
-                .best
-                .iter()
-                .map(|&(_, j)| {
-                    let b = points.row(j);
-                    let d = a
-                        .iter()
-                        .zip(b.iter())
-                        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                        .sum::<f64>()
-                        .sqrt();
-                    (j, d)
-                })
-                .collect();
-            cand.sort_by(|x, y| x.1.total_cmp(&y.1).then(x.0.cmp(&y.0)));
-            cand.truncate(k);
-            cand
+            let best = unlocked(row).best;
+            exactly_ranked(points, i, best.iter().map(|&(_, j)| j), k)
         })
         .collect();
     KnnTable { k, neighbors }

@@ -334,7 +334,7 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
     let subs: Vec<SparseSymmetric> = comps.iter().map(|v| submatrix(a, v)).collect();
     let first_ask = (2 * m).div_ceil(comps.len().max(1)).max(2);
     // Per component: its pairs so far, and whether it may hold more below the cut.
-    let mut found: Vec<Vec<(f64, Vec<f64>)>> = Vec::with_capacity(comps.len());
+    let mut found: Vec<EigenPairs> = Vec::with_capacity(comps.len());
     let mut asked: Vec<usize> = Vec::with_capacity(comps.len());
     // Components are independent (and seeded by their index): solved side by side.
     let first: Vec<(EigenPairs, usize)> = subs
@@ -380,7 +380,7 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
         for &c in &short {
             asked[c] = (2 * asked[c]).min(m).min(subs[c].n);
         }
-        let again: Vec<Vec<(f64, Vec<f64>)>> = short
+        let again: Vec<EigenPairs> = short
             .par_iter()
             .map(|&c| component_smallest(&subs[c], asked[c], seed ^ (c as u64 + 1)))
             .collect();

@@ -389,10 +389,19 @@ pub fn analyze_group_observed(
 
     // t-SNE from the spectral layout: deterministic and already cluster-aware.
     let init = embed::tsne_init(pairs.vectors.view(), TSNE_INIT_EIGENVECTORS);
+    // The search's own table when t-SNE wants all of it (the usual case: 3·perplexity ≥ k),
+    // so the largest table is not copied.
+    let tsne_table = tsne_k.map(|t| {
+        if t >= wide.k {
+            std::borrow::Cow::Borrowed(&wide)
+        } else {
+            std::borrow::Cow::Owned(wide.truncated(t))
+        }
+    });
     let coords = embed::tsne_observed(
         points.features.view(),
         &graph,
-        tsne_k.map(|t| wide.truncated(t)).as_ref(),
+        tsne_table.as_deref(),
         &init,
         &settings.tsne,
         progress,

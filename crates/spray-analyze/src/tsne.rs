@@ -342,7 +342,6 @@ struct QuadTree {
     /// The same, single precision, one array per axis (leaf loops run 8 lanes wide).
     xs: Vec<f32>,
     ys: Vec<f32>,
-    origin: [f64; 2],
     side: f64,
 }
 
@@ -371,7 +370,6 @@ impl QuadTree {
             }
         }
         let side = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-12) * (1.0 + 1e-9);
-        self.origin = lo;
         self.side = side;
         let scale = (u32::MAX as f64) / side;
         let code = |p: &[f64; 2]| {
