@@ -2,7 +2,7 @@
 //!
 //!     cargo bench -p spray-analyze --bench analyze_scaling -- --n 10000 [--dim 400] [--tsne-threads N]
 //!         [--epochs N] [--exaggeration-epochs N] [--learning-rate X] [--theta X]
-//!         [--solver auto|dense|lanczos|lobpcg] [--dense-limit N] [--exact-limit N]
+//!         [--solver auto|dense|lanczos|chebyshev|lobpcg] [--dense-limit N] [--exact-limit N]
 //!
 //! Run one size per process: peak memory (VmHWM) is per process. The same computation with
 //! SciPy/scikit-learn: benches/spray_reference.py on the same data (`--write-data PATH` writes
@@ -75,7 +75,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
     {
         settings.solver = serde_json::from_str(&format!("\"{name}\""))
-            .expect("--solver auto|dense|lanczos|lobpcg");
+            .expect("--solver auto|dense|lanczos|chebyshev|lobpcg");
     }
     let points = data(n, dim);
     if let Some(i) = std::env::args().position(|a| a == "--write-data") {
@@ -232,9 +232,10 @@ fn main() {
     println!(
         "spray  n={n} d={dim} k={k}: knn+graph {t_knn:.2}s, eigs ({}) {t_eig:.2}s, k-means {t_km:.2}s, contrast + split {t_contrast:.4}s (score {:.2}, split {}/{}), t-SNE {t_tsne:.2}s, total {:.2}s; peak RSS {:.0} MiB; λ2..4 = {:.4?}; {clusters} clusters; {} points embedded",
         match settings.solver {
-            eigen::EigenSolver::Auto if n > settings.dense_limit => "Lanczos",
+            eigen::EigenSolver::Auto if n > settings.dense_limit => "Chebyshev-filtered",
             eigen::EigenSolver::Auto | eigen::EigenSolver::Dense => "dense",
             eigen::EigenSolver::Lanczos => "Lanczos",
+            eigen::EigenSolver::Chebyshev => "Chebyshev-filtered",
             eigen::EigenSolver::Sparse => "LOBPCG",
         },
         strongest.score(),

@@ -4,7 +4,7 @@
 //!
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --classes 1000 --per-class 1300
 //!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep] [--grouping all]
-//!         [--solver auto|lanczos|lobpcg]
+//!         [--solver auto|lanczos|chebyshev|lobpcg]
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --knn-recall --classes 100 --per-class 1000
 //!
 //! `--knn-recall` only prepares the maps (as the stage does) and runs the approximate search
@@ -152,6 +152,7 @@ fn main() {
         solver: match arg("--solver").as_deref() {
             Some("lobpcg") => spray_analyze::eigen::EigenSolver::Sparse,
             Some("lanczos") => spray_analyze::eigen::EigenSolver::Lanczos,
+            Some("chebyshev") => spray_analyze::eigen::EigenSolver::Chebyshev,
             _ => spray_analyze::eigen::EigenSolver::Auto,
         },
         ..AnalysisSettings::default()

@@ -6,18 +6,24 @@ use ndarray16::Array2;
 use rand::SeedableRng;
 
 use crate::graph::SparseSymmetric;
+use crate::lanczos::LargeComponents;
 use crate::AnalyzeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum EigenSolver {
-    /// Dense up to `dense_limit` vertices, Lanczos above.
+    /// Dense up to `dense_limit` vertices; above, per connected component: dense for small
+    /// components, Chebyshev-filtered subspace iteration for the rest (bounded memory, and
+    /// faster than Lanczos at every measured size: benches/RESULTS.md).
     #[default]
     Auto,
     Dense,
     /// Lanczos with full reorthogonalisation, per connected component, with deflated restarts
     /// for repeated eigenvalues.
     Lanczos,
+    /// Per connected component, Chebyshev-filtered subspace iteration (what `auto` uses above
+    /// `dense_limit`, at any n).
+    Chebyshev,
     /// LOBPCG on the whole sparse matrix (the solver before Lanczos; slower on graphs with
     /// many components).
     #[serde(alias = "lobpcg")]
@@ -49,15 +55,28 @@ pub fn smallest(
     // LOBPCG needs a block well below n; tiny problems always go dense.
     match solver {
         EigenSolver::Sparse if n > 5 * m => sparse_smallest(laplacian, m, seed),
-        EigenSolver::Lanczos => Ok(lanczos_smallest(laplacian, m, seed)),
-        EigenSolver::Auto if n > dense_limit => Ok(lanczos_smallest(laplacian, m, seed)),
+        EigenSolver::Lanczos => Ok(per_component(laplacian, m, seed, LargeComponents::Lanczos)),
+        EigenSolver::Chebyshev => Ok(per_component(laplacian, m, seed, LargeComponents::Filtered)),
+        EigenSolver::Auto if n > dense_limit => {
+            Ok(per_component(laplacian, m, seed, LargeComponents::Filtered))
+        }
         _ => Ok(dense_smallest(laplacian, m)),
     }
 }
 
 /// [`crate::lanczos::smallest`] with canonical signs.
 pub fn lanczos_smallest(laplacian: &SparseSymmetric, m: usize, seed: u64) -> Eigenpairs {
-    let (values, mut vectors) = crate::lanczos::smallest(laplacian, m, seed);
+    per_component(laplacian, m, seed, LargeComponents::Lanczos)
+}
+
+/// [`crate::lanczos::smallest_with`] with canonical signs.
+fn per_component(
+    laplacian: &SparseSymmetric,
+    m: usize,
+    seed: u64,
+    large: LargeComponents,
+) -> Eigenpairs {
+    let (values, mut vectors) = crate::lanczos::smallest_with(laplacian, m, seed, large);
     let values = values.into_iter().map(|v| v.max(0.0)).collect();
     canonical_signs(&mut vectors);
     Eigenpairs { values, vectors }

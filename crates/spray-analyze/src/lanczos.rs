@@ -320,6 +320,27 @@ fn component_smallest(a: &SparseSymmetric, m: usize, seed: u64) -> Vec<(f64, Vec
     found
 }
 
+/// The m smallest eigenpairs of one component above the dense limit, by the chosen solver.
+fn large_component(a: &SparseSymmetric, m: usize, seed: u64, how: LargeComponents) -> EigenPairs {
+    if how == LargeComponents::Filtered {
+        let settings = crate::chebyshev::FilterSettings::for_pairs(m);
+        let (pairs, report) = crate::chebyshev::smallest(a, m, norm_bound(a), &settings, seed);
+        tracing::debug!(n = a.n, m, ?report, "filtered subspace iteration");
+        if report.converged < m {
+            tracing::warn!(
+                n = a.n,
+                m,
+                converged = report.converged,
+                "eigenpairs: only the leading {} of {m} reached the tolerance",
+                report.converged
+            );
+        }
+        pairs
+    } else {
+        component_smallest(a, m, seed)
+    }
+}
+
 /// The m smallest eigenpairs of a symmetric matrix, per connected component (dense for small
 /// components, Lanczos for large ones), merged in ascending order; eigenvectors are zero
 /// outside their component.
@@ -328,10 +349,38 @@ fn component_smallest(a: &SparseSymmetric, m: usize, seed: u64) -> Vec<(f64, Vec
 /// first asked for about 2m/c pairs, and asked again for twice as many only while all of its
 /// pairs make the cut (so it may hold more below the m-th value).
 pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f64>) {
+    smallest_with(a, m, seed, LargeComponents::Filtered)
+}
+
+/// Which iterative solver a component above the dense limit gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LargeComponents {
+    /// Lanczos with full reorthogonalisation (memory n · j for a Krylov dimension j).
+    Lanczos,
+    /// Chebyshev-filtered subspace iteration ([`crate::chebyshev`], memory 4 · n · 2m).
+    Filtered,
+}
+
+/// [`smallest`] with the solver for large components chosen by the caller.
+pub fn smallest_with(
+    a: &SparseSymmetric,
+    m: usize,
+    seed: u64,
+    large: LargeComponents,
+) -> (Vec<f64>, Array2<f64>) {
     let n = a.n;
     let m = m.min(n);
     let comps = components(a);
-    let subs: Vec<SparseSymmetric> = comps.iter().map(|v| submatrix(a, v)).collect();
+    // A component that spans every vertex is the matrix itself: no copy (at 1.28M vertices
+    // the copy would be ~0.5 GB during the solve).
+    let subs: Vec<std::borrow::Cow<'_, SparseSymmetric>> = if comps.len() == 1 {
+        vec![std::borrow::Cow::Borrowed(a)]
+    } else {
+        comps
+            .iter()
+            .map(|v| std::borrow::Cow::Owned(submatrix(a, v)))
+            .collect()
+    };
     let first_ask = (2 * m).div_ceil(comps.len().max(1)).max(2);
     // Per component: its pairs so far, and whether it may hold more below the cut.
     let mut found: Vec<EigenPairs> = Vec::with_capacity(comps.len());
@@ -351,7 +400,10 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
                 (pairs, want)
             } else {
                 let want = first_ask.min(m).min(size);
-                (component_smallest(sub, want, seed ^ (c as u64 + 1)), want)
+                (
+                    large_component(sub, want, seed ^ (c as u64 + 1), large),
+                    want,
+                )
             }
         })
         .collect();
@@ -382,7 +434,7 @@ pub fn smallest(a: &SparseSymmetric, m: usize, seed: u64) -> (Vec<f64>, Array2<f
         }
         let again: Vec<EigenPairs> = short
             .par_iter()
-            .map(|&c| component_smallest(&subs[c], asked[c], seed ^ (c as u64 + 1)))
+            .map(|&c| large_component(&subs[c], asked[c], seed ^ (c as u64 + 1), large))
             .collect();
         for (c, pairs) in short.into_iter().zip(again) {
             found[c] = pairs;

@@ -6,6 +6,7 @@
 //! The same is done on the downsized inputs (the image-space baseline) when they are stored.
 
 pub mod ann;
+pub mod chebyshev;
 pub mod contrast;
 pub mod eigen;
 pub mod embed;

@@ -256,6 +256,56 @@ fn lanczos_agrees_with_scipy_and_the_dense_solver() {
     }
 }
 
+#[test]
+fn filtered_subspace_iteration_agrees_with_scipy_and_the_dense_solver() {
+    // The bounded-memory solver for large components (forced here on every component above
+    // the dense cut-off): the same bars as Lanczos above.
+    for name in FIXTURES {
+        let f = fixture(name);
+        let ours = spectrum(&f, eigen::EigenSolver::Chebyshev);
+        let worst = ours
+            .iter()
+            .zip(&f.eigenvalues)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-6, "{name}: {worst:e}");
+    }
+    for (n, groups) in [(1500, 1), (1500, 3), (2000, 10)] {
+        let pts = clustered(n, groups, n as u64 + groups as u64);
+        let table = graph::knn(pts.view(), graph::default_k(n));
+        let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+        let l = g.laplacian(LaplacianKind::Symmetric);
+        let dense = eigen::dense_smallest(&l, 20);
+        let filtered = eigen::smallest(&l, 20, eigen::EigenSolver::Chebyshev, 0, 7).unwrap();
+        let worst = dense
+            .values
+            .iter()
+            .zip(&filtered.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!("n = {n}, {groups} group(s): max |λ_dense − λ_filtered| = {worst:.2e}");
+        assert!(worst <= 1e-8, "n = {n}: {worst:e}");
+        let zeros = filtered.values.iter().filter(|v| v.abs() < 1e-6).count();
+        assert_eq!(zeros, groups);
+        // The leading eigenspace agrees (projector overlap, sign- and rotation-free), cut
+        // where the spectrum has a clear gap so the subspace is well defined.
+        let cut = (groups..20)
+            .rev()
+            .find(|&c| dense.values[c] - dense.values[c - 1] > 1e-3)
+            .unwrap_or(groups);
+        let (a, b) = (
+            dense.vectors.slice(ndarray16::s![.., ..cut]),
+            filtered.vectors.slice(ndarray16::s![.., ..cut]),
+        );
+        let overlap = a.t().dot(&b);
+        let captured: f64 = overlap.iter().map(|v| v * v).sum::<f64>() / cut as f64;
+        assert!(
+            (captured - 1.0).abs() < 1e-8,
+            "n = {n}, first {cut}: {captured}"
+        );
+    }
+}
+
 /// Adjusted Rand index of two labelings.
 fn ari(a: &[i32], b: &[i32]) -> f64 {
     use std::collections::HashMap;
