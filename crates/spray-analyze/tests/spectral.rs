@@ -212,98 +212,76 @@ fn dense_and_sparse_solvers_agree() {
     }
 }
 
-#[test]
-fn lanczos_agrees_with_scipy_and_the_dense_solver() {
-    // SciPy fixtures (small: every component below the dense cut-off goes through the dense
-    // path of the per-component solver, the rest through Lanczos).
+/// A solver's eigenvalues against SciPy's on the fixtures (small: every component below the
+/// dense cut-off goes through the dense path of the per-component solver, the rest through
+/// the solver under test), then against the dense solver on large connected and disconnected
+/// graphs (ten groups: ten exact zeros): eigenvalues, and the eigenspaces they span
+/// (projector overlap, sign- and rotation-free) — the zero eigenspace (component indicators)
+/// and the leading one up to the last clear gap.
+fn agrees_with_scipy_and_the_dense_solver(
+    label: &str,
+    solver: eigen::EigenSolver,
+    large: impl Fn(&spray_analyze::SparseSymmetric) -> eigen::Eigenpairs,
+) {
     for name in FIXTURES {
         let f = fixture(name);
-        let ours = spectrum(&f, eigen::EigenSolver::Lanczos);
+        let ours = spectrum(&f, solver);
         let worst = ours
             .iter()
             .zip(&f.eigenvalues)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        assert!(worst <= 1e-6, "{name}: {worst:e}");
+        assert!(worst <= 1e-6, "{label}, {name}: {worst:e}");
     }
-    // Large connected and disconnected graphs (ten groups: ten exact zeros), eigenvalues and
-    // the eigenspaces they span (projector distance, sign- and rotation-free).
     for (n, groups) in [(1500, 1), (1500, 3), (2000, 10)] {
         let pts = clustered(n, groups, n as u64 + groups as u64);
         let table = graph::knn(pts.view(), graph::default_k(n));
         let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
         let l = g.laplacian(LaplacianKind::Symmetric);
         let dense = eigen::dense_smallest(&l, 20);
-        let lanczos = eigen::lanczos_smallest(&l, 20, 7);
+        let ours = large(&l);
         let worst = dense
             .values
             .iter()
-            .zip(&lanczos.values)
+            .zip(&ours.values)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        eprintln!("n = {n}, {groups} group(s): max |λ_dense − λ_lanczos| = {worst:.2e}");
-        assert!(worst <= 1e-8, "n = {n}: {worst:e}");
-        let zeros = lanczos.values.iter().filter(|v| v.abs() < 1e-6).count();
+        eprintln!("n = {n}, {groups} group(s): max |λ_dense − λ_{label}| = {worst:.2e}");
+        assert!(worst <= 1e-8, "{label}, n = {n}: {worst:e}");
+        let zeros = ours.values.iter().filter(|v| v.abs() < 1e-6).count();
         assert_eq!(zeros, groups);
-        // The span of the zero eigenvectors is the same (component indicators).
-        let (a, b) = (
-            dense.vectors.slice(ndarray16::s![.., ..groups]),
-            lanczos.vectors.slice(ndarray16::s![.., ..groups]),
-        );
-        let overlap = a.t().dot(&b);
-        let captured: f64 = overlap.iter().map(|v| v * v).sum::<f64>() / groups as f64;
-        assert!((captured - 1.0).abs() < 1e-8, "n = {n}: {captured}");
+        let gap_cut = (groups..20)
+            .rev()
+            .find(|&c| dense.values[c] - dense.values[c - 1] > 1e-3)
+            .unwrap_or(groups);
+        for cut in [groups, gap_cut] {
+            let (a, b) = (
+                dense.vectors.slice(ndarray16::s![.., ..cut]),
+                ours.vectors.slice(ndarray16::s![.., ..cut]),
+            );
+            let overlap = a.t().dot(&b);
+            let captured: f64 = overlap.iter().map(|v| v * v).sum::<f64>() / cut as f64;
+            assert!(
+                (captured - 1.0).abs() < 1e-8,
+                "{label}, n = {n}, first {cut}: {captured}"
+            );
+        }
     }
 }
 
 #[test]
+fn lanczos_agrees_with_scipy_and_the_dense_solver() {
+    agrees_with_scipy_and_the_dense_solver("lanczos", eigen::EigenSolver::Lanczos, |l| {
+        eigen::lanczos_smallest(l, 20, 7)
+    });
+}
+
+#[test]
 fn filtered_subspace_iteration_agrees_with_scipy_and_the_dense_solver() {
-    // The bounded-memory solver for large components (forced here on every component above
-    // the dense cut-off): the same bars as Lanczos above.
-    for name in FIXTURES {
-        let f = fixture(name);
-        let ours = spectrum(&f, eigen::EigenSolver::Chebyshev);
-        let worst = ours
-            .iter()
-            .zip(&f.eigenvalues)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        assert!(worst <= 1e-6, "{name}: {worst:e}");
-    }
-    for (n, groups) in [(1500, 1), (1500, 3), (2000, 10)] {
-        let pts = clustered(n, groups, n as u64 + groups as u64);
-        let table = graph::knn(pts.view(), graph::default_k(n));
-        let g = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
-        let l = g.laplacian(LaplacianKind::Symmetric);
-        let dense = eigen::dense_smallest(&l, 20);
-        let filtered = eigen::smallest(&l, 20, eigen::EigenSolver::Chebyshev, 0, 7).unwrap();
-        let worst = dense
-            .values
-            .iter()
-            .zip(&filtered.values)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        eprintln!("n = {n}, {groups} group(s): max |λ_dense − λ_filtered| = {worst:.2e}");
-        assert!(worst <= 1e-8, "n = {n}: {worst:e}");
-        let zeros = filtered.values.iter().filter(|v| v.abs() < 1e-6).count();
-        assert_eq!(zeros, groups);
-        // The leading eigenspace agrees (projector overlap, sign- and rotation-free), cut
-        // where the spectrum has a clear gap so the subspace is well defined.
-        let cut = (groups..20)
-            .rev()
-            .find(|&c| dense.values[c] - dense.values[c - 1] > 1e-3)
-            .unwrap_or(groups);
-        let (a, b) = (
-            dense.vectors.slice(ndarray16::s![.., ..cut]),
-            filtered.vectors.slice(ndarray16::s![.., ..cut]),
-        );
-        let overlap = a.t().dot(&b);
-        let captured: f64 = overlap.iter().map(|v| v * v).sum::<f64>() / cut as f64;
-        assert!(
-            (captured - 1.0).abs() < 1e-8,
-            "n = {n}, first {cut}: {captured}"
-        );
-    }
+    // The default solver for components above the dense cut-off.
+    agrees_with_scipy_and_the_dense_solver("filtered", eigen::EigenSolver::Chebyshev, |l| {
+        eigen::smallest(l, 20, eigen::EigenSolver::Chebyshev, 0, 7).unwrap()
+    });
 }
 
 /// Adjusted Rand index of two labelings.
