@@ -1,6 +1,6 @@
 //! The smallest eigenpairs of a sparse symmetric Laplacian: a dense solver (nalgebra) for
-//! small graphs, Lanczos per connected component ([`crate::lanczos`]) for large ones, and
-//! LOBPCG (linfa-linalg) on request.
+//! small graphs, per connected component ([`crate::lanczos`]) Chebyshev-filtered subspace
+//! iteration (default) or Lanczos for large ones, and LOBPCG (linfa-linalg) on request.
 
 use ndarray16::Array2;
 use rand::SeedableRng;

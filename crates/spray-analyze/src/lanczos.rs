@@ -1,5 +1,6 @@
-//! The smallest eigenpairs of a sparse symmetric matrix by Lanczos with full
-//! reorthogonalisation, solved per connected component.
+//! The smallest eigenpairs of a sparse symmetric matrix, solved per connected component:
+//! dense for small components, Chebyshev-filtered subspace iteration ([`crate::chebyshev`],
+//! the default) or Lanczos with full reorthogonalisation (below) for large ones.
 //!
 //! Why per component: a graph with c components has c exactly repeated zero eigenvalues of
 //! L_sym, and a single-vector Krylov method sees only one direction of a repeated eigenspace.
@@ -342,7 +343,8 @@ fn large_component(a: &SparseSymmetric, m: usize, seed: u64, how: LargeComponent
 }
 
 /// The m smallest eigenpairs of a symmetric matrix, per connected component (dense for small
-/// components, Lanczos for large ones), merged in ascending order; eigenvectors are zero
+/// components, Chebyshev-filtered subspace iteration for large ones; [`smallest_with`] picks
+/// Lanczos instead), merged in ascending order; eigenvectors are zero
 /// outside their component.
 ///
 /// With c components, most contribute only a few of the m smallest: each large component is
