@@ -5,6 +5,7 @@
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --classes 1000 --per-class 1300
 //!         [--grid 20] [--dir /tmp/spray-imagenet-shaped] [--keep] [--grouping all]
 //!         [--solver auto|lanczos|chebyshev|lobpcg]
+//!     (RUST_LOG=spray_analyze=debug: the filtered eigensolver's residual per iteration)
 //!     cargo bench -p spray-analyze --bench imagenet_shaped -- --knn-recall --classes 100 --per-class 1000
 //!
 //! `--knn-recall` only prepares the maps (as the stage does) and runs the approximate search
@@ -65,6 +66,11 @@ fn synthetic_map(rng: &mut Lcg, g: usize, centre: (f64, f64), artifact: bool) ->
 }
 
 fn main() {
+    // RUST_LOG=spray_analyze=debug shows the eigensolver's iterations (residual per round).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     // `cargo bench` without arguments runs a small case (20 classes), so the harness is quick.
     let classes: usize = arg("--classes").and_then(|v| v.parse().ok()).unwrap_or(20);
     let per_class: usize = arg("--per-class")

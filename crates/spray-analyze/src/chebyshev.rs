@@ -335,6 +335,14 @@ pub fn smallest(
             .take(m)
             .take_while(|&&r| r <= settings.tol * upper)
             .count();
+        tracing::debug!(
+            n,
+            iteration = report.iterations,
+            converged = report.converged,
+            worst_wanted_residual = res.iter().take(m).fold(0.0f64, |w, &r| w.max(r)) / upper,
+            lower = theta[b - 1],
+            "filtered subspace iteration"
+        );
         if report.converged >= m || report.iterations >= settings.max_iterations {
             break;
         }

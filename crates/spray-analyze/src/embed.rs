@@ -456,7 +456,7 @@ pub fn tsne_input(
         TsneDistance::Euclidean => euclidean,
     };
     let exact = n <= settings.exact_limit;
-    let neighbors: Vec<Vec<(usize, f64)>> = if exact {
+    let neighbors: std::borrow::Cow<'_, [Vec<(usize, f64)>]> = if exact {
         (0..n)
             .map(|i| {
                 (0..n)
@@ -470,17 +470,24 @@ pub fn tsne_input(
                     })
                     .collect()
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     } else {
         // Barnes–Hut on a kNN table (3·perplexity neighbours by Euclidean distance, with
         // affinity-derived distances when asked: graph neighbours close, others far).
+        // Euclidean distances are the table's own: it is used as it is, not copied (at
+        // 1.28M points a copy is half a gigabyte).
         match wide_knn {
-            Some(table) if table.neighbors.len() == n => table
-                .neighbors
-                .iter()
-                .enumerate()
-                .map(|(i, row)| row.iter().map(|&(j, d)| (j, distance(i, j, d))).collect())
-                .collect(),
+            Some(table) if table.neighbors.len() == n => match settings.distance {
+                TsneDistance::Euclidean => std::borrow::Cow::Borrowed(&table.neighbors[..]),
+                TsneDistance::Affinity => table
+                    .neighbors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, row)| row.iter().map(|&(j, d)| (j, distance(i, j, d))).collect())
+                    .collect::<Vec<_>>()
+                    .into(),
+            },
             _ => return None,
         }
     };

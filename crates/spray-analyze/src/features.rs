@@ -82,6 +82,33 @@ pub fn prepare(map: &[f32], g: usize, blur: f64, sign: SignMode, norm: Normaliza
     v
 }
 
+/// Reorder the rows of a row-major `values` (rows of `d`) so that row i becomes the old row
+/// `source[i]` (`source` a permutation), in place: the analysis holds the prepared maps of a
+/// whole dataset once, and putting them in row order must not need a second copy (2 GB at
+/// 1.28M maps of d = 400). Each cycle of the permutation is walked with one row of scratch.
+pub fn gather_rows_in_place(values: &mut [f32], d: usize, source: &[usize]) {
+    debug_assert_eq!(values.len(), d * source.len());
+    let mut placed = vec![false; source.len()];
+    let mut scratch = vec![0.0f32; d];
+    for start in 0..source.len() {
+        if placed[start] || source[start] == start {
+            continue;
+        }
+        scratch.copy_from_slice(&values[start * d..(start + 1) * d]);
+        let mut at = start;
+        loop {
+            placed[at] = true;
+            let from = source[at];
+            if from == start {
+                values[at * d..(at + 1) * d].copy_from_slice(&scratch);
+                break;
+            }
+            values.copy_within(from * d..(from + 1) * d, at * d);
+            at = from;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +145,21 @@ mod tests {
         peak[12] = 1.0;
         let b = gaussian_blur(&peak, 5, 1.0);
         assert!(b[12] < 1.0 && b[11] > 0.0 && (b[11] - b[13]).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rows_are_gathered_in_place() {
+        // rows tagged by their old index, d = 3
+        let d = 3;
+        let source = [4usize, 0, 3, 2, 1, 5];
+        let mut v: Vec<f32> = (0..6).flat_map(|r| [r as f32; 3]).collect();
+        gather_rows_in_place(&mut v, d, &source);
+        let got: Vec<f32> = v.chunks(d).map(|row| row[0]).collect();
+        assert_eq!(got, vec![4.0, 0.0, 3.0, 2.0, 1.0, 5.0]);
+        assert!(v.chunks(d).all(|row| row.iter().all(|&x| x == row[0])));
+        // the identity leaves it alone
+        let before = v.clone();
+        gather_rows_in_place(&mut v, d, &[0, 1, 2, 3, 4, 5]);
+        assert_eq!(v, before);
     }
 }

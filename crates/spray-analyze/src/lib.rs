@@ -315,6 +315,9 @@ pub fn analyze_group_observed(
         settings.dense_limit,
         seed,
     )?;
+    // The Laplacian is a second copy of the graph's sparsity (0.4 GB at 1.28M maps) that
+    // nothing after the eigenpairs reads.
+    drop(laplacian);
     let values = pairs.values.clone();
     let gaps = eigen::gaps(&values);
     let (largest_gap, largest_gap_index, by_gap) = eigengap_stats(&values, settings.max_clusters);
@@ -510,10 +513,13 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         map: from_map,
         images,
     };
-    // Keep only what the analysis reads, pooled to the analysis grid as each part is read:
-    // at ImageNet size (1.3M maps) a full RelevanceRecord per map — names, labels, a stored
-    // map of up to 64×64 — would hold several times the features in memory.
+    // Keep only what the analysis reads, prepared as each part is read: at ImageNet size
+    // (1.3M maps) a full RelevanceRecord per map — names, labels, a stored map of up to
+    // 64×64 — would hold several times the features in memory, and a pooled grid per row
+    // beside the group's matrix would be a second copy of the features (2 GB at d = 400).
+    let d = g * g;
     let mut rows: Vec<AnalysisRow> = Vec::new();
+    let mut prepared: Vec<f32> = Vec::new();
     for part in &parts {
         for r in rel::read_part(part, &options)? {
             let grid = if from_map {
@@ -527,13 +533,28 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             } else {
                 r.grids.into_iter().next().unwrap_or_default()
             };
+            if grid.len() != d {
+                return Err(AnalyzeError::Config(format!(
+                    "sample '{}' has a {}-cell relevance grid, expected {g} x {g}",
+                    r.sample_id,
+                    grid.len()
+                )));
+            }
+            prepared.extend(features::prepare(
+                &grid,
+                g,
+                settings.blur_sigma,
+                settings.sign,
+                settings.normalization,
+            ));
             rows.push(AnalysisRow {
                 image_index: r.image_index,
                 class_index: r.class_index,
                 sample_id: r.sample_id,
                 path: r.path,
-                grid,
-                image_grid: r.image_grids.into_iter().next(),
+                mass: contrast::relevance_mass(&grid),
+                read_at: rows.len(),
+                image_grid: std::sync::Mutex::new(r.image_grids.into_iter().next()),
             });
         }
     }
@@ -546,6 +567,15 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             job.relevance_dir.display()
         )));
     }
+    // Row i of the prepared matrix is rows[i]'s, whatever order the parts were read in.
+    let order: Vec<usize> = rows.iter().map(|r| r.read_at).collect();
+    features::gather_rows_in_place(&mut prepared, d, &order);
+    prepared.shrink_to_fit();
+    let prepared = Array2::from_shape_vec((rows.len(), d), prepared)
+        .map_err(|e| AnalyzeError::Config(format!("prepared features: {e}")))?;
+    // Behind a lock so that a group of every row (grouping = "all") can take the matrix
+    // itself instead of a copy; other groups copy their rows out of it.
+    let prepared = std::sync::Mutex::new(Some(prepared));
 
     let mut by_group: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
     for (i, r) in rows.iter().enumerate() {
@@ -640,29 +670,20 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 )
             })
             .collect();
-        // Prepared straight into the group's matrix: no per-row vectors kept (at 1.28M maps
-        // of d = 400 that copy alone was 2 GB).
-        let mut mass = Vec::with_capacity(members.len());
-        let mut relevance_features = Array2::<f32>::zeros((members.len(), g * g));
-        for (mut out, &i) in relevance_features.rows_mut().into_iter().zip(members) {
-            let grid = &rows[i].grid;
-            mass.push(contrast::relevance_mass(grid));
-            let prepared = features::prepare(
-                grid,
-                g,
-                settings.blur_sigma,
-                settings.sign,
-                settings.normalization,
-            );
-            if prepared.len() != g * g {
-                return Err(AnalyzeError::Config(format!(
-                    "sample '{}' has a {}-cell relevance grid, expected {g} x {g}",
-                    rows[i].sample_id,
-                    prepared.len()
-                )));
+        let mass: Vec<f64> = members.iter().map(|&i| rows[i].mass).collect();
+        let relevance_features = {
+            let mut whole = graph::locked(&prepared);
+            if members.len() == rows.len() {
+                whole.take()
+            } else {
+                whole
+                    .as_ref()
+                    .map(|m| m.select(ndarray16::Axis(0), members))
             }
-            out.iter_mut().zip(prepared).for_each(|(o, v)| *o = v);
         }
+        .ok_or_else(|| {
+            AnalyzeError::Config("the prepared features were already handed out".into())
+        })?;
         let mut spectra = Vec::new();
         let mut samples = Vec::new();
         let relevance = analyze_group_observed(
@@ -682,7 +703,11 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         if images {
             let image_features: Vec<Vec<f32>> = members
                 .iter()
-                .map(|&i| rows[i].image_grid.clone().unwrap_or_default())
+                .map(|&i| {
+                    graph::locked(&rows[i].image_grid)
+                        .take()
+                        .unwrap_or_default()
+                })
                 .collect();
             let baseline = analyze_group_observed(
                 &GroupPoints {
@@ -777,10 +802,13 @@ struct AnalysisRow {
     class_index: i32,
     sample_id: String,
     path: String,
-    /// The relevance pooled to the analysis grid (g×g).
-    grid: Vec<f32>,
-    /// The pooled input (3×g×g) for the image-space baseline, when read.
-    image_grid: Option<Vec<f32>>,
+    /// Σ|R| of the pooled grid (before any normalisation), for the mass contrast.
+    mass: f64,
+    /// Position in reading order (the prepared matrix's row before it is put in row order).
+    read_at: usize,
+    /// The pooled input (3×g×g) for the image-space baseline, when read; taken (left empty)
+    /// when its group is analysed. Behind a lock because groups are analysed side by side.
+    image_grid: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 /// Refuse features with NaN or ∞, naming the samples: one such row makes every distance to it

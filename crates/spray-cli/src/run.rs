@@ -74,8 +74,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("running {}", args.pipeline.display()))?;
+    // Built first and written once: `spray run … | head` must not panic on the closed pipe.
+    use std::fmt::Write as _;
+    let mut text = String::new();
     for s in &summary.stages {
-        println!(
+        let _ = writeln!(
+            text,
             "{:<9} {:<8} {:>7.1}s  {}",
             s.stage.to_string(),
             s.status,
@@ -84,27 +88,39 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     if !summary.ranking.is_empty() {
-        println!("ranking (most suspicious first):");
+        let _ = writeln!(text, "ranking (most suspicious first):");
         for (i, (class, score, evidence)) in summary.ranking.iter().take(5).enumerate() {
-            match evidence {
-                Some(e) => println!(
+            let _ = match evidence {
+                Some(e) => writeln!(
+                    text,
                     "  {}. {class}  score {score:+.4}  verified effect {e:+.2}",
                     i + 1
                 ),
-                None => println!("  {}. {class}  score {score:+.4}", i + 1),
-            }
+                None => writeln!(text, "  {}. {class}  score {score:+.4}", i + 1),
+            };
         }
-        if summary.flagged.is_empty() {
-            println!("flagged: none");
+        let _ = if summary.flagged.is_empty() {
+            writeln!(text, "flagged: none")
         } else {
-            println!("flagged: {}", summary.flagged.join(", "));
-        }
+            writeln!(text, "flagged: {}", summary.flagged.join(", "))
+        };
     }
     if let Some(report) = &summary.report {
         let shown = report.canonicalize().unwrap_or_else(|_| report.clone());
-        println!("report: {}", shown.display());
+        let _ = writeln!(text, "report: {}", shown.display());
     }
-    Ok(())
+    print_out(&text)
+}
+
+/// Write to standard output. A reader that went away (`spray run … | head`) is not an
+/// error — the work is done and on disk either way — where `println!` would panic.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to standard output"),
+    }
 }
 
 #[derive(Args)]
@@ -141,7 +157,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         .then(|| spray_pipeline::stage_dir(&pipeline, Stage::Verify));
     let report = spray_report::detection::evaluate_dir(&truth, &analysis, verify.as_deref())
         .with_context(|| format!("evaluating {}", analysis.display()))?;
-    println!("{report}");
+    print_out(&format!("{report}\n"))?;
     if let Some(path) = &args.json {
         let text = serde_json::to_vec_pretty(&report).context("serialising the figures")?;
         spray_store::write_atomically(path, &text)

@@ -229,6 +229,21 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
     }
     assert_eq!(before, mtimes(&out), "files changed on a cached run");
 
+    // A reader that goes away (`spray run … | head`) is no failure and no panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spray"))
+        .args(["run", p, "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert!(
+        closed.status.success() && !err.contains("panicked"),
+        "{err}"
+    );
+
     // Changing analysis.grid reruns analyze and report only.
     write_pipeline(&dir, &data, 4);
     let third = stdout(&spray(&["run", p, "--quiet"]));
