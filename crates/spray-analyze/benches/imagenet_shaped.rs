@@ -92,6 +92,7 @@ fn main() {
         grids: vec![g],
         store_map: false,
         store_images: false,
+        concept_layers: Vec::new(),
     };
     let fingerprint = format!("imagenet-shaped-{classes}x{per_class}-g{g}");
     let reuse = relevance::read_manifest(&rel_dir)
@@ -128,6 +129,7 @@ fn main() {
                         map: None,
                         image_grids: Vec::new(),
                         thumbnail: None,
+                        concept: None,
                     }
                 })
                 .collect();

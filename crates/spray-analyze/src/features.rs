@@ -109,6 +109,38 @@ pub fn gather_rows_in_place(values: &mut [f32], d: usize, source: &[usize]) {
     }
 }
 
+/// One concept layer's features for a group: per row its channels in `range` of the concept
+/// column, L1-normalised with their signs kept (a channel that argues against the class stays
+/// negative), and the row's L1 mass before normalisation (the contrast's magnitude cue, as for
+/// the maps). Why L1 and not the map's settings: the channel profile, not its size, says which
+/// features carry the decision; measured against the unnormalised vectors and the positive
+/// part on the scenario suite (benches/RESULTS.md). A row of zeros stays zeros.
+pub fn concept_features(
+    rows: &[Vec<f32>],
+    range: std::ops::Range<usize>,
+) -> Result<(ndarray16::Array2<f32>, Vec<f64>), String> {
+    let width = range.len();
+    let mut out = ndarray16::Array2::<f32>::zeros((rows.len(), width));
+    let mut mass = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let Some(values) = row.get(range.clone()) else {
+            return Err(format!(
+                "row {i} has {} concept values, expected at least {}",
+                row.len(),
+                range.end
+            ));
+        };
+        let l1: f64 = values.iter().map(|v| v.abs() as f64).sum();
+        mass.push(l1);
+        if l1 > 0.0 {
+            for (o, v) in out.row_mut(i).iter_mut().zip(values) {
+                *o = (*v as f64 / l1) as f32;
+            }
+        }
+    }
+    Ok((out, mass))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +193,17 @@ mod tests {
         let before = v.clone();
         gather_rows_in_place(&mut v, d, &[0, 1, 2, 3, 4, 5]);
         assert_eq!(v, before);
+    }
+
+    #[test]
+    fn concept_features_are_l1_rows_of_their_layer_with_signs() {
+        let rows = vec![vec![9.0, 1.0, -3.0, 0.0], vec![9.0, 0.0, 0.0, 0.0]];
+        let (f, mass) = concept_features(&rows, 1..4).unwrap();
+        assert_eq!(f.shape(), &[2, 3]);
+        assert_eq!(f.row(0).to_vec(), vec![0.25, -0.75, 0.0]);
+        assert_eq!(mass, vec![4.0, 0.0]);
+        // A layer that carried no relevance stays a zero row, not NaN.
+        assert_eq!(f.row(1).to_vec(), vec![0.0; 3]);
+        assert!(concept_features(&rows, 2..6).is_err());
     }
 }

@@ -157,6 +157,10 @@ pub struct AnalysisSettings {
     /// Also analyse the downsized inputs (thesis Fig 6.3's baseline) when stored.
     #[serde(default = "yes")]
     pub image_baseline: bool,
+    /// Also analyse each concept layer's per-channel relevance (the relevance dataset's
+    /// `concept` column) as a space of its own, when stored.
+    #[serde(default = "yes")]
+    pub concept_spaces: bool,
     #[serde(default)]
     pub seed: u64,
 }
@@ -224,6 +228,7 @@ impl Default for AnalysisSettings {
             dbscan_eps: default_dbscan_eps(),
             tsne: TsneSettings::default(),
             image_baseline: true,
+            concept_spaces: true,
             seed: 0,
         }
     }
@@ -402,14 +407,20 @@ pub fn analyze_group_observed(
             std::borrow::Cow::Owned(wide.truncated(t))
         }
     });
-    let coords = embed::tsne_observed(
-        points.features.view(),
-        &graph,
-        tsne_table.as_deref(),
-        &init,
-        &settings.tsne,
-        progress,
-    );
+    // Concept spaces are laid out by their spectral start alone: t-SNE is most of a group's
+    // time (0.7 of 0.8 s at n = 1,300) and the report draws the relevance space's.
+    let coords = if matches!(points.space, spray_store::FeatureSpace::Concept(_)) {
+        init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
+    } else {
+        embed::tsne_observed(
+            points.features.view(),
+            &graph,
+            tsne_table.as_deref(),
+            &init,
+            &settings.tsne,
+            progress,
+        )
+    };
 
     let samples = (0..n)
         .map(|i| SampleEmbedding {
@@ -508,10 +519,18 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         )));
     }
     let images = settings.image_baseline && manifest.layout.store_images && !from_map;
+    let mut concept_ranges = if settings.concept_spaces {
+        manifest.layout.concept_ranges()
+    } else {
+        Vec::new()
+    };
+    // The space's label holds the layer's index in a byte.
+    concept_ranges.truncate(usize::from(u8::MAX) + 1);
     let options = ReadOptions {
         grids: if from_map { Vec::new() } else { vec![g] },
         map: from_map,
         images,
+        concept: !concept_ranges.is_empty(),
     };
     // Keep only what the analysis reads, prepared as each part is read: at ImageNet size
     // (1.3M maps) a full RelevanceRecord per map — names, labels, a stored map of up to
@@ -555,6 +574,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 mass: contrast::relevance_mass(&grid),
                 read_at: rows.len(),
                 image_grid: std::sync::Mutex::new(r.image_grids.into_iter().next()),
+                concept: std::sync::Mutex::new(r.concept),
             });
         }
     }
@@ -714,7 +734,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                     class_index: class,
                     class_name: name.clone(),
                     space: spray_store::FeatureSpace::Image,
-                    ids,
+                    ids: ids.clone(),
                     features: to_matrix(&image_features),
                     mass: None,
                 },
@@ -723,6 +743,30 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             )?;
             spectra.push(baseline.spectrum);
             samples.extend(baseline.samples);
+        }
+        if !concept_ranges.is_empty() {
+            let concepts: Vec<Vec<f32>> = members
+                .iter()
+                .map(|&i| graph::locked(&rows[i].concept).take().unwrap_or_default())
+                .collect();
+            for (layer, range) in concept_ranges.iter().enumerate() {
+                let (features, mass) = features::concept_features(&concepts, range.clone())
+                    .map_err(|e| AnalyzeError::Config(format!("{name}: {e}")))?;
+                let concept = analyze_group_observed(
+                    &GroupPoints {
+                        class_index: class,
+                        class_name: name.clone(),
+                        space: spray_store::FeatureSpace::Concept(layer as u8),
+                        ids: ids.clone(),
+                        features,
+                        mass: Some(mass),
+                    },
+                    settings,
+                    steps.as_ref(),
+                )?;
+                spectra.push(concept.spectrum);
+                samples.extend(concept.samples);
+            }
         }
         spray_store::analysis::write_group(
             &spectrum_path(&job.dir, class),
@@ -809,6 +853,9 @@ struct AnalysisRow {
     /// The pooled input (3×g×g) for the image-space baseline, when read; taken (left empty)
     /// when its group is analysed. Behind a lock because groups are analysed side by side.
     image_grid: std::sync::Mutex<Option<Vec<f32>>>,
+    /// The concept column (every layer side by side), when read; taken when its group is
+    /// analysed.
+    concept: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 /// Refuse features with NaN or ∞, naming the samples: one such row makes every distance to it

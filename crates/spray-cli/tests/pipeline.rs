@@ -626,6 +626,7 @@ fn nhwc_models_get_the_relevance_of_their_nchw_twin() {
             grids: vec![8],
             map: true,
             images: false,
+            concept: false,
         };
         let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.join(name).join("relevance"))
             .unwrap()

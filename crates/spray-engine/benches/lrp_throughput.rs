@@ -123,6 +123,7 @@ fn main() {
                     &CompileOptions {
                         composite: composite.clone(),
                         input: None,
+                        concept: Vec::new(),
                     },
                 )
                 .expect("compile");

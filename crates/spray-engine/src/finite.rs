@@ -58,11 +58,14 @@ impl Explanation {
         (0..self.logits.nrows())
             .map(|i| {
                 let logits = self.logits.row(i).to_vec();
+                // The concept relevance is relevance too: checked with the map.
+                let concept = self.concept.as_ref().map(|c| c.row(i).to_vec());
                 let relevance: Vec<f32> = self
                     .relevance
                     .index_axis(ndarray::Axis(0), i)
                     .iter()
                     .copied()
+                    .chain(concept.into_iter().flatten())
                     .collect();
                 check_sample(&logits, &relevance)
             })
@@ -100,10 +103,19 @@ mod tests {
             logits,
             relevance,
             targets: ndarray::Array1::from(vec![0, 0, 0]),
+            concept: None,
         };
         let flags = e.non_finite();
         assert!(flags[0].is_none());
         assert!(flags[1].unwrap().in_logits());
         assert_eq!(flags[2].unwrap().bad_relevance, 1);
+        // A non-finite concept relevance makes its sample unusable too.
+        let mut concept = ndarray::Array2::<f32>::zeros((3, 4));
+        concept[[0, 3]] = f32::NAN;
+        let e = Explanation {
+            concept: Some(concept),
+            ..e
+        };
+        assert_eq!(e.non_finite()[0].unwrap().bad_relevance, 1);
     }
 }

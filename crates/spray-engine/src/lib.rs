@@ -124,6 +124,8 @@ pub struct Explanation {
     pub relevance: ArrayD<f32>,
     /// The class explained for each sample (the argmax where the target was negative).
     pub targets: Array1<i64>,
+    /// [N, C] relevance per channel of the concept layer, when the model has that output.
+    pub concept: Option<Array2<f32>>,
 }
 
 /// A compiled LRP model loaded into ONNX Runtime.
@@ -175,11 +177,22 @@ impl LrpEngine {
         let relevance = outputs[self.signature.relevance.as_str()]
             .try_extract_array::<f32>()?
             .to_owned();
+        let concept = match &self.signature.concept {
+            Some(c) => Some(
+                outputs[c.name.as_str()]
+                    .try_extract_array::<f32>()?
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .map_err(|e| EngineError::Ort(format!("concept relevance: {e}")))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
         let chosen = resolve_targets(logits.view(), targets);
         Ok(Explanation {
             logits,
             relevance,
             targets: chosen,
+            concept,
         })
     }
 
@@ -201,6 +214,7 @@ impl LrpEngine {
         let mut logits = Vec::new();
         let mut relevance = Vec::new();
         let mut chosen = Vec::new();
+        let mut concept = Vec::new();
         for start in (0..n).step_by(batch_size) {
             let end = (start + batch_size).min(n);
             let part = self.explain(
@@ -210,7 +224,9 @@ impl LrpEngine {
             logits.push(part.logits);
             relevance.push(part.relevance);
             chosen.extend(part.targets);
+            concept.extend(part.concept);
         }
+        let concept_views: Vec<_> = concept.iter().map(|a| a.view()).collect();
         let logits_views: Vec<_> = logits.iter().map(|a| a.view()).collect();
         let relevance_views: Vec<_> = relevance.iter().map(|a| a.view()).collect();
         Ok(Explanation {
@@ -227,6 +243,14 @@ impl LrpEngine {
                     .map_err(|e| EngineError::Ort(e.to_string()))?
             },
             targets: Array1::from(chosen),
+            concept: if concept_views.is_empty() {
+                None
+            } else {
+                Some(
+                    ndarray::concatenate(Axis(0), &concept_views)
+                        .map_err(|e| EngineError::Ort(e.to_string()))?,
+                )
+            },
         })
     }
 }

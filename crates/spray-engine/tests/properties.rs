@@ -16,6 +16,7 @@ fn compile_with(
         &CompileOptions {
             composite,
             input: None,
+            concept: Vec::new(),
         },
     )
 }
@@ -783,5 +784,69 @@ fn compiled_models_are_byte_identical_to_the_recorded_digests() {
         changed.len(),
         digests.len(),
         recorded.len()
+    );
+}
+
+#[test]
+fn concept_relevance_sums_each_layer_per_channel_and_leaves_the_map_alone() {
+    let model = bias_free_residual_net(4);
+    let input = random_input(6, &[3, 16, 16], 104);
+    let plain = explain_epsilon(&model, &input, &[-1; 6]);
+    assert!(plain.concept.is_none());
+    let compiled = compile(
+        &model,
+        &CompileOptions {
+            composite: epsilon(1e-9),
+            input: None,
+            concept: spray_lrp::ConceptLayer::defaults(),
+        },
+    )
+    .unwrap();
+    let concept = compiled
+        .signature
+        .concept
+        .clone()
+        .expect("a concept output");
+    // middle-conv (the third of four convolutions, inside the residual branch), then last-conv.
+    assert_eq!(concept.layers.len(), 2);
+    assert_eq!(concept.channels(), 16);
+    let out = LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), &[-1; 6])
+        .unwrap();
+    assert_close(
+        &out.relevance,
+        &plain.relevance,
+        1e-6,
+        "relevance with a concept output",
+    );
+    let c = out.concept.expect("concept relevance");
+    assert_eq!(c.shape(), &[6, 16]);
+    for i in 0..6 {
+        // The last convolution feeds the logit through pooling only: its channels carry all
+        // of it (conservation, bias-free under ε → 0).
+        let last: f64 = c.slice(s![i, 8..]).iter().map(|&v| v as f64).sum();
+        let logit = out.logits[[i, out.targets[i] as usize]] as f64;
+        assert!(
+            (last - logit).abs() <= 1e-4 * logit.abs(),
+            "{last} vs {logit}"
+        );
+        // The residual branch carries a part of it (the norm rule's share at the Add).
+        assert!(c.slice(s![i, ..8]).iter().all(|v| v.is_finite()));
+    }
+    // A named layer that does not exist is refused, naming the convolutions.
+    let err = compile(
+        &model,
+        &CompileOptions {
+            composite: epsilon(1e-9),
+            input: None,
+            concept: vec![spray_lrp::ConceptLayer::Node("no such node".into())],
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("no such node") && err.contains("convolutions"),
+        "{err}"
     );
 }

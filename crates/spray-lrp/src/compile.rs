@@ -11,6 +11,7 @@ use spray_onnx::{attr, data_type, value_info, ModelProto, Tensor};
 
 use crate::builder::Builder;
 use crate::composite::{Composite, CompositeError, CompositeOptions, CompositeSpec};
+use crate::concept::{self, ConceptLayer, ConceptOutput};
 use crate::graph::GraphFacts;
 use crate::normalize;
 use crate::ops::{pooling::PoolingStep, Backward, Treatment};
@@ -32,6 +33,8 @@ pub struct LrpSignature {
     pub input_shape: Vec<Option<i64>>,
     /// Whether a batch dimension fixed at export was freed.
     pub batch_relaxed: bool,
+    /// The concept-relevance output, when layers were asked for and the model has them.
+    pub concept: Option<ConceptOutput>,
 }
 
 /// A compiled LRP model.
@@ -54,6 +57,9 @@ pub struct CompileOptions {
     pub composite: Composite,
     /// The image input's name, needed only when the graph has several non-constant inputs.
     pub input: Option<String>,
+    /// Also output the per-channel relevance of these layers (empty: the two outputs
+    /// `spray lrp compile` has always emitted).
+    pub concept: Vec<ConceptLayer>,
 }
 
 impl CompileOptions {
@@ -76,6 +82,7 @@ impl CompileOptions {
         Ok(CompileOptions {
             composite: spec.resolve(&options)?,
             input,
+            concept: Vec::new(),
         })
     }
 }
@@ -187,10 +194,24 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     }
 
     // The backward pass, node by node in reverse topological order.
+    let concept_at = concept::locate(&snapshot, &steps, &options.concept)?;
     let mut backward = Backward::new(builder, &facts);
     backward.send(logits_source.clone(), start);
-    for (node, step) in snapshot.node.iter().zip(&steps).rev() {
+    let mut concept_relevance: Vec<Option<String>> = vec![None; concept_at.len()];
+    for (i, (node, step)) in snapshot.node.iter().zip(&steps).enumerate().rev() {
         if let Some(step) = step {
+            // A concept tensor's relevance is complete here (all its consumers are behind
+            // us): sum it once, keep it, and hand the sum on to its producer.
+            for (slot, (_, tensor)) in concept_at
+                .iter()
+                .enumerate()
+                .filter(|(_, (at, _))| *at == i)
+            {
+                if let Some(r) = backward.take(&tensor.tensor) {
+                    backward.send(tensor.tensor.clone(), r.clone());
+                    concept_relevance[slot] = Some(r);
+                }
+            }
             backward.step(node, &step.treatment, step.rule.as_ref());
         }
     }
@@ -206,7 +227,17 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     }
     let relevance_node = builder.op("Identity", &[&input_relevance], vec![]);
     rename_output(&mut builder, &relevance_node, &relevance_out);
-
+    let concept = if concept_at.is_empty() {
+        None
+    } else {
+        let name = unique_name(&snapshot, "concept_relevance");
+        Some(concept::emit(
+            &mut builder,
+            concept_at,
+            &concept_relevance,
+            name,
+        )?)
+    };
     let graph = model.graph.as_mut().expect("checked above");
     graph.node.extend(builder.nodes);
     graph.initializer.extend(builder.initializers);
@@ -226,6 +257,14 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         value_info(&logits_out, data_type::FLOAT, &[Err("N"), Err("K")]),
         value_info(&relevance_out, data_type::FLOAT, &input_dims),
     ];
+    if let Some(c) = &concept {
+        let channels = c.channels() as i64;
+        graph.output.push(value_info(
+            &c.name,
+            data_type::FLOAT,
+            &[Err("N"), Ok(channels)],
+        ));
+    }
     // Keep recorded intermediate shapes only where they cannot contradict the rewrite.
     if batch_relaxed {
         graph.value_info.clear();
@@ -244,6 +283,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
             relevance: relevance_out,
             input_shape,
             batch_relaxed,
+            concept,
         },
         layers,
     })
@@ -298,7 +338,7 @@ fn check_logits_shape(output: &str, shape: Option<&[Option<i64>]>) -> Result<(),
     }
 }
 
-fn rename_output(builder: &mut Builder, from: &str, to: &str) {
+pub(crate) fn rename_output(builder: &mut Builder, from: &str, to: &str) {
     if let Some(n) = builder
         .nodes
         .iter_mut()

@@ -14,6 +14,7 @@
 mod builder;
 mod compile;
 pub mod composite;
+mod concept;
 mod graph;
 pub mod inspect;
 mod normalize;
@@ -25,6 +26,7 @@ pub use compile::{compile, CompileOptions, LrpModel, LrpSignature};
 pub use composite::{
     Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind, BUILTIN_COMPOSITES,
 };
+pub use concept::{ConceptLayer, ConceptOutput, ConceptTensor};
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use plan::LayerPlan;
 pub use rules::Rule;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use spray_analyze::AnalysisSettings;
 use spray_dataset::{DatasetSpec, Preprocess};
 use spray_engine::Device;
-use spray_lrp::{CompileOptions, CompositeSpec};
+use spray_lrp::{CompileOptions, CompositeSpec, ConceptLayer};
 use spray_relevance::{RelevanceSettings, TargetMode};
 use spray_report::ReportSettings;
 
@@ -40,6 +40,11 @@ pub struct LrpSection {
     /// ONNX Runtime intra-op threads (0: one per core).
     #[serde(default)]
     pub threads: usize,
+    /// The layers whose per-channel relevance is stored beside the maps (`concept` column)
+    /// and analysed as concept spaces: `"middle-conv"`, `"last-conv"` (the default pair) or
+    /// node names; `[]` for none.
+    #[serde(default = "ConceptLayer::defaults")]
+    pub concept_layers: Vec<ConceptLayer>,
 }
 
 mod device_serde {
@@ -64,6 +69,7 @@ impl Default for LrpSection {
             zbox_high: None,
             device: Device::Cpu,
             threads: 0,
+            concept_layers: ConceptLayer::defaults(),
         }
     }
 }
@@ -76,6 +82,7 @@ impl LrpSection {
             "target": self.target,
             "zbox_low": self.zbox_low,
             "zbox_high": self.zbox_high,
+            "concept_layers": self.concept_layers,
         })
     }
 
@@ -86,6 +93,10 @@ impl LrpSection {
             self.zbox_high.as_deref(),
             model.input_name.clone(),
         )
+        .map(|options| CompileOptions {
+            concept: self.concept_layers.clone(),
+            ..options
+        })
         .map_err(|e| PipelineError::Config(format!("[lrp] composite: {e}")))
     }
 }

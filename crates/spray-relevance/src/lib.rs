@@ -125,6 +125,7 @@ impl RelevanceSettings {
             grids: self.grids.clone(),
             store_map: self.store_map,
             store_images: self.store_images,
+            concept_layers: Vec::new(),
         }
     }
 
@@ -183,6 +184,27 @@ pub struct RelevanceJob<'a> {
     pub progress: bool,
 }
 
+impl RelevanceJob<'_> {
+    /// The columns this job writes: the settings' grids and images, and the concept column
+    /// when the compiled model has a concept output.
+    pub fn layout(&self) -> RelevanceLayout {
+        RelevanceLayout {
+            concept_layers: self
+                .model
+                .signature
+                .concept
+                .iter()
+                .flat_map(|c| &c.layers)
+                .map(|l| spray_store::relevance::ConceptLayerInfo {
+                    node: l.node.clone(),
+                    channels: l.channels,
+                })
+                .collect(),
+            ..self.settings.layout()
+        }
+    }
+}
+
 /// A fingerprint of everything that determines the stage's output, independent of sharding:
 /// the model and rules (`model_fingerprint`), preprocessing, settings and the sample list.
 pub fn fingerprint(
@@ -231,7 +253,7 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
         classes: job.dataset.classes.clone(),
         images: samples.len(),
         parts,
-        layout: job.settings.layout(),
+        layout: job.layout(),
     };
     std::fs::create_dir_all(&job.dir)
         .map_err(|e| RelevanceError::Config(format!("cannot create {}: {e}", job.dir.display())))?;
@@ -348,7 +370,7 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
                 // The part file is the completion mark: written last, atomically.
                 spray_store::relevance::write_part(
                     &part_path(&job.dir, batch.part),
-                    &job.settings.layout(),
+                    &job.layout(),
                     &rows,
                 )?;
                 summary.rows += rows.len();
@@ -568,6 +590,21 @@ fn explain_batch(
             } else {
                 (Vec::new(), None)
             };
+            let concept = match &explanation.concept {
+                Some(c) => {
+                    let row = c.row(k).to_vec();
+                    let want = job.model.signature.concept.as_ref().map(|c| c.channels());
+                    if Some(row.len()) != want {
+                        return Err(RelevanceError::Config(format!(
+                            "the concept layers gave {} channels, their weights say {}",
+                            row.len(),
+                            want.unwrap_or(0)
+                        )));
+                    }
+                    Some(row)
+                }
+                None => None,
+            };
             rows.push(RelevanceRecord {
                 image_index: sample.index as i64,
                 sample_id: sample.sample_id.clone(),
@@ -583,6 +620,7 @@ fn explain_batch(
                 map: stored_map,
                 image_grids,
                 thumbnail,
+                concept,
             });
         }
     }

@@ -67,14 +67,20 @@ pub struct ShortcutResult {
     /// Images of the class that carry the artifact, of all its analysed images.
     pub artifact_images: usize,
     pub images: usize,
-    /// The group (a cluster, or a side of the two-way split) that matches the artifact images
-    /// best, and its one-vs-rest ARI.
+    /// The group (a cluster, or a side of the two-way split, in the relevance space or a
+    /// concept space) that matches the artifact images best, and its one-vs-rest ARI.
+    #[serde(serialize_with = "as_text")]
+    pub best_space: FeatureSpace,
     pub best_level: spray_store::verify::ClusterLevel,
     pub best_cluster: i32,
     pub best_ari: f64,
     /// The verify stage's specific transplant effect of the class's strongest cluster, when
     /// it tested the class.
     pub verified_effect: Option<f64>,
+}
+
+fn as_text<S: serde::Serializer>(space: &FeatureSpace, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&space.to_string())
 }
 
 /// The figures for one run of one scenario.
@@ -206,40 +212,53 @@ pub fn evaluate(
         let Some(shortcut) = truth.shortcut_classes.get(name) else {
             continue;
         };
-        let members: Vec<&SampleEmbedding> = samples
-            .iter()
-            .filter(|s| {
-                s.space == FeatureSpace::Relevance && s.class_index == r.spectrum.class_index
-            })
-            .collect();
-        let carries: Vec<i64> = members
-            .iter()
-            .map(|s| {
-                let hit = artifacts.contains(strip_extension(&s.sample_id))
-                    || artifacts
-                        .iter()
-                        .any(|a| strip_extension(&s.path).ends_with(a.as_str()));
-                hit as i64
-            })
-            .collect();
+        let carries_artifact = |s: &SampleEmbedding| {
+            artifacts.contains(strip_extension(&s.sample_id))
+                || artifacts
+                    .iter()
+                    .any(|a| strip_extension(&s.path).ends_with(a.as_str()))
+        };
         use spray_store::verify::ClusterLevel;
         let label = |s: &SampleEmbedding, level: ClusterLevel| match level {
             ClusterLevel::Cluster => s.cluster,
             ClusterLevel::Split => s.split,
         };
-        let mut best = (ClusterLevel::Cluster, -1, f64::NEG_INFINITY);
-        for level in [ClusterLevel::Cluster, ClusterLevel::Split] {
-            let mut ids: Vec<i32> = members.iter().map(|s| label(s, level)).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            for &c in &ids {
-                let inside: Vec<i64> = members
-                    .iter()
-                    .map(|s| (label(s, level) == c) as i64)
-                    .collect();
-                let a = adjusted_rand_index(&inside, &carries);
-                if a > best.2 {
-                    best = (level, c, a);
+        let mut spaces: Vec<FeatureSpace> = samples
+            .iter()
+            .filter(|s| s.space.is_explanation() && s.class_index == r.spectrum.class_index)
+            .map(|s| s.space)
+            .collect();
+        spaces.sort_unstable();
+        spaces.dedup();
+        let mut best = (
+            FeatureSpace::Relevance,
+            ClusterLevel::Cluster,
+            -1,
+            f64::NEG_INFINITY,
+        );
+        let mut counts = (0, 0);
+        for &space in &spaces {
+            let members: Vec<&SampleEmbedding> = samples
+                .iter()
+                .filter(|s| s.space == space && s.class_index == r.spectrum.class_index)
+                .collect();
+            let carries: Vec<i64> = members.iter().map(|s| carries_artifact(s) as i64).collect();
+            if space == FeatureSpace::Relevance {
+                counts = (carries.iter().sum::<i64>() as usize, members.len());
+            }
+            for level in [ClusterLevel::Cluster, ClusterLevel::Split] {
+                let mut ids: Vec<i32> = members.iter().map(|s| label(s, level)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for &c in &ids {
+                    let inside: Vec<i64> = members
+                        .iter()
+                        .map(|s| (label(s, level) == c) as i64)
+                        .collect();
+                    let a = adjusted_rand_index(&inside, &carries);
+                    if a > best.3 {
+                        best = (space, level, c, a);
+                    }
                 }
             }
         }
@@ -248,11 +267,12 @@ pub fn evaluate(
             artifact: shortcut.artifact.clone(),
             rank: r.rank,
             flagged: is_flagged_ranked(r),
-            artifact_images: carries.iter().filter(|&&c| c == 1).count(),
-            images: members.len(),
-            best_level: best.0,
-            best_cluster: best.1,
-            best_ari: best.2.max(-1.0),
+            artifact_images: counts.0,
+            images: counts.1,
+            best_space: best.0,
+            best_level: best.1,
+            best_cluster: best.2,
+            best_ari: best.3.max(-1.0),
             verified_effect: r.evidence.map(|e| e.specific()),
         });
     }
@@ -326,11 +346,12 @@ impl std::fmt::Display for DetectionReport {
         for s in &self.shortcuts {
             writeln!(
                 f,
-                "  {:<12} {:<10} rank {}  best {} ARI {:.3}  ({} of {} images carry it){}{}",
+                "  {:<12} {:<10} rank {}  best {} of {} ARI {:.3}  ({} of {} images carry it){}{}",
                 s.class,
                 s.artifact,
                 s.rank,
                 s.best_level.label(s.best_cluster),
+                s.best_space,
                 s.best_ari,
                 s.artifact_images,
                 s.images,

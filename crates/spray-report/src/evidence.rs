@@ -72,7 +72,7 @@ fn pct(v: f64) -> String {
 pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
     rows.iter()
         .map(|r| PageEvidence {
-            group: r.level.label(r.cluster),
+            group: r.group_label(),
             size: r.size,
             share: pct(r.share),
             region: r.region.clone(),
@@ -94,7 +94,7 @@ pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
          “{}” (logit {:+.2} on average; the same region from the class's other images: {}); \
          filling that region in the cluster's own images lowers the logit by {} (by {} in the \
          rest of the class).",
-        r.level.label(r.cluster),
+        r.group_label(),
         r.region,
         r.transplant_images,
         pct(r.transplant_flip_rate),

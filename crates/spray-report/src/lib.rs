@@ -252,7 +252,7 @@ fn why_sentence(r: &RankedClass) -> String {
             "tested by the verify stage: {}'s region turns {:.0}% of other classes' \
              images into this class, {:.0}% more than the same region from the class's other \
              images ({} the {:.0}% that flags a class); in the analysis, {spectral}",
-            e.level.label(e.cluster),
+            spray_store::verify::group_label(e.space, e.level, e.cluster),
             100.0 * e.flip_rate,
             100.0 * e.specific(),
             if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
@@ -323,6 +323,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         grids: Vec::new(),
         map: manifest.layout.store_map,
         images: manifest.layout.store_images,
+        concept: false,
     };
     let mut records: HashMap<(i64, i32), RelevanceRecord> = HashMap::new();
     let mut errors = Vec::new();
@@ -540,7 +541,9 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     .collect();
                 let region_svg = maps.first().and_then(|(h, w, _)| {
                     let e = class_evidence.iter().find(|e| {
-                        e.level == spray_store::verify::ClusterLevel::Cluster && e.cluster == id
+                        e.space == spray_store::FeatureSpace::Relevance
+                            && e.level == spray_store::verify::ClusterLevel::Cluster
+                            && e.cluster == id
                     })?;
                     evidence::region_svg(&e.region, e.grid, *h as usize, *w as usize)
                 });

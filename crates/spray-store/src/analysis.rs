@@ -14,28 +14,49 @@ use crate::io::{io_err, parquet_err};
 use crate::{write_batches_atomically, Result, StoreError};
 
 /// Which features a spectrum or embedding was computed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum FeatureSpace {
     /// The relevance maps (what SpRAy analyses).
+    #[default]
     Relevance,
     /// The downsized input images: the baseline that tells structure the images already have
     /// from structure only the explanations have.
     Image,
+    /// The relevance per channel of the relevance dataset's concept layer i
+    /// (`RelevanceLayout::concept_layers[i]`): where explanations differ in *which features*
+    /// carry the logit rather than where in the image.
+    Concept(u8),
 }
 
 impl FeatureSpace {
-    /// The value of the `space` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeatureSpace::Relevance => "relevance",
-            FeatureSpace::Image => "image",
-        }
+    /// Spaces whose clusters are groups of explanations (what a shortcut shows up in), as
+    /// opposed to the image-space baseline.
+    pub fn is_explanation(self) -> bool {
+        !matches!(self, FeatureSpace::Image)
     }
 }
 
 impl std::fmt::Display for FeatureSpace {
+    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            FeatureSpace::Relevance => f.write_str("relevance"),
+            FeatureSpace::Image => f.write_str("image"),
+            FeatureSpace::Concept(i) => write!(f, "concept-{i}"),
+        }
+    }
+}
+
+impl serde::Serialize for FeatureSpace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FeatureSpace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -45,9 +66,13 @@ impl std::str::FromStr for FeatureSpace {
         match s {
             "relevance" => Ok(FeatureSpace::Relevance),
             "image" => Ok(FeatureSpace::Image),
-            other => Err(format!(
-                "unknown feature space '{other}' (relevance, image)"
-            )),
+            other => other
+                .strip_prefix("concept-")
+                .and_then(|i| i.parse().ok())
+                .map(FeatureSpace::Concept)
+                .ok_or_else(|| {
+                    format!("unknown feature space '{other}' (relevance, image, concept-<i>)")
+                }),
         }
     }
 }
@@ -137,8 +162,8 @@ pub struct SampleEmbedding {
 
 /// The version of the spectrum and samples tables, part of the analysis fingerprint: a cached
 /// analysis written with other columns is stale, not unreadable. 2: the contrast columns and
-/// the samples' `split`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// the samples' `split`. 3: the concept spaces (`space = concept-<i>`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 fn spectrum_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -189,7 +214,7 @@ pub fn write_group(
 ) -> Result<()> {
     let arrays: Vec<ArrayRef> = vec![
         columns::i32s(samples.iter().map(|s| s.class_index)),
-        columns::strings(samples.iter().map(|s| s.space.as_str())),
+        columns::strings(samples.iter().map(|s| s.space.to_string())),
         columns::i64s(samples.iter().map(|s| s.image_index)),
         columns::strings(samples.iter().map(|s| &s.sample_id)),
         columns::strings(samples.iter().map(|s| &s.path)),
@@ -212,7 +237,7 @@ pub fn write_group(
     let arrays: Vec<ArrayRef> = vec![
         columns::i32s(spectra.iter().map(|s| s.class_index)),
         columns::strings(spectra.iter().map(|s| &s.class_name)),
-        columns::strings(spectra.iter().map(|s| s.space.as_str())),
+        columns::strings(spectra.iter().map(|s| s.space.to_string())),
         columns::i64s(spectra.iter().map(|s| s.n)),
         columns::i32s(spectra.iter().map(|s| s.knn_k)),
         columns::list_f64(

@@ -22,6 +22,7 @@ pub struct RankedClass {
 /// pasted from the class's other images).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClassEvidence {
+    pub space: crate::FeatureSpace,
     pub level: crate::verify::ClusterLevel,
     pub cluster: i32,
     pub flip_rate: f64,
@@ -40,6 +41,7 @@ impl ClassEvidence {
         let mut best: Option<Self> = None;
         for r in rows {
             let e = ClassEvidence {
+                space: r.space,
                 level: r.level,
                 cluster: r.cluster,
                 flip_rate: r.transplant_flip_rate,
@@ -184,6 +186,7 @@ mod tests {
         Evidence {
             class_index,
             class_name: format!("c{class_index}"),
+            space: Default::default(),
             level: Default::default(),
             cluster,
             size: 5,

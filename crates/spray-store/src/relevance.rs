@@ -21,6 +21,38 @@ pub struct RelevanceLayout {
     /// Whether the preprocessed input is stored: `image_grid_<g>` (3*g*g values, channel-major,
     /// average-pooled) for the image-space baseline, and a small PNG `thumbnail`.
     pub store_images: bool,
+    /// The layers of the `concept` column (relevance per channel of intermediate layers,
+    /// `spray_lrp::ConceptLayer`), side by side in this order; empty when there is no such
+    /// column (no layers asked for, a model without them, datasets written before it existed).
+    #[serde(default)]
+    pub concept_layers: Vec<ConceptLayerInfo>,
+}
+
+/// One layer of the `concept` column.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConceptLayerInfo {
+    /// The model's node whose output's relevance it is.
+    pub node: String,
+    pub channels: usize,
+}
+
+impl RelevanceLayout {
+    /// Width of the `concept` column (0: none).
+    pub fn concept_width(&self) -> usize {
+        self.concept_layers.iter().map(|l| l.channels).sum()
+    }
+
+    /// Where each concept layer's channels sit in the column.
+    pub fn concept_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let mut start = 0;
+        self.concept_layers
+            .iter()
+            .map(|l| {
+                start += l.channels;
+                start - l.channels..start
+            })
+            .collect()
+    }
 }
 
 /// One explained (image, class).
@@ -51,6 +83,8 @@ pub struct RelevanceRecord {
     pub image_grids: Vec<Vec<f32>>,
     /// PNG of the preprocessed input when `store_images`.
     pub thumbnail: Option<Vec<u8>>,
+    /// Relevance per channel of the concept layers when the layout has them.
+    pub concept: Option<Vec<f32>>,
 }
 
 /// An input that was skipped, and why.
@@ -129,6 +163,10 @@ pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
         }
         fields.push(Field::new("thumbnail", DataType::Binary, true));
     }
+    if layout.concept_width() > 0 {
+        let c = layout.concept_width();
+        fields.push(Field::new("concept", columns::fixed_f32_type(c), false));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -194,6 +232,19 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
             rows.iter().map(|r| r.thumbnail.as_deref()),
         ));
     }
+    if layout.concept_width() > 0 {
+        let c = layout.concept_width();
+        let concepts: Vec<&[f32]> = rows
+            .iter()
+            .map(|r| match &r.concept {
+                Some(v) if v.len() == c => Ok(v.as_slice()),
+                _ => Err(bad(format!(
+                    "a row lacks its concept relevance of {c} channels"
+                ))),
+            })
+            .collect::<Result<_>>()?;
+        arrays.push(columns::fixed_f32(concepts.into_iter(), c));
+    }
     RecordBatch::try_new(schema(layout), arrays).map_err(|e| bad(e.to_string()))
 }
 
@@ -209,6 +260,8 @@ pub struct ReadOptions {
     pub grids: Vec<usize>,
     pub map: bool,
     pub images: bool,
+    /// Read the `concept` column when the part has one.
+    pub concept: bool,
 }
 
 pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
@@ -253,6 +306,11 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             Vec::new()
         };
+        let concepts = if options.concept && c.has("concept") {
+            c.f32_rows("concept")?
+        } else {
+            Vec::new()
+        };
         for i in 0..batch.num_rows() {
             out.push(RelevanceRecord {
                 image_index: image_index[i],
@@ -269,6 +327,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 map: maps.get(i).map(|m| (map_h[i], map_w[i], m.clone())),
                 image_grids: image_grids.iter().map(|g| g[i].clone()).collect(),
                 thumbnail: thumbs.get(i).cloned().flatten(),
+                concept: concepts.get(i).cloned(),
             });
         }
         Ok(out)

@@ -4,22 +4,27 @@
 use std::path::{Path, PathBuf};
 
 /// The version of the evidence rows, part of the verify fingerprint (see
-/// `analysis::SCHEMA_VERSION`). 2: `level`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `analysis::SCHEMA_VERSION`). 2: `level`. 3: `space` (groups of the concept spaces).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
     pub class_index: i32,
     pub class_name: String,
-    /// Which grouping the tested group comes from, and its label there.
+    /// The analysis space whose grouping the tested group comes from (the relevance maps or
+    /// a concept layer), which grouping, and its label there.
+    #[serde(default)]
+    pub space: crate::FeatureSpace,
     #[serde(default)]
     pub level: ClusterLevel,
     pub cluster: i32,
     pub size: usize,
     /// Share of the class's samples in the cluster.
     pub share: f64,
-    /// Grid cells of the region (`r<row>c<col>`), and their count.
+    /// Grid cells of the region (`r<row>c<col>`), and their count; for a concept-space
+    /// group, whose images need not share a place, `per image: top <n> cells` (each image's
+    /// own cells above its class's mean map).
     pub region: String,
     pub region_cells: usize,
     /// The grid the region's cells are on (the analysis grid).
@@ -87,6 +92,22 @@ impl ClusterLevel {
             ClusterLevel::Cluster => format!("cluster {id}"),
             ClusterLevel::Split => format!("split side {id}"),
         }
+    }
+}
+
+/// How a tested group is named on the page: "cluster 3", "split side 1" in the relevance
+/// space, "concept-0 cluster 2" in a concept space.
+pub fn group_label(space: crate::FeatureSpace, level: ClusterLevel, id: i32) -> String {
+    match space {
+        crate::FeatureSpace::Relevance => level.label(id),
+        other => format!("{other} {}", level.label(id)),
+    }
+}
+
+impl Evidence {
+    /// `group_label` of this row's group.
+    pub fn group_label(&self) -> String {
+        group_label(self.space, self.level, self.cluster)
     }
 }
 

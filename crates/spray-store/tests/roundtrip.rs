@@ -19,6 +19,11 @@ fn record(i: i64, layout: &RelevanceLayout) -> RelevanceRecord {
         map: Some((2, 3, vec![0.5; 6])),
         image_grids: layout.grids.iter().map(|g| vec![0.25; 3 * g * g]).collect(),
         thumbnail: (i % 2 == 0).then(|| vec![1, 2, 3]),
+        concept: (layout.concept_width() > 0).then(|| {
+            (0..layout.concept_width())
+                .map(|j| j as f32 - i as f32)
+                .collect()
+        }),
     }
 }
 
@@ -29,6 +34,16 @@ fn relevance_parts_and_errors_round_trip() {
         grids: vec![2, 4],
         store_map: true,
         store_images: true,
+        concept_layers: vec![
+            relevance::ConceptLayerInfo {
+                node: "/3/Conv".into(),
+                channels: 2,
+            },
+            relevance::ConceptLayerInfo {
+                node: "/6/Conv".into(),
+                channels: 3,
+            },
+        ],
     };
     let rows: Vec<_> = (0..5).map(|i| record(i, &layout)).collect();
     let path = dir.path().join("part-00000.parquet");
@@ -39,11 +54,13 @@ fn relevance_parts_and_errors_round_trip() {
             grids: vec![2, 4],
             map: true,
             images: true,
+            concept: true,
         },
     )
     .unwrap();
     assert_eq!(back, rows);
     assert_eq!(relevance::stored_grids(&path).unwrap(), vec![2, 4]);
+    assert_eq!(layout.concept_ranges(), vec![0..2, 2..5]);
     // Reading only what analysis needs skips the wide columns.
     let narrow = relevance::read_part(
         &path,
@@ -55,6 +72,11 @@ fn relevance_parts_and_errors_round_trip() {
     .unwrap();
     assert_eq!(narrow[3].grids, vec![vec![3.0; 16]]);
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
+    assert!(narrow[3].concept.is_none());
+    // A row without its concept relevance is refused, not written short.
+    let mut short = rows.clone();
+    short[2].concept = Some(vec![1.0; 4]);
+    assert!(relevance::write_part(&dir.path().join("short.parquet"), &layout, &short).is_err());
 
     let errors = vec![ErrorRecord {
         image_index: 9,
@@ -86,6 +108,7 @@ fn a_row_without_its_grid_is_refused() {
         grids: vec![2],
         store_map: false,
         store_images: false,
+        concept_layers: Vec::new(),
     };
     let mut row = record(0, &layout);
     row.grids[0].pop();

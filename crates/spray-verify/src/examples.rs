@@ -11,6 +11,7 @@ pub const KINDS: [&str; 4] = ["original", "occluded", "recipient", "transplanted
 pub fn example_path(
     dir: &Path,
     class_index: i32,
+    space: spray_store::FeatureSpace,
     level: spray_store::verify::ClusterLevel,
     cluster: i32,
     kind: &str,
@@ -19,8 +20,12 @@ pub fn example_path(
         spray_store::verify::ClusterLevel::Cluster => "k",
         spray_store::verify::ClusterLevel::Split => "s",
     };
+    let space = match space {
+        spray_store::FeatureSpace::Concept(i) => format!("c{i}"),
+        _ => String::new(),
+    };
     dir.join("examples").join(format!(
-        "{}-{tag}{cluster}-{kind}.png",
+        "{}-{space}{tag}{cluster}-{kind}.png",
         spray_store::analysis::group_name(class_index)
     ))
 }

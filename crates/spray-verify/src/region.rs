@@ -10,7 +10,8 @@ fn l1(map: &[f32]) -> Vec<f64> {
     map.iter().map(|&v| v as f64 * scale).collect()
 }
 
-fn mean(maps: &[&[f32]], cells: usize) -> Vec<f64> {
+/// The mean of the L1-normalised maps.
+pub fn mean(maps: &[&[f32]], cells: usize) -> Vec<f64> {
     let mut out = vec![0.0; cells];
     for m in maps {
         for (o, v) in out.iter_mut().zip(l1(m)) {
@@ -35,6 +36,26 @@ pub fn cluster_region(cluster: &[&[f32]], rest: &[&[f32]], g: usize, margin: f64
     (0..cells)
         .filter(|&c| diff[c] > 0.0 && diff[c] >= margin * top)
         .collect()
+}
+
+/// One image's own region: the `count` cells where its L1-normalised map exceeds `reference`
+/// (a mean map, `mean`) the most, those above it only. Why per image: the images of a
+/// concept-space group share *which features* carry the logit, not necessarily where (a mark
+/// at a random place), so a region common to the group can miss each image's artifact.
+pub fn member_region(map: &[f32], reference: &[f64], count: usize) -> Vec<usize> {
+    let diff: Vec<f64> = l1(map).iter().zip(reference).map(|(x, y)| x - y).collect();
+    let mut cells: Vec<usize> = (0..diff.len()).filter(|&c| diff[c] > 0.0).collect();
+    // Largest first; ties by cell index, so the region is the same on every run.
+    cells.sort_by(|&a, &b| diff[b].total_cmp(&diff[a]).then(a.cmp(&b)));
+    cells.truncate(count);
+    cells.sort_unstable();
+    cells
+}
+
+/// Cells of a per-image region on a g×g grid: 1/16 of the grid (4 of 64 cells at g = 8, 25 of
+/// 400 at g = 20), at least one — about a small mark's size, and the same for the control.
+pub fn member_region_cells(g: usize) -> usize {
+    (g * g).div_ceil(16).max(1)
 }
 
 /// The pixel mask (h×w, row-major) of grid cells `region` of a g×g grid, binned as the maps
@@ -83,5 +104,17 @@ mod tests {
             .map(|r| r.iter().map(|&m| if m { '#' } else { '.' }).collect())
             .collect();
         assert_eq!(rows, ["......", "......", "...###", "...###"]);
+    }
+
+    #[test]
+    fn a_member_region_is_where_the_image_exceeds_the_reference_most() {
+        // 2×2 grid; the reference is flat, the image puts most of its relevance on cell 2.
+        let reference = vec![0.25; 4];
+        assert_eq!(member_region(&[1.0, 1.0, 6.0, 2.0], &reference, 1), vec![2]);
+        assert_eq!(member_region(&[1.0, 1.0, 6.0, 2.0], &reference, 3), vec![2]);
+        // Nothing above the reference: no region.
+        assert!(member_region(&[1.0, 1.0, 1.0, 1.0], &reference, 2).is_empty());
+        assert_eq!(member_region_cells(8), 4);
+        assert_eq!(member_region_cells(1), 1);
     }
 }

@@ -74,15 +74,16 @@ pub fn write_evidence(path: &Path, rows: &[Evidence]) -> Result<()> {
         )?;
     }
     let mut text = String::from(
-        "class_index,class,level,cluster,size,share,region,region_cells,grid,occlusion_drop,\
+        "class_index,class,space,level,cluster,size,share,region,region_cells,grid,occlusion_drop,\
          occlusion_drop_rest,accuracy_before,accuracy_after,transplant_logit_gain,\
          transplant_flip_rate,transplant_flip_rate_rest,transplant_images\n",
     );
     for r in rows {
         text.push_str(&format!(
-            "{},{},{},{},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
+            "{},{},{},{},{},{},{:.4},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{}\n",
             r.class_index,
             csv_field(&r.class_name),
+            r.space,
             r.level.as_str(),
             r.cluster,
             r.size,

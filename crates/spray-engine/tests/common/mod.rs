@@ -56,6 +56,7 @@ pub fn compile_fixture_in(set: &str, model: &str, file: &str, composite: &str) -
         &CompileOptions {
             composite,
             input: None,
+            concept: Vec::new(),
         },
     )
     .unwrap()

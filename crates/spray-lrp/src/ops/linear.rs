@@ -35,6 +35,14 @@ pub(crate) struct LinearLayer {
     merged: Vec<String>,
 }
 
+impl LinearLayer {
+    /// Output channels of a convolution or Gemm (the weight's first dimension, on axis 1 of
+    /// the output); `None` for MatMul, whose output features sit on the last axis.
+    pub(crate) fn out_channels(&self) -> Option<usize> {
+        (self.op != LinearOp::MatMul).then(|| self.weight.dims[0] as usize)
+    }
+}
+
 pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
     v.only_first_input_is_data()?;
     let (layer, absorbed) = linear_layer(v.facts, v.index)?;
