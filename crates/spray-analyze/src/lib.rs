@@ -530,7 +530,9 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         grids: if from_map { Vec::new() } else { vec![g] },
         map: from_map,
         images,
-        concept: !concept_ranges.is_empty(),
+        // Read per group instead (`group_concepts`): at ImageNet size the column of every
+        // row would be 1.28M × ΣC floats (15.7 GB for ResNet-50's default layers).
+        concept: false,
     };
     // Keep only what the analysis reads, prepared as each part is read: at ImageNet size
     // (1.3M maps) a full RelevanceRecord per map — names, labels, a stored map of up to
@@ -539,8 +541,8 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
     let d = g * g;
     let mut rows: Vec<AnalysisRow> = Vec::new();
     let mut prepared: Vec<f32> = Vec::new();
-    for part in &parts {
-        for r in rel::read_part(part, &options)? {
+    for (part_index, part) in parts.iter().enumerate() {
+        for (row_in_part, r) in rel::read_part(part, &options)?.into_iter().enumerate() {
             let grid = if from_map {
                 let Some((mh, mw, map)) = r.map.as_ref() else {
                     return Err(AnalyzeError::Config(format!(
@@ -574,7 +576,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 mass: contrast::relevance_mass(&grid),
                 read_at: rows.len(),
                 image_grid: std::sync::Mutex::new(r.image_grids.into_iter().next()),
-                concept: std::sync::Mutex::new(r.concept),
+                source: (part_index as u32, row_in_part as u32),
             });
         }
     }
@@ -745,10 +747,8 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
             samples.extend(baseline.samples);
         }
         if !concept_ranges.is_empty() {
-            let concepts: Vec<Vec<f32>> = members
-                .iter()
-                .map(|&i| graph::locked(&rows[i].concept).take().unwrap_or_default())
-                .collect();
+            let sources: Vec<(u32, u32)> = members.iter().map(|&i| rows[i].source).collect();
+            let concepts = group_concepts(&parts, &sources)?;
             for (layer, range) in concept_ranges.iter().enumerate() {
                 let (features, mass) = features::concept_features(&concepts, range.clone())
                     .map_err(|e| AnalyzeError::Config(format!("{name}: {e}")))?;
@@ -853,9 +853,40 @@ struct AnalysisRow {
     /// The pooled input (3×g×g) for the image-space baseline, when read; taken (left empty)
     /// when its group is analysed. Behind a lock because groups are analysed side by side.
     image_grid: std::sync::Mutex<Option<Vec<f32>>>,
-    /// The concept column (every layer side by side), when read; taken when its group is
-    /// analysed.
-    concept: std::sync::Mutex<Option<Vec<f32>>>,
+    /// (part, row in part) of the row in the relevance dataset: where its group's concept
+    /// values are read from.
+    source: (u32, u32),
+}
+
+/// The concept column of a group's rows, in `sources` order, read from the parts that hold
+/// them (one part at a time), so that only the groups in flight hold concept values.
+fn group_concepts(parts: &[std::path::PathBuf], sources: &[(u32, u32)]) -> Result<Vec<Vec<f32>>> {
+    let mut out = vec![Vec::new(); sources.len()];
+    let mut by_part: std::collections::BTreeMap<u32, Vec<(u32, usize)>> = Default::default();
+    for (k, &(part, row)) in sources.iter().enumerate() {
+        by_part.entry(part).or_default().push((row, k));
+    }
+    let options = ReadOptions {
+        concept: true,
+        ..Default::default()
+    };
+    for (part, wanted) in by_part {
+        let path = &parts[part as usize];
+        let mut records = rel::read_part(path, &options)?;
+        for (row, k) in wanted {
+            let concept = records
+                .get_mut(row as usize)
+                .and_then(|r| r.concept.take())
+                .ok_or_else(|| {
+                    AnalyzeError::Config(format!(
+                        "{}: row {row} has no concept column (the part changed since it was read?)",
+                        path.display()
+                    ))
+                })?;
+            out[k] = concept;
+        }
+    }
+    Ok(out)
 }
 
 /// Refuse features with NaN or ∞, naming the samples: one such row makes every distance to it
