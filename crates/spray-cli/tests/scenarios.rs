@@ -195,8 +195,58 @@ fn a_mark_at_a_random_place_is_found_in_a_concept_space_and_verified() {
         report["flagged_clean"].as_array().unwrap().is_empty(),
         "{report:#}"
     );
+    // The relevance dataset says which layers its concept column holds (the scenario CNN's
+    // middle and last convolution, 32 channels each), and every class has both spaces.
+    let manifest = spray_store::relevance::read_manifest(&dir.join("out/relevance")).unwrap();
+    let layers: Vec<(&str, usize)> = manifest
+        .layout
+        .concept_layers
+        .iter()
+        .map(|l| (l.node.as_str(), l.channels))
+        .collect();
+    assert_eq!(layers, vec![("/3/Conv", 32), ("/6/Conv", 32)]);
+    let (spectra, _) = spray_store::analysis::read_all(&dir.join("out/analysis")).unwrap();
+    for space in ["concept-0", "concept-1"] {
+        assert_eq!(
+            spectra
+                .iter()
+                .filter(|s| s.space.to_string() == space)
+                .count(),
+            6,
+            "{space}"
+        );
+    }
     // The evidence table says which space the verified group came from.
     let evidence = std::fs::read_to_string(dir.join("out/verify/evidence.csv")).unwrap();
     assert!(evidence.lines().next().unwrap().contains(",space,"));
     assert!(evidence.contains("per image: top"), "{evidence}");
+}
+
+/// `concept_layers = []`: no concept column, no concept spaces, the analysis as before.
+#[test]
+fn without_concept_layers_the_maps_alone_are_analysed() {
+    let dir = scratch("scenarios", "no-concepts");
+    let pipeline = scenario_pipeline("tags", &dir);
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("[lrp]\n", "[lrp]\nconcept_layers = []\n"),
+    )
+    .unwrap();
+    for stage in ["relevance", "analyze"] {
+        spray(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--stage",
+            stage,
+        ]);
+    }
+    let manifest = spray_store::relevance::read_manifest(&dir.join("out/relevance")).unwrap();
+    assert!(manifest.layout.concept_layers.is_empty());
+    let (spectra, samples) = spray_store::analysis::read_all(&dir.join("out/analysis")).unwrap();
+    assert_eq!(spectra.len(), 12, "relevance and image space per class");
+    assert!(samples
+        .iter()
+        .all(|s| !matches!(s.space, spray_store::FeatureSpace::Concept(_))));
 }

@@ -161,9 +161,26 @@ fn analysis_group_round_trip() {
     let sa = dir
         .path()
         .join(format!("samples-{}.parquet", analysis::group_name(3)));
+    // A concept space's rows beside the relevance space's.
+    let mut spectra = spectra;
+    let mut samples = samples;
+    spectra.push(ClassSpectrum {
+        space: spray_store::FeatureSpace::Concept(1),
+        ..spectra[0].clone()
+    });
+    samples.push(SampleEmbedding {
+        space: spray_store::FeatureSpace::Concept(1),
+        ..samples[0].clone()
+    });
     analysis::write_group(&sp, &sa, &spectra, &samples).unwrap();
     assert_eq!(analysis::read_spectra(&sp).unwrap(), spectra);
     assert_eq!(analysis::read_samples(&sa).unwrap(), samples);
+    for text in ["relevance", "image", "concept-0", "concept-12"] {
+        let space: spray_store::FeatureSpace = text.parse().unwrap();
+        assert_eq!(space.to_string(), text);
+    }
+    assert!("concept-".parse::<spray_store::FeatureSpace>().is_err());
+    assert!("concept-300".parse::<spray_store::FeatureSpace>().is_err());
 }
 
 #[test]
