@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
-use spray_store::relevance::{self as rel, ReadOptions, RelevanceRecord};
+use spray_store::relevance::{self as rel, ConceptLayerInfo, ReadOptions, RelevanceRecord};
 
 pub use charts::cluster_css;
 pub use images::heatmap;
@@ -245,14 +245,15 @@ fn contrast_label(c: &spray_store::analysis::ClusterContrast) -> String {
 
 /// Why a class ranks and is flagged as it is: the verify stage's evidence when it tested the
 /// class, then its strongest cluster in the analysis (`ClusterContrast`).
-fn why_sentence(r: &RankedClass) -> String {
+fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String {
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
         Some(e) => format!(
-            "tested by the verify stage: {}'s region turns {:.0}% of other classes' \
+            "tested by the verify stage: {}{}'s region turns {:.0}% of other classes' \
              images into this class, {:.0}% more than the same region from the class's other \
              images ({} the {:.0}% that flags a class); in the analysis, {spectral}",
             spray_store::verify::group_label(e.space, e.level, e.cluster),
+            concept_note(e.space, concept_layers),
             100.0 * e.flip_rate,
             100.0 * e.specific(),
             if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
@@ -263,6 +264,21 @@ fn why_sentence(r: &RankedClass) -> String {
             100.0 * spray_store::ranking::FLAG_SPECIFIC_EFFECT
         ),
         None => format!("not tested by the verify stage; in the analysis, {spectral}"),
+    }
+}
+
+/// What a concept-space group is, for a reader: " (images whose relevance flows through the
+/// same channels of layer /3/Conv; each image's own region)"; empty for the relevance space.
+fn concept_note(space: spray_store::FeatureSpace, layers: &[ConceptLayerInfo]) -> String {
+    match space {
+        spray_store::FeatureSpace::Concept(i) => format!(
+            " (images whose relevance flows through the same channels of layer {}; each image's \
+             own region)",
+            layers
+                .get(usize::from(i))
+                .map_or_else(|| format!("concept-{i}"), |l| l.node.clone())
+        ),
+        _ => String::new(),
     }
 }
 
@@ -325,6 +341,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         images: manifest.layout.store_images,
         concept: false,
     };
+    let concept_layers = manifest.layout.concept_layers.as_slice();
     let mut records: HashMap<(i64, i32), RelevanceRecord> = HashMap::new();
     let mut errors = Vec::new();
     for part in &parts {
@@ -390,7 +407,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             contrast_cluster: contrast_label(&r.spectrum.contrast),
             separation: fmt(r.spectrum.contrast.separation),
             magnitude_shift: format!("{:+.2}", r.spectrum.contrast.magnitude_shift),
-            why: why_sentence(r),
+            why: why_sentence(r, concept_layers),
             baseline_lambda2: r
                 .baseline
                 .as_ref()
@@ -583,7 +600,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         classes.push(PageClass {
             evidence: evidence::page_rows(class_evidence),
             evidence_sentence: evidence::sentence(class_evidence),
-            why: why_sentence(r),
+            why: why_sentence(r, concept_layers),
             flagged: spray_store::ranking::is_flagged_ranked(r),
             rank: r.rank,
             anchor: anchor(c),
