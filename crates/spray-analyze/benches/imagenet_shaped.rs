@@ -93,6 +93,7 @@ fn main() {
         store_map: false,
         store_images: false,
         concept_layers: Vec::new(),
+        colour_stats: false,
     };
     let fingerprint = format!("imagenet-shaped-{classes}x{per_class}-g{g}");
     let reuse = relevance::read_manifest(&rel_dir)
@@ -130,6 +131,7 @@ fn main() {
                         image_grids: Vec::new(),
                         thumbnail: None,
                         concept: None,
+                        colour: None,
                     }
                 })
                 .collect();

@@ -141,9 +141,49 @@ pub fn concept_features(
     Ok((out, mass))
 }
 
+/// The colour space's features for a group: each of the `relevance::colour_stats` values
+/// z-scored over the group's rows. Why z-scored: the statistics have unlike units (means in
+/// [0, 1], log spreads around −3), and what sets a subgroup apart is how far it lies from its
+/// own class, not the absolute colour; a value that does not vary in the group stays 0.
+pub fn colour_features(rows: &[&[f32]]) -> ndarray16::Array2<f32> {
+    let width = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+    let n = rows.len().max(1) as f64;
+    let mut out = ndarray16::Array2::<f32>::zeros((rows.len(), width));
+    for j in 0..width {
+        let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / n;
+        let var = rows
+            .iter()
+            .map(|r| (r[j] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let sd = var.sqrt();
+        if sd > 1e-9 {
+            for (i, r) in rows.iter().enumerate() {
+                out[[i, j]] = ((r[j] as f64 - mean) / sd) as f32;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_features_are_z_scores_within_the_group() {
+        let a = [0.2f32, 1.0];
+        let b = [0.4f32, 1.0];
+        let c = [0.6f32, 1.0];
+        let f = colour_features(&[&a, &b, &c]);
+        // mean 0.4, population sd sqrt(0.08/3) = 0.163299
+        let z = 0.2 / (0.08f64 / 3.0).sqrt();
+        assert!((f[[0, 0]] as f64 + z).abs() < 1e-5);
+        assert!(f[[1, 0]].abs() < 1e-6);
+        assert!((f[[2, 0]] as f64 - z).abs() < 1e-5);
+        // A constant statistic carries nothing.
+        assert!(f.column(1).iter().all(|&v| v == 0.0));
+    }
 
     #[test]
     fn normalisations() {

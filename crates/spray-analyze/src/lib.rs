@@ -161,6 +161,11 @@ pub struct AnalysisSettings {
     /// `concept` column) as a space of its own, when stored.
     #[serde(default = "yes")]
     pub concept_spaces: bool,
+    /// Also analyse each image's global colour statistics (the relevance dataset's
+    /// `image_colour` column, z-scored within the group) as the `colour` space, when stored:
+    /// the one place a colour shortcut can show (benches/RESULTS.md, the cast scenario).
+    #[serde(default = "yes")]
+    pub colour_space: bool,
     #[serde(default)]
     pub seed: u64,
 }
@@ -229,6 +234,7 @@ impl Default for AnalysisSettings {
             tsne: TsneSettings::default(),
             image_baseline: true,
             concept_spaces: true,
+            colour_space: true,
             seed: 0,
         }
     }
@@ -407,9 +413,12 @@ pub fn analyze_group_observed(
             std::borrow::Cow::Owned(wide.truncated(t))
         }
     });
-    // Concept spaces are laid out by their spectral start alone: t-SNE is most of a group's
-    // time (0.7 of 0.8 s at n = 1,300) and the report draws the relevance space's.
-    let coords = if matches!(points.space, spray_store::FeatureSpace::Concept(_)) {
+    // Concept and colour spaces are laid out by their spectral start alone: t-SNE is most of
+    // a group's time (0.7 of 0.8 s at n = 1,300) and the report draws the relevance space's.
+    let coords = if matches!(
+        points.space,
+        spray_store::FeatureSpace::Concept(_) | spray_store::FeatureSpace::Colour
+    ) {
         init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect()
     } else {
         embed::tsne_observed(
@@ -519,6 +528,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         )));
     }
     let images = settings.image_baseline && manifest.layout.store_images && !from_map;
+    let colour_space = settings.colour_space && manifest.layout.colour_stats;
     let mut concept_ranges = if settings.concept_spaces {
         manifest.layout.concept_ranges()
     } else {
@@ -533,6 +543,8 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
         // Read per group instead (`group_concepts`): at ImageNet size the column of every
         // row would be 1.28M × ΣC floats (15.7 GB for ResNet-50's default layers).
         concept: false,
+        // Six values a row (31 MB at 1.28M rows): read up front.
+        colour: colour_space,
     };
     // Keep only what the analysis reads, prepared as each part is read: at ImageNet size
     // (1.3M maps) a full RelevanceRecord per map — names, labels, a stored map of up to
@@ -576,6 +588,7 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 mass: contrast::relevance_mass(&grid),
                 read_at: rows.len(),
                 image_grid: std::sync::Mutex::new(r.image_grids.into_iter().next()),
+                colour: r.colour,
                 source: (part_index as u32, row_in_part as u32),
             });
         }
@@ -768,6 +781,27 @@ pub fn run(job: &AnalyzeJob<'_>) -> Result<AnalyzeSummary> {
                 samples.extend(concept.samples);
             }
         }
+        if colour_space {
+            let colours: Option<Vec<&[f32]>> =
+                members.iter().map(|&i| rows[i].colour.as_deref()).collect();
+            let colours = colours.ok_or_else(|| {
+                AnalyzeError::Config(format!("{name}: a row without its colour statistics"))
+            })?;
+            let colour = analyze_group_observed(
+                &GroupPoints {
+                    class_index: class,
+                    class_name: name.clone(),
+                    space: spray_store::FeatureSpace::Colour,
+                    ids: ids.clone(),
+                    features: features::colour_features(&colours),
+                    mass: None,
+                },
+                settings,
+                steps.as_ref(),
+            )?;
+            spectra.push(colour.spectrum);
+            samples.extend(colour.samples);
+        }
         spray_store::analysis::write_group(
             &spectrum_path(&job.dir, class),
             &samples_path(&job.dir, class),
@@ -853,6 +887,8 @@ struct AnalysisRow {
     /// The pooled input (3×g×g) for the image-space baseline, when read; taken (left empty)
     /// when its group is analysed. Behind a lock because groups are analysed side by side.
     image_grid: std::sync::Mutex<Option<Vec<f32>>>,
+    /// The input's colour statistics (`relevance::colour_stats`), when read.
+    colour: Option<Vec<f32>>,
     /// (part, row in part) of the row in the relevance dataset: where its group's concept
     /// values are read from.
     source: (u32, u32),

@@ -223,6 +223,7 @@ fn read_all(dir: &Path) -> (Vec<RelevanceRecord>, usize) {
         map: true,
         images: true,
         concept: true,
+        colour: true,
     };
     let mut rows = Vec::new();
     let mut errors = 0;

@@ -627,6 +627,7 @@ fn nhwc_models_get_the_relevance_of_their_nchw_twin() {
             map: true,
             images: false,
             concept: false,
+            colour: false,
         };
         let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.join(name).join("relevance"))
             .unwrap()

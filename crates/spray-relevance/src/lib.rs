@@ -126,6 +126,8 @@ impl RelevanceSettings {
             store_map: self.store_map,
             store_images: self.store_images,
             concept_layers: Vec::new(),
+            // With the stored images: the same decoded input, six numbers more a row.
+            colour_stats: self.store_images,
         }
     }
 
@@ -215,6 +217,10 @@ pub fn fingerprint(
 ) -> String {
     let mut f = Fingerprint::new()
         .bytes(model_fingerprint)
+        .bytes(format!(
+            "relevance-schema-{}",
+            spray_store::relevance::SCHEMA_VERSION
+        ))
         .spray_version()
         .json(preprocess)
         .json(settings);
@@ -578,7 +584,7 @@ fn explain_batch(
                 let (mh, mw) = maps::fit_side(h, w, job.settings.map_max_side);
                 (mh as i32, mw as i32, sum_pool(&map, h, w, mh, mw))
             });
-            let (image_grids, thumbnail) = if job.settings.store_images {
+            let (image_grids, thumbnail, colour) = if job.settings.store_images {
                 (
                     job.settings
                         .grids
@@ -586,9 +592,10 @@ fn explain_batch(
                         .map(|&g| image_grid(&prepared.rgb, g))
                         .collect(),
                     maps::thumbnail_png(&prepared.rgb, job.settings.thumbnail_side),
+                    Some(spray_store::relevance::colour_stats(prepared.rgb.as_raw())),
                 )
             } else {
-                (Vec::new(), None)
+                (Vec::new(), None, None)
             };
             let concept = match &explanation.concept {
                 Some(c) => {
@@ -621,6 +628,7 @@ fn explain_batch(
                 image_grids,
                 thumbnail,
                 concept,
+                colour,
             });
         }
     }

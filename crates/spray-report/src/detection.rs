@@ -225,7 +225,7 @@ pub fn evaluate(
         };
         let mut spaces: Vec<FeatureSpace> = samples
             .iter()
-            .filter(|s| s.space.is_explanation() && s.class_index == r.spectrum.class_index)
+            .filter(|s| s.space.is_suspect() && s.class_index == r.spectrum.class_index)
             .map(|s| s.space)
             .collect();
         spaces.sort_unstable();

@@ -89,6 +89,22 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
 /// The plain-language line for the strongest cluster of a class.
 pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
     let r = rows.first()?;
+    if r.space == spray_store::FeatureSpace::Colour {
+        return Some(format!(
+            "Giving {} images of other classes the colours (per-channel mean and spread) of \
+             {}'s images turns {} of them into “{}” (logit {:+.2} on average; the colours of \
+             the class's other images: {}); giving the group's own images the colours of the \
+             class's other images lowers the logit by {} (by {} in the rest of the class).",
+            r.transplant_images,
+            r.group_label(),
+            pct(r.transplant_flip_rate),
+            r.class_name,
+            r.transplant_logit_gain,
+            pct(r.transplant_flip_rate_rest),
+            pct(r.occlusion_drop),
+            pct(r.occlusion_drop_rest)
+        ));
+    }
     Some(format!(
         "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
          “{}” (logit {:+.2} on average; the same region from the class's other images: {}); \

@@ -249,11 +249,16 @@ fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String 
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
         Some(e) => format!(
-            "tested by the verify stage: {}{}'s region turns {:.0}% of other classes' \
-             images into this class, {:.0}% more than the same region from the class's other \
-             images ({} the {:.0}% that flags a class); in the analysis, {spectral}",
+            "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into this \
+             class, {:.0}% more than the same from the class's other images ({} the {:.0}% \
+             that flags a class); in the analysis, {spectral}",
             spray_store::verify::group_label(e.space, e.level, e.cluster),
             concept_note(e.space, concept_layers),
+            if e.space == spray_store::FeatureSpace::Colour {
+                "colours turn"
+            } else {
+                "region turns"
+            },
             100.0 * e.flip_rate,
             100.0 * e.specific(),
             if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
@@ -267,7 +272,7 @@ fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String 
     }
 }
 
-/// What a concept-space group is, for a reader: " (images whose relevance flows through the
+/// What a concept- or colour-space group is, for a reader: " (images whose relevance flows through the
 /// same channels of layer /3/Conv; each image's own region)"; empty for the relevance space.
 fn concept_note(space: spray_store::FeatureSpace, layers: &[ConceptLayerInfo]) -> String {
     match space {
@@ -278,6 +283,10 @@ fn concept_note(space: spray_store::FeatureSpace, layers: &[ConceptLayerInfo]) -
                 .get(usize::from(i))
                 .map_or_else(|| format!("concept-{i}"), |l| l.node.clone())
         ),
+        spray_store::FeatureSpace::Colour => " (images whose global colour — per-channel mean \
+             and spread — sets them apart; its colours are given to the other images, there is \
+             no region)"
+            .to_string(),
         _ => String::new(),
     }
 }
@@ -340,6 +349,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         map: manifest.layout.store_map,
         images: manifest.layout.store_images,
         concept: false,
+        colour: false,
     };
     let concept_layers = manifest.layout.concept_layers.as_slice();
     let mut records: HashMap<(i64, i32), RelevanceRecord> = HashMap::new();

@@ -26,23 +26,37 @@ pub enum FeatureSpace {
     /// (`RelevanceLayout::concept_layers[i]`): where explanations differ in *which features*
     /// carry the logit rather than where in the image.
     Concept(u8),
+    /// Each image's global colour statistics (`relevance::colour_stats`): a shortcut that is a
+    /// colour — a cast, a white balance — is in no pixel heatmap (relevance is summed over
+    /// channels) and, when the rules at the input are flat, in no channel profile either; its
+    /// groups are suspects that the verify stage tests by transferring the colour.
+    Colour,
 }
 
 impl FeatureSpace {
-    /// Spaces whose clusters are groups of explanations (what a shortcut shows up in), as
-    /// opposed to the image-space baseline.
+    /// Spaces whose clusters are groups of explanations, as opposed to the image-derived
+    /// spaces (the image baseline, colour statistics).
     pub fn is_explanation(self) -> bool {
+        matches!(self, FeatureSpace::Relevance | FeatureSpace::Concept(_))
+    }
+
+    /// Spaces whose groups are suspects: tested by the verify stage and scored by `spray
+    /// evaluate`. Every explanation space, and colour (a colour group is tested by
+    /// transferring its colour, so the model, not the images, says whether it matters). Not
+    /// the image baseline, whose structure is what the explanations are compared against.
+    pub fn is_suspect(self) -> bool {
         !matches!(self, FeatureSpace::Image)
     }
 }
 
 impl std::fmt::Display for FeatureSpace {
-    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`.
+    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`, `colour`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FeatureSpace::Relevance => f.write_str("relevance"),
             FeatureSpace::Image => f.write_str("image"),
             FeatureSpace::Concept(i) => write!(f, "concept-{i}"),
+            FeatureSpace::Colour => f.write_str("colour"),
         }
     }
 }
@@ -66,12 +80,15 @@ impl std::str::FromStr for FeatureSpace {
         match s {
             "relevance" => Ok(FeatureSpace::Relevance),
             "image" => Ok(FeatureSpace::Image),
+            "colour" => Ok(FeatureSpace::Colour),
             other => other
                 .strip_prefix("concept-")
                 .and_then(|i| i.parse().ok())
                 .map(FeatureSpace::Concept)
                 .ok_or_else(|| {
-                    format!("unknown feature space '{other}' (relevance, image, concept-<i>)")
+                    format!(
+                        "unknown feature space '{other}' (relevance, image, concept-<i>, colour)"
+                    )
                 }),
         }
     }
@@ -162,8 +179,8 @@ pub struct SampleEmbedding {
 
 /// The version of the spectrum and samples tables, part of the analysis fingerprint: a cached
 /// analysis written with other columns is stale, not unreadable. 2: the contrast columns and
-/// the samples' `split`. 3: the concept spaces (`space = concept-<i>`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// the samples' `split`. 3: the concept spaces (`space = concept-<i>`). 4: the colour space.
+pub const SCHEMA_VERSION: u32 = 4;
 
 fn spectrum_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![

@@ -11,6 +11,11 @@ use crate::columns;
 use crate::io::{io_err, parquet_err};
 use crate::{write_batches_atomically, Result, StoreError};
 
+/// The version of the relevance parts' columns, part of the stage's fingerprint: a cached
+/// dataset written without a column the analysis now reads is recomputed, not silently used
+/// without it. 2: `image_colour`.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// Which optional columns a relevance dataset carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelevanceLayout {
@@ -26,6 +31,39 @@ pub struct RelevanceLayout {
     /// column (no layers asked for, a model without them, datasets written before it existed).
     #[serde(default)]
     pub concept_layers: Vec<ConceptLayerInfo>,
+    /// Whether `image_colour` is stored: the preprocessed input's global colour statistics
+    /// per channel ([`COLOUR_STATS`]), for the colour space of the analysis. A pixel heatmap
+    /// sums relevance over channels, so a shortcut that is a colour (a cast, a white balance)
+    /// has no place in it; these numbers are where such groups are looked for.
+    #[serde(default)]
+    pub colour_stats: bool,
+}
+
+/// Values of the `image_colour` column: the mean of each RGB channel (pixels in [0, 1]), then
+/// the natural log of each channel's standard deviation (floored at 1/255; a log because a
+/// cast or gain scales a channel's spread, which a log turns into a shift).
+pub const COLOUR_STATS: usize = 6;
+
+/// The `image_colour` values of an RGB image ([`COLOUR_STATS`]), at full resolution: the
+/// spread of a channel lives in its pixel noise, which pooling would average away.
+pub fn colour_stats(rgb: &[u8]) -> Vec<f32> {
+    let n = (rgb.len() / 3).max(1) as f64;
+    let mut sum = [0.0f64; 3];
+    let mut sq = [0.0f64; 3];
+    for px in rgb.chunks_exact(3) {
+        for c in 0..3 {
+            let v = f64::from(px[c]) / 255.0;
+            sum[c] += v;
+            sq[c] += v * v;
+        }
+    }
+    let mean = sum.map(|s| s / n);
+    let mut out: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    for c in 0..3 {
+        let var = (sq[c] / n - mean[c] * mean[c]).max(0.0);
+        out.push(var.sqrt().max(1.0 / 255.0).ln() as f32);
+    }
+    out
 }
 
 /// One layer of the `concept` column.
@@ -85,6 +123,8 @@ pub struct RelevanceRecord {
     pub thumbnail: Option<Vec<u8>>,
     /// Relevance per channel of the concept layers when the layout has them.
     pub concept: Option<Vec<f32>>,
+    /// The input's colour statistics ([`colour_stats`]) when the layout has them.
+    pub colour: Option<Vec<f32>>,
 }
 
 /// An input that was skipped, and why.
@@ -167,6 +207,13 @@ pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
         let c = layout.concept_width();
         fields.push(Field::new("concept", columns::fixed_f32_type(c), false));
     }
+    if layout.colour_stats {
+        fields.push(Field::new(
+            "image_colour",
+            columns::fixed_f32_type(COLOUR_STATS),
+            false,
+        ));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -245,6 +292,16 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
             .collect::<Result<_>>()?;
         arrays.push(columns::fixed_f32(concepts.into_iter(), c));
     }
+    if layout.colour_stats {
+        let colours: Vec<&[f32]> = rows
+            .iter()
+            .map(|r| match &r.colour {
+                Some(v) if v.len() == COLOUR_STATS => Ok(v.as_slice()),
+                _ => Err(bad("a row lacks its colour statistics".into())),
+            })
+            .collect::<Result<_>>()?;
+        arrays.push(columns::fixed_f32(colours.into_iter(), COLOUR_STATS));
+    }
     RecordBatch::try_new(schema(layout), arrays).map_err(|e| bad(e.to_string()))
 }
 
@@ -262,6 +319,8 @@ pub struct ReadOptions {
     pub images: bool,
     /// Read the `concept` column when the part has one.
     pub concept: bool,
+    /// Read the `image_colour` column when the part has one.
+    pub colour: bool,
 }
 
 pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
@@ -311,6 +370,11 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             Vec::new()
         };
+        let colours = if options.colour && c.has("image_colour") {
+            c.f32_rows("image_colour")?
+        } else {
+            Vec::new()
+        };
         for i in 0..batch.num_rows() {
             out.push(RelevanceRecord {
                 image_index: image_index[i],
@@ -328,6 +392,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 image_grids: image_grids.iter().map(|g| g[i].clone()).collect(),
                 thumbnail: thumbs.get(i).cloned().flatten(),
                 concept: concepts.get(i).cloned(),
+                colour: colours.get(i).cloned(),
             });
         }
         Ok(out)

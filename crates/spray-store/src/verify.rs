@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// The version of the evidence rows, part of the verify fingerprint (see
 /// `analysis::SCHEMA_VERSION`). 2: `level`. 3: `space` (groups of the concept spaces).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: groups of the colour space (tested by colour transfer, `region = "colour"`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

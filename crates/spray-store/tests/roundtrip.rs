@@ -24,6 +24,9 @@ fn record(i: i64, layout: &RelevanceLayout) -> RelevanceRecord {
                 .map(|j| j as f32 - i as f32)
                 .collect()
         }),
+        colour: layout
+            .colour_stats
+            .then(|| vec![0.5, 0.25, 0.125, -3.0, -2.5, -2.0]),
     }
 }
 
@@ -44,6 +47,7 @@ fn relevance_parts_and_errors_round_trip() {
                 channels: 3,
             },
         ],
+        colour_stats: true,
     };
     let rows: Vec<_> = (0..5).map(|i| record(i, &layout)).collect();
     let path = dir.path().join("part-00000.parquet");
@@ -55,6 +59,7 @@ fn relevance_parts_and_errors_round_trip() {
             map: true,
             images: true,
             concept: true,
+            colour: true,
         },
     )
     .unwrap();
@@ -72,11 +77,16 @@ fn relevance_parts_and_errors_round_trip() {
     .unwrap();
     assert_eq!(narrow[3].grids, vec![vec![3.0; 16]]);
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
-    assert!(narrow[3].concept.is_none());
+    assert!(narrow[3].concept.is_none() && narrow[3].colour.is_none());
     // A row without its concept relevance is refused, not written short.
     let mut short = rows.clone();
     short[2].concept = Some(vec![1.0; 4]);
     assert!(relevance::write_part(&dir.path().join("short.parquet"), &layout, &short).is_err());
+    let mut no_colour = rows.clone();
+    no_colour[1].colour = None;
+    assert!(
+        relevance::write_part(&dir.path().join("no-colour.parquet"), &layout, &no_colour).is_err()
+    );
 
     let errors = vec![ErrorRecord {
         image_index: 9,
@@ -102,6 +112,25 @@ fn relevance_parts_and_errors_round_trip() {
 }
 
 #[test]
+fn colour_statistics_are_channel_means_and_log_spreads() {
+    // Two pixels: red channel 0 and 255 (mean 0.5, sd 0.5), green 51 both (sd 0: floored at
+    // 1/255), blue 0 and 102 (mean 0.2, sd 0.2).
+    let s = relevance::colour_stats(&[0, 51, 0, 255, 51, 102]);
+    let want = [
+        0.5,
+        0.2,
+        0.2,
+        0.5f64.ln(),
+        (1.0f64 / 255.0).ln(),
+        0.2f64.ln(),
+    ];
+    assert_eq!(s.len(), relevance::COLOUR_STATS);
+    for (got, want) in s.iter().zip(want) {
+        assert!((*got as f64 - want).abs() < 1e-5, "{s:?}");
+    }
+}
+
+#[test]
 fn a_row_without_its_grid_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let layout = RelevanceLayout {
@@ -109,6 +138,7 @@ fn a_row_without_its_grid_is_refused() {
         store_map: false,
         store_images: false,
         concept_layers: Vec::new(),
+        colour_stats: false,
     };
     let mut row = record(0, &layout);
     row.grids[0].pop();

@@ -22,6 +22,7 @@ pub fn example_path(
     };
     let space = match space {
         spray_store::FeatureSpace::Concept(i) => format!("c{i}"),
+        spray_store::FeatureSpace::Colour => "col".to_string(),
         _ => String::new(),
     };
     dir.join("examples").join(format!(

@@ -12,6 +12,12 @@
 //! - **transplant**: the region pasted from cluster members into other classes' images → gain
 //!   of this class's logit and the share of predictions that flip to it.
 //!
+//! A group of the colour space (images whose global colour statistics set them apart) has no
+//! region: its "occlusion" gives each member the colours of one of the class's other images,
+//! its "transplant" gives other classes' images a member's colours (per-channel mean and
+//! spread, `perturb::transfer_colour`), and the controls do the same with the class's other
+//! images' colours.
+//!
 //! Output: `<out>/verify/evidence.csv`, strongest evidence first (flip rate, then occlusion
 //! drop beyond the contrast). Logits come from the same compiled LRP model and batches as the
 //! relevance stage (pre-softmax, target = predicted).
@@ -22,7 +28,7 @@ pub mod region;
 mod tables;
 pub mod units;
 
-use perturb::{occlude, paste};
+use perturb::{channel_stats, occlude, paste, transfer_colour};
 
 pub use tables::{aopc_path, evidence_json_path, padding_path, write_evidence, write_tables};
 
@@ -115,6 +121,10 @@ pub struct VerifySettings {
     /// The smallest share of its class a concept-space group must have to be tested.
     #[serde(default = "default_concept_min_share")]
     pub concept_min_share: f64,
+    /// Also test the groups of the analysis' colour space, by colour transfer. Subject to
+    /// `concept_min_share` too: its effect also averages over its donors.
+    #[serde(default = "yes")]
+    pub colour_groups: bool,
 }
 
 fn default_table_images() -> usize {
@@ -163,6 +173,7 @@ impl Default for VerifySettings {
             aopc_steps: default_aopc_steps(),
             concept_groups: true,
             concept_min_share: default_concept_min_share(),
+            colour_groups: true,
         }
     }
 }
@@ -323,6 +334,20 @@ fn load_with(job: &VerifyJob<'_>, preprocess: &Preprocess, image_index: usize) -
         })
 }
 
+/// Per tensor channel, the values a pixel can take (0 to full scale through the
+/// preprocessing's scale, mean and std).
+fn pixel_bounds(pre: &Preprocess) -> [(f32, f32); 3] {
+    let full = match pre.scale {
+        spray_dataset::PixelScale::Unit => 1.0,
+        spray_dataset::PixelScale::Byte => 255.0,
+    };
+    std::array::from_fn(|c| {
+        let std = if pre.std[c] == 0.0 { 1.0 } else { pre.std[c] };
+        let (a, b) = ((0.0 - pre.mean[c]) / std, (full - pre.mean[c]) / std);
+        (a.min(b), a.max(b))
+    })
+}
+
 fn relative_drop(before: f32, after: f32) -> f64 {
     (before - after) as f64 / (before.abs() as f64).max(1e-6)
 }
@@ -349,6 +374,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         map: from_map,
         images: false,
         concept: false,
+        colour: false,
     };
     // Per class: its rows (image, map, prediction, logit).
     let mut by_class: BTreeMap<i32, Vec<Member>> = BTreeMap::new();
@@ -385,13 +411,14 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         .filter(|(i, r)| *i < job.settings.classes || flagged.contains(&r.spectrum.class_name))
         .map(|(_, r)| (r.spectrum.class_index, r.spectrum.class_name.clone()))
         .collect();
-    // Every explanation space's groupings: the relevance maps' and, when tested, each
-    // concept layer's (the image-space baseline is not an explanation).
+    // Every suspect space's groupings: the relevance maps' and, when tested, each concept
+    // layer's and the colour space's (the image-space baseline is what they are compared to).
     let clusters_of: GroupLabels = samples
         .iter()
         .filter(|s| match s.space {
             FeatureSpace::Relevance => true,
             FeatureSpace::Concept(_) => job.settings.concept_groups,
+            FeatureSpace::Colour => job.settings.colour_groups,
             FeatureSpace::Image => false,
         })
         .map(|s| {
@@ -521,6 +548,7 @@ fn class_evidence(
             tested.push((key, idx));
         }
     }
+    let bounds = pixel_bounds(job.preprocess);
     let class_mean = {
         let maps: Vec<&[f32]> = members.iter().map(|m| m.map.as_slice()).collect();
         region::mean(&maps, g * g)
@@ -548,18 +576,21 @@ fn class_evidence(
         // A concept-space group's effect averages over its donors' own regions, so few
         // donors make it noisy: 14 donors give a flip rate ± 0.13 (binomial SE), more than a
         // flag's margin (measured: a clean class's 9 % group at 0.36 on the scenario suite).
-        if matches!(space, FeatureSpace::Concept(_))
+        if matches!(space, FeatureSpace::Concept(_) | FeatureSpace::Colour)
             && (idx.len() as f64) < job.settings.concept_min_share * members.len() as f64
         {
             continue;
         }
         let rest_idx: Vec<usize> = (0..members.len()).filter(|i| !idx.contains(i)).collect();
         let rest_rows = spread(&rest_idx, job.settings.transplant_images);
-        // The region: for a relevance-space group the cells where its mean map exceeds the
-        // rest's (the same pixels in every image, and in the control); for a concept-space
-        // group each image's own cells above its class's mean map (`region::member_region`),
-        // for the group's images and, as the control, for the rest's alike.
+        let colour = space == FeatureSpace::Colour;
+        // What the test changes in an image: for a relevance-space group the cells where its
+        // mean map exceeds the rest's (the same pixels in every image, and in the control);
+        // for a concept-space group each image's own cells above its class's mean map
+        // (`region::member_region`), for the group's images and, as the control, for the
+        // rest's alike; for a colour-space group no region but the colour of the whole image.
         let (cells_text, cell_count, masks, rest_masks) = match space {
+            FeatureSpace::Colour => ("colour".to_string(), g * g, Vec::new(), Vec::new()),
             FeatureSpace::Concept(_) => {
                 let count = region::member_region_cells(g);
                 let own = |i: usize| {
@@ -603,30 +634,50 @@ fn class_evidence(
         };
         summary.clusters += 1;
 
-        // Occlusion on the cluster, then on (up to transplant_images of) the rest.
-        // The cluster's images, decoded once: occluded, pictured and pasted from.
+        // The cluster's images, decoded once: occluded, pictured and given from; then (up to
+        // transplant_images of) the rest's, the control.
         let donors: Vec<Vec<f32>> = idx
             .iter()
             .map(|&i| load(job, members[i].image_index))
             .collect::<Result<_>>()?;
+        let rest_tensors: Vec<Vec<f32>> = rest_rows
+            .iter()
+            .map(|&i| load(job, members[i].image_index))
+            .collect::<Result<_>>()?;
+        let donor_colours: Vec<[(f32, f32); 3]> = donors.iter().map(|t| channel_stats(t)).collect();
+        let rest_colours: Vec<[(f32, f32); 3]> =
+            rest_tensors.iter().map(|t| channel_stats(t)).collect();
+        // Occlusion: image k loses its region, or (colour) takes the colours of the rest's
+        // image k + shift (shift 1 for the rest itself, so that each takes another's).
+        let occlude_all = |originals: &[Vec<f32>], masks: &[Vec<bool>], rows: &[usize], shift| {
+            originals
+                .iter()
+                .enumerate()
+                .map(|(k, original)| {
+                    let mut t = original.clone();
+                    if colour {
+                        if !rest_colours.is_empty() {
+                            let to = &rest_colours[(k + shift) % rest_colours.len()];
+                            transfer_colour(&mut t, to, &bounds);
+                        }
+                    } else {
+                        occlude(
+                            &mut t,
+                            &masks[k],
+                            w,
+                            job.settings.fill,
+                            job.settings.seed ^ rows[k] as u64,
+                        );
+                    }
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
         let occluded_drop = |scorer: &mut Scorer<'_>,
                              rows: &[usize],
-                             originals: &[Vec<f32>],
-                             masks: &[Vec<bool>]|
+                             tensors: &[Vec<f32>]|
          -> Result<(f64, f64, f64)> {
-            let mut tensors = Vec::with_capacity(rows.len());
-            for ((&i, original), mask) in rows.iter().zip(originals).zip(masks) {
-                let mut t = original.clone();
-                occlude(
-                    &mut t,
-                    mask,
-                    w,
-                    job.settings.fill,
-                    job.settings.seed ^ i as u64,
-                );
-                tensors.push(t);
-            }
-            let after = scorer.logits(&tensors)?;
+            let after = scorer.logits(tensors)?;
             let n = rows.len().max(1) as f64;
             let drop = rows
                 .iter()
@@ -646,32 +697,33 @@ fn class_evidence(
                 / n;
             Ok((drop, before_acc, after_acc))
         };
+        let covered = occlude_all(&donors, &masks, idx, 0);
         let (occlusion_drop, accuracy_before, accuracy_after) =
-            occluded_drop(scorer, idx, &donors, &masks)?;
+            occluded_drop(scorer, idx, &covered)?;
         // Pictures for the report: the first member before and after occlusion.
-        let first = donors[0].clone();
-        let mut covered = first.clone();
-        occlude(
-            &mut covered,
-            &masks[0],
-            w,
-            job.settings.fill,
-            job.settings.seed ^ idx[0] as u64,
-        );
-        let mut pictures = vec![first, covered];
-        let rest_tensors: Vec<Vec<f32>> = rest_rows
-            .iter()
-            .map(|&i| load(job, members[i].image_index))
-            .collect::<Result<_>>()?;
-        let (occlusion_drop_rest, _, _) =
-            occluded_drop(scorer, &rest_rows, &rest_tensors, &rest_masks)?;
+        let mut pictures = vec![donors[0].clone(), covered[0].clone()];
+        let covered_rest = occlude_all(&rest_tensors, &rest_masks, &rest_rows, 1);
+        let (occlusion_drop_rest, _, _) = occluded_drop(scorer, &rest_rows, &covered_rest)?;
 
-        // Transplant: donor j mod |cluster| into recipient j, with the donor's region.
-        let mut pasted = other_tensors.clone();
-        for (j, t) in pasted.iter_mut().enumerate() {
-            let d = j % donors.len();
-            paste(t, &donors[d], &masks[d]);
-        }
+        // Transplant: recipient j receives from donor j mod |donors| its region, or its
+        // colours.
+        let give = |from: &[Vec<f32>], from_masks: &[Vec<bool>], colours: &[[(f32, f32); 3]]| {
+            other_tensors
+                .iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    let mut t = t.clone();
+                    let d = j % from.len();
+                    if colour {
+                        transfer_colour(&mut t, &colours[d], &bounds);
+                    } else {
+                        paste(&mut t, &from[d], &from_masks[d]);
+                    }
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
+        let pasted = give(&donors, &masks, &donor_colours);
         if let (Some(before), Some(after)) = (other_tensors.first(), pasted.first()) {
             pictures.push(before.clone());
             pictures.push(after.clone());
@@ -699,17 +751,13 @@ fn class_evidence(
             .iter()
             .filter(|&&j| spray_engine::argmax(after[j].iter().copied()) == k)
             .count();
-        // The control: the same region pasted from the class's other images. A region that
-        // shows the class's object flips recipients whichever member it comes from; a shortcut
-        // the cluster shares flips them only when it comes from the cluster.
+        // The control: the same region (or colours) from the class's other images. A region
+        // that shows the class's object flips recipients whichever member it comes from; a
+        // shortcut the cluster shares flips them only when it comes from the cluster.
         let flip_rate_rest = if rest_tensors.is_empty() {
             0.0
         } else {
-            let mut pasted_rest = other_tensors.clone();
-            for (j, t) in pasted_rest.iter_mut().enumerate() {
-                let d = j % rest_tensors.len();
-                paste(t, &rest_tensors[d], &rest_masks[d]);
-            }
+            let pasted_rest = give(&rest_tensors, &rest_masks, &rest_colours);
             let after_rest = scorer.logits(&pasted_rest)?;
             eligible
                 .iter()

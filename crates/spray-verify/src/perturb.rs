@@ -1,5 +1,6 @@
-//! What the stage does to images: fill a region (mean colour, seeded noise, blur) and paste a
-//! region from another image. Tensors are CHW with three channels; masks are one plane.
+//! What the stage does to images: fill a region (mean colour, seeded noise, blur), paste a
+//! region from another image, and give an image another's colour statistics. Tensors are CHW
+//! with three channels; masks are one plane.
 
 use crate::Fill;
 
@@ -84,9 +85,63 @@ pub(crate) fn paste(target: &mut [f32], donor: &[f32], mask: &[bool]) {
     }
 }
 
+/// Per-channel (mean, standard deviation) of a CHW tensor.
+pub(crate) fn channel_stats(tensor: &[f32]) -> [(f32, f32); 3] {
+    let plane = (tensor.len() / 3).max(1);
+    std::array::from_fn(|c| {
+        let channel = &tensor[c * plane..((c + 1) * plane).min(tensor.len())];
+        let n = channel.len().max(1) as f64;
+        let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = channel
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        (mean as f32, var.sqrt() as f32)
+    })
+}
+
+/// Give a CHW tensor the per-channel mean and spread `to` (each channel standardised, then
+/// rescaled: a per-channel colour transfer), clamped to the values a pixel can take there
+/// (`bounds`, per channel). Structure stays; only the colour changes. Per-channel affine
+/// normalisation commutes with it, so it is the same transfer in pixel or tensor values.
+pub(crate) fn transfer_colour(tensor: &mut [f32], to: &[(f32, f32); 3], bounds: &[(f32, f32); 3]) {
+    let from = channel_stats(tensor);
+    let plane = tensor.len() / 3;
+    for c in 0..3 {
+        let ((m0, s0), (m1, s1), (lo, hi)) = (from[c], to[c], bounds[c]);
+        // A flat channel has no spread to rescale: it is only moved.
+        let gain = if s0 > 1e-6 { s1 / s0 } else { 1.0 };
+        for v in &mut tensor[c * plane..(c + 1) * plane] {
+            *v = ((*v - m0) * gain + m1).clamp(lo, hi);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_colour_transfer_gives_the_target_statistics_and_keeps_the_structure() {
+        let mut t: Vec<f32> = vec![0.0, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 1.0, 1.0, 0.0, 0.0];
+        let wide = [(-100.0, 100.0); 3];
+        let to = [(10.0, 2.0), (-1.0, 0.5), (0.5, 1.0)];
+        transfer_colour(&mut t, &to, &wide);
+        let got = channel_stats(&t);
+        for c in 0..3 {
+            assert!((got[c].0 - to[c].0).abs() < 1e-5, "{got:?}");
+        }
+        // Channels with spread get the target's; the flat one is only moved.
+        assert!((got[0].1 - 2.0).abs() < 1e-5 && (got[2].1 - 1.0).abs() < 1e-5);
+        assert!(got[1].1.abs() < 1e-6);
+        // Order within a channel is kept.
+        assert!(t[0] < t[1] && t[1] < t[2] && t[2] < t[3]);
+        // Clamped to what a pixel can be.
+        let mut u: Vec<f32> = vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0];
+        transfer_colour(&mut u, &[(5.0, 1.0); 3], &[(0.0, 1.0); 3]);
+        assert!(u.iter().all(|&v| v == 1.0));
+    }
 
     #[test]
     fn occlusion_fills_only_the_mask_and_paste_copies_it() {
