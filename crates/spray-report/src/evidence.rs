@@ -105,9 +105,17 @@ pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
             pct(r.occlusion_drop_rest)
         ));
     }
+    // The control differs by space (spray_verify): a concept group's is each of the other
+    // images' own cells; a relevance group's the same shape (by default the stronger of it at
+    // the same place and where each other image's relevance is, `[verify] control`).
+    let control = if matches!(r.space, spray_store::FeatureSpace::Concept(_)) {
+        "the same number of cells from the class's other images, each where its own relevance is"
+    } else {
+        "the same-shaped region from the class's other images"
+    };
     Some(format!(
         "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
-         “{}” (logit {:+.2} on average; the same region from the class's other images: {}); \
+         “{}” (logit {:+.2} on average; {control}: {}); \
          filling that region in the cluster's own images lowers the logit by {} (by {} in the \
          rest of the class).",
         r.group_label(),

@@ -58,6 +58,52 @@ pub fn member_region_cells(g: usize) -> usize {
     (g * g).div_ceil(16).max(1)
 }
 
+/// `region` moved to where `map` holds the most of its own relevance: of every translation
+/// (whole rows and columns) that keeps all of its cells on the g×g grid, the one whose cells
+/// hold the largest share of the L1-normalised map; ties go to the smallest move (then the
+/// first in row-major order), so an image whose relevance is already in the region keeps it.
+/// Why: the control of a relevance-space group pastes the same-shaped region from the
+/// class's other images. Taken at the same pixels, it misses their object when the group is
+/// a natural mode of *where* the object is (a disc on the left, the rest on the right): the
+/// group's region then holds the object and the rest's holds background, which reads as a
+/// shortcut. Taken where each image's own relevance is, it holds their object too. A region
+/// that spans the grid (a frame, a letterbox) cannot move and stays where it is.
+pub fn best_shift(region: &[usize], map: &[f32], g: usize) -> Vec<usize> {
+    if region.is_empty() {
+        return Vec::new();
+    }
+    let share = l1(map);
+    let rows = || region.iter().map(|c| (c / g) as isize);
+    let cols = || region.iter().map(|c| (c % g) as isize);
+    let (r0, r1) = (rows().min().unwrap_or(0), rows().max().unwrap_or(0));
+    let (c0, c1) = (cols().min().unwrap_or(0), cols().max().unwrap_or(0));
+    let g_i = g as isize;
+    let mut best = (f64::NEG_INFINITY, 0isize, 0isize, 0isize);
+    for dr in -r0..g_i - r1 {
+        for dc in -c0..g_i - c1 {
+            let held: f64 = region
+                .iter()
+                .map(|&c| {
+                    let (r, col) = ((c / g) as isize + dr, (c % g) as isize + dc);
+                    share[(r * g_i + col) as usize]
+                })
+                .sum();
+            let distance = dr.abs() + dc.abs();
+            // Strictly larger, or as large and nearer: the scan order settles the rest.
+            if held > best.0 + 1e-12 || ((held - best.0).abs() <= 1e-12 && distance < best.3) {
+                best = (held, dr, dc, distance);
+            }
+        }
+    }
+    let (_, dr, dc, _) = best;
+    let mut moved: Vec<usize> = region
+        .iter()
+        .map(|&c| (((c / g) as isize + dr) * g_i + (c % g) as isize + dc) as usize)
+        .collect();
+    moved.sort_unstable();
+    moved
+}
+
 /// The pixel mask (h×w, row-major) of grid cells `region` of a g×g grid, binned as the maps
 /// were pooled (`grid_bin`).
 pub fn pixel_mask(region: &[usize], g: usize, h: usize, w: usize) -> Vec<bool> {
@@ -82,6 +128,44 @@ pub fn describe(region: &[usize], g: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_moves_to_where_the_image_holds_its_relevance() {
+        // 4×4 grid; the region is the 1×2 block at r0c0–r0c1, the image's relevance sits on
+        // r2c2–r2c3 (and a little at r0c0).
+        let mut map = vec![0.0f32; 16];
+        map[10] = 3.0;
+        map[11] = 2.0;
+        map[0] = 1.0;
+        assert_eq!(best_shift(&[0, 1], &map, 4), vec![10, 11]);
+        // Relevance already in the region: it stays.
+        let mut here = vec![0.0f32; 16];
+        here[0] = 1.0;
+        here[1] = 1.0;
+        assert_eq!(best_shift(&[0, 1], &here, 4), vec![0, 1]);
+        // A map without relevance ties everywhere: the smallest move, none.
+        assert_eq!(best_shift(&[5, 6], &[0.0; 16], 4), vec![5, 6]);
+        // Negative relevance is avoided, not sought (signed shares).
+        let mut signed = vec![0.0f32; 16];
+        signed[0] = -5.0;
+        signed[15] = 1.0;
+        assert_eq!(best_shift(&[0], &signed, 4), vec![15]);
+    }
+
+    #[test]
+    fn a_region_that_spans_the_grid_cannot_move() {
+        // The border of a 4×4 grid (a frame) and a full top row (a letterbox band): every
+        // translation but none leaves the grid.
+        let border: Vec<usize> = (0..16)
+            .filter(|c| c / 4 == 0 || c / 4 == 3 || c % 4 == 0 || c % 4 == 3)
+            .collect();
+        let mut map = vec![0.0f32; 16];
+        map[5] = 10.0;
+        assert_eq!(best_shift(&border, &map, 4), border);
+        // The top row can only move down, whole.
+        assert_eq!(best_shift(&[0, 1, 2, 3], &map, 4), vec![4, 5, 6, 7]);
+        assert_eq!(best_shift(&[], &map, 4), Vec::<usize>::new());
+    }
 
     #[test]
     fn the_region_is_where_the_cluster_exceeds_the_rest() {
