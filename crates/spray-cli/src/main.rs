@@ -2,6 +2,7 @@
 //!
 //! A thin command line over the stage crates; all logic lives in the libraries.
 
+mod errors;
 mod explain;
 mod run;
 
@@ -29,13 +30,13 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Show a model's ops and the LRP rule each layer gets.
     Inspect(explain::InspectArgs),
-    /// Run a pipeline: relevance → analyze → report, cached and resumable.
+    /// Run a pipeline: relevance → analyze → verify → report, cached and resumable.
     Run(run::RunArgs),
     /// Stage 1 of a pipeline: relevance maps into OUT/relevance (Parquet).
     Relevance(run::StageArgs),
     /// Stage 2 of a pipeline: spectral relevance analysis into OUT/analysis.
     Analyze(run::StageArgs),
-    /// Stage 3 of a pipeline: occlusion and transplant evidence for suspicious clusters in
+    /// Stage 3 of a pipeline: occlusion and transplant evidence for suspicious groups in
     /// OUT/verify.
     Verify(run::StageArgs),
     /// Stage 4 of a pipeline: CSV tables and the HTML report in OUT/report.
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", errors::chain_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -97,7 +97,7 @@ impl LrpSection {
             concept: self.concept_layers.clone(),
             ..options
         })
-        .map_err(|e| PipelineError::Config(format!("[lrp] composite: {e}")))
+        .map_err(|e| PipelineError::Composite(e.to_string()))
     }
 }
 
@@ -147,9 +147,17 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// A settings file that does not parse or holds an invalid value.
+fn settings_error(file: &Path, message: impl ToString) -> PipelineError {
+    PipelineError::Settings {
+        file: file.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
 fn read_toml(path: &Path) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path).map_err(|e| crate::io(path, e))?;
-    toml::from_str(&text).map_err(|e| PipelineError::Config(format!("{}: {e}", path.display())))
+    toml::from_str(&text).map_err(|e| settings_error(path, e))
 }
 
 /// Model keys: `path` and `config` are paths; `input_name`; the rest is [`Preprocess`].
@@ -157,7 +165,7 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
     let mut merged = toml::Table::new();
     if let Some(config) = table.get("config") {
         let config = config.as_str().ok_or_else(|| {
-            PipelineError::Config(format!("{}: [model] config must be a path", file.display()))
+            settings_error(file, "[model] config must be a path")
         })?;
         let config_path = resolve(base, Path::new(config));
         let mut inner = read_toml(&config_path)?;
@@ -180,7 +188,7 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
         }
         if k == "path" {
             let p = v.as_str().ok_or_else(|| {
-                PipelineError::Config(format!("{}: [model] path must be a string", file.display()))
+                settings_error(file, "[model] path must be a string")
             })?;
             merged.insert(
                 k.clone(),
@@ -194,17 +202,14 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
         .remove("path")
         .and_then(|v| v.as_str().map(PathBuf::from))
         .ok_or_else(|| {
-            PipelineError::Config(format!(
-                "{}: [model] needs `path` (or a `config` that sets it)",
-                file.display()
-            ))
+            settings_error(file, "[model] needs `path` (or a `config` that sets it)")
         })?;
     let input_name = merged
         .remove("input_name")
         .and_then(|v| v.as_str().map(str::to_owned));
     let preprocess: Preprocess = toml::Value::Table(merged)
         .try_into()
-        .map_err(|e| PipelineError::Config(format!("{}: [model]: {e}", file.display())))?;
+        .map_err(|e| settings_error(file, format!("[model]: {e}")))?;
     preprocess.validate()?;
     Ok(ModelConfig {
         path,
@@ -217,7 +222,7 @@ impl Pipeline {
     pub fn load(file: &Path) -> Result<Pipeline> {
         let text = std::fs::read_to_string(file).map_err(|e| crate::io(file, e))?;
         let raw: PipelineFile = toml::from_str(&text)
-            .map_err(|e| PipelineError::Config(format!("{}: {e}", file.display())))?;
+            .map_err(|e| settings_error(file, e))?;
         let base = file
             .parent()
             .map(Path::to_path_buf)

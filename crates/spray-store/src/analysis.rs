@@ -13,86 +13,7 @@ use crate::columns;
 use crate::io::{io_err, parquet_err};
 use crate::{write_batches_atomically, Result, StoreError};
 
-/// Which features a spectrum or embedding was computed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum FeatureSpace {
-    /// The relevance maps (what SpRAy analyses).
-    #[default]
-    Relevance,
-    /// The downsized input images: the baseline that tells structure the images already have
-    /// from structure only the explanations have.
-    Image,
-    /// The relevance per channel of the relevance dataset's concept layer i
-    /// (`RelevanceLayout::concept_layers[i]`): where explanations differ in *which features*
-    /// carry the logit rather than where in the image.
-    Concept(u8),
-    /// Each image's global colour statistics (`relevance::colour_stats`): a shortcut that is a
-    /// colour — a cast, a white balance — is in no pixel heatmap (relevance is summed over
-    /// channels) and, when the rules at the input are flat, in no channel profile either; its
-    /// groups are suspects that the verify stage tests by transferring the colour.
-    Colour,
-}
-
-impl FeatureSpace {
-    /// Spaces whose clusters are groups of explanations, as opposed to the image-derived
-    /// spaces (the image baseline, colour statistics).
-    pub fn is_explanation(self) -> bool {
-        matches!(self, FeatureSpace::Relevance | FeatureSpace::Concept(_))
-    }
-
-    /// Spaces whose groups are suspects: tested by the verify stage and scored by `spray
-    /// evaluate`. Every explanation space, and colour (a colour group is tested by
-    /// transferring its colour, so the model, not the images, says whether it matters). Not
-    /// the image baseline, whose structure is what the explanations are compared against.
-    pub fn is_suspect(self) -> bool {
-        !matches!(self, FeatureSpace::Image)
-    }
-}
-
-impl std::fmt::Display for FeatureSpace {
-    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`, `colour`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FeatureSpace::Relevance => f.write_str("relevance"),
-            FeatureSpace::Image => f.write_str("image"),
-            FeatureSpace::Concept(i) => write!(f, "concept-{i}"),
-            FeatureSpace::Colour => f.write_str("colour"),
-        }
-    }
-}
-
-impl serde::Serialize for FeatureSpace {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for FeatureSpace {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl std::str::FromStr for FeatureSpace {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "relevance" => Ok(FeatureSpace::Relevance),
-            "image" => Ok(FeatureSpace::Image),
-            "colour" => Ok(FeatureSpace::Colour),
-            other => other
-                .strip_prefix("concept-")
-                .and_then(|i| i.parse().ok())
-                .map(FeatureSpace::Concept)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown feature space '{other}' (relevance, image, concept-<i>, colour)"
-                    )
-                }),
-        }
-    }
-}
+pub use crate::space::FeatureSpace;
 
 /// The spectrum of one group in one feature space.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +43,13 @@ pub struct ClassSpectrum {
     pub score: f64,
     /// The cluster that stands out most by the contrast criterion, and why.
     pub contrast: ClusterContrast,
+}
+
+impl ClassSpectrum {
+    /// The analysed group (`class_index`, −1 for every sample).
+    pub fn group(&self) -> crate::AnalysisGroup {
+        crate::AnalysisGroup::from_index(self.class_index)
+    }
 }
 
 /// How strongly one cluster of a group stands apart from the rest of it: the kNN graph
@@ -365,12 +293,9 @@ pub fn read_samples(path: &Path) -> Result<Vec<SampleEmbedding>> {
     })
 }
 
+/// The group's part of the file names (`c00007`, `all`): [`crate::AnalysisGroup::file_name`].
 pub fn group_name(class_index: i32) -> String {
-    if class_index < 0 {
-        "all".into()
-    } else {
-        format!("c{class_index:05}")
-    }
+    crate::AnalysisGroup::from_index(class_index).file_name()
 }
 
 pub fn spectrum_path(dir: &Path, class_index: i32) -> PathBuf {

@@ -147,10 +147,14 @@ impl<'a> Columns<'a> {
     }
 
     /// A Utf8 column of typed values (an enum spelled as text).
-    pub fn parsed<T: std::str::FromStr<Err = String>>(&self, name: &str) -> Result<Vec<T>> {
+    pub fn parsed<T>(&self, name: &str) -> Result<Vec<T>>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
         self.strings(name)?
             .iter()
-            .map(|v| v.parse().map_err(|e: String| self.err(name, e)))
+            .map(|v| v.parse().map_err(|e: T::Err| self.err(name, e.to_string())))
             .collect()
     }
 

@@ -40,6 +40,41 @@ impl Fingerprint {
     }
 }
 
+/// A stage's cache key, built in the one order every stage uses: the keys of the stages it
+/// reads, its tables' schema version, the spray version, its settings (as JSON), then what
+/// else it reads (the relevance stage: the class and sample lists).
+pub struct StageKey(Fingerprint);
+
+impl StageKey {
+    /// Start a key from the upstream keys (in pipeline order) and, for a stage whose tables
+    /// have a schema version, `(stage name, version)`.
+    pub fn new(upstream: &[&str], schema: Option<(&str, u32)>) -> Self {
+        let mut f = Fingerprint::new();
+        for key in upstream {
+            f = f.bytes(key);
+        }
+        if let Some((stage, version)) = schema {
+            f = f.bytes(format!("{stage}-schema-{version}"));
+        }
+        StageKey(f.spray_version())
+    }
+
+    /// One settings value, by its JSON form.
+    pub fn settings<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
+        StageKey(self.0.json(value))
+    }
+
+    /// Other inputs, as raw bytes.
+    pub fn data(self, bytes: impl AsRef<[u8]>) -> Self {
+        StageKey(self.0.bytes(bytes))
+    }
+
+    /// Lower-case hex digest.
+    pub fn finish(self) -> String {
+        self.0.finish()
+    }
+}
+
 /// The SHA-256 of a file's bytes, as lower-case hex.
 pub fn file_digest(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
@@ -56,5 +91,21 @@ mod tests {
         let direct = format!("{:x}", Sha256::digest(b"ab[1,2]"));
         assert_eq!(built, direct);
         assert_ne!(built, Fingerprint::new().json(&[1, 2]).bytes("ab").finish());
+    }
+
+    #[test]
+    fn a_stage_key_is_upstream_schema_version_settings_data() {
+        let key = StageKey::new(&["up1", "up2"], Some(("analysis", 4)))
+            .settings(&[1])
+            .data("x")
+            .finish();
+        let direct = Fingerprint::new()
+            .bytes("up1up2analysis-schema-4")
+            .spray_version()
+            .bytes("[1]x")
+            .finish();
+        assert_eq!(key, direct);
+        let no_schema = StageKey::new(&["up1"], None).finish();
+        assert_eq!(no_schema, Fingerprint::new().bytes("up1").spray_version().finish());
     }
 }

@@ -6,18 +6,22 @@
 
 pub mod analysis;
 mod columns;
+pub mod csv;
 pub mod fingerprint;
+pub mod group;
 mod io;
 pub mod lock;
 pub mod manifest;
 pub mod ranking;
 pub mod relevance;
 mod shard;
+pub mod space;
 pub mod stage;
 pub mod verify;
 
-pub use analysis::FeatureSpace;
-pub use fingerprint::{file_digest, Fingerprint};
+pub use group::{AnalysisGroup, ClusterLevel, GroupId};
+pub use space::{EvidenceTest, FeatureSpace, SpaceSpec, SPACES};
+pub use fingerprint::{file_digest, Fingerprint, StageKey};
 pub use io::{
     list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
 };
@@ -40,6 +44,15 @@ pub enum StoreError {
     /// Another process holds the output folder.
     #[error("{0}")]
     Busy(String),
+    /// A value could not be serialised (a unit, a manifest, a table).
+    #[error("{path}: cannot write: {message}")]
+    Encode { path: String, message: String },
+    /// A stage folder holds results of other inputs or settings: mixing them would be wrong.
+    #[error(
+        "{dir} holds {stage} results of other inputs or settings; use another folder or rerun \
+         with --force {stage}"
+    )]
+    Foreign { dir: String, stage: &'static str },
     #[error("{path}: column `{column}`: {message}")]
     Schema {
         path: String,

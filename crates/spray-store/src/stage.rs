@@ -108,15 +108,7 @@ pub fn report_state(dir: &Path, fingerprint: &str) -> StageState {
     }
 }
 
-/// `<out>/verify/_verify.json`, written first.
-pub fn verify_manifest_path(dir: &Path) -> PathBuf {
-    dir.join("_verify.json")
-}
-
-/// `<out>/verify/evidence.csv`.
-pub fn verify_evidence_path(dir: &Path) -> PathBuf {
-    dir.join("evidence.csv")
-}
+pub use crate::verify::{evidence_path as verify_evidence_path, manifest_path as verify_manifest_path};
 
 /// `<out>/report/_report.json`, written last.
 pub fn report_manifest_path(dir: &Path) -> PathBuf {

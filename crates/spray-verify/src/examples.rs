@@ -1,34 +1,45 @@
 //! Before/after pictures of one occluded cluster member and one transplant recipient, for the
-//! report: `<out>/verify/examples/<group>-k<cluster>-<kind>.png`.
+//! report: `<out>/verify/examples/<class>-<tested group>-<kind>.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use spray_dataset::{ChannelOrder, PixelScale, Preprocess};
+use spray_store::{AnalysisGroup, GroupId};
+
+use crate::evidence::PictureSink;
 
 /// The four pictures of a tested cluster, in the order the report shows them.
 pub const KINDS: [&str; 4] = ["original", "occluded", "recipient", "transplanted"];
 
-pub fn example_path(
-    dir: &Path,
-    class_index: i32,
-    space: spray_store::FeatureSpace,
-    level: spray_store::verify::ClusterLevel,
-    cluster: i32,
-    kind: &str,
-) -> PathBuf {
-    let tag = match level {
-        spray_store::verify::ClusterLevel::Cluster => "k",
-        spray_store::verify::ClusterLevel::Split => "s",
-    };
-    let space = match space {
-        spray_store::FeatureSpace::Concept(i) => format!("c{i}"),
-        spray_store::FeatureSpace::Colour => "col".to_string(),
-        _ => String::new(),
-    };
-    dir.join("examples").join(format!(
-        "{}-{space}{tag}{cluster}-{kind}.png",
-        spray_store::analysis::group_name(class_index)
-    ))
+/// Writes a tested group's pictures under `<out>/verify/examples/`
+/// ([`spray_store::verify::example_path`]).
+pub struct ExampleWriter<'a> {
+    /// `<out>/verify`.
+    pub dir: &'a Path,
+    pub class_index: i32,
+    pub preprocess: &'a Preprocess,
+    /// Input height and width.
+    pub size: [usize; 2],
+}
+
+impl PictureSink for ExampleWriter<'_> {
+    fn write(&self, group: GroupId, pictures: &[Vec<f32>]) -> crate::Result<Vec<String>> {
+        let [h, w] = self.size;
+        let mut files = Vec::new();
+        for (kind, tensor) in KINDS.iter().zip(pictures) {
+            let path = spray_store::verify::example_path(
+                self.dir,
+                AnalysisGroup::from_index(self.class_index),
+                group,
+                kind,
+            );
+            write_png(&path, &to_rgb(tensor, self.preprocess, h, w))?;
+            if let Ok(rel) = path.strip_prefix(self.dir) {
+                files.push(rel.display().to_string());
+            }
+        }
+        Ok(files)
+    }
 }
 
 /// A prepared CHW tensor back to the RGB image the model saw (undoing scale, mean/std and
@@ -61,7 +72,10 @@ pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), crate::Verify
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )
-    .map_err(|e| crate::VerifyError::Config(format!("{}: {e}", path.display())))?;
+    .map_err(|e| crate::VerifyError::Picture {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     spray_store::write_atomically(path, &bytes)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! region from another image, and give an image another's colour statistics. Tensors are CHW
 //! with three channels; masks are one plane.
 
-use crate::Fill;
+use crate::settings::Fill;
 
 /// Fill the masked pixels of a CHW tensor.
 /// Fill the masked pixels of a CHW tensor (`width` pixels per row) with `fill`.

@@ -1,7 +1,58 @@
-//! The verify stage's evidence table (`<out>/verify/evidence.csv` and its JSON twin
-//! `evidence.json`), whose rows the report reads: the contract between stage 3 and stage 4.
+//! The verify stage's contracts: its folder layout, its work units and manifest
+//! ([`units`]), and its tables ([`tables`]): the evidence rows (`evidence.csv` and its JSON
+//! twin `evidence.json`, which the report, the pipeline and `spray evaluate` read), the
+//! padding and AOPC rows.
+//!
+//! ```text
+//! <out>/verify/_verify.json              fingerprint + units (written first)
+//! <out>/verify/units/class-NNNNN.toml    one finished class
+//! <out>/verify/examples/*.png            before/after pictures of tested groups
+//! <out>/verify/padding.csv, aopc.csv
+//! <out>/verify/evidence.json, evidence.csv   (the CSV last: it marks the stage complete)
+//! ```
 
 use std::path::{Path, PathBuf};
+
+mod tables;
+pub mod units;
+
+pub use tables::{sort_evidence, write_evidence, write_tables, Aopc, PaddingEffect};
+pub use units::{read_unit, unit_path, write_manifest, write_unit, ClassUnit, VerifyManifest};
+
+/// `<out>/verify/_verify.json`, written first.
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("_verify.json")
+}
+
+/// `<out>/verify/evidence.csv`, written last.
+pub fn evidence_path(dir: &Path) -> PathBuf {
+    dir.join("evidence.csv")
+}
+
+/// `<out>/verify/padding.csv`.
+pub fn padding_path(dir: &Path) -> PathBuf {
+    dir.join("padding.csv")
+}
+
+/// `<out>/verify/aopc.csv`.
+pub fn aopc_path(dir: &Path) -> PathBuf {
+    dir.join("aopc.csv")
+}
+
+/// `<out>/verify/examples/<group>-<tested group>-<kind>.png`: a tested group's picture of
+/// `kind` (before/after occlusion or transplant).
+pub fn example_path(
+    dir: &Path,
+    group: crate::group::AnalysisGroup,
+    tested: GroupId,
+    kind: &str,
+) -> PathBuf {
+    dir.join("examples").join(format!(
+        "{}-{}-{kind}.png",
+        group.file_name(),
+        tested.file_tag()
+    ))
+}
 
 /// The version of the evidence rows, part of the verify fingerprint (see
 /// `analysis::SCHEMA_VERSION`). 2: `level`. 3: `space` (groups of the concept spaces).
@@ -53,62 +104,43 @@ pub struct Evidence {
     pub examples: Vec<String>,
 }
 
-/// The groupings of a class the verify stage tests: the analysis' clusters (their number from
-/// the spectrum), and the two sides of its best two-way split. Why both: no one number of
-/// clusters isolates every artifact — a rare artifact (15 % of a class) needs the finer
-/// clustering, one on half the class the coarser split (`benches/RESULTS.md`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClusterLevel {
-    /// `cluster` of the analysis' samples table.
-    #[default]
-    Cluster,
-    /// `split` of the analysis' samples table.
-    Split,
-}
-
-impl ClusterLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClusterLevel::Cluster => "cluster",
-            ClusterLevel::Split => "split",
-        }
-    }
-
-    /// How a group is named on the page: "cluster 3", "split side 1".
-    pub fn label(self, id: i32) -> String {
-        match self {
-            ClusterLevel::Cluster => format!("cluster {id}"),
-            ClusterLevel::Split => format!("split side {id}"),
-        }
-    }
-}
+pub use crate::group::{ClusterLevel, GroupId};
 
 /// How a tested group is named on the page: "cluster 3", "split side 1" in the relevance
 /// space, "concept-0 cluster 2" in a concept space.
 pub fn group_label(space: crate::FeatureSpace, level: ClusterLevel, id: i32) -> String {
-    match space {
-        crate::FeatureSpace::Relevance => level.label(id),
-        other => format!("{other} {}", level.label(id)),
+    GroupId {
+        space,
+        level,
+        label: id,
     }
+    .name()
 }
 
 impl Evidence {
-    /// `group_label` of this row's group.
+    /// The tested group.
+    pub fn group(&self) -> GroupId {
+        GroupId {
+            space: self.space,
+            level: self.level,
+            label: self.cluster,
+        }
+    }
+
+    /// How the page names the tested group ([`GroupId::name`]).
     pub fn group_label(&self) -> String {
-        group_label(self.space, self.level, self.cluster)
+        self.group().name()
+    }
+
+    /// The effect specific to the group: its transplant's flip rate minus the control's.
+    /// The one definition the evidence order, the class ranking and the flag read.
+    pub fn specific(&self) -> f64 {
+        self.transplant_flip_rate - self.transplant_flip_rate_rest
+    }
+
+    /// The occlusion's contrast: the drop on the group's images minus on the class's others.
+    pub fn occlusion_contrast(&self) -> f64 {
+        self.occlusion_drop - self.occlusion_drop_rest
     }
 }
 

@@ -1,8 +1,8 @@
-//! The stage's work unit is a class: its clusters' evidence, its padding rows and its AOPC row,
-//! written to `units/class-<index>.toml` when finished. A rerun keeps finished units (resume),
-//! `--shard i/n` takes the units at positions ≡ i (mod n), and whichever process finds every
-//! unit present assembles the tables. `_verify.json` lists the units under the stage's
-//! fingerprint; `evidence.csv`, written last, marks the stage complete.
+//! The verify stage's work unit is a class: its groups' evidence, its padding rows and its
+//! AOPC row, written to `units/class-<index>.toml` when finished. A rerun keeps finished units
+//! (resume), `--shard i/n` takes the units at positions ≡ i (mod n), and whichever process
+//! finds every unit present assembles the tables. `_verify.json` lists the units under the
+//! stage's fingerprint; `evidence.csv`, written last, marks the stage complete.
 //!
 //! Units are TOML, not JSON: Rust's float formatting and parsing round-trip exactly, so the
 //! assembled tables are bit-for-bit what one process computes (serde_json's default float
@@ -10,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Aopc, Evidence, PaddingEffect, Result, VerifyError};
+use super::{manifest_path, Aopc, Evidence, PaddingEffect};
+use crate::io::io_err;
+use crate::{Result, StoreError};
 
 /// What the stage found for one class.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -29,34 +31,35 @@ pub struct VerifyManifest {
     pub units: Vec<i32>,
 }
 
+/// `<out>/verify/units/class-<index>.toml`.
 pub fn unit_path(dir: &Path, class_index: i32) -> PathBuf {
     dir.join("units")
         .join(format!("class-{class_index:05}.toml"))
 }
 
 pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
+    let path = unit_path(dir, unit.class_index);
+    let text = toml::to_string(unit).map_err(|e| StoreError::Encode {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     // write_atomically creates `units/` when needed.
-    spray_store::write_atomically(
-        &unit_path(dir, unit.class_index),
-        toml::to_string(unit)
-            .map_err(|e| VerifyError::Config(e.to_string()))?
-            .as_bytes(),
-    )?;
-    Ok(())
+    crate::write_atomically(&path, text.as_bytes())
 }
 
 pub fn read_unit(dir: &Path, class_index: i32) -> Result<ClassUnit> {
     let path = unit_path(dir, class_index);
-    let text = std::fs::read_to_string(&path).map_err(|source| spray_store::StoreError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+    toml::from_str(&text).map_err(|e| StoreError::Schema {
         path: path.display().to_string(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| VerifyError::Config(format!("{}: {e}", path.display())))
+        column: "(unit)".into(),
+        message: e.to_string(),
+    })
 }
 
 /// Write `_verify.json` unless it is there for this fingerprint (every shard writes the same).
 pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
-    let path = crate::manifest_path(dir);
+    let path = manifest_path(dir);
     let existing = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str::<VerifyManifest>(&t).ok());
@@ -65,19 +68,18 @@ pub fn write_manifest(dir: &Path, manifest: &VerifyManifest) -> Result<()> {
         // Units of other inputs or settings are never mixed with these (the pipeline clears a
         // stale folder before the stage runs).
         Some(e) if e.fingerprint != manifest.fingerprint => {
-            return Err(VerifyError::Config(format!(
-                "{} holds verify results of other inputs or settings; use another folder or \
-                 rerun with --force verify",
-                dir.display()
-            )))
+            return Err(StoreError::Foreign {
+                dir: dir.display().to_string(),
+                stage: "verify",
+            })
         }
         _ => {}
     }
-    spray_store::write_atomically(
-        &path,
-        &serde_json::to_vec(manifest).map_err(|e| VerifyError::Config(e.to_string()))?,
-    )?;
-    Ok(())
+    let bytes = serde_json::to_vec(manifest).map_err(|e| StoreError::Encode {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    crate::write_atomically(&path, &bytes)
 }
 
 #[cfg(test)]
@@ -98,6 +100,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("other inputs or settings"), "{err}");
+        assert!(err.contains("--force verify"), "{err}");
         let unit = ClassUnit {
             class_index: 1,
             evidence: vec![],

@@ -1,0 +1,217 @@
+//! One run's context and what executing each stage means: the stage crates' jobs built from
+//! the pipeline, and the line each prints.
+
+use std::path::PathBuf;
+
+use spray_dataset::Dataset;
+use spray_engine::Device;
+use spray_relevance::RelevanceJob;
+use spray_store::stage::{self as store_stage, StageState};
+use spray_store::Shard;
+
+use crate::fingerprints::Fingerprints;
+use crate::{flag, stage_dir, Pipeline, PipelineError, Result, RunOptions, Stage};
+
+/// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
+/// model is reported here, before any image is decoded).
+pub(crate) fn compile_model(pipeline: &Pipeline) -> Result<spray_lrp::LrpModel> {
+    let fail = |message: String| PipelineError::Lrp {
+        path: pipeline.model.path.display().to_string(),
+        message,
+    };
+    let model = spray_onnx::load_model(&pipeline.model.path).map_err(|e| fail(e.to_string()))?;
+    spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// What one run knows: the pipeline, its options, the dataset and every stage's key.
+pub(crate) struct RunContext<'a> {
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) options: &'a RunOptions,
+    pub(crate) dataset: Dataset,
+    pub(crate) fingerprints: Fingerprints,
+    pub(crate) device: Device,
+}
+
+/// The classes in rank order with their scores, and the flagged ones.
+pub(crate) struct Ranking {
+    pub(crate) ranked: Vec<(String, f64, Option<f64>)>,
+    pub(crate) flagged: Vec<String>,
+}
+
+/// What executing a stage did.
+pub(crate) struct Executed {
+    /// Work units finished by an earlier run and kept.
+    pub(crate) done_before: usize,
+    pub(crate) detail: String,
+    /// The report's ranking and flags (report stage only).
+    pub(crate) ranking: Option<Ranking>,
+}
+
+impl RunContext<'_> {
+    pub(crate) fn dir(&self, stage: Stage) -> PathBuf {
+        stage_dir(self.pipeline, stage)
+    }
+
+    /// The stage's state in its folder (absent when the stage is switched off).
+    pub(crate) fn state(&self, stage: Stage) -> StageState {
+        match self.fingerprints.of(stage) {
+            Some(fp) => stage.state(&self.dir(stage), fp),
+            None => StageState::Absent,
+        }
+    }
+
+    pub(crate) fn shard(&self) -> Shard {
+        self.options.shard.unwrap_or(Shard::ALL)
+    }
+
+    /// Do the stage's (remaining) work.
+    pub(crate) fn execute(&self, stage: Stage) -> Result<Executed> {
+        match stage {
+            Stage::Relevance => self.relevance(),
+            Stage::Analyze => self.analyze(),
+            Stage::Verify => self.verify(),
+            Stage::Report => self.report(),
+        }
+    }
+
+    fn relevance(&self) -> Result<Executed> {
+        let pipeline = self.pipeline;
+        // Compile first: an unsupported op is reported before any image is decoded.
+        let compiled = compile_model(pipeline)?;
+        let shard = self.shard();
+        let result = spray_relevance::run(&RelevanceJob {
+            dataset: &self.dataset,
+            preprocess: &pipeline.model.preprocess,
+            model: &compiled,
+            model_fingerprint: self.fingerprints.model.clone(),
+            settings: &pipeline.relevance,
+            device: self.device,
+            threads: pipeline.lrp.threads,
+            dir: self.dir(Stage::Relevance),
+            shard,
+            progress: self.options.progress,
+        })?;
+        Ok(Executed {
+            done_before: result.parts_done_before,
+            detail: format!(
+                "shard {shard}: {} images in {} new parts ({:.1} images/s), {} maps, {} skipped inputs; {} parts were already done",
+                result.images,
+                result.parts_written,
+                result.images_per_second(),
+                result.rows,
+                result.errors,
+                result.parts_done_before
+            ),
+            ranking: None,
+        })
+    }
+
+    fn analyze(&self) -> Result<Executed> {
+        let pipeline = self.pipeline;
+        let shard = self.shard();
+        let result = spray_analyze::run(&spray_analyze::AnalyzeJob {
+            relevance_dir: self.dir(Stage::Relevance),
+            dir: self.dir(Stage::Analyze),
+            settings: &pipeline.analysis,
+            shard,
+            progress: self.options.progress,
+        })?;
+        Ok(Executed {
+            done_before: result.groups_done_before,
+            detail: format!(
+                "shard {shard}: {} groups analysed ({} samples), {} already done",
+                result.groups_written, result.samples, result.groups_done_before
+            ),
+            ranking: None,
+        })
+    }
+
+    fn verify(&self) -> Result<Executed> {
+        let pipeline = self.pipeline;
+        let dir = self.dir(Stage::Verify);
+        let compiled = compile_model(pipeline)?;
+        let shard = self.shard();
+        let result = spray_verify::run(&spray_verify::VerifyJob {
+            relevance_dir: self.dir(Stage::Relevance),
+            analysis_dir: self.dir(Stage::Analyze),
+            dir,
+            dataset: &self.dataset,
+            preprocess: &pipeline.model.preprocess,
+            model: &compiled,
+            grid: pipeline.analysis.grid,
+            settings: &pipeline.verify,
+            composite: pipeline.lrp.composite.to_string(),
+            device: self.device,
+            threads: pipeline.lrp.threads,
+            fingerprint: self.fingerprints.verify.clone().unwrap_or_default(),
+            shard,
+        })?;
+        Ok(Executed {
+            done_before: result.units_done_before,
+            detail: format!(
+                "shard {shard}: {} classes done ({} clusters of {} classes tested), {} images scored ({:.0} images/s); {} classes were already done",
+                result.units_written,
+                result.clusters,
+                result.classes,
+                result.images_run,
+                result.images_run as f64 / result.seconds.max(1e-9),
+                result.units_done_before
+            ),
+            ranking: None,
+        })
+    }
+
+    fn report(&self) -> Result<Executed> {
+        let pipeline = self.pipeline;
+        let dir = self.dir(Stage::Report);
+        let result = spray_report::run(&spray_report::ReportJob {
+            relevance_dir: self.dir(Stage::Relevance),
+            analysis_dir: self.dir(Stage::Analyze),
+            dir: dir.clone(),
+            verify_dir: pipeline.verify.enabled.then(|| self.dir(Stage::Verify)),
+            settings: &pipeline.report,
+            run_info: pipeline.run_info(),
+        })?;
+        store_stage::write_completion_mark(
+            &store_stage::report_manifest_path(&dir),
+            &self.fingerprints.report,
+        )?;
+        Ok(Executed {
+            done_before: 0,
+            detail: format!(
+                "{} classes, {} KB of HTML",
+                result.classes,
+                result.html_bytes / 1024
+            ),
+            ranking: Some(Ranking {
+                ranked: result.ranking,
+                flagged: result.flagged,
+            }),
+        })
+    }
+
+    /// The ranking of a cached report, read back from the analysis and the verify stage's
+    /// evidence (the report's own order: spray_store::ranking::rank_with_evidence).
+    pub(crate) fn cached_ranking(&self) -> Result<Ranking> {
+        let spectra = spray_store::analysis::read_all_spectra(&self.dir(Stage::Analyze))?;
+        let evidence = if self.pipeline.verify.enabled {
+            spray_store::verify::read_evidence(&self.dir(Stage::Verify))?
+        } else {
+            Vec::new()
+        };
+        let ranked = spray_report::rank_with_evidence(&spectra, &evidence);
+        let flagged = flag(&ranked);
+        let ranked = ranked
+            .into_iter()
+            .map(|r| {
+                (
+                    r.spectrum.class_name,
+                    r.spectrum.score,
+                    r.evidence.map(|e| e.specific()),
+                )
+            })
+            .collect();
+        Ok(Ranking { ranked, flagged })
+    }
+}

@@ -1,0 +1,75 @@
+//! Every stage's cache key, computed once per run through `spray_store::StageKey` (each
+//! stage's own `fingerprint` function, the report's here): each chains the one before, so a
+//! change anywhere upstream invalidates everything downstream.
+
+use spray_dataset::Dataset;
+use spray_store::{Fingerprint, StageKey};
+
+use crate::{Pipeline, Result, Stage};
+
+/// The fingerprint of the model and the rules: the ONNX file's bytes, the composite (its
+/// file's contents when it is a file), the input name.
+fn model_fingerprint(pipeline: &Pipeline) -> Result<String> {
+    let mut f = Fingerprint::new()
+        .bytes(spray_store::file_digest(&pipeline.model.path)?)
+        .json(&pipeline.lrp.fingerprint_view());
+    if let Some(file) = pipeline.lrp.composite.file() {
+        f = f.bytes(spray_store::file_digest(file)?);
+    }
+    Ok(
+        f.bytes(pipeline.model.input_name.clone().unwrap_or_default())
+            .finish(),
+    )
+}
+
+/// Every stage's cache key, computed once per run. Each chains the one before, so a change
+/// anywhere upstream invalidates everything downstream.
+pub(crate) struct Fingerprints {
+    pub(crate) model: String,
+    pub(crate) relevance: String,
+    pub(crate) analysis: String,
+    /// `None` when the verify stage is switched off.
+    pub(crate) verify: Option<String>,
+    pub(crate) report: String,
+}
+
+impl Fingerprints {
+    pub(crate) fn new(pipeline: &Pipeline, dataset: &Dataset) -> Result<Self> {
+        // Hashing the model reads the whole ONNX file: once per run.
+        let model = model_fingerprint(pipeline)?;
+        let relevance = spray_relevance::fingerprint(
+            &model,
+            dataset,
+            &pipeline.model.preprocess,
+            &pipeline.relevance,
+        );
+        let analysis = spray_analyze::fingerprint(&relevance, &pipeline.analysis);
+        let verify = pipeline
+            .verify
+            .enabled
+            .then(|| spray_verify::fingerprint(&analysis, &pipeline.verify));
+        // The report shows the verify stage's evidence, so its fingerprint chains through.
+        let upstream: Vec<&str> = std::iter::once(analysis.as_str())
+            .chain(verify.as_deref())
+            .collect();
+        let report = StageKey::new(&upstream, None)
+            .settings(&pipeline.report)
+            .finish();
+        Ok(Fingerprints {
+            model,
+            relevance,
+            analysis,
+            verify,
+            report,
+        })
+    }
+
+    pub(crate) fn of(&self, stage: Stage) -> Option<&str> {
+        match stage {
+            Stage::Relevance => Some(&self.relevance),
+            Stage::Analyze => Some(&self.analysis),
+            Stage::Verify => self.verify.as_deref(),
+            Stage::Report => Some(&self.report),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The stage's view of the relevance dataset: per class, its images with their map at the
+//! analysis grid, the prediction and the class logit before any change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use spray_store::relevance::{self as rel, ReadOptions};
+
+use crate::{Result, VerifyError};
+
+/// One image of a class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub image_index: usize,
+    /// Its relevance map sum-pooled to the analysis grid (g × g, row-major).
+    pub map: Vec<f32>,
+    pub predicted: i32,
+    /// Its class's logit, before any change.
+    pub class_logit: f32,
+}
+
+/// Per class, its members in image order.
+pub type MembersByClass = BTreeMap<i32, Vec<Member>>;
+
+/// Every finished part's rows, grouped by class; maps at grid `g` (pooled from the stored map
+/// when the relevance stage did not store that grid). Also the class names.
+pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, Vec<String>)> {
+    let (manifest, parts) = rel::finished_parts(relevance_dir)?;
+    let from_map = !manifest.layout.grids.contains(&g);
+    let options = ReadOptions {
+        grids: if from_map { Vec::new() } else { vec![g] },
+        map: from_map,
+        images: false,
+        concept: false,
+        colour: false,
+    };
+    let mut by_class = MembersByClass::new();
+    for part in &parts {
+        for r in rel::read_part(part, &options)? {
+            let map = if from_map {
+                let (mh, mw, m) = r.map.as_ref().ok_or_else(|| VerifyError::NoMaps {
+                    dir: relevance_dir.display().to_string(),
+                    grid: g,
+                })?;
+                rel::sum_pool(m, *mh as usize, *mw as usize, g, g)
+            } else {
+                r.grids[0].clone()
+            };
+            by_class.entry(r.class_index).or_default().push(Member {
+                image_index: r.image_index as usize,
+                map,
+                predicted: r.predicted_class,
+                class_logit: r.target_logit,
+            });
+        }
+    }
+    for members in by_class.values_mut() {
+        members.sort_by_key(|m| m.image_index);
+    }
+    Ok((by_class, manifest.classes))
+}
+
+/// Every `step`-th of `items` so that at most `limit` remain, in order (deterministic).
+pub fn spread<T: Copy>(items: &[T], limit: usize) -> Vec<T> {
+    if items.len() <= limit || limit == 0 {
+        return items.to_vec();
+    }
+    (0..limit).map(|i| items[i * items.len() / limit]).collect()
+}
+
+/// Up to `limit` images of the classes other than `class` (spread over the image order):
+/// the recipients of a class's transplants.
+pub fn recipients(by_class: &MembersByClass, class: i32, limit: usize) -> Vec<usize> {
+    let mut others: Vec<usize> = by_class
+        .iter()
+        .filter(|(c, _)| **c != class)
+        .flat_map(|(_, rows)| rows.iter().map(|m| m.image_index))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    spread(&others, limit)
+}
+
+/// The name of class `class`, or `class <i>` when the list does not have it.
+pub fn class_name(classes: &[String], class: i32) -> String {
+    usize::try_from(class)
+        .ok()
+        .and_then(|c| classes.get(c))
+        .cloned()
+        .unwrap_or_else(|| format!("class {class}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(image_index: usize) -> Member {
+        Member {
+            image_index,
+            map: vec![],
+            predicted: 0,
+            class_logit: 0.0,
+        }
+    }
+
+    #[test]
+    fn spread_keeps_order_and_the_limit() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(&v, 4), vec![0, 2, 5, 7]);
+        assert_eq!(spread(&v, 20), v);
+        assert_eq!(spread(&v, 0), v);
+    }
+
+    #[test]
+    fn recipients_are_the_other_classes_images_spread() {
+        let mut by_class = MembersByClass::new();
+        by_class.insert(0, (0..4).map(member).collect());
+        by_class.insert(1, (4..8).map(member).collect());
+        by_class.insert(2, (8..12).map(member).collect());
+        assert_eq!(recipients(&by_class, 1, 100), vec![0, 1, 2, 3, 8, 9, 10, 11]);
+        assert_eq!(recipients(&by_class, 1, 4), vec![0, 2, 8, 10]);
+        assert_eq!(class_name(&["a".into()], 0), "a");
+        assert_eq!(class_name(&["a".into()], 3), "class 3");
+        assert_eq!(class_name(&["a".into()], -1), "class -1");
+    }
+}

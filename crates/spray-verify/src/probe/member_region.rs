@@ -1,0 +1,32 @@
+//! [`EvidenceTest::MemberRegion`](spray_store::EvidenceTest::MemberRegion): each image's own
+//! region — its `region::member_region_cells` cells furthest above the class's mean map. Why:
+//! a concept group's images share which features carry the logit, not where they are (a
+//! mark at a random place), so there is no one region. The control is the same: each of the
+//! class's other images' own cells.
+
+use super::{Carrier, Plan, ProbeInput};
+use crate::region;
+
+pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
+    let (g, [h, w]) = (input.grid, input.size);
+    let count = region::member_region_cells(g);
+    let own = |i: usize| {
+        region::pixel_mask(
+            &region::member_region(&input.members[i].map, input.class_mean, count),
+            g,
+            h,
+            w,
+        )
+    };
+    let masks: Vec<Vec<bool>> = input.group.iter().map(|&i| own(i)).collect();
+    if masks.iter().all(|m| !m.contains(&true)) {
+        return None;
+    }
+    Some(Plan {
+        region: format!("per image: top {count} cells"),
+        region_cells: count,
+        group: Carrier::Regions(masks),
+        control: Carrier::Regions(input.rest_rows.iter().map(|&i| own(i)).collect()),
+        second_control: None,
+    })
+}

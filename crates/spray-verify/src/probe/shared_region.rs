@@ -1,0 +1,58 @@
+//! [`EvidenceTest::SharedRegion`](spray_store::EvidenceTest::SharedRegion): one region for the
+//! whole group — the grid cells where its mean (L1-normalised) map exceeds the rest of the
+//! class's by `margin` of the largest excess. The control takes the same-shaped region from
+//! the class's other images at the same pixels, moved to where each one's own relevance is
+//! (`region::best_shift`), or both (`[verify] control`, the stronger counts). Why both: the
+//! same pixels alone read a clean class whose object sits in one of two places as a shortcut
+//! (the region holds the object; the other images' same pixels hold background), the moved
+//! region alone a clean class whose relevance lies on the image's edges.
+
+use super::{Carrier, Plan, ProbeInput};
+use crate::region;
+use crate::settings::RegionControl;
+
+pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
+    let (g, [h, w]) = (input.grid, input.size);
+    let maps = |rows: &[usize]| -> Vec<&[f32]> {
+        rows.iter()
+            .map(|&i| input.members[i].map.as_slice())
+            .collect()
+    };
+    let cells = region::cluster_region(
+        &maps(input.group),
+        &maps(input.rest),
+        g,
+        input.settings.margin,
+    );
+    if cells.is_empty() {
+        return None;
+    }
+    let mask = region::pixel_mask(&cells, g, h, w);
+    let moved = || -> Vec<Vec<bool>> {
+        input
+            .rest_rows
+            .iter()
+            .map(|&i| {
+                let moved = region::best_shift(&cells, &input.members[i].map, g);
+                region::pixel_mask(&moved, g, h, w)
+            })
+            .collect()
+    };
+    let same = vec![mask.clone(); input.rest_rows.len()];
+    let control = match input.settings.control {
+        RegionControl::SamePixels | RegionControl::Both => same,
+        RegionControl::Moved => moved(),
+    };
+    // Only where some image's region really moves is the second control run.
+    let second_control = (input.settings.control == RegionControl::Both)
+        .then(moved)
+        .filter(|moved| *moved != control)
+        .map(Carrier::Regions);
+    Some(Plan {
+        region: region::describe(&cells, g),
+        region_cells: cells.len(),
+        group: Carrier::Regions(vec![mask; input.group.len()]),
+        control: Carrier::Regions(control),
+        second_control,
+    })
+}

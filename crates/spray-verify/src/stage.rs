@@ -1,0 +1,234 @@
+//! The stage: which classes are tested, one unit per class (resumable, shardable), and the
+//! tables assembled once every unit is present.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use spray_dataset::{Dataset, Preprocess};
+use spray_engine::{Device, SessionConfig};
+use spray_lrp::LrpModel;
+use spray_store::analysis::ClassSpectrum;
+use spray_store::verify::{self as contract, ClassUnit, VerifyManifest};
+use spray_store::StageKey;
+
+use crate::aopc::{aopc_row, AopcSetup};
+use crate::evidence::{class_evidence, Bench};
+use crate::examples::ExampleWriter;
+use crate::groups::{tested_labels, GroupLabels};
+use crate::images::{pixel_bounds, DatasetImages};
+use crate::members::{class_name, read_members, MembersByClass};
+use crate::padding::padding_rows;
+use crate::scorer::{LrpScorer, Scorer};
+use crate::settings::VerifySettings;
+use crate::Result;
+
+pub struct VerifyJob<'a> {
+    pub relevance_dir: PathBuf,
+    pub analysis_dir: PathBuf,
+    /// `<out>/verify`.
+    pub dir: PathBuf,
+    pub dataset: &'a Dataset,
+    pub preprocess: &'a Preprocess,
+    pub model: &'a LrpModel,
+    /// The analysis grid (the groups' maps are compared at this resolution).
+    pub grid: usize,
+    pub settings: &'a VerifySettings,
+    /// The composite's name, for the AOPC table.
+    pub composite: String,
+    pub device: Device,
+    pub threads: usize,
+    /// The stage's fingerprint ([`fingerprint`]), stored in `_verify.json`.
+    pub fingerprint: String,
+    /// This process's share of the classes.
+    pub shard: spray_store::Shard,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifySummary {
+    /// Tested classes among this run's units.
+    pub classes: usize,
+    /// Groups measured.
+    pub clusters: usize,
+    /// Images scored by the model.
+    pub images_run: usize,
+    pub seconds: f64,
+    /// Units (classes) computed by this run, and found finished by an earlier one.
+    pub units_written: usize,
+    pub units_done_before: usize,
+    /// Every unit was present and the tables were assembled.
+    pub complete: bool,
+}
+
+/// Fingerprint of the stage: the analysis it reads, its settings, the spray version.
+pub fn fingerprint(analysis_fingerprint: &str, settings: &VerifySettings) -> String {
+    StageKey::new(
+        &[analysis_fingerprint],
+        Some(("verify", contract::SCHEMA_VERSION)),
+    )
+    .settings(settings)
+    .finish()
+}
+
+/// The classes whose groups are tested: the flagged ones and the top `classes` of the
+/// analysis' ranking (the report's order and flag rule: `spray_store::ranking`).
+pub fn chosen_classes(spectra: &[ClassSpectrum], settings: &VerifySettings) -> Vec<(i32, String)> {
+    let ranked = spray_store::ranking::rank(spectra);
+    let flagged = spray_store::ranking::flag(&ranked);
+    ranked
+        .iter()
+        .filter(|r| r.spectrum.group().class().is_some())
+        .enumerate()
+        .filter(|(i, r)| *i < settings.classes || flagged.contains(&r.spectrum.class_name))
+        .map(|(_, r)| (r.spectrum.class_index, r.spectrum.class_name.clone()))
+        .collect()
+}
+
+/// What every unit of a run reads.
+struct StageInputs<'a> {
+    job: &'a VerifyJob<'a>,
+    by_class: MembersByClass,
+    classes: Vec<String>,
+    chosen: Vec<(i32, String)>,
+    labels: GroupLabels,
+}
+
+/// Run this process's share of the stage (every unit without `job.shard`), then assemble the
+/// tables if every unit is present.
+pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
+    let started = Instant::now();
+    let (by_class, classes) = read_members(&job.relevance_dir, job.grid)?;
+    let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
+    let inputs = StageInputs {
+        job,
+        chosen: chosen_classes(&spectra, job.settings),
+        labels: tested_labels(&samples, job.settings),
+        by_class,
+        classes,
+    };
+    let mut scorer = LrpScorer::new(
+        job.model,
+        SessionConfig {
+            device: job.device,
+            threads: job.threads,
+        },
+        job.preprocess.input_size.map(|v| v as usize),
+        job.preprocess.layout,
+        job.settings.batch_size,
+    )?;
+    let units: Vec<i32> = inputs.by_class.keys().copied().collect();
+    contract::write_manifest(
+        &job.dir,
+        &VerifyManifest {
+            fingerprint: job.fingerprint.clone(),
+            units: units.clone(),
+        },
+    )?;
+    let mut summary = VerifySummary::default();
+    for (position, &class) in units.iter().enumerate() {
+        if !job.shard.owns(position) {
+            continue;
+        }
+        if contract::unit_path(&job.dir, class).is_file() {
+            summary.units_done_before += 1;
+            continue;
+        }
+        let unit = class_unit(&inputs, &mut scorer, class, &mut summary)?;
+        contract::write_unit(&job.dir, &unit)?;
+        summary.units_written += 1;
+    }
+    summary.images_run = scorer.images_scored();
+    if units
+        .iter()
+        .all(|&c| contract::unit_path(&job.dir, c).is_file())
+    {
+        assemble(&job.dir, &units)?;
+        summary.complete = true;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One class's unit: its groups' evidence when it is chosen, its padding and AOPC rows.
+fn class_unit(
+    inputs: &StageInputs<'_>,
+    scorer: &mut dyn Scorer,
+    class: i32,
+    summary: &mut VerifySummary,
+) -> Result<ClassUnit> {
+    let job = inputs.job;
+    let size = job.preprocess.input_size.map(|v| v as usize);
+    let images = DatasetImages {
+        dataset: job.dataset,
+        preprocess: job.preprocess,
+    };
+    let mut unit = ClassUnit {
+        class_index: class,
+        evidence: Vec::new(),
+        padding: Vec::new(),
+        aopc: Vec::new(),
+    };
+    if let Some((_, name)) = inputs.chosen.iter().find(|(c, _)| *c == class) {
+        summary.classes += 1;
+        let pictures = ExampleWriter {
+            dir: &job.dir,
+            class_index: class,
+            preprocess: job.preprocess,
+            size,
+        };
+        let mut bench = Bench {
+            scorer: &mut *scorer,
+            images: &images,
+            settings: job.settings,
+            grid: job.grid,
+            size,
+            bounds: pixel_bounds(job.preprocess),
+            pictures: &pictures,
+        };
+        unit.evidence = class_evidence(&mut bench, (class, name), &inputs.by_class, &inputs.labels)?;
+        summary.clusters += unit.evidence.len();
+    }
+    let members = &inputs.by_class[&class];
+    if job.settings.padding {
+        unit.padding = padding_rows(
+            scorer,
+            (job.dataset, job.preprocess),
+            (class, members, &inputs.classes),
+            job.settings.table_images,
+        )?;
+    }
+    if job.settings.aopc {
+        let setup = AopcSetup {
+            grid: job.grid,
+            steps: job.settings.aopc_steps,
+            images: job.settings.table_images,
+            size,
+            seed: job.settings.seed,
+        };
+        let name = class_name(&inputs.classes, class);
+        unit.aopc = vec![aopc_row(
+            scorer,
+            &images,
+            (class, name, job.composite.clone()),
+            members,
+            &setup,
+        )?];
+    }
+    Ok(unit)
+}
+
+/// Read every unit (in class order) and write the tables; `evidence.csv` last.
+fn assemble(dir: &Path, units: &[i32]) -> Result<()> {
+    let mut evidence = Vec::new();
+    let mut padding = Vec::new();
+    let mut aopc = Vec::new();
+    for &class in units {
+        let unit = contract::read_unit(dir, class)?;
+        evidence.extend(unit.evidence);
+        padding.extend(unit.padding);
+        aopc.extend(unit.aopc);
+    }
+    contract::sort_evidence(&mut evidence);
+    contract::write_tables(dir, &padding, &aopc)?;
+    contract::write_evidence(&contract::evidence_path(dir), &evidence)?;
+    Ok(())
+}
