@@ -140,62 +140,145 @@ pub fn knn_observed(
     let owned = (!points.is_standard_layout()).then(|| points.to_owned());
     let points = owned.as_ref().map_or_else(|| points.view(), |o| o.view());
     let rows = row_slices(points);
-    let lists: Vec<Mutex<NeighborList>> = (0..n)
-        .map(|_| {
-            Mutex::new(NeighborList {
-                entries: Vec::with_capacity(k + 1),
-            })
-        })
-        .collect();
-    let offer = |i: usize, j: usize, d: f32| -> bool { locked(&lists[i]).offer(j as u32, d, k) };
+    let lists = Lists::new(n, k);
 
     progress.start(
         "kNN search (NN-descent: trees, then rounds)",
         (settings.trees + settings.max_rounds) as u64,
     );
-    // Start: every pair within a leaf of each random-projection tree.
-    (0..settings.trees).into_par_iter().for_each(|t| {
-        let mut leaves = Vec::new();
-        let all: Vec<u32> = (0..n as u32).collect();
-        split(
-            &rows,
-            all,
-            settings.leaf_size.max(k + 1),
-            mix(settings.seed ^ mix(t as u64 + 1)),
-            &mut leaves,
-        );
-        leaves.par_iter().for_each(|leaf| {
-            for (a, &i) in leaf.iter().enumerate() {
-                for &j in &leaf[a + 1..] {
-                    let d = dist_sq(rows[i as usize], rows[j as usize]);
-                    offer(i as usize, j as usize, d);
-                    offer(j as usize, i as usize, d);
+    lists.start_from_trees(&rows, settings, progress);
+    lists.fill_short(&rows, settings.seed);
+    let sample = ((settings.sample_rate * k as f64).ceil() as usize).max(1);
+    for round in 0..settings.max_rounds {
+        let replaced = lists.descend(&rows, round, sample, settings.seed);
+        progress.advance(1);
+        if (replaced as f64) < settings.delta * (n * k) as f64 {
+            break;
+        }
+    }
+    lists.into_table(points)
+}
+
+/// One list's entries at the start of a round: the fresh and old entries sampled for the
+/// local join, and every entry.
+struct Sampled {
+    fresh: Vec<u32>,
+    old: Vec<u32>,
+    members: Vec<u32>,
+}
+
+/// The k best candidates of every point, each list behind its own lock.
+struct Lists {
+    lists: Vec<Mutex<NeighborList>>,
+    k: usize,
+}
+
+impl Lists {
+    fn new(n: usize, k: usize) -> Lists {
+        Lists {
+            lists: (0..n)
+                .map(|_| {
+                    Mutex::new(NeighborList {
+                        entries: Vec::with_capacity(k + 1),
+                    })
+                })
+                .collect(),
+            k,
+        }
+    }
+
+    /// Offers `j` at squared distance `d` to `i`'s list; true when the list changed.
+    fn offer(&self, i: usize, j: usize, d: f32) -> bool {
+        locked(&self.lists[i]).offer(j as u32, d, self.k)
+    }
+
+    /// Start: every pair within a leaf of each random-projection tree.
+    fn start_from_trees(
+        &self,
+        rows: &[&[f32]],
+        settings: &NnDescentSettings,
+        progress: &dyn crate::progress::StepObserver,
+    ) {
+        let n = self.lists.len();
+        (0..settings.trees).into_par_iter().for_each(|t| {
+            let mut leaves = Vec::new();
+            let all: Vec<u32> = (0..n as u32).collect();
+            split(
+                rows,
+                all,
+                settings.leaf_size.max(self.k + 1),
+                mix(settings.seed ^ mix(t as u64 + 1)),
+                &mut leaves,
+            );
+            leaves.par_iter().for_each(|leaf| {
+                for (a, &i) in leaf.iter().enumerate() {
+                    for &j in &leaf[a + 1..] {
+                        let d = dist_sq(rows[i as usize], rows[j as usize]);
+                        self.offer(i as usize, j as usize, d);
+                        self.offer(j as usize, i as usize, d);
+                    }
+                }
+            });
+            progress.advance(1);
+        });
+    }
+
+    /// A point no leaf paired (cannot happen with leaves of ≥ k + 1, kept for safety): fill
+    /// with hashed random points so every list is full.
+    fn fill_short(&self, rows: &[&[f32]], seed: u64) {
+        let n = self.lists.len();
+        (0..n).into_par_iter().for_each(|i| {
+            let mut r = 0u64;
+            while locked(&self.lists[i]).entries.len() < self.k {
+                let j = (mix(seed ^ mix(i as u64) ^ r) % n as u64) as usize;
+                r += 1;
+                if j != i {
+                    self.offer(i, j, dist_sq(rows[i], rows[j]));
                 }
             }
         });
-        progress.advance(1);
-    });
-    // A point no leaf paired (cannot happen with leaves of ≥ k + 1, kept for safety): fill
-    // with hashed random points so every list is full.
-    (0..n).into_par_iter().for_each(|i| {
-        let mut r = 0u64;
-        while locked(&lists[i]).entries.len() < k {
-            let j = (mix(settings.seed ^ mix(i as u64) ^ r) % n as u64) as usize;
-            r += 1;
-            if j != i {
-                offer(i, j, dist_sq(rows[i], rows[j]));
+    }
+
+    /// One round of NN-descent: the local join of every point's sampled neighbours and
+    /// reverse neighbours. Returns the entries now in the lists that were not at the round's
+    /// start.
+    fn descend(&self, rows: &[&[f32]], round: usize, sample: usize, seed: u64) -> usize {
+        let n = self.lists.len();
+        let key = |i: usize, j: u32| round_key(seed, round, i, j);
+        let sampled = self.sample(sample, key);
+        let mut reverse_fresh: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut reverse_old: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (i, s) in sampled.iter().enumerate() {
+            for &j in &s.fresh {
+                reverse_fresh[j as usize].push(i as u32);
+            }
+            for &j in &s.old {
+                reverse_old[j as usize].push(i as u32);
             }
         }
-    });
-
-    let sample = ((settings.sample_rate * k as f64).ceil() as usize).max(1);
-    for round in 0..settings.max_rounds {
-        // Sample each list's fresh and old entries (fresh ones sampled become old), and the
-        // reverse lists, by seeded hash order.
-        let key = |i: usize, j: u32| {
-            mix(settings.seed ^ mix((round as u64) << 40 ^ (i as u64) << 20 ^ j as u64))
+        // A point's own sampled entries plus a hashed sample of those that list it.
+        let joined = |v: usize, own: &[u32], reverse: &[u32]| -> Vec<u32> {
+            let mut rev = reverse.to_vec();
+            rev.sort_by_key(|&j| (key(v, j), j));
+            rev.truncate(sample);
+            let mut all = own.to_vec();
+            all.extend(rev);
+            all.sort_unstable();
+            all.dedup();
+            all
         };
-        let snapshot: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)> = lists
+        (0..n).into_par_iter().for_each(|v| {
+            let fresh = joined(v, &sampled[v].fresh, &reverse_fresh[v]);
+            let old = joined(v, &sampled[v].old, &reverse_old[v]);
+            self.local_join(rows, &fresh, &old);
+        });
+        self.replaced_since(&sampled)
+    }
+
+    /// Samples each list's fresh and old entries (fresh ones sampled become old) by seeded
+    /// hash order.
+    fn sample(&self, sample: usize, key: impl Fn(usize, u32) -> u64 + Sync) -> Vec<Sampled> {
+        self.lists
             .par_iter()
             .enumerate()
             .map(|(i, l)| {
@@ -220,75 +303,66 @@ pub fn knn_observed(
                     .map(|e| e.index)
                     .collect();
                 let members: Vec<u32> = l.entries.iter().map(|e| e.index).collect();
-                (fresh, old, members)
-            })
-            .collect();
-        let mut reverse_fresh: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut reverse_old: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for (i, (fresh, old, _)) in snapshot.iter().enumerate() {
-            for &j in fresh {
-                reverse_fresh[j as usize].push(i as u32);
-            }
-            for &j in old {
-                reverse_old[j as usize].push(i as u32);
-            }
-        }
-        // A point's own sampled entries plus a hashed sample of those that list it.
-        let joined = |v: usize, own: &[u32], reverse: &[u32]| -> Vec<u32> {
-            let mut rev = reverse.to_vec();
-            rev.sort_by_key(|&j| (key(v, j), j));
-            rev.truncate(sample);
-            let mut all = own.to_vec();
-            all.extend(rev);
-            all.sort_unstable();
-            all.dedup();
-            all
-        };
-        (0..n).into_par_iter().for_each(|v| {
-            let fresh = joined(v, &snapshot[v].0, &reverse_fresh[v]);
-            let old = joined(v, &snapshot[v].1, &reverse_old[v]);
-            for (a, &p) in fresh.iter().enumerate() {
-                let (p, rp) = (p as usize, rows[p as usize]);
-                for &q in fresh[a + 1..].iter().chain(old.iter()) {
-                    let q = q as usize;
-                    if q == p {
-                        continue;
-                    }
-                    let d = dist_sq(rp, rows[q]);
-                    offer(p, q, d);
-                    offer(q, p, d);
+                Sampled {
+                    fresh,
+                    old,
+                    members,
                 }
-            }
-        });
-        // The stopping rule counts entries not in the list at the round's start (the number
-        // of accepted offers would depend on offer order).
-        let replaced: usize = lists
-            .par_iter()
-            .zip(&snapshot)
-            .map(|(l, (_, _, members))| {
-                locked(l)
-                    .entries
-                    .iter()
-                    .filter(|e| !members.contains(&e.index))
-                    .count()
             })
-            .sum();
-        progress.advance(1);
-        if (replaced as f64) < settings.delta * (n * k) as f64 {
-            break;
+            .collect()
+    }
+
+    /// Offers every fresh–fresh and fresh–old pair to both of its points.
+    fn local_join(&self, rows: &[&[f32]], fresh: &[u32], old: &[u32]) {
+        for (a, &p) in fresh.iter().enumerate() {
+            let (p, rp) = (p as usize, rows[p as usize]);
+            for &q in fresh[a + 1..].iter().chain(old.iter()) {
+                let q = q as usize;
+                if q == p {
+                    continue;
+                }
+                let d = dist_sq(rp, rows[q]);
+                self.offer(p, q, d);
+                self.offer(q, p, d);
+            }
         }
     }
 
-    // Exact f64 distances for the final lists, ordered as the exact search orders them.
-    let neighbors = lists
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let entries = unlocked(l).entries;
-            exactly_ranked(points, i, entries.iter().map(|e| e.index as usize), k)
-        })
-        .collect();
-    KnnTable { k, neighbors }
+    /// The stopping rule counts entries not in the list at the round's start (the number of
+    /// accepted offers would depend on offer order).
+    fn replaced_since(&self, sampled: &[Sampled]) -> usize {
+        self.lists
+            .par_iter()
+            .zip(sampled)
+            .map(|(l, s)| {
+                locked(l)
+                    .entries
+                    .iter()
+                    .filter(|e| !s.members.contains(&e.index))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Exact f64 distances for the final lists, ordered as the exact search orders them.
+    fn into_table(self, points: ArrayView2<'_, f32>) -> KnnTable {
+        let k = self.k;
+        let neighbors = self
+            .lists
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let entries = unlocked(l).entries;
+                exactly_ranked(points, i, entries.iter().map(|e| e.index as usize), k)
+            })
+            .collect();
+        KnnTable { k, neighbors }
+    }
+}
+
+/// The hash that orders point `i`'s candidate `j` in round `round`.
+fn round_key(seed: u64, round: usize, i: usize, j: u32) -> u64 {
+    mix(seed ^ mix((round as u64) << 40 ^ (i as u64) << 20 ^ j as u64))
 }
 
 /// The rows of a standard-layout matrix as slices (for the lane-wise distance kernel).

@@ -6,8 +6,8 @@ use ndarray16::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 
-use crate::graph::{KnnGraph, KnnTable};
-use crate::AnalyzeError;
+use crate::error::AnalyzeError;
+use crate::graph::{KnnGraph, KnnTable, LaplacianKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -19,6 +19,35 @@ pub enum ClusterMethod {
     Dbscan,
     /// Agglomerative (Ward linkage) on the spectral embedding, cut at k clusters.
     Agglomerative,
+}
+
+/// The spectral embedding the clusters are found in, from the first `clusters` eigenvectors
+/// of the graph's Laplacian of `kind`: the NJW rows for L_sym, the eigenvectors themselves for
+/// L, D^-½ v (Shi–Malik) for L_rw.
+pub fn laplacian_embedding(
+    kind: LaplacianKind,
+    vectors: ArrayView2<'_, f64>,
+    graph: &KnnGraph,
+    clusters: usize,
+) -> Array2<f64> {
+    match kind {
+        LaplacianKind::Symmetric => spectral_embedding(vectors, clusters),
+        LaplacianKind::Unnormalized => vectors
+            .slice(ndarray16::s![.., ..clusters.min(vectors.ncols())])
+            .to_owned(),
+        LaplacianKind::RandomWalk => {
+            let deg = graph.degrees();
+            let mut v = vectors
+                .slice(ndarray16::s![.., ..clusters.min(vectors.ncols())])
+                .to_owned();
+            for (mut row, d) in v.rows_mut().into_iter().zip(deg) {
+                if d > 0.0 {
+                    row.mapv_inplace(|x| x / d.sqrt());
+                }
+            }
+            v
+        }
+    }
 }
 
 /// Rows of the first k eigenvectors, each scaled to unit length.
@@ -151,7 +180,6 @@ fn relabel_by_size(labels: Vec<i32>) -> Vec<i32> {
         .collect()
 }
 
-/// Distance to the centre of one's cluster in `embedding` (small = typical member).
 /// The best two-way split of a group: k-means with k = 2 on the NJW rows of the first two
 /// eigenvectors (the relaxed normalised cut); all in one side when there are fewer than two
 /// points or eigenvectors.
@@ -173,6 +201,7 @@ pub fn two_way_split(
     )
 }
 
+/// Distance to the centre of one's cluster in `embedding` (small = typical member).
 pub fn centrality(embedding: &Array2<f64>, labels: &[i32]) -> Vec<f32> {
     let mut sums: std::collections::HashMap<i32, (Array1<f64>, usize)> = Default::default();
     for (row, &l) in embedding.axis_iter(Axis(0)).zip(labels) {
@@ -494,4 +523,30 @@ pub fn tsne_input(
     Some(crate::tsne::InputAffinities::from_neighbors(
         &neighbors, perplexity,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{EdgeWeight, Symmetrize};
+
+    #[test]
+    fn each_laplacian_has_its_embedding() {
+        // a path 0 – 1 – 2: degrees 1, 2, 1
+        let table = KnnTable {
+            k: 1,
+            neighbors: vec![vec![(1, 1.0)], vec![(0, 1.0)], vec![(1, 1.0)]],
+        };
+        let graph = KnnGraph::build(&table, EdgeWeight::Binary, Symmetrize::Max);
+        let vectors = Array2::<f64>::ones((3, 2));
+        let plain = laplacian_embedding(LaplacianKind::Unnormalized, vectors.view(), &graph, 1);
+        assert_eq!(plain, Array2::<f64>::ones((3, 1)));
+        let walk = laplacian_embedding(LaplacianKind::RandomWalk, vectors.view(), &graph, 1);
+        let expected = [1.0, 1.0 / 2f64.sqrt(), 1.0];
+        for (got, want) in walk.column(0).iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        let njw = laplacian_embedding(LaplacianKind::Symmetric, vectors.view(), &graph, 2);
+        assert!(njw.iter().all(|v| (v - 1.0 / 2f64.sqrt()).abs() < 1e-12));
+    }
 }

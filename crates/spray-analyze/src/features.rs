@@ -109,6 +109,27 @@ pub fn gather_rows_in_place(values: &mut [f32], d: usize, source: &[usize]) {
     }
 }
 
+/// A row of the concept column too short for the layer asked of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortConceptRow {
+    /// The row's position among the rows given.
+    pub row: usize,
+    /// Its concept values.
+    pub len: usize,
+    /// The values the layer needs (the end of its range).
+    pub expected: usize,
+}
+
+impl std::fmt::Display for ShortConceptRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "has {} concept values, expected at least {}",
+            self.len, self.expected
+        )
+    }
+}
+
 /// One concept layer's features for a group: per row its channels in `range` of the concept
 /// column, L1-normalised with their signs kept (a channel that argues against the class stays
 /// negative), and the row's L1 mass before normalisation (the contrast's magnitude cue, as for
@@ -118,17 +139,17 @@ pub fn gather_rows_in_place(values: &mut [f32], d: usize, source: &[usize]) {
 pub fn concept_features(
     rows: &[Vec<f32>],
     range: std::ops::Range<usize>,
-) -> Result<(ndarray16::Array2<f32>, Vec<f64>), String> {
+) -> Result<(ndarray16::Array2<f32>, Vec<f64>), ShortConceptRow> {
     let width = range.len();
     let mut out = ndarray16::Array2::<f32>::zeros((rows.len(), width));
     let mut mass = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let Some(values) = row.get(range.clone()) else {
-            return Err(format!(
-                "row {i} has {} concept values, expected at least {}",
-                row.len(),
-                range.end
-            ));
+            return Err(ShortConceptRow {
+                row: i,
+                len: row.len(),
+                expected: range.end,
+            });
         };
         let l1: f64 = values.iter().map(|v| v.abs() as f64).sum();
         mass.push(l1);
@@ -244,6 +265,13 @@ mod tests {
         assert_eq!(mass, vec![4.0, 0.0]);
         // A layer that carried no relevance stays a zero row, not NaN.
         assert_eq!(f.row(1).to_vec(), vec![0.0; 3]);
-        assert!(concept_features(&rows, 2..6).is_err());
+        assert_eq!(
+            concept_features(&rows, 2..6).unwrap_err(),
+            ShortConceptRow {
+                row: 0,
+                len: 4,
+                expected: 6
+            }
+        );
     }
 }
