@@ -11,9 +11,9 @@ use crate::graph::{KnnGraph, KnnTable};
 use crate::progress::{self, StepObserver};
 use crate::search::NeighbourSearch;
 use crate::settings::AnalysisSettings;
-use crate::spaces::{self, Layout};
 use crate::spectrum::SpectrumReading;
 use crate::{contrast, embed};
+use spray_store::space::Layout2d;
 
 /// Eigenvectors whose principal axes start t-SNE (see `embed::tsne_init`).
 pub const TSNE_INIT_EIGENVECTORS: usize = 10;
@@ -186,9 +186,9 @@ fn lay_out(
     progress: &dyn StepObserver,
 ) -> Vec<[f32; 2]> {
     let init = embed::tsne_init(pairs.vectors.view(), TSNE_INIT_EIGENVECTORS);
-    match spaces::layout(points.space) {
-        Layout::SpectralStart => init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
-        Layout::Tsne => embed::tsne_observed(
+    match points.space.spec().layout {
+        Layout2d::SpectralStart => init.iter().map(|p| [p[0] as f32, p[1] as f32]).collect(),
+        Layout2d::Tsne => embed::tsne_observed(
             points.features.view(),
             graph,
             search.tsne_table(wide).as_deref(),

@@ -5,22 +5,19 @@
 use std::path::Path;
 
 use spray_store::analysis::{manifest_path, spectrum_path, AnalysisManifest};
-use spray_store::{Fingerprint, Shard};
+use spray_store::{Shard, StageKey};
 
 use crate::error::{AnalyzeError, Result};
 use crate::settings::AnalysisSettings;
 
 /// The analysis's fingerprint: the relevance dataset's and the settings.
 pub fn fingerprint(relevance_fingerprint: &str, settings: &AnalysisSettings) -> String {
-    Fingerprint::new()
-        .bytes(relevance_fingerprint)
-        .bytes(format!(
-            "analysis-schema-{}",
-            spray_store::analysis::SCHEMA_VERSION
-        ))
-        .json(settings)
-        .spray_version()
-        .finish()
+    StageKey::new(
+        &[relevance_fingerprint],
+        Some(("analysis", spray_store::analysis::SCHEMA_VERSION)),
+    )
+    .settings(settings)
+    .finish()
 }
 
 /// Makes `dir` the home of the analysis with `fingerprint` over `groups` (class indices, −1

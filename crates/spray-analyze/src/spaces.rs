@@ -1,12 +1,13 @@
 //! The feature spaces, and everything the analysis does differently per space: which spaces a
 //! run analyses ([`SpacePlan`]), how a group's features are built in each
-//! ([`for_each_space`]), and how each space's samples are laid out in 2-D ([`layout`]). The
-//! only place in the stage that matches on [`FeatureSpace`].
+//! ([`for_each_space`], by the space table's [`FeatureSource`]). How each space is laid out
+//! in 2-D is the table's too (`SpaceSpec::layout`).
 
 use std::ops::Range;
 
 use ndarray16::Array2;
 use spray_store::relevance::RelevanceLayout;
+use spray_store::space::FeatureSource;
 use spray_store::FeatureSpace;
 
 use crate::dataset::GroupRows;
@@ -63,24 +64,6 @@ impl SpacePlan {
     }
 }
 
-/// How a space's samples are placed in 2-D.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// t-SNE, started from the spectral layout.
-    Tsne,
-    /// The spectral start itself (`embed::tsne_init`).
-    SpectralStart,
-}
-
-/// Concept and colour spaces are laid out by their spectral start alone: t-SNE is most of a
-/// group's time (0.7 of 0.8 s at n = 1,300) and the report draws the relevance space's.
-pub(crate) fn layout(space: FeatureSpace) -> Layout {
-    match space {
-        FeatureSpace::Relevance | FeatureSpace::Image => Layout::Tsne,
-        FeatureSpace::Concept(_) | FeatureSpace::Colour => Layout::SpectralStart,
-    }
-}
-
 /// One space of a group, ready to analyse.
 pub(crate) struct SpaceFeatures {
     pub space: FeatureSpace,
@@ -100,13 +83,14 @@ pub(crate) fn for_each_space(
 ) -> Result<()> {
     let mut concepts: Option<Vec<Vec<f32>>> = None;
     for space in plan.spaces() {
-        if !matches!(space, FeatureSpace::Concept(_)) {
+        if space.spec().source != FeatureSource::ConceptChannels {
             concepts = None;
         }
-        let (features, mass) = match space {
-            FeatureSpace::Relevance => (group.take_relevance()?, Some(group.masses())),
-            FeatureSpace::Image => (to_matrix(&group.take_image_grids()), None),
-            FeatureSpace::Concept(layer) => {
+        let (features, mass) = match space.spec().source {
+            FeatureSource::RelevanceGrid => (group.take_relevance()?, Some(group.masses())),
+            FeatureSource::ImageGrid => (to_matrix(&group.take_image_grids()), None),
+            FeatureSource::ConceptChannels => {
+                let layer = space.layer().unwrap_or(0);
                 if concepts.is_none() {
                     concepts = Some(group.concepts()?);
                 }
@@ -122,7 +106,7 @@ pub(crate) fn for_each_space(
                         .map_err(|short| group.corrupt_at(short.row, &short.to_string()))?;
                 (features, Some(mass))
             }
-            FeatureSpace::Colour => (features::colour_features(&group.colours()?), None),
+            FeatureSource::ColourStatistics => (features::colour_features(&group.colours()?), None),
         };
         analyse(SpaceFeatures {
             space,
@@ -186,10 +170,12 @@ mod tests {
 
     #[test]
     fn only_the_map_spaces_get_t_sne() {
-        assert_eq!(layout(FeatureSpace::Relevance), Layout::Tsne);
-        assert_eq!(layout(FeatureSpace::Image), Layout::Tsne);
-        assert_eq!(layout(FeatureSpace::Concept(3)), Layout::SpectralStart);
-        assert_eq!(layout(FeatureSpace::Colour), Layout::SpectralStart);
+        use spray_store::space::Layout2d;
+        let layout = |s: FeatureSpace| s.spec().layout;
+        assert_eq!(layout(FeatureSpace::Relevance), Layout2d::Tsne);
+        assert_eq!(layout(FeatureSpace::Image), Layout2d::Tsne);
+        assert_eq!(layout(FeatureSpace::Concept(3)), Layout2d::SpectralStart);
+        assert_eq!(layout(FeatureSpace::Colour), Layout2d::SpectralStart);
     }
 
     fn read(dir: &std::path::Path, parts: Vec<std::path::PathBuf>, plan: &SpacePlan) -> Dataset {

@@ -164,9 +164,9 @@ fn read_toml(path: &Path) -> Result<toml::Table> {
 fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelConfig> {
     let mut merged = toml::Table::new();
     if let Some(config) = table.get("config") {
-        let config = config.as_str().ok_or_else(|| {
-            settings_error(file, "[model] config must be a path")
-        })?;
+        let config = config
+            .as_str()
+            .ok_or_else(|| settings_error(file, "[model] config must be a path"))?;
         let config_path = resolve(base, Path::new(config));
         let mut inner = read_toml(&config_path)?;
         // A model config may put its keys at the top level or under [model].
@@ -187,9 +187,9 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
             continue;
         }
         if k == "path" {
-            let p = v.as_str().ok_or_else(|| {
-                settings_error(file, "[model] path must be a string")
-            })?;
+            let p = v
+                .as_str()
+                .ok_or_else(|| settings_error(file, "[model] path must be a string"))?;
             merged.insert(
                 k.clone(),
                 toml::Value::String(resolve(base, Path::new(p)).display().to_string()),
@@ -201,9 +201,7 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
     let path = merged
         .remove("path")
         .and_then(|v| v.as_str().map(PathBuf::from))
-        .ok_or_else(|| {
-            settings_error(file, "[model] needs `path` (or a `config` that sets it)")
-        })?;
+        .ok_or_else(|| settings_error(file, "[model] needs `path` (or a `config` that sets it)"))?;
     let input_name = merged
         .remove("input_name")
         .and_then(|v| v.as_str().map(str::to_owned));
@@ -221,8 +219,7 @@ fn model_config(table: &toml::Table, base: &Path, file: &Path) -> Result<ModelCo
 impl Pipeline {
     pub fn load(file: &Path) -> Result<Pipeline> {
         let text = std::fs::read_to_string(file).map_err(|e| crate::io(file, e))?;
-        let raw: PipelineFile = toml::from_str(&text)
-            .map_err(|e| settings_error(file, e))?;
+        let raw: PipelineFile = toml::from_str(&text).map_err(|e| settings_error(file, e))?;
         let base = file
             .parent()
             .map(Path::to_path_buf)

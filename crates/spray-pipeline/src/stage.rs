@@ -111,6 +111,10 @@ mod tests {
             assert_eq!(stage.shardable(), *stage != Stage::Report);
         }
         assert_eq!("analysis".parse::<Stage>(), Ok(Stage::Analyze));
-        assert!("plot".parse::<Stage>().unwrap_err().to_string().contains("relevance, analyze"));
+        assert!("plot"
+            .parse::<Stage>()
+            .unwrap_err()
+            .to_string()
+            .contains("relevance, analyze"));
     }
 }

@@ -106,6 +106,9 @@ mod tests {
             .finish();
         assert_eq!(key, direct);
         let no_schema = StageKey::new(&["up1"], None).finish();
-        assert_eq!(no_schema, Fingerprint::new().bytes("up1").spray_version().finish());
+        assert_eq!(
+            no_schema,
+            Fingerprint::new().bytes("up1").spray_version().finish()
+        );
     }
 }

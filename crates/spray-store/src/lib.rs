@@ -19,14 +19,14 @@ pub mod space;
 pub mod stage;
 pub mod verify;
 
-pub use group::{AnalysisGroup, ClusterLevel, GroupId};
-pub use space::{EvidenceTest, FeatureSpace, SpaceSpec, SPACES};
 pub use fingerprint::{file_digest, Fingerprint, StageKey};
+pub use group::{AnalysisGroup, ClusterLevel, GroupId};
 pub use io::{
     list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
 };
 pub use lock::{LockMode, OutputLock};
 pub use shard::Shard;
+pub use space::{EvidenceTest, FeatureSpace, SpaceSpec, SPACES};
 pub use stage::{StageState, StageStatus};
 
 #[derive(Debug, thiserror::Error)]

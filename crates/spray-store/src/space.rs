@@ -217,9 +217,10 @@ impl FeatureSpace {
     pub fn note(self, layer_name: impl Fn(u8) -> Option<String>) -> String {
         let note = self.spec().note;
         match self.layer() {
-            Some(i) => {
-                note.replace("{layer}", &layer_name(i).unwrap_or_else(|| self.to_string()))
-            }
+            Some(i) => note.replace(
+                "{layer}",
+                &layer_name(i).unwrap_or_else(|| self.to_string()),
+            ),
             None => note.to_string(),
         }
     }
@@ -307,7 +308,11 @@ mod tests {
             assert_eq!(serde_json::from_str::<FeatureSpace>(&json).unwrap(), space);
             // A suspect is exactly a space with a test; the baseline has none.
             assert_eq!(space.is_suspect(), row.test.is_some(), "{text}");
-            assert_eq!(row.role == SpaceRole::Baseline, row.test.is_none(), "{text}");
+            assert_eq!(
+                row.role == SpaceRole::Baseline,
+                row.test.is_none(),
+                "{text}"
+            );
             // Only a tested space has a switch other than always.
             if row.test.is_none() {
                 assert_eq!(row.switch, TestSwitch::Always, "{text}");
@@ -342,7 +347,15 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_names_are_refused() {
-        for bad in ["", "relevance-1", "concept", "concept-x", "colour-0", "hog", "concept-300"] {
+        for bad in [
+            "",
+            "relevance-1",
+            "concept",
+            "concept-x",
+            "colour-0",
+            "hog",
+            "concept-300",
+        ] {
             let err = bad.parse::<FeatureSpace>().unwrap_err();
             assert_eq!(err, UnknownSpace(bad.into()), "{bad}");
             assert!(err.to_string().contains("concept-<i>"));

@@ -108,7 +108,9 @@ pub fn report_state(dir: &Path, fingerprint: &str) -> StageState {
     }
 }
 
-pub use crate::verify::{evidence_path as verify_evidence_path, manifest_path as verify_manifest_path};
+pub use crate::verify::{
+    evidence_path as verify_evidence_path, manifest_path as verify_manifest_path,
+};
 
 /// `<out>/report/_report.json`, written last.
 pub fn report_manifest_path(dir: &Path) -> PathBuf {

@@ -158,7 +158,10 @@ fn occlusion(
 /// Share of the `eligible` recipients (not the class before) that the class's logit wins
 /// after.
 fn flip_rate(after: &[Vec<f32>], eligible: &[usize], k: usize) -> f64 {
-    eligible.iter().filter(|&&j| predicted(&after[j]) == k).count() as f64
+    eligible
+        .iter()
+        .filter(|&&j| predicted(&after[j]) == k)
+        .count() as f64
         / eligible.len().max(1) as f64
 }
 
@@ -172,9 +175,8 @@ fn test_group(
     recipients: &Recipients,
 ) -> Result<Evidence> {
     let members = class.members;
-    let image = |rows: &[usize]| -> Vec<usize> {
-        rows.iter().map(|&i| members[i].image_index).collect()
-    };
+    let image =
+        |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| members[i].image_index).collect() };
     // The group's images, decoded once: occluded, pictured and given from; then (up to
     // transplant_images of) the rest's, the control.
     let donors = bench.images.tensors(&image(&group.members))?;
@@ -339,7 +341,11 @@ mod tests {
                 class_logit: l[class as usize],
             });
         }
-        assert!(by_class.values().flatten().enumerate().all(|(i, m)| m.predicted == i32::from(i >= 6)));
+        assert!(by_class
+            .values()
+            .flatten()
+            .enumerate()
+            .all(|(i, m)| m.predicted == i32::from(i >= 6)));
         let mut labels = GroupLabels::new();
         for i in 0..6 {
             let cluster = i32::from(i >= 3);

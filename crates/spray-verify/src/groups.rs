@@ -50,7 +50,10 @@ pub fn class_groups(class: i32, members: &[Member], labels: &GroupLabels) -> Vec
         let Some(i) = members.iter().position(|m| m.image_index as i64 == image) else {
             continue;
         };
-        for (level, label) in [(ClusterLevel::Cluster, cluster), (ClusterLevel::Split, split)] {
+        for (level, label) in [
+            (ClusterLevel::Cluster, cluster),
+            (ClusterLevel::Split, split),
+        ] {
             groups
                 .entry(GroupId {
                     space,

@@ -117,7 +117,10 @@ mod tests {
         by_class.insert(0, (0..4).map(member).collect());
         by_class.insert(1, (4..8).map(member).collect());
         by_class.insert(2, (8..12).map(member).collect());
-        assert_eq!(recipients(&by_class, 1, 100), vec![0, 1, 2, 3, 8, 9, 10, 11]);
+        assert_eq!(
+            recipients(&by_class, 1, 100),
+            vec![0, 1, 2, 3, 8, 9, 10, 11]
+        );
         assert_eq!(recipients(&by_class, 1, 4), vec![0, 2, 8, 10]);
         assert_eq!(class_name(&["a".into()], 0), "a");
         assert_eq!(class_name(&["a".into()], 3), "class 3");

@@ -89,7 +89,9 @@ mod tests {
     fn modes_are_named_as_the_table_shows_them() {
         let names: Vec<String> = SQUARE_MODES.iter().map(|&m| mode_name(m)).collect();
         assert_eq!(names.len(), 6);
-        assert!(names.iter().all(|n| !n.is_empty() && n == &n.to_lowercase()));
+        assert!(names
+            .iter()
+            .all(|n| !n.is_empty() && n == &n.to_lowercase()));
         assert_eq!(accuracy(&[vec![0.0, 1.0], vec![2.0, 1.0]], 1), 0.5);
     }
 }

@@ -113,10 +113,7 @@ pub(crate) mod fake {
             weights: vec![vec![1.0, 0.0], vec![0.5, 2.0]],
             scored: 0,
         };
-        assert_eq!(
-            m.logits(&[vec![2.0, 1.0]]).unwrap(),
-            vec![vec![2.0, 3.0]]
-        );
+        assert_eq!(m.logits(&[vec![2.0, 1.0]]).unwrap(), vec![vec![2.0, 3.0]]);
         assert_eq!(m.images_scored(), 1);
         assert_eq!(predicted(&[0.1, 0.9, 0.2]), 1);
     }

@@ -184,7 +184,8 @@ fn class_unit(
             bounds: pixel_bounds(job.preprocess),
             pictures: &pictures,
         };
-        unit.evidence = class_evidence(&mut bench, (class, name), &inputs.by_class, &inputs.labels)?;
+        unit.evidence =
+            class_evidence(&mut bench, (class, name), &inputs.by_class, &inputs.labels)?;
         summary.clusters += unit.evidence.len();
     }
     let members = &inputs.by_class[&class];

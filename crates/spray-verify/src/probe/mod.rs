@@ -99,9 +99,13 @@ impl Apply<'_> {
                             transfer_colour(&mut t, to, self.bounds);
                         }
                     }
-                    Carrier::Regions(masks) => {
-                        occlude(&mut t, &masks[k], self.width, self.fill, self.seed ^ rows[k] as u64)
-                    }
+                    Carrier::Regions(masks) => occlude(
+                        &mut t,
+                        &masks[k],
+                        self.width,
+                        self.fill,
+                        self.seed ^ rows[k] as u64,
+                    ),
                 }
                 t
             })
