@@ -7,15 +7,16 @@
 //! its composite assigns. Linear layers run through ONNX's own Conv/ConvTranspose/Gemm/MatMul
 //! with weights modified at compile time.
 
-use spray_onnx::{attr, data_type, value_info, ModelProto, Tensor};
+use spray_onnx::{attr, data_type, value_info, GraphProto, ModelProto, Tensor};
 
 use crate::builder::Builder;
 use crate::composite::{Composite, CompositeError, CompositeOptions, CompositeSpec};
-use crate::concept::{self, ConceptLayer, ConceptOutput};
+use crate::concept::{self, ConceptLayer, ConceptOutput, ConceptTensor};
+use crate::contract;
 use crate::graph::GraphFacts;
 use crate::normalize;
 use crate::ops::{pooling::PoolingStep, Backward, Treatment};
-use crate::plan::{plan, LayerPlan, Plan};
+use crate::plan::{plan, LayerPlan, NodeStep, Plan};
 use crate::LrpError;
 
 /// Names of the compiled model's inputs and outputs.
@@ -91,23 +92,7 @@ impl CompileOptions {
 pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel, LrpError> {
     options.composite.validate()?;
     let mut model = model.clone();
-    let graph = model
-        .graph
-        .as_ref()
-        .ok_or_else(|| LrpError::Model("the model has no graph".into()))?;
-    if !model.functions.is_empty() {
-        let names: Vec<&str> = model.functions.iter().map(|f| f.name.as_str()).collect();
-        return Err(LrpError::Model(format!(
-            "the model defines local functions ({}); inline them first (onnx.inliner.inline_local_functions)",
-            names.join(", ")
-        )));
-    }
-    let input = pick_input(graph, options.input.as_deref())?;
-    let output = graph
-        .output
-        .first()
-        .map(|o| o.name.clone())
-        .ok_or_else(|| LrpError::Model("the model has no outputs".into()))?;
+    let (input, output) = contract::entry_points(&model, options.input.as_deref())?;
 
     normalize::upgrade_opset(&mut model)?;
     normalize::fit_ir_version(&mut model)?;
@@ -115,24 +100,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     normalize::dropout_to_identity(graph)?;
     let logits_source = normalize::strip_output_softmax(graph, &output);
     let batch_relaxed = normalize::relax_fixed_batch(graph, &input);
-    let input_shape = graph
-        .input
-        .iter()
-        .find(|v| v.name == input)
-        .and_then(spray_onnx::value_shape)
-        .unwrap_or_default();
-    let shape_of = |name: &str| {
-        graph
-            .output
-            .iter()
-            .chain(graph.value_info.iter())
-            .find(|v| v.name == name)
-            .and_then(spray_onnx::value_shape)
-    };
-    // A stripped softmax keeps the shape: the declared output speaks for the logits.
-    let logits_shape = shape_of(&logits_source).or_else(|| shape_of(&output));
-    check_logits_shape(&output, logits_shape.as_deref())?;
-    let output_rank = shape_of(&logits_source).map(|s| s.len());
+    let shapes = contract::declared_shapes(graph, &input, &output, &logits_source)?;
 
     let snapshot = graph.clone();
     let facts = GraphFacts::new(&snapshot, &input);
@@ -144,8 +112,80 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     let on_path = facts.nodes_reaching(&logits_source);
     let Plan { mut steps, layers } = plan(&facts, &on_path, &options.composite)?;
 
-    // MaxPool's backward needs the winning indices: ask the forward node for them.
     let mut builder = Builder::new();
+    request_maxpool_indices(&mut builder, &mut steps, graph);
+    let names = InterfaceNames::choose(&snapshot, &logits_source, shapes.output_rank);
+    let seed = seed_relevance(
+        &mut builder,
+        &names.target,
+        &logits_source,
+        shapes.output_rank,
+    );
+
+    // The backward pass, node by node in reverse topological order.
+    let concept_at = concept::locate(&snapshot, &steps, &options.concept)?;
+    let walked = walk_backward(
+        Backward::new(builder, &facts),
+        &snapshot,
+        &steps,
+        &concept_at,
+        (&logits_source, seed.start),
+        &input,
+    )?;
+    let mut builder = walked.builder;
+
+    // Outputs: logits and relevance under stable names.
+    if names.logits != seed.logits2d {
+        let logits_node = builder.op("Identity", &[&seed.logits2d], vec![]);
+        rename_output(&mut builder, &logits_node, &names.logits);
+    }
+    let relevance_node = builder.op("Identity", &[&walked.input_relevance], vec![]);
+    rename_output(&mut builder, &relevance_node, &names.relevance);
+    let concept = if concept_at.is_empty() {
+        None
+    } else {
+        let name = unique_name(&snapshot, "concept_relevance");
+        Some(concept::emit(
+            &mut builder,
+            concept_at,
+            &walked.concept_relevance,
+            name,
+        )?)
+    };
+    let graph = model.graph.as_mut().expect("checked above");
+    graph.node.extend(builder.nodes);
+    graph.initializer.extend(builder.initializers);
+    declare_interface(graph, &names, &shapes.input, concept.as_ref());
+    // Keep recorded intermediate shapes only where they cannot contradict the rewrite.
+    if batch_relaxed {
+        graph.value_info.clear();
+    }
+    model.producer_name = format!(
+        "spray-lrp ({}; from {})",
+        options.composite.name, model.producer_name
+    );
+
+    Ok(LrpModel {
+        model,
+        signature: LrpSignature {
+            input,
+            target: names.target,
+            logits: names.logits,
+            relevance: names.relevance,
+            input_shape: shapes.input,
+            batch_relaxed,
+            concept,
+        },
+        layers,
+    })
+}
+
+/// MaxPool's backward needs the winning indices: ask each planned forward MaxPool for them.
+fn request_maxpool_indices(
+    builder: &mut Builder,
+    steps: &mut [Option<NodeStep>],
+    graph: &mut GraphProto,
+) {
     for (i, step) in steps.iter_mut().enumerate() {
         if let Some(step) = step {
             if let Treatment::Pooling(PoolingStep::MaxPool { indices, .. }) = &mut step.treatment {
@@ -156,29 +196,61 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
             }
         }
     }
+}
 
-    // Start: R = one_hot(target) ⊙ logits; a negative target selects the argmax.
-    let target = unique_name(&snapshot, "target");
-    // Keep the model's own name when it already calls its output "logits".
-    let logits_out = if logits_source == "logits" && output_rank == Some(2) {
-        logits_source.clone()
-    } else {
-        unique_name(&snapshot, "logits")
-    };
-    let relevance_out = unique_name(&snapshot, "relevance");
+/// The compiled model's new input and output names, none colliding with a name in the model.
+struct InterfaceNames {
+    target: String,
+    logits: String,
+    relevance: String,
+}
+
+impl InterfaceNames {
+    fn choose(graph: &GraphProto, logits_source: &str, output_rank: Option<usize>) -> Self {
+        let target = unique_name(graph, "target");
+        // Keep the model's own name when it already calls its output "logits".
+        let logits = if logits_source == "logits" && output_rank == Some(2) {
+            logits_source.to_owned()
+        } else {
+            unique_name(graph, "logits")
+        };
+        let relevance = unique_name(graph, "relevance");
+        InterfaceNames {
+            target,
+            logits,
+            relevance,
+        }
+    }
+}
+
+/// Where the backward pass starts.
+struct Seed {
+    /// The logits as `[N, K]` (the source itself when it has rank 2).
+    logits2d: String,
+    /// `one_hot(target) ⊙ logits`, shaped like the logits' source.
+    start: String,
+}
+
+/// Start: R = one_hot(target) ⊙ logits; a negative target selects the argmax.
+fn seed_relevance(
+    builder: &mut Builder,
+    target: &str,
+    logits_source: &str,
+    output_rank: Option<usize>,
+) -> Seed {
     let logits2d = if output_rank == Some(2) {
-        logits_source.clone()
+        logits_source.to_owned()
     } else {
-        builder.op("Flatten", &[&logits_source], vec![attr::int("axis", 1)])
+        builder.op("Flatten", &[logits_source], vec![attr::int("axis", 1)])
     };
     let zero_i = builder.constant("zero_i64", Tensor::i64(vec![], vec![0]));
-    let wants_argmax = builder.op("Less", &[&target, &zero_i], vec![]);
+    let wants_argmax = builder.op("Less", &[target, &zero_i], vec![]);
     let argmax = builder.op(
         "ArgMax",
         &[&logits2d],
         vec![attr::int("axis", 1), attr::int("keepdims", 0)],
     );
-    let chosen = builder.op("Where", &[&wants_argmax, &argmax, &target], vec![]);
+    let chosen = builder.op("Where", &[&wants_argmax, &argmax, target], vec![]);
     let logits_shape = builder.shape(&logits2d);
     let (one, two) = (builder.ints(&[1]), builder.ints(&[2]));
     let depth = builder.op("Slice", &[&logits_shape, &one, &two], vec![]);
@@ -190,15 +262,34 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     );
     let mut start = builder.op("Mul", &[&one_hot, &logits2d], vec![]);
     if logits2d != logits_source {
-        start = builder.reshape_like(&start, &logits_source);
+        start = builder.reshape_like(&start, logits_source);
     }
+    Seed { logits2d, start }
+}
 
-    // The backward pass, node by node in reverse topological order.
-    let concept_at = concept::locate(&snapshot, &steps, &options.concept)?;
-    let mut backward = Backward::new(builder, &facts);
-    backward.send(logits_source.clone(), start);
+/// What the reverse walk leaves behind.
+struct Walked {
+    builder: Builder,
+    /// The relevance of the image input.
+    input_relevance: String,
+    /// Per located concept layer, the relevance its tensor received.
+    concept_relevance: Vec<Option<String>>,
+}
+
+/// Walk the planned nodes in reverse topological order from `seed` (the logits' source and its
+/// relevance), emitting each node's backward step and keeping the relevance of the concept
+/// tensors as the walk passes them.
+fn walk_backward(
+    mut backward: Backward<'_, '_>,
+    graph: &GraphProto,
+    steps: &[Option<NodeStep>],
+    concept_at: &[(usize, ConceptTensor)],
+    seed: (&str, String),
+    input: &str,
+) -> Result<Walked, LrpError> {
+    backward.send(seed.0.to_owned(), seed.1);
     let mut concept_relevance: Vec<Option<String>> = vec![None; concept_at.len()];
-    for (i, (node, step)) in snapshot.node.iter().zip(&steps).enumerate().rev() {
+    for (i, (node, step)) in graph.node.iter().zip(steps).enumerate().rev() {
         if let Some(step) = step {
             // A concept tensor's relevance is complete here (all its consumers are behind
             // us): sum it once, keep it, and hand the sum on to its producer.
@@ -216,34 +307,26 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         }
     }
     let input_relevance = backward
-        .take(&input)
+        .take(input)
         .ok_or_else(|| LrpError::Model("no relevance reached the input".into()))?;
-    let mut builder = backward.b;
+    Ok(Walked {
+        builder: backward.b,
+        input_relevance,
+        concept_relevance,
+    })
+}
 
-    // Outputs: logits and relevance under stable names.
-    if logits_out != logits2d {
-        let logits_node = builder.op("Identity", &[&logits2d], vec![]);
-        rename_output(&mut builder, &logits_node, &logits_out);
-    }
-    let relevance_node = builder.op("Identity", &[&input_relevance], vec![]);
-    rename_output(&mut builder, &relevance_node, &relevance_out);
-    let concept = if concept_at.is_empty() {
-        None
-    } else {
-        let name = unique_name(&snapshot, "concept_relevance");
-        Some(concept::emit(
-            &mut builder,
-            concept_at,
-            &concept_relevance,
-            name,
-        )?)
-    };
-    let graph = model.graph.as_mut().expect("checked above");
-    graph.node.extend(builder.nodes);
-    graph.initializer.extend(builder.initializers);
+/// Declare the compiled model's inputs and outputs: the `target` input beside the image, and
+/// the logits, relevance (shaped like the image input) and concept relevance outputs.
+fn declare_interface(
+    graph: &mut GraphProto,
+    names: &InterfaceNames,
+    input_shape: &[Option<i64>],
+    concept: Option<&ConceptOutput>,
+) {
     graph
         .input
-        .push(value_info(&target, data_type::INT64, &[Err("N")]));
+        .push(value_info(&names.target, data_type::INT64, &[Err("N")]));
     let input_dims: Vec<Result<i64, &str>> = input_shape
         .iter()
         .enumerate()
@@ -254,87 +337,16 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         })
         .collect();
     graph.output = vec![
-        value_info(&logits_out, data_type::FLOAT, &[Err("N"), Err("K")]),
-        value_info(&relevance_out, data_type::FLOAT, &input_dims),
+        value_info(&names.logits, data_type::FLOAT, &[Err("N"), Err("K")]),
+        value_info(&names.relevance, data_type::FLOAT, &input_dims),
     ];
-    if let Some(c) = &concept {
+    if let Some(c) = concept {
         let channels = c.channels() as i64;
         graph.output.push(value_info(
             &c.name,
             data_type::FLOAT,
             &[Err("N"), Ok(channels)],
         ));
-    }
-    // Keep recorded intermediate shapes only where they cannot contradict the rewrite.
-    if batch_relaxed {
-        graph.value_info.clear();
-    }
-    model.producer_name = format!(
-        "spray-lrp ({}; from {})",
-        options.composite.name, model.producer_name
-    );
-
-    Ok(LrpModel {
-        model,
-        signature: LrpSignature {
-            input,
-            target,
-            logits: logits_out,
-            relevance: relevance_out,
-            input_shape,
-            batch_relaxed,
-            concept,
-        },
-        layers,
-    })
-}
-
-/// The model contract: the output is [N, K] with K ≥ 2 classes, or squeezable to it (e.g.
-/// [N, K, 1, 1]). Anything else (an image-to-image graph, one logit) is refused with the shape
-/// named, before any work. An undeclared shape is checked on the first batch instead
-/// (`spray_engine` refuses K < 2).
-fn check_logits_shape(output: &str, shape: Option<&[Option<i64>]>) -> Result<(), LrpError> {
-    let Some(shape) = shape else {
-        return Ok(());
-    };
-    let shown = || {
-        let dims: Vec<String> = shape
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match d {
-                Some(v) => v.to_string(),
-                None if i == 0 => "N".into(),
-                None => "?".into(),
-            })
-            .collect();
-        format!("[{}]", dims.join(", "))
-    };
-    let refuse = |why: &str| {
-        Err(LrpError::Model(format!(
-            "the output '{output}' has shape {}; {why}",
-            shown()
-        )))
-    };
-    if shape.len() < 2 {
-        return refuse(
-            "spray explains classifiers, whose output is [N, classes] (one logit per class)",
-        );
-    }
-    let class_dims: Vec<Option<i64>> = shape[1..]
-        .iter()
-        .copied()
-        .filter(|d| *d != Some(1))
-        .collect();
-    match class_dims.as_slice() {
-        [] | [Some(0..=1)] => refuse(
-            "spray needs at least 2 classes (a single-logit binary classifier can be \
-             explained as [N, 2] by concatenating −z and z)",
-        ),
-        [_] => Ok(()),
-        _ => refuse(
-            "spray explains classifiers, whose output is [N, classes] (or [N, classes, 1, 1]); \
-             this looks like an image-to-image or dense-prediction model",
-        ),
     }
 }
 
@@ -348,7 +360,7 @@ pub(crate) fn rename_output(builder: &mut Builder, from: &str, to: &str) {
     }
 }
 
-fn unique_name(graph: &spray_onnx::GraphProto, base: &str) -> String {
+fn unique_name(graph: &GraphProto, base: &str) -> String {
     let taken = |n: &str| {
         graph.input.iter().any(|v| v.name == n)
             || graph.initializer.iter().any(|t| t.name == n)
@@ -364,30 +376,4 @@ fn unique_name(graph: &spray_onnx::GraphProto, base: &str) -> String {
         .map(|i| format!("{base}_{i}"))
         .find(|n| !taken(n))
         .expect("unbounded")
-}
-
-fn pick_input(graph: &spray_onnx::GraphProto, requested: Option<&str>) -> Result<String, LrpError> {
-    let inits: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let candidates: Vec<&str> = graph
-        .input
-        .iter()
-        .map(|v| v.name.as_str())
-        .filter(|n| !inits.contains(n))
-        .collect();
-    match requested {
-        Some(name) if candidates.contains(&name) => Ok(name.to_owned()),
-        Some(name) => Err(LrpError::Model(format!(
-            "the model has no input '{name}' (inputs: {})",
-            candidates.join(", ")
-        ))),
-        None => match candidates.as_slice() {
-            [one] => Ok((*one).to_owned()),
-            [] => Err(LrpError::Model("the model has no inputs".into())),
-            many => Err(LrpError::Model(format!(
-                "the model has several inputs ({}); say which one is the image",
-                many.join(", ")
-            ))),
-        },
-    }
 }

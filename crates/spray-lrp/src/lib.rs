@@ -15,6 +15,7 @@ mod builder;
 mod compile;
 pub mod composite;
 mod concept;
+mod contract;
 mod graph;
 pub mod inspect;
 mod normalize;
