@@ -119,7 +119,7 @@ pub struct SpaceSpec {
 }
 
 /// THE table: one row per kind of space, in `FeatureSpace` order.
-pub const SPACES: [SpaceSpec; 4] = [
+pub static SPACES: [SpaceSpec; 4] = [
     SpaceSpec {
         name: "relevance",
         indexed: false,
