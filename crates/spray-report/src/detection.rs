@@ -48,12 +48,14 @@ pub struct ImageTruth {
 
 impl DetectionTruth {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::Io {
-            path: path.display().to_string(),
-            source: e,
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::ReadTruth {
+            path: path.to_owned(),
+            source,
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| ReportError::Input(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|source| ReportError::InvalidTruth {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -201,9 +203,9 @@ pub fn evaluate(
     };
     for name in truth.shortcut_classes.keys() {
         if !ranking.iter().any(|r| &r.spectrum.class_name == name) {
-            return Err(ReportError::Input(format!(
-                "the truth names shortcut class '{name}', which the analysis does not have"
-            )));
+            return Err(ReportError::UnknownShortcutClass {
+                class: name.clone(),
+            });
         }
     }
     let mut shortcuts = Vec::new();

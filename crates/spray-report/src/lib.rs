@@ -7,6 +7,7 @@
 
 mod charts;
 pub mod detection;
+mod error;
 mod evidence;
 mod images;
 mod tables;
@@ -19,30 +20,8 @@ use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
 use spray_store::relevance::{self as rel, ConceptLayerInfo, ReadOptions, RelevanceRecord};
 
 pub use charts::cluster_css;
+pub use error::{ReportError, Result};
 pub use images::heatmap;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error(transparent)]
-    Store(#[from] spray_store::StoreError),
-    #[error("chart: {0}")]
-    Chart(String),
-    #[error("template: {0}")]
-    Template(String),
-    #[error("table: {0}")]
-    Table(String),
-    /// A file given to the report (e.g. a detection truth) that it cannot use.
-    #[error("{0}")]
-    Input(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T, E = ReportError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,9 +347,9 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     let evidence = evidence::read(job.verify_dir.as_deref())?;
     let all_evidence: Vec<evidence::EvidenceRow> = evidence.values().flatten().cloned().collect();
     let ranking = rank_with_evidence(&spectra, &all_evidence);
-    std::fs::create_dir_all(&job.dir).map_err(|e| ReportError::Io {
-        path: job.dir.display().to_string(),
-        source: e,
+    std::fs::create_dir_all(&job.dir).map_err(|source| ReportError::CreateDir {
+        path: job.dir.clone(),
+        source,
     })?;
 
     // CSV tables.
@@ -644,10 +623,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
 
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", include_str!("../templates/report.html"))
-        .map_err(|e| ReportError::Template(e.to_string()))?;
+        .map_err(ReportError::Template)?;
     let template = env
         .get_template("report.html")
-        .map_err(|e| ReportError::Template(e.to_string()))?;
+        .map_err(ReportError::Template)?;
     let html = template
         .render(minijinja::context! {
             title => &settings.title,
@@ -664,7 +643,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             errors => errors.iter().take(200).map(|e| PageError { path: e.path.clone(), reason: e.reason.clone() }).collect::<Vec<_>>(),
             error_count => errors.len(),
         })
-        .map_err(|e| ReportError::Template(format!("{e:#}")))?;
+        .map_err(ReportError::Template)?;
     let index = job.dir.join("index.html");
     write_file(&index, html.as_bytes())?;
     Ok(ReportSummary {

@@ -9,21 +9,24 @@ use spray_store::relevance::RelevanceRecord;
 
 use crate::{RankedClass, ReportError, Result};
 
-fn table_err(e: impl std::fmt::Display) -> ReportError {
-    ReportError::Table(e.to_string())
-}
-
 fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     let mut bytes = Vec::new();
     CsvWriter::new(&mut bytes)
         .include_header(true)
         .finish(df)
-        .map_err(table_err)?;
+        .map_err(|source| table_error(path, source))?;
     spray_store::write_atomically(path, &bytes).map_err(ReportError::from)
 }
 
-fn frame(height: usize, columns: Vec<Column>) -> Result<DataFrame> {
-    DataFrame::new(height, columns).map_err(table_err)
+fn table_error(path: &Path, source: PolarsError) -> ReportError {
+    ReportError::Table {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new(height, columns).map_err(|source| table_error(path, source))
 }
 
 /// classes.csv: one row per class in rank order, with λ1..λm.
@@ -169,7 +172,7 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
                 .collect::<Vec<Option<f64>>>(),
         ),
     ]);
-    let mut df = frame(ranking.len(), columns)?;
+    let mut df = frame(path, ranking.len(), columns)?;
     write_csv(path, &mut df)
 }
 
@@ -268,7 +271,7 @@ pub fn write_samples(
             sorted.iter().map(|s| s.tsne_y).collect::<Vec<_>>(),
         ),
     ];
-    let mut df = frame(sorted.len(), columns)?;
+    let mut df = frame(path, sorted.len(), columns)?;
     write_csv(path, &mut df)
 }
 
@@ -298,6 +301,7 @@ pub fn write_clusters(
     }
     let height = class.len();
     let mut df = frame(
+        path,
         height,
         vec![
             Column::new("class_index".into(), class_index),
