@@ -11,6 +11,8 @@ mod error;
 mod evidence;
 mod images;
 mod tables;
+#[cfg(test)]
+mod test_fixtures;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -95,6 +97,11 @@ pub struct ReportSummary {
 }
 
 pub use spray_store::ranking::{flag, rank, rank_with_evidence, RankedClass};
+
+/// The space whose analysis the page draws (scatter plots, cluster cards, samples.csv,
+/// clusters.csv) and in which `spray evaluate` counts a class's images: every analysed image
+/// is in it once per class.
+const PRIMARY_SPACE: spray_store::FeatureSpace = spray_store::FeatureSpace::Relevance;
 
 #[derive(Serialize)]
 struct PagePoint {
@@ -355,7 +362,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     // CSV tables.
     let relevance_samples: Vec<&SampleEmbedding> = samples
         .iter()
-        .filter(|s| s.space == spray_store::FeatureSpace::Relevance)
+        .filter(|s| s.space == PRIMARY_SPACE)
         .collect();
     tables::write_classes(&job.dir.join("classes.csv"), &ranking)?;
     tables::write_samples(
@@ -547,7 +554,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     .collect();
                 let region_svg = maps.first().and_then(|(h, w, _)| {
                     let e = class_evidence.iter().find(|e| {
-                        e.space == spray_store::FeatureSpace::Relevance
+                        e.space == PRIMARY_SPACE
                             && e.level == spray_store::verify::ClusterLevel::Cluster
                             && e.cluster == id
                     })?;
