@@ -10,6 +10,7 @@ pub mod detection;
 mod error;
 mod evidence;
 mod images;
+mod space_wording;
 mod tables;
 #[cfg(test)]
 mod test_fixtures;
@@ -234,46 +235,26 @@ fn contrast_label(c: &spray_store::analysis::ClusterContrast) -> String {
 fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String {
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
-        Some(e) => format!(
-            "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into this \
-             class, {:.0}% more than the same from the class's other images ({} the {:.0}% \
-             that flags a class); in the analysis, {spectral}",
-            spray_store::verify::group_label(e.space, e.level, e.cluster),
-            concept_note(e.space, concept_layers),
-            if e.space == spray_store::FeatureSpace::Colour {
-                "colours turn"
-            } else {
-                "region turns"
-            },
-            100.0 * e.flip_rate,
-            100.0 * e.specific(),
-            if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
-                "at least"
-            } else {
-                "below"
-            },
-            100.0 * spray_store::ranking::FLAG_SPECIFIC_EFFECT
-        ),
+        Some(e) => {
+            let words = space_wording::wording(e.space, concept_layers);
+            format!(
+                "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into \
+                 this class, {:.0}% more than the same from the class's other images ({} the \
+                 {:.0}% that flags a class); in the analysis, {spectral}",
+                spray_store::verify::group_label(e.space, e.level, e.cluster),
+                words.group_note,
+                words.transferred,
+                100.0 * e.flip_rate,
+                100.0 * e.specific(),
+                if e.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT {
+                    "at least"
+                } else {
+                    "below"
+                },
+                100.0 * spray_store::ranking::FLAG_SPECIFIC_EFFECT
+            )
+        }
         None => format!("not tested by the verify stage; in the analysis, {spectral}"),
-    }
-}
-
-/// What a concept- or colour-space group is, for a reader: " (images whose relevance flows through the
-/// same channels of layer /3/Conv; each image's own region)"; empty for the relevance space.
-fn concept_note(space: spray_store::FeatureSpace, layers: &[ConceptLayerInfo]) -> String {
-    match space {
-        spray_store::FeatureSpace::Concept(i) => format!(
-            " (images whose relevance flows through the same channels of layer {}; each image's \
-             own region)",
-            layers
-                .get(usize::from(i))
-                .map_or_else(|| format!("concept-{i}"), |l| l.node.clone())
-        ),
-        spray_store::FeatureSpace::Colour => " (images whose global colour — per-channel mean \
-             and spread — sets them apart; its colours are given to the other images, there is \
-             no region)"
-            .to_string(),
-        _ => String::new(),
     }
 }
 
@@ -414,7 +395,12 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                 .as_ref()
                 .map(|b| fmt(b.largest_gap))
                 .unwrap_or_default(),
-            flip_rate: evidence::best_flip(evidence.get(&r.spectrum.class_index)),
+            flip_rate: evidence::best_flip(
+                evidence
+                    .get(&r.spectrum.class_index)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            ),
             verified_effect: r
                 .evidence
                 .map(|e| format!("{:+.0}%", 100.0 * e.specific()))
@@ -553,12 +539,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
                     .filter_map(|s| record(s).and_then(|r| r.map.as_ref()))
                     .collect();
                 let region_svg = maps.first().and_then(|(h, w, _)| {
-                    let e = class_evidence.iter().find(|e| {
-                        e.space == PRIMARY_SPACE
-                            && e.level == spray_store::verify::ClusterLevel::Cluster
-                            && e.cluster == id
-                    })?;
-                    evidence::region_svg(&e.region, e.grid, *h as usize, *w as usize)
+                    evidence::cluster_region_svg(class_evidence, id, *h as usize, *w as usize)
                 });
                 let prototype = maps.first().map(|(h, w, first)| {
                     let mut mean = vec![0.0f32; first.len()];
@@ -595,7 +576,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         }
         classes.push(PageClass {
             evidence: evidence::page_rows(class_evidence),
-            evidence_sentence: evidence::sentence(class_evidence),
+            evidence_sentence: evidence::sentence(class_evidence, concept_layers),
             why: why_sentence(r, concept_layers),
             flagged: spray_store::ranking::is_flagged_ranked(r),
             rank: r.rank,

@@ -1,7 +1,10 @@
 //! Small stage rows for the unit tests.
 
 use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
+use spray_store::verify::ClusterLevel;
 use spray_store::FeatureSpace;
+
+use crate::evidence::EvidenceRow;
 
 /// A relevance-space spectrum of 100 images with eigenvalues 0, 0.1, 0.5.
 pub(crate) fn spectrum(class_index: i32, name: &str, contrast: ClusterContrast) -> ClassSpectrum {
@@ -38,5 +41,30 @@ pub(crate) fn sample(image_index: i64, cluster: i32, centrality: f32) -> SampleE
         spectral: Vec::new(),
         centrality,
         split: cluster % 2,
+    }
+}
+
+/// An evidence row of class 0 ("cat") for a group of `space`.
+pub(crate) fn evidence_row(space: FeatureSpace, level: ClusterLevel, cluster: i32) -> EvidenceRow {
+    EvidenceRow {
+        class_index: 0,
+        class_name: "cat".into(),
+        space,
+        level,
+        cluster,
+        size: 20,
+        share: 0.2,
+        region: "r1c1 r1c2".into(),
+        region_cells: 2,
+        grid: 8,
+        occlusion_drop: 0.4,
+        occlusion_drop_rest: 0.05,
+        accuracy_before: 1.0,
+        accuracy_after: 0.5,
+        transplant_logit_gain: 2.5,
+        transplant_flip_rate: 0.6,
+        transplant_flip_rate_rest: 0.1,
+        transplant_images: 50,
+        examples: Vec::new(),
     }
 }
