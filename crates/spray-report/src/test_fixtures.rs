@@ -5,6 +5,7 @@ use spray_store::verify::ClusterLevel;
 use spray_store::FeatureSpace;
 
 use crate::evidence::EvidenceRow;
+use crate::RankedClass;
 
 /// A relevance-space spectrum of 100 images with eigenvalues 0, 0.1, 0.5.
 pub(crate) fn spectrum(class_index: i32, name: &str, contrast: ClusterContrast) -> ClassSpectrum {
@@ -24,6 +25,15 @@ pub(crate) fn spectrum(class_index: i32, name: &str, contrast: ClusterContrast) 
         lambda2: 0.1,
         score: contrast.score(),
         contrast,
+    }
+}
+
+pub(crate) fn ranked(rank: usize, spectrum: ClassSpectrum) -> RankedClass {
+    RankedClass {
+        rank,
+        spectrum,
+        baseline: None,
+        evidence: None,
     }
 }
 
