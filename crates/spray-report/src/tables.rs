@@ -7,7 +7,20 @@ use polars::prelude::*;
 use spray_store::analysis::SampleEmbedding;
 use spray_store::relevance::RelevanceRecord;
 
+use crate::inputs::{RecordKey, StageTables};
 use crate::{RankedClass, ReportError, Result};
+
+/// The three tables, into the report folder `dir`.
+pub fn write_all(dir: &Path, ranking: &[RankedClass], tables: &StageTables) -> Result<()> {
+    write_classes(&dir.join("classes.csv"), ranking)?;
+    write_samples(
+        &dir.join("samples.csv"),
+        &tables.samples,
+        &tables.records,
+        &tables.class_names,
+    )?;
+    write_clusters(&dir.join("clusters.csv"), ranking, &tables.samples)
+}
 
 fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     let mut bytes = Vec::new();
@@ -92,8 +105,8 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
 /// samples.csv: one row per analysed sample (the page's space), in class then image order.
 pub fn write_samples(
     path: &Path,
-    samples: &[&SampleEmbedding],
-    records: &HashMap<(i64, i32), RelevanceRecord>,
+    samples: &[SampleEmbedding],
+    records: &HashMap<RecordKey, RelevanceRecord>,
     classes: &[String],
 ) -> Result<()> {
     let name = |i: i32| {
@@ -103,7 +116,7 @@ pub fn write_samples(
             .cloned()
             .unwrap_or_default()
     };
-    let mut sorted: Vec<&SampleEmbedding> = samples.to_vec();
+    let mut sorted: Vec<&SampleEmbedding> = samples.iter().collect();
     sorted.sort_by_key(|s| (s.class_index, s.image_index));
     let rec = |s: &SampleEmbedding| records.get(&(s.image_index, s.class_index));
     let labels = |r: &RelevanceRecord| {
@@ -141,7 +154,7 @@ pub fn write_samples(
 pub fn write_clusters(
     path: &Path,
     ranking: &[RankedClass],
-    samples: &[&SampleEmbedding],
+    samples: &[SampleEmbedding],
 ) -> Result<()> {
     let mut counts: BTreeMap<(i32, i32), usize> = BTreeMap::new();
     let mut totals: HashMap<i32, usize> = HashMap::new();
@@ -228,7 +241,6 @@ mod tests {
             ranked(1, spectrum(1, "dog", ClusterContrast::default())),
             ranked(2, spectrum(0, "cat", ClusterContrast::default())),
         ];
-        let samples: Vec<&SampleEmbedding> = samples.iter().collect();
         write_clusters(&path, &ranking, &samples).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
