@@ -6,8 +6,12 @@ use plotters::prelude::*;
 
 use crate::ReportError;
 
-fn err(e: impl std::fmt::Display) -> ReportError {
-    ReportError::Chart(e.to_string())
+/// The error of a chart titled `title`.
+fn err(title: &str) -> impl Fn(DrawingAreaErrorKind<std::io::Error>) -> ReportError + '_ {
+    move |source| ReportError::Chart {
+        title: title.to_owned(),
+        source,
+    }
 }
 
 /// A categorical palette (Tableau 10): cluster colours in charts and in the page agree.
@@ -49,9 +53,10 @@ fn y_max(values: impl Iterator<Item = f64>) -> f64 {
 /// Eigenvalues λ1..λm as points on a line, the largest gap (after λ`gap_index`) shaded.
 pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<String, ReportError> {
     let mut svg = String::new();
+    let err = err(title);
     {
         let root = SVGBackend::with_string(&mut svg, (420, 260)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+        root.fill(&WHITE).map_err(&err)?;
         let top = y_max(values.iter().copied());
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 15))
@@ -59,7 +64,7 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
             .x_label_area_size(32)
             .y_label_area_size(48)
             .build_cartesian_2d(0.5f64..(values.len() as f64 + 0.5), 0f64..top)
-            .map_err(err)?;
+            .map_err(&err)?;
         chart
             .configure_mesh()
             .x_desc("index i")
@@ -68,7 +73,7 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
             .x_label_formatter(&|x| format!("{}", x.round() as i64))
             .max_light_lines(0)
             .draw()
-            .map_err(err)?;
+            .map_err(&err)?;
         if gap_index >= 1 && (gap_index as usize) < values.len() {
             let i = gap_index as usize;
             chart
@@ -76,7 +81,7 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
                     [(i as f64, values[i - 1]), (i as f64 + 1.0, values[i])],
                     RGBColor(255, 200, 80).mix(0.45).filled(),
                 )))
-                .map_err(err)?
+                .map_err(&err)?
                 .label(format!("largest gap λ{}→λ{}", i, i + 1))
                 .legend(|(x, y)| {
                     Rectangle::new(
@@ -90,20 +95,20 @@ pub fn spectrum_svg(title: &str, values: &[f64], gap_index: i32) -> Result<Strin
                 values.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0, v)),
                 &RGBColor(31, 119, 180),
             ))
-            .map_err(err)?;
+            .map_err(&err)?;
         chart
             .draw_series(values.iter().enumerate().map(|(i, &v)| {
                 Circle::new((i as f64 + 1.0, v), 3, RGBColor(31, 119, 180).filled())
             }))
-            .map_err(err)?;
+            .map_err(&err)?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK.mix(0.3))
             .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
     }
     Ok(trim(svg))
 }
@@ -116,10 +121,11 @@ pub fn overview_svg(
     count: usize,
 ) -> Result<String, ReportError> {
     let mut svg = String::new();
+    let err = err(title);
     {
         let width = (160 + 28 * classes.len()).clamp(480, 2400) as u32;
         let root = SVGBackend::with_string(&mut svg, (width, 320)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+        root.fill(&WHITE).map_err(&err)?;
         // Headroom above the points for the legend.
         let top = 1.45
             * y_max(
@@ -134,7 +140,7 @@ pub fn overview_svg(
             .x_label_area_size(90)
             .y_label_area_size(48)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
-            .map_err(err)?;
+            .map_err(&err)?;
         let labels: Vec<String> = classes.iter().map(|(l, _)| l.clone()).collect();
         chart
             .configure_mesh()
@@ -155,7 +161,7 @@ pub fn overview_svg(
             )
             .max_light_lines(0)
             .draw()
-            .map_err(err)?;
+            .map_err(&err)?;
         for j in 0..count {
             let colour = cluster_colour(j as i32);
             let points: Vec<(f64, f64)> = classes
@@ -165,7 +171,7 @@ pub fn overview_svg(
                 .collect();
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                .map_err(err)?
+                .map_err(&err)?
                 .label(format!("λ{}", j + 1))
                 .legend(move |(x, y)| Circle::new((x + 6, y), 3, colour.filled()));
         }
@@ -175,8 +181,8 @@ pub fn overview_svg(
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
             .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
     }
     Ok(trim(svg))
 }
@@ -192,9 +198,10 @@ fn trim(svg: String) -> String {
 /// circles, so the page's script can attach each `<circle>` to its sample by position.
 pub fn scatter_svg(title: &str, points: &[(f32, f32, i32)]) -> Result<String, ReportError> {
     let mut svg = String::new();
+    let err = err(title);
     {
         let root = SVGBackend::with_string(&mut svg, (420, 380)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+        root.fill(&WHITE).map_err(&err)?;
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y, _) in points {
             x0 = x0.min(x as f64);
@@ -215,14 +222,14 @@ pub fn scatter_svg(title: &str, points: &[(f32, f32, i32)]) -> Result<String, Re
             .x_label_area_size(24)
             .y_label_area_size(36)
             .build_cartesian_2d(pad(x0, x1), pad(y0, y1))
-            .map_err(err)?;
+            .map_err(&err)?;
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(4)
             .y_labels(4)
             .draw()
-            .map_err(err)?;
+            .map_err(&err)?;
         chart
             .draw_series(points.iter().map(|&(x, y, c)| {
                 Circle::new(
@@ -231,8 +238,8 @@ pub fn scatter_svg(title: &str, points: &[(f32, f32, i32)]) -> Result<String, Re
                     cluster_colour(c).mix(0.85).filled(),
                 )
             }))
-            .map_err(err)?;
-        root.present().map_err(err)?;
+            .map_err(&err)?;
+        root.present().map_err(&err)?;
     }
     Ok(trim(svg))
 }

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
+use spray_store::relevance::ConceptLayerInfo;
+use spray_store::verify::ClusterLevel;
+
+use crate::{space_wording, PRIMARY_SPACE};
 
 /// A row of the verify stage's evidence table (the contract lives in spray-store).
 pub type EvidenceRow = spray_store::verify::Evidence;
@@ -65,7 +69,7 @@ pub struct PageEvidence {
     pub pictures: Vec<(String, String)>,
 }
 
-fn pct(v: f64) -> String {
+pub(crate) fn pct(v: f64) -> String {
     format!("{:.0}%", 100.0 * v)
 }
 
@@ -86,55 +90,32 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
         .collect()
 }
 
-/// The plain-language line for the strongest cluster of a class.
-pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
+/// The plain-language line for the strongest cluster of a class, worded for its space.
+pub fn sentence(rows: &[EvidenceRow], concept_layers: &[ConceptLayerInfo]) -> Option<String> {
     let r = rows.first()?;
-    if r.space == spray_store::FeatureSpace::Colour {
-        return Some(format!(
-            "Giving {} images of other classes the colours (per-channel mean and spread) of \
-             {}'s images turns {} of them into “{}” (logit {:+.2} on average; the colours of \
-             the class's other images: {}); giving the group's own images the colours of the \
-             class's other images lowers the logit by {} (by {} in the rest of the class).",
-            r.transplant_images,
-            r.group_label(),
-            pct(r.transplant_flip_rate),
-            r.class_name,
-            r.transplant_logit_gain,
-            pct(r.transplant_flip_rate_rest),
-            pct(r.occlusion_drop),
-            pct(r.occlusion_drop_rest)
-        ));
-    }
-    // The control differs by space (spray_verify): a concept group's is each of the other
-    // images' own cells; a relevance group's the same shape (by default the stronger of it at
-    // the same place and where each other image's relevance is, `[verify] control`).
-    let control = if matches!(r.space, spray_store::FeatureSpace::Concept(_)) {
-        "the same number of cells from the class's other images, each where its own relevance is"
-    } else {
-        "the same-shaped region from the class's other images"
-    };
-    Some(format!(
-        "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
-         “{}” (logit {:+.2} on average; {control}: {}); \
-         filling that region in the cluster's own images lowers the logit by {} (by {} in the \
-         rest of the class).",
-        r.group_label(),
-        r.region,
-        r.transplant_images,
-        pct(r.transplant_flip_rate),
-        r.class_name,
-        r.transplant_logit_gain,
-        pct(r.transplant_flip_rate_rest),
-        pct(r.occlusion_drop),
-        pct(r.occlusion_drop_rest)
-    ))
+    let test = space_wording::wording(r.space, concept_layers).test;
+    Some(space_wording::evidence_sentence(r, test))
 }
 
 /// The strongest flip rate of a class, for the ranking table.
-pub fn best_flip(rows: Option<&Vec<EvidenceRow>>) -> String {
-    rows.and_then(|r| r.first())
+pub fn best_flip(rows: &[EvidenceRow]) -> String {
+    rows.first()
         .map(|r| pct(r.transplant_flip_rate))
         .unwrap_or_default()
+}
+
+/// The outline of the region the verify stage tested for cluster `cluster` of the page's space
+/// (none when it did not test that cluster), over its mean heatmap of h×w pixels.
+pub fn cluster_region_svg(
+    class_evidence: &[EvidenceRow],
+    cluster: i32,
+    h: usize,
+    w: usize,
+) -> Option<String> {
+    let e = class_evidence.iter().find(|e| {
+        e.space == PRIMARY_SPACE && e.level == ClusterLevel::Cluster && e.cluster == cluster
+    })?;
+    region_svg(&e.region, e.grid, h, w)
 }
 
 /// An SVG outline of the region's cells, laid over a cluster's mean heatmap of h×w pixels
@@ -185,5 +166,20 @@ mod tests {
             "{svg}"
         );
         assert!(region_svg("", 8, 32, 32).is_none());
+    }
+
+    #[test]
+    fn only_a_tested_cluster_of_the_pages_space_is_outlined() {
+        use crate::test_fixtures::evidence_row;
+        use spray_store::FeatureSpace;
+        let rows = [
+            evidence_row(FeatureSpace::Concept(0), ClusterLevel::Cluster, 1),
+            evidence_row(FeatureSpace::Relevance, ClusterLevel::Split, 2),
+            evidence_row(FeatureSpace::Relevance, ClusterLevel::Cluster, 3),
+        ];
+        assert!(cluster_region_svg(&rows, 1, 32, 32).is_none());
+        assert!(cluster_region_svg(&rows, 2, 32, 32).is_none());
+        let svg = cluster_region_svg(&rows, 3, 32, 32).unwrap();
+        assert_eq!(svg.matches("<rect").count(), 2);
     }
 }

@@ -1,4 +1,4 @@
-//! The CSV tables, built as polars DataFrames.
+//! The CSV tables (classes.csv, samples.csv, clusters.csv), built as polars DataFrames.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -7,10 +7,19 @@ use polars::prelude::*;
 use spray_store::analysis::SampleEmbedding;
 use spray_store::relevance::RelevanceRecord;
 
+use crate::inputs::{RecordKey, StageTables};
 use crate::{RankedClass, ReportError, Result};
 
-fn table_err(e: impl std::fmt::Display) -> ReportError {
-    ReportError::Table(e.to_string())
+/// The three tables, into the report folder `dir`.
+pub fn write_all(dir: &Path, ranking: &[RankedClass], tables: &StageTables) -> Result<()> {
+    write_classes(&dir.join("classes.csv"), ranking)?;
+    write_samples(
+        &dir.join("samples.csv"),
+        &tables.samples,
+        &tables.records,
+        &tables.class_names,
+    )?;
+    write_clusters(&dir.join("clusters.csv"), ranking, &tables.samples)
 }
 
 fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
@@ -18,12 +27,27 @@ fn write_csv(path: &Path, df: &mut DataFrame) -> Result<()> {
     CsvWriter::new(&mut bytes)
         .include_header(true)
         .finish(df)
-        .map_err(table_err)?;
+        .map_err(|source| table_error(path, source))?;
     spray_store::write_atomically(path, &bytes).map_err(ReportError::from)
 }
 
-fn frame(height: usize, columns: Vec<Column>) -> Result<DataFrame> {
-    DataFrame::new(height, columns).map_err(table_err)
+fn table_error(path: &Path, source: PolarsError) -> ReportError {
+    ReportError::Table {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn frame(path: &Path, height: usize, columns: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new(height, columns).map_err(|source| table_error(path, source))
+}
+
+/// A column of one value per row.
+fn column<R, T, P: ?Sized>(name: &str, rows: &[R], value: impl Fn(&R) -> T) -> Column
+where
+    Series: NamedFrom<Vec<T>, P>,
+{
+    Column::new(name.into(), rows.iter().map(value).collect::<Vec<T>>())
 }
 
 /// classes.csv: one row per class in rank order, with λ1..λm.
@@ -33,151 +57,56 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
         .map(|r| r.spectrum.eigenvalues.len())
         .max()
         .unwrap_or(0);
-    let s = |f: &dyn Fn(&RankedClass) -> String| ranking.iter().map(f).collect::<Vec<_>>();
     let mut columns = vec![
-        Column::new(
-            "rank".into(),
-            ranking.iter().map(|r| r.rank as i64).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "class_index".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.class_index)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new("class".into(), s(&|r| r.spectrum.class_name.clone())),
-        Column::new(
-            "n".into(),
-            ranking.iter().map(|r| r.spectrum.n).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "knn_k".into(),
-            ranking.iter().map(|r| r.spectrum.knn_k).collect::<Vec<_>>(),
-        ),
+        column("rank", ranking, |r| r.rank as i64),
+        column("class_index", ranking, |r| r.spectrum.class_index),
+        column("class", ranking, |r| r.spectrum.class_name.clone()),
+        column("n", ranking, |r| r.spectrum.n),
+        column("knn_k", ranking, |r| r.spectrum.knn_k),
     ];
     for i in 0..m {
-        columns.push(Column::new(
-            format!("lambda_{}", i + 1).into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.eigenvalues.get(i).copied())
-                .collect::<Vec<Option<f64>>>(),
-        ));
+        columns.push(column(&format!("lambda_{}", i + 1), ranking, |r| {
+            r.spectrum.eigenvalues.get(i).copied()
+        }));
     }
     columns.extend([
-        Column::new(
-            "largest_gap".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.largest_gap)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "largest_gap_index".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.largest_gap_index)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "estimated_clusters".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.estimated_clusters)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "clusters".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.clusters)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "near_zero".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.near_zero)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "score".into(),
-            ranking.iter().map(|r| r.spectrum.score).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "score_eigengap".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.largest_gap)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "score_lambda2".into(),
-            ranking
-                .iter()
-                .map(|r| -r.spectrum.lambda2)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "score_contrast".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.contrast.score())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "contrast_cluster".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.contrast.cluster)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "contrast_share".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.contrast.share)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "contrast_separation".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.contrast.separation)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "contrast_magnitude_shift".into(),
-            ranking
-                .iter()
-                .map(|r| r.spectrum.contrast.magnitude_shift)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "image_lambda2".into(),
-            ranking
-                .iter()
-                .map(|r| r.baseline.as_ref().map(|b| b.lambda2))
-                .collect::<Vec<Option<f64>>>(),
-        ),
-        Column::new(
-            "image_largest_gap".into(),
-            ranking
-                .iter()
-                .map(|r| r.baseline.as_ref().map(|b| b.largest_gap))
-                .collect::<Vec<Option<f64>>>(),
-        ),
+        column("largest_gap", ranking, |r| r.spectrum.largest_gap),
+        column("largest_gap_index", ranking, |r| {
+            r.spectrum.largest_gap_index
+        }),
+        column("estimated_clusters", ranking, |r| {
+            r.spectrum.estimated_clusters
+        }),
+        column("clusters", ranking, |r| r.spectrum.clusters),
+        column("near_zero", ranking, |r| r.spectrum.near_zero),
+        column("score", ranking, |r| r.spectrum.score),
+        column("score_eigengap", ranking, |r| r.spectrum.largest_gap),
+        column("score_lambda2", ranking, |r| -r.spectrum.lambda2),
+        column("score_contrast", ranking, |r| r.spectrum.contrast.score()),
+        column("contrast_cluster", ranking, |r| r.spectrum.contrast.cluster),
+        column("contrast_share", ranking, |r| r.spectrum.contrast.share),
+        column("contrast_separation", ranking, |r| {
+            r.spectrum.contrast.separation
+        }),
+        column("contrast_magnitude_shift", ranking, |r| {
+            r.spectrum.contrast.magnitude_shift
+        }),
+        column("image_lambda2", ranking, |r| {
+            r.baseline.as_ref().map(|b| b.lambda2)
+        }),
+        column("image_largest_gap", ranking, |r| {
+            r.baseline.as_ref().map(|b| b.largest_gap)
+        }),
     ]);
-    let mut df = frame(ranking.len(), columns)?;
+    let mut df = frame(path, ranking.len(), columns)?;
     write_csv(path, &mut df)
 }
 
-/// samples.csv: one row per analysed sample (relevance space), in class then image order.
+/// samples.csv: one row per analysed sample (the page's space), in class then image order.
 pub fn write_samples(
     path: &Path,
-    samples: &[&SampleEmbedding],
-    records: &HashMap<(i64, i32), RelevanceRecord>,
+    samples: &[SampleEmbedding],
+    records: &HashMap<RecordKey, RelevanceRecord>,
     classes: &[String],
 ) -> Result<()> {
     let name = |i: i32| {
@@ -187,88 +116,37 @@ pub fn write_samples(
             .cloned()
             .unwrap_or_default()
     };
-    let mut sorted: Vec<&SampleEmbedding> = samples.to_vec();
+    let mut sorted: Vec<&SampleEmbedding> = samples.iter().collect();
     sorted.sort_by_key(|s| (s.class_index, s.image_index));
     let rec = |s: &SampleEmbedding| records.get(&(s.image_index, s.class_index));
+    let labels = |r: &RelevanceRecord| {
+        r.labels
+            .iter()
+            .map(|&l| name(l))
+            .collect::<Vec<_>>()
+            .join(";")
+    };
     let columns = vec![
-        Column::new(
-            "sample_id".into(),
-            sorted
-                .iter()
-                .map(|s| s.sample_id.clone())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "path".into(),
-            sorted.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "class_index".into(),
-            sorted.iter().map(|s| s.class_index).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "class".into(),
-            sorted
-                .iter()
-                .map(|s| name(s.class_index))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "labels".into(),
-            sorted
-                .iter()
-                .map(|s| {
-                    rec(s)
-                        .map(|r| {
-                            r.labels
-                                .iter()
-                                .map(|&l| name(l))
-                                .collect::<Vec<_>>()
-                                .join(";")
-                        })
-                        .unwrap_or_default()
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "target_logit".into(),
-            sorted
-                .iter()
-                .map(|s| rec(s).map(|r| r.target_logit))
-                .collect::<Vec<Option<f32>>>(),
-        ),
-        Column::new(
-            "predicted_class".into(),
-            sorted
-                .iter()
-                .map(|s| rec(s).map(|r| r.predicted_class))
-                .collect::<Vec<Option<i32>>>(),
-        ),
-        Column::new(
-            "predicted".into(),
-            sorted
-                .iter()
-                .map(|s| rec(s).map(|r| name(r.predicted_class)).unwrap_or_default())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "cluster".into(),
-            sorted.iter().map(|s| s.cluster).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "split".into(),
-            sorted.iter().map(|s| s.split).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "tsne_x".into(),
-            sorted.iter().map(|s| s.tsne_x).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "tsne_y".into(),
-            sorted.iter().map(|s| s.tsne_y).collect::<Vec<_>>(),
-        ),
+        column("sample_id", &sorted, |s| s.sample_id.clone()),
+        column("path", &sorted, |s| s.path.clone()),
+        column("class_index", &sorted, |s| s.class_index),
+        column("class", &sorted, |s| name(s.class_index)),
+        column("labels", &sorted, |s| {
+            rec(s).map(labels).unwrap_or_default()
+        }),
+        column("target_logit", &sorted, |s| rec(s).map(|r| r.target_logit)),
+        column("predicted_class", &sorted, |s| {
+            rec(s).map(|r| r.predicted_class)
+        }),
+        column("predicted", &sorted, |s| {
+            rec(s).map(|r| name(r.predicted_class)).unwrap_or_default()
+        }),
+        column("cluster", &sorted, |s| s.cluster),
+        column("split", &sorted, |s| s.split),
+        column("tsne_x", &sorted, |s| s.tsne_x),
+        column("tsne_y", &sorted, |s| s.tsne_y),
     ];
-    let mut df = frame(sorted.len(), columns)?;
+    let mut df = frame(path, sorted.len(), columns)?;
     write_csv(path, &mut df)
 }
 
@@ -276,7 +154,7 @@ pub fn write_samples(
 pub fn write_clusters(
     path: &Path,
     ranking: &[RankedClass],
-    samples: &[&SampleEmbedding],
+    samples: &[SampleEmbedding],
 ) -> Result<()> {
     let mut counts: BTreeMap<(i32, i32), usize> = BTreeMap::new();
     let mut totals: HashMap<i32, usize> = HashMap::new();
@@ -298,6 +176,7 @@ pub fn write_clusters(
     }
     let height = class.len();
     let mut df = frame(
+        path,
         height,
         vec![
             Column::new("class_index".into(), class_index),
@@ -308,4 +187,71 @@ pub fn write_clusters(
         ],
     )?;
     write_csv(path, &mut df)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::{ranked, sample, spectrum};
+    use spray_store::analysis::ClusterContrast;
+
+    #[test]
+    fn classes_have_as_many_eigenvalue_columns_as_the_longest_spectrum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classes.csv");
+        let mut short = spectrum(1, "dog", ClusterContrast::default());
+        short.eigenvalues.truncate(2);
+        let ranking = [
+            ranked(1, spectrum(0, "cat", ClusterContrast::default())),
+            ranked(2, short),
+        ];
+        write_classes(&path, &ranking).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with(
+                "rank,class_index,class,n,knn_k,lambda_1,lambda_2,lambda_3,largest_gap,"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].ends_with(",image_lambda2,image_largest_gap"),
+            "{}",
+            lines[0]
+        );
+        // the shorter spectrum's missing eigenvalue and the absent baseline are empty
+        assert!(
+            lines[2].starts_with("2,1,dog,100,10,0.0,0.1,,0.4,"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].ends_with(",,"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn clusters_are_listed_in_rank_order_with_their_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clusters.csv");
+        let mut samples = vec![sample(0, 0, 0.0), sample(1, 1, 0.0), sample(2, 1, 0.0)];
+        let mut other = sample(3, 0, 0.0);
+        other.class_index = 1;
+        samples.push(other);
+        let ranking = [
+            ranked(1, spectrum(1, "dog", ClusterContrast::default())),
+            ranked(2, spectrum(0, "cat", ClusterContrast::default())),
+        ];
+        write_clusters(&path, &ranking, &samples).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "class_index,class,cluster,size,share",
+                "1,dog,0,1,1.0",
+                "0,cat,0,1,0.3333333333333333",
+                "0,cat,1,2,0.6666666666666666",
+            ]
+        );
+    }
 }

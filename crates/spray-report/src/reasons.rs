@@ -1,0 +1,158 @@
+//! Why a class ranks and is flagged as it is, in one sentence for the ranking table and the
+//! class's section.
+
+use spray_store::analysis::ClassSpectrum;
+use spray_store::ranking::{FLAG_MAGNITUDE_SHIFT, FLAG_SEPARATION, FLAG_SPECIFIC_EFFECT};
+use spray_store::relevance::ConceptLayerInfo;
+
+use crate::space_wording::wording;
+use crate::RankedClass;
+
+/// The verify stage's evidence when it tested the class, then its strongest cluster in the
+/// analysis (`ClusterContrast`).
+pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String {
+    let spectral = spectral_reason(&r.spectrum);
+    match r.evidence {
+        Some(e) => {
+            let words = wording(e.space, concept_layers);
+            format!(
+                "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into \
+                 this class, {:.0}% more than the same from the class's other images ({} the \
+                 {:.0}% that flags a class); in the analysis, {spectral}",
+                spray_store::verify::group_label(e.space, e.level, e.cluster),
+                words.group_note,
+                words.transferred,
+                100.0 * e.flip_rate,
+                100.0 * e.specific(),
+                if e.specific() >= FLAG_SPECIFIC_EFFECT {
+                    "at least"
+                } else {
+                    "below"
+                },
+                100.0 * FLAG_SPECIFIC_EFFECT
+            )
+        }
+        None => format!("not tested by the verify stage; in the analysis, {spectral}"),
+    }
+}
+
+/// The analysis' reason: the class's strongest cluster by the contrast criterion.
+fn spectral_reason(s: &ClassSpectrum) -> String {
+    let c = &s.contrast;
+    if c.cluster < 0 {
+        return "no cluster of at least 5% of the class to compare".into();
+    }
+    let cut = if c.separation >= FLAG_SEPARATION {
+        format!(
+            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside)",
+            c.cluster,
+            100.0 * c.share,
+            100.0 * c.separation
+        )
+    } else {
+        format!(
+            "no cluster is cut off (the best, cluster {}, keeps {:.0}% of its kNN edges inside)",
+            c.cluster,
+            100.0 * c.separation
+        )
+    };
+    let mass = if c.magnitude_shift.abs() >= FLAG_MAGNITUDE_SHIFT {
+        format!(
+            "its maps carry {} relevance than the rest ({:+.2} SD of log mass): the model answers \
+             these images with a different strength of evidence",
+            if c.magnitude_shift >= 0.0 {
+                "more"
+            } else {
+                "less"
+            },
+            c.magnitude_shift
+        )
+    } else {
+        format!(
+            "its maps carry about as much relevance as the rest ({:+.2} SD of log mass), as \
+             natural modes of a class do",
+            c.magnitude_shift
+        )
+    };
+    format!("{cut}; {mass}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::{ranked, spectrum};
+    use spray_store::analysis::ClusterContrast;
+    use spray_store::ranking::ClassEvidence;
+    use spray_store::verify::ClusterLevel;
+    use spray_store::FeatureSpace;
+
+    fn contrast(cluster: i32, separation: f64, magnitude_shift: f64) -> ClusterContrast {
+        ClusterContrast {
+            cluster,
+            share: 0.25,
+            separation,
+            magnitude_shift,
+        }
+    }
+
+    #[test]
+    fn a_class_without_a_cluster_to_compare_says_so() {
+        let s = spectrum(0, "cat", contrast(-1, 0.0, 0.0));
+        assert_eq!(
+            spectral_reason(&s),
+            "no cluster of at least 5% of the class to compare"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_cluster_with_more_mass_is_named_with_both_reasons() {
+        let s = spectrum(0, "cat", contrast(2, 0.95, 1.5));
+        let text = spectral_reason(&s);
+        assert!(
+            text.starts_with("cluster 2 (25% of the maps) is cut off"),
+            "{text}"
+        );
+        assert!(
+            text.contains("carry more relevance than the rest (+1.50 SD"),
+            "{text}"
+        );
+        let s = spectrum(0, "cat", contrast(2, 0.5, -0.2));
+        let text = spectral_reason(&s);
+        assert!(
+            text.starts_with("no cluster is cut off (the best, cluster 2, keeps 50%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("about as much relevance as the rest (-0.20 SD"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_tested_class_leads_with_its_evidence_and_the_bar() {
+        let mut r = ranked(1, spectrum(0, "cat", contrast(-1, 0.0, 0.0)));
+        assert!(why_sentence(&r, &[]).starts_with("not tested by the verify stage"));
+        r.evidence = Some(ClassEvidence {
+            space: FeatureSpace::Colour,
+            level: ClusterLevel::Split,
+            cluster: 1,
+            flip_rate: 0.5,
+            control_flip_rate: 0.1,
+        });
+        let text = why_sentence(&r, &[]);
+        assert!(
+            text.starts_with(
+                "tested by the verify stage: colour split side 1 (images whose global colour"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("'s colours turn 50% of other classes' images into this class, 40% more"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(at least the 30% that flags a class)"),
+            "{text}"
+        );
+    }
+}

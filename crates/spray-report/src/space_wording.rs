@@ -1,0 +1,181 @@
+//! How the report words a feature space: what a group of the space is, what the verify stage
+//! gave other classes' images from it, and the sentence a reviewer reads about its test.
+//!
+//! Every space-specific word of the page comes from [`wording`], the one place that looks at
+//! which space a group belongs to; the sentences around it (`reasons`, `evidence`) only use
+//! what it returns.
+
+use spray_store::relevance::ConceptLayerInfo;
+use spray_store::FeatureSpace;
+
+use crate::evidence::{pct, EvidenceRow};
+
+/// The words for one feature space's groups.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpaceWording {
+    /// Follows a group's label in the ranking's reason: what the group is, for a reader
+    /// (" (images whose relevance flows through …)"); empty for the relevance space, whose
+    /// groups the page's clusters already show.
+    pub group_note: String,
+    /// What of the group turns other classes' images, with its verb: "region turns".
+    pub transferred: &'static str,
+    /// How the verify stage tested the group.
+    pub test: TransferTest,
+}
+
+/// The verify stage's test of a group, as the evidence sentence tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransferTest {
+    /// The group's region pasted onto other classes' images, against a control from the
+    /// class's other images (`control` says which).
+    Region { control: &'static str },
+    /// The group's colours (per-channel mean and spread) given to other classes' images,
+    /// against the colours of the class's other images.
+    Colour,
+}
+
+/// The words for `space`; `concept_layers` names a concept space's layer.
+pub(crate) fn wording(space: FeatureSpace, concept_layers: &[ConceptLayerInfo]) -> SpaceWording {
+    // The control differs by space (spray_verify): a concept group's is each of the other
+    // images' own cells; a relevance group's the same shape (by default the stronger of it at
+    // the same place and where each other image's relevance is, `[verify] control`).
+    match space {
+        FeatureSpace::Concept(i) => SpaceWording {
+            group_note: format!(
+                " (images whose relevance flows through the same channels of layer {}; each \
+                 image's own region)",
+                concept_layers
+                    .get(usize::from(i))
+                    .map_or_else(|| format!("concept-{i}"), |l| l.node.clone())
+            ),
+            transferred: "region turns",
+            test: TransferTest::Region {
+                control: "the same number of cells from the class's other images, each where \
+                          its own relevance is",
+            },
+        },
+        FeatureSpace::Colour => SpaceWording {
+            group_note: " (images whose global colour — per-channel mean and spread — sets \
+                         them apart; its colours are given to the other images, there is no \
+                         region)"
+                .to_string(),
+            transferred: "colours turn",
+            test: TransferTest::Colour,
+        },
+        FeatureSpace::Relevance | FeatureSpace::Image => SpaceWording {
+            group_note: String::new(),
+            transferred: "region turns",
+            test: TransferTest::Region {
+                control: "the same-shaped region from the class's other images",
+            },
+        },
+    }
+}
+
+/// The plain-language line for a tested group (a class's strongest): what was given to other
+/// classes' images, how many turned, and what the control and the occlusion did.
+pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
+    match test {
+        TransferTest::Colour => format!(
+            "Giving {} images of other classes the colours (per-channel mean and spread) of \
+             {}'s images turns {} of them into “{}” (logit {:+.2} on average; the colours of \
+             the class's other images: {}); giving the group's own images the colours of the \
+             class's other images lowers the logit by {} (by {} in the rest of the class).",
+            r.transplant_images,
+            r.group_label(),
+            pct(r.transplant_flip_rate),
+            r.class_name,
+            r.transplant_logit_gain,
+            pct(r.transplant_flip_rate_rest),
+            pct(r.occlusion_drop),
+            pct(r.occlusion_drop_rest)
+        ),
+        TransferTest::Region { control } => format!(
+            "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
+             “{}” (logit {:+.2} on average; {control}: {}); \
+             filling that region in the cluster's own images lowers the logit by {} (by {} in the \
+             rest of the class).",
+            r.group_label(),
+            r.region,
+            r.transplant_images,
+            pct(r.transplant_flip_rate),
+            r.class_name,
+            r.transplant_logit_gain,
+            pct(r.transplant_flip_rate_rest),
+            pct(r.occlusion_drop),
+            pct(r.occlusion_drop_rest)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(node: &str) -> ConceptLayerInfo {
+        ConceptLayerInfo {
+            node: node.into(),
+            channels: 16,
+        }
+    }
+
+    #[test]
+    fn only_the_relevance_space_goes_without_a_note() {
+        let w = wording(FeatureSpace::Relevance, &[]);
+        assert_eq!(w.group_note, "");
+        assert_eq!(w.transferred, "region turns");
+        assert!(
+            matches!(w.test, TransferTest::Region { control } if control.contains("same-shaped"))
+        );
+    }
+
+    #[test]
+    fn a_concept_group_names_its_layer() {
+        let w = wording(FeatureSpace::Concept(0), &[layer("/3/Conv")]);
+        assert!(
+            w.group_note.contains("same channels of layer /3/Conv;"),
+            "{}",
+            w.group_note
+        );
+        assert!(
+            matches!(w.test, TransferTest::Region { control } if control.contains("own relevance"))
+        );
+        // a layer the relevance dataset does not list is named by its space
+        let w = wording(FeatureSpace::Concept(2), &[layer("/3/Conv")]);
+        assert!(
+            w.group_note.contains("layer concept-2;"),
+            "{}",
+            w.group_note
+        );
+    }
+
+    #[test]
+    fn a_colour_group_is_told_as_a_colour_transfer() {
+        let w = wording(FeatureSpace::Colour, &[]);
+        assert_eq!(w.transferred, "colours turn");
+        assert_eq!(w.test, TransferTest::Colour);
+        assert!(w.group_note.contains("no region"));
+    }
+
+    #[test]
+    fn the_evidence_sentence_tells_the_test_of_the_groups_space() {
+        use crate::test_fixtures::evidence_row;
+        use spray_store::verify::ClusterLevel;
+        let row = evidence_row(FeatureSpace::Relevance, ClusterLevel::Cluster, 3);
+        let text = evidence_sentence(&row, wording(row.space, &[]).test);
+        assert!(
+            text.starts_with("Pasting cluster 3's region (r1c1 r1c2) onto 50 images of other classes turns 60% of them into “cat” (logit +2.50 on average; the same-shaped region from the class's other images: 10%)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("lowers the logit by 40% (by 5% in the rest of the class)."),
+            "{text}"
+        );
+        let row = evidence_row(FeatureSpace::Colour, ClusterLevel::Split, 1);
+        let text = evidence_sentence(&row, wording(row.space, &[]).test);
+        assert!(
+            text.starts_with("Giving 50 images of other classes the colours (per-channel mean and spread) of colour split side 1's images turns 60% of them"),
+            "{text}"
+        );
+    }
+}
