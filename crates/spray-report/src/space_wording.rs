@@ -6,7 +6,7 @@
 //! what it returns.
 
 use spray_store::relevance::ConceptLayerInfo;
-use spray_store::FeatureSpace;
+use spray_store::{EvidenceTest, FeatureSpace};
 
 use crate::evidence::{pct, EvidenceRow};
 
@@ -34,41 +34,34 @@ pub(crate) enum TransferTest {
     Colour,
 }
 
-/// The words for `space`; `concept_layers` names a concept space's layer.
+/// The words for `space`; `concept_layers` names a concept space's layer. What a group is
+/// comes from the space table (`SpaceSpec::note`), how it was tested from its evidence test.
 pub(crate) fn wording(space: FeatureSpace, concept_layers: &[ConceptLayerInfo]) -> SpaceWording {
-    // The control differs by space (spray_verify): a concept group's is each of the other
-    // images' own cells; a relevance group's the same shape (by default the stronger of it at
-    // the same place and where each other image's relevance is, `[verify] control`).
-    match space {
-        FeatureSpace::Concept(i) => SpaceWording {
-            group_note: format!(
-                " (images whose relevance flows through the same channels of layer {}; each \
-                 image's own region)",
-                concept_layers
-                    .get(usize::from(i))
-                    .map_or_else(|| format!("concept-{i}"), |l| l.node.clone())
-            ),
-            transferred: "region turns",
-            test: TransferTest::Region {
+    let group_note = space.note(|i| concept_layers.get(usize::from(i)).map(|l| l.node.clone()));
+    // The control differs by test (spray_verify::probe): a member-region group's is each of
+    // the other images' own cells; a shared-region group's the same shape (by default the
+    // stronger of it at the same place and where each other image's relevance is,
+    // `[verify] control`).
+    let (transferred, test) = match space.spec().test {
+        Some(EvidenceTest::ColourTransfer) => ("colours turn", TransferTest::Colour),
+        Some(EvidenceTest::MemberRegion) => (
+            "region turns",
+            TransferTest::Region {
                 control: "the same number of cells from the class's other images, each where \
                           its own relevance is",
             },
-        },
-        FeatureSpace::Colour => SpaceWording {
-            group_note: " (images whose global colour — per-channel mean and spread — sets \
-                         them apart; its colours are given to the other images, there is no \
-                         region)"
-                .to_string(),
-            transferred: "colours turn",
-            test: TransferTest::Colour,
-        },
-        FeatureSpace::Relevance | FeatureSpace::Image => SpaceWording {
-            group_note: String::new(),
-            transferred: "region turns",
-            test: TransferTest::Region {
+        ),
+        Some(EvidenceTest::SharedRegion) | None => (
+            "region turns",
+            TransferTest::Region {
                 control: "the same-shaped region from the class's other images",
             },
-        },
+        ),
+    };
+    SpaceWording {
+        group_note,
+        transferred,
+        test,
     }
 }
 

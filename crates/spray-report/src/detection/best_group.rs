@@ -4,19 +4,11 @@
 
 use spray_store::analysis::SampleEmbedding;
 use spray_store::verify::ClusterLevel;
-use spray_store::FeatureSpace;
+use spray_store::{FeatureSpace, GroupId};
 
 use super::metrics::adjusted_rand_index;
 use super::truth::ArtifactImages;
 use crate::PRIMARY_SPACE;
-
-/// A group of a class's samples: its label at one level of one space's analysis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GroupId {
-    pub space: FeatureSpace,
-    pub level: ClusterLevel,
-    pub label: i32,
-}
 
 /// A group and how well it matches the artifact images.
 #[derive(Debug, Clone, Copy, PartialEq)]
