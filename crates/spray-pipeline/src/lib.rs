@@ -3,10 +3,10 @@
 //! groups and classes are kept) and sharding (`--stage S --shard I/N`, assembled by a final
 //! plain run).
 //!
-//! Cache keys are the stages' own fingerprints ([`fingerprints`]), stored beside their
+//! Cache keys are the stages' own fingerprints (`fingerprints.rs`), stored beside their
 //! outputs: `relevance/_dataset.json`, `analysis/_analysis.json`, `verify/_verify.json`,
 //! `report/_report.json`. The driver is one loop over [`Stage::ALL`]: upstream complete?
-//! forced or stale → clear; complete → cached; else execute ([`execute`]) and judge the
+//! forced or stale → clear; complete → cached; else execute (`execute.rs`) and judge the
 //! state again (partial → stop).
 
 mod config;

@@ -153,7 +153,7 @@ mod tests {
             level,
             label,
         };
-        let mut groups = vec![
+        let mut groups = [
             g(FeatureSpace::Colour, ClusterLevel::Cluster, 0),
             g(FeatureSpace::Relevance, ClusterLevel::Split, 1),
             g(FeatureSpace::Concept(0), ClusterLevel::Cluster, 2),

@@ -1,5 +1,5 @@
 //! The verify stage's contracts: its folder layout, its work units and manifest
-//! ([`units`]), and its tables ([`tables`]): the evidence rows (`evidence.csv` and its JSON
+//! ([`units`]), and its tables (`tables.rs`): the evidence rows (`evidence.csv` and its JSON
 //! twin `evidence.json`, which the report, the pipeline and `spray evaluate` read), the
 //! padding and AOPC rows.
 //!

@@ -153,7 +153,7 @@ mod tests {
         let image = vec![1.0, 3.0, 1.0, 3.0, 1.0, 3.0];
         let mask = vec![false, true];
         let taken = apply.take_away(
-            &[image.clone()],
+            std::slice::from_ref(&image),
             &Carrier::Regions(vec![mask.clone()]),
             &[0],
             &[],
