@@ -90,15 +90,7 @@ pub fn worth_testing(group: &TestedGroup, class_size: usize, settings: &VerifySe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn member(image_index: usize) -> Member {
-        Member {
-            image_index,
-            map: vec![],
-            predicted: 0,
-            class_logit: 0.0,
-        }
-    }
+    use crate::members::bare_member as member;
 
     #[test]
     fn groups_come_in_test_order_and_duplicates_once() {

@@ -90,17 +90,23 @@ pub fn class_name(classes: &[String], class: i32) -> String {
         .unwrap_or_else(|| format!("class {class}"))
 }
 
+/// A member with only its image index (tests of what depends on nothing else).
+#[cfg(test)]
+pub(crate) fn bare_member(image_index: usize) -> Member {
+    Member {
+        image_index,
+        map: vec![],
+        predicted: 0,
+        class_logit: 0.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn member(image_index: usize) -> Member {
-        Member {
-            image_index,
-            map: vec![],
-            predicted: 0,
-            class_logit: 0.0,
-        }
+        bare_member(image_index)
     }
 
     #[test]
