@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::ArrayD;
-use spray_engine::{Device, LrpEngine, SessionConfig};
+use spray_engine::{Device, LrpEngine, OrtConstantEvaluator, SessionConfig};
 use spray_lrp::{compile as compile_lrp, CompileOptions, CompositeSpec};
 
 /// Which rules to use: a built-in composite or a TOML file.
@@ -29,7 +30,9 @@ pub struct CompositeArgs {
 }
 
 impl CompositeArgs {
-    fn options(&self) -> Result<CompileOptions> {
+    /// Compiler options; `device` is where the compiled model will run (it decides which ONNX
+    /// Runtime build the constant folder loads).
+    fn options(&self, device: Device) -> Result<CompileOptions> {
         if self.composite.needs_input_bounds()
             && (self.zbox_low.is_none() || self.zbox_high.is_none())
         {
@@ -42,7 +45,8 @@ impl CompositeArgs {
             self.zbox_low.as_deref(),
             self.zbox_high.as_deref(),
             self.input_name.clone(),
-        )?)
+        )?
+        .with_constant_evaluator(Arc::new(OrtConstantEvaluator::new(device))))
     }
 }
 
@@ -128,7 +132,7 @@ fn parse_targets(spec: &str, n: usize) -> Result<Vec<i64>> {
 
 pub fn explain(args: ExplainArgs) -> Result<()> {
     let model = load(&args.model)?;
-    let options = args.composite.options()?;
+    let options = args.composite.options(args.device)?;
     // Compile first: an unsupported model is refused before any input is read.
     let compiled = compile_lrp(&model, &options)
         .with_context(|| format!("compiling {}", args.model.display()))?;
@@ -205,7 +209,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         return Ok(());
     };
     let model = load(&path)?;
-    let options = args.composite.options()?;
+    let options = args.composite.options(Device::Cpu)?;
     let inspection = spray_lrp::inspect::inspect(&model, &options);
     print!(
         "{}",
@@ -219,7 +223,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 
 pub fn compile(args: CompileArgs) -> Result<()> {
     let model = load(&args.model)?;
-    let options = args.composite.options()?;
+    let options = args.composite.options(Device::Cpu)?;
     let compiled = compile_lrp(&model, &options)
         .with_context(|| format!("compiling {}", args.model.display()))?;
     spray_onnx::save_model(&compiled.model, &args.out)?;

@@ -124,6 +124,9 @@ fn main() {
                         composite: composite.clone(),
                         input: None,
                         concept: Vec::new(),
+                        constant_evaluator: Some(std::sync::Arc::new(
+                            spray_engine::OrtConstantEvaluator::new(config.device),
+                        )),
                     },
                 )
                 .expect("compile");

@@ -1,6 +1,7 @@
 //! Running models with ONNX Runtime: plain inference and compiled LRP models, batched, on CPU
 //! or CUDA.
 
+mod constants;
 mod finite;
 mod runtime;
 
@@ -9,6 +10,7 @@ use ort::ep::ExecutionProvider;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
+pub use constants::OrtConstantEvaluator;
 pub use finite::{check_sample, NonFinite};
 pub use runtime::{environment, loaded_library, locate_onnxruntime, Device, ORT_VERSION};
 use spray_lrp::LrpSignature;

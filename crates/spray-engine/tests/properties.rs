@@ -17,6 +17,7 @@ fn compile_with(
             composite,
             input: None,
             concept: Vec::new(),
+            constant_evaluator: Some(ort_constants()),
         },
     )
 }
@@ -799,6 +800,7 @@ fn concept_relevance_sums_each_layer_per_channel_and_leaves_the_map_alone() {
             composite: epsilon(1e-9),
             input: None,
             concept: spray_lrp::ConceptLayer::defaults(),
+            constant_evaluator: Some(ort_constants()),
         },
     )
     .unwrap();
@@ -841,6 +843,7 @@ fn concept_relevance_sums_each_layer_per_channel_and_leaves_the_map_alone() {
             composite: epsilon(1e-9),
             input: None,
             concept: vec![spray_lrp::ConceptLayer::Node("no such node".into())],
+            constant_evaluator: Some(ort_constants()),
         },
     )
     .unwrap_err()

@@ -7,12 +7,15 @@
 //! its composite assigns. Linear layers run through ONNX's own Conv/ConvTranspose/Gemm/MatMul
 //! with weights modified at compile time.
 
+use std::sync::Arc;
+
 use spray_onnx::{attr, data_type, value_info, GraphProto, ModelProto, Tensor};
 
 use crate::builder::Builder;
 use crate::composite::{Composite, CompositeError, CompositeOptions, CompositeSpec};
 use crate::concept::{self, ConceptLayer, ConceptOutput, ConceptTensor};
 use crate::contract;
+use crate::fold::{self, ConstantEvaluator};
 use crate::graph::GraphFacts;
 use crate::normalize;
 use crate::ops::{pooling::PoolingStep, Backward, Treatment};
@@ -61,6 +64,9 @@ pub struct CompileOptions {
     /// Also output the per-channel relevance of these layers (empty: the two outputs
     /// `spray lrp compile` has always emitted).
     pub concept: Vec<ConceptLayer>,
+    /// Evaluates the constants the compiler does not evaluate itself (see
+    /// [`ConstantEvaluator`]); without one only element moves and integer arithmetic fold.
+    pub constant_evaluator: Option<Arc<dyn ConstantEvaluator>>,
 }
 
 impl CompileOptions {
@@ -84,6 +90,7 @@ impl CompileOptions {
             composite: spec.resolve(&options)?,
             input,
             concept: Vec::new(),
+            constant_evaluator: None,
         })
     }
 }
@@ -101,6 +108,14 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     let logits_source = normalize::strip_output_softmax(graph, &output);
     let batch_relaxed = normalize::relax_fixed_batch(graph, &input);
     let shapes = contract::declared_shapes(graph, &input, &output, &logits_source)?;
+    fold::fold_constants(
+        graph,
+        &model.opset_import,
+        model.ir_version,
+        &input,
+        &logits_source,
+        options.constant_evaluator.as_deref(),
+    )?;
 
     let snapshot = graph.clone();
     let facts = GraphFacts::new(&snapshot, &input);

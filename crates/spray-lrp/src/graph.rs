@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use spray_onnx::{GraphProto, NodeExt, NodeProto, Tensor};
 
+use crate::fold::Value;
 use crate::ops::table::{self, OpFamily, SignRule, StatisticRole};
 
 /// How a tensor depends on the input, for [`GraphFacts::is_statistic`].
@@ -128,67 +129,10 @@ impl<'g> GraphFacts<'g> {
         self.data.contains(name)
     }
 
-    fn identity_of_constant(&self, name: &str) -> Option<&'g str> {
-        // torch sometimes routes shared parameters through Identity nodes.
-        let node = &self.graph.node[*self.producer.get(name)?];
-        if node.op_type == "Identity" {
-            let src = node.input.first()?.as_str();
-            if self.constant_protos.contains_key(src) {
-                return Some(src);
-            }
-        }
-        None
-    }
-
-    /// Decode a constant tensor: an initializer, a `Constant` output, or the result of a few
-    /// shape-only ops applied to constants (exporters that skip constant folding emit e.g.
-    /// `MatMul(x, Transpose(W))` for a Linear layer).
+    /// Decode a constant tensor: an initializer or a `Constant` output. Constants the
+    /// exporter computed with other ops (`MatMul(x, Transpose(W))`, pad amounts, shape
+    /// arithmetic) are initializers by now: `fold` turned them into ones before planning.
     pub fn constant(&self, name: &str) -> Option<Tensor> {
-        self.constant_at_depth(name, 0)
-    }
-
-    fn constant_at_depth(&self, name: &str, depth: usize) -> Option<Tensor> {
-        if let Some(t) = self.stored_constant(name) {
-            return Some(t);
-        }
-        if depth > 8 || self.data.contains(name) {
-            return None;
-        }
-        let node = &self.graph.node[*self.producer.get(name)?];
-        let input = self.constant_at_depth(node.input.first()?, depth + 1)?;
-        match node.op_type.as_str() {
-            "Identity" => Some(input),
-            "Cast" => Some(input),
-            "Transpose" => {
-                let perm: Vec<usize> = match node.attr_ints("perm") {
-                    Some(p) => p
-                        .iter()
-                        .map(|&v| usize::try_from(v).ok())
-                        .collect::<Option<_>>()?,
-                    None => (0..input.dims.len()).rev().collect(),
-                };
-                transpose(&input, &perm)
-            }
-            "Reshape" | "Unsqueeze" | "Squeeze" | "Flatten" => {
-                // Only the data layout of the values stays; compute the new dims.
-                let dims = match node.op_type.as_str() {
-                    "Reshape" => {
-                        let shape = self.constant_at_depth(node.input.get(1)?, depth + 1)?;
-                        reshape_dims(&input.dims, shape.as_i64()?)?
-                    }
-                    _ => return None,
-                };
-                Some(Tensor {
-                    dims,
-                    data: input.data,
-                })
-            }
-            _ => None,
-        }
-    }
-
-    fn stored_constant(&self, name: &str) -> Option<Tensor> {
-        let name = self.identity_of_constant(name).unwrap_or(name);
         match self.constant_protos.get(name)? {
             ConstantSource::Initializer(t) => Tensor::from_proto(t).ok(),
             ConstantSource::ConstantNode(node) => {
@@ -208,6 +152,32 @@ impl<'g> GraphFacts<'g> {
                     return Some(Tensor::i64(vec![a.ints.len() as i64], a.ints.clone()));
                 }
                 None
+            }
+        }
+    }
+
+    /// A constant's dimensions, without decoding its values.
+    pub fn constant_dims(&self, name: &str) -> Option<Vec<i64>> {
+        match self.constant_protos.get(name)? {
+            ConstantSource::Initializer(t) => Some(t.dims.clone()),
+            ConstantSource::ConstantNode(node) => match node.attr_tensor("value") {
+                Some(t) => Some(t.dims.clone()),
+                None => self.constant(name).map(|t| t.dims),
+            },
+        }
+    }
+
+    /// The same constant with its element type and bits kept, for folding.
+    pub fn constant_value(&self, name: &str) -> Option<Value> {
+        match self.constant_protos.get(name)? {
+            ConstantSource::Initializer(t) => Value::from_proto(t),
+            ConstantSource::ConstantNode(node) => {
+                if let Some(t) = node.attr_tensor("value") {
+                    return Value::from_proto(t);
+                }
+                // The scalar and list forms: float32 and int64.
+                self.constant(name)
+                    .map(|t| Value::from_proto(&t.to_proto(name)))?
             }
         }
     }
@@ -324,92 +294,4 @@ fn statistics<'g>(graph: &'g GraphProto, data: &HashSet<&'g str>) -> HashSet<&'g
         .filter(|(_, d)| *d == Dependence::Statistic)
         .map(|(t, _)| t)
         .collect()
-}
-
-fn transpose(t: &Tensor, perm: &[usize]) -> Option<Tensor> {
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    if perm.len() != dims.len() {
-        return None;
-    }
-    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    let strides: Vec<usize> = (0..dims.len())
-        .map(|i| dims[i + 1..].iter().product())
-        .collect();
-    let n: usize = dims.iter().product();
-    let mut index = vec![0usize; dims.len()];
-    let mut order = Vec::with_capacity(n);
-    for _ in 0..n {
-        order.push(
-            perm.iter()
-                .zip(&index)
-                .map(|(&p, &i)| i * strides[p])
-                .sum::<usize>(),
-        );
-        for axis in (0..index.len()).rev() {
-            index[axis] += 1;
-            if index[axis] < out_dims[axis] {
-                break;
-            }
-            index[axis] = 0;
-        }
-    }
-    let data = match &t.data {
-        spray_onnx::TensorData::F32(v) => {
-            spray_onnx::TensorData::F32(order.iter().map(|&i| v[i]).collect())
-        }
-        spray_onnx::TensorData::I64(v) => {
-            spray_onnx::TensorData::I64(order.iter().map(|&i| v[i]).collect())
-        }
-    };
-    Some(Tensor {
-        dims: out_dims.iter().map(|&d| d as i64).collect(),
-        data,
-    })
-}
-
-fn reshape_dims(input: &[i64], shape: &[i64]) -> Option<Vec<i64>> {
-    let total: i64 = input.iter().product();
-    let mut dims: Vec<i64> = shape
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| {
-            if d == 0 {
-                input.get(i).copied().unwrap_or(0)
-            } else {
-                d
-            }
-        })
-        .collect();
-    if let Some(pos) = dims.iter().position(|&d| d == -1) {
-        let known: i64 = dims.iter().filter(|&&d| d != -1).product();
-        if known == 0 {
-            return None;
-        }
-        dims[pos] = total / known;
-    }
-    (dims.iter().product::<i64>() == total).then_some(dims)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transpose_of_a_matrix_and_a_3d_tensor() {
-        let m = Tensor::f32(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]);
-        let t = transpose(&m, &[1, 0]).unwrap();
-        assert_eq!(t.dims, vec![3, 2]);
-        assert_eq!(t.as_f32().unwrap(), &[1., 4., 2., 5., 3., 6.]);
-        let c = Tensor::f32(vec![2, 2, 2], (0..8).map(|v| v as f32).collect());
-        let t = transpose(&c, &[2, 0, 1]).unwrap();
-        assert_eq!(t.dims, vec![2, 2, 2]);
-        // out[i][j][k] = in[j][k][i]
-        assert_eq!(t.as_f32().unwrap(), &[0., 2., 4., 6., 1., 3., 5., 7.]);
-    }
-
-    #[test]
-    fn reshape_infers_and_copies_dims() {
-        assert_eq!(reshape_dims(&[2, 3, 4], &[0, -1]), Some(vec![2, 12]));
-        assert_eq!(reshape_dims(&[2, 3, 4], &[5, -1]), None);
-    }
 }

@@ -6,6 +6,8 @@
 //! - [`composite`]: which rule each layer gets, by name or from TOML;
 //! - [`compile`]: the driver of the graph rewrite (input choice, the `one_hot ⊙ logits` seed,
 //!   the reverse walk, the outputs);
+//! - `fold`: input-independent tensors on the relevance path evaluated into constants first
+//!   (element moves and integer arithmetic here, the rest by a [`ConstantEvaluator`]);
 //! - `plan`: which treatment and rule each relevance-path node gets, decided up front;
 //! - `ops`: one file per op family, recognition and backward emission side by side, and
 //!   [`ops::table`], the one table of every op the compiler knows;
@@ -16,6 +18,7 @@ mod compile;
 pub mod composite;
 mod concept;
 mod contract;
+mod fold;
 mod graph;
 pub mod inspect;
 mod normalize;
@@ -28,6 +31,7 @@ pub use composite::{
     Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind, BUILTIN_COMPOSITES,
 };
 pub use concept::{ConceptLayer, ConceptOutput, ConceptTensor};
+pub use fold::ConstantEvaluator;
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use plan::LayerPlan;
 pub use rules::Rule;

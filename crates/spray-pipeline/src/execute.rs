@@ -14,14 +14,19 @@ use crate::{flag, stage_dir, Pipeline, PipelineError, Result, RunOptions, Stage}
 
 /// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
 /// model is reported here, before any image is decoded).
-pub(crate) fn compile_model(pipeline: &Pipeline) -> Result<spray_lrp::LrpModel> {
+pub(crate) fn compile_model(pipeline: &Pipeline, device: Device) -> Result<spray_lrp::LrpModel> {
     let fail = |message: String| PipelineError::Lrp {
         path: pipeline.model.path.display().to_string(),
         message,
     };
     let model = spray_onnx::load_model(&pipeline.model.path).map_err(|e| fail(e.to_string()))?;
-    spray_lrp::compile(&model, &pipeline.lrp.compile_options(&pipeline.model)?)
-        .map_err(|e| fail(e.to_string()))
+    let options = pipeline
+        .lrp
+        .compile_options(&pipeline.model)?
+        .with_constant_evaluator(std::sync::Arc::new(
+            spray_engine::OrtConstantEvaluator::new(device),
+        ));
+    spray_lrp::compile(&model, &options).map_err(|e| fail(e.to_string()))
 }
 
 /// What one run knows: the pipeline, its options, the dataset and every stage's key.
@@ -78,7 +83,7 @@ impl RunContext<'_> {
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         // Compile first: an unsupported op is reported before any image is decoded.
-        let compiled = compile_model(pipeline)?;
+        let compiled = compile_model(pipeline, self.device)?;
         let shard = self.shard();
         let result = spray_relevance::run(&RelevanceJob {
             dataset: &self.dataset,
@@ -130,7 +135,7 @@ impl RunContext<'_> {
     fn verify(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         let dir = self.dir(Stage::Verify);
-        let compiled = compile_model(pipeline)?;
+        let compiled = compile_model(pipeline, self.device)?;
         let shard = self.shard();
         let result = spray_verify::run(&spray_verify::VerifyJob {
             relevance_dir: self.dir(Stage::Relevance),

@@ -57,9 +57,16 @@ pub fn compile_fixture_in(set: &str, model: &str, file: &str, composite: &str) -
             composite,
             input: None,
             concept: Vec::new(),
+            constant_evaluator: Some(ort_constants()),
         },
     )
     .unwrap()
+}
+
+/// The constant evaluator every compilation in these tests gets, as the CLI and the pipeline
+/// give it.
+pub fn ort_constants() -> std::sync::Arc<dyn spray_lrp::ConstantEvaluator> {
+    std::sync::Arc::new(spray_engine::OrtConstantEvaluator::default())
 }
 
 pub const FIXTURE_MODELS: &[&str] = &[
