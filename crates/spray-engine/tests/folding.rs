@@ -222,3 +222,65 @@ fn folding_equals_folding_by_hand() {
         "compiling the hand-folded model gives the same bytes"
     );
 }
+
+#[test]
+fn the_exported_efficientnet_like_fixture_folds_every_pad() {
+    let dir = fixture_set("lrp-folding").join("efficientnet_lite_small");
+    let model = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let input = read_npy::<f32>(&dir.join("input.npy"));
+    let compiled = compile(&model, &options(true)).unwrap();
+    let graph = compiled.model.graph.as_ref().unwrap();
+    let names: std::collections::HashSet<&str> = model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    let forward: Vec<&spray_onnx::NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| names.contains(n.name.as_str()))
+        .collect();
+    let count = |op: &str| forward.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(count("Pad"), 5);
+    for op in [
+        "Shape",
+        "Gather",
+        "ConstantOfShape",
+        "Div",
+        "Sub",
+        "Unsqueeze",
+    ] {
+        assert_eq!(count(op), 0, "{op} left in the forward graph");
+    }
+    // The forward graph as compiled (folded), alone: the same logits as the exported model,
+    // bit for bit.
+    let mut folded_forward = compiled.model.clone();
+    let g = folded_forward.graph.as_mut().unwrap();
+    g.node.retain(|n| names.contains(n.name.as_str()));
+    g.input.retain(|i| i.name == compiled.signature.input);
+    g.output = model.graph.as_ref().unwrap().output.clone();
+    let predict = |m: &ModelProto| {
+        Predictor::new(&spray_onnx::encode_model(m), SessionConfig::default())
+            .unwrap()
+            .predict(input.view())
+            .unwrap()
+    };
+    let plain = predict(&model);
+    assert_eq!(
+        predict(&folded_forward).as_slice().unwrap(),
+        plain.as_slice().unwrap()
+    );
+    // Inside the LRP model ORT fuses the forward ops differently (the backward pass reads
+    // intermediate activations), which moves the last bits only.
+    let out = LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), &[-1; 4])
+        .unwrap();
+    let gap = (&out.logits.view().into_dyn() - &plain.view())
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()));
+    assert!(gap < 1e-6, "{gap}");
+}

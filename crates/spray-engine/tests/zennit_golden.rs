@@ -89,7 +89,7 @@ fn relevance_matches_zennit_for_every_model_and_composite() {
                 .map_or("-".to_string(), |v| format!("{v:.1e}"));
                 let label = format!("{set}/{model}");
                 report.push(format!(
-                    "{label:<26} {composite:<26} {worst:.2e}   {own_error:.1e}   {stock_merge}"
+                    "{label:<36} {composite:<26} {worst:.2e}   {own_error:.1e}   {stock_merge}"
                 ));
                 // Written so that a NaN error fails too.
                 #[allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -102,7 +102,7 @@ fn relevance_matches_zennit_for_every_model_and_composite() {
         }
     }
     println!(
-        "fixture set/model          composite                  spray-zennit  zennit f32-f64  zennit 0.5.1 stock BN merge\n{}",
+        "fixture set/model                    composite                  spray-zennit  zennit f32-f64  zennit 0.5.1 stock BN merge\n{}",
         report.join("\n")
     );
     assert!(

@@ -12,7 +12,8 @@ pub fn fixtures() -> PathBuf {
 
 /// `lrp`: exported with torch's legacy exporter (make_lrp_fixtures.py); `lrp-dynamo`: the same
 /// small models exported with the dynamo exporter, torch's default since 2.9
-/// (make_dynamo_fixtures.py).
+/// (make_dynamo_fixtures.py); `lrp-folding`: a model whose pads need constant folding
+/// (make_folding_fixture.py).
 pub fn fixture_set(set: &str) -> PathBuf {
     // Read at run time, not with env!: CI reuses a target dir across clones, and a test binary
     // cargo finds fresh would otherwise look for fixtures in the clone that built it.
@@ -81,9 +82,14 @@ pub const FIXTURE_MODELS: &[&str] = &[
 pub const DYNAMO_FIXTURE_MODELS: &[&str] =
     &["vgg_small", "resnet_small", "densenet_small", "mixed_small"];
 
+/// Exported with torch.onnx.export's defaults (constant folding on, fixed batch) from a model
+/// whose pad amounts torch computes at run time (make_folding_fixture.py).
+pub const FOLDING_FIXTURE_MODELS: &[&str] = &["efficientnet_lite_small"];
+
 pub const FIXTURE_SETS: &[(&str, &[&str])] = &[
     ("lrp", FIXTURE_MODELS),
     ("lrp-dynamo", DYNAMO_FIXTURE_MODELS),
+    ("lrp-folding", FOLDING_FIXTURE_MODELS),
 ];
 
 /// A tiny deterministic generator for test weights (no dependency needed for this).
