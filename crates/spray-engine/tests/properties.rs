@@ -163,6 +163,30 @@ fn logits_equal_plain_inference_on_the_original_model() {
     }
 }
 
+/// The compiled model's forward half (what verify scores with) gives the LRP model's logits,
+/// for every fixture and composite, and no longer reads a target.
+#[test]
+fn the_forward_half_gives_the_lrp_models_logits() {
+    for model in FIXTURE_MODELS {
+        let dir = fixtures().join(model);
+        let input = read_npy::<f32>(&dir.join("input.npy"));
+        for composite in ["epsilon-plus", "epsilon-alpha2-beta1-flat"] {
+            let compiled = compile_fixture(model, "model.onnx", composite);
+            let mut engine = LrpEngine::new(&compiled, SessionConfig::default()).unwrap();
+            let lrp = engine.explain(input.view(), &[-1, -1, -1, -1]).unwrap();
+            let forward = spray_onnx::encode_model(&compiled.forward_model());
+            assert!(forward.len() < compiled.to_bytes().len());
+            let mut plain = Predictor::new(&forward, SessionConfig::default()).unwrap();
+            let logits = plain.predict(input.view()).unwrap();
+            assert_eq!(logits.shape(), lrp.logits.shape(), "{model}");
+            let err = (&lrp.logits.view().into_dyn() - &logits.view())
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()));
+            assert!(err < 1e-5, "{model} × {composite}: logits differ by {err}");
+        }
+    }
+}
+
 #[test]
 fn unsupported_ops_are_named_before_any_work() {
     use spray_onnx::attr;

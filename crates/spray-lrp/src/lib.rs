@@ -6,6 +6,8 @@
 //! - [`composite`]: which rule each layer gets, by name or from TOML;
 //! - [`compile`]: the driver of the graph rewrite (input choice, the `one_hot ⊙ logits` seed,
 //!   the reverse walk, the outputs);
+//! - `forward`: [`LrpModel::forward_model`], the logits alone (plain inference for stages
+//!   that need only the model's decision);
 //! - `fold`: input-independent tensors on the relevance path evaluated into constants first
 //!   (element moves and integer arithmetic here, the rest by a [`ConstantEvaluator`]);
 //! - `plan`: which treatment and rule each relevance-path node gets, decided up front;
@@ -19,6 +21,7 @@ pub mod composite;
 mod concept;
 mod contract;
 mod fold;
+mod forward;
 mod graph;
 pub mod inspect;
 mod normalize;

@@ -152,17 +152,24 @@ impl RunContext<'_> {
             fingerprint: self.fingerprints.verify.clone().unwrap_or_default(),
             shard,
         })?;
+        let mut detail = format!(
+            "shard {shard}: {} classes done ({} clusters of {} classes tested), {} images scored ({:.0} images/s); {} classes were already done",
+            result.units_written,
+            result.clusters,
+            result.classes,
+            result.images_run,
+            result.images_run as f64 / result.seconds.max(1e-9),
+            result.units_done_before
+        );
+        for cost in &result.per_class {
+            detail.push_str(&format!(
+                "\n  {}: {} groups tested, {} images scored",
+                cost.class_name, cost.groups, cost.images_scored
+            ));
+        }
         Ok(Executed {
             done_before: result.units_done_before,
-            detail: format!(
-                "shard {shard}: {} classes done ({} clusters of {} classes tested), {} images scored ({:.0} images/s); {} classes were already done",
-                result.units_written,
-                result.clusters,
-                result.classes,
-                result.images_run,
-                result.images_run as f64 / result.seconds.max(1e-9),
-                result.units_done_before
-            ),
+            detail,
             ranking: None,
         })
     }

@@ -5,11 +5,11 @@
 use spray_store::verify::Evidence;
 use spray_store::GroupId;
 
-use crate::groups::{class_groups, worth_testing, GroupLabels, TestedGroup};
+use crate::groups::{AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
-use crate::members::{recipients, spread, Member, MembersByClass};
+use crate::members::{first_look, recipients, spread, Member, MembersByClass};
 use crate::perturb::channel_stats;
-use crate::probe::{self, Apply, Plan, ProbeInput};
+use crate::probe::{self, Apply, Carrier, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
@@ -42,19 +42,20 @@ struct Recipients {
     before: Vec<Vec<f32>>,
 }
 
-/// The evidence of one class: every group worth testing (`groups::worth_testing`), tested by
-/// its space's evidence test, one row per measured group.
+/// The evidence of one class: the groups chosen to test (`AnalysedGroups::tested`: worth
+/// testing, most distinct first, within the budget), each by its space's evidence test, one
+/// row per measured group.
 pub fn class_evidence(
     bench: &mut Bench<'_>,
     (class, name): (i32, &str),
     by_class: &MembersByClass,
-    labels: &GroupLabels,
+    analysed: &AnalysedGroups,
 ) -> Result<Vec<Evidence>> {
     let Some(members) = by_class.get(&class) else {
         return Ok(Vec::new());
     };
     let g = bench.grid;
-    let groups = class_groups(class, members, labels);
+    let groups = analysed.tested(class, members, bench.settings);
     let class_mean = {
         let maps: Vec<&[f32]> = members.iter().map(|m| m.map.as_slice()).collect();
         region::mean(&maps, g * g)
@@ -65,9 +66,6 @@ pub fn class_evidence(
     let recipients = Recipients { tensors, before };
     let mut evidence = Vec::new();
     for group in &groups {
-        if !worth_testing(group, members.len(), bench.settings) {
-            continue;
-        }
         let Some(test) = group.id.space.spec().test else {
             continue;
         };
@@ -195,40 +193,30 @@ fn test_group(
     let covered_rest = apply.take_away(&rest, &plan.control, rest_rows, &rest_colours, 1);
     let others = occlusion(bench.scorer, class, rest_rows, &covered_rest)?;
 
-    let pasted = apply.give(&recipients.tensors, &donors, &plan.group, &donor_colours);
+    let k = class.index as usize;
+    let sides = Sides {
+        donors: (&donors, &donor_colours),
+        rest: (&rest, &rest_colours),
+    };
+    let n = recipients.tensors.len();
+    let (first, later) = match bench.settings.first_look {
+        0 => (Vec::from_iter(0..n), Vec::new()),
+        m => first_look(n, m),
+    };
+    let mut measured = transplant(bench.scorer, &apply, plan, &sides, recipients, &first)?;
+    if !later.is_empty() && measured.could_flag(recipients, k) {
+        let more = transplant(bench.scorer, &apply, plan, &sides, recipients, &later)?;
+        measured.extend(more);
+    }
     // Pictures for the report: the first member before and after occlusion, the first
-    // recipient before and after the transplant.
+    // recipient (always in the first look) before and after the transplant.
     let mut pictures = vec![donors[0].clone(), covered[0].clone()];
-    if let (Some(before), Some(after)) = (recipients.tensors.first(), pasted.first()) {
+    if let (Some(before), Some(after)) = (recipients.tensors.first(), &measured.first_pasted) {
         pictures.push(before.clone());
         pictures.push(after.clone());
     }
     let examples = bench.pictures.write(group.id, &pictures)?;
-
-    let after = bench.scorer.logits(&pasted)?;
-    let k = class.index as usize;
-    let n = recipients.tensors.len();
-    let gain = recipients
-        .before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| (a[k] - b[k]) as f64)
-        .sum::<f64>()
-        / n.max(1) as f64;
-    let eligible: Vec<usize> = (0..n)
-        .filter(|&j| predicted(&recipients.before[j]) != k)
-        .collect();
-    // The control: the same region (or colours) from the class's other images. A region
-    // that shows the class's object flips recipients whichever member it comes from; a
-    // shortcut the group shares flips them only when it comes from the group.
-    let mut control_rate = 0.0f64;
-    if !rest.is_empty() {
-        for carrier in std::iter::once(&plan.control).chain(plan.second_control.as_ref()) {
-            let pasted_rest = apply.give(&recipients.tensors, &rest, carrier, &rest_colours);
-            let after_rest = bench.scorer.logits(&pasted_rest)?;
-            control_rate = control_rate.max(flip_rate(&after_rest, &eligible, k));
-        }
-    }
+    let (flip, control_rate, gain) = measured.rates(recipients, k);
     Ok(Evidence {
         class_index: class.index,
         class_name: class.name.to_string(),
@@ -245,11 +233,146 @@ fn test_group(
         accuracy_before: own.accuracy_before,
         accuracy_after: own.accuracy_after,
         transplant_logit_gain: gain,
-        transplant_flip_rate: flip_rate(&after, &eligible, k),
+        transplant_flip_rate: flip,
         transplant_flip_rate_rest: control_rate,
-        transplant_images: n,
+        transplant_images: measured.positions.len(),
         examples,
     })
+}
+
+/// Images with their per-channel colour statistics (`perturb::channel_stats`).
+type WithColours<'a> = (&'a [Vec<f32>], &'a [[(f32, f32); 3]]);
+
+/// Where a transplant takes from: the group's images and the class's other images, the
+/// control.
+struct Sides<'a> {
+    donors: WithColours<'a>,
+    rest: WithColours<'a>,
+}
+
+/// The recipients' logits after the group's transplant and after each control's, at the
+/// recipient positions measured so far (ascending).
+struct Transplanted {
+    positions: Vec<usize>,
+    /// Recipient 0 transplanted, for the report's pictures.
+    first_pasted: Option<Vec<f32>>,
+    after: Vec<Vec<f32>>,
+    /// One list per control carrier (none when the class has no other images).
+    controls: Vec<Vec<Vec<f32>>>,
+}
+
+/// Transplant onto the recipients at `positions`: the group's plan, then each control.
+/// Recipient p receives from donor p mod |donors| however the positions are split.
+fn transplant(
+    scorer: &mut dyn Scorer,
+    apply: &Apply<'_>,
+    plan: &Plan,
+    sides: &Sides<'_>,
+    recipients: &Recipients,
+    positions: &[usize],
+) -> Result<Transplanted> {
+    let give = |(images, colours): WithColours<'_>, carrier: &Carrier| -> Vec<Vec<f32>> {
+        positions
+            .iter()
+            .flat_map(|&p| {
+                let one = std::slice::from_ref(&recipients.tensors[p]);
+                apply.give((one, p), images, carrier, colours)
+            })
+            .collect()
+    };
+    let pasted = give(sides.donors, &plan.group);
+    let after = scorer.logits(&pasted)?;
+    let first_pasted = positions
+        .iter()
+        .position(|&p| p == 0)
+        .map(|i| pasted[i].clone());
+    let mut controls = Vec::new();
+    if !sides.rest.0.is_empty() {
+        // The control: the same region (or colours) from the class's other images. A region
+        // that shows the class's object flips recipients whichever member it comes from; a
+        // shortcut the group shares flips them only when it comes from the group.
+        for carrier in std::iter::once(&plan.control).chain(plan.second_control.as_ref()) {
+            controls.push(scorer.logits(&give(sides.rest, carrier))?);
+        }
+    }
+    Ok(Transplanted {
+        positions: positions.to_vec(),
+        first_pasted,
+        after,
+        controls,
+    })
+}
+
+impl Transplanted {
+    /// Add the measurements at other positions, keeping the position order (so a group
+    /// measured in two steps sums its gain in the same order as one measured at once).
+    fn extend(&mut self, more: Transplanted) {
+        let mut order: Vec<usize> = (0..self.positions.len() + more.positions.len()).collect();
+        let positions: Vec<usize> = self
+            .positions
+            .iter()
+            .chain(&more.positions)
+            .copied()
+            .collect();
+        order.sort_by_key(|&i| positions[i]);
+        let pick = |mine: &[Vec<f32>], theirs: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            let all: Vec<&Vec<f32>> = mine.iter().chain(theirs).collect();
+            order.iter().map(|&i| all[i].clone()).collect()
+        };
+        self.after = pick(&self.after, &more.after);
+        self.controls = self
+            .controls
+            .iter()
+            .zip(&more.controls)
+            .map(|(mine, theirs)| pick(mine, theirs))
+            .collect();
+        self.positions = order.iter().map(|&i| positions[i]).collect();
+        self.first_pasted = self.first_pasted.take().or(more.first_pasted);
+    }
+
+    /// (flip rate, the stronger control's flip rate, mean gain of the class logit) over the
+    /// recipients measured; a recipient the class already won before is not counted in the
+    /// rates.
+    fn rates(&self, recipients: &Recipients, k: usize) -> (f64, f64, f64) {
+        let n = self.positions.len();
+        let gain = self
+            .positions
+            .iter()
+            .zip(&self.after)
+            .map(|(&p, a)| (a[k] - recipients.before[p][k]) as f64)
+            .sum::<f64>()
+            / n.max(1) as f64;
+        let eligible: Vec<usize> = (0..n)
+            .filter(|&i| predicted(&recipients.before[self.positions[i]]) != k)
+            .collect();
+        let control = self
+            .controls
+            .iter()
+            .map(|after| flip_rate(after, &eligible, k))
+            .fold(0.0f64, f64::max);
+        (flip_rate(&self.after, &eligible, k), control, gain)
+    }
+
+    /// Whether what was measured so far leaves room for a flag: the specific effect (flip
+    /// rate − control) plus two standard errors reaches `FLAG_SPECIFIC_EFFECT`. Why stop
+    /// otherwise: most groups of most classes turn few recipients beyond their control, and
+    /// measuring them on every recipient is most of the stage's cost; a group whose true
+    /// effect reaches the flag shows an effect this far below it on the first recipients in
+    /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
+    /// far more rarely.
+    fn could_flag(&self, recipients: &Recipients, k: usize) -> bool {
+        let eligible = self
+            .positions
+            .iter()
+            .filter(|&&p| predicted(&recipients.before[p]) != k)
+            .count();
+        if eligible == 0 {
+            return true;
+        }
+        let (flip, control, _) = self.rates(recipients, k);
+        let variance = (flip * (1.0 - flip) + control * (1.0 - control)) / eligible as f64;
+        flip - control + 2.0 * variance.sqrt() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
+    }
 }
 
 #[cfg(test)]
@@ -293,10 +416,8 @@ mod tests {
 
     /// Class 0: three images carry a shortcut (channel 0, top-left) that the model weighs
     /// ten times, three only the class's weak object (channel 1, bottom-right). Class 1:
-    /// a stronger background (channel 2). The shortcut group's region turns every class-1
-    /// image into class 0 and neither control does; the object group's region turns none.
-    #[test]
-    fn a_shortcut_group_flips_recipients_beyond_both_controls() {
+    /// a stronger background (channel 2).
+    fn two_classes() -> (LinearModel, Images, MembersByClass, AnalysedGroups) {
         let quadrant = |c: usize, r: usize, q: usize, weight: f32| {
             let mut w = vec![0.0; 3 * H * W];
             for y in 2 * r..2 * r + 2 {
@@ -346,23 +467,37 @@ mod tests {
             .flatten()
             .enumerate()
             .all(|(i, m)| m.predicted == i32::from(i >= 6)));
-        let mut labels = GroupLabels::new();
+        let mut analysed = AnalysedGroups::default();
         for i in 0..6 {
             let cluster = i32::from(i >= 3);
-            labels.insert((0, i, FeatureSpace::Relevance), (cluster, cluster));
+            analysed
+                .labels
+                .insert((0, i, FeatureSpace::Relevance), (cluster, cluster));
         }
-        let settings = VerifySettings::default();
-        let images = Images(tensors);
+        (model, Images(tensors), by_class, analysed)
+    }
+
+    /// The linear model's evidence of class 0 under `settings`.
+    fn class_zero(settings: &VerifySettings) -> (Vec<Evidence>, usize) {
+        let (mut model, images, by_class, analysed) = two_classes();
         let mut bench = Bench {
             scorer: &mut model,
             images: &images,
-            settings: &settings,
+            settings,
             grid: 2,
             size: [H, W],
             bounds: [(0.0, 1.0); 3],
             pictures: &NoPictures,
         };
-        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &labels).unwrap();
+        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        (rows, model.scored)
+    }
+
+    /// The shortcut group's region turns every class-1 image into class 0 and neither control
+    /// does; the object group's region turns none.
+    #[test]
+    fn a_shortcut_group_flips_recipients_beyond_both_controls() {
+        let (rows, scored) = class_zero(&VerifySettings::default());
         assert_eq!(rows.len(), 2);
         let shortcut = &rows[0];
         assert_eq!(shortcut.group().name(), "cluster 0");
@@ -379,6 +514,26 @@ mod tests {
         // Its moved control pastes the shortcut images' own relevance: the shortcut.
         assert_eq!(object.transplant_flip_rate_rest, 1.0);
         // Recipients once; per group: two occlusions, the transplant, two controls.
-        assert_eq!(model.scored, 12 + 6 + 2 * (3 + 3 + 6 + 6 + 6));
+        assert_eq!(scored, 12 + 6 + 2 * (3 + 3 + 6 + 6 + 6));
+    }
+
+    /// Measured on the first three recipients first: the object group turns none of them
+    /// beyond its controls and stops there; the shortcut group goes on to all six.
+    #[test]
+    fn a_group_that_cannot_reach_the_flag_stops_after_the_first_look() {
+        let settings = VerifySettings {
+            first_look: 3,
+            ..VerifySettings::default()
+        };
+        let (rows, scored) = class_zero(&settings);
+        let (shortcut, object) = (&rows[0], &rows[1]);
+        assert_eq!(shortcut.transplant_images, 6);
+        assert_eq!(shortcut.specific(), 1.0);
+        assert_eq!(object.transplant_images, 3);
+        assert_eq!(object.transplant_flip_rate, 0.0);
+        assert_eq!(object.transplant_flip_rate_rest, 1.0);
+        // The shortcut as before; the object: two occlusions, then three recipients for the
+        // transplant and each control.
+        assert_eq!(scored, 12 + 6 + (3 + 3 + 6 + 6 + 6) + (3 + 3 + 3 + 3 + 3));
     }
 }

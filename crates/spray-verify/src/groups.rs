@@ -1,9 +1,9 @@
 //! Which groups of a class are tested: every tested space's clusters and split sides, each set
-//! of images once.
+//! of images once, the most distinct first, at most `max_groups` of them.
 
 use std::collections::BTreeMap;
 
-use spray_store::analysis::SampleEmbedding;
+use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
 use spray_store::{ClusterLevel, FeatureSpace, GroupId};
 
 use crate::members::Member;
@@ -35,11 +35,55 @@ pub struct TestedGroup {
     pub members: Vec<usize>,
 }
 
+/// (class, space) → the cluster the analysis found most distinct in that space.
+pub type Contrasts = BTreeMap<(i32, FeatureSpace), ClusterContrast>;
+
+/// What verify reads of the analysis to choose groups.
+#[derive(Debug, Default)]
+pub struct AnalysedGroups {
+    pub labels: GroupLabels,
+    pub contrasts: Contrasts,
+}
+
+impl AnalysedGroups {
+    pub fn new(
+        spectra: &[ClassSpectrum],
+        samples: &[SampleEmbedding],
+        settings: &VerifySettings,
+    ) -> Self {
+        AnalysedGroups {
+            labels: tested_labels(samples, settings),
+            contrasts: spectra
+                .iter()
+                .map(|s| ((s.class_index, s.space), s.contrast))
+                .collect(),
+        }
+    }
+
+    /// The groups of `class` to test, in order ([`class_groups`], then [`by_priority`]).
+    pub fn tested(
+        &self,
+        class: i32,
+        members: &[Member],
+        settings: &VerifySettings,
+    ) -> Vec<TestedGroup> {
+        let all = class_groups(class, members, &self.labels, settings.same_group_overlap);
+        by_priority(class, members.len(), all, &self.contrasts, settings)
+    }
+}
+
 /// The class's groups in test order (`GroupId`'s: relevance first, clusters before split
 /// sides within a space). A group with the same images as one before it — with two clusters
 /// the split is the clustering; a concept layer may find the relevance space's group again —
-/// is tested once, under its first name.
-pub fn class_groups(class: i32, members: &[Member], labels: &GroupLabels) -> Vec<TestedGroup> {
+/// is tested once, under its first name; so is one that overlaps an earlier group of the same
+/// evidence test by `same_group_overlap` or more (the two concept layers, or a cluster and a
+/// split side, that differ by an image or two: the same measurement twice).
+pub fn class_groups(
+    class: i32,
+    members: &[Member],
+    labels: &GroupLabels,
+    same_group_overlap: f64,
+) -> Vec<TestedGroup> {
     let mut groups: BTreeMap<GroupId, Vec<usize>> = BTreeMap::new();
     for (&(c, image, space), &(cluster, split)) in
         labels.range((class, i64::MIN, FeatureSpace::Relevance)..)
@@ -67,11 +111,34 @@ pub fn class_groups(class: i32, members: &[Member], labels: &GroupLabels) -> Vec
     let mut tested: Vec<TestedGroup> = Vec::new();
     for (id, mut members) in groups {
         members.sort_unstable();
-        if !tested.iter().any(|t| t.members == members) {
+        let again = |t: &TestedGroup| {
+            t.members == members
+                || (t.id.space.spec().test == id.space.spec().test
+                    && jaccard(&t.members, &members) >= same_group_overlap)
+        };
+        if !tested.iter().any(again) {
             tested.push(TestedGroup { id, members });
         }
     }
     tested
+}
+
+/// |a ∩ b| / |a ∪ b| of two ascending lists.
+fn jaccard(a: &[usize], b: &[usize]) -> f64 {
+    let (mut i, mut j, mut shared) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let either = a.len() + b.len() - shared;
+    shared as f64 / either.max(1) as f64
 }
 
 /// Whether a group is worth testing: a real label, at least `min_cluster` images, not the
@@ -85,6 +152,77 @@ pub fn worth_testing(group: &TestedGroup, class_size: usize, settings: &VerifySe
         && n >= settings.min_cluster
         && n != class_size
         && (n as f64) >= settings.min_share(group.id.space) * class_size as f64
+}
+
+/// The groups of a class that are tested: those worth testing ([`worth_testing`]) whose space
+/// has an evidence test, at most `settings.max_groups`, taken round-robin over the spaces
+/// (the space whose most distinct cluster scores highest first, [`ClusterContrast::score`]),
+/// each space's groups in `within_space` order. Why round-robin: a shortcut shows in one
+/// space — a colour cast in the colour space, a texture in a concept layer — and a budget
+/// spent on one space's many clusters would never reach it.
+pub fn by_priority(
+    class: i32,
+    class_size: usize,
+    groups: Vec<TestedGroup>,
+    contrasts: &Contrasts,
+    settings: &VerifySettings,
+) -> Vec<TestedGroup> {
+    let mut per_space: BTreeMap<FeatureSpace, Vec<TestedGroup>> = BTreeMap::new();
+    for g in groups {
+        if g.id.space.spec().test.is_some() && worth_testing(&g, class_size, settings) {
+            per_space.entry(g.id.space).or_default().push(g);
+        }
+    }
+    let contrast = |space: FeatureSpace| contrasts.get(&(class, space)).copied();
+    let mut spaces: Vec<(f64, Vec<TestedGroup>)> = per_space
+        .into_iter()
+        .map(|(space, mut groups)| {
+            let c = contrast(space);
+            // Stable: equal keys keep the test order.
+            groups.sort_by_key(|g| within_space(g, c.as_ref(), class_size));
+            (c.map_or(0.0, |c| c.score()), groups)
+        })
+        .collect();
+    spaces.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let budget = match settings.max_groups {
+        0 => usize::MAX,
+        n => n,
+    };
+    let mut queues: Vec<std::vec::IntoIter<TestedGroup>> =
+        spaces.into_iter().map(|(_, g)| g.into_iter()).collect();
+    let mut chosen = Vec::new();
+    while chosen.len() < budget {
+        let before = chosen.len();
+        for queue in &mut queues {
+            if chosen.len() < budget {
+                chosen.extend(queue.next());
+            }
+        }
+        if chosen.len() == before {
+            break;
+        }
+    }
+    chosen
+}
+
+/// A space's groups, most suspect first: the cluster the analysis found most distinct
+/// (`contrast`), then the smaller side of the two-way split (a shortcut is carried by part of a
+/// class, and the split is the one-vs-rest cut), then the other clusters, smaller first, then
+/// the larger split side.
+fn within_space(
+    g: &TestedGroup,
+    contrast: Option<&ClusterContrast>,
+    class_size: usize,
+) -> (u8, usize) {
+    let n = g.members.len();
+    let distinct = contrast.is_some_and(|c| c.cluster >= 0 && c.cluster == g.id.label);
+    let tier = match g.id.level {
+        ClusterLevel::Cluster if distinct => 0,
+        ClusterLevel::Split if 2 * n <= class_size => 1,
+        ClusterLevel::Cluster => 2,
+        ClusterLevel::Split => 3,
+    };
+    (tier, n)
 }
 
 #[cfg(test)]
@@ -105,7 +243,7 @@ mod tests {
         }
         // Another class's labels are not read.
         labels.insert((5, 10, FeatureSpace::Relevance), (7, 7));
-        let groups = class_groups(4, &members, &labels);
+        let groups = class_groups(4, &members, &labels, 1.0);
         let names: Vec<(String, Vec<usize>)> = groups
             .iter()
             .map(|g| (g.id.name(), g.members.clone()))
@@ -130,5 +268,125 @@ mod tests {
             .collect();
         // colour cluster 0: 2 < min_cluster; the relevance space has no minimum share.
         assert_eq!(worth, [true, true, false, true]);
+    }
+
+    fn group(
+        space: FeatureSpace,
+        level: ClusterLevel,
+        label: i32,
+        members: &[usize],
+    ) -> TestedGroup {
+        TestedGroup {
+            id: GroupId {
+                space,
+                level,
+                label,
+            },
+            members: members.to_vec(),
+        }
+    }
+
+    #[test]
+    fn overlap_is_shared_over_either() {
+        assert_eq!(jaccard(&[1, 2, 3], &[2, 3, 4]), 0.5);
+        assert_eq!(jaccard(&[1, 2], &[1, 2]), 1.0);
+        assert_eq!(jaccard(&[], &[]), 0.0);
+        assert_eq!(jaccard(&[0], &[1]), 0.0);
+    }
+
+    #[test]
+    fn a_near_copy_is_tested_once_within_a_test_but_not_across_tests() {
+        let members: Vec<Member> = (0..20).map(member).collect();
+        let mut labels = GroupLabels::new();
+        for image in 0..20i64 {
+            // concept-0 cluster 0: images 0..10; concept-1 cluster 0: 0..11 (Jaccard 10/11);
+            // colour cluster 0: 0..10 too, another test.
+            let c0 = i32::from(image >= 10);
+            let c1 = i32::from(image >= 11);
+            labels.insert((1, image, FeatureSpace::Concept(0)), (c0, 5));
+            labels.insert((1, image, FeatureSpace::Concept(1)), (c1, 5));
+            labels.insert((1, image, FeatureSpace::Colour), (i32::from(image >= 9), 5));
+        }
+        let names = |overlap: f64| -> Vec<String> {
+            class_groups(1, &members, &labels, overlap)
+                .iter()
+                .map(|g| g.id.name())
+                .collect()
+        };
+        let near = names(0.9);
+        assert!(
+            near.contains(&"concept-0 cluster 0".to_string()),
+            "{near:?}"
+        );
+        assert!(
+            !near.contains(&"concept-1 cluster 0".to_string()),
+            "{near:?}"
+        );
+        assert!(near.contains(&"colour cluster 0".to_string()), "{near:?}");
+        // Exact copies only: concept-1's cluster is its own group again.
+        assert!(names(1.0).contains(&"concept-1 cluster 0".to_string()));
+    }
+
+    #[test]
+    fn the_budget_goes_round_the_spaces_most_suspect_groups_first() {
+        let r = FeatureSpace::Relevance;
+        let c = FeatureSpace::Concept(0);
+        let k = FeatureSpace::Colour;
+        let (cl, sp) = (ClusterLevel::Cluster, ClusterLevel::Split);
+        let groups = vec![
+            group(r, cl, 0, &[0, 1, 2, 3]),
+            group(r, cl, 1, &[4, 5, 6, 7, 8, 9]),
+            group(r, sp, 0, &[0, 1, 2, 3, 4, 5, 6]),
+            group(r, sp, 1, &[7, 8, 9]),
+            group(c, cl, 0, &[0, 1, 2, 4, 5]),
+            group(c, cl, 1, &[3, 6, 7, 8, 9]),
+            group(k, cl, 0, &[0, 1, 2, 3, 4, 5]),
+            group(k, cl, 1, &[6, 7, 8, 9]),
+            group(FeatureSpace::Image, cl, 0, &[0, 1, 2]),
+        ];
+        let contrast = |cluster: i32, separation: f64| ClusterContrast {
+            cluster,
+            share: 0.5,
+            separation,
+            magnitude_shift: 0.0,
+        };
+        let contrasts = Contrasts::from([
+            ((2, r), contrast(1, 0.5)),
+            ((2, c), contrast(0, 0.9)),
+            // No contrast for the colour space: its groups in their own order.
+            // Another class's contrasts are not read.
+            ((3, r), contrast(0, 1.0)),
+        ]);
+        let mut settings = VerifySettings {
+            max_groups: 5,
+            ..VerifySettings::default()
+        };
+        let order = |settings: &VerifySettings| -> Vec<String> {
+            by_priority(2, 10, groups.clone(), &contrasts, settings)
+                .iter()
+                .map(|g| g.id.name())
+                .collect()
+        };
+        // Round one: each space's first (concept-0's contrast scores highest, then the
+        // relevance space's, then colour without one); round two begins with concept-0. In
+        // the relevance space the smaller split side comes right after the contrast cluster.
+        // The image space has no evidence test.
+        assert_eq!(
+            order(&settings),
+            [
+                "concept-0 cluster 0",
+                "cluster 1",
+                "colour cluster 1",
+                "concept-0 cluster 1",
+                "split side 1",
+            ]
+        );
+        settings.max_groups = 0;
+        let all = order(&settings);
+        assert_eq!(all.len(), 8);
+        assert_eq!(
+            all[7], "split side 0",
+            "the larger split side last: {all:?}"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub use spray_store::verify::{
     aopc_path, evidence_json_path, evidence_path, manifest_path, padding_path, Aopc, Evidence,
     PaddingEffect,
 };
-pub use stage::{chosen_classes, fingerprint, run, VerifyJob, VerifySummary};
+pub use stage::{chosen_classes, fingerprint, run, ClassCost, VerifyJob, VerifySummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

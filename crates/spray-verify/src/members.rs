@@ -81,6 +81,32 @@ pub fn recipients(by_class: &MembersByClass, class: i32, limit: usize) -> Vec<us
     spread(&others, limit)
 }
 
+/// Which `m` of `n` recipients a group is measured on first, and the others, each ascending:
+/// the first `m` of [`prefix_spread`]'s order. Why not the first `m`: images come sorted by
+/// class, and a plain prefix would be one or two classes.
+pub fn first_look(n: usize, m: usize) -> (Vec<usize>, Vec<usize>) {
+    let order = prefix_spread(&(0..n).collect::<Vec<_>>());
+    let m = m.min(n);
+    let mut first = order[..m].to_vec();
+    let mut later = order[m..].to_vec();
+    first.sort_unstable();
+    later.sort_unstable();
+    (first, later)
+}
+
+/// `items` reordered so that every prefix is spread over the whole list: position i goes
+/// where its index with the bits reversed sorts (0, n/2, n/4, 3n/4, …).
+pub fn prefix_spread<T: Copy>(items: &[T]) -> Vec<T> {
+    let n = items.len();
+    if n <= 2 {
+        return items.to_vec();
+    }
+    let bits = usize::BITS - (n - 1).leading_zeros();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| i.reverse_bits() >> (usize::BITS - bits));
+    order.into_iter().map(|i| items[i]).collect()
+}
+
 /// The name of class `class`, or `class <i>` when the list does not have it.
 pub fn class_name(classes: &[String], class: i32) -> String {
     usize::try_from(class)
@@ -115,6 +141,24 @@ mod tests {
         assert_eq!(spread(&v, 4), vec![0, 2, 5, 7]);
         assert_eq!(spread(&v, 20), v);
         assert_eq!(spread(&v, 0), v);
+    }
+
+    #[test]
+    fn every_prefix_is_spread_and_nothing_is_lost() {
+        let v: Vec<usize> = (0..100).collect();
+        let order = prefix_spread(&v);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, v);
+        // The first ten reach every tenth of the list.
+        let mut tenths: Vec<usize> = order[..10].iter().map(|i| i / 10).collect();
+        tenths.sort_unstable();
+        tenths.dedup();
+        assert!(tenths.len() >= 8, "{:?}", &order[..10]);
+        assert_eq!(prefix_spread(&[3, 4]), [3, 4]);
+        // Two of eight: the first and the middle; all of them when m ≥ n.
+        assert_eq!(first_look(8, 2), (vec![0, 4], vec![1, 2, 3, 5, 6, 7]));
+        assert_eq!(first_look(3, 5), (vec![0, 1, 2], vec![]));
     }
 
     #[test]

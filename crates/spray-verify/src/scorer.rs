@@ -2,7 +2,7 @@
 //! evidence logic can be tested with a small model in memory, without ONNX Runtime.
 
 use spray_dataset::TensorLayout;
-use spray_engine::{LrpEngine, SessionConfig};
+use spray_engine::{Predictor, SessionConfig};
 use spray_lrp::LrpModel;
 
 use crate::{Result, VerifyError};
@@ -14,10 +14,10 @@ pub trait Scorer {
     fn images_scored(&self) -> usize;
 }
 
-/// The compiled model's logits through ONNX Runtime, in batches (the same model and batches
-/// as the relevance stage; target = predicted).
-pub struct LrpScorer {
-    engine: LrpEngine,
+/// The model's logits through ONNX Runtime, in batches: the compiled model's forward half
+/// ([`LrpModel::forward_model`]: the relevance stage's logits, without its backward pass).
+pub struct ForwardScorer {
+    predictor: Predictor,
     /// Input height and width.
     size: [usize; 2],
     layout: TensorLayout,
@@ -25,7 +25,7 @@ pub struct LrpScorer {
     scored: usize,
 }
 
-impl LrpScorer {
+impl ForwardScorer {
     pub fn new(
         model: &LrpModel,
         session: SessionConfig,
@@ -33,8 +33,9 @@ impl LrpScorer {
         layout: TensorLayout,
         batch_size: usize,
     ) -> Result<Self> {
-        Ok(LrpScorer {
-            engine: LrpEngine::new(model, session)?,
+        let forward = spray_onnx::encode_model(&model.forward_model());
+        Ok(ForwardScorer {
+            predictor: Predictor::new(&forward, session)?,
             size,
             layout,
             batch_size: batch_size.max(1),
@@ -43,7 +44,7 @@ impl LrpScorer {
     }
 }
 
-impl Scorer for LrpScorer {
+impl Scorer for ForwardScorer {
     fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         let [h, w] = self.size;
         let mut out = Vec::with_capacity(tensors.len());
@@ -57,10 +58,11 @@ impl Scorer for LrpScorer {
                     .as_standard_layout()
                     .into_owned();
             }
-            let e = self.engine.explain(input.view(), &vec![-1; chunk.len()])?;
-            for row in e.logits.rows() {
-                out.push(row.to_vec());
-            }
+            let logits = self.predictor.predict(input.view())?;
+            let rows = logits
+                .into_dimensionality::<ndarray::Ix2>()
+                .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+            out.extend(rows.rows().into_iter().map(|row| row.to_vec()));
             self.scored += chunk.len();
         }
         Ok(out)

@@ -97,6 +97,19 @@ pub struct VerifySettings {
     /// Where a relevance-space group's control region lies in the class's other images.
     #[serde(default)]
     pub control: RegionControl,
+    /// Recipients a group's region (or colours) is first transplanted onto; the other
+    /// `transplant_images − first_look` only when the effect so far could still reach the
+    /// flag (`evidence::Transplanted::could_flag`). 0: always every recipient.
+    #[serde(default = "default_first_look")]
+    pub first_look: usize,
+    /// At most this many groups of a class are tested (0: every group), the ones the
+    /// analysis found most distinct first (`groups::by_priority`).
+    #[serde(default = "default_max_groups")]
+    pub max_groups: usize,
+    /// A group whose images overlap an earlier group of the same evidence test this much
+    /// (Jaccard index: shared / either) is that group again and is not tested twice.
+    #[serde(default = "default_same_group")]
+    pub same_group_overlap: f64,
 }
 
 fn default_table_images() -> usize {
@@ -117,6 +130,15 @@ fn default_min_cluster() -> usize {
 }
 fn default_concept_min_share() -> f64 {
     0.1
+}
+fn default_first_look() -> usize {
+    30
+}
+fn default_max_groups() -> usize {
+    0
+}
+fn default_same_group() -> f64 {
+    0.9
 }
 fn default_margin() -> f64 {
     0.5
@@ -147,6 +169,9 @@ impl Default for VerifySettings {
             concept_min_share: default_concept_min_share(),
             colour_groups: true,
             control: RegionControl::Both,
+            first_look: default_first_look(),
+            max_groups: default_max_groups(),
+            same_group_overlap: default_same_group(),
         }
     }
 }

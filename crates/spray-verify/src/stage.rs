@@ -14,11 +14,11 @@ use spray_store::StageKey;
 use crate::aopc::{aopc_row, AopcSetup};
 use crate::evidence::{class_evidence, Bench};
 use crate::examples::ExampleWriter;
-use crate::groups::{tested_labels, GroupLabels};
+use crate::groups::AnalysedGroups;
 use crate::images::{pixel_bounds, DatasetImages};
 use crate::members::{class_name, read_members, MembersByClass};
 use crate::padding::padding_rows;
-use crate::scorer::{LrpScorer, Scorer};
+use crate::scorer::{ForwardScorer, Scorer};
 use crate::settings::VerifySettings;
 use crate::Result;
 
@@ -51,12 +51,23 @@ pub struct VerifySummary {
     pub clusters: usize,
     /// Images scored by the model.
     pub images_run: usize,
+    /// Per class this run computed, in class order: its name, groups tested, images scored
+    /// (groups, padding and AOPC together).
+    pub per_class: Vec<ClassCost>,
     pub seconds: f64,
     /// Units (classes) computed by this run, and found finished by an earlier one.
     pub units_written: usize,
     pub units_done_before: usize,
     /// Every unit was present and the tables were assembled.
     pub complete: bool,
+}
+
+/// What one class's unit cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassCost {
+    pub class_name: String,
+    pub groups: usize,
+    pub images_scored: usize,
 }
 
 /// Fingerprint of the stage: the analysis it reads, its settings, the spray version.
@@ -89,7 +100,7 @@ struct StageInputs<'a> {
     by_class: MembersByClass,
     classes: Vec<String>,
     chosen: Vec<(i32, String)>,
-    labels: GroupLabels,
+    analysed: AnalysedGroups,
 }
 
 /// Run this process's share of the stage (every unit without `job.shard`), then assemble the
@@ -101,11 +112,11 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     let inputs = StageInputs {
         job,
         chosen: chosen_classes(&spectra, job.settings),
-        labels: tested_labels(&samples, job.settings),
+        analysed: AnalysedGroups::new(&spectra, &samples, job.settings),
         by_class,
         classes,
     };
-    let mut scorer = LrpScorer::new(
+    let mut scorer = ForwardScorer::new(
         job.model,
         SessionConfig {
             device: job.device,
@@ -132,8 +143,14 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
             summary.units_done_before += 1;
             continue;
         }
+        let scored_before = scorer.images_scored();
         let unit = class_unit(&inputs, &mut scorer, class, &mut summary)?;
         contract::write_unit(&job.dir, &unit)?;
+        summary.per_class.push(ClassCost {
+            class_name: class_name(&inputs.classes, class),
+            groups: unit.evidence.len(),
+            images_scored: scorer.images_scored() - scored_before,
+        });
         summary.units_written += 1;
     }
     summary.images_run = scorer.images_scored();
@@ -184,8 +201,12 @@ fn class_unit(
             bounds: pixel_bounds(job.preprocess),
             pictures: &pictures,
         };
-        unit.evidence =
-            class_evidence(&mut bench, (class, name), &inputs.by_class, &inputs.labels)?;
+        unit.evidence = class_evidence(
+            &mut bench,
+            (class, name),
+            &inputs.by_class,
+            &inputs.analysed,
+        )?;
         summary.clusters += unit.evidence.len();
     }
     let members = &inputs.by_class[&class];

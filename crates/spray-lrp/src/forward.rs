@@ -1,0 +1,183 @@
+//! The compiled model's forward half alone: the nodes the logits output needs, nothing of the
+//! relevance walk. Why: a stage that only needs the model's decision (verify scores tens of
+//! thousands of perturbed images) should not pay for the backward pass and the modified
+//! weights — the forward half is the same nodes and the same weights as in the LRP model, so its
+//! logits are the model's logits, at the cost of plain inference.
+
+use std::collections::HashSet;
+
+use spray_onnx::{GraphProto, ModelProto, NodeProto};
+
+use crate::compile::LrpModel;
+
+impl LrpModel {
+    /// The model that computes only the logits (`signature.logits`, `float32 [N, K]`) from the
+    /// image input: the compiled graph cut to the nodes that output needs, the `target`
+    /// input, the relevance and concept outputs, and every initializer only they read,
+    /// dropped.
+    pub fn forward_model(&self) -> ModelProto {
+        let mut model = self.model.clone();
+        if let Some(graph) = model.graph.as_mut() {
+            keep_only(graph, &self.signature.logits);
+        }
+        model
+    }
+}
+
+/// Cut `graph` to what computes `output`: its nodes in their order, and the inputs,
+/// initializers and value infos they read.
+fn keep_only(graph: &mut GraphProto, output: &str) {
+    let mut needed: HashSet<String> = HashSet::from([output.to_owned()]);
+    let mut keep = vec![false; graph.node.len()];
+    // Nodes are in topological order: walking back, a node is needed once a later needed
+    // node (or the output) reads one of its outputs.
+    for (i, node) in graph.node.iter().enumerate().rev() {
+        if node.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(node.input.iter().filter(|n| !n.is_empty()).cloned());
+            needed.extend(subgraph_reads(node));
+        }
+    }
+    let mut kept = keep.iter();
+    graph
+        .node
+        .retain(|_| *kept.next().expect("one flag per node"));
+    let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
+    let known = |name: &String| needed.contains(name) || produced.contains(name);
+    graph.value_info.retain(|v| known(&v.name));
+    graph.output.retain(|v| v.name == output);
+    graph.input.retain(|v| needed.contains(&v.name));
+    graph.initializer.retain(|t| needed.contains(&t.name));
+    graph.sparse_initializer.retain(|t| {
+        t.values
+            .as_ref()
+            .is_some_and(|values| needed.contains(&values.name))
+    });
+}
+
+/// The names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope, as far
+/// as this walk can tell: every input of every node in them.
+fn subgraph_reads(node: &NodeProto) -> Vec<String> {
+    let mut names = Vec::new();
+    for attr in &node.attribute {
+        for graph in attr.g.iter().chain(&attr.graphs) {
+            for inner in &graph.node {
+                names.extend(inner.input.iter().filter(|n| !n.is_empty()).cloned());
+                names.extend(subgraph_reads(inner));
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use spray_onnx::{attr, data_type, value_info, Tensor};
+
+    use super::*;
+    use crate::{compile, CompileOptions, Composite, CompositeOptions};
+
+    /// x [N, 4] → Gemm(W, b) → Relu → Gemm(W2, b2) → logits [N, 3].
+    fn mlp() -> ModelProto {
+        let f = |name: &str, dims: Vec<i64>| {
+            let n = dims.iter().product::<i64>() as usize;
+            let values = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            Tensor::f32(dims, values).to_proto(name)
+        };
+        let node = |op: &str, inputs: &[&str], output: &str, attrs| NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+        let trans = || vec![attr::int("transB", 1)];
+        let graph = GraphProto {
+            node: vec![
+                node("Gemm", &["x", "w1", "b1"], "h", trans()),
+                node("Relu", &["h"], "a", vec![]),
+                node("Gemm", &["a", "w2", "b2"], "logits", trans()),
+            ],
+            initializer: vec![
+                f("w1", vec![5, 4]),
+                f("b1", vec![5]),
+                f("w2", vec![3, 5]),
+                f("b2", vec![3]),
+            ],
+            input: vec![value_info("x", data_type::FLOAT, &[Err("N"), Ok(4)])],
+            output: vec![value_info("logits", data_type::FLOAT, &[Err("N"), Ok(3)])],
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![spray_onnx::proto::OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_forward_half_reads_only_the_image_and_writes_only_the_logits() {
+        let composite = Composite::builtin("epsilon-plus", &CompositeOptions::default()).unwrap();
+        let lrp = compile(
+            &mlp(),
+            &CompileOptions {
+                composite,
+                input: None,
+                concept: Vec::new(),
+                constant_evaluator: None,
+            },
+        )
+        .unwrap();
+        let forward = lrp.forward_model();
+        let graph = forward.graph.as_ref().unwrap();
+        let names = |v: &[spray_onnx::ValueInfoProto]| -> Vec<String> {
+            v.iter().map(|v| v.name.clone()).collect()
+        };
+        assert_eq!(
+            names(&graph.input),
+            std::slice::from_ref(&lrp.signature.input)
+        );
+        assert_eq!(
+            names(&graph.output),
+            std::slice::from_ref(&lrp.signature.logits)
+        );
+        let full = lrp.model.graph.as_ref().unwrap();
+        assert!(graph.node.len() < full.node.len());
+        // The forward ops of the original model, nothing of the walk.
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(
+            ops.iter().filter(|op| **op == "Gemm").count() == 2 && !ops.contains(&"OneHot"),
+            "{ops:?}"
+        );
+        // Every initializer is read, and every read name is an input, an initializer or
+        // produced by a kept node.
+        let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
+        let initializers: HashSet<&String> = graph.initializer.iter().map(|t| &t.name).collect();
+        for node in &graph.node {
+            for name in node.input.iter().filter(|n| !n.is_empty()) {
+                assert!(
+                    produced.contains(name)
+                        || initializers.contains(name)
+                        || *name == lrp.signature.input,
+                    "{name} is read but not defined"
+                );
+            }
+        }
+        for t in &graph.initializer {
+            assert!(
+                graph.node.iter().any(|n| n.input.contains(&t.name)),
+                "{} is never read",
+                t.name
+            );
+        }
+        // Cutting again changes nothing.
+        let mut again = graph.clone();
+        keep_only(&mut again, &lrp.signature.logits);
+        assert_eq!(&again, graph);
+    }
+}
