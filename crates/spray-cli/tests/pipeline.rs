@@ -141,6 +141,14 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
         assert!(classes[0].contains_key(col), "classes.csv lacks {col}");
     }
     assert!(text.contains("flagged: triangle"), "{text}");
+    // The reviewer's columns say the same as stdout, and why.
+    assert_eq!(classes[0]["flagged"], "true", "{:?}", classes[0]);
+    assert!(!classes[0]["flagged_by"].is_empty(), "{:?}", classes[0]);
+    assert!(
+        classes[1..].iter().all(|c| c["flagged"] == "false"),
+        "{classes:?}"
+    );
+    assert!(classes.iter().all(|c| !c["reason"].is_empty()));
 
     // samples.csv: 400 readable images (one corrupt file skipped), one row each.
     let samples = csv_rows(&out.join("report/samples.csv"));

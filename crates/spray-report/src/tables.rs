@@ -7,12 +7,16 @@ use polars::prelude::*;
 use spray_store::analysis::SampleEmbedding;
 use spray_store::relevance::RelevanceRecord;
 
+use spray_store::ranking::is_flagged_ranked;
+use spray_store::relevance::ConceptLayerInfo;
+
 use crate::inputs::{RecordKey, StageTables};
+use crate::reasons::why_sentence;
 use crate::{RankedClass, ReportError, Result};
 
 /// The three tables, into the report folder `dir`.
 pub fn write_all(dir: &Path, ranking: &[RankedClass], tables: &StageTables) -> Result<()> {
-    write_classes(&dir.join("classes.csv"), ranking)?;
+    write_classes(&dir.join("classes.csv"), ranking, &tables.concept_layers)?;
     write_samples(
         &dir.join("samples.csv"),
         &tables.samples,
@@ -50,8 +54,45 @@ where
     Column::new(name.into(), rows.iter().map(value).collect::<Vec<T>>())
 }
 
-/// classes.csv: one row per class in rank order, with λ1..λm.
-pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
+/// What a reviewer sorts by, beside the class: whether it is flagged, by which rule
+/// (`evidence`: the verify stage tested it; `spectrum`: the analysis alone), and the verify
+/// stage's strongest group with its effect (flip rate − control), flip rate and control.
+fn verdict_columns(ranking: &[RankedClass]) -> Vec<Column> {
+    vec![
+        column("flagged", ranking, is_flagged_ranked),
+        column("flagged_by", ranking, |r| {
+            match (is_flagged_ranked(r), r.evidence.is_some()) {
+                (false, _) => None,
+                (true, true) => Some("evidence"),
+                (true, false) => Some("spectrum"),
+            }
+        }),
+        column("verified_effect", ranking, |r| {
+            r.evidence.map(|e| e.specific())
+        }),
+        column("verified_flip_rate", ranking, |r| {
+            r.evidence.map(|e| e.flip_rate)
+        }),
+        column("verified_control_flip_rate", ranking, |r| {
+            r.evidence.map(|e| e.control_flip_rate)
+        }),
+        column("verified_group", ranking, |r| {
+            r.evidence
+                .map(|e| spray_store::verify::group_label(e.space, e.level, e.cluster))
+        }),
+        column("verified_space", ranking, |r| {
+            r.evidence.map(|e| e.space.to_string())
+        }),
+    ]
+}
+
+/// classes.csv: one row per class in rank order: the verdict first ([`verdict_columns`]),
+/// then λ1..λm and the analysis' figures, and last the report's sentence of why.
+pub fn write_classes(
+    path: &Path,
+    ranking: &[RankedClass],
+    concept_layers: &[ConceptLayerInfo],
+) -> Result<()> {
     let m = ranking
         .iter()
         .map(|r| r.spectrum.eigenvalues.len())
@@ -61,9 +102,12 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
         column("rank", ranking, |r| r.rank as i64),
         column("class_index", ranking, |r| r.spectrum.class_index),
         column("class", ranking, |r| r.spectrum.class_name.clone()),
+    ];
+    columns.extend(verdict_columns(ranking));
+    columns.extend([
         column("n", ranking, |r| r.spectrum.n),
         column("knn_k", ranking, |r| r.spectrum.knn_k),
-    ];
+    ]);
     for i in 0..m {
         columns.push(column(&format!("lambda_{}", i + 1), ranking, |r| {
             r.spectrum.eigenvalues.get(i).copied()
@@ -97,6 +141,7 @@ pub fn write_classes(path: &Path, ranking: &[RankedClass]) -> Result<()> {
         column("image_largest_gap", ranking, |r| {
             r.baseline.as_ref().map(|b| b.largest_gap)
         }),
+        column("reason", ranking, |r| why_sentence(r, concept_layers)),
     ]);
     let mut df = frame(path, ranking.len(), columns)?;
     write_csv(path, &mut df)
@@ -205,28 +250,77 @@ mod tests {
             ranked(1, spectrum(0, "cat", ClusterContrast::default())),
             ranked(2, short),
         ];
-        write_classes(&path, &ranking).unwrap();
+        write_classes(&path, &ranking, &[]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].starts_with(
-                "rank,class_index,class,n,knn_k,lambda_1,lambda_2,lambda_3,largest_gap,"
+                "rank,class_index,class,flagged,flagged_by,verified_effect,verified_flip_rate,\
+                 verified_control_flip_rate,verified_group,verified_space,\
+                 n,knn_k,lambda_1,lambda_2,lambda_3,largest_gap,"
             ),
             "{}",
             lines[0]
         );
         assert!(
-            lines[0].ends_with(",image_lambda2,image_largest_gap"),
+            lines[0].ends_with(",image_lambda2,image_largest_gap,reason"),
             "{}",
             lines[0]
         );
-        // the shorter spectrum's missing eigenvalue and the absent baseline are empty
+        // Not flagged, not tested: the verdict's figures are empty; the shorter spectrum's
+        // missing eigenvalue and the absent baseline are empty.
         assert!(
-            lines[2].starts_with("2,1,dog,100,10,0.0,0.1,,0.4,"),
+            lines[2].starts_with("2,1,dog,false,,,,,,,100,10,0.0,0.1,,0.4,"),
             "{}",
             lines[2]
         );
-        assert!(lines[2].ends_with(",,"), "{}", lines[2]);
+        assert!(
+            lines[2].ends_with("\"")
+                && lines[2].contains(",,,\"not tested by the verify stage; in the analysis, "),
+            "{}",
+            lines[2]
+        );
+    }
+
+    #[test]
+    fn a_class_flagged_by_its_evidence_says_so_with_the_group_and_its_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classes.csv");
+        let mut tested = ranked(1, spectrum(0, "cat", ClusterContrast::default()));
+        tested.evidence = Some(spray_store::ranking::ClassEvidence {
+            space: spray_store::FeatureSpace::Concept(0),
+            level: spray_store::ClusterLevel::Cluster,
+            cluster: 2,
+            flip_rate: 0.75,
+            control_flip_rate: 0.25,
+        });
+        let cut_off = ClusterContrast {
+            cluster: 1,
+            share: 0.3,
+            separation: 0.95,
+            magnitude_shift: 2.0,
+        };
+        let ranking = [tested, ranked(2, spectrum(1, "dog", cut_off))];
+        write_classes(&path, &ranking, &[]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1]
+                .starts_with("1,0,cat,true,evidence,0.5,0.75,0.25,concept-0 cluster 2,concept-0,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].contains("\"tested by the verify stage: "),
+            "{}",
+            lines[1]
+        );
+        // Untested, flagged by its spectrum: the verdict's figures stay empty.
+        assert!(
+            lines[2].starts_with("2,1,dog,true,spectrum,,,,,,"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]
