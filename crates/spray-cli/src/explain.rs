@@ -136,6 +136,8 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     // Compile first: an unsupported model is refused before any input is read.
     let compiled = compile_lrp(&model, &options)
         .with_context(|| format!("compiling {}", args.model.display()))?;
+    // Neither the original graph nor the compiled one is needed once ORT has the latter.
+    drop(model);
     let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input).with_context(|| {
         format!(
             "reading {} (expected a float32 .npy of shape (N, C, H, W))",
@@ -155,7 +157,8 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         device: args.device,
         threads: args.threads,
     };
-    let mut engine = LrpEngine::new(&compiled, config).context("starting ONNX Runtime")?;
+    let composite = options.composite.name.clone();
+    let mut engine = LrpEngine::from_model(compiled, config).context("starting ONNX Runtime")?;
     let started = Instant::now();
     let out = engine
         .explain_batched(input.view(), &targets, args.batch_size)
@@ -169,7 +172,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     }
     eprintln!(
         "explained {n} sample(s) with '{}' on {} in {:.2}s ({:.1} images/s) -> {}",
-        options.composite.name,
+        composite,
         args.device,
         seconds,
         n as f64 / seconds.max(1e-9),

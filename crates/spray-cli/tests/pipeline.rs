@@ -141,6 +141,17 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
         assert!(classes[0].contains_key(col), "classes.csv lacks {col}");
     }
     assert!(text.contains("flagged: triangle"), "{text}");
+    // The compiled LRP model is kept for the next process (a shard, a resumed run, verify):
+    // one model and its JSON.
+    let mut kept: Vec<String> = std::fs::read_dir(out.join("relevance/_lrp"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.rsplit('.').next().unwrap().to_owned()
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["json", "onnx"]);
     // The reviewer's columns say the same as stdout, and why.
     assert_eq!(classes[0]["flagged"], "true", "{:?}", classes[0]);
     assert!(!classes[0]["flagged_by"].is_empty(), "{:?}", classes[0]);

@@ -144,6 +144,19 @@ impl LrpEngine {
         })
     }
 
+    /// The engine of a model the caller no longer needs: its graph is encoded and dropped
+    /// before ONNX Runtime makes its own copy, so the process never holds three (the graph,
+    /// its bytes, ORT's). Why it matters: vgg16's compiled graph is 1.1 GB.
+    pub fn from_model(model: spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
+        let bytes = model.to_bytes();
+        let signature = model.signature;
+        drop(model.model);
+        Ok(LrpEngine {
+            session: session_from_bytes(&bytes, config)?,
+            signature,
+        })
+    }
+
     pub fn signature(&self) -> &LrpSignature {
         &self.signature
     }

@@ -23,7 +23,7 @@ use crate::plan::{plan, LayerPlan, NodeStep, Plan};
 use crate::LrpError;
 
 /// Names of the compiled model's inputs and outputs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LrpSignature {
     /// The image input (same name as in the original model).
     pub input: String,

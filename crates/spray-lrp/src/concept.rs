@@ -88,7 +88,7 @@ pub struct ConceptTensor {
 
 /// The compiled model's concept output: `float32 [N, ΣC]`, the layers' per-channel relevance
 /// side by side in `layers` order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConceptOutput {
     pub name: String,
     pub layers: Vec<ConceptTensor>,

@@ -9,7 +9,7 @@ use crate::rules::Rule;
 use crate::{LrpError, UnsupportedNode};
 
 /// One relevance-path node and what the compiler does with it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerPlan {
     pub node: String,
     pub op_type: String,

@@ -10,24 +10,7 @@ use spray_store::stage::{self as store_stage, StageState};
 use spray_store::Shard;
 
 use crate::fingerprints::Fingerprints;
-use crate::{flag, stage_dir, Pipeline, PipelineError, Result, RunOptions, Stage};
-
-/// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
-/// model is reported here, before any image is decoded).
-pub(crate) fn compile_model(pipeline: &Pipeline, device: Device) -> Result<spray_lrp::LrpModel> {
-    let fail = |message: String| PipelineError::Lrp {
-        path: pipeline.model.path.display().to_string(),
-        message,
-    };
-    let model = spray_onnx::load_model(&pipeline.model.path).map_err(|e| fail(e.to_string()))?;
-    let options = pipeline
-        .lrp
-        .compile_options(&pipeline.model)?
-        .with_constant_evaluator(std::sync::Arc::new(
-            spray_engine::OrtConstantEvaluator::new(device),
-        ));
-    spray_lrp::compile(&model, &options).map_err(|e| fail(e.to_string()))
-}
+use crate::{flag, stage_dir, Pipeline, Result, RunOptions, Stage};
 
 /// What one run knows: the pipeline, its options, the dataset and every stage's key.
 pub(crate) struct RunContext<'a> {
@@ -83,7 +66,11 @@ impl RunContext<'_> {
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         // Compile first: an unsupported op is reported before any image is decoded.
-        let compiled = compile_model(pipeline, self.device)?;
+        let compiled = crate::compiled::compiled_model(
+            pipeline,
+            self.device,
+            &crate::compiled::key(&self.fingerprints.model),
+        )?;
         let shard = self.shard();
         let result = spray_relevance::run(&RelevanceJob {
             dataset: &self.dataset,
@@ -135,7 +122,11 @@ impl RunContext<'_> {
     fn verify(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         let dir = self.dir(Stage::Verify);
-        let compiled = compile_model(pipeline, self.device)?;
+        let compiled = crate::compiled::compiled_model(
+            pipeline,
+            self.device,
+            &crate::compiled::key(&self.fingerprints.model),
+        )?;
         let shard = self.shard();
         let result = spray_verify::run(&spray_verify::VerifyJob {
             relevance_dir: self.dir(Stage::Relevance),

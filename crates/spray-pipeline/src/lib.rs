@@ -9,6 +9,7 @@
 //! forced or stale → clear; complete → cached; else execute (`execute.rs`) and judge the
 //! state again (partial → stop).
 
+mod compiled;
 mod config;
 mod execute;
 mod fingerprints;

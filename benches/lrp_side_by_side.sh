@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `spray explain` and zennit 0.5.1 on the same inputs, in one run: images/s, the ratio, peak RSS
+# and spray's start-up (wall time − the explain time it prints: compiling the LRP graph and
+# creating the ONNX Runtime session).
+#   benches/lrp_side_by_side.sh [N_IMAGES] [MODELS...]      default: 16 resnet50 vgg16
+# Needs a Python with benches/requirements-lrp.txt (set PYTHON; default python3). torchvision
+# models with random weights (seed 0), exported by torch's legacy exporter, 224×224, batch 8,
+# 2 threads each, composites ε-z⁺-♭ and ε-αβ-♭ with zennit's torchvision canonizers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spray/target}"
+PYTHON="${PYTHON:-python3}"
+n="${1:-16}"; shift || true
+models=("$@")
+[ $# -eq 0 ] && models=(resnet50 vgg16)
+scripts/fetch-onnxruntime.sh >/dev/null
+# The dev profile optimises (Cargo.toml) and is the build scripts/demo.sh makes; ONNX Runtime
+# does the work either way.
+cargo build -q --locked -p spray-cli
+spray="$CARGO_TARGET_DIR/debug/spray"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+"$PYTHON" -c "import numpy as np; r = np.random.default_rng(0); np.save('$work/in.npy', r.uniform(-2, 2, ($n, 3, 224, 224)).astype('float32'))"
+printf '| model | composite | spray img/s | zennit img/s | ratio | spray peak RSS | zennit peak RSS | spray start-up |\n|---|---|---|---|---|---|---|---|\n'
+for model in "${models[@]}"; do
+  "$PYTHON" benches/zennit_lrp_reference.py --model "$model" --export "$work/$model.onnx"
+  for composite in epsilon-plus-flat epsilon-alpha2-beta1-flat; do
+    out=$(/usr/bin/time -f "wall %e rss %M" "$spray" explain --model "$work/$model.onnx" --input "$work/in.npy" \
+      --composite "$composite" --batch-size 8 --threads 2 --out-relevance "$work/r.npy" 2>&1)
+    seconds=$(echo "$out" | grep -o 'in [0-9.]*s (' | tr -dc '0-9.')
+    wall=$(echo "$out" | grep -o 'wall [0-9.]*' | tr -dc '0-9.')
+    rss=$(echo "$out" | grep -o 'rss [0-9]*' | tr -dc '0-9')
+    z=$("$PYTHON" benches/zennit_lrp_reference.py --model "$model" --composite "$composite" \
+      --input "$work/in.npy" --batch-size 8 --threads 2)
+    zrate=$(echo "$z" | grep -o '[0-9.]* images/s' | tr -dc '0-9.')
+    zrss=$(echo "$z" | grep -o 'RSS [0-9]*' | tr -dc '0-9')
+    "$PYTHON" -c "
+s = $n / $seconds
+print(f'| $model | $composite | {s:.2f} | {$zrate:.2f} | {s / $zrate:.1f}× | {$rss / 1048576:.1f} GB | {$zrss / 1024:.1f} GB | {$wall - $seconds:.1f} s |')"
+  done
+done
