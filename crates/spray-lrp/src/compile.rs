@@ -116,6 +116,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         &logits_source,
         options.constant_evaluator.as_deref(),
     )?;
+    normalize::absorb_zero_pads(graph);
 
     let snapshot = graph.clone();
     let facts = GraphFacts::new(&snapshot, &input);

@@ -1,8 +1,10 @@
 //! Rewrites applied to a copy of the model before the backward pass is built: bring the
 //! default-domain opset to one where every op the compiler emits exists, drop inference
-//! no-ops, strip a trailing softmax, and free a batch dimension fixed at export time.
+//! no-ops, strip a trailing softmax, free a batch dimension fixed at export time, and merge a
+//! zero Pad into the convolution after it (`pads.rs`, after constant folding).
 
 mod opset;
+mod pads;
 
 use spray_onnx::{GraphProto, NodeExt, Tensor};
 
@@ -10,6 +12,7 @@ use crate::LrpError;
 
 pub(crate) use opset::{fit_ir_version, upgrade_opset};
 pub use opset::{NEWEST_IR_VERSION, NEWEST_OPSET};
+pub(crate) use pads::absorb_zero_pads;
 
 /// Dropout is the identity at inference; replacing it removes a version-dependent op.
 pub(crate) fn dropout_to_identity(graph: &mut GraphProto) -> Result<(), LrpError> {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use spray_onnx::proto::OperatorSetIdProto;
-use spray_onnx::{attr, data_type, value_info, GraphProto, ModelProto, NodeProto, Tensor};
+use spray_onnx::{attr, data_type, value_info, GraphProto, ModelProto, NodeExt, NodeProto, Tensor};
 
 use super::{fold_constants, ConstantEvaluator, Folded};
 use crate::{compile, CompileOptions, Composite, CompositeOptions};
@@ -237,7 +237,16 @@ fn torch_pad_amounts_fold_into_one_initializer() {
 fn a_model_with_torch_pads_compiles_and_one_without_is_unchanged() {
     let (model, _) = pad_net();
     let compiled = compile(&model, &options()).expect("the pads are constants once folded");
-    assert!(compiled.layers.iter().any(|l| l.op_type == "Pad"));
+    // Constant zero pads, read only by a Conv: merged into its pads (normalize/pads.rs), in
+    // ONNX's order (begins of H, W, then ends): [left, right, top, bottom] = [0, 1, 1, 1].
+    assert!(compiled.layers.iter().all(|l| l.op_type != "Pad"));
+    let graph = compiled.model.graph.as_ref().unwrap();
+    let conv = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "Conv" && n.input[0] == "x")
+        .expect("the Conv reads the image");
+    assert_eq!(conv.attr_ints("pads"), Some(&[1, 0, 1, 1][..]));
     // Nothing to fold: the graph is left exactly as it was.
     let mut net = Net::new();
     let c = net.conv("x");
