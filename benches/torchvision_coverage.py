@@ -1,0 +1,95 @@
+"""Which torchvision classification models spray explains: a coverage table.
+
+    python benches/torchvision_coverage.py --spray target/debug/spray [--out coverage.md] [--max-params 150e6]
+
+For every classification model torchvision lists (random weights, seed 0, eval mode): export with
+torch.onnx.export's defaults at opset 17 (the TorchScript exporter, constant folding on), then
+`spray explain` one input under ε-z⁺-♭ and compare its logits with torch's. A row says
+*explained* (relevance finite, logits within 1e-4 of torch's, relative to their largest) or
+*refused* with spray's reason (the ops it names), or *failed* (exporter or runtime error).
+Needs benches/requirements-lrp.txt. Models above --max-params are listed as not tried.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+
+def input_size(name):
+    # Transformers fix their input size; Inception needs at least 75 pixels; the rest run at
+    # 224 too (some pool to a fixed size and would accept less, but 224 is what users export).
+    return 299 if name == "inception_v3" else 224
+
+
+def row(name, spray, work, max_params):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    params = sum(p.numel() for p in model.parameters())
+    if params > max_params:
+        return name, params, "not tried", f"{params / 1e6:.0f} M parameters"
+    size = input_size(name)
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        logits = model(x)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+    path = os.path.join(work, f"{name}.onnx")
+    try:
+        torch.onnx.export(model, x, path, opset_version=17, dynamo=False,
+                          input_names=["input"], output_names=["logits"])
+    except Exception as e:  # noqa: BLE001 (the exporter's own failure is a row)
+        return name, params, "failed", f"export: {str(e).splitlines()[0][:120]}"
+    np.save(os.path.join(work, "x.npy"), x.numpy())
+    out = subprocess.run(
+        [spray, "explain", "--model", path, "--input", os.path.join(work, "x.npy"),
+         "--composite", "epsilon-plus-flat", "--out-relevance", os.path.join(work, "r.npy"),
+         "--out-logits", os.path.join(work, "l.npy"), "--threads", "2"],
+        capture_output=True, text=True,
+    )
+    os.remove(path)
+    if out.returncode != 0:
+        text = out.stderr.strip()
+        counts = re.search(r"\(([^()]*×[^()]*)\)", text)
+        reason = counts.group(1) if counts else text.splitlines()[-1][:160]
+        kind = "refused" if "unsupported" in text or "not supported" in text else "failed"
+        return name, params, kind, reason
+    r = np.load(os.path.join(work, "r.npy"))
+    ours = np.load(os.path.join(work, "l.npy"))
+    gap = np.abs(ours - logits.numpy()).max() / max(np.abs(logits.numpy()).max(), 1e-12)
+    if not np.isfinite(r).all():
+        return name, params, "failed", "non-finite relevance"
+    if gap > 1e-4:
+        return name, params, "failed", f"logits differ from torch by {gap:.1e}"
+    return name, params, "explained", f"logits within {gap:.0e} of torch"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--spray", required=True)
+    p.add_argument("--max-params", type=float, default=150e6)
+    p.add_argument("--only", nargs="*")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    names = args.only or torchvision.models.list_models(module=torchvision.models)
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, legacy exporter, opset 17")
+    print("| model | parameters | result | detail |\n|---|---|---|---|")
+    counts = {}
+    with tempfile.TemporaryDirectory() as work:
+        for name in names:
+            started = time.time()
+            name, params, kind, detail = row(name, args.spray, work, args.max_params)
+            counts[kind] = counts.get(kind, 0) + 1
+            print(f"| {name} | {params / 1e6:.1f} M | {kind} | {detail} |", flush=True)
+            print(f"{name}: {time.time() - started:.0f} s", file=sys.stderr)
+    print("\n" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()
