@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::ArrayD;
 use spray_engine::{Device, LrpEngine, OrtConstantEvaluator, SessionConfig};
-use spray_lrp::{compile as compile_lrp, CompileOptions, CompositeSpec};
+use spray_lrp::{compile_owned, CompileOptions, CompositeSpec};
 
 /// Which rules to use: a built-in composite or a TOML file.
 #[derive(Args, Clone)]
@@ -134,10 +134,9 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let model = load(&args.model)?;
     let options = args.composite.options(args.device)?;
     // Compile first: an unsupported model is refused before any input is read.
-    let compiled = compile_lrp(&model, &options)
+    // The original graph is rewritten in place, and the compiled one handed to ORT below.
+    let compiled = compile_owned(model, &options)
         .with_context(|| format!("compiling {}", args.model.display()))?;
-    // Neither the original graph nor the compiled one is needed once ORT has the latter.
-    drop(model);
     let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input).with_context(|| {
         format!(
             "reading {} (expected a float32 .npy of shape (N, C, H, W))",
@@ -227,7 +226,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 pub fn compile(args: CompileArgs) -> Result<()> {
     let model = load(&args.model)?;
     let options = args.composite.options(Device::Cpu)?;
-    let compiled = compile_lrp(&model, &options)
+    let compiled = compile_owned(model, &options)
         .with_context(|| format!("compiling {}", args.model.display()))?;
     spray_onnx::save_model(&compiled.model, &args.out)?;
     let sig = &compiled.signature;

@@ -97,8 +97,16 @@ impl CompileOptions {
 
 /// Compile `model` into an LRP model under `options.composite`.
 pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel, LrpError> {
+    compile_owned(model.clone(), options)
+}
+
+/// [`compile`] of a model the caller no longer needs: its graph is rewritten in place rather
+/// than copied (vgg16's weights are 528 MB).
+pub fn compile_owned(
+    mut model: ModelProto,
+    options: &CompileOptions,
+) -> Result<LrpModel, LrpError> {
     options.composite.validate()?;
-    let mut model = model.clone();
     let (input, output) = contract::entry_points(&model, options.input.as_deref())?;
 
     normalize::upgrade_opset(&mut model)?;
@@ -118,7 +126,12 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
     )?;
     normalize::absorb_zero_pads(graph);
 
-    let snapshot = graph.clone();
+    // The walk reads the graph as it was while the rewrite grows it. The weights move into the
+    // snapshot rather than being copied, and move back before the new ones are appended.
+    let mut snapshot = GraphProto {
+        initializer: std::mem::take(&mut graph.initializer),
+        ..graph.clone()
+    };
     let facts = GraphFacts::new(&snapshot, &input);
     if !facts.is_data(&logits_source) {
         return Err(LrpError::Model(format!(
@@ -169,6 +182,7 @@ pub fn compile(model: &ModelProto, options: &CompileOptions) -> Result<LrpModel,
         )?)
     };
     let graph = model.graph.as_mut().expect("checked above");
+    graph.initializer = std::mem::take(&mut snapshot.initializer);
     graph.node.extend(builder.nodes);
     graph.initializer.extend(builder.initializers);
     declare_interface(graph, &names, &shapes.input, concept.as_ref());

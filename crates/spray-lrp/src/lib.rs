@@ -29,7 +29,7 @@ pub mod ops;
 mod plan;
 pub mod rules;
 
-pub use compile::{compile, CompileOptions, LrpModel, LrpSignature};
+pub use compile::{compile, compile_owned, CompileOptions, LrpModel, LrpSignature};
 pub use composite::{
     Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind, BUILTIN_COMPOSITES,
 };

@@ -76,7 +76,7 @@ fn compile_model(pipeline: &Pipeline, device: Device) -> Result<spray_lrp::LrpMo
         .with_constant_evaluator(std::sync::Arc::new(
             spray_engine::OrtConstantEvaluator::new(device),
         ));
-    spray_lrp::compile(&model, &options).map_err(|e| fail(e.to_string()))
+    spray_lrp::compile_owned(model, &options).map_err(|e| fail(e.to_string()))
 }
 
 /// The cached model under `key`, `None` when there is none (or one of another key).
