@@ -76,7 +76,7 @@ pub(crate) fn pct(v: f64) -> String {
 pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
     rows.iter()
         .map(|r| PageEvidence {
-            group: r.group_label(),
+            group: r.group().name(),
             size: r.size,
             share: pct(r.share),
             region: r.region.clone(),

@@ -19,7 +19,7 @@ pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo])
                 "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into \
                  this class, {:.0}% more than the same from the class's other images ({} the \
                  {:.0}% that flags a class); in the analysis, {spectral}",
-                spray_store::verify::group_label(e.space, e.level, e.cluster),
+                e.group().name(),
                 words.group_note,
                 words.transferred,
                 100.0 * e.flip_rate,

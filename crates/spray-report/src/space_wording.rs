@@ -75,7 +75,7 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
              the class's other images: {}); giving the group's own images the colours of the \
              class's other images lowers the logit by {} (by {} in the rest of the class).",
             r.transplant_images,
-            r.group_label(),
+            r.group().name(),
             pct(r.transplant_flip_rate),
             r.class_name,
             r.transplant_logit_gain,
@@ -88,7 +88,7 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
              “{}” (logit {:+.2} on average; {control}: {}); \
              filling that region in the cluster's own images lowers the logit by {} (by {} in the \
              rest of the class).",
-            r.group_label(),
+            r.group().name(),
             r.region,
             r.transplant_images,
             pct(r.transplant_flip_rate),

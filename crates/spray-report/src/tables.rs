@@ -77,8 +77,7 @@ fn verdict_columns(ranking: &[RankedClass]) -> Vec<Column> {
             r.evidence.map(|e| e.control_flip_rate)
         }),
         column("verified_group", ranking, |r| {
-            r.evidence
-                .map(|e| spray_store::verify::group_label(e.space, e.level, e.cluster))
+            r.evidence.map(|e| e.group().name())
         }),
         column("verified_space", ranking, |r| {
             r.evidence.map(|e| e.space.to_string())

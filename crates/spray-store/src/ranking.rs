@@ -30,6 +30,15 @@ pub struct ClassEvidence {
 }
 
 impl ClassEvidence {
+    /// The group that carried the class's evidence.
+    pub fn group(&self) -> crate::GroupId {
+        crate::GroupId {
+            space: self.space,
+            level: self.level,
+            label: self.cluster,
+        }
+    }
+
     /// flip rate − control: the effect specific to the cluster's region.
     pub fn specific(&self) -> f64 {
         self.flip_rate - self.control_flip_rate

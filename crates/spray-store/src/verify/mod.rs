@@ -106,17 +106,6 @@ pub struct Evidence {
 
 pub use crate::group::{ClusterLevel, GroupId};
 
-/// How a tested group is named on the page: "cluster 3", "split side 1" in the relevance
-/// space, "concept-0 cluster 2" in a concept space.
-pub fn group_label(space: crate::FeatureSpace, level: ClusterLevel, id: i32) -> String {
-    GroupId {
-        space,
-        level,
-        label: id,
-    }
-    .name()
-}
-
 impl Evidence {
     /// The tested group.
     pub fn group(&self) -> GroupId {
@@ -125,11 +114,6 @@ impl Evidence {
             level: self.level,
             label: self.cluster,
         }
-    }
-
-    /// How the page names the tested group ([`GroupId::name`]).
-    pub fn group_label(&self) -> String {
-        self.group().name()
     }
 
     /// The effect specific to the group: its transplant's flip rate minus the control's.
