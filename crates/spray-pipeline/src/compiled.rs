@@ -26,7 +26,7 @@ struct Sidecar {
 }
 
 /// The cache key of the compiled model of a pipeline whose model fingerprint is `model`.
-pub(crate) fn key(model_fingerprint: &str) -> String {
+fn key(model_fingerprint: &str) -> String {
     StageKey::new(&[model_fingerprint], Some(("compiled-lrp", 1))).finish()
 }
 
@@ -42,10 +42,16 @@ fn paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-/// The pipeline's compiled model: from the cache when it holds this key, else compiled and
-/// stored. The cache only ever saves time: a file that cannot be read or written is reported
-/// (`-v`) and the model compiled as without it.
-pub(crate) fn compiled_model(pipeline: &Pipeline, device: Device, key: &str) -> Result<LrpModel> {
+/// The pipeline's compiled model: from the cache when it holds the key of `model_fingerprint`
+/// (the run's `Fingerprints::model`), else compiled and stored. The cache only ever saves
+/// time: a file that cannot be read or written is reported (`-v`) and the model compiled as
+/// without it.
+pub(crate) fn compiled_model(
+    pipeline: &Pipeline,
+    device: Device,
+    model_fingerprint: &str,
+) -> Result<LrpModel> {
+    let key = &key(model_fingerprint);
     let dir = folder(pipeline);
     match read(&dir, key) {
         Ok(Some(model)) => return Ok(model),

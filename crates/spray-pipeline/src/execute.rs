@@ -66,11 +66,8 @@ impl RunContext<'_> {
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         // Compile first: an unsupported op is reported before any image is decoded.
-        let compiled = crate::compiled::compiled_model(
-            pipeline,
-            self.device,
-            &crate::compiled::key(&self.fingerprints.model),
-        )?;
+        let compiled =
+            crate::compiled::compiled_model(pipeline, self.device, &self.fingerprints.model)?;
         let shard = self.shard();
         let result = spray_relevance::run(&RelevanceJob {
             dataset: &self.dataset,
@@ -122,11 +119,8 @@ impl RunContext<'_> {
     fn verify(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         let dir = self.dir(Stage::Verify);
-        let compiled = crate::compiled::compiled_model(
-            pipeline,
-            self.device,
-            &crate::compiled::key(&self.fingerprints.model),
-        )?;
+        let compiled =
+            crate::compiled::compiled_model(pipeline, self.device, &self.fingerprints.model)?;
         let shard = self.shard();
         let result = spray_verify::run(&spray_verify::VerifyJob {
             relevance_dir: self.dir(Stage::Relevance),

@@ -155,10 +155,10 @@ fn occlusion(
 
 /// Share of the `eligible` recipients (not the class before) that the class's logit wins
 /// after.
-fn flip_rate(after: &[Vec<f32>], eligible: &[usize], k: usize) -> f64 {
+fn flip_rate(after: &[Option<Vec<f32>>], eligible: &[usize], k: usize) -> f64 {
     eligible
         .iter()
-        .filter(|&&j| predicted(&after[j]) == k)
+        .filter(|&&j| after[j].as_ref().is_some_and(|a| predicted(a) == k))
         .count() as f64
         / eligible.len().max(1) as f64
 }
@@ -203,10 +203,10 @@ fn test_group(
         0 => (Vec::from_iter(0..n), Vec::new()),
         m => first_look(n, m),
     };
-    let mut measured = transplant(bench.scorer, &apply, plan, &sides, recipients, &first)?;
-    if !later.is_empty() && measured.could_flag(recipients, k) {
-        let more = transplant(bench.scorer, &apply, plan, &sides, recipients, &later)?;
-        measured.extend(more);
+    let mut measured = Transplanted::new(n, control_carriers(plan, &sides).len());
+    measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &first)?;
+    if !later.is_empty() && measured.rates(recipients, k).could_flag() {
+        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &later)?;
     }
     // Pictures for the report: the first member before and after occlusion, the first
     // recipient (always in the first look) before and after the transplant.
@@ -216,7 +216,7 @@ fn test_group(
         pictures.push(after.clone());
     }
     let examples = bench.pictures.write(group.id, &pictures)?;
-    let (flip, control_rate, gain) = measured.rates(recipients, k);
+    let rates = measured.rates(recipients, k);
     Ok(Evidence {
         class_index: class.index,
         class_name: class.name.to_string(),
@@ -232,10 +232,10 @@ fn test_group(
         occlusion_drop_rest: others.drop,
         accuracy_before: own.accuracy_before,
         accuracy_after: own.accuracy_after,
-        transplant_logit_gain: gain,
-        transplant_flip_rate: flip,
-        transplant_flip_rate_rest: control_rate,
-        transplant_images: measured.positions.len(),
+        transplant_logit_gain: rates.gain,
+        transplant_flip_rate: rates.flip,
+        transplant_flip_rate_rest: rates.control,
+        transplant_images: rates.measured,
         examples,
     })
 }
@@ -250,109 +250,126 @@ struct Sides<'a> {
     rest: WithColours<'a>,
 }
 
-/// The recipients' logits after the group's transplant and after each control's, at the
-/// recipient positions measured so far (ascending).
-struct Transplanted {
-    positions: Vec<usize>,
-    /// Recipient 0 transplanted, for the report's pictures.
-    first_pasted: Option<Vec<f32>>,
-    after: Vec<Vec<f32>>,
-    /// One list per control carrier (none when the class has no other images).
-    controls: Vec<Vec<Vec<f32>>>,
+/// The carriers of the controls: none when the class has no other images.
+fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p Carrier> {
+    if sides.rest.0.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once(&plan.control)
+        .chain(plan.second_control.as_ref())
+        .collect()
 }
 
-/// Transplant onto the recipients at `positions`: the group's plan, then each control.
-/// Recipient p receives from donor p mod |donors| however the positions are split.
-fn transplant(
-    scorer: &mut dyn Scorer,
-    apply: &Apply<'_>,
-    plan: &Plan,
-    sides: &Sides<'_>,
-    recipients: &Recipients,
-    positions: &[usize],
-) -> Result<Transplanted> {
-    let give = |(images, colours): WithColours<'_>, carrier: &Carrier| -> Vec<Vec<f32>> {
-        positions
-            .iter()
-            .flat_map(|&p| {
-                let one = std::slice::from_ref(&recipients.tensors[p]);
-                apply.give((one, p), images, carrier, colours)
-            })
-            .collect()
-    };
-    let pasted = give(sides.donors, &plan.group);
-    let after = scorer.logits(&pasted)?;
-    let first_pasted = positions
-        .iter()
-        .position(|&p| p == 0)
-        .map(|i| pasted[i].clone());
-    let mut controls = Vec::new();
-    if !sides.rest.0.is_empty() {
-        // The control: the same region (or colours) from the class's other images. A region
-        // that shows the class's object flips recipients whichever member it comes from; a
-        // shortcut the group shares flips them only when it comes from the group.
-        for carrier in std::iter::once(&plan.control).chain(plan.second_control.as_ref()) {
-            controls.push(scorer.logits(&give(sides.rest, carrier))?);
-        }
-    }
-    Ok(Transplanted {
-        positions: positions.to_vec(),
-        first_pasted,
-        after,
-        controls,
-    })
+/// The recipients' logits after the group's transplant and after each control's, by
+/// recipient position (`None` where not measured yet).
+struct Transplanted {
+    after: Vec<Option<Vec<f32>>>,
+    /// One list per control carrier ([`control_carriers`]).
+    controls: Vec<Vec<Option<Vec<f32>>>>,
+    /// Recipient 0 transplanted, for the report's pictures.
+    first_pasted: Option<Vec<f32>>,
+}
+
+/// What a transplant did to the recipients measured so far.
+struct Rates {
+    flip: f64,
+    /// The stronger control's flip rate.
+    control: f64,
+    /// Mean gain of the class logit.
+    gain: f64,
+    measured: usize,
+    /// Recipients the class did not already win before: the rates' denominator.
+    eligible: usize,
 }
 
 impl Transplanted {
-    /// Add the measurements at other positions, keeping the position order (so a group
-    /// measured in two steps sums its gain in the same order as one measured at once).
-    fn extend(&mut self, more: Transplanted) {
-        let mut order: Vec<usize> = (0..self.positions.len() + more.positions.len()).collect();
-        let positions: Vec<usize> = self
-            .positions
-            .iter()
-            .chain(&more.positions)
-            .copied()
-            .collect();
-        order.sort_by_key(|&i| positions[i]);
-        let pick = |mine: &[Vec<f32>], theirs: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            let all: Vec<&Vec<f32>> = mine.iter().chain(theirs).collect();
-            order.iter().map(|&i| all[i].clone()).collect()
-        };
-        self.after = pick(&self.after, &more.after);
-        self.controls = self
-            .controls
-            .iter()
-            .zip(&more.controls)
-            .map(|(mine, theirs)| pick(mine, theirs))
-            .collect();
-        self.positions = order.iter().map(|&i| positions[i]).collect();
-        self.first_pasted = self.first_pasted.take().or(more.first_pasted);
+    fn new(recipients: usize, controls: usize) -> Self {
+        Transplanted {
+            after: vec![None; recipients],
+            controls: vec![vec![None; recipients]; controls],
+            first_pasted: None,
+        }
     }
 
-    /// (flip rate, the stronger control's flip rate, mean gain of the class logit) over the
-    /// recipients measured; a recipient the class already won before is not counted in the
-    /// rates.
-    fn rates(&self, recipients: &Recipients, k: usize) -> (f64, f64, f64) {
-        let n = self.positions.len();
-        let gain = self
-            .positions
+    /// Transplant onto the recipients at `positions`: the group's plan, then each control.
+    /// Recipient p receives from donor p mod |donors| however the positions are split.
+    fn measure(
+        &mut self,
+        scorer: &mut dyn Scorer,
+        (apply, plan): (&Apply<'_>, &Plan),
+        sides: &Sides<'_>,
+        recipients: &Recipients,
+        positions: &[usize],
+    ) -> Result<()> {
+        let give = |(images, colours): WithColours<'_>, carrier: &Carrier| -> Vec<Vec<f32>> {
+            positions
+                .iter()
+                .flat_map(|&p| {
+                    let one = std::slice::from_ref(&recipients.tensors[p]);
+                    apply.give((one, p), images, carrier, colours)
+                })
+                .collect()
+        };
+        let pasted = give(sides.donors, &plan.group);
+        if let Some(i) = positions.iter().position(|&p| p == 0) {
+            self.first_pasted = Some(pasted[i].clone());
+        }
+        for (&p, a) in positions.iter().zip(scorer.logits(&pasted)?) {
+            self.after[p] = Some(a);
+        }
+        // The control: the same region (or colours) from the class's other images. A region
+        // that shows the class's object flips recipients whichever member it comes from; a
+        // shortcut the group shares flips them only when it comes from the group.
+        for (carrier, slots) in control_carriers(plan, sides)
+            .into_iter()
+            .zip(&mut self.controls)
+        {
+            for (&p, a) in positions
+                .iter()
+                .zip(scorer.logits(&give(sides.rest, carrier))?)
+            {
+                slots[p] = Some(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rates over the recipients measured, in position order (so a group measured in two
+    /// steps sums its gain in the same order as one measured at once); a recipient the class
+    /// already won before is not counted in the flip rates.
+    fn rates(&self, recipients: &Recipients, k: usize) -> Rates {
+        let measured: Vec<(usize, &Vec<f32>)> = self
+            .after
             .iter()
-            .zip(&self.after)
-            .map(|(&p, a)| (a[k] - recipients.before[p][k]) as f64)
+            .enumerate()
+            .filter_map(|(p, a)| Some((p, a.as_ref()?)))
+            .collect();
+        let gain = measured
+            .iter()
+            .map(|&(p, a)| (a[k] - recipients.before[p][k]) as f64)
             .sum::<f64>()
-            / n.max(1) as f64;
-        let eligible: Vec<usize> = (0..n)
-            .filter(|&i| predicted(&recipients.before[self.positions[i]]) != k)
+            / measured.len().max(1) as f64;
+        let eligible: Vec<usize> = measured
+            .iter()
+            .map(|&(p, _)| p)
+            .filter(|&p| predicted(&recipients.before[p]) != k)
             .collect();
         let control = self
             .controls
             .iter()
             .map(|after| flip_rate(after, &eligible, k))
             .fold(0.0f64, f64::max);
-        (flip_rate(&self.after, &eligible, k), control, gain)
+        Rates {
+            flip: flip_rate(&self.after, &eligible, k),
+            control,
+            gain,
+            measured: measured.len(),
+            eligible: eligible.len(),
+        }
     }
+}
 
+impl Rates {
     /// Whether what was measured so far leaves room for a flag: the specific effect (flip
     /// rate − control) plus two standard errors reaches `FLAG_SPECIFIC_EFFECT`. Why stop
     /// otherwise: most groups of most classes turn few recipients beyond their control, and
@@ -360,18 +377,14 @@ impl Transplanted {
     /// effect reaches the flag shows an effect this far below it on the first recipients in
     /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
     /// far more rarely.
-    fn could_flag(&self, recipients: &Recipients, k: usize) -> bool {
-        let eligible = self
-            .positions
-            .iter()
-            .filter(|&&p| predicted(&recipients.before[p]) != k)
-            .count();
-        if eligible == 0 {
+    fn could_flag(&self) -> bool {
+        if self.eligible == 0 {
             return true;
         }
-        let (flip, control, _) = self.rates(recipients, k);
-        let variance = (flip * (1.0 - flip) + control * (1.0 - control)) / eligible as f64;
-        flip - control + 2.0 * variance.sqrt() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
+        let variance = (self.flip * (1.0 - self.flip) + self.control * (1.0 - self.control))
+            / self.eligible as f64;
+        self.flip - self.control + 2.0 * variance.sqrt()
+            >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
     }
 }
 

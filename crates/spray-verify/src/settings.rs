@@ -99,7 +99,7 @@ pub struct VerifySettings {
     pub control: RegionControl,
     /// Recipients a group's region (or colours) is first transplanted onto; the other
     /// `transplant_images − first_look` only when the effect so far could still reach the
-    /// flag (`evidence::Transplanted::could_flag`). 0: always every recipient.
+    /// flag (`evidence::Rates::could_flag`). 0: always every recipient.
     #[serde(default = "default_first_look")]
     pub first_look: usize,
     /// At most this many groups of a class are tested (0: every group), the ones the
