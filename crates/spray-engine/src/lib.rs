@@ -4,6 +4,7 @@
 mod constants;
 mod finite;
 mod runtime;
+mod steered;
 
 use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, IxDyn};
 use ort::ep::ExecutionProvider;
@@ -14,6 +15,7 @@ pub use constants::OrtConstantEvaluator;
 pub use finite::{check_sample, NonFinite};
 pub use runtime::{environment, loaded_library, locate_onnxruntime, Device, ORT_VERSION};
 use spray_lrp::LrpSignature;
+pub use steered::{Steered, SteeredPredictor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -71,14 +71,14 @@ fn subgraph_reads(node: &NodeProto) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use spray_onnx::{attr, data_type, value_info, Tensor};
 
     use super::*;
     use crate::{compile, CompileOptions, Composite, CompositeOptions};
 
     /// x [N, 4] → Gemm(W, b) → Relu → Gemm(W2, b2) → logits [N, 3].
-    fn mlp() -> ModelProto {
+    pub(crate) fn mlp() -> ModelProto {
         let f = |name: &str, dims: Vec<i64>| {
             let n = dims.iter().product::<i64>() as usize;
             let values = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();

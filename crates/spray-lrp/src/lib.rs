@@ -8,6 +8,8 @@
 //!   the reverse walk, the outputs);
 //! - `forward`: [`LrpModel::forward_model`], the logits alone (plain inference for stages
 //!   that need only the model's decision);
+//! - `steer`: [`LrpModel::steered_model`], the forward half with an offset added at a concept
+//!   layer and the layer's activation read out (the verify stage's model-side tests);
 //! - `fold`: input-independent tensors on the relevance path evaluated into constants first
 //!   (element moves and integer arithmetic here, the rest by a [`ConstantEvaluator`]);
 //! - `plan`: which treatment and rule each relevance-path node gets, decided up front;
@@ -28,6 +30,7 @@ mod normalize;
 pub mod ops;
 mod plan;
 pub mod rules;
+mod steer;
 
 pub use compile::{compile, compile_owned, CompileOptions, LrpModel, LrpSignature};
 pub use composite::{
@@ -38,6 +41,7 @@ pub use fold::ConstantEvaluator;
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use plan::LayerPlan;
 pub use rules::Rule;
+pub use steer::SteeredModel;
 
 /// A node the compiler cannot propagate relevance through.
 #[derive(Debug, Clone, PartialEq)]

@@ -59,6 +59,8 @@ pub struct PageEvidence {
     pub group: String,
     pub size: usize,
     pub share: String,
+    /// The evidence test's name (`shared-region`, `feature-direction`, …).
+    pub test: &'static str,
     pub region: String,
     pub occlusion_drop: String,
     pub occlusion_drop_rest: String,
@@ -79,6 +81,7 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
             group: r.group().name(),
             size: r.size,
             share: pct(r.share),
+            test: r.test.name(),
             region: r.region.clone(),
             occlusion_drop: pct(r.occlusion_drop),
             occlusion_drop_rest: pct(r.occlusion_drop_rest),
@@ -93,7 +96,7 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
 /// The plain-language line for the strongest cluster of a class, worded for its space.
 pub fn sentence(rows: &[EvidenceRow], concept_layers: &[ConceptLayerInfo]) -> Option<String> {
     let r = rows.first()?;
-    let test = space_wording::wording(r.space, concept_layers).test;
+    let test = space_wording::wording(r.space, r.test, concept_layers).test;
     Some(space_wording::evidence_sentence(r, test))
 }
 

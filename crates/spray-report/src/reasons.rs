@@ -14,10 +14,10 @@ pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo])
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
         Some(e) => {
-            let words = wording(e.space, concept_layers);
+            let words = wording(e.space, e.test, concept_layers);
             format!(
                 "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into \
-                 this class, {:.0}% more than the same from the class's other images ({} the \
+                 this class, {:.0}% more than its control ({} the \
                  {:.0}% that flags a class); in the analysis, {spectral}",
                 e.group().name(),
                 words.group_note,
@@ -136,6 +136,7 @@ mod tests {
             space: FeatureSpace::Colour,
             level: ClusterLevel::Split,
             cluster: 1,
+            test: spray_store::EvidenceTest::ColourTransfer,
             flip_rate: 0.5,
             control_flip_rate: 0.1,
         });

@@ -32,26 +32,39 @@ pub(crate) enum TransferTest {
     /// The group's colours (per-channel mean and spread) given to other classes' images,
     /// against the colours of the class's other images.
     Colour,
+    /// Model-side: other classes' images moved along the group's direction at a concept
+    /// layer to where the group's images lie, against the class's other images farthest
+    /// along it, the same move mirrored, and a random split of the class.
+    Direction,
 }
 
-/// The words for `space`; `concept_layers` names a concept space's layer. What a group is
-/// comes from the space table (`SpaceSpec::note`), how it was tested from its evidence test.
-pub(crate) fn wording(space: FeatureSpace, concept_layers: &[ConceptLayerInfo]) -> SpaceWording {
+/// The words for a group of `space` measured by `test`; `concept_layers` names a concept
+/// space's layer. What a group is comes from the space table (`SpaceSpec::note`), how it was
+/// tested from its evidence test.
+pub(crate) fn wording(
+    space: FeatureSpace,
+    test: EvidenceTest,
+    concept_layers: &[ConceptLayerInfo],
+) -> SpaceWording {
     let group_note = space.note(|i| concept_layers.get(usize::from(i)).map(|l| l.node.clone()));
     // The control differs by test (spray_verify::probe): a member-region group's is each of
     // the other images' own cells; a shared-region group's the same shape (by default the
     // stronger of it at the same place and where each other image's relevance is,
     // `[verify] control`).
-    let (transferred, test) = match space.spec().test {
-        Some(EvidenceTest::ColourTransfer) => ("colours turn", TransferTest::Colour),
-        Some(EvidenceTest::MemberRegion) => (
+    let (transferred, test) = match test {
+        EvidenceTest::ColourTransfer => ("colours turn", TransferTest::Colour),
+        EvidenceTest::FeatureDirection => (
+            "position along its feature direction turns",
+            TransferTest::Direction,
+        ),
+        EvidenceTest::MemberRegion => (
             "region turns",
             TransferTest::Region {
                 control: "the same number of cells from the class's other images, each where \
                           its own relevance is",
             },
         ),
-        Some(EvidenceTest::SharedRegion) | None => (
+        EvidenceTest::SharedRegion => (
             "region turns",
             TransferTest::Region {
                 control: "the same-shaped region from the class's other images",
@@ -75,6 +88,24 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
              the class's other images: {}); giving the group's own images the colours of the \
              class's other images lowers the logit by {} (by {} in the rest of the class).",
             r.transplant_images,
+            r.group().name(),
+            pct(r.transplant_flip_rate),
+            r.class_name,
+            r.transplant_logit_gain,
+            pct(r.transplant_flip_rate_rest),
+            pct(r.occlusion_drop),
+            pct(r.occlusion_drop_rest)
+        ),
+        TransferTest::Direction => format!(
+            "Moving {} images of other classes, in the model's features ({}), along the \
+             direction that sets {}'s images apart from the rest of the class, to where the \
+             group's images lie, turns {} of them into “{}” (logit {:+.2} on average; the \
+             strongest control — the class's other images farthest along it, the same move \
+             mirrored, or a random split of the class: {}); moving the group's own images back \
+             to the rest's level lowers the logit by {} (by {} in the rest of the class). No \
+             pixels were changed: the group's artifact need not be a region.",
+            r.transplant_images,
+            r.region,
             r.group().name(),
             pct(r.transplant_flip_rate),
             r.class_name,
@@ -114,7 +145,7 @@ mod tests {
 
     #[test]
     fn only_the_relevance_space_goes_without_a_note() {
-        let w = wording(FeatureSpace::Relevance, &[]);
+        let w = wording(FeatureSpace::Relevance, EvidenceTest::SharedRegion, &[]);
         assert_eq!(w.group_note, "");
         assert_eq!(w.transferred, "region turns");
         assert!(
@@ -124,7 +155,11 @@ mod tests {
 
     #[test]
     fn a_concept_group_names_its_layer() {
-        let w = wording(FeatureSpace::Concept(0), &[layer("/3/Conv")]);
+        let w = wording(
+            FeatureSpace::Concept(0),
+            EvidenceTest::MemberRegion,
+            &[layer("/3/Conv")],
+        );
         assert!(
             w.group_note.contains("same channels of layer /3/Conv;"),
             "{}",
@@ -134,7 +169,11 @@ mod tests {
             matches!(w.test, TransferTest::Region { control } if control.contains("own relevance"))
         );
         // a layer the relevance dataset does not list is named by its space
-        let w = wording(FeatureSpace::Concept(2), &[layer("/3/Conv")]);
+        let w = wording(
+            FeatureSpace::Concept(2),
+            EvidenceTest::MemberRegion,
+            &[layer("/3/Conv")],
+        );
         assert!(
             w.group_note.contains("layer concept-2;"),
             "{}",
@@ -144,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_colour_group_is_told_as_a_colour_transfer() {
-        let w = wording(FeatureSpace::Colour, &[]);
+        let w = wording(FeatureSpace::Colour, EvidenceTest::ColourTransfer, &[]);
         assert_eq!(w.transferred, "colours turn");
         assert_eq!(w.test, TransferTest::Colour);
         assert!(w.group_note.contains("no region"));
@@ -155,7 +194,7 @@ mod tests {
         use crate::test_fixtures::evidence_row;
         use spray_store::verify::ClusterLevel;
         let row = evidence_row(FeatureSpace::Relevance, ClusterLevel::Cluster, 3);
-        let text = evidence_sentence(&row, wording(row.space, &[]).test);
+        let text = evidence_sentence(&row, wording(row.space, row.test, &[]).test);
         assert!(
             text.starts_with("Pasting cluster 3's region (r1c1 r1c2) onto 50 images of other classes turns 60% of them into “cat” (logit +2.50 on average; the same-shaped region from the class's other images: 10%)"),
             "{text}"
@@ -165,10 +204,19 @@ mod tests {
             "{text}"
         );
         let row = evidence_row(FeatureSpace::Colour, ClusterLevel::Split, 1);
-        let text = evidence_sentence(&row, wording(row.space, &[]).test);
+        let text = evidence_sentence(&row, wording(row.space, row.test, &[]).test);
         assert!(
             text.starts_with("Giving 50 images of other classes the colours (per-channel mean and spread) of colour split side 1's images turns 60% of them"),
             "{text}"
         );
+        let mut row = evidence_row(FeatureSpace::Concept(0), ClusterLevel::Cluster, 2);
+        row.test = EvidenceTest::FeatureDirection;
+        row.region = "direction at /layer2/conv".into();
+        let text = evidence_sentence(&row, wording(row.space, row.test, &[]).test);
+        assert!(
+            text.starts_with("Moving 50 images of other classes, in the model's features (direction at /layer2/conv), along the direction that sets concept-0 cluster 2's images apart from the rest of the class, to where the group's images lie, turns 60% of them into “cat”"),
+            "{text}"
+        );
+        assert!(text.ends_with("need not be a region."), "{text}");
     }
 }

@@ -82,6 +82,9 @@ fn verdict_columns(ranking: &[RankedClass]) -> Vec<Column> {
         column("verified_space", ranking, |r| {
             r.evidence.map(|e| e.space.to_string())
         }),
+        column("verified_test", ranking, |r| {
+            r.evidence.map(|e| e.test.name())
+        }),
     ]
 }
 
@@ -255,7 +258,7 @@ mod tests {
         assert!(
             lines[0].starts_with(
                 "rank,class_index,class,flagged,flagged_by,verified_effect,verified_flip_rate,\
-                 verified_control_flip_rate,verified_group,verified_space,\
+                 verified_control_flip_rate,verified_group,verified_space,verified_test,\
                  n,knn_k,lambda_1,lambda_2,lambda_3,largest_gap,"
             ),
             "{}",
@@ -269,7 +272,7 @@ mod tests {
         // Not flagged, not tested: the verdict's figures are empty; the shorter spectrum's
         // missing eigenvalue and the absent baseline are empty.
         assert!(
-            lines[2].starts_with("2,1,dog,false,,,,,,,100,10,0.0,0.1,,0.4,"),
+            lines[2].starts_with("2,1,dog,false,,,,,,,,100,10,0.0,0.1,,0.4,"),
             "{}",
             lines[2]
         );
@@ -290,6 +293,7 @@ mod tests {
             space: spray_store::FeatureSpace::Concept(0),
             level: spray_store::ClusterLevel::Cluster,
             cluster: 2,
+            test: spray_store::EvidenceTest::FeatureDirection,
             flip_rate: 0.75,
             control_flip_rate: 0.25,
         });
@@ -304,8 +308,10 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
-            lines[1]
-                .starts_with("1,0,cat,true,evidence,0.5,0.75,0.25,concept-0 cluster 2,concept-0,"),
+            lines[1].starts_with(
+                "1,0,cat,true,evidence,0.5,0.75,0.25,concept-0 cluster 2,concept-0,\
+                 feature-direction,"
+            ),
             "{}",
             lines[1]
         );
@@ -316,7 +322,7 @@ mod tests {
         );
         // Untested, flagged by its spectrum: the verdict's figures stay empty.
         assert!(
-            lines[2].starts_with("2,1,dog,true,spectrum,,,,,,"),
+            lines[2].starts_with("2,1,dog,true,spectrum,,,,,,,"),
             "{}",
             lines[2]
         );

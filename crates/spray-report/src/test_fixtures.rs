@@ -2,6 +2,7 @@
 
 use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
 use spray_store::verify::ClusterLevel;
+use spray_store::EvidenceTest;
 use spray_store::FeatureSpace;
 
 use crate::evidence::EvidenceRow;
@@ -64,6 +65,12 @@ pub(crate) fn evidence_row(space: FeatureSpace, level: ClusterLevel, cluster: i3
         cluster,
         size: 20,
         share: 0.2,
+        test: space
+            .spec()
+            .tests
+            .first()
+            .copied()
+            .unwrap_or(EvidenceTest::SharedRegion),
         region: "r1c1 r1c2".into(),
         region_cells: 2,
         grid: 8,

@@ -25,6 +25,8 @@ pub struct ClassEvidence {
     pub space: crate::FeatureSpace,
     pub level: crate::verify::ClusterLevel,
     pub cluster: i32,
+    /// The evidence test that measured it.
+    pub test: crate::EvidenceTest,
     pub flip_rate: f64,
     pub control_flip_rate: f64,
 }
@@ -53,6 +55,7 @@ impl ClassEvidence {
                 space: r.space,
                 level: r.level,
                 cluster: r.cluster,
+                test: r.test,
                 flip_rate: r.transplant_flip_rate,
                 control_flip_rate: r.transplant_flip_rate_rest,
             };
@@ -200,6 +203,7 @@ mod tests {
             cluster,
             size: 5,
             share: 0.5,
+            test: crate::EvidenceTest::SharedRegion,
             region: String::new(),
             region_cells: 1,
             grid: 8,

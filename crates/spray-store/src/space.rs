@@ -75,10 +75,13 @@ pub enum TestSwitch {
     ColourGroups,
 }
 
-/// How the verify stage tests a group: what is taken from the group's images, given to other
-/// classes' images (transplant) and removed from the group's own (occlusion), and what the
-/// control takes from the class's other images instead. Implemented in `spray_verify::probe`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the verify stage tests a group. The pixel-side tests change images: what is taken from
+/// the group's images, given to other classes' images (transplant) and removed from the
+/// group's own (occlusion), and what the control takes from the class's other images instead.
+/// The model-side test changes the model's activations instead. Implemented in
+/// `spray_verify::probe`; written in files as its kebab-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EvidenceTest {
     /// One region for the whole group: the grid cells where its mean map exceeds the rest of
     /// the class's. Control: the same-shaped region of the class's other images, at the same
@@ -92,6 +95,45 @@ pub enum EvidenceTest {
     /// group's own images take the colours of the class's other images. Control: the colours
     /// of the class's other images. There is no region.
     ColourTransfer,
+    /// Model-side, for an artifact of any shape (a pattern over the whole image, an overlay):
+    /// the direction that separates the group's activations at a concept layer from the rest
+    /// of the class's (difference of means, as a concept activation vector) is removed from
+    /// the group's activations (ablation, as ClArC) and added to other classes' (injection).
+    /// Controls: the direction of a random same-size subset of the class's other images, and
+    /// a random direction of the same norm.
+    FeatureDirection,
+}
+
+impl EvidenceTest {
+    /// Every test, in declaration order.
+    pub const ALL: [EvidenceTest; 4] = [
+        EvidenceTest::SharedRegion,
+        EvidenceTest::MemberRegion,
+        EvidenceTest::ColourTransfer,
+        EvidenceTest::FeatureDirection,
+    ];
+
+    /// The test's name in files (`shared-region`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceTest::SharedRegion => "shared-region",
+            EvidenceTest::MemberRegion => "member-region",
+            EvidenceTest::ColourTransfer => "colour-transfer",
+            EvidenceTest::FeatureDirection => "feature-direction",
+        }
+    }
+
+    /// Whether the test changes the model's activations rather than the images (it has no
+    /// pictures and needs a concept layer).
+    pub fn is_model_side(self) -> bool {
+        self == EvidenceTest::FeatureDirection
+    }
+}
+
+impl std::fmt::Display for EvidenceTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One row of the table: everything a stage needs to know about a space.
@@ -104,8 +146,9 @@ pub struct SpaceSpec {
     pub source: FeatureSource,
     pub layout: Layout2d,
     pub role: SpaceRole,
-    /// How the verify stage tests the space's groups; `None`: never tested.
-    pub test: Option<EvidenceTest>,
+    /// How the verify stage tests the space's groups: its pixel-side test first, then the
+    /// model-side one; empty: never tested.
+    pub tests: &'static [EvidenceTest],
     pub switch: TestSwitch,
     /// Whether groups below `[verify] concept_min_share` of the class are left untested. Why:
     /// a test that averages over each image's own donor (member regions, colours) is noisy
@@ -126,7 +169,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::RelevanceGrid,
         layout: Layout2d::Tsne,
         role: SpaceRole::Explanation,
-        test: Some(EvidenceTest::SharedRegion),
+        tests: &[EvidenceTest::SharedRegion, EvidenceTest::FeatureDirection],
         switch: TestSwitch::Always,
         min_share: false,
         file_tag: "",
@@ -138,7 +181,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ImageGrid,
         layout: Layout2d::Tsne,
         role: SpaceRole::Baseline,
-        test: None,
+        tests: &[],
         switch: TestSwitch::Always,
         min_share: false,
         file_tag: "img",
@@ -150,7 +193,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ConceptChannels,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Explanation,
-        test: Some(EvidenceTest::MemberRegion),
+        tests: &[EvidenceTest::MemberRegion, EvidenceTest::FeatureDirection],
         switch: TestSwitch::ConceptGroups,
         min_share: true,
         file_tag: "c",
@@ -163,7 +206,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ColourStatistics,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Candidate,
-        test: Some(EvidenceTest::ColourTransfer),
+        tests: &[EvidenceTest::ColourTransfer, EvidenceTest::FeatureDirection],
         switch: TestSwitch::ColourGroups,
         min_share: true,
         file_tag: "col",
@@ -307,14 +350,25 @@ mod tests {
             let json = serde_json::to_string(&space).unwrap();
             assert_eq!(serde_json::from_str::<FeatureSpace>(&json).unwrap(), space);
             // A suspect is exactly a space with a test; the baseline has none.
-            assert_eq!(space.is_suspect(), row.test.is_some(), "{text}");
+            assert_eq!(space.is_suspect(), !row.tests.is_empty(), "{text}");
             assert_eq!(
                 row.role == SpaceRole::Baseline,
-                row.test.is_none(),
+                row.tests.is_empty(),
+                "{text}"
+            );
+            // At most one pixel-side test, first; the model-side test for every suspect.
+            let pixel = row.tests.iter().filter(|t| !t.is_model_side()).count();
+            assert!(
+                pixel <= 1 && row.tests.first().is_none_or(|t| !t.is_model_side()),
+                "{text}"
+            );
+            assert_eq!(
+                row.tests.contains(&EvidenceTest::FeatureDirection),
+                space.is_suspect(),
                 "{text}"
             );
             // Only a tested space has a switch other than always.
-            if row.test.is_none() {
+            if row.tests.is_empty() {
                 assert_eq!(row.switch, TestSwitch::Always, "{text}");
             }
             // Explanations come from LRP; the image-derived spaces do not.
@@ -330,6 +384,19 @@ mod tests {
                 assert_eq!(row.layout, Layout2d::Tsne);
                 assert!(row.note.is_empty() && row.file_tag.is_empty());
             }
+        }
+    }
+
+    #[test]
+    fn every_test_is_named_once_and_round_trips() {
+        let mut names = std::collections::BTreeSet::new();
+        for test in EvidenceTest::ALL {
+            assert!(names.insert(test.name()), "{test}: name twice");
+            let json = serde_json::to_string(&test).unwrap();
+            assert_eq!(json, format!("\"{}\"", test.name()));
+            assert_eq!(serde_json::from_str::<EvidenceTest>(&json).unwrap(), test);
+            // Every test is used by some space.
+            assert!(SPACES.iter().any(|row| row.tests.contains(&test)), "{test}");
         }
     }
 

@@ -3,8 +3,9 @@
 //! (the same from the class's other images); the stronger control counts.
 
 use spray_store::verify::Evidence;
-use spray_store::GroupId;
+use spray_store::{EvidenceTest, GroupId};
 
+use crate::direction::{self, ActivationCache};
 use crate::groups::{AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
 use crate::members::{first_look, recipients, spread, Member, MembersByClass};
@@ -37,9 +38,9 @@ pub struct Bench<'a> {
 }
 
 /// Other classes' images, prepared and scored once per class: every test's recipients.
-struct Recipients {
-    tensors: Vec<Vec<f32>>,
-    before: Vec<Vec<f32>>,
+pub(crate) struct Recipients {
+    pub(crate) tensors: Vec<Vec<f32>>,
+    pub(crate) before: Vec<Vec<f32>>,
 }
 
 /// The evidence of one class: the groups chosen to test (`AnalysedGroups::tested`: worth
@@ -64,59 +65,76 @@ pub fn class_evidence(
     let tensors = bench.images.tensors(&images)?;
     let before = bench.scorer.logits(&tensors)?;
     let recipients = Recipients { tensors, before };
+    let layers = bench.scorer.layers();
+    let mut activations = ActivationCache::default();
     let mut evidence = Vec::new();
     for group in &groups {
-        let Some(test) = group.id.space.spec().test else {
-            continue;
-        };
         let rest: Vec<usize> = (0..members.len())
             .filter(|i| !group.members.contains(i))
             .collect();
         let rest_rows = spread(&rest, bench.settings.transplant_images);
-        let input = ProbeInput {
-            members,
-            class_mean: &class_mean,
-            group: &group.members,
-            rest: &rest,
-            rest_rows: &rest_rows,
-            grid: g,
-            size: bench.size,
-            settings: bench.settings,
-        };
-        let Some(plan) = probe::plan(test, &input) else {
-            continue;
-        };
         let class = ClassRef {
             index: class,
             name,
             members,
         };
-        evidence.push(test_group(
-            bench,
-            &class,
-            group,
-            &rest_rows,
-            &plan,
-            &recipients,
-        )?);
+        for &test in group.id.space.spec().tests {
+            if test.is_model_side() {
+                if !bench.settings.feature_direction {
+                    continue;
+                }
+                let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
+                    continue;
+                };
+                evidence.extend(direction::test_group(
+                    bench,
+                    &mut activations,
+                    (&class, group, &rest_rows),
+                    (layer, &layers[layer]),
+                    &recipients,
+                )?);
+                continue;
+            }
+            let input = ProbeInput {
+                members,
+                class_mean: &class_mean,
+                group: &group.members,
+                rest: &rest,
+                rest_rows: &rest_rows,
+                grid: g,
+                size: bench.size,
+                settings: bench.settings,
+            };
+            let Some(plan) = probe::plan(test, &input) else {
+                continue;
+            };
+            evidence.push(test_group(
+                bench,
+                (&class, test),
+                group,
+                &rest_rows,
+                &plan,
+                &recipients,
+            )?);
+        }
     }
     Ok(evidence)
 }
 
 /// The class under test.
-struct ClassRef<'a> {
-    index: i32,
-    name: &'a str,
-    members: &'a [Member],
+pub(crate) struct ClassRef<'a> {
+    pub(crate) index: i32,
+    pub(crate) name: &'a str,
+    pub(crate) members: &'a [Member],
 }
 
-/// What occluding a set of the class's images did.
-struct Occlusion {
+/// What occluding (or ablating) a set of the class's images did.
+pub(crate) struct Occlusion {
     /// Mean relative drop of the class logit.
-    drop: f64,
+    pub(crate) drop: f64,
     /// Share predicted as the class before and after.
-    accuracy_before: f64,
-    accuracy_after: f64,
+    pub(crate) accuracy_before: f64,
+    pub(crate) accuracy_after: f64,
 }
 
 fn relative_drop(before: f32, after: f32) -> f64 {
@@ -130,13 +148,17 @@ fn occlusion(
     rows: &[usize],
     occluded: &[Vec<f32>],
 ) -> Result<Occlusion> {
-    let after = scorer.logits(occluded)?;
+    Ok(occlusion_of(class, rows, &scorer.logits(occluded)?))
+}
+
+/// Members `rows` scored `after` a change, against their logits before.
+pub(crate) fn occlusion_of(class: &ClassRef<'_>, rows: &[usize], after: &[Vec<f32>]) -> Occlusion {
     let k = class.index as usize;
     let n = rows.len().max(1) as f64;
     let members = class.members;
     let drop = rows
         .iter()
-        .zip(&after)
+        .zip(after)
         .map(|(&i, a)| relative_drop(members[i].class_logit, a[k]))
         .sum::<f64>()
         / n;
@@ -146,11 +168,11 @@ fn occlusion(
         .count() as f64
         / n;
     let accuracy_after = after.iter().filter(|a| predicted(a) == k).count() as f64 / n;
-    Ok(Occlusion {
+    Occlusion {
         drop,
         accuracy_before,
         accuracy_after,
-    })
+    }
 }
 
 /// Share of the `eligible` recipients (not the class before) that the class's logit wins
@@ -163,10 +185,10 @@ fn flip_rate(after: &[Option<Vec<f32>>], eligible: &[usize], k: usize) -> f64 {
         / eligible.len().max(1) as f64
 }
 
-/// One group's evidence row.
+/// One group's evidence row by a pixel-side test.
 fn test_group(
     bench: &mut Bench<'_>,
-    class: &ClassRef<'_>,
+    (class, test): (&ClassRef<'_>, EvidenceTest),
     group: &TestedGroup,
     rest_rows: &[usize],
     plan: &Plan,
@@ -225,6 +247,7 @@ fn test_group(
         cluster: group.id.label,
         size: group.members.len(),
         share: group.members.len() as f64 / members.len() as f64,
+        test,
         region: plan.region.clone(),
         region_cells: plan.region_cells,
         grid: bench.grid,
@@ -260,30 +283,30 @@ fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p Carrier> {
         .collect()
 }
 
-/// The recipients' logits after the group's transplant and after each control's, by
-/// recipient position (`None` where not measured yet).
-struct Transplanted {
+/// The recipients' logits after the group's transplant (or injection) and after each
+/// control's, by recipient position (`None` where not measured yet).
+pub(crate) struct Transplanted {
     after: Vec<Option<Vec<f32>>>,
-    /// One list per control carrier ([`control_carriers`]).
+    /// One list per control.
     controls: Vec<Vec<Option<Vec<f32>>>>,
     /// Recipient 0 transplanted, for the report's pictures.
     first_pasted: Option<Vec<f32>>,
 }
 
 /// What a transplant did to the recipients measured so far.
-struct Rates {
-    flip: f64,
+pub(crate) struct Rates {
+    pub(crate) flip: f64,
     /// The stronger control's flip rate.
-    control: f64,
+    pub(crate) control: f64,
     /// Mean gain of the class logit.
-    gain: f64,
-    measured: usize,
+    pub(crate) gain: f64,
+    pub(crate) measured: usize,
     /// Recipients the class did not already win before: the rates' denominator.
     eligible: usize,
 }
 
 impl Transplanted {
-    fn new(recipients: usize, controls: usize) -> Self {
+    pub(crate) fn new(recipients: usize, controls: usize) -> Self {
         Transplanted {
             after: vec![None; recipients],
             controls: vec![vec![None; recipients]; controls],
@@ -314,30 +337,41 @@ impl Transplanted {
         if let Some(i) = positions.iter().position(|&p| p == 0) {
             self.first_pasted = Some(pasted[i].clone());
         }
-        for (&p, a) in positions.iter().zip(scorer.logits(&pasted)?) {
-            self.after[p] = Some(a);
-        }
+        self.record(None, positions, scorer.logits(&pasted)?);
         // The control: the same region (or colours) from the class's other images. A region
         // that shows the class's object flips recipients whichever member it comes from; a
         // shortcut the group shares flips them only when it comes from the group.
-        for (carrier, slots) in control_carriers(plan, sides)
-            .into_iter()
-            .zip(&mut self.controls)
-        {
-            for (&p, a) in positions
-                .iter()
-                .zip(scorer.logits(&give(sides.rest, carrier))?)
-            {
-                slots[p] = Some(a);
-            }
+        for (c, carrier) in control_carriers(plan, sides).into_iter().enumerate() {
+            self.record(
+                Some(c),
+                positions,
+                scorer.logits(&give(sides.rest, carrier))?,
+            );
         }
         Ok(())
+    }
+
+    /// The logits of the recipients at `positions`: after the group's change (`None`) or
+    /// after control `c`'s.
+    pub(crate) fn record(
+        &mut self,
+        control: Option<usize>,
+        positions: &[usize],
+        logits: Vec<Vec<f32>>,
+    ) {
+        let slots = match control {
+            None => &mut self.after,
+            Some(c) => &mut self.controls[c],
+        };
+        for (&p, a) in positions.iter().zip(logits) {
+            slots[p] = Some(a);
+        }
     }
 
     /// The rates over the recipients measured, in position order (so a group measured in two
     /// steps sums its gain in the same order as one measured at once); a recipient the class
     /// already won before is not counted in the flip rates.
-    fn rates(&self, recipients: &Recipients, k: usize) -> Rates {
+    pub(crate) fn rates(&self, recipients: &Recipients, k: usize) -> Rates {
         let measured: Vec<(usize, &Vec<f32>)> = self
             .after
             .iter()
@@ -377,7 +411,7 @@ impl Rates {
     /// effect reaches the flag shows an effect this far below it on the first recipients in
     /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
     /// far more rarely.
-    fn could_flag(&self) -> bool {
+    pub(crate) fn could_flag(&self) -> bool {
         if self.eligible == 0 {
             return true;
         }
@@ -490,7 +524,8 @@ mod tests {
         (model, Images(tensors), by_class, analysed)
     }
 
-    /// The linear model's evidence of class 0 under `settings`.
+    /// The linear model's evidence of class 0 under `settings` (no steerable layer: the
+    /// pixel-side tests only).
     fn class_zero(settings: &VerifySettings) -> (Vec<Evidence>, usize) {
         let (mut model, images, by_class, analysed) = two_classes();
         let mut bench = Bench {
@@ -504,6 +539,54 @@ mod tests {
         };
         let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
         (rows, model.scored)
+    }
+
+    /// The model-side test, with the input as the steered layer: a shortcut member's
+    /// coordinate along the group's direction (its mark minus the object) turns every class-1
+    /// image into class 0; an object member's along the object group's turns none; removing
+    /// the shortcut's direction from its own images takes their logit to the rest's level.
+    #[test]
+    fn the_feature_direction_of_a_shortcut_group_turns_recipients_and_its_ablation_drops_the_logit()
+    {
+        let (model, images, by_class, analysed) = two_classes();
+        let mut scorer = crate::scorer::fake::SteerableLinear(model);
+        let settings = VerifySettings::default();
+        let mut bench = Bench {
+            scorer: &mut scorer,
+            images: &images,
+            settings: &settings,
+            grid: 2,
+            size: [H, W],
+            bounds: [(0.0, 1.0); 3],
+            pictures: &NoPictures,
+        };
+        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        let direction: Vec<&Evidence> = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::FeatureDirection)
+            .collect();
+        assert_eq!(direction.len(), 2);
+        let (shortcut, object) = (direction[0], direction[1]);
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "direction at input");
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(object.transplant_flip_rate, 0.0);
+        // The shortcut images' logit (10 + 0.25·0.5... of the mark) falls to the rest's level:
+        // 10·4 → 0.5·4 = 2, a drop of 95%.
+        assert!(
+            (shortcut.occlusion_drop - 0.95).abs() < 1e-5,
+            "{}",
+            shortcut.occlusion_drop
+        );
+        // The rest is the level: ablating it changes nothing.
+        assert!(shortcut.occlusion_drop_rest.abs() < 1e-6);
+        assert!(shortcut.examples.is_empty());
+        // The control: the rest's coordinate on the same axis, the object, turns none (the
+        // rest's images are identical: no subset direction). The object group's control is
+        // the shortcut images' coordinate: it turns all.
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        assert_eq!(shortcut.specific(), 1.0);
+        assert_eq!(object.transplant_flip_rate_rest, 1.0);
     }
 
     /// The shortcut group's region turns every class-1 image into class 0 and neither control

@@ -113,7 +113,7 @@ pub fn class_groups(
         members.sort_unstable();
         let again = |t: &TestedGroup| {
             t.members == members
-                || (t.id.space.spec().test == id.space.spec().test
+                || (t.id.space.spec().tests == id.space.spec().tests
                     && jaccard(&t.members, &members) >= same_group_overlap)
         };
         if !tested.iter().any(again) {
@@ -169,7 +169,7 @@ pub fn by_priority(
 ) -> Vec<TestedGroup> {
     let mut per_space: BTreeMap<FeatureSpace, Vec<TestedGroup>> = BTreeMap::new();
     for g in groups {
-        if g.id.space.spec().test.is_some() && worth_testing(&g, class_size, settings) {
+        if !g.id.space.spec().tests.is_empty() && worth_testing(&g, class_size, settings) {
             per_space.entry(g.id.space).or_default().push(g);
         }
     }

@@ -20,6 +20,7 @@
 //! the [`scorer::Scorer`] trait.
 
 pub mod aopc;
+pub mod direction;
 pub mod evidence;
 pub mod examples;
 pub mod groups;
@@ -62,6 +63,13 @@ pub enum VerifyError {
     /// A prepared tensor does not have the model input's size (an internal error).
     #[error("a prepared image does not fit the model input: {0}")]
     TensorShape(String),
+    /// A model-side test asked for a concept layer the model does not have (an internal
+    /// error: the tests ask only for `Scorer::layers`).
+    #[error("the model has no steerable concept layer {0}")]
+    NoLayer(usize),
+    /// The steered model could not be built.
+    #[error(transparent)]
+    Lrp(#[from] spray_lrp::LrpError),
 }
 
 pub type Result<T, E = VerifyError> = std::result::Result<T, E>;

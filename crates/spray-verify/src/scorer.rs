@@ -2,22 +2,73 @@
 //! evidence logic can be tested with a small model in memory, without ONNX Runtime.
 
 use spray_dataset::TensorLayout;
-use spray_engine::{Predictor, SessionConfig};
+use spray_engine::{Predictor, SessionConfig, SteeredPredictor};
 use spray_lrp::LrpModel;
 
 use crate::{Result, VerifyError};
 
-/// Prepared CHW tensors in, one row of pre-softmax logits out per tensor.
+/// Prepared CHW tensors in, one row of pre-softmax logits out per tensor; and, for the
+/// model-side test, the same with a concept layer's activation read out or moved.
 pub trait Scorer {
     fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>>;
-    /// Tensors scored so far.
+    /// Tensors scored so far (plain and steered).
     fn images_scored(&self) -> usize;
+    /// The concept layers that can be steered, by node name (none: no model-side test).
+    fn layers(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Per tensor, the flattened activation of concept layer `layer`.
+    fn activations(&mut self, layer: usize, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let _ = tensors;
+        Err(VerifyError::NoLayer(layer))
+    }
+    /// The logits with `offsets` added to the activation of `layer`: one offset for every
+    /// tensor, or one per tensor.
+    fn steered_logits(
+        &mut self,
+        layer: usize,
+        tensors: &[Vec<f32>],
+        offsets: Offsets<'_>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let _ = (tensors, offsets);
+        Err(VerifyError::NoLayer(layer))
+    }
+}
+
+/// What is added to a steered layer's activation (flattened like [`Scorer::activations`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Offsets<'a> {
+    /// The same direction for every tensor.
+    Shared(&'a [f32]),
+    /// One per tensor, in order.
+    PerTensor(&'a [Vec<f32>]),
+}
+
+impl Offsets<'_> {
+    /// The offset of tensor `i`.
+    pub fn get(&self, i: usize) -> &[f32] {
+        match self {
+            Offsets::Shared(d) => d,
+            Offsets::PerTensor(all) => &all[i],
+        }
+    }
+}
+
+/// Steered batches' outputs, one row per tensor.
+struct SteeredRows {
+    logits: Vec<Vec<f32>>,
+    activations: Vec<Vec<f32>>,
 }
 
 /// The model's logits through ONNX Runtime, in batches: the compiled model's forward half
-/// ([`LrpModel::forward_model`]: the relevance stage's logits, without its backward pass).
-pub struct ForwardScorer {
+/// ([`LrpModel::forward_model`]: the relevance stage's logits, without its backward pass),
+/// and its steered twins ([`LrpModel::steered_model`]), one session per concept layer, made
+/// when a model-side test first asks.
+pub struct ForwardScorer<'m> {
+    model: &'m LrpModel,
+    session: SessionConfig,
     predictor: Predictor,
+    steered: Vec<Option<SteeredPredictor>>,
     /// Input height and width.
     size: [usize; 2],
     layout: TensorLayout,
@@ -25,39 +76,115 @@ pub struct ForwardScorer {
     scored: usize,
 }
 
-impl ForwardScorer {
+impl<'m> ForwardScorer<'m> {
     pub fn new(
-        model: &LrpModel,
+        model: &'m LrpModel,
         session: SessionConfig,
         size: [usize; 2],
         layout: TensorLayout,
         batch_size: usize,
     ) -> Result<Self> {
         let forward = spray_onnx::encode_model(&model.forward_model());
+        let layers = model
+            .signature
+            .concept
+            .as_ref()
+            .map_or(0, |c| c.layers.len());
         Ok(ForwardScorer {
+            model,
+            session,
             predictor: Predictor::new(&forward, session)?,
+            steered: (0..layers).map(|_| None).collect(),
             size,
             layout,
             batch_size: batch_size.max(1),
             scored: 0,
         })
     }
+
+    /// A batch of prepared CHW tensors as the model's input (NCHW or NHWC).
+    fn batch(&self, chunk: &[Vec<f32>]) -> Result<ndarray::ArrayD<f32>> {
+        let [h, w] = self.size;
+        let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+        let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], flat)
+            .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+        if self.layout == TensorLayout::Nhwc {
+            input = input
+                .permuted_axes(vec![0, 2, 3, 1])
+                .as_standard_layout()
+                .into_owned();
+        }
+        Ok(input)
+    }
+
+    /// The steered session of `layer`, made on first use.
+    fn steered(&mut self, layer: usize) -> Result<&mut SteeredPredictor> {
+        let slot = self
+            .steered
+            .get_mut(layer)
+            .ok_or(VerifyError::NoLayer(layer))?;
+        if slot.is_none() {
+            let model = self.model.steered_model(layer)?;
+            *slot = Some(SteeredPredictor::new(&model, self.session)?);
+        }
+        Ok(slot.as_mut().expect("made above"))
+    }
+
+    /// Steered batches: per batch the offsets as one array (`[1, …]` when shared), then the
+    /// logits and activations as rows.
+    fn run_steered(
+        &mut self,
+        layer: usize,
+        tensors: &[Vec<f32>],
+        offsets: Option<Offsets<'_>>,
+    ) -> Result<SteeredRows> {
+        let (mut logits, mut activations) = (Vec::new(), Vec::new());
+        let batch_size = self.batch_size;
+        for (b, chunk) in tensors.chunks(batch_size).enumerate() {
+            let input = self.batch(chunk)?;
+            let shared;
+            let per_tensor;
+            let offset = match offsets {
+                None => None,
+                Some(Offsets::Shared(d)) => {
+                    shared = ndarray::ArrayView2::from_shape((1, d.len()), d)
+                        .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+                    Some(shared)
+                }
+                Some(Offsets::PerTensor(all)) => {
+                    let rows = &all[b * batch_size..b * batch_size + chunk.len()];
+                    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+                    per_tensor = ndarray::Array2::from_shape_vec((rows.len(), rows[0].len()), flat)
+                        .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+                    Some(per_tensor.view())
+                }
+            };
+            let out = self.steered(layer)?.run(input.view(), offset)?;
+            let n = chunk.len();
+            let flat_rows = |a: ndarray::ArrayD<f32>| -> Result<Vec<Vec<f32>>> {
+                let a = a.as_standard_layout().into_owned();
+                let per = a.len() / n.max(1);
+                let rows = a
+                    .into_shape_with_order((n, per))
+                    .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+                Ok(rows.rows().into_iter().map(|r| r.to_vec()).collect())
+            };
+            logits.extend(flat_rows(out.logits)?);
+            activations.extend(flat_rows(out.activation)?);
+            self.scored += n;
+        }
+        Ok(SteeredRows {
+            logits,
+            activations,
+        })
+    }
 }
 
-impl Scorer for ForwardScorer {
+impl Scorer for ForwardScorer<'_> {
     fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        let [h, w] = self.size;
         let mut out = Vec::with_capacity(tensors.len());
         for chunk in tensors.chunks(self.batch_size) {
-            let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
-            let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], flat)
-                .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
-            if self.layout == TensorLayout::Nhwc {
-                input = input
-                    .permuted_axes(vec![0, 2, 3, 1])
-                    .as_standard_layout()
-                    .into_owned();
-            }
+            let input = self.batch(chunk)?;
             let logits = self.predictor.predict(input.view())?;
             let rows = logits
                 .into_dimensionality::<ndarray::Ix2>()
@@ -70,6 +197,28 @@ impl Scorer for ForwardScorer {
 
     fn images_scored(&self) -> usize {
         self.scored
+    }
+
+    fn layers(&self) -> Vec<String> {
+        self.model
+            .signature
+            .concept
+            .as_ref()
+            .map(|c| c.layers.iter().map(|l| l.node.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn activations(&mut self, layer: usize, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run_steered(layer, tensors, None)?.activations)
+    }
+
+    fn steered_logits(
+        &mut self,
+        layer: usize,
+        tensors: &[Vec<f32>],
+        offsets: Offsets<'_>,
+    ) -> Result<Vec<Vec<f32>>> {
+        Ok(self.run_steered(layer, tensors, Some(offsets))?.logits)
     }
 }
 
@@ -106,6 +255,45 @@ pub(crate) mod fake {
 
         fn images_scored(&self) -> usize {
             self.scored
+        }
+    }
+
+    /// The linear model with its input as the one steerable layer: activation = x, steered
+    /// logits = W (x + offset).
+    pub struct SteerableLinear(pub LinearModel);
+
+    impl Scorer for SteerableLinear {
+        fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+            self.0.logits(tensors)
+        }
+
+        fn images_scored(&self) -> usize {
+            self.0.scored
+        }
+
+        fn layers(&self) -> Vec<String> {
+            vec!["input".into()]
+        }
+
+        fn activations(&mut self, layer: usize, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+            assert_eq!(layer, 0);
+            self.0.scored += tensors.len();
+            Ok(tensors.to_vec())
+        }
+
+        fn steered_logits(
+            &mut self,
+            layer: usize,
+            tensors: &[Vec<f32>],
+            offsets: Offsets<'_>,
+        ) -> Result<Vec<Vec<f32>>> {
+            assert_eq!(layer, 0);
+            let moved: Vec<Vec<f32>> = tensors
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.iter().zip(offsets.get(i)).map(|(a, b)| a + b).collect())
+                .collect();
+            self.0.logits(&moved)
         }
     }
 

@@ -94,6 +94,11 @@ pub struct VerifySettings {
     /// `concept_min_share` too: its effect also averages over its donors.
     #[serde(default = "yes")]
     pub colour_groups: bool,
+    /// Also test every group by the model-side test (`EvidenceTest::FeatureDirection`: the
+    /// group's direction at a concept layer removed and added), where the model has concept
+    /// layers.
+    #[serde(default = "yes")]
+    pub feature_direction: bool,
     /// Where a relevance-space group's control region lies in the class's other images.
     #[serde(default)]
     pub control: RegionControl,
@@ -168,6 +173,7 @@ impl Default for VerifySettings {
             concept_groups: true,
             concept_min_share: default_concept_min_share(),
             colour_groups: true,
+            feature_direction: true,
             control: RegionControl::Both,
             first_look: default_first_look(),
             max_groups: default_max_groups(),
@@ -177,11 +183,11 @@ impl Default for VerifySettings {
 }
 
 impl VerifySettings {
-    /// Whether the groups of `space` are tested: it has an evidence test
-    /// ([`spray_store::SpaceSpec::test`]) and its switch is on.
+    /// Whether the groups of `space` are tested: it has evidence tests
+    /// ([`spray_store::SpaceSpec::tests`]) and its switch is on.
     pub fn tests_space(&self, space: FeatureSpace) -> bool {
         let spec = space.spec();
-        spec.test.is_some()
+        !spec.tests.is_empty()
             && match spec.switch {
                 TestSwitch::Always => true,
                 TestSwitch::ConceptGroups => self.concept_groups,

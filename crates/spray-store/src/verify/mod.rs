@@ -56,8 +56,9 @@ pub fn example_path(
 
 /// The version of the evidence rows, part of the verify fingerprint (see
 /// `analysis::SCHEMA_VERSION`). 2: `level`. 3: `space` (groups of the concept spaces).
-/// 4: groups of the colour space (tested by colour transfer, `region = "colour"`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// 4: groups of the colour space (tested by colour transfer, `region = "colour"`). 5: `test`
+/// (a group has a row per evidence test of its space, the model-side one among them).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -74,9 +75,14 @@ pub struct Evidence {
     pub size: usize,
     /// Share of the class's samples in the cluster.
     pub share: f64,
+    /// The evidence test this row measured (one of the space's `SpaceSpec::tests`).
+    pub test: crate::EvidenceTest,
     /// Grid cells of the region (`r<row>c<col>`), and their count; for a concept-space
     /// group, whose images need not share a place, `per image: top <n> cells` (each image's
-    /// own cells above its class's mean map).
+    /// own cells above its class's mean map); `colour` for a colour transfer; for the
+    /// model-side test, the layer whose activations were changed (`direction at <node>`,
+    /// no cells). For that test the occlusion columns are the ablation (the direction
+    /// removed) and the transplant columns the injection (the direction added).
     pub region: String,
     pub region_cells: usize,
     /// The grid the region's cells are on (the analysis grid).

@@ -55,7 +55,7 @@ const AOPC_COLUMNS: [Column<Aopc>; 7] = [
 ];
 
 /// `evidence.csv`: every field of [`Evidence`] but the example pictures (JSON only).
-const EVIDENCE_COLUMNS: [Column<Evidence>; 18] = [
+const EVIDENCE_COLUMNS: [Column<Evidence>; 19] = [
     Column::new("class_index", |r| r.class_index.to_string()),
     Column::new("class", |r| text(&r.class_name)),
     Column::new("space", |r| r.space.to_string()),
@@ -63,6 +63,7 @@ const EVIDENCE_COLUMNS: [Column<Evidence>; 18] = [
     Column::new("cluster", |r| r.cluster.to_string()),
     Column::new("size", |r| r.size.to_string()),
     Column::new("share", |r| fixed4(r.share)),
+    Column::new("test", |r| r.test.name().to_string()),
     Column::new("region", |r| r.region.clone()),
     Column::new("region_cells", |r| r.region_cells.to_string()),
     Column::new("grid", |r| r.grid.to_string()),
@@ -93,6 +94,7 @@ pub fn sort_evidence(rows: &mut [Evidence]) {
             .then(b.occlusion_contrast().total_cmp(&a.occlusion_contrast()))
             .then(a.class_index.cmp(&b.class_index))
             .then(a.group().cmp(&b.group()))
+            .then(a.test.name().cmp(b.test.name()))
     });
 }
 
@@ -125,6 +127,7 @@ mod tests {
             cluster: 0,
             size: 5,
             share: 0.25,
+            test: crate::EvidenceTest::SharedRegion,
             region: "r0c0 r0c1".into(),
             region_cells: 2,
             grid: 8,
@@ -153,10 +156,10 @@ mod tests {
         assert_eq!(read_evidence(&dir).unwrap(), rows);
         let csv = std::fs::read_to_string(super::super::evidence_path(&dir)).unwrap();
         let mut lines = csv.lines();
-        assert_eq!(lines.next().unwrap().split(',').count(), 18);
+        assert_eq!(lines.next().unwrap().split(',').count(), 19);
         assert_eq!(
             lines.next().unwrap(),
-            "1,\"c1, \"\"x\"\"\",relevance,cluster,0,5,0.2500,r0c0 r0c1,2,8,0.5000,0.1250,\
+            "1,\"c1, \"\"x\"\"\",relevance,cluster,0,5,0.2500,shared-region,r0c0 r0c1,2,8,0.5000,0.1250,\
              1.0000,0.0000,1.5000,0.9000,0.1000,100"
         );
         let _ = std::fs::remove_dir_all(&dir);

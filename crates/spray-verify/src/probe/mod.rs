@@ -58,12 +58,13 @@ pub struct ProbeInput<'a> {
 }
 
 /// The plan of `test` for the group, or `None` when the test has nothing to change (an empty
-/// region).
+/// region) or changes no pixels (the model-side test, `crate::direction`).
 pub fn plan(test: EvidenceTest, input: &ProbeInput<'_>) -> Option<Plan> {
     match test {
         EvidenceTest::SharedRegion => shared_region::plan(input),
         EvidenceTest::MemberRegion => member_region::plan(input),
         EvidenceTest::ColourTransfer => colour_transfer::plan(input),
+        EvidenceTest::FeatureDirection => None,
     }
 }
 
