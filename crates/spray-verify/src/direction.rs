@@ -10,7 +10,7 @@
 //!
 //! Controls (the strongest counts, as in the pixel tests): the same axis with the coordinate
 //! of those of the class's other images that lie farthest from the recipients' on it
-//! ([`farthest_rest`]); the group's own push mirrored to the other side of the recipients'
+//! (`farthest_rest`); the group's own push mirrored to the other side of the recipients'
 //! level (a push of that size in either direction along an axis the class varies on turns
 //! images into the class as well: measured on the scenario suite, a clean class whose
 //! background is either darker or brighter than every other class's turned 53% of recipients
