@@ -35,22 +35,19 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
 
 /// The four before/after pictures of a row as data URIs (labelled), where all exist.
 fn pictures(row: &EvidenceRow) -> Vec<(String, String)> {
-    const LABELS: [&str; 4] = [
-        "cluster member",
-        "region filled",
-        "other class",
-        "region pasted in",
-    ];
+    let labels = crate::space_wording::picture_labels(
+        crate::space_wording::wording(row.space, row.test, &[]).test,
+    );
     let uris: Vec<String> = row
         .examples
         .iter()
         .filter_map(|p| std::fs::read(p).ok())
         .map(|b| crate::images::png_bytes_uri(&b))
         .collect();
-    if uris.len() != LABELS.len() {
+    if uris.len() != labels.len() {
         return Vec::new();
     }
-    LABELS.iter().map(|l| l.to_string()).zip(uris).collect()
+    labels.iter().map(|l| l.to_string()).zip(uris).collect()
 }
 
 #[derive(Debug, Serialize)]

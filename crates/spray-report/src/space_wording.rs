@@ -32,6 +32,9 @@ pub(crate) enum TransferTest {
     /// The group's colours (per-channel mean and spread) given to other classes' images,
     /// against the colours of the class's other images.
     Colour,
+    /// The group's fine detail (image − low-pass) added to other classes' images, against the
+    /// fine detail of the class's other images.
+    Detail,
     /// Model-side: other classes' images moved along the group's direction at a concept
     /// layer to where the group's images lie, against the class's other images farthest
     /// along it, the same move mirrored, and a random split of the class.
@@ -53,6 +56,7 @@ pub(crate) fn wording(
     // `[verify] control`).
     let (transferred, test) = match test {
         EvidenceTest::ColourTransfer => ("colours turn", TransferTest::Colour),
+        EvidenceTest::DetailTransfer => ("fine detail turns", TransferTest::Detail),
         EvidenceTest::FeatureDirection => (
             "position along its feature direction turns",
             TransferTest::Direction,
@@ -78,6 +82,33 @@ pub(crate) fn wording(
     }
 }
 
+/// The captions of a test's four before/after pictures (`spray_verify::examples::KINDS`
+/// order): a group member before and after, another class's image before and after.
+pub(crate) fn picture_labels(test: TransferTest) -> [&'static str; 4] {
+    match test {
+        TransferTest::Region { .. } => [
+            "cluster member",
+            "region filled",
+            "other class",
+            "region pasted in",
+        ],
+        TransferTest::Colour => [
+            "cluster member",
+            "the rest's colours",
+            "other class",
+            "the group's colours",
+        ],
+        TransferTest::Detail => [
+            "cluster member",
+            "fine detail removed",
+            "other class",
+            "fine detail added",
+        ],
+        // No pictures: the test changes activations, not pixels.
+        TransferTest::Direction => ["", "", "", ""],
+    }
+}
+
 /// The plain-language line for a tested group (a class's strongest): what was given to other
 /// classes' images, how many turned, and what the control and the occlusion did.
 pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
@@ -89,6 +120,21 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow, test: TransferTest) -> String {
              class's other images lowers the logit by {} (by {} in the rest of the class).",
             r.transplant_images,
             r.group().name(),
+            pct(r.transplant_flip_rate),
+            r.class_name,
+            r.transplant_logit_gain,
+            pct(r.transplant_flip_rate_rest),
+            pct(r.occlusion_drop),
+            pct(r.occlusion_drop_rest)
+        ),
+        TransferTest::Detail => format!(
+            "Adding the fine detail of {}'s images (each image minus its low-pass: a pattern, \
+             noise, strokes) to {} images of other classes turns {} of them into “{}” (logit \
+             {:+.2} on average; the fine detail of the class's other images: {}); removing the \
+             fine detail from the group's own images lowers the logit by {} (by {} in the rest \
+             of the class).",
+            r.group().name(),
+            r.transplant_images,
             pct(r.transplant_flip_rate),
             r.class_name,
             r.transplant_logit_gain,
@@ -218,5 +264,12 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("need not be a region."), "{text}");
+        row.test = EvidenceTest::DetailTransfer;
+        let text = evidence_sentence(&row, wording(row.space, row.test, &[]).test);
+        assert!(
+            text.starts_with("Adding the fine detail of concept-0 cluster 2's images (each image minus its low-pass: a pattern, noise, strokes) to 50 images of other classes turns 60% of them into “cat”"),
+            "{text}"
+        );
+        assert_eq!(picture_labels(TransferTest::Detail)[3], "fine detail added");
     }
 }

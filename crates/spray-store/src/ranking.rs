@@ -46,11 +46,12 @@ impl ClassEvidence {
         self.flip_rate - self.control_flip_rate
     }
 
-    /// The strongest of a class's evidence rows (largest specific effect; ties: the row
-    /// first in the file, which the verify stage orders the same way).
+    /// The strongest of a class's evidence rows that count ([`Evidence::counts`]; largest
+    /// specific effect; ties: the row first in the file, which the verify stage orders the
+    /// same way).
     pub fn strongest<'a>(rows: impl IntoIterator<Item = &'a Evidence>) -> Option<Self> {
         let mut best: Option<Self> = None;
-        for r in rows {
+        for r in rows.into_iter().filter(|r| r.counts()) {
             let e = ClassEvidence {
                 space: r.space,
                 level: r.level,
@@ -254,5 +255,28 @@ mod tests {
             .map(|r| r.spectrum.class_index)
             .collect();
         assert_eq!(plain, [0, 1, 2, 3]);
+    }
+
+    /// A fine-detail row counts only where its group's images lose the class without their
+    /// detail; a region row always counts.
+    #[test]
+    fn a_detail_transfer_counts_only_where_the_group_needs_its_detail() {
+        let mut kept = evidence(0, 1, 0.5, 0.1);
+        kept.test = crate::EvidenceTest::DetailTransfer;
+        kept.accuracy_after = 0.97;
+        let mut lost = kept.clone();
+        lost.cluster = 2;
+        lost.transplant_flip_rate = 0.4;
+        lost.accuracy_after = 0.3;
+        let region = evidence(0, 3, 0.2, 0.1);
+        assert!(!kept.counts() && lost.counts() && region.counts());
+        let best = ClassEvidence::strongest([&kept, &region, &lost]).unwrap();
+        assert_eq!(
+            (best.cluster, best.test),
+            (2, crate::EvidenceTest::DetailTransfer)
+        );
+        // Only the detail row that does not count: the region row carries the class.
+        let best = ClassEvidence::strongest([&kept, &region]).unwrap();
+        assert_eq!(best.cluster, 3);
     }
 }

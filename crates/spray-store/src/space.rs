@@ -95,6 +95,12 @@ pub enum EvidenceTest {
     /// group's own images take the colours of the class's other images. Control: the colours
     /// of the class's other images. There is no region.
     ColourTransfer,
+    /// The group's fine detail — each image minus its low-pass (a blur of σ ≈ 1.4 px at 64
+    /// px, scaled with the input) — added to the other images; the group's own images lose
+    /// theirs (the low-pass alone). Control: the fine detail of the class's other images.
+    /// There is no region: for a pattern spread over the image (scanlines, sensor noise, a
+    /// text overlay) the reviewer still sees the evidence in pixels.
+    DetailTransfer,
     /// Model-side, for an artifact of any shape (a pattern over the whole image, an overlay):
     /// the direction that separates the group's activations at a concept layer from the rest
     /// of the class's (difference of means, as a concept activation vector) is removed from
@@ -106,10 +112,11 @@ pub enum EvidenceTest {
 
 impl EvidenceTest {
     /// Every test, in declaration order.
-    pub const ALL: [EvidenceTest; 4] = [
+    pub const ALL: [EvidenceTest; 5] = [
         EvidenceTest::SharedRegion,
         EvidenceTest::MemberRegion,
         EvidenceTest::ColourTransfer,
+        EvidenceTest::DetailTransfer,
         EvidenceTest::FeatureDirection,
     ];
 
@@ -119,8 +126,16 @@ impl EvidenceTest {
             EvidenceTest::SharedRegion => "shared-region",
             EvidenceTest::MemberRegion => "member-region",
             EvidenceTest::ColourTransfer => "colour-transfer",
+            EvidenceTest::DetailTransfer => "detail-transfer",
             EvidenceTest::FeatureDirection => "feature-direction",
         }
+    }
+
+    /// Whether what the test gives always holds the class's own object as well (an image's
+    /// fine detail holds its edges), so that its rows count only where the group needs it
+    /// (`verify::Evidence::counts`).
+    pub fn needs_loss(self) -> bool {
+        self == EvidenceTest::DetailTransfer
     }
 
     /// Whether the test changes the model's activations rather than the images (it has no
@@ -146,8 +161,9 @@ pub struct SpaceSpec {
     pub source: FeatureSource,
     pub layout: Layout2d,
     pub role: SpaceRole,
-    /// How the verify stage tests the space's groups: its pixel-side test first, then the
-    /// model-side one; empty: never tested.
+    /// How the verify stage tests the space's groups: its pixel-side tests first (the first
+    /// one is the space's own: what sets its groups' regions), then the model-side one;
+    /// empty: never tested.
     pub tests: &'static [EvidenceTest],
     pub switch: TestSwitch,
     /// Whether groups below `[verify] concept_min_share` of the class are left untested. Why:
@@ -169,7 +185,11 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::RelevanceGrid,
         layout: Layout2d::Tsne,
         role: SpaceRole::Explanation,
-        tests: &[EvidenceTest::SharedRegion, EvidenceTest::FeatureDirection],
+        tests: &[
+            EvidenceTest::SharedRegion,
+            EvidenceTest::DetailTransfer,
+            EvidenceTest::FeatureDirection,
+        ],
         switch: TestSwitch::Always,
         min_share: false,
         file_tag: "",
@@ -193,7 +213,11 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ConceptChannels,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Explanation,
-        tests: &[EvidenceTest::MemberRegion, EvidenceTest::FeatureDirection],
+        tests: &[
+            EvidenceTest::MemberRegion,
+            EvidenceTest::DetailTransfer,
+            EvidenceTest::FeatureDirection,
+        ],
         switch: TestSwitch::ConceptGroups,
         min_share: true,
         file_tag: "c",
@@ -356,12 +380,15 @@ mod tests {
                 row.tests.is_empty(),
                 "{text}"
             );
-            // At most one pixel-side test, first; the model-side test for every suspect.
+            // Pixel-side tests first, each once; the model-side test last, for every suspect.
             let pixel = row.tests.iter().filter(|t| !t.is_model_side()).count();
             assert!(
-                pixel <= 1 && row.tests.first().is_none_or(|t| !t.is_model_side()),
+                row.tests[..pixel].iter().all(|t| !t.is_model_side()),
                 "{text}"
             );
+            let distinct: std::collections::BTreeSet<&str> =
+                row.tests.iter().map(|t| t.name()).collect();
+            assert_eq!(distinct.len(), row.tests.len(), "{text}");
             assert_eq!(
                 row.tests.contains(&EvidenceTest::FeatureDirection),
                 space.is_suspect(),

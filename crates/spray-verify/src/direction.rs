@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, FeatureSpace};
 
-use crate::evidence::{occlusion_of, Bench, ClassRef, Recipients, Transplanted};
+use crate::evidence::{occlusion_of, Bench, ClassRef, Occlusion, Recipients, Transplanted};
 use crate::groups::TestedGroup;
 use crate::members::{first_look, spread};
 use crate::scorer::Offsets;
@@ -278,45 +278,47 @@ pub(crate) fn test_group(
     let seed = bench.settings.seed ^ ((class.index as u64) << 32) ^ group_rows.len() as u64;
     let group_acts = cache.get(bench, class, layer, &group_rows)?;
     let rest_acts = cache.get(bench, class, layer, &rest_for_mean)?;
-    let shown_acts = cache.get(bench, class, layer, rest_rows)?;
+    // The rest's images whose ablation is measured (at most `occlusion_images`).
+    let cap = bench.settings.occlusion_images;
+    let shown_rows = spread(rest_rows, cap);
+    let shown_acts = cache.get(bench, class, layer, &shown_rows)?;
     let Some(directions) = directions(&view(&group_acts), &view(&rest_acts), seed) else {
         return Ok(None);
     };
-    let group_offsets =
-        ablation_offsets(&view(&group_acts), &directions.rest_mean, &directions.group);
-    let rest_offsets =
-        ablation_offsets(&view(&shown_acts), &directions.rest_mean, &directions.group);
-    let image =
-        |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| members[i].image_index).collect() };
-
     // Ablation: the group's images at the rest's level along the direction; the class's
     // other images likewise (they should barely move: they are the level).
-    let donors = bench.images.tensors(&image(&group_rows))?;
-    let after = bench
-        .scorer
-        .steered_logits(layer, &donors, Offsets::PerTensor(&group_offsets))?;
-    let own = occlusion_of(class, &group_rows, &after);
-    let rest_images = bench.images.tensors(&image(rest_rows))?;
-    let after_rest =
-        bench
-            .scorer
-            .steered_logits(layer, &rest_images, Offsets::PerTensor(&rest_offsets))?;
-    let others = occlusion_of(class, rest_rows, &after_rest);
+    let own = ablate(
+        bench,
+        (class, layer),
+        &group_rows,
+        &group_acts,
+        &directions,
+        cap,
+    )?;
+    let others = ablate(
+        bench,
+        (class, layer),
+        &shown_rows,
+        &shown_acts,
+        &directions,
+        cap,
+    )?;
 
     // Injection: each recipient takes a donor's coordinate along the group's direction —
     // a group member's; the controls: one of the rest's farthest from the recipients on the
-    // same axis, and a random subset's member's along the subset's own direction.
+    // same axis, the push mirrored, and a random subset's member's along the subset's own
+    // direction.
     let k = class.index as usize;
-    let n = recipients.tensors.len();
-    let (first, later) = match bench.settings.first_look {
-        0 => (Vec::from_iter(0..n), Vec::new()),
-        m => first_look(n, m),
-    };
     let group_axis = unit(&directions.group);
     let subset = directions.subset.as_ref().map(|(chosen, d)| {
         let donors: Vec<&[f32]> = chosen.iter().map(|&i| rest_acts[i].as_slice()).collect();
         (donors, unit(d))
     });
+    let n = recipients.tensors.len();
+    let (first, later) = match bench.settings.first_look {
+        0 => (Vec::from_iter(0..n), Vec::new()),
+        m => first_look(n, m),
+    };
     // The recipients' level on the axis: their mean coordinate (over the first look, which
     // every group measures).
     let level = {
@@ -352,23 +354,15 @@ pub(crate) fn test_group(
         if positions.is_empty() || (step == 1 && !measured.rates(recipients, k).could_flag()) {
             continue;
         }
-        let tensors: Vec<Vec<f32>> = positions
-            .iter()
-            .map(|&p| recipients.tensors[p].clone())
-            .collect();
-        let own = cache.recipients(bench, layer, recipients, positions)?;
-        for (t, transfer) in transfers.iter().enumerate() {
-            let offsets: Vec<Vec<f32>> = positions
-                .iter()
-                .zip(&own)
-                .map(|(&p, r)| transfer.offset(r, p, level))
-                .collect();
-            let logits =
-                bench
-                    .scorer
-                    .steered_logits(layer, &tensors, Offsets::PerTensor(&offsets))?;
-            measured.record(t.checked_sub(1), positions, logits);
-        }
+        inject(
+            bench,
+            cache,
+            (layer, level),
+            recipients,
+            positions,
+            &transfers,
+            &mut measured,
+        )?;
     }
     let rates = measured.rates(recipients, k);
     Ok(Some(Evidence {
@@ -393,6 +387,59 @@ pub(crate) fn test_group(
         transplant_images: rates.measured,
         examples: Vec::new(),
     }))
+}
+
+/// Members `rows` (activations `acts`; at most `cap` of them) scored with their component
+/// along the group's direction moved to the rest's level.
+fn ablate(
+    bench: &mut Bench<'_>,
+    (class, layer): (&ClassRef<'_>, usize),
+    rows: &[usize],
+    acts: &[Vec<f32>],
+    directions: &Directions,
+    cap: usize,
+) -> Result<Occlusion> {
+    // At most `cap` of them, spread over the rows.
+    let at = spread(&Vec::from_iter(0..rows.len()), cap);
+    let acts: Vec<&[f32]> = at.iter().map(|&p| acts[p].as_slice()).collect();
+    let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
+    let offsets = ablation_offsets(&acts, &directions.rest_mean, &directions.group);
+    let images: Vec<usize> = rows.iter().map(|&i| class.members[i].image_index).collect();
+    let tensors = bench.images.tensors(&images)?;
+    let after = bench
+        .scorer
+        .steered_logits(layer, &tensors, Offsets::PerTensor(&offsets))?;
+    Ok(occlusion_of(class, &rows, &after))
+}
+
+/// The recipients at `positions` scored after each transfer (the group's first, then the
+/// controls'), recorded in `measured`.
+fn inject(
+    bench: &mut Bench<'_>,
+    cache: &mut ActivationCache,
+    (layer, level): (usize, f64),
+    recipients: &Recipients,
+    positions: &[usize],
+    transfers: &[Transfer<'_>],
+    measured: &mut Transplanted,
+) -> Result<()> {
+    let tensors: Vec<Vec<f32>> = positions
+        .iter()
+        .map(|&p| recipients.tensors[p].clone())
+        .collect();
+    let own = cache.recipients(bench, layer, recipients, positions)?;
+    for (t, transfer) in transfers.iter().enumerate() {
+        let offsets: Vec<Vec<f32>> = positions
+            .iter()
+            .zip(&own)
+            .map(|(&p, r)| transfer.offset(r, p, level))
+            .collect();
+        let logits = bench
+            .scorer
+            .steered_logits(layer, &tensors, Offsets::PerTensor(&offsets))?;
+        measured.record(t.checked_sub(1), positions, logits);
+    }
+    Ok(())
 }
 
 /// Rows as slices.

@@ -6,10 +6,10 @@ use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, GroupId};
 
 use crate::direction::{self, ActivationCache};
-use crate::groups::{AnalysedGroups, TestedGroup};
+use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
 use crate::members::{first_look, recipients, spread, Member, MembersByClass};
-use crate::perturb::channel_stats;
+use crate::perturb::{channel_stats, detail_energy};
 use crate::probe::{self, Apply, Carrier, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
@@ -19,7 +19,12 @@ use crate::Result;
 /// Where a tested group's before/after pictures go (`examples::KINDS` order); returns their
 /// paths as the evidence row lists them.
 pub trait PictureSink {
-    fn write(&self, group: GroupId, pictures: &[Vec<f32>]) -> Result<Vec<String>>;
+    fn write(
+        &self,
+        group: GroupId,
+        test: EvidenceTest,
+        pictures: &[Vec<f32>],
+    ) -> Result<Vec<String>>;
 }
 
 /// Everything a class's tests use: the model, the images, the settings, and the input's
@@ -65,8 +70,29 @@ pub fn class_evidence(
     let tensors = bench.images.tensors(&images)?;
     let before = bench.scorer.logits(&tensors)?;
     let recipients = Recipients { tensors, before };
+    // Each member's detail energy, once per class, where a fine-detail transfer will run.
+    let detail_energy: Vec<f64> = if bench.settings.runs(EvidenceTest::DetailTransfer)
+        && groups.iter().any(|g| {
+            g.id.space
+                .spec()
+                .tests
+                .contains(&EvidenceTest::DetailTransfer)
+        }) {
+        // One image at a time: a class of thousands is never held at once.
+        members
+            .iter()
+            .map(|m| {
+                let t = bench.images.tensor(m.image_index)?;
+                Ok(detail_energy(&t, bench.size[1], &m.map, g))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
     let layers = bench.scorer.layers();
     let mut activations = ActivationCache::default();
+    // (layer, members) of every group the model-side test has measured.
+    let mut steered: Vec<(usize, &[usize])> = Vec::new();
     let mut evidence = Vec::new();
     for group in &groups {
         let rest: Vec<usize> = (0..members.len())
@@ -79,13 +105,22 @@ pub fn class_evidence(
             members,
         };
         for &test in group.id.space.spec().tests {
+            if !bench.settings.runs(test) {
+                continue;
+            }
             if test.is_model_side() {
-                if !bench.settings.feature_direction {
-                    continue;
-                }
                 let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
                     continue;
                 };
+                // Two spaces' near-identical groups at the same layer are the same
+                // measurement (a concept layer's cluster that the relevance maps found too).
+                let again = steered.iter().any(|(l, m): &(usize, &[usize])| {
+                    *l == layer && jaccard(m, &group.members) >= bench.settings.same_group_overlap
+                });
+                if again {
+                    continue;
+                }
+                steered.push((layer, &group.members));
                 evidence.extend(direction::test_group(
                     bench,
                     &mut activations,
@@ -104,6 +139,7 @@ pub fn class_evidence(
                 grid: g,
                 size: bench.size,
                 settings: bench.settings,
+                detail_energy: &detail_energy,
             };
             let Some(plan) = probe::plan(test, &input) else {
                 continue;
@@ -210,10 +246,25 @@ fn test_group(
         bounds: &bench.bounds,
     };
 
-    let covered = apply.take_away(&donors, &plan.group, &group.members, &rest_colours, 0);
-    let own = occlusion(bench.scorer, class, &group.members, &covered)?;
-    let covered_rest = apply.take_away(&rest, &plan.control, rest_rows, &rest_colours, 1);
-    let others = occlusion(bench.scorer, class, rest_rows, &covered_rest)?;
+    // Occlusion of at most `occlusion_images` of each side, spread over it.
+    let cap = bench.settings.occlusion_images;
+    let occluded = |images: &[Vec<f32>], carrier: &Carrier, rows: &[usize], shift: usize| {
+        let at = spread(&Vec::from_iter(0..rows.len()), cap);
+        let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
+        let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
+        let covered = apply.take_away(
+            &originals,
+            &carrier.subset(&at),
+            &rows,
+            &rest_colours,
+            shift,
+        );
+        (rows, covered)
+    };
+    let (rows, covered) = occluded(&donors, &plan.group, &group.members, 0);
+    let own = occlusion(bench.scorer, class, &rows, &covered)?;
+    let (rows, covered_rest) = occluded(&rest, &plan.control, rest_rows, 1);
+    let others = occlusion(bench.scorer, class, &rows, &covered_rest)?;
 
     let k = class.index as usize;
     let sides = Sides {
@@ -237,7 +288,7 @@ fn test_group(
         pictures.push(before.clone());
         pictures.push(after.clone());
     }
-    let examples = bench.pictures.write(group.id, &pictures)?;
+    let examples = bench.pictures.write(group.id, test, &pictures)?;
     let rates = measured.rates(recipients, k);
     Ok(Evidence {
         class_index: class.index,
@@ -455,7 +506,7 @@ mod tests {
 
     struct NoPictures;
     impl PictureSink for NoPictures {
-        fn write(&self, _: GroupId, pictures: &[Vec<f32>]) -> Result<Vec<String>> {
+        fn write(&self, _: GroupId, _: EvidenceTest, pictures: &[Vec<f32>]) -> Result<Vec<String>> {
             assert_eq!(pictures.len(), 4);
             Ok(Vec::new())
         }
@@ -593,7 +644,11 @@ mod tests {
     /// does; the object group's region turns none.
     #[test]
     fn a_shortcut_group_flips_recipients_beyond_both_controls() {
-        let (rows, scored) = class_zero(&VerifySettings::default());
+        let settings = VerifySettings {
+            detail_transfer: false,
+            ..VerifySettings::default()
+        };
+        let (rows, scored) = class_zero(&settings);
         assert_eq!(rows.len(), 2);
         let shortcut = &rows[0];
         assert_eq!(shortcut.group().name(), "cluster 0");
@@ -619,6 +674,7 @@ mod tests {
     fn a_group_that_cannot_reach_the_flag_stops_after_the_first_look() {
         let settings = VerifySettings {
             first_look: 3,
+            detail_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -631,5 +687,32 @@ mod tests {
         // The shortcut as before; the object: two occlusions, then three recipients for the
         // transplant and each control.
         assert_eq!(scored, 12 + 6 + (3 + 3 + 6 + 6 + 6) + (3 + 3 + 3 + 3 + 3));
+    }
+
+    /// The fine-detail transfer: the shortcut's mark is detail (a bright block on a flat
+    /// ground), so adding the shortcut images' detail turns recipients and the other images'
+    /// detail (the weak object's edges) does not.
+    #[test]
+    fn the_fine_detail_of_a_shortcut_group_turns_recipients_beyond_its_controls() {
+        let (rows, _) = class_zero(&VerifySettings::default());
+        let detail: Vec<&Evidence> = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::DetailTransfer)
+            .collect();
+        assert_eq!(detail.len(), 2);
+        let (shortcut, object) = (detail[0], detail[1]);
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "fine detail");
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        assert_eq!(object.transplant_flip_rate, 0.0);
+        // The object group's control is the shortcut images' detail: it turns all.
+        assert_eq!(object.transplant_flip_rate_rest, 1.0);
+        // Low-passed, the shortcut's 2 × 2 block still outweighs the background: its images
+        // keep the class, so the row is shown but does not count (Evidence::counts); the
+        // object's images lose it.
+        assert_eq!(shortcut.accuracy_after, 1.0);
+        assert!(!shortcut.counts());
+        assert_eq!(object.accuracy_after, 0.0);
     }
 }

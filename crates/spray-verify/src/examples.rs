@@ -1,10 +1,10 @@
 //! Before/after pictures of one occluded cluster member and one transplant recipient, for the
-//! report: `<out>/verify/examples/<class>-<tested group>-<kind>.png`.
+//! report: `<out>/verify/examples/<class>-<tested group>-<test>-<kind>.png`.
 
 use std::path::Path;
 
 use spray_dataset::{ChannelOrder, PixelScale, Preprocess};
-use spray_store::{AnalysisGroup, GroupId};
+use spray_store::{AnalysisGroup, EvidenceTest, GroupId};
 
 use crate::evidence::PictureSink;
 
@@ -23,7 +23,12 @@ pub struct ExampleWriter<'a> {
 }
 
 impl PictureSink for ExampleWriter<'_> {
-    fn write(&self, group: GroupId, pictures: &[Vec<f32>]) -> crate::Result<Vec<String>> {
+    fn write(
+        &self,
+        group: GroupId,
+        test: EvidenceTest,
+        pictures: &[Vec<f32>],
+    ) -> crate::Result<Vec<String>> {
         let [h, w] = self.size;
         let mut files = Vec::new();
         for (kind, tensor) in KINDS.iter().zip(pictures) {
@@ -31,6 +36,7 @@ impl PictureSink for ExampleWriter<'_> {
                 self.dir,
                 AnalysisGroup::from_index(self.class_index),
                 group,
+                test,
                 kind,
             );
             write_png(&path, &to_rgb(tensor, self.preprocess, h, w))?;

@@ -124,7 +124,7 @@ pub fn class_groups(
 }
 
 /// |a ∩ b| / |a ∪ b| of two ascending lists.
-fn jaccard(a: &[usize], b: &[usize]) -> f64 {
+pub(crate) fn jaccard(a: &[usize], b: &[usize]) -> f64 {
     let (mut i, mut j, mut shared) = (0, 0, 0usize);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {

@@ -39,6 +39,43 @@ impl ImageSource for DatasetImages<'_> {
     }
 }
 
+/// Another source's tensors, each decoded once and kept while they fit in `capacity` bytes.
+/// Why: a class's tests decode the same images again and again (each group's donors and
+/// controls, each test's recipients), and decoding a photograph and resizing it costs as much
+/// as scoring it on a small model. One cache per class, so memory is bounded by what one
+/// class's tests touch, and by `capacity`.
+pub struct CachedImages<'a> {
+    inner: &'a dyn ImageSource,
+    capacity: usize,
+    cache: std::cell::RefCell<(usize, std::collections::BTreeMap<usize, Vec<f32>>)>,
+}
+
+impl<'a> CachedImages<'a> {
+    pub fn new(inner: &'a dyn ImageSource, capacity: usize) -> Self {
+        CachedImages {
+            inner,
+            capacity,
+            cache: Default::default(),
+        }
+    }
+}
+
+impl ImageSource for CachedImages<'_> {
+    fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+        if let Some(t) = self.cache.borrow().1.get(&image_index) {
+            return Ok(t.clone());
+        }
+        let t = self.inner.tensor(image_index)?;
+        let mut cache = self.cache.borrow_mut();
+        let bytes = t.len() * std::mem::size_of::<f32>();
+        if cache.0 + bytes <= self.capacity {
+            cache.0 += bytes;
+            cache.1.insert(image_index, t.clone());
+        }
+        Ok(t)
+    }
+}
+
 /// Per tensor channel, the values a pixel can take (0 to full scale through the
 /// preprocessing's scale, mean and std): colour transfers stay inside them.
 pub fn pixel_bounds(pre: &Preprocess) -> [(f32, f32); 3] {
@@ -51,4 +88,30 @@ pub fn pixel_bounds(pre: &Preprocess) -> [(f32, f32); 3] {
         let (a, b) = ((0.0 - pre.mean[c]) / std, (full - pre.mean[c]) / std);
         (a.min(b), a.max(b))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its decodes.
+    struct Counting(std::cell::Cell<usize>);
+    impl ImageSource for Counting {
+        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+            self.0.set(self.0.get() + 1);
+            Ok(vec![image_index as f32; 4])
+        }
+    }
+
+    #[test]
+    fn a_cached_image_is_decoded_once_while_it_fits() {
+        let source = Counting(Default::default());
+        // Room for two tensors of 16 bytes.
+        let cached = CachedImages::new(&source, 32);
+        for _ in 0..3 {
+            assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2], vec![2.0; 4]);
+        }
+        // 0 and 1 once; 2 did not fit and is decoded each time.
+        assert_eq!(source.0.get(), 2 + 3);
+    }
 }

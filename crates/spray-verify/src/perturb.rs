@@ -41,7 +41,102 @@ pub(crate) fn occlude(tensor: &mut [f32], mask: &[bool], width: usize, fill: Fil
 fn blur(plane: &[f32], width: usize) -> Vec<f32> {
     let width = width.max(1);
     let height = plane.len() / width;
-    let radius = (width.min(height) / 16).max(1);
+    box_blur(plane, width, (width.min(height) / 16).max(1))
+}
+
+/// The radius of the low-pass whose remainder is an image's fine detail: max(1, shorter side
+/// / 64), σ ≈ 1.4 px at 64 px. Why this small: the detail must hold a pattern of a pixel or
+/// two (scanlines, sensor noise, a caption's strokes) and as little as possible of the
+/// object's shape, which a coarser low-pass would leave in it.
+fn detail_radius(width: usize, height: usize) -> usize {
+    (width.min(height) / 64).max(1)
+}
+
+/// A CHW tensor (`width` pixels per row) with its fine detail removed: each channel
+/// low-passed (`box_blur` of [`detail_radius`]).
+pub(crate) fn low_pass(tensor: &[f32], width: usize) -> Vec<f32> {
+    let plane = tensor.len() / 3;
+    let width = width.max(1);
+    let radius = detail_radius(width, plane / width);
+    tensor
+        .chunks(plane.max(1))
+        .flat_map(|channel| box_blur(channel, width, radius))
+        .collect()
+}
+
+/// Add `donor`'s fine detail (donor − its low-pass, both CHW), moved by `shift` (rows,
+/// columns; what moves off the image is lost), to `target`, clamped to the values a pixel
+/// can take per channel (`bounds`).
+pub(crate) fn add_detail(
+    target: &mut [f32],
+    donor: &[f32],
+    [dy, dx]: [isize; 2],
+    (width, bounds): (usize, &[(f32, f32); 3]),
+) {
+    let smooth = low_pass(donor, width);
+    let plane = target.len() / 3;
+    let width = width.max(1);
+    let height = plane / width;
+    for (c, &(lo, hi)) in bounds.iter().enumerate() {
+        for y in 0..height {
+            let sy = y as isize - dy;
+            for x in 0..width {
+                let sx = x as isize - dx;
+                let i = c * plane + y * width + x;
+                let inside =
+                    (0..height as isize).contains(&sy) && (0..width as isize).contains(&sx);
+                let detail = if inside {
+                    let j = c * plane + sy as usize * width + sx as usize;
+                    donor[j] - smooth[j]
+                } else {
+                    0.0
+                };
+                target[i] = (target[i] + detail).clamp(lo, hi);
+            }
+        }
+    }
+}
+
+/// How much fine detail a CHW tensor has where its relevance is: per grid cell of `map` (g×g,
+/// row-major) the mean square of the detail (tensor − its low-pass) over the cell's pixels
+/// and channels, weighted by the cell's share of the map's positive relevance (uniform when it
+/// has none). Why weighted: an image's detail is mostly its background's texture or noise;
+/// what the model reads is the detail where it looks (the object's edges, an artifact).
+pub(crate) fn detail_energy(tensor: &[f32], width: usize, map: &[f32], g: usize) -> f64 {
+    let smooth = low_pass(tensor, width);
+    let plane = tensor.len() / 3;
+    let width = width.max(1);
+    let height = plane / width;
+    let cells = g * g;
+    let mut energy = vec![0.0f64; cells];
+    let mut count = vec![0usize; cells];
+    for p in 0..plane {
+        let y = spray_store::relevance::grid_bin(p / width, height, g);
+        let x = spray_store::relevance::grid_bin(p % width, width, g);
+        let cell = y * g + x;
+        for c in 0..3 {
+            let i = c * plane + p;
+            energy[cell] += ((tensor[i] - smooth[i]) as f64).powi(2);
+        }
+        count[cell] += 3;
+    }
+    let positive: f64 = map.iter().map(|&v| v.max(0.0) as f64).sum();
+    (0..cells)
+        .map(|cell| {
+            let weight = if positive > 0.0 {
+                map.get(cell).map_or(0.0, |&v| v.max(0.0) as f64) / positive
+            } else {
+                1.0 / cells as f64
+            };
+            weight * energy[cell] / count[cell].max(1) as f64
+        })
+        .sum()
+}
+
+/// Three passes of a separable box filter of `radius` with clamped edges.
+fn box_blur(plane: &[f32], width: usize, radius: usize) -> Vec<f32> {
+    let width = width.max(1);
+    let height = plane.len() / width;
     let pass = |src: &[f32], along_rows: bool| -> Vec<f32> {
         let mut out = vec![0.0; src.len()];
         let (outer, inner) = if along_rows {
@@ -156,6 +251,53 @@ mod tests {
         let mut n: Vec<f32> = (0..12).map(|v| v as f32).collect();
         occlude(&mut n, &mask, 2, Fill::Noise, 3);
         assert!(n[..4].iter().all(|v| (0.0..=3.0).contains(v)));
+    }
+
+    #[test]
+    fn fine_detail_is_what_the_low_pass_leaves_and_adding_it_carries_a_stripe_pattern() {
+        // 3 channels of 8 × 8: flat 0.5 with every other row darkened on channel 0.
+        let (w, plane) = (8, 64);
+        let mut striped = vec![0.5f32; 3 * plane];
+        for y in (0..8).step_by(2) {
+            striped[y * w..(y + 1) * w]
+                .iter_mut()
+                .for_each(|v| *v = 0.2);
+        }
+        let smooth = low_pass(&striped, w);
+        // A flat channel has no detail; the stripes' low-pass lies between the two levels.
+        assert!(smooth[plane..].iter().all(|v| (v - 0.5).abs() < 1e-6));
+        assert!(smooth[3 * w + 3] > 0.2 && smooth[3 * w + 3] < 0.5);
+        let mut flat = vec![0.4f32; 3 * plane];
+        let wide = [(-10.0, 10.0); 3];
+        add_detail(&mut flat, &striped, [0, 0], (w, &wide));
+        // The recipient now has the stripes (darker even rows than odd ones) on channel 0 only.
+        assert!(flat[2 * w + 3] < flat[3 * w + 3]);
+        assert!(flat[plane..].iter().all(|v| (v - 0.4).abs() < 1e-6));
+        // The added detail averages to about nothing: the recipient's colour stays.
+        let mean: f32 = flat[..plane].iter().sum::<f32>() / plane as f32;
+        assert!((mean - 0.4).abs() < 0.02, "{mean}");
+        // Clamped to what a pixel can be.
+        let mut bright = vec![1.0f32; 3 * plane];
+        add_detail(&mut bright, &striped, [0, 0], (w, &[(0.0, 1.0); 3]));
+        // Moved one row down, the stripes swap: even rows now brighter than odd ones.
+        let mut moved = vec![0.4f32; 3 * plane];
+        add_detail(&mut moved, &striped, [1, 0], (w, &wide));
+        assert!(moved[2 * w + 3] > moved[3 * w + 3]);
+        // Nothing comes in from outside the image: the first row got no detail.
+        assert!(moved[..w].iter().all(|v| (v - 0.4).abs() < 1e-6));
+        assert!(bright.iter().all(|&v| v <= 1.0));
+        assert_eq!(detail_radius(64, 64), 1);
+        // Detail where the relevance is: the stripes hold it on the top half, not on a flat
+        // tensor; relevance on a flat half of a half-striped tensor sees none.
+        let top = [1.0f32, 1.0, 0.0, 0.0];
+        assert!(detail_energy(&striped, w, &top, 2) > 0.0);
+        assert_eq!(detail_energy(&vec![0.3f32; 3 * plane], w, &top, 2), 0.0);
+        let mut half = vec![0.5f32; 3 * plane];
+        half[..plane].copy_from_slice(&striped[..plane]);
+        half[..plane / 2].iter_mut().for_each(|v| *v = 0.5);
+        let bottom = [0.0f32, 0.0, 1.0, 1.0];
+        assert!(detail_energy(&half, w, &bottom, 2) > 10.0 * detail_energy(&half, w, &top, 2));
+        assert_eq!(detail_radius(224, 300), 3);
     }
 
     #[test]

@@ -52,6 +52,23 @@ pub fn member_region(map: &[f32], reference: &[f64], count: usize) -> Vec<usize>
     cells
 }
 
+/// Where a map's relevance lies: the centroid (row, column, in cells of the g×g grid) of its
+/// positive part; the grid's centre when it has none.
+pub fn centroid(map: &[f64], g: usize) -> [f64; 2] {
+    let (mut total, mut r, mut c) = (0.0, 0.0, 0.0);
+    for (i, &v) in map.iter().enumerate().filter(|(_, v)| **v > 0.0) {
+        total += v;
+        r += v * (i / g) as f64;
+        c += v * (i % g) as f64;
+    }
+    if total > 0.0 {
+        [r / total, c / total]
+    } else {
+        let mid = (g as f64 - 1.0) / 2.0;
+        [mid, mid]
+    }
+}
+
 /// Cells of a per-image region on a g×g grid: 1/16 of the grid (4 of 64 cells at g = 8, 25 of
 /// 400 at g = 20), at least one — about a small mark's size, and the same for the control.
 pub fn member_region_cells(g: usize) -> usize {
@@ -102,6 +119,14 @@ pub fn best_shift(region: &[usize], map: &[f32], g: usize) -> Vec<usize> {
         .collect();
     moved.sort_unstable();
     moved
+}
+
+/// The translation in pixels (rows, columns) of an h×w image that moves `map`'s centroid to
+/// `to` (both on the g×g grid, [`centroid`]).
+pub fn shift_to(map: &[f32], to: [f64; 2], g: usize, [h, w]: [usize; 2]) -> [isize; 2] {
+    let from = centroid(&l1(map), g);
+    let cell = [h as f64 / g as f64, w as f64 / g as f64];
+    std::array::from_fn(|a| ((to[a] - from[a]) * cell[a]).round() as isize)
 }
 
 /// The pixel mask (h×w, row-major) of grid cells `region` of a g×g grid, binned as the maps
@@ -200,5 +225,16 @@ mod tests {
         assert!(member_region(&[1.0, 1.0, 1.0, 1.0], &reference, 2).is_empty());
         assert_eq!(member_region_cells(8), 4);
         assert_eq!(member_region_cells(1), 1);
+    }
+
+    #[test]
+    fn a_maps_centroid_moves_onto_anothers() {
+        // 2 × 2 grid: all positive relevance in the top-left cell, some negative elsewhere.
+        let top_left = [4.0f32, -1.0, 0.0, 0.0];
+        assert_eq!(centroid(&l1(&top_left), 2), [0.0, 0.0]);
+        assert_eq!(centroid(&[0.0; 4], 2), [0.5, 0.5]);
+        // Onto the bottom-right cell of an 8 × 8 image: 4 pixels down and right.
+        assert_eq!(shift_to(&top_left, [1.0, 1.0], 2, [8, 8]), [4, 4]);
+        assert_eq!(shift_to(&top_left, [0.0, 0.5], 2, [8, 8]), [0, 2]);
     }
 }

@@ -1,7 +1,7 @@
 //! `[verify]` in a pipeline file: which groups are tested, how, and with how many images.
 
 use spray_store::space::TestSwitch;
-use spray_store::FeatureSpace;
+use spray_store::{EvidenceTest, FeatureSpace};
 
 /// How the occluded region is filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -63,6 +63,12 @@ pub struct VerifySettings {
     pub margin: f64,
     #[serde(default)]
     pub fill: Fill,
+    /// Images of a tested group, and of the rest of its class, whose region is filled (or
+    /// fine detail removed, or direction ablated) to measure what the group's images lose,
+    /// spread over each side. The drop is a mean over images: it needs fewer than the
+    /// flip rates, which decide the flag.
+    #[serde(default = "default_occlusion")]
+    pub occlusion_images: usize,
     /// Images of other classes that receive the region, per cluster (and the most contrast
     /// images occluded).
     #[serde(default = "default_transplant")]
@@ -99,6 +105,10 @@ pub struct VerifySettings {
     /// layers.
     #[serde(default = "yes")]
     pub feature_direction: bool,
+    /// Also test the groups of the relevance and concept spaces by fine-detail transfer
+    /// (`EvidenceTest::DetailTransfer`: a pattern spread over the image, shown in pixels).
+    #[serde(default = "yes")]
+    pub detail_transfer: bool,
     /// Where a relevance-space group's control region lies in the class's other images.
     #[serde(default)]
     pub control: RegionControl,
@@ -145,6 +155,9 @@ fn default_max_groups() -> usize {
 fn default_same_group() -> f64 {
     0.9
 }
+fn default_occlusion() -> usize {
+    30
+}
 fn default_margin() -> f64 {
     0.5
 }
@@ -163,6 +176,7 @@ impl Default for VerifySettings {
             min_cluster: default_min_cluster(),
             margin: default_margin(),
             fill: Fill::Mean,
+            occlusion_images: default_occlusion(),
             transplant_images: default_transplant(),
             batch_size: default_batch(),
             seed: 0,
@@ -174,6 +188,7 @@ impl Default for VerifySettings {
             concept_min_share: default_concept_min_share(),
             colour_groups: true,
             feature_direction: true,
+            detail_transfer: true,
             control: RegionControl::Both,
             first_look: default_first_look(),
             max_groups: default_max_groups(),
@@ -193,6 +208,18 @@ impl VerifySettings {
                 TestSwitch::ConceptGroups => self.concept_groups,
                 TestSwitch::ColourGroups => self.colour_groups,
             }
+    }
+
+    /// Whether evidence test `test` is run on the groups of the spaces that list it (its
+    /// switch, where it has one).
+    pub fn runs(&self, test: EvidenceTest) -> bool {
+        match test {
+            EvidenceTest::FeatureDirection => self.feature_direction,
+            EvidenceTest::DetailTransfer => self.detail_transfer,
+            EvidenceTest::SharedRegion
+            | EvidenceTest::MemberRegion
+            | EvidenceTest::ColourTransfer => true,
+        }
     }
 
     /// The smallest share of its class a group of `space` must have to be tested

@@ -15,7 +15,7 @@ use crate::aopc::{aopc_row, AopcSetup};
 use crate::evidence::{class_evidence, Bench};
 use crate::examples::ExampleWriter;
 use crate::groups::AnalysedGroups;
-use crate::images::{pixel_bounds, DatasetImages};
+use crate::images::{pixel_bounds, CachedImages, DatasetImages};
 use crate::members::{class_name, read_members, MembersByClass};
 use crate::padding::padding_rows;
 use crate::scorer::{ForwardScorer, Scorer};
@@ -165,6 +165,10 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     Ok(summary)
 }
 
+/// The decoded images a class's tests keep (`CachedImages`): 512 MiB, some 850 images at
+/// 224 × 224.
+const IMAGE_CACHE_BYTES: usize = 512 << 20;
+
 /// One class's unit: its groups' evidence when it is chosen, its padding and AOPC rows.
 fn class_unit(
     inputs: &StageInputs<'_>,
@@ -174,10 +178,11 @@ fn class_unit(
 ) -> Result<ClassUnit> {
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
-    let images = DatasetImages {
+    let dataset_images = DatasetImages {
         dataset: job.dataset,
         preprocess: job.preprocess,
     };
+    let images = CachedImages::new(&dataset_images, IMAGE_CACHE_BYTES);
     let mut unit = ClassUnit {
         class_index: class,
         evidence: Vec::new(),

@@ -6,13 +6,14 @@
 //! that uses it, one file here and its line in [`plan`].
 
 mod colour_transfer;
+mod detail_transfer;
 mod member_region;
 mod shared_region;
 
 use spray_store::EvidenceTest;
 
 use crate::members::Member;
-use crate::perturb::{occlude, paste, transfer_colour};
+use crate::perturb::{add_detail, low_pass, occlude, paste, transfer_colour};
 use crate::settings::{Fill, VerifySettings};
 
 /// What a test changes in one set of images.
@@ -23,6 +24,49 @@ pub enum Carrier {
     /// The whole image's colours (per-channel mean and spread): occlusion gives an image
     /// another's colours, a transplant gives the recipient the donor's.
     Colours,
+    /// The whole image's fine detail (image − low-pass, `perturb::low_pass`): occlusion
+    /// leaves an image its low-pass, a transplant adds a donor's detail to the recipient.
+    Detail(DetailFrom),
+}
+
+impl Carrier {
+    /// The carrier that takes away from the images at `positions` only (a region per image
+    /// is kept for those).
+    pub fn subset(&self, positions: &[usize]) -> Carrier {
+        match self {
+            Carrier::Regions(masks) => {
+                Carrier::Regions(positions.iter().map(|&p| masks[p].clone()).collect())
+            }
+            Carrier::Colours => Carrier::Colours,
+            // Occlusion only: no donors, no shifts.
+            Carrier::Detail(_) => Carrier::Detail(DetailFrom::default()),
+        }
+    }
+}
+
+/// Which donors a fine-detail transfer takes from, and how their detail is moved.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DetailFrom {
+    /// The donors given from, round-robin (positions in the donor list); empty: every donor.
+    pub donors: Vec<usize>,
+    /// Per donor position, its detail's translation (rows, columns in pixels); none where
+    /// the list is short.
+    pub shifts: Vec<[isize; 2]>,
+}
+
+impl DetailFrom {
+    /// The donor recipient `j` (counted over the whole transplant) receives from, of `n`.
+    fn donor(&self, j: usize, n: usize) -> usize {
+        if self.donors.is_empty() {
+            j % n
+        } else {
+            self.donors[j % self.donors.len()]
+        }
+    }
+
+    fn shift(&self, d: usize) -> [isize; 2] {
+        self.shifts.get(d).copied().unwrap_or([0, 0])
+    }
 }
 
 /// A test of one group, ready to measure.
@@ -55,6 +99,9 @@ pub struct ProbeInput<'a> {
     /// Input height and width.
     pub size: [usize; 2],
     pub settings: &'a VerifySettings,
+    /// Per member, the mean square of its image's fine detail (`perturb::detail_energy`);
+    /// empty when no fine-detail transfer is run.
+    pub detail_energy: &'a [f64],
 }
 
 /// The plan of `test` for the group, or `None` when the test has nothing to change (an empty
@@ -64,6 +111,7 @@ pub fn plan(test: EvidenceTest, input: &ProbeInput<'_>) -> Option<Plan> {
         EvidenceTest::SharedRegion => shared_region::plan(input),
         EvidenceTest::MemberRegion => member_region::plan(input),
         EvidenceTest::ColourTransfer => colour_transfer::plan(input),
+        EvidenceTest::DetailTransfer => detail_transfer::plan(input),
         EvidenceTest::FeatureDirection => None,
     }
 }
@@ -78,8 +126,8 @@ pub struct Apply<'a> {
 
 impl Apply<'_> {
     /// Occlusion: image k loses its region (filled, seeded by its member position
-    /// `rows[k]`), or takes the colours of `colours[(k + shift) % len]` (shift 1 when the
-    /// images are the colours' own, so that each takes another's).
+    /// `rows[k]`) or its fine detail, or takes the colours of `colours[(k + shift) % len]`
+    /// (shift 1 when the images are the colours' own, so that each takes another's).
     pub fn take_away(
         &self,
         originals: &[Vec<f32>],
@@ -100,6 +148,7 @@ impl Apply<'_> {
                             transfer_colour(&mut t, to, self.bounds);
                         }
                     }
+                    Carrier::Detail(_) => t = low_pass(&t, self.width),
                     Carrier::Regions(masks) => occlude(
                         &mut t,
                         &masks[k],
@@ -113,7 +162,8 @@ impl Apply<'_> {
             .collect()
     }
 
-    /// Transplant: recipient j receives from donor j mod |donors| its region, or its colours;
+    /// Transplant: recipient j receives from donor j mod |donors| its region, its colours or
+    /// its fine detail;
     /// `recipients` are the recipients from position `first` on (a test measured in steps
     /// pairs each recipient with the same donor as one measured at once).
     pub fn give(
@@ -131,6 +181,10 @@ impl Apply<'_> {
                 let d = (first + j) % donors.len();
                 match carrier {
                     Carrier::Colours => transfer_colour(&mut t, &donor_colours[d], self.bounds),
+                    Carrier::Detail(from) => {
+                        let d = from.donor(first + j, donors.len());
+                        add_detail(&mut t, &donors[d], from.shift(d), (self.width, self.bounds));
+                    }
                     Carrier::Regions(masks) => paste(&mut t, &donors[d], &masks[d]),
                 }
                 t
