@@ -601,7 +601,10 @@ mod tests {
     {
         let (model, images, by_class, analysed) = two_classes();
         let mut scorer = crate::scorer::fake::SteerableLinear(model);
-        let settings = VerifySettings::default();
+        let settings = VerifySettings {
+            feature_direction: true,
+            ..VerifySettings::default()
+        };
         let mut bench = Bench {
             scorer: &mut scorer,
             images: &images,

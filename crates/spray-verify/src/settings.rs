@@ -65,8 +65,10 @@ pub struct VerifySettings {
     pub fill: Fill,
     /// Images of a tested group, and of the rest of its class, whose region is filled (or
     /// fine detail removed, or direction ablated) to measure what the group's images lose,
-    /// spread over each side. The drop is a mean over images: it needs fewer than the
-    /// flip rates, which decide the flag.
+    /// spread over each side (0: all of the group, and as many of the rest as receive the
+    /// transplant). Why not fewer by default: the drop is a mean of relative drops, heavy-
+    /// tailed where a logit is near zero; on the demo, 30 of the watermark class's 55 other
+    /// images gave 0.78 where all 55 gave 0.49 (the watermark cluster: 0.80).
     #[serde(default = "default_occlusion")]
     pub occlusion_images: usize,
     /// Images of other classes that receive the region, per cluster (and the most contrast
@@ -102,8 +104,11 @@ pub struct VerifySettings {
     pub colour_groups: bool,
     /// Also test every group by the model-side test (`EvidenceTest::FeatureDirection`: the
     /// group's direction at a concept layer removed and added), where the model has concept
-    /// layers.
-    #[serde(default = "yes")]
+    /// layers. Off by default: with the fine-detail transfer on, it changed no verdict on the
+    /// six scenarios (every shortcut flagged by another test, no clean class by it), it
+    /// turned at most 9% of recipients on the realistic photos, and it was 38% of the images
+    /// the stage scored (benches/RESULTS.md).
+    #[serde(default)]
     pub feature_direction: bool,
     /// Also test the groups of the relevance and concept spaces by fine-detail transfer
     /// (`EvidenceTest::DetailTransfer`: a pattern spread over the image, shown in pixels).
@@ -156,7 +161,7 @@ fn default_same_group() -> f64 {
     0.9
 }
 fn default_occlusion() -> usize {
-    30
+    100
 }
 fn default_margin() -> f64 {
     0.5
@@ -187,7 +192,7 @@ impl Default for VerifySettings {
             concept_groups: true,
             concept_min_share: default_concept_min_share(),
             colour_groups: true,
-            feature_direction: true,
+            feature_direction: false,
             detail_transfer: true,
             control: RegionControl::Both,
             first_look: default_first_look(),
