@@ -325,30 +325,12 @@ pub(crate) fn test_group(
         let own = cache.recipients(bench, layer, recipients, &first)?;
         own.iter().map(|r| dot(r, &group_axis)).sum::<f64>() / own.len().max(1) as f64
     };
-    let mut transfers = vec![
-        Transfer {
-            donors: view(&group_acts),
-            axis: &group_axis,
-            mirrored: false,
-        },
-        Transfer {
-            donors: farthest_rest(&rest_acts, &group_axis, level, group_acts.len()),
-            axis: &group_axis,
-            mirrored: false,
-        },
-        Transfer {
-            donors: view(&group_acts),
-            axis: &group_axis,
-            mirrored: true,
-        },
-    ];
-    if let Some((donors, axis)) = &subset {
-        transfers.push(Transfer {
-            donors: donors.clone(),
-            axis,
-            mirrored: false,
-        });
-    }
+    let transfers = transfers(
+        (&group_acts, &rest_acts),
+        &group_axis,
+        subset.as_ref(),
+        level,
+    );
     let mut measured = Transplanted::new(n, transfers.len() - 1);
     for (step, positions) in [first, later].iter().enumerate() {
         if positions.is_empty() || (step == 1 && !measured.rates(recipients, k).could_flag()) {
@@ -387,6 +369,32 @@ pub(crate) fn test_group(
         transplant_images: rates.measured,
         examples: Vec::new(),
     }))
+}
+
+/// The group's transfer, then its controls' (the module's doc): the rest farthest along the
+/// axis, the group's push mirrored, the random subset along its own direction.
+fn transfers<'a>(
+    (group_acts, rest_acts): (&'a [Vec<f32>], &'a [Vec<f32>]),
+    group_axis: &'a [f64],
+    subset: Option<&'a (Vec<&'a [f32]>, Vec<f64>)>,
+    level: f64,
+) -> Vec<Transfer<'a>> {
+    let along = |donors: Vec<&'a [f32]>, axis: &'a [f64], mirrored: bool| Transfer {
+        donors,
+        axis,
+        mirrored,
+    };
+    let mut all = vec![
+        along(view(group_acts), group_axis, false),
+        along(
+            farthest_rest(rest_acts, group_axis, level, group_acts.len()),
+            group_axis,
+            false,
+        ),
+        along(view(group_acts), group_axis, true),
+    ];
+    all.extend(subset.map(|(donors, axis)| along(donors.clone(), axis, false)));
+    all
 }
 
 /// Members `rows` (activations `acts`; at most `cap` of them) scored with their component
