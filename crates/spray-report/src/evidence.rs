@@ -58,6 +58,8 @@ pub struct PageEvidence {
     pub share: String,
     /// The evidence test's name (`shared-region`, `feature-direction`, …).
     pub test: &'static str,
+    /// Whether the row can carry the class's evidence (`Evidence::counts`).
+    pub counts: bool,
     pub region: String,
     pub occlusion_drop: String,
     pub occlusion_drop_rest: String,
@@ -79,6 +81,7 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
             size: r.size,
             share: pct(r.share),
             test: r.test.name(),
+            counts: r.counts(),
             region: r.region.clone(),
             occlusion_drop: pct(r.occlusion_drop),
             occlusion_drop_rest: pct(r.occlusion_drop_rest),
@@ -90,16 +93,22 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
         .collect()
 }
 
+/// The strongest row of a class that counts for the ranking (`Evidence::counts`; the rows
+/// come strongest first).
+fn strongest(rows: &[EvidenceRow]) -> Option<&EvidenceRow> {
+    rows.iter().find(|r| r.counts())
+}
+
 /// The plain-language line for the strongest cluster of a class, worded for its space.
 pub fn sentence(rows: &[EvidenceRow], concept_layers: &[ConceptLayerInfo]) -> Option<String> {
-    let r = rows.first()?;
+    let r = strongest(rows)?;
     let test = space_wording::wording(r.space, r.test, concept_layers).test;
     Some(space_wording::evidence_sentence(r, test))
 }
 
 /// The strongest flip rate of a class, for the ranking table.
 pub fn best_flip(rows: &[EvidenceRow]) -> String {
-    rows.first()
+    strongest(rows)
         .map(|r| pct(r.transplant_flip_rate))
         .unwrap_or_default()
 }

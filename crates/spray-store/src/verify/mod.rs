@@ -59,8 +59,8 @@ pub fn example_path(
 /// `analysis::SCHEMA_VERSION`). 2: `level`. 3: `space` (groups of the concept spaces).
 /// 4: groups of the colour space (tested by colour transfer, `region = "colour"`). 5: `test`
 /// (a group has a row per evidence test of its space, the model-side one among them). 6: rows
-/// of the fine-detail transfer; example pictures named by their test too.
-pub const SCHEMA_VERSION: u32 = 6;
+/// of the fine-detail transfer; example pictures named by their test too. 7: `counts`.
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -54,8 +54,9 @@ const AOPC_COLUMNS: [Column<Aopc>; 7] = [
     Column::new("aopc_random", |r| fixed4(r.aopc_random)),
 ];
 
-/// `evidence.csv`: every field of [`Evidence`] but the example pictures (JSON only).
-const EVIDENCE_COLUMNS: [Column<Evidence>; 19] = [
+/// `evidence.csv`: every field of [`Evidence`] but the example pictures (JSON only), and
+/// whether the row counts for the ranking ([`Evidence::counts`]).
+const EVIDENCE_COLUMNS: [Column<Evidence>; 20] = [
     Column::new("class_index", |r| r.class_index.to_string()),
     Column::new("class", |r| text(&r.class_name)),
     Column::new("space", |r| r.space.to_string()),
@@ -77,6 +78,7 @@ const EVIDENCE_COLUMNS: [Column<Evidence>; 19] = [
         fixed4(r.transplant_flip_rate_rest)
     }),
     Column::new("transplant_images", |r| r.transplant_images.to_string()),
+    Column::new("counts", |r| r.counts().to_string()),
 ];
 
 /// `padding.csv` and `aopc.csv` in `dir`, written atomically.
@@ -156,11 +158,11 @@ mod tests {
         assert_eq!(read_evidence(&dir).unwrap(), rows);
         let csv = std::fs::read_to_string(super::super::evidence_path(&dir)).unwrap();
         let mut lines = csv.lines();
-        assert_eq!(lines.next().unwrap().split(',').count(), 19);
+        assert_eq!(lines.next().unwrap().split(',').count(), 20);
         assert_eq!(
             lines.next().unwrap(),
             "1,\"c1, \"\"x\"\"\",relevance,cluster,0,5,0.2500,shared-region,r0c0 r0c1,2,8,0.5000,0.1250,\
-             1.0000,0.0000,1.5000,0.9000,0.1000,100"
+             1.0000,0.0000,1.5000,0.9000,0.1000,100,true"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
