@@ -884,4 +884,20 @@ fn verify_finds_the_watermark_by_itself() {
     let out = stdout(&spray(&["run", off.to_str().unwrap(), "--quiet"]));
     assert!(!out.lines().any(|l| l.starts_with("verify")), "{out}");
     assert!(!dir.join("off/verify").exists());
+
+    // `[verify] classes = 1`: one class tested (the top one, which is also the only flagged
+    // one), its AOPC row alone; padding for every class.
+    let text = std::fs::read_to_string(&p).unwrap() + "\n[verify]\nclasses = 1\n";
+    let one = dir.join("one.toml");
+    std::fs::write(&one, text.replace("dir = \"out\"", "dir = \"one\"")).unwrap();
+    spray(&["run", one.to_str().unwrap(), "--quiet"]);
+    let aopc = csv_rows(&dir.join("one/verify/aopc.csv"));
+    let tested: HashSet<String> = csv_rows(&dir.join("one/verify/evidence.csv"))
+        .into_iter()
+        .map(|r| r["class"].clone())
+        .collect();
+    assert_eq!(tested.len(), 1, "{tested:?}");
+    assert_eq!(aopc.len(), 1);
+    assert!(tested.contains(&aopc[0]["class"]));
+    assert_eq!(csv_rows(&dir.join("one/verify/padding.csv")).len(), 4 * 6);
 }
