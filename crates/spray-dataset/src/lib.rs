@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use layouts::VOC_CLASSES;
 pub use preprocess::{
     decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide,
-    SquareMode, TensorLayout,
+    SplitMix64, SquareMode, TensorLayout,
 };
 
 #[derive(Debug, thiserror::Error)]

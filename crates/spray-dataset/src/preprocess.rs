@@ -152,12 +152,12 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
     Ok(img.to_rgb8())
 }
 
-/// SplitMix64: a tiny seeded generator, so random padding is the same for the same
-/// (seed, image) on every machine and in every shard.
-struct SplitMix64(u64);
+/// SplitMix64: a tiny seeded generator, so random padding (and the verify stage's random
+/// subsets) are the same for the same seed on every machine and in every shard.
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -166,7 +166,7 @@ impl SplitMix64 {
     }
 
     fn byte(&mut self) -> u8 {
-        (self.next() >> 56) as u8
+        (self.next_u64() >> 56) as u8
     }
 }
 

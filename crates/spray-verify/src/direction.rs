@@ -20,10 +20,13 @@
 
 use std::collections::BTreeMap;
 
+use spray_dataset::SplitMix64;
 use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, FeatureSpace};
 
-use crate::evidence::{occlusion_of, Bench, ClassRef, Occlusion, Recipients, Transplanted};
+use crate::evidence::{
+    occlusion_of, Bench, ClassRef, Measured, Occlusion, Recipients, Transplanted,
+};
 use crate::groups::TestedGroup;
 use crate::members::{first_look, spread};
 use crate::scorer::Offsets;
@@ -56,27 +59,13 @@ impl ActivationCache {
         recipients: &Recipients,
         positions: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
-        let missing: Vec<usize> = positions
-            .iter()
-            .copied()
-            .filter(|&p| !self.recipients.contains_key(&(layer, p)))
-            .collect();
-        if !missing.is_empty() {
+        filled(&mut self.recipients, layer, positions, |missing| {
             let tensors: Vec<Vec<f32>> = missing
                 .iter()
                 .map(|&p| recipients.tensors[p].clone())
                 .collect();
-            for (p, a) in missing
-                .into_iter()
-                .zip(bench.scorer.activations(layer, &tensors)?)
-            {
-                self.recipients.insert((layer, p), a);
-            }
-        }
-        Ok(positions
-            .iter()
-            .map(|&p| self.recipients[&(layer, p)].clone())
-            .collect())
+            bench.scorer.activations(layer, &tensors)
+        })
     }
 
     /// The activations of members `rows` at `layer` (copies), computing those not seen yet.
@@ -87,27 +76,36 @@ impl ActivationCache {
         layer: usize,
         rows: &[usize],
     ) -> Result<Vec<Vec<f32>>> {
-        let missing: Vec<usize> = rows
-            .iter()
-            .copied()
-            .filter(|&i| !self.rows.contains_key(&(layer, i)))
-            .collect();
-        if !missing.is_empty() {
+        filled(&mut self.rows, layer, rows, |missing| {
             let images: Vec<usize> = missing
                 .iter()
                 .map(|&i| class.members[i].image_index)
                 .collect();
             let tensors = bench.images.tensors(&images)?;
-            let activations = bench.scorer.activations(layer, &tensors)?;
-            for (i, a) in missing.into_iter().zip(activations) {
-                self.rows.insert((layer, i), a);
-            }
-        }
-        Ok(rows
-            .iter()
-            .map(|&i| self.rows[&(layer, i)].clone())
-            .collect())
+            bench.scorer.activations(layer, &tensors)
+        })
     }
+}
+
+/// The values of `keys` at `layer` in `cache` (copies), those not there yet computed by
+/// `compute` (given the missing keys, in order) at once.
+fn filled(
+    cache: &mut BTreeMap<(usize, usize), Vec<f32>>,
+    layer: usize,
+    keys: &[usize],
+    compute: impl FnOnce(&[usize]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Vec<f32>>> {
+    let missing: Vec<usize> = keys
+        .iter()
+        .copied()
+        .filter(|&k| !cache.contains_key(&(layer, k)))
+        .collect();
+    if !missing.is_empty() {
+        for (k, a) in missing.iter().zip(compute(&missing)?) {
+            cache.insert((layer, *k), a);
+        }
+    }
+    Ok(keys.iter().map(|&k| cache[&(layer, k)].clone()).collect())
 }
 
 /// The mean of equally long rows (accumulated in f64).
@@ -165,10 +163,10 @@ pub fn directions(group: &[&[f32]], rest: &[&[f32]], seed: u64) -> Option<Direct
     let m = group.len().min(rest.len() / 2);
     let subset = (m >= 1)
         .then(|| {
-            let mut rng = SplitMix(seed ^ 0xD1B5_4A32_D192_ED03);
+            let mut rng = SplitMix64(seed ^ 0xD1B5_4A32_D192_ED03);
             let mut order: Vec<usize> = (0..rest.len()).collect();
             for i in (1..order.len()).rev() {
-                order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+                order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
             }
             let pick = |at: &[usize]| -> Vec<&[f32]> { at.iter().map(|&i| rest[i]).collect() };
             let direction = difference(&pick(&order[..m]), &pick(&order[m..]));
@@ -346,29 +344,17 @@ pub(crate) fn test_group(
             &mut measured,
         )?;
     }
-    let rates = measured.rates(recipients, k);
-    Ok(Some(Evidence {
-        class_index: class.index,
-        class_name: class.name.to_string(),
-        space: group.id.space,
-        level: group.id.level,
-        cluster: group.id.label,
-        size: group.members.len(),
-        share: group.members.len() as f64 / members.len() as f64,
-        test: EvidenceTest::FeatureDirection,
-        region: format!("direction at {node}"),
-        region_cells: 0,
-        grid: bench.grid,
-        occlusion_drop: own.drop,
-        occlusion_drop_rest: others.drop,
-        accuracy_before: own.accuracy_before,
-        accuracy_after: own.accuracy_after,
-        transplant_logit_gain: rates.gain,
-        transplant_flip_rate: rates.flip,
-        transplant_flip_rate_rest: rates.control,
-        transplant_images: rates.measured,
-        examples: Vec::new(),
-    }))
+    Ok(Some(class.row(
+        group,
+        bench.grid,
+        Measured {
+            test: EvidenceTest::FeatureDirection,
+            region: (format!("direction at {node}"), 0),
+            occlusion: (own, others),
+            rates: measured.rates(recipients, k),
+            examples: Vec::new(),
+        },
+    )))
 }
 
 /// The group's transfer, then its controls' (the module's doc): the rest farthest along the
@@ -473,19 +459,6 @@ impl Transfer<'_> {
             donor
         };
         offset_to(recipient, target, self.axis)
-    }
-}
-
-/// SplitMix64: a small seeded generator (the stage's randomness must repeat exactly).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 

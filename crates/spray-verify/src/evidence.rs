@@ -164,6 +164,46 @@ pub(crate) struct ClassRef<'a> {
     pub(crate) members: &'a [Member],
 }
 
+/// What one evidence test measured of a group.
+pub(crate) struct Measured {
+    pub(crate) test: EvidenceTest,
+    /// How the row describes what was changed, and its size in grid cells.
+    pub(crate) region: (String, usize),
+    /// The group's occlusion (or ablation), and the rest of the class's.
+    pub(crate) occlusion: (Occlusion, Occlusion),
+    pub(crate) rates: Rates,
+    pub(crate) examples: Vec<String>,
+}
+
+impl ClassRef<'_> {
+    /// The evidence row of `group` (of this class) for what a test measured.
+    pub(crate) fn row(&self, group: &TestedGroup, grid: usize, m: Measured) -> Evidence {
+        let (own, others) = m.occlusion;
+        Evidence {
+            class_index: self.index,
+            class_name: self.name.to_string(),
+            space: group.id.space,
+            level: group.id.level,
+            cluster: group.id.label,
+            size: group.members.len(),
+            share: group.members.len() as f64 / self.members.len() as f64,
+            test: m.test,
+            region: m.region.0,
+            region_cells: m.region.1,
+            grid,
+            occlusion_drop: own.drop,
+            occlusion_drop_rest: others.drop,
+            accuracy_before: own.accuracy_before,
+            accuracy_after: own.accuracy_after,
+            transplant_logit_gain: m.rates.gain,
+            transplant_flip_rate: m.rates.flip,
+            transplant_flip_rate_rest: m.rates.control,
+            transplant_images: m.rates.measured,
+            examples: m.examples,
+        }
+    }
+}
+
 /// What occluding (or ablating) a set of the class's images did.
 pub(crate) struct Occlusion {
     /// Mean relative drop of the class logit.
@@ -289,29 +329,17 @@ fn test_group(
         pictures.push(after.clone());
     }
     let examples = bench.pictures.write(group.id, test, &pictures)?;
-    let rates = measured.rates(recipients, k);
-    Ok(Evidence {
-        class_index: class.index,
-        class_name: class.name.to_string(),
-        space: group.id.space,
-        level: group.id.level,
-        cluster: group.id.label,
-        size: group.members.len(),
-        share: group.members.len() as f64 / members.len() as f64,
-        test,
-        region: plan.region.clone(),
-        region_cells: plan.region_cells,
-        grid: bench.grid,
-        occlusion_drop: own.drop,
-        occlusion_drop_rest: others.drop,
-        accuracy_before: own.accuracy_before,
-        accuracy_after: own.accuracy_after,
-        transplant_logit_gain: rates.gain,
-        transplant_flip_rate: rates.flip,
-        transplant_flip_rate_rest: rates.control,
-        transplant_images: rates.measured,
-        examples,
-    })
+    Ok(class.row(
+        group,
+        bench.grid,
+        Measured {
+            test,
+            region: (plan.region.clone(), plan.region_cells),
+            occlusion: (own, others),
+            rates: measured.rates(recipients, k),
+            examples,
+        },
+    ))
 }
 
 /// Images with their per-channel colour statistics (`perturb::channel_stats`).
@@ -579,17 +607,26 @@ mod tests {
     /// pixel-side tests only).
     fn class_zero(settings: &VerifySettings) -> (Vec<Evidence>, usize) {
         let (mut model, images, by_class, analysed) = two_classes();
+        let rows = evidence_of_class_zero(&mut model, (&images, &by_class, &analysed), settings);
+        (rows, model.scored)
+    }
+
+    /// Class 0's evidence under `settings`, scored by `scorer`.
+    fn evidence_of_class_zero(
+        scorer: &mut dyn Scorer,
+        (images, by_class, analysed): (&Images, &MembersByClass, &AnalysedGroups),
+        settings: &VerifySettings,
+    ) -> Vec<Evidence> {
         let mut bench = Bench {
-            scorer: &mut model,
-            images: &images,
+            scorer,
+            images,
             settings,
             grid: 2,
             size: [H, W],
             bounds: [(0.0, 1.0); 3],
             pictures: &NoPictures,
         };
-        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
-        (rows, model.scored)
+        class_evidence(&mut bench, (0, "zero"), by_class, analysed).unwrap()
     }
 
     /// The model-side test, with the input as the steered layer: a shortcut member's
@@ -605,16 +642,7 @@ mod tests {
             feature_direction: true,
             ..VerifySettings::default()
         };
-        let mut bench = Bench {
-            scorer: &mut scorer,
-            images: &images,
-            settings: &settings,
-            grid: 2,
-            size: [H, W],
-            bounds: [(0.0, 1.0); 3],
-            pictures: &NoPictures,
-        };
-        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        let rows = evidence_of_class_zero(&mut scorer, (&images, &by_class, &analysed), &settings);
         let direction: Vec<&Evidence> = rows
             .iter()
             .filter(|r| r.test == EvidenceTest::FeatureDirection)
