@@ -1,7 +1,8 @@
 //! Helpers shared by the `spray` binary's end-to-end tests.
 #![allow(dead_code)] // each test file uses a different subset
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
@@ -40,4 +41,62 @@ pub fn spray(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A pipeline over `data` with the demo model, writing to `dir/out`.
+pub fn write_pipeline(dir: &Path, data: &Path, grid: usize) -> PathBuf {
+    let model = repo().join("tests/demo/model.onnx");
+    let text = format!(
+        r#"
+[dataset]
+kind = "folder"
+root = "{data}"
+
+[model]
+path = "{model}"
+input_size = [32, 32]
+scale = "unit"
+
+[lrp]
+composite = "epsilon-plus-flat"
+
+[relevance]
+grids = [8]
+part_size = 64
+batch_size = 32
+
+[analysis]
+grid = {grid}
+
+[output]
+dir = "out"
+"#,
+        data = data.display(),
+        model = model.display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A process's standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A CSV file's rows as header → value maps.
+pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
 }
