@@ -574,13 +574,14 @@ fn layer_norm_net(decomposed: bool) -> spray_onnx::ModelProto {
 }
 
 #[test]
-fn layer_normalization_passes_relevance_and_conserves_it() {
+fn layer_normalization_conserves_relevance_and_a_decomposed_one_matches() {
     let input = random_input(4, &[3, 10, 10], 3);
     let fused = explain_epsilon(&layer_norm_net(false), &input, &[0, 1, 2, -1]);
     assert_eq!(fused.relevance.shape(), input.shape());
     assert_conserved(&fused, 1e-3);
-    // Written out in primitive ops, the mean and the standard deviation are recognised as
-    // statistics of the signal and held constant: the same relevance as the fused op.
+    // Written out in primitive ops, it is fused into one LayerNormalization before planning
+    // (normalize/layer_norm.rs): the same relevance as the fused op. (β = 0 here, so the
+    // default rule, σ held constant, conserves.)
     let decomposed = explain_epsilon(&layer_norm_net(true), &input, &[0, 1, 2, -1]);
     assert_close(
         &decomposed.relevance,
@@ -746,6 +747,14 @@ fn compiled_models_are_byte_identical_to_the_recorded_digests() {
                 spray_onnx::load_model(&path).unwrap(),
             ));
         }
+    }
+    // The transformers (no zennit goldens: LXT is their reference, tests/attention.rs).
+    for name in ["vit_tiny", "deit_tiny"] {
+        let path = fixture_set("lrp-attention").join(name).join("model.onnx");
+        models.push((
+            format!("lrp-attention/{name}"),
+            spray_onnx::load_model(&path).unwrap(),
+        ));
     }
     let root = fixtures().join("../../..");
     for file in [

@@ -22,10 +22,20 @@ pub enum LayerKind {
     Activation,
     /// BatchNormalization that could not be merged into a linear layer (zennit: `BatchNorm`).
     BatchNorm,
-    /// LayerNormalization and LRN: relevance passes unchanged (the identity rule). For LRN this is
-    /// the thesis' baseline (§2, "Local renormalization layers"); for LayerNorm it is the rule
-    /// AttnLRP uses for the normalisation, as zennit passes an unmerged BatchNorm.
+    /// LRN: relevance passes unchanged (the identity rule; the thesis' baseline, §2, "Local
+    /// renormalization layers").
     Normalization,
+    /// LayerNormalization (also one written out in primitive ops, fused before planning): by
+    /// default σ alone is held constant and the centring and affine map are redistributed by
+    /// the `sum` rule, as LXT implements AttnLRP ([`LayerNormRule`]).
+    LayerNorm,
+    /// Softmax inside the network (attention weights): AttnLRP's rule, the Taylor linearisation
+    /// `R_x = x ⊙ (R − s · ΣR)`; under CP-LRP no relevance passes (see [`AttentionRule`]).
+    Softmax,
+    /// MatMul of two activations (`Q·Kᵀ`, `A·V`): the `sum` rule's proportional split of a
+    /// bilinear product, half to each operand (AttnLRP's uniform rule); under CP-LRP the
+    /// attention weights are held constant and the values receive all of it.
+    Bilinear,
     /// Elementwise Add/Sub/Mul/Div with a constant, e.g. input normalisation baked into the graph.
     Elementwise,
     /// MaxPool: winner takes all (the gradient), as in zennit.
@@ -48,6 +58,9 @@ impl LayerKind {
             LayerKind::Activation => "activation",
             LayerKind::BatchNorm => "batchnorm",
             LayerKind::Normalization => "normalization",
+            LayerKind::LayerNorm => "layernorm",
+            LayerKind::Softmax => "softmax",
+            LayerKind::Bilinear => "bilinear",
             LayerKind::Elementwise => "elementwise",
             LayerKind::MaxPool => "maxpool",
             LayerKind::Gate => "gate",
@@ -67,6 +80,59 @@ pub enum FirstLayer {
     Conv,
 }
 
+/// How relevance passes through attention (a Softmax and the MatMuls of two activations around
+/// it). Both follow the AttnLRP paper (Achtibat et al., ICML 2024) and its reference
+/// implementation LXT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionRule {
+    /// AttnLRP: relevance passes through the softmax (its linearisation) and is split uniformly
+    /// between the two operands of every product of activations, so queries and keys receive
+    /// their share.
+    #[default]
+    AttnLrp,
+    /// CP-LRP (Ali et al., 2022): the attention weights are held constant, so relevance reaches
+    /// the input through the values only (LXT's preset for torchvision's ViT).
+    CpLrp,
+}
+
+impl AttentionRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionRule::AttnLrp => "attn-lrp",
+            AttentionRule::CpLrp => "cp-lrp",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == AttentionRule::default()
+    }
+}
+
+/// How relevance passes a (fused) LayerNormalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerNormRule {
+    /// Only the standard deviation is held constant: `y = γ ⊙ (x − mean x)/σ + β` is a linear map
+    /// of `x` per sample, redistributed proportionally (the bias keeps its share). This is what
+    /// AttnLRP's reference implementation LXT computes (`layer_norm_forward` under Gradient ×
+    /// Input). The default: relevance stays proportional to the activations, which the layers
+    /// before a LayerNorm divide by.
+    #[default]
+    Linear,
+    /// Relevance passes unchanged (mean and σ held constant, the bias takes no share). In a
+    /// pre-norm transformer this hands relevance of the normalised scale to a residual stream
+    /// of a much smaller one, and the proportional rules before it amplify it: measured on the
+    /// attention fixtures, maps 100–175× the reference's max|R| (see benches/RESULTS.md).
+    Identity,
+}
+
+impl LayerNormRule {
+    fn is_default(&self) -> bool {
+        *self == LayerNormRule::default()
+    }
+}
+
 /// A mapping from layers to rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +149,13 @@ pub struct Composite {
     pub avgpool: Rule,
     #[serde(default = "Rule::norm")]
     pub sum: Rule,
+    /// Attention's Softmax and products of activations (transformers). Left out of the
+    /// serialised form when it is the default, so composites written before it keep their bytes.
+    #[serde(default, skip_serializing_if = "AttentionRule::is_default")]
+    pub attention: AttentionRule,
+    /// LayerNormalization's rule; serialised only when it is not the default.
+    #[serde(default, skip_serializing_if = "LayerNormRule::is_default")]
+    pub layer_norm: LayerNormRule,
     /// Rules for named nodes (ONNX node names), taking precedence over everything else.
     #[serde(default)]
     pub nodes: BTreeMap<String, Rule>,
@@ -240,6 +313,8 @@ impl Composite {
             dense,
             avgpool: Rule::norm(),
             sum: Rule::norm(),
+            attention: AttentionRule::default(),
+            layer_norm: LayerNormRule::default(),
             nodes: BTreeMap::new(),
         }
     }
@@ -351,11 +426,16 @@ impl Composite {
             LayerKind::Conv => self.conv.clone(),
             LayerKind::Dense => self.dense.clone(),
             LayerKind::AvgPool => self.avgpool.clone(),
-            LayerKind::Sum => self.sum.clone(),
+            LayerKind::Sum | LayerKind::Bilinear => self.sum.clone(),
+            LayerKind::LayerNorm => match self.layer_norm {
+                LayerNormRule::Identity => Rule::Pass,
+                LayerNormRule::Linear => self.sum.clone(),
+            },
             LayerKind::MaxPool => Rule::Gradient,
             LayerKind::Activation
             | LayerKind::BatchNorm
             | LayerKind::Normalization
+            | LayerKind::Softmax
             | LayerKind::Elementwise
             | LayerKind::Gate
             | LayerKind::Structural => Rule::Pass,

@@ -34,7 +34,8 @@ mod steer;
 
 pub use compile::{compile, compile_owned, CompileOptions, LrpModel, LrpSignature};
 pub use composite::{
-    Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind, BUILTIN_COMPOSITES,
+    AttentionRule, Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind,
+    LayerNormRule, BUILTIN_COMPOSITES,
 };
 pub use concept::{ConceptLayer, ConceptOutput, ConceptTensor};
 pub use fold::ConstantEvaluator;

@@ -65,7 +65,12 @@ pub(crate) fn plan(
             continue;
         }
         match ops::classify(facts, i) {
-            Ok((treatment, kind, absorbed)) => {
+            Ok((mut treatment, kind, absorbed)) => {
+                // Classification does not see the composite; its attention rule shapes the
+                // step here (the LayerNorm rule arrives as the layer's rule).
+                if let Treatment::Attention(step) = treatment {
+                    treatment = Treatment::Attention(step.under(composite.attention));
+                }
                 let mut merged = Vec::new();
                 for &j in &absorbed {
                     steps[j] = Some(NodeStep {

@@ -1,6 +1,10 @@
 //! Activations, normalisations, casts and arithmetic: relevance passes to the one activation
 //! input unchanged (the thesis' treatment of pointwise non-linearities), a sum of activations
 //! splits it in proportion to the summands, and a gate `x · g(x)` sends all of it to `x`.
+//! LayerNormalization passes relevance too, unless the composite asks for LXT's treatment: the
+//! standard deviation held constant, the rest a linear map per sample, redistributed as one.
+
+pub(crate) mod layer_norm;
 
 use spray_onnx::{data_type, NodeExt, NodeProto};
 
@@ -17,6 +21,17 @@ pub(crate) enum ElementwiseStep {
     Sum,
     /// `signal · gate`: everything goes to the signal.
     Gate { signal: String },
+    /// `y = γ ⊙ (x − mean(x)) / σ + β` over the axes from `axis` on, σ held constant: with
+    /// `S = R / stab(y)`, `R_x = x ⊙ (T − mean(T))` where `T = γ ⊙ S / σ` (the transposed
+    /// centring map). β keeps its share, as a bias does under ε.
+    LayerNorm {
+        input: String,
+        scale: String,
+        /// `y`: the node's output, or the last node of a decomposed LayerNorm.
+        output: String,
+        axis: i64,
+        epsilon: f32,
+    },
 }
 
 pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
@@ -35,7 +50,29 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
             v.only_first_input_is_data()?;
             pass(LayerKind::BatchNorm)
         }
-        "LayerNormalization" | "LRN" => {
+        "LayerNormalization" => {
+            v.only_first_input_is_data()?;
+            if v.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err("LayerNormalization whose mean or 1/σ outputs are used".into());
+            }
+            Ok((
+                Treatment::Elementwise(ElementwiseStep::LayerNorm {
+                    input: v.first_data()?,
+                    scale: v
+                        .node
+                        .input
+                        .get(1)
+                        .cloned()
+                        .ok_or("LayerNormalization without a scale")?,
+                    output: v.node.output[0].clone(),
+                    axis: v.node.attr_int("axis").unwrap_or(-1),
+                    epsilon: v.node.attr_float("epsilon").unwrap_or(1e-5),
+                }),
+                LayerKind::LayerNorm,
+                vec![],
+            ))
+        }
+        "LRN" => {
             v.only_first_input_is_data()?;
             pass(LayerKind::Normalization)
         }
@@ -86,6 +123,23 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
     }
 }
 
+/// A LayerNorm written out in primitive ops, classified at its centring Sub: one step for the
+/// chain, the Div, Mul and bias Add merged into it.
+pub(crate) fn classify_decomposed_layer_norm(v: &NodeView<'_, '_>) -> Option<Classified> {
+    let found = layer_norm::decomposed_at(v.facts.graph, v.index)?;
+    Some((
+        Treatment::Elementwise(ElementwiseStep::LayerNorm {
+            input: found.input,
+            scale: found.scale,
+            output: found.output,
+            axis: found.axis,
+            epsilon: found.epsilon,
+        }),
+        LayerKind::LayerNorm,
+        found.absorbed,
+    ))
+}
+
 /// Whether `gate` gates `signal` in `signal * gate`: it is a Sigmoid/HardSigmoid output
 /// (squeeze-and-excitation, SiLU) or an elementwise function of `signal` itself.
 fn is_gate(facts: &GraphFacts<'_>, gate: &str, signal: &str) -> bool {
@@ -132,6 +186,20 @@ pub(crate) fn backward(
                 .map(|inp| (inp.clone(), times_input(&mut cx.b, rule, inp, &s)))
                 .collect()
         }
+        // The identity rule (`LayerNormRule::Identity`).
+        ElementwiseStep::LayerNorm { input, .. } if *rule == Rule::Pass => {
+            vec![(input.clone(), r)]
+        }
+        ElementwiseStep::LayerNorm {
+            input,
+            scale,
+            output,
+            axis,
+            epsilon,
+        } => vec![(
+            input.clone(),
+            layer_norm::backward(&mut cx.b, rule, &r, output, (input, scale, *axis, *epsilon)),
+        )],
     }
 }
 

@@ -298,10 +298,9 @@ mod tests {
             vec![attr::int("transA", 1)],
         );
         assert_eq!(gemm.unwrap_err(), "Gemm with transA=1");
-        let attention = classify_one("MatMul", &[1, 4], vec![Input::X, Input::X], vec![]);
-        assert!(attention
-            .unwrap_err()
-            .contains("two activations (attention)"));
+        // A MatMul of two activations is attention's (ops/attention.rs); a Gemm of two is not.
+        let product = classify_one("Gemm", &[1, 4], vec![Input::X, Input::X], vec![]);
+        assert!(product.unwrap_err().contains("not for Gemm"));
         let same_pad = classify_one(
             "Conv",
             &[1, 4, 4, 4],

@@ -3,6 +3,7 @@
 //! its `backward` (the ONNX nodes that carry relevance from the node's output to its inputs)
 //! side by side, with its tests.
 
+pub(crate) mod attention;
 pub(crate) mod elementwise;
 pub(crate) mod layout;
 pub(crate) mod linear;
@@ -34,6 +35,7 @@ pub(crate) enum Treatment {
         axis: i64,
     },
     Pooling(pooling::PoolingStep),
+    Attention(attention::AttentionStep),
 }
 
 /// A node's treatment, its layer kind, and the nodes it absorbs (merged into it).
@@ -83,9 +85,10 @@ impl<'a, 'g> NodeView<'a, 'g> {
             && self.node.input.first().map(String::as_str) == self.data.first().copied()
         {
             Ok(())
-        } else if self.data.len() >= 2 && matches!(op, "MatMul" | "Gemm" | "Einsum") {
+        } else if self.data.len() >= 2 && matches!(op, "Gemm" | "Einsum") {
             Err(format!(
-                "{op} of two activations (attention): spray has no LRP rule for it yet"
+                "{op} of two activations: spray has an LRP rule for MatMul of two activations \
+                 (attention), not for {op}"
             ))
         } else {
             Err(format!(
@@ -98,6 +101,9 @@ impl<'a, 'g> NodeView<'a, 'g> {
 /// Classify relevance-path node `index` through its family (the op table decides which).
 pub(crate) fn classify(facts: &GraphFacts<'_>, index: usize) -> Result<Classified, String> {
     let view = NodeView::new(facts, index);
+    if let Some(layer_norm) = elementwise::classify_decomposed_layer_norm(&view) {
+        return Ok(layer_norm);
+    }
     if let Some(signal) = facts.normalised_signal(view.node) {
         // x − mean, x / σ, x · γ/σ + (β − mean·γ/σ): the statistic is held constant.
         return Ok((
@@ -109,6 +115,11 @@ pub(crate) fn classify(facts: &GraphFacts<'_>, index: usize) -> Result<Classifie
         ));
     }
     match table::family(view.op()) {
+        // A MatMul of two activations is attention's product, not a layer with weights.
+        Some(OpFamily::Linear) if view.op() == "MatMul" && view.data.len() == 2 => {
+            attention::classify(&view)
+        }
+        Some(OpFamily::Attention) => attention::classify(&view),
         Some(OpFamily::Linear) => linear::classify(&view),
         Some(OpFamily::Elementwise) => elementwise::classify(&view),
         Some(OpFamily::Layout) => layout::classify(&view),
@@ -159,6 +170,9 @@ impl<'a, 'g> Backward<'a, 'g> {
         let out_name = match treatment {
             Treatment::Merged | Treatment::Split { .. } => None,
             Treatment::Linear(layer) => Some(layer.output.as_str()),
+            Treatment::Elementwise(elementwise::ElementwiseStep::LayerNorm { output, .. }) => {
+                Some(output.as_str())
+            }
             _ => Some(node.output[0].as_str()),
         };
         let r = match out_name {
@@ -179,6 +193,9 @@ impl<'a, 'g> Backward<'a, 'g> {
             }
             (Treatment::Layout(step), Some(r)) => layout::backward(self, node, step, r),
             (Treatment::Pooling(step), Some(r)) => pooling::backward(self, node, step, &rule, &r),
+            (Treatment::Attention(step), Some(r)) => {
+                attention::backward(self, node, step, &rule, &r)
+            }
             (_, None) => vec![],
         };
         for (tensor, r) in sent {
@@ -407,6 +424,7 @@ mod tests {
                 super::Treatment::Elementwise(_) => OpFamily::Elementwise,
                 super::Treatment::Layout(_) | super::Treatment::Split { .. } => OpFamily::Layout,
                 super::Treatment::Pooling(_) => OpFamily::Pooling,
+                super::Treatment::Attention(_) => OpFamily::Attention,
                 super::Treatment::Merged => panic!("{}: merged on its own", info.name),
             };
             assert_eq!(family, info.family, "{}", info.name);
@@ -432,7 +450,7 @@ mod tests {
             let err = classify_one(op, &[1, 4], vec![Input::X], vec![]).unwrap_err();
             assert_eq!(err, "no LRP treatment for this op", "{op}");
         }
-        let err = classify_one("Softmax", &[1, 4], vec![Input::X], vec![]).unwrap_err();
+        let err = classify_one("LogSoftmax", &[1, 4], vec![Input::X], vec![]).unwrap_err();
         assert!(err.contains("only as the model's last op"), "{err}");
     }
 }

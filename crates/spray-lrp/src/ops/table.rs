@@ -19,6 +19,9 @@ pub enum OpFamily {
     Layout,
     /// Max, average and global pooling, mean reductions (`ops/pooling.rs`).
     Pooling,
+    /// Attention: Softmax inside the network and the MatMul of two activations
+    /// (`ops/attention.rs`; a MatMul with a constant operand stays linear).
+    Attention,
     /// Allowed only as the model's last op, where it is stripped (Softmax, LogSoftmax).
     OutputOnly,
     /// Its output describes a shape, not values: relevance never flows through it.
@@ -34,6 +37,7 @@ impl OpFamily {
             OpFamily::Elementwise => "elementwise",
             OpFamily::Layout => "layout",
             OpFamily::Pooling => "pooling",
+            OpFamily::Attention => "attention",
             OpFamily::OutputOnly => "output only",
             OpFamily::Shape => "shape",
             OpFamily::Support => "off path",
@@ -44,7 +48,11 @@ impl OpFamily {
     pub fn on_relevance_path(self) -> bool {
         matches!(
             self,
-            OpFamily::Linear | OpFamily::Elementwise | OpFamily::Layout | OpFamily::Pooling
+            OpFamily::Linear
+                | OpFamily::Elementwise
+                | OpFamily::Layout
+                | OpFamily::Pooling
+                | OpFamily::Attention
         )
     }
 }
@@ -120,7 +128,7 @@ impl OpInfo {
     }
 }
 
-use OpFamily::{Elementwise, Layout, Linear, OutputOnly, Pooling, Shape, Support};
+use OpFamily::{Attention, Elementwise, Layout, Linear, OutputOnly, Pooling, Shape, Support};
 use OpsetHistory::{Changed, Converted, Stable};
 use SignRule::{KeepsNonNegative, NonNegative};
 use StatisticRole::{Arithmetic, Reduction};
@@ -194,8 +202,9 @@ pub const OPS: &[OpInfo] = &[
     op("GlobalAveragePool", Pooling, Stable).sign(KeepsNonNegative),
     op("GlobalMaxPool", Pooling, Stable).sign(KeepsNonNegative),
     op("ReduceMean", Pooling, Stable).statistic(Reduction),
+    // Attention (a MatMul of two activations is routed here from the linear row above).
+    op("Softmax", Attention, Converted).sign(NonNegative),
     // Stripped at the output.
-    op("Softmax", OutputOnly, Converted).sign(NonNegative),
     op("LogSoftmax", OutputOnly, Converted),
     // Shapes.
     op("Shape", Shape, Stable),
