@@ -117,3 +117,49 @@ fn the_builtin_composites_explain_transformers_with_finite_maps() {
         }
     }
 }
+
+#[test]
+fn a_transformers_concept_layers_are_its_residual_stream_after_the_middle_and_last_block() {
+    let dir = fixture_set("lrp-attention").join("vit_tiny");
+    let onnx = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
+    let compiled = compile(
+        &onnx,
+        &CompileOptions {
+            composite: lrp0(AttentionRule::AttnLrp),
+            input: None,
+            concept: spray_lrp::ConceptLayer::defaults(),
+            constant_evaluator: Some(ort_constants()),
+        },
+    )
+    .unwrap();
+    let concept = compiled.signature.concept.clone().expect("concept layers");
+    let nodes: Vec<&str> = concept.layers.iter().map(|l| l.node.as_str()).collect();
+    // Two blocks: LayerNorms ln_1/ln_2 of each and the encoder's, five; the middle one (index 2)
+    // opens block 1, so its input is block 0's output; the last one reads block 1's.
+    assert_eq!(
+        nodes,
+        [
+            "/encoder/layers/encoder_layer_0/Add_1",
+            "/encoder/layers/encoder_layer_1/Add_1"
+        ]
+    );
+    assert!(concept
+        .layers
+        .iter()
+        .all(|l| l.channels == 32 && l.channel_axis == spray_lrp::ChannelAxis::Last));
+    let input = read_npy::<f32>(&dir.join("input.npy"));
+    let targets: Vec<i64> = read_npy::<i64>(&dir.join("targets.npy"))
+        .iter()
+        .copied()
+        .collect();
+    let out = LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), &targets)
+        .unwrap();
+    let per_channel = out.concept.expect("concept relevance");
+    assert_eq!(per_channel.shape(), &[3, 64]);
+    assert!(per_channel.iter().all(|v| v.is_finite()));
+    // Asking for the concept output leaves the map alone.
+    let (plain, _) = explain("vit_tiny", lrp0(AttentionRule::AttnLrp));
+    assert_eq!(out.relevance, plain.relevance);
+}

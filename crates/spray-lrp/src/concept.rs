@@ -7,11 +7,16 @@
 //! the same feature maps wherever it is, so its images share a channel profile. Channel-wise
 //! ops between a layer and the next linear one (ReLU, pooling, BatchNorm) move relevance
 //! within a channel, so the per-channel sums are the same at any of them.
+//!
+//! In a vision transformer the features are the residual stream's channels, the last axis of
+//! `[N, tokens, D]`: the defaults there are the stream after the middle block and after the last
+//! one (the inputs of the LayerNorms that open a block and close the encoder), summed over tokens.
 
 use spray_onnx::{attr, GraphProto};
 
 use crate::builder::Builder;
 use crate::compile::rename_output;
+use crate::ops::elementwise::ElementwiseStep;
 use crate::ops::Treatment;
 use crate::plan::NodeStep;
 use crate::LrpError;
@@ -21,11 +26,13 @@ use crate::LrpError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConceptLayer {
     /// The output of the last convolution on the relevance path (after a merged BatchNorm):
-    /// the deepest feature maps that still have channels.
+    /// the deepest feature maps that still have channels. In a transformer (a model with
+    /// attention), the residual stream entering the last LayerNorm.
     LastConv,
     /// The middle one of the relevance path's convolutions (index ⌊n/2⌋ of n in graph order):
     /// mid-level features, which see small marks and textures that the last layer has
-    /// already pooled into object parts.
+    /// already pooled into object parts. In a transformer, the residual stream entering the
+    /// middle one of its LayerNorms (⌊n/2⌋ of n: the stream after the middle block).
     MiddleConv,
     /// A node by name (or the tensor it produces): a Conv or Gemm, or any node whose output's
     /// declared shape gives the channel count on axis 1.
@@ -75,6 +82,23 @@ impl<'de> serde::Deserialize<'de> for ConceptLayer {
     }
 }
 
+/// Where a concept tensor keeps its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelAxis {
+    /// `[N, C, …]`: feature maps.
+    #[default]
+    Second,
+    /// `[N, …, C]`: a transformer's tokens.
+    Last,
+}
+
+impl ChannelAxis {
+    fn is_second(&self) -> bool {
+        *self == ChannelAxis::Second
+    }
+}
+
 /// One layer of the concept output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConceptTensor {
@@ -82,8 +106,11 @@ pub struct ConceptTensor {
     pub node: String,
     /// The tensor whose relevance is summed.
     pub tensor: String,
-    /// C, from the layer's weight or the tensor's declared shape.
+    /// C, from the layer's weight, the tensor's declared shape or the LayerNorm's scale.
     pub channels: usize,
+    /// Serialised only for tokens, so feature-map layers keep their bytes.
+    #[serde(default, skip_serializing_if = "ChannelAxis::is_second")]
+    pub channel_axis: ChannelAxis,
 }
 
 /// The compiled model's concept output: `float32 [N, ΣC]`, the layers' per-channel relevance
@@ -132,15 +159,23 @@ pub(crate) fn locate(
                 node: graph.node[i].name.clone(),
                 tensor,
                 channels,
+                channel_axis: ChannelAxis::Second,
             },
         ))
     };
     let convs: Vec<usize> = (0..graph.node.len())
         .filter(|&i| graph.node[i].op_type == "Conv" && steps[i].is_some())
         .collect();
+    let streams = residual_streams(graph, steps);
+    let transformer = steps
+        .iter()
+        .flatten()
+        .any(|s| matches!(s.treatment, Treatment::Attention(_)));
     let mut found: Vec<(usize, ConceptTensor)> = Vec::new();
     for layer in layers {
         let hit = match layer {
+            ConceptLayer::LastConv if transformer => streams.last().cloned(),
+            ConceptLayer::MiddleConv if transformer => streams.get(streams.len() / 2).cloned(),
             ConceptLayer::LastConv => convs.iter().rev().find_map(|&i| candidate(i)),
             ConceptLayer::MiddleConv => convs.get(convs.len() / 2).and_then(|&i| candidate(i)),
             ConceptLayer::Node(name) => {
@@ -175,8 +210,52 @@ pub(crate) fn locate(
     Ok(found)
 }
 
+/// The tensors entering the relevance path's LayerNorms, in graph order, as token concept
+/// tensors (channels last, from the LayerNorm's scale): a transformer's residual stream.
+fn residual_streams(graph: &GraphProto, steps: &[Option<NodeStep>]) -> Vec<(usize, ConceptTensor)> {
+    let mut streams: Vec<(usize, ConceptTensor)> = Vec::new();
+    for step in steps.iter().flatten() {
+        let Treatment::Elementwise(ElementwiseStep::LayerNorm { input, scale, .. }) =
+            &step.treatment
+        else {
+            continue;
+        };
+        let Some(producer) = graph
+            .node
+            .iter()
+            .position(|n| n.output.first() == Some(input))
+            .filter(|&p| matches!(&steps[p], Some(s) if !matches!(s.treatment, Treatment::Merged)))
+        else {
+            continue;
+        };
+        let Some(channels) = graph
+            .initializer
+            .iter()
+            .find(|t| &t.name == scale)
+            .and_then(|t| t.dims.iter().product::<i64>().try_into().ok())
+        else {
+            continue;
+        };
+        if streams.iter().any(|(at, _)| *at == producer) {
+            continue;
+        }
+        streams.push((
+            producer,
+            ConceptTensor {
+                node: graph.node[producer].name.clone(),
+                tensor: input.clone(),
+                channels,
+                channel_axis: ChannelAxis::Last,
+            },
+        ));
+    }
+    streams.sort_by_key(|(at, _)| *at);
+    streams
+}
+
 /// Emit the concept output: each layer's relevance `[N, C, ...]` → `[N, C, rest]` → Σ over
-/// rest → `[N, C]`, concatenated along axis 1, under `name`.
+/// rest → `[N, C]` (tokens `[N, ..., C]` → `[N, rest, C]` → Σ over rest), concatenated along
+/// axis 1, under `name`.
 pub(crate) fn emit(
     builder: &mut Builder,
     located: Vec<(usize, ConceptTensor)>,
@@ -191,9 +270,12 @@ pub(crate) fn emit(
                 layer.node
             )));
         };
-        let shape = builder.ints(&[0, 0, -1]);
+        let (shape, axis) = match layer.channel_axis {
+            ChannelAxis::Second => (builder.ints(&[0, 0, -1]), 2),
+            ChannelAxis::Last => (builder.ints(&[0, -1, layer.channels as i64]), 1),
+        };
         let flat = builder.op("Reshape", &[r, &shape], vec![]);
-        let axes = builder.ints(&[2]);
+        let axes = builder.ints(&[axis]);
         sums.push(builder.op("ReduceSum", &[&flat, &axes], vec![attr::int("keepdims", 0)]));
     }
     let refs: Vec<&str> = sums.iter().map(String::as_str).collect();

@@ -37,7 +37,7 @@ pub use composite::{
     AttentionRule, Composite, CompositeError, CompositeOptions, CompositeSpec, LayerKind,
     LayerNormRule, BUILTIN_COMPOSITES,
 };
-pub use concept::{ConceptLayer, ConceptOutput, ConceptTensor};
+pub use concept::{ChannelAxis, ConceptLayer, ConceptOutput, ConceptTensor};
 pub use fold::ConstantEvaluator;
 pub use normalize::{NEWEST_IR_VERSION, NEWEST_OPSET};
 pub use plan::LayerPlan;
