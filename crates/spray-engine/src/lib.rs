@@ -136,6 +136,9 @@ pub struct Explanation {
 pub struct LrpEngine {
     session: Session,
     signature: LrpSignature,
+    /// Set when a batch failed and single samples run: a graph exported with a fixed batch
+    /// whose shapes (a transformer's class token, its attention reshapes) are baked for it.
+    one_at_a_time: bool,
 }
 
 impl LrpEngine {
@@ -143,6 +146,7 @@ impl LrpEngine {
         Ok(LrpEngine {
             session: session_from_bytes(&model.to_bytes(), config)?,
             signature: model.signature.clone(),
+            one_at_a_time: false,
         })
     }
 
@@ -156,6 +160,7 @@ impl LrpEngine {
         Ok(LrpEngine {
             session: session_from_bytes(&bytes, config)?,
             signature,
+            one_at_a_time: false,
         })
     }
 
@@ -164,7 +169,42 @@ impl LrpEngine {
     }
 
     /// Explain one batch. `targets[i] < 0` explains the predicted class of sample i.
+    ///
+    /// A model exported with a fixed batch size has it freed by the compiler, but a graph may
+    /// still compute shapes for that size in constants (torch folds a transformer's class-token
+    /// `expand` and its attention reshapes): then a batch fails in ONNX Runtime while one
+    /// sample runs. The engine then explains one sample at a time from there on, and says so
+    /// once; if one sample fails too, the error names the likely cause.
     pub fn explain(&mut self, input: ArrayViewD<'_, f32>, targets: &[i64]) -> Result<Explanation> {
+        let n = input.shape().first().copied().unwrap_or(0);
+        if n > 1 && self.one_at_a_time {
+            return self.explain_batched(input, targets, 1);
+        }
+        match self.run_batch(input.view(), targets) {
+            Err(e) if self.signature.batch_relaxed && n > 1 => {
+                let single = input.slice_axis(Axis(0), (0..1).into());
+                match self.run_batch(single, &targets[..1]) {
+                    Ok(_) => {
+                        tracing::warn!(
+                            "the model was exported with a fixed batch size and computes shapes \
+                             for it; explaining one image at a time (export with a dynamic batch \
+                             axis, e.g. torch.onnx.export(..., dynamic_axes={{'input': {{0: 'N'}}}}), \
+                             to batch)"
+                        );
+                        self.one_at_a_time = true;
+                        self.explain_batched(input, targets, 1)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) if self.signature.batch_relaxed => Err(EngineError::Ort(format!(
+                "{e} (the model was exported with a fixed batch size; if its graph computes                  shapes for that size, export it with a dynamic batch axis)"
+            ))),
+            other => other,
+        }
+    }
+
+    fn run_batch(&mut self, input: ArrayViewD<'_, f32>, targets: &[i64]) -> Result<Explanation> {
         let n = input.shape().first().copied().unwrap_or(0);
         if targets.len() != n {
             return Err(EngineError::Input(format!(

@@ -163,3 +163,33 @@ fn a_transformers_concept_layers_are_its_residual_stream_after_the_middle_and_la
     let (plain, _) = explain("vit_tiny", lrp0(AttentionRule::AttnLrp));
     assert_eq!(out.relevance, plain.relevance);
 }
+
+#[test]
+fn a_transformer_exported_with_a_fixed_batch_is_explained_one_image_at_a_time() {
+    // torch.onnx.export without dynamic_axes bakes the example's batch (1) into the class
+    // token's expand and the attention reshapes: a batch of 3 fails in ONNX Runtime, one
+    // image runs. The engine falls back to single images, with the same maps.
+    let dir = fixture_set("lrp-attention").join("vit_tiny");
+    let onnx = spray_onnx::load_model(&dir.join("model_fixed_batch.onnx")).unwrap();
+    let compiled = compile(
+        &onnx,
+        &CompileOptions {
+            composite: lrp0(AttentionRule::AttnLrp),
+            input: None,
+            concept: Vec::new(),
+            constant_evaluator: Some(ort_constants()),
+        },
+    )
+    .unwrap();
+    assert!(compiled.signature.batch_relaxed);
+    let input = read_npy::<f32>(&dir.join("input.npy"));
+    let targets: Vec<i64> = read_npy::<i64>(&dir.join("targets.npy"))
+        .iter()
+        .copied()
+        .collect();
+    let mut engine = LrpEngine::new(&compiled, SessionConfig::default()).unwrap();
+    let fixed = engine.explain(input.view(), &targets).unwrap();
+    let (dynamic, _) = explain("vit_tiny", lrp0(AttentionRule::AttnLrp));
+    assert!(gap_to_max(&fixed.relevance, &dynamic.relevance) < 1e-6);
+    assert_eq!(fixed.targets, dynamic.targets);
+}
