@@ -2,7 +2,7 @@
 classes, a small ResNet trained on each, exported to ONNX, and a record of which images carry
 which artifact and how strongly each model uses each shortcut.
 
-    python tests/scenarios/make_realistic.py                 # both scenarios
+    python tests/scenarios/make_realistic.py                 # every scenario
     python tests/scenarios/make_realistic.py photos-clean    # one
 
 Needs numpy, pillow, torch, onnx and scikit-image (tests/scenarios/requirements-realistic.txt;
@@ -66,6 +66,18 @@ SCENARIOS = {
         "seed": 21,
     },
     "photos-clean": {"shortcuts": {}, "seed": 22},
+    # The generator of "photos" (same artifacts, same seed) with a small vision transformer
+    # trained instead of the ResNet.
+    "photos-vit": {
+        "shortcuts": {
+            "disc": ("ruler", 0.30),
+            "hexagon": ("scanlines", 0.35),
+            "star": ("text", 0.25),
+            "heart": ("noise", 0.30),
+        },
+        "seed": 21,
+        "arch": "vit",
+    },
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -297,8 +309,16 @@ def make_set(rng, photos, spec, per_class):
 
 # ---- model --------------------------------------------------------------------------------
 
-def build_model(n_classes):
+def build_model(n_classes, arch="resnet"):
     import torch.nn as nn
+
+    if arch == "vit":
+        # torchvision's ViT, small: 8x8 patches of the 64x64 input (64 tokens and a class
+        # token), 4 pre-norm blocks of width 96 with 4 heads.
+        from torchvision.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(image_size=INPUT, patch_size=8, num_layers=4, num_heads=4,
+                                 hidden_dim=96, mlp_dim=192, num_classes=n_classes)
 
     class BasicBlock(nn.Module):
         def __init__(self, cin, cout, stride):
@@ -342,20 +362,23 @@ def predict(model, x):
         return torch.cat([model(normalise(x[i:i + 256])) for i in range(0, len(x), 256)])
 
 
-def train(x, y, seed, log):
+def train(x, y, seed, log, arch="resnet"):
     import torch
     import torch.nn as nn
 
     torch.manual_seed(seed)
-    model = build_model(len(CLASSES))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+    model = build_model(len(CLASSES), arch)
+    vit = arch == "vit"
+    # A transformer from scratch wants a smaller step, more weight decay and more epochs.
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05 if vit else 5e-4)
+    epochs = EPOCHS + 8 if vit else EPOCHS
     n, bs = len(y), 64
-    steps = EPOCHS * ((n + bs - 1) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps,
-                                                pct_start=0.2)
+    steps = epochs * ((n + bs - 1) // bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3 if vit else 3e-3,
+                                                total_steps=steps, pct_start=0.2)
     y = torch.from_numpy(y)
     g = torch.Generator().manual_seed(seed)
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         model.train()
         perm = torch.randperm(n, generator=g)
         total = 0.0
@@ -373,7 +396,7 @@ def train(x, y, seed, log):
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        log(f"  epoch {epoch + 1}/{EPOCHS} loss {total / n:.4f}")
+        log(f"  epoch {epoch + 1}/{epochs} loss {total / n:.4f}")
     model.eval()
     return model
 
@@ -446,6 +469,7 @@ def write_scenario(name, spec):
     torch.set_num_threads(2)
     photos = load_photos()
     out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
     seed = spec["seed"]
 
     jpegs, labels, rows = make_set(np.random.default_rng(seed), photos, spec, TRAIN_PER_CLASS)
@@ -466,7 +490,7 @@ def write_scenario(name, spec):
         written.append({k: row[k] for k in ("path", "artifact", "mode")})
 
     x, xt = to_tensor(jpegs), to_tensor(test_jpegs)
-    model = train(x, labels, seed, log)
+    model = train(x, labels, seed, log, spec.get("arch", "resnet"))
     pred, pred_t = predict(model, x).argmax(1).numpy(), predict(model, xt).argmax(1).numpy()
     train_acc = float((pred == labels).mean())
     test_acc = float((pred_t == test_labels).mean())
