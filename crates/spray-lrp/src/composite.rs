@@ -456,6 +456,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_composite_file_shipped_in_configs_parses() {
+        // Read at run time: CI reuses one target dir across clones.
+        let dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+            .join("../../configs/composites");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                Composite::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "{seen} composite files in {}", dir.display());
+        let cp =
+            Composite::from_toml(&std::fs::read_to_string(dir.join("vit-cp-lrp.toml")).unwrap())
+                .unwrap();
+        assert_eq!(cp.attention, AttentionRule::CpLrp);
+    }
+
+    #[test]
     fn every_builtin_resolves_and_validates() {
         for name in BUILTIN_COMPOSITES {
             let c = Composite::builtin(name, &CompositeOptions::default()).unwrap();
