@@ -316,3 +316,31 @@ fn pattern_shortcuts_on_photographs_are_verified_and_a_clean_twin_is_not_flagged
         "{report:#}"
     );
 }
+
+/// "photos-vit": the generator of "photos" with a small vision transformer (torchvision's ViT,
+/// 4 blocks of width 96 on 8×8 patches) instead of the ResNet — a Clever-Hans transformer (held-out
+/// accuracy 0.92 on artifact images, 0.30 on the rest). AttnLRP maps, concept spaces on the
+/// residual stream after the middle and the last block. Measured: AUROC 1.0, all four shortcuts
+/// flagged (verified +0.83, +0.81, +0.68, +0.32), their best clusters in the token concept spaces
+/// (ARI 1.0, 1.0, 0.86, 0.65), no clean class flagged. Required: the ranking, every shortcut but
+/// the weakest (noise) verified and flagged, and the token spaces carrying the clusters.
+#[test]
+fn a_vision_transformers_shortcuts_are_found_in_its_residual_stream_and_verified() {
+    let dir = scratch("scenarios", "photos-vit");
+    let report = evaluate("photos-vit", &dir);
+    assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{report:#}");
+    assert!(report["flagged_clean"].as_array().unwrap().is_empty());
+    for s in report["shortcuts"].as_array().unwrap() {
+        if s["artifact"] != "noise" {
+            assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{s}");
+            assert_eq!(s["flagged"], true, "{s}");
+            assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
+        }
+    }
+    let dataset = std::fs::read_to_string(dir.join("out/relevance/_dataset.json")).unwrap();
+    assert!(
+        dataset.contains("/encoder/layers/encoder_layer_1/Add_1")
+            && dataset.contains("/encoder/layers/encoder_layer_3/Add_1"),
+        "the concept layers are the residual stream after blocks 1 and 3: {dataset}"
+    );
+}
