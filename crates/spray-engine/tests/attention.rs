@@ -193,3 +193,73 @@ fn a_transformer_exported_with_a_fixed_batch_is_explained_one_image_at_a_time() 
     assert!(gap_to_max(&fixed.relevance, &dynamic.relevance) < 1e-6);
     assert_eq!(fixed.targets, dynamic.targets);
 }
+
+/// Explain every input of a fixture with the default composite, the whole batch at once.
+fn explain_default(model: &str, file: &str) -> spray_engine::Explanation {
+    let dir = fixture_set("lrp-attention").join(model);
+    let onnx = spray_onnx::load_model(&dir.join(file)).unwrap();
+    let composite = Composite::builtin("epsilon-plus-flat", &CompositeOptions::default()).unwrap();
+    let compiled = compile(
+        &onnx,
+        &CompileOptions {
+            composite,
+            input: None,
+            concept: spray_lrp::ConceptLayer::defaults(),
+            constant_evaluator: Some(ort_constants()),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{model}/{file}: {e}"));
+    let input = read_npy::<f32>(&dir.join("input.npy"));
+    LrpEngine::new(&compiled, SessionConfig::default())
+        .unwrap()
+        .explain(input.view(), &[-1, -1, -1])
+        .unwrap()
+}
+
+#[test]
+fn swin_with_shifted_windows_and_cosine_attention_is_explained_in_batches() {
+    // Swin computes its window pads and reshapes from shapes that pass through `B · nW`; the
+    // folder keeps that as a multiple of the free batch, so the pads fold (they were refused,
+    // "Pad whose pads are not constant"). Swin V2 normalises q and k by their L2 norms, held
+    // constant like LayerNorm's σ. No reference relevance exists: the logits must be torch's,
+    // the maps finite, a batch the same as its images one by one, and a fixed-batch export
+    // the same as the dynamic one.
+    for model in ["swin_tiny", "swin_v2_tiny"] {
+        let dir = fixture_set("lrp-attention").join(model);
+        let logits = read_npy::<f32>(&dir.join("logits.npy"));
+        let batch = explain_default(model, "model.onnx");
+        let logit_gap = gap_to_max(&batch.logits.clone().into_dyn(), &logits);
+        assert!(logit_gap < 1e-5, "{model}: logits {logit_gap:e} from torch");
+        assert!(batch.relevance.iter().all(|v| v.is_finite()), "{model}");
+        assert!(batch.relevance.iter().any(|v| *v != 0.0), "{model}");
+        let concept = batch.concept.as_ref().expect("token concept layers");
+        assert!(concept.iter().all(|v| v.is_finite()));
+        let fixed = explain_default(model, "model_fixed_batch.onnx");
+        assert!(
+            gap_to_max(&fixed.relevance, &batch.relevance) < 1e-5,
+            "{model}"
+        );
+
+        let dir_input = read_npy::<f32>(&dir.join("input.npy"));
+        let onnx = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
+        let compiled = compile(
+            &onnx,
+            &CompileOptions {
+                composite: Composite::builtin("epsilon-plus-flat", &CompositeOptions::default())
+                    .unwrap(),
+                input: None,
+                concept: spray_lrp::ConceptLayer::defaults(),
+                constant_evaluator: Some(ort_constants()),
+            },
+        )
+        .unwrap();
+        let single = LrpEngine::new(&compiled, SessionConfig::default())
+            .unwrap()
+            .explain_batched(dir_input.view(), &[-1, -1, -1], 1)
+            .unwrap();
+        assert!(
+            gap_to_max(&single.relevance, &batch.relevance) < 1e-5,
+            "{model}"
+        );
+    }
+}

@@ -749,7 +749,7 @@ fn compiled_models_are_byte_identical_to_the_recorded_digests() {
         }
     }
     // The transformers (no zennit goldens: LXT is their reference, tests/attention.rs).
-    for name in ["vit_tiny", "deit_tiny"] {
+    for name in ["vit_tiny", "deit_tiny", "swin_tiny", "swin_v2_tiny"] {
         let path = fixture_set("lrp-attention").join(name).join("model.onnx");
         models.push((
             format!("lrp-attention/{name}"),

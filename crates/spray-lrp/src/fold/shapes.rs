@@ -19,6 +19,9 @@ pub(crate) enum Dim {
     Known(i64),
     /// A dimension the graph names (`dim_param`): unknown, but equal to others of its name.
     Symbol(String),
+    /// A named dimension times a constant (≥ 2): Swin's windows of a batch, `B · nW`, which
+    /// its graph divides back by `nW` and reshapes to `B`.
+    Multiple(String, i64),
     Unknown,
 }
 
@@ -33,6 +36,40 @@ impl Dim {
         match self {
             Dim::Known(v) => Some(*v),
             _ => None,
+        }
+    }
+
+    /// The dimension as `factor · symbol` (symbol `None` for a known size).
+    fn monomial(&self) -> Option<(i64, Option<&str>)> {
+        match self {
+            Dim::Known(v) => Some((*v, None)),
+            Dim::Symbol(s) => Some((1, Some(s))),
+            Dim::Multiple(s, k) => Some((*k, Some(s))),
+            Dim::Unknown => None,
+        }
+    }
+
+    fn from_monomial(factor: i64, symbol: Option<&str>) -> Dim {
+        match symbol {
+            None => Dim::Known(factor),
+            Some(s) if factor == 1 => Dim::Symbol(s.to_owned()),
+            Some(s) if factor > 1 => Dim::Multiple(s.to_owned(), factor),
+            Some(_) => Dim::Unknown,
+        }
+    }
+
+    /// This shape entry times (`Mul`) or over (`Div`, integer) a constant; unknown where the
+    /// quotient of a symbolic entry is not exact.
+    fn scaled(&self, op: &str, c: i64) -> Dim {
+        let Some((factor, symbol)) = self.monomial() else {
+            return Dim::Unknown;
+        };
+        match op {
+            "Mul" => Dim::from_monomial(factor * c, symbol),
+            "Div" if c != 0 && (symbol.is_none() || factor % c == 0) => {
+                Dim::from_monomial(factor / c, symbol)
+            }
+            _ => Dim::Unknown,
         }
     }
 }
@@ -196,8 +233,40 @@ pub(crate) fn derive(node: &NodeProto, inputs: &[Known<'_>]) -> Option<Derived> 
             let p = partial(first)?;
             (p.dims == [1]).then(|| Derived::of(vec![], p.values.clone()))
         }
+        // Shape arithmetic with a constant: `B · nW`, `x.size(0) // nW`.
+        "Mul" | "Div" => {
+            let (p, c) = match (first, *inputs.get(1)?) {
+                (Known::Partial(p), Known::Value(c)) => (p, c),
+                (Known::Value(c), Known::Partial(p)) if node.op_type == "Mul" => (p, c),
+                _ => return None,
+            };
+            let [c] = c.ints()?[..] else {
+                return None;
+            };
+            let dims = if p.dims.len() >= c_rank(inputs) {
+                p.dims.clone()
+            } else {
+                vec![1]
+            };
+            let values = p
+                .values
+                .iter()
+                .map(|d| d.scaled(&node.op_type, c))
+                .collect();
+            Some(Derived::of(dims, values))
+        }
         _ => None,
     }
+}
+
+/// The rank of the constant operand of a binary shape op (0 or 1).
+fn c_rank(inputs: &[Known<'_>]) -> usize {
+    inputs
+        .iter()
+        .filter_map(|k| k.value())
+        .map(|v| v.dims.len())
+        .max()
+        .unwrap_or(0)
 }
 
 fn partial<'a>(k: Known<'a>) -> Option<&'a Partial> {
@@ -526,10 +595,12 @@ fn reshape(x: &Shape, target: &[Dim], allow_zero: bool) -> Option<Shape> {
     // −1: the input's size over the other target sizes, where the symbols cancel.
     let (mut total, mut symbols) = (1i64, Vec::new());
     for d in x {
-        match d {
-            Dim::Known(v) => total *= v,
-            Dim::Symbol(s) => symbols.push(s.clone()),
-            Dim::Unknown => {
+        match d.monomial() {
+            Some((factor, symbol)) => {
+                total *= factor;
+                symbols.extend(symbol.map(str::to_owned));
+            }
+            None => {
                 out[pos] = Dim::Unknown;
                 return Some(out);
             }
@@ -537,10 +608,16 @@ fn reshape(x: &Shape, target: &[Dim], allow_zero: bool) -> Option<Shape> {
     }
     let mut known = 1i64;
     for (i, d) in out.iter().enumerate() {
-        match d {
-            _ if i == pos => {}
-            Dim::Known(v) => known *= v,
-            Dim::Symbol(s) => match symbols.iter().position(|t| t == s) {
+        if i == pos {
+            continue;
+        }
+        let Some((factor, symbol)) = d.monomial() else {
+            out[pos] = Dim::Unknown;
+            return Some(out);
+        };
+        known *= factor;
+        if let Some(s) = symbol {
+            match symbols.iter().position(|t| t == s) {
                 Some(j) => {
                     symbols.remove(j);
                 }
@@ -548,10 +625,6 @@ fn reshape(x: &Shape, target: &[Dim], allow_zero: bool) -> Option<Shape> {
                     out[pos] = Dim::Unknown;
                     return Some(out);
                 }
-            },
-            Dim::Unknown => {
-                out[pos] = Dim::Unknown;
-                return Some(out);
             }
         }
     }
@@ -833,5 +906,56 @@ mod tests {
         assert_eq!(broadcast(&[known_shape(&[3]), known_shape(&[4])]), None);
         let custom = node("NonZero", vec![]);
         assert_eq!(infer(&custom, &[Known::Shaped(Some(&x))]), vec![None]);
+    }
+
+    #[test]
+    fn swins_windows_of_a_batch_are_a_multiple_of_it_and_divide_back() {
+        // torchvision's Swin: x.view(B·nW, ws², C) … attn.view(x.size(0) // nW, nW, …).
+        let n = || Dim::Symbol("N".into());
+        let batch = Partial {
+            dims: vec![],
+            values: vec![n()],
+        };
+        let nw = Value::i64s(vec![], &[64]);
+        let Some(Derived::Partial(windows)) = derive(
+            &node("Mul", vec![]),
+            &[Known::Partial(&batch), Known::Value(&nw)],
+        ) else {
+            panic!("B · nW is symbolic");
+        };
+        assert_eq!(windows.values, vec![Dim::Multiple("N".into(), 64)]);
+        let Some(Derived::Partial(back)) = derive(
+            &node("Div", vec![]),
+            &[Known::Partial(&windows), Known::Value(&nw)],
+        ) else {
+            panic!("B · nW // nW is B");
+        };
+        assert_eq!(back.values, vec![n()]);
+        let seven = Value::i64s(vec![1], &[7]);
+        let Some(Derived::Partial(inexact)) = derive(
+            &node("Div", vec![]),
+            &[Known::Partial(&windows), Known::Value(&seven)],
+        ) else {
+            panic!("still a shape vector");
+        };
+        assert_eq!(
+            (inexact.dims, inexact.values),
+            (vec![1], vec![Dim::Unknown])
+        );
+        // Reshapes through the multiple: [N, 56, 56, 96] → [64N, 49, −1] → [N, −1, 96].
+        let x = vec![n(), Dim::Known(56), Dim::Known(56), Dim::Known(96)];
+        let per_window = reshape(
+            &x,
+            &[
+                Dim::Multiple("N".into(), 64),
+                Dim::Known(49),
+                Dim::Known(-1),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(per_window[2], Dim::Known(96));
+        let merged = reshape(&per_window, &[n(), Dim::Known(-1), Dim::Known(96)], false).unwrap();
+        assert_eq!(merged[1], Dim::Known(3136));
     }
 }

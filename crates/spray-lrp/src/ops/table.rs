@@ -156,7 +156,10 @@ pub const OPS: &[OpInfo] = &[
     op("Tanh", Elementwise, Stable).unary(),
     op("Softplus", Elementwise, Stable).unary(),
     op("Softsign", Elementwise, Stable),
-    op("Clip", Elementwise, Converted).unary(),
+    // Also clamps a norm from below (F.normalize: x / max(‖x‖, ε), Swin V2's cosine attention).
+    op("Clip", Elementwise, Converted)
+        .unary()
+        .statistic(Arithmetic),
     op("Gelu", Elementwise, Stable),
     op("Mish", Elementwise, Stable),
     op("Erf", Elementwise, Stable).unary(),
@@ -232,8 +235,8 @@ pub const OPS: &[OpInfo] = &[
     op("Or", Support, Stable),
     op("Floor", Support, Stable),
     op("Ceil", Support, Stable),
-    op("Min", Support, Stable),
-    op("Max", Support, Stable),
+    op("Min", Support, Stable).statistic(Arithmetic),
+    op("Max", Support, Stable).statistic(Arithmetic),
     op("Range", Support, Stable),
     op("ArgMax", Support, Stable),
     op("ReduceSum", Support, Converted).statistic(Reduction),
