@@ -263,3 +263,70 @@ fn swin_with_shifted_windows_and_cosine_attention_is_explained_in_batches() {
         );
     }
 }
+
+/// One attention head over the 16 positions of a [N, 3, 4, 4] input, its products written as
+/// MatMul or as Einsum (MaxViT's form): `softmax(q·kᵀ)·t`, then a dense head.
+fn attention_net(einsum: bool) -> spray_onnx::ModelProto {
+    use spray_onnx::attr;
+    let mut b = GraphBuilder::new("image", &[1, 3, 4, 4], 5);
+    let shape = b.init_i64(&[0, 3, 16]);
+    let t = b.node("Reshape", &["image", &shape], vec![]);
+    let perm = |b: &mut GraphBuilder, x: &str| {
+        b.node("Transpose", &[x], vec![attr::ints("perm", &[0, 2, 1])])
+    };
+    let tokens = perm(&mut b, &t); // [N, 16, 3]
+    let (wq, wk) = (b.init(&[3, 3], 0.8), b.init(&[3, 3], 0.8));
+    let q = b.node("MatMul", &[&tokens, &wq], vec![]);
+    let k = b.node("MatMul", &[&tokens, &wk], vec![]);
+    let scores = if einsum {
+        b.node(
+            "Einsum",
+            &[&q, &k],
+            vec![attr::string("equation", "bid,bjd->bij")],
+        )
+    } else {
+        let kt = perm(&mut b, &k);
+        b.node("MatMul", &[&q, &kt], vec![])
+    };
+    let weights = b.node("Softmax", &[&scores], vec![attr::int("axis", -1)]);
+    let mixed = if einsum {
+        b.node(
+            "Einsum",
+            &[&weights, &tokens],
+            vec![attr::string("equation", "bij,bjd->bid")],
+        )
+    } else {
+        b.node("MatMul", &[&weights, &tokens], vec![])
+    };
+    let flat = b.node("Flatten", &[&mixed], vec![attr::int("axis", 1)]);
+    let head = b.init(&[5, 48], 0.3);
+    let logits = b.node("Gemm", &[&flat, &head], vec![attr::int("transB", 1)]);
+    b.finish(&logits, 17)
+}
+
+#[test]
+fn attention_written_as_einsum_gets_the_relevance_of_attention_written_as_matmul() {
+    let input = random_input(4, &[3, 4, 4], 9);
+    for rule in [AttentionRule::AttnLrp, AttentionRule::CpLrp] {
+        let run = |einsum: bool| {
+            let compiled = compile(
+                &attention_net(einsum),
+                &CompileOptions {
+                    composite: lrp0(rule),
+                    input: None,
+                    concept: Vec::new(),
+                    constant_evaluator: Some(ort_constants()),
+                },
+            )
+            .unwrap();
+            LrpEngine::new(&compiled, SessionConfig::default())
+                .unwrap()
+                .explain(input.view(), &[-1; 4])
+                .unwrap()
+        };
+        let (matmul, einsum) = (run(false), run(true));
+        assert!(matmul.relevance.iter().all(|v| v.is_finite()));
+        let gap = gap_to_max(&einsum.relevance, &matmul.relevance);
+        assert!(gap < 1e-5, "{}: {gap:e}", rule.name());
+    }
+}

@@ -1,5 +1,6 @@
-//! Attention: a Softmax inside the network and the MatMul of two activations around it
-//! (`softmax(Q·Kᵀ)·V`), with AttnLRP's rules (Achtibat et al., ICML 2024):
+//! Attention: a Softmax inside the network and the products of two activations around it
+//! (`softmax(Q·Kᵀ)·V` as MatMul, or as Einsum as MaxViT writes it), with AttnLRP's rules
+//! (Achtibat et al., ICML 2024):
 //!
 //! - Softmax, `s = softmax(x)` along `axis`: the linearisation at `x`,
 //!   `R_x = x ⊙ (R − s · Σ_axis R)` (AttnLRP eq. 10; what LXT computes as Gradient × Input).
@@ -12,7 +13,8 @@
 //! (the values) receives all of the relevance, `R_V = V ⊙ (Aᵀ·S)`.
 //!
 //! The batch dimensions of the two operands must agree (they do in every exporter's attention);
-//! the products are written as `Einsum` with an ellipsis so the rank need not be known.
+//! the backward products are `Einsum`s (for MatMul with an ellipsis, so the rank need not be
+//! known; for an Einsum, its own indices rearranged: `S·Bᵀ` of `a,b->y` is `y,b->a`).
 
 use spray_onnx::{attr, NodeExt, NodeProto};
 
@@ -35,6 +37,9 @@ pub(crate) enum AttentionStep {
         /// transposes and scalings.
         weights: Option<usize>,
         receivers: Receivers,
+        /// The Einsum equations of the two backward products: `S, B → (shaped like A)` and
+        /// `A, S → (shaped like B)`.
+        backward: [String; 2],
     },
 }
 
@@ -59,7 +64,10 @@ impl AttentionStep {
                 blocked: cp,
             },
             AttentionStep::Bilinear {
-                operands, weights, ..
+                operands,
+                weights,
+                backward,
+                ..
             } => AttentionStep::Bilinear {
                 operands,
                 weights,
@@ -67,6 +75,7 @@ impl AttentionStep {
                     Some(w) if cp => Receivers::Only(1 - w),
                     _ => Receivers::Both,
                 },
+                backward,
             },
         }
     }
@@ -87,13 +96,27 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
                 vec![],
             ))
         }
-        "MatMul" => {
+        "MatMul" | "Einsum" => {
             let [a, b] = node.input.as_slice() else {
-                return Err("MatMul needs two inputs".into());
+                return Err(format!("{} of other than two operands", v.op()));
             };
             if !(v.facts.is_data(a) && v.facts.is_data(b)) {
-                return Err("a MatMul with a constant operand is a linear layer".into());
+                return Err(format!(
+                    "{} with a constant operand (a linear layer written as {}): spray's \
+                     linear rules need Conv, Gemm or MatMul",
+                    v.op(),
+                    v.op()
+                ));
             }
+            let backward = if v.op() == "MatMul" {
+                [
+                    // S·Bᵀ: [.., n, m] × [.., k, m] → [.., n, k]; Aᵀ·S: → [.., k, m]
+                    "...nm,...km->...nk".to_owned(),
+                    "...nk,...nm->...km".to_owned(),
+                ]
+            } else {
+                einsum_backward(&node.attr_string("equation").unwrap_or_default())?
+            };
             let from_softmax = [a, b].map(|t| comes_from_softmax(v.facts, t));
             let weights = match from_softmax {
                 [true, false] => Some(0),
@@ -105,6 +128,7 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
                     operands: [a.clone(), b.clone()],
                     weights,
                     receivers: Receivers::Both,
+                    backward,
                 }),
                 LayerKind::Bilinear,
                 vec![],
@@ -112,6 +136,34 @@ pub(crate) fn classify(v: &NodeView<'_, '_>) -> Result<Classified, String> {
         }
         _ => Err("no LRP treatment for this op".into()),
     }
+}
+
+/// The backward equations of a two-operand Einsum `a,b->y`: `y,b->a` and `a,y->b`. Every index
+/// of an operand must appear in the other operand or the output (else its gradient would need
+/// a broadcast Einsum cannot write), none twice within one term, no ellipsis.
+fn einsum_backward(equation: &str) -> Result<[String; 2], String> {
+    let compact: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    let refuse = |why: &str| Err(format!("Einsum '{equation}': {why}"));
+    let Some((inputs, output)) = compact.split_once("->") else {
+        return refuse("an implicit output is not supported");
+    };
+    let Some((a, b)) = inputs.split_once(',') else {
+        return refuse("not two operands");
+    };
+    for term in [a, b, output] {
+        if !term.chars().all(|c| c.is_ascii_alphabetic()) {
+            return refuse("only letters (no ellipsis) are supported");
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !term.chars().all(|c| seen.insert(c)) {
+            return refuse("an index repeated within a term (a trace or diagonal)");
+        }
+    }
+    let covered = |x: &str, other: &str| x.chars().all(|c| other.contains(c) || output.contains(c));
+    if !(covered(a, b) && covered(b, a)) {
+        return refuse("an index summed within one operand");
+    }
+    Ok([format!("{output},{b}->{a}"), format!("{a},{output}->{b}")])
 }
 
 /// Whether `tensor` is a Softmax's output, possibly reshaped, transposed, cast or scaled by a
@@ -170,6 +222,7 @@ pub(crate) fn backward(
         AttentionStep::Bilinear {
             operands: [a, bb],
             receivers,
+            backward: [to_a, to_b],
             ..
         } => {
             let mut s = proportional(b, r, &node.output[0], rule);
@@ -182,13 +235,11 @@ pub(crate) fn backward(
             };
             let mut sent = Vec::new();
             if matches!(receivers, Receivers::Both | Receivers::Only(0)) {
-                // S·Bᵀ: [.., n, m] × [.., k, m] → [.., n, k]
-                let g = einsum(b, "...nm,...km->...nk", &s, bb);
+                let g = einsum(b, to_a, &s, bb);
                 sent.push((a.clone(), times_input(b, rule, a, &g)));
             }
             if matches!(receivers, Receivers::Both | Receivers::Only(1)) {
-                // Aᵀ·S: [.., n, k] × [.., n, m] → [.., k, m]
-                let g = einsum(b, "...nk,...nm->...km", a, &s);
+                let g = einsum(b, to_b, a, &s);
                 sent.push((bb.clone(), times_input(b, rule, bb, &g)));
             }
             sent
@@ -228,6 +279,47 @@ mod tests {
     }
 
     #[test]
+    fn an_einsum_of_two_activations_gets_its_transposed_products() {
+        // MaxViT's attention: q·kᵀ and A·V with a shared batch, group and head index.
+        assert_eq!(
+            einsum_backward("B G H I D, B G H J D -> B G H I J").unwrap(),
+            [
+                "BGHIJ,BGHJD->BGHID".to_owned(),
+                "BGHID,BGHIJ->BGHJD".to_owned()
+            ]
+        );
+        assert_eq!(
+            einsum_backward("ij,jk->ik").unwrap(),
+            ["ik,jk->ij".to_owned(), "ij,ik->jk".to_owned()]
+        );
+        for (equation, why) in [
+            ("ij,jk", "implicit output"),
+            ("...ij,...jk->...ik", "no ellipsis"),
+            ("ii,ij->j", "repeated"),
+            ("ijx,jk->ik", "summed within one operand"),
+        ] {
+            let err = einsum_backward(equation).unwrap_err();
+            assert!(err.contains(why), "{equation}: {err}");
+        }
+        let (treatment, kind, _) = classify_one(
+            "Einsum",
+            &[1, 3, 3],
+            vec![Input::X, Input::X],
+            vec![spray_onnx::attr::string("equation", "bij,bjk->bik")],
+        )
+        .unwrap();
+        assert_eq!(kind, LayerKind::Bilinear);
+        assert!(matches!(treatment, Treatment::Attention(_)));
+        let linear = classify_one(
+            "Einsum",
+            &[1, 4],
+            vec![Input::X, Input::F32(vec![4, 2], vec![1.0; 8])],
+            vec![spray_onnx::attr::string("equation", "bi,ij->bj")],
+        );
+        assert!(linear.unwrap_err().contains("constant operand"));
+    }
+
+    #[test]
     fn cp_lrp_blocks_the_softmax_and_sends_a_product_to_its_values() {
         let softmax = AttentionStep::Softmax {
             input: "x".into(),
@@ -246,6 +338,7 @@ mod tests {
             operands: ["a".into(), "v".into()],
             weights,
             receivers: Receivers::Both,
+            backward: [String::new(), String::new()],
         };
         let receivers = |step: AttentionStep| match step {
             AttentionStep::Bilinear { receivers, .. } => receivers,

@@ -207,6 +207,7 @@ pub const OPS: &[OpInfo] = &[
     op("ReduceMean", Pooling, Stable).statistic(Reduction),
     // Attention (a MatMul of two activations is routed here from the linear row above).
     op("Softmax", Attention, Converted).sign(NonNegative),
+    op("Einsum", Attention, Changed),
     // Stripped at the output.
     op("LogSoftmax", OutputOnly, Converted),
     // Shapes.
@@ -306,6 +307,7 @@ mod tests {
             }
         }
         assert_eq!(lookup("Relu").map(|i| i.family), Some(Elementwise));
-        assert!(lookup("Einsum").is_none());
+        assert_eq!(lookup("Einsum").map(|i| i.family), Some(Attention));
+        assert!(lookup("NonMaxSuppression").is_none());
     }
 }
