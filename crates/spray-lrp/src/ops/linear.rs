@@ -28,6 +28,11 @@ pub(crate) struct LinearLayer {
     pub output: String,
     /// Conv: [M, C/g, k...]; dense: [out, in].
     weight: Tensor,
+    /// The graph's own weight tensor when `weight` holds exactly its values (no merged
+    /// BatchNorm, no Gemm alpha), and whether it is stored as [in, out]: the rules' unmodified
+    /// terms read it rather than a copy (a copy of ViT-L's dense weights took its compiled
+    /// graph past ONNX Runtime's 2 GB protobuf limit).
+    original: Option<(String, bool)>,
     bias: Option<Vec<f32>>,
     conv_attrs: Vec<spray_onnx::AttributeProto>,
     spatial_rank: usize,
@@ -68,20 +73,36 @@ fn linear_layer(facts: &GraphFacts<'_>, i: usize) -> Result<(LinearLayer, Vec<us
         .to_vec();
     let mut absorbed = Vec::new();
     let mut layer = match node.op_type.as_str() {
-        "Conv" => conv_layer(facts, node, weight.dims, weight_values)?,
-        "Gemm" => gemm_layer(facts, node, &weight.dims, &weight_values)?,
+        "Conv" => {
+            let mut layer = conv_layer(facts, node, weight.dims, weight_values)?;
+            layer.original = Some((weight_name.clone(), false));
+            layer
+        }
+        "Gemm" => {
+            let mut layer = gemm_layer(facts, node, &weight.dims, &weight_values)?;
+            if node.attr_float("alpha").unwrap_or(1.0) == 1.0 {
+                let trans_b = node.attr_int("transB").unwrap_or(0) != 0;
+                layer.original = Some((weight_name.clone(), !trans_b));
+            }
+            layer
+        }
         "MatMul" => {
             if weight.dims.len() != 2 {
                 return Err("MatMul with a constant right-hand side of rank != 2".into());
             }
             let (w_oi, out_features) = to_out_in(&weight_values, &weight.dims, false, 1.0);
             let mut layer = dense(node, w_oi, None);
+            layer.original = Some((weight_name.clone(), true));
             absorbed.extend(merge_bias_add(facts, &mut layer, out_features));
             layer
         }
         other => return Err(format!("{other}: not a linear op")),
     };
-    absorbed.extend(merge_batch_norm(facts, &mut layer));
+    if let Some(bn) = merge_batch_norm(facts, &mut layer) {
+        // The weight is scaled now: no longer the graph's own.
+        layer.original = None;
+        absorbed.push(bn);
+    }
     layer.merged = absorbed
         .iter()
         .map(|&j| node_key(&facts.graph.node[j]))
@@ -127,6 +148,7 @@ fn conv_layer(
         spatial_rank: weight_dims.len() - 2,
         strided: strides.iter().any(|s| *s != 1),
         weight: Tensor::f32(weight_dims, weight_values),
+        original: None,
         bias,
         conv_attrs: node
             .attribute
@@ -229,6 +251,7 @@ fn dense(node: &NodeProto, w_oi: Tensor, bias: Option<Vec<f32>>) -> LinearLayer 
         input: node.input[0].clone(),
         output: node.output[0].clone(),
         weight: w_oi,
+        original: None,
         bias,
         conv_attrs: vec![],
         spatial_rank: 0,

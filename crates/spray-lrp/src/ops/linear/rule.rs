@@ -261,11 +261,21 @@ fn modified_params(
     if let Some(v) = cache.get(&key) {
         return v.clone();
     }
-    let weight_values = layer.weight.as_f32().expect("float weight");
-    let w = b.constant(
-        "w",
-        Tensor::f32(layer.weight.dims.clone(), weight_mod.apply(weight_values)),
-    );
+    let w = match (&layer.original, weight_mod) {
+        // The graph's own weight, unmodified: read it (transposed to [out, in] at run time
+        // where it is stored as [in, out]) instead of writing a copy into the graph.
+        (Some((name, false)), ParamMod::Identity) => name.clone(),
+        (Some((name, true)), ParamMod::Identity) => {
+            b.op("Transpose", &[name], vec![attr::ints("perm", &[1, 0])])
+        }
+        _ => {
+            let weight_values = layer.weight.as_f32().expect("float weight");
+            b.constant(
+                "w",
+                Tensor::f32(layer.weight.dims.clone(), weight_mod.apply(weight_values)),
+            )
+        }
+    };
     let bias = match (&layer.bias, bias_mod) {
         (_, ParamMod::Zero) | (None, _) => None,
         (Some(values), m) => {
