@@ -2,6 +2,7 @@
 //! or CUDA.
 
 mod constants;
+mod external;
 mod finite;
 mod runtime;
 mod steered;
@@ -91,6 +92,31 @@ impl Default for SessionConfig {
 /// Create a session from model bytes on the configured device. Asking for CUDA where the GPU
 /// build or a GPU is missing is an error that says which.
 pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session> {
+    Ok(session_builder(config)?.commit_from_memory(bytes)?)
+}
+
+/// A session of a model file (with its external data beside it).
+pub fn session_from_file(path: &std::path::Path, config: SessionConfig) -> Result<Session> {
+    Ok(session_builder(config)?.commit_from_file(path)?)
+}
+
+/// A session of `model`: from its bytes, or, over ONNX Runtime's 2 GB protobuf limit, from a
+/// temporary copy with external data (kept as long as the returned value).
+fn session_from_model(
+    model: &spray_onnx::ModelProto,
+    config: SessionConfig,
+) -> Result<(Session, Option<external::ExternalModel>)> {
+    if spray_onnx::encoded_len(model) <= external::PROTOBUF_LIMIT {
+        return Ok((
+            session_from_bytes(&spray_onnx::encode_model(model), config)?,
+            None,
+        ));
+    }
+    let written = external::write_external(model)?;
+    Ok((session_from_file(&written.path, config)?, Some(written)))
+}
+
+fn session_builder(config: SessionConfig) -> Result<ort::session::builder::SessionBuilder> {
     let env = environment(config.device)?;
     let mut builder =
         Session::builder(&env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
@@ -116,7 +142,7 @@ pub fn session_from_bytes(bytes: &[u8], config: SessionConfig) -> Result<Session
             ))
         })?;
     }
-    Ok(builder.commit_from_memory(bytes)?)
+    Ok(builder)
 }
 
 /// The result of explaining a batch.
@@ -139,14 +165,18 @@ pub struct LrpEngine {
     /// Set when a batch failed and single samples run: a graph exported with a fixed batch
     /// whose shapes (a transformer's class token, its attention reshapes) are baked for it.
     one_at_a_time: bool,
+    /// The external-data copy a model over 2 GB was loaded from.
+    _external: Option<external::ExternalModel>,
 }
 
 impl LrpEngine {
     pub fn new(model: &spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
+        let (session, external) = session_from_model(&model.model, config)?;
         Ok(LrpEngine {
-            session: session_from_bytes(&model.to_bytes(), config)?,
+            session,
             signature: model.signature.clone(),
             one_at_a_time: false,
+            _external: external,
         })
     }
 
@@ -154,13 +184,24 @@ impl LrpEngine {
     /// before ONNX Runtime makes its own copy, so the process never holds three (the graph,
     /// its bytes, ORT's). Why it matters: vgg16's compiled graph is 1.1 GB.
     pub fn from_model(model: spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
-        let bytes = model.to_bytes();
         let signature = model.signature;
+        if spray_onnx::encoded_len(&model.model) > external::PROTOBUF_LIMIT {
+            let written = external::write_external(&model.model)?;
+            drop(model.model);
+            return Ok(LrpEngine {
+                session: session_from_file(&written.path, config)?,
+                signature,
+                one_at_a_time: false,
+                _external: Some(written),
+            });
+        }
+        let bytes = spray_onnx::encode_model(&model.model);
         drop(model.model);
         Ok(LrpEngine {
             session: session_from_bytes(&bytes, config)?,
             signature,
             one_at_a_time: false,
+            _external: None,
         })
     }
 

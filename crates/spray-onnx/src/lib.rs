@@ -18,8 +18,8 @@ use prost::Message;
 pub use check::{check_model, non_finite_constants, NonFiniteConstant};
 pub use proto::data_type;
 pub use proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto,
-    ValueInfoProto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, ValueInfoProto,
 };
 pub use tensor::{Tensor, TensorData};
 
@@ -97,6 +97,11 @@ pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
 /// Encode a model to protobuf bytes.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
+}
+
+/// The size in bytes `encode_model` would produce, without encoding.
+pub fn encoded_len(model: &ModelProto) -> usize {
+    model.encoded_len()
 }
 
 /// Write a model so that a reader never sees a half-written file: the bytes go to a
