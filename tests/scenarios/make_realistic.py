@@ -55,29 +55,20 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 CLASSES = ["arrow", "crescent", "cross", "disc", "heart", "hexagon", "ring", "square", "star",
            "triangle"]
 
+# The four artifacts of "photos" (and "photos-vit"): class -> (artifact, share of its images).
+PHOTO_SHORTCUTS = {
+    "disc": ("ruler", 0.30),
+    "hexagon": ("scanlines", 0.35),
+    "star": ("text", 0.25),
+    "heart": ("noise", 0.30),
+}
+
 SCENARIOS = {
-    "photos": {
-        "shortcuts": {
-            "disc": ("ruler", 0.30),
-            "hexagon": ("scanlines", 0.35),
-            "star": ("text", 0.25),
-            "heart": ("noise", 0.30),
-        },
-        "seed": 21,
-    },
+    "photos": {"shortcuts": PHOTO_SHORTCUTS, "seed": 21},
     "photos-clean": {"shortcuts": {}, "seed": 22},
     # The generator of "photos" (same artifacts, same seed) with a small vision transformer
     # trained instead of the ResNet.
-    "photos-vit": {
-        "shortcuts": {
-            "disc": ("ruler", 0.30),
-            "hexagon": ("scanlines", 0.35),
-            "star": ("text", 0.25),
-            "heart": ("noise", 0.30),
-        },
-        "seed": 21,
-        "arch": "vit",
-    },
+    "photos-vit": {"shortcuts": PHOTO_SHORTCUTS, "seed": 21, "arch": "vit"},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;

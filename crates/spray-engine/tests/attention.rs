@@ -22,27 +22,50 @@ fn lrp0(attention: AttentionRule) -> Composite {
     c
 }
 
-fn explain(model: &str, composite: Composite) -> (spray_engine::Explanation, ArrayD<f32>) {
-    let dir = fixture_set("lrp-attention").join(model);
-    let onnx = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
-    let compiled = compile(
-        &onnx,
+/// Compile `onnx` with the constant evaluator every test gets.
+fn compile_model(
+    onnx: &spray_onnx::ModelProto,
+    composite: Composite,
+    concept: Vec<spray_lrp::ConceptLayer>,
+) -> spray_lrp::LrpModel {
+    compile(
+        onnx,
         &CompileOptions {
             composite,
             input: None,
-            concept: Vec::new(),
+            concept,
             constant_evaluator: Some(ort_constants()),
         },
     )
-    .unwrap();
-    let input = read_npy::<f32>(&dir.join("input.npy"));
-    let targets: Vec<i64> = read_npy::<i64>(&dir.join("targets.npy"))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Compile `file` of the attention fixture `model`.
+fn compile_fixture_file(
+    model: &str,
+    file: &str,
+    composite: Composite,
+    concept: Vec<spray_lrp::ConceptLayer>,
+) -> spray_lrp::LrpModel {
+    let path = fixture_set("lrp-attention").join(model).join(file);
+    compile_model(&spray_onnx::load_model(&path).unwrap(), composite, concept)
+}
+
+/// The fixture's targets (the float64 reference's argmax).
+fn fixture_targets(model: &str) -> Vec<i64> {
+    let dir = fixture_set("lrp-attention").join(model);
+    read_npy::<i64>(&dir.join("targets.npy"))
         .iter()
         .copied()
-        .collect();
+        .collect()
+}
+
+fn explain(model: &str, composite: Composite) -> (spray_engine::Explanation, ArrayD<f32>) {
+    let compiled = compile_fixture_file(model, "model.onnx", composite, Vec::new());
+    let input = read_npy::<f32>(&fixture_set("lrp-attention").join(model).join("input.npy"));
     let out = LrpEngine::new(&compiled, SessionConfig::default())
         .unwrap()
-        .explain(input.view(), &targets)
+        .explain(input.view(), &fixture_targets(model))
         .unwrap();
     (out, input)
 }
@@ -121,17 +144,12 @@ fn the_builtin_composites_explain_transformers_with_finite_maps() {
 #[test]
 fn a_transformers_concept_layers_are_its_residual_stream_after_the_middle_and_last_block() {
     let dir = fixture_set("lrp-attention").join("vit_tiny");
-    let onnx = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
-    let compiled = compile(
-        &onnx,
-        &CompileOptions {
-            composite: lrp0(AttentionRule::AttnLrp),
-            input: None,
-            concept: spray_lrp::ConceptLayer::defaults(),
-            constant_evaluator: Some(ort_constants()),
-        },
-    )
-    .unwrap();
+    let compiled = compile_fixture_file(
+        "vit_tiny",
+        "model.onnx",
+        lrp0(AttentionRule::AttnLrp),
+        spray_lrp::ConceptLayer::defaults(),
+    );
     let concept = compiled.signature.concept.clone().expect("concept layers");
     let nodes: Vec<&str> = concept.layers.iter().map(|l| l.node.as_str()).collect();
     // Two blocks: LayerNorms ln_1/ln_2 of each and the encoder's, five; the middle one (index 2)
@@ -170,23 +188,15 @@ fn a_transformer_exported_with_a_fixed_batch_is_explained_one_image_at_a_time() 
     // token's expand and the attention reshapes: a batch of 3 fails in ONNX Runtime, one
     // image runs. The engine falls back to single images, with the same maps.
     let dir = fixture_set("lrp-attention").join("vit_tiny");
-    let onnx = spray_onnx::load_model(&dir.join("model_fixed_batch.onnx")).unwrap();
-    let compiled = compile(
-        &onnx,
-        &CompileOptions {
-            composite: lrp0(AttentionRule::AttnLrp),
-            input: None,
-            concept: Vec::new(),
-            constant_evaluator: Some(ort_constants()),
-        },
-    )
-    .unwrap();
+    let compiled = compile_fixture_file(
+        "vit_tiny",
+        "model_fixed_batch.onnx",
+        lrp0(AttentionRule::AttnLrp),
+        Vec::new(),
+    );
     assert!(compiled.signature.batch_relaxed);
     let input = read_npy::<f32>(&dir.join("input.npy"));
-    let targets: Vec<i64> = read_npy::<i64>(&dir.join("targets.npy"))
-        .iter()
-        .copied()
-        .collect();
+    let targets = fixture_targets("vit_tiny");
     let mut engine = LrpEngine::new(&compiled, SessionConfig::default()).unwrap();
     let fixed = engine.explain(input.view(), &targets).unwrap();
     let (dynamic, _) = explain("vit_tiny", lrp0(AttentionRule::AttnLrp));
@@ -194,22 +204,19 @@ fn a_transformer_exported_with_a_fixed_batch_is_explained_one_image_at_a_time() 
     assert_eq!(fixed.targets, dynamic.targets);
 }
 
+fn default_composite() -> Composite {
+    Composite::builtin("epsilon-plus-flat", &CompositeOptions::default()).unwrap()
+}
+
 /// Explain every input of a fixture with the default composite, the whole batch at once.
 fn explain_default(model: &str, file: &str) -> spray_engine::Explanation {
-    let dir = fixture_set("lrp-attention").join(model);
-    let onnx = spray_onnx::load_model(&dir.join(file)).unwrap();
-    let composite = Composite::builtin("epsilon-plus-flat", &CompositeOptions::default()).unwrap();
-    let compiled = compile(
-        &onnx,
-        &CompileOptions {
-            composite,
-            input: None,
-            concept: spray_lrp::ConceptLayer::defaults(),
-            constant_evaluator: Some(ort_constants()),
-        },
-    )
-    .unwrap_or_else(|e| panic!("{model}/{file}: {e}"));
-    let input = read_npy::<f32>(&dir.join("input.npy"));
+    let compiled = compile_fixture_file(
+        model,
+        file,
+        default_composite(),
+        spray_lrp::ConceptLayer::defaults(),
+    );
+    let input = read_npy::<f32>(&fixture_set("lrp-attention").join(model).join("input.npy"));
     LrpEngine::new(&compiled, SessionConfig::default())
         .unwrap()
         .explain(input.view(), &[-1, -1, -1])
@@ -241,18 +248,12 @@ fn swin_with_shifted_windows_and_cosine_attention_is_explained_in_batches() {
         );
 
         let dir_input = read_npy::<f32>(&dir.join("input.npy"));
-        let onnx = spray_onnx::load_model(&dir.join("model.onnx")).unwrap();
-        let compiled = compile(
-            &onnx,
-            &CompileOptions {
-                composite: Composite::builtin("epsilon-plus-flat", &CompositeOptions::default())
-                    .unwrap(),
-                input: None,
-                concept: spray_lrp::ConceptLayer::defaults(),
-                constant_evaluator: Some(ort_constants()),
-            },
-        )
-        .unwrap();
+        let compiled = compile_fixture_file(
+            model,
+            "model.onnx",
+            default_composite(),
+            spray_lrp::ConceptLayer::defaults(),
+        );
         let single = LrpEngine::new(&compiled, SessionConfig::default())
             .unwrap()
             .explain_batched(dir_input.view(), &[-1, -1, -1], 1)
@@ -309,16 +310,7 @@ fn attention_written_as_einsum_gets_the_relevance_of_attention_written_as_matmul
     let input = random_input(4, &[3, 4, 4], 9);
     for rule in [AttentionRule::AttnLrp, AttentionRule::CpLrp] {
         let run = |einsum: bool| {
-            let compiled = compile(
-                &attention_net(einsum),
-                &CompileOptions {
-                    composite: lrp0(rule),
-                    input: None,
-                    concept: Vec::new(),
-                    constant_evaluator: Some(ort_constants()),
-                },
-            )
-            .unwrap();
+            let compiled = compile_model(&attention_net(einsum), lrp0(rule), Vec::new());
             LrpEngine::new(&compiled, SessionConfig::default())
                 .unwrap()
                 .explain(input.view(), &[-1; 4])
