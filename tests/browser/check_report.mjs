@@ -1,16 +1,28 @@
 // Open a spray report in headless Chromium and check what a reviewer relies on.
 //
-//   node check_report.mjs REPORT.html SCREENSHOT.png [HOSTILE_TEXT]
+//   node check_report.mjs REPORT/index.html SCREENSHOT.png [HOSTILE_TEXT] [--max-pages N]
 //
-// Fails (exit 1) on: a console error or uncaught exception, any dialog (alert/confirm: a sign
-// that data from file names executed), a request leaving the page (the report must be
-// self-contained), a missing ranking table, spectrum chart or scatter plot, a scatter point
-// whose preview does not show, or HOSTILE_TEXT not shown as literal text.
+// The index, then each class page it links to (the first N in rank order, and the largest
+// page, when --max-pages is given). Fails (exit 1) on: a console error or uncaught exception
+// on any page, any dialog (alert/confirm: a sign that data from file names executed), a request
+// leaving the report (it must be self-contained), a missing ranking table or overview chart on
+// the index, a class page without its spectrum chart or scatter plot, a scatter point whose
+// preview does not show, a broken link between pages, or HOSTILE_TEXT not shown as literal text
+// on any page. SCREENSHOT is the index; the first class page goes beside it (-class.png).
 import { chromium } from "playwright-core";
+import { statSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
-const [report, screenshot, hostile] = process.argv.slice(2);
+const args = process.argv.slice(2);
+let maxPages = Infinity;
+const at = args.indexOf("--max-pages");
+if (at >= 0) {
+  maxPages = Number(args[at + 1]);
+  args.splice(at, 2);
+}
+const [report, screenshot, hostile] = args;
 if (!report || !screenshot) {
-  console.error("usage: node check_report.mjs REPORT.html SCREENSHOT.png [HOSTILE_TEXT]");
+  console.error("usage: node check_report.mjs REPORT/index.html SCREENSHOT.png [HOSTILE_TEXT] [--max-pages N]");
   process.exit(2);
 }
 const failures = [];
@@ -19,50 +31,81 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
-try {
+
+async function open(url, label) {
   const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
-  page.on("console", (m) => { if (m.type() === "error") failures.push(`console error: ${m.text()}`); });
-  page.on("pageerror", (e) => failures.push(`uncaught exception: ${e.message}`));
-  page.on("dialog", async (d) => { failures.push(`a dialog opened (${d.type()}: ${d.message()}): data executed as code`); await d.dismiss(); });
+  page.on("console", (m) => { if (m.type() === "error") failures.push(`${label}: console error: ${m.text()}`); });
+  page.on("pageerror", (e) => failures.push(`${label}: uncaught exception: ${e.message}`));
+  page.on("dialog", async (d) => { failures.push(`${label}: a dialog opened (${d.type()}: ${d.message()}): data executed as code`); await d.dismiss(); });
   page.on("request", (r) => {
-    const url = r.url();
-    if (!url.startsWith("file:") && !url.startsWith("data:")) failures.push(`request left the page: ${url}`);
+    const u = r.url();
+    if (!u.startsWith("file:") && !u.startsWith("data:")) failures.push(`${label}: request left the page: ${u}`);
   });
-  await page.goto("file://" + report, { waitUntil: "load" });
+  const response = await page.goto(url, { waitUntil: "load" });
+  if (response && !response.ok()) failures.push(`${label}: cannot open ${url}`);
+  return page;
+}
 
-  const rows = await page.locator("#ranking-table tbody tr").count();
-  if (rows < 1) failures.push("ranking table has no rows");
-  const spectra = await page.locator(".chart.spectrum svg").count();
-  if (spectra < 1) failures.push("no spectrum chart");
-  const overview = await page.locator(".chart.spectrum-overview svg").count();
-  if (overview < 1) failures.push("no eigenvalue overview chart");
-  const circles = page.locator(".chart.scatter svg circle");
-  const points = await circles.count();
-  if (points < 1) failures.push("no scatter plot points");
+let hostileSeen = false;
+async function lookForHostile(page) {
+  if (!hostile) return;
+  const bodyText = await page.locator("body").innerText();
+  if (bodyText.includes(hostile)) hostileSeen = true;
+  const injected = await page.locator('img[src="x"]').count();
+  if (injected > 0) failures.push("hostile markup became an element");
+}
 
-  // Sorting: clicking the n header twice must not throw; first rank cell stays a number.
-  await page.locator("#ranking-table th").nth(2).click();
-  await page.locator("#ranking-table th").nth(0).click();
-
-  // Hover each scatter point of the first class; its preview must show the sample's text.
-  if (points > 0) {
-    const scatter = page.locator(".chart.scatter").first();
-    const n = await scatter.locator("svg circle").count();
-    for (let i = 0; i < n; i++) {
-      await scatter.locator("svg circle").nth(i).dispatchEvent("mouseenter");
+let summary = "";
+try {
+  const index = await open("file://" + report, "index");
+  const rows = await index.locator("#ranking-table tbody tr").count();
+  if (rows < 1) failures.push("index: ranking table has no rows");
+  const overview = await index.locator(".chart.spectrum-overview svg").count();
+  if (overview < 1) failures.push("index: no eigenvalue overview chart");
+  if ((await index.locator("#flagged").count()) < 1) failures.push("index: no flagged-classes section");
+  // Sorting: clicking the n header, then rank, must not throw.
+  await index.locator("#ranking-table th").nth(2).click();
+  await index.locator("#ranking-table th").nth(0).click();
+  await lookForHostile(index);
+  await index.screenshot({ path: screenshot, fullPage: true });
+  // The class pages in rank order (the links of the ranking table, resolved by the browser).
+  const byRank = await index.locator("#ranking-table tbody tr").evaluateAll((trs) =>
+    trs.map((tr) => [Number(tr.cells[0].textContent), tr.querySelector("td.name a")?.href])
+      .filter((x) => x[1]).sort((a, b) => a[0] - b[0]).map((x) => x[1]));
+  await index.close();
+  if (byRank.length < 1) failures.push("index: no class page linked");
+  let chosen = byRank.slice(0, Math.min(byRank.length, maxPages));
+  if (chosen.length < byRank.length) {
+    // The largest page too: the one a size bound is about.
+    const largest = byRank.reduce((a, b) =>
+      statSync(fileURLToPath(b)).size > statSync(fileURLToPath(a)).size ? b : a);
+    if (!chosen.includes(largest)) chosen.push(largest);
+  }
+  let points = 0;
+  for (const [i, url] of chosen.entries()) {
+    const label = url.split("/").pop();
+    const page = await open(url, label);
+    if ((await page.locator(".chart.spectrum svg").count()) < 1) failures.push(`${label}: no spectrum chart`);
+    const circles = page.locator(".chart.scatter svg circle");
+    const n = await circles.count();
+    points += n;
+    for (let j = 0; j < n; j++) await circles.nth(j).dispatchEvent("mouseenter");
+    if (n > 0) {
+      const text = await page.locator(".preview .text").first().textContent();
+      if (!text || !text.includes("cluster")) failures.push(`${label}: scatter preview did not update: ${text}`);
     }
-    const text = await page.locator(".preview .text").first().textContent();
-    if (!text || !text.includes("cluster")) failures.push(`scatter preview did not update: ${text}`);
+    // Its links back to the index and to its neighbours lead to pages that exist.
+    const hrefs = await page.locator("nav.pager a").evaluateAll((as) => as.map((a) => a.href));
+    for (const h of hrefs) {
+      try { statSync(fileURLToPath(h)); } catch { failures.push(`${label}: broken link ${h}`); }
+    }
+    await lookForHostile(page);
+    if (i === 0) await page.screenshot({ path: screenshot.replace(/\.png$/, "-class.png"), fullPage: true });
+    await page.close();
   }
-
-  if (hostile) {
-    const bodyText = await page.locator("body").innerText();
-    if (!bodyText.includes(hostile)) failures.push(`hostile name not shown as text: ${hostile}`);
-    const injected = await page.locator('img[src="x"]').count();
-    if (injected > 0) failures.push("hostile markup became an element");
-  }
-  await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(`report ok: ${rows} classes ranked, ${spectra} spectra, ${points} points; screenshot ${screenshot}`);
+  if (points < 1) failures.push("no scatter plot points on any class page");
+  if (hostile && !hostileSeen) failures.push(`hostile name not shown as text on any page: ${hostile}`);
+  summary = `report ok: ${rows} classes ranked, ${chosen.length} of ${byRank.length} class pages opened, ${points} points; screenshot ${screenshot}`;
 } finally {
   await browser.close();
 }
@@ -70,3 +113,4 @@ if (failures.length) {
   for (const f of failures) console.error("FAIL: " + f);
   process.exit(1);
 }
+console.log(summary);

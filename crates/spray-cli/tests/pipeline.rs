@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use common::{csv_rows, repo, scratch, spray, spray_output, stdout, write_pipeline};
+use common::{
+    csv_rows, repo, report_pages, report_text, scratch, spray, spray_output, stdout, write_pipeline,
+};
 
 fn mtimes(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     let mut out = BTreeMap::new();
@@ -165,14 +167,27 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
         marked.len()
     );
 
-    // Report present; the skipped corrupt file is listed.
-    let html = std::fs::read_to_string(out.join("report/index.html")).unwrap();
-    assert!(html.contains("square_broken.png"));
-    assert!(
-        html.len() < 8_000_000,
-        "report too large: {} bytes",
-        html.len()
-    );
+    // Report present: an index that lists the skipped corrupt file and links a page per class,
+    // each page bounded.
+    let pages = report_pages(&out.join("report"));
+    assert!(pages[0].1.contains("square_broken.png"));
+    assert_eq!(pages.len(), 1 + 4, "index and one page per class");
+    for class in ["cross", "disc", "square", "triangle"] {
+        assert!(
+            pages[1..].iter().any(
+                |(_, text)| text.contains("<h1>#") && text.contains(&format!(" {class} <span"))
+            ),
+            "no page for {class}"
+        );
+    }
+    for (path, text) in &pages {
+        assert!(
+            text.len() < 4_000_000,
+            "{} too large: {} bytes",
+            path.display(),
+            text.len()
+        );
+    }
     browser_check(
         &out.join("report/index.html"),
         &artefact_dir().join("demo-report.png"),
@@ -406,7 +421,7 @@ fn hostile_names_render_as_text() {
     .unwrap();
     let pipeline = write_pipeline(&dir, &data, 8);
     spray(&["run", pipeline.to_str().unwrap(), "--quiet"]);
-    let html = std::fs::read_to_string(dir.join("out/report/index.html")).unwrap();
+    let html = report_text(&dir.join("out/report"));
     assert!(
         !html.contains(hostile_file),
         "raw hostile file name in the HTML"

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{repo, scratch, spray, spray_output};
+use common::{repo, report_text, scratch, spray, spray_output};
 
 /// The scenario's own pipeline file, with its data, model and output made absolute.
 fn scenario_pipeline(name: &str, dir: &Path) -> PathBuf {
@@ -243,7 +243,7 @@ fn a_moving_mark_and_a_colour_cast_are_found_in_their_spaces_and_verified() {
     assert!(evidence.contains("per image: top"), "{evidence}");
     assert!(evidence.contains(",colour,"), "{evidence}");
     // The report says so in words.
-    let html = std::fs::read_to_string(dir.join("out/report/index.html")).unwrap();
+    let html = report_text(&dir.join("out/report"));
     assert!(html.contains("colours turn"), "the why of a colour group");
     assert!(html.contains("the colours (per-channel mean and spread)"));
 }

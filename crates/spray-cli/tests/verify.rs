@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use common::{csv_rows, repo, scratch, spray, stdout, write_pipeline};
+use common::{csv_rows, repo, report_text, scratch, spray, stdout, write_pipeline};
 
 /// The verify stage finds the demo's shortcut by itself: the watermark cluster's transplant
 /// and occlusion agree with what make_demo.py measured independently in PyTorch
@@ -106,7 +106,7 @@ fn verify_finds_the_watermark_by_itself() {
     }
 
     // The report says why, in a sentence, under the class; the ranking shows the flip rate.
-    let html = std::fs::read_to_string(dir.join("out/report/index.html")).unwrap();
+    let html = report_text(&dir.join("out/report"));
     let sentence = format!("turns {:.0}% of them into “triangle”", 100.0 * flip);
     assert!(
         html.contains(&sentence),

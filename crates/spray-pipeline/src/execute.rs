@@ -177,9 +177,11 @@ impl RunContext<'_> {
         Ok(Executed {
             done_before: 0,
             detail: format!(
-                "{} classes, {} KB of HTML",
+                "{} classes; index {} KB, {} class page(s), the largest {} KB",
                 result.classes,
-                result.html_bytes / 1024
+                result.html_bytes / 1024,
+                result.class_pages,
+                result.largest_class_page_bytes / 1024
             ),
             ranking: Some(Ranking {
                 ranked: result.ranking,

@@ -73,9 +73,23 @@ struct PageCluster {
     examples: Vec<PageExample>,
 }
 
-/// The id of a class's section, which the ranking table links to.
+/// The id of a class's section on its page.
 pub(crate) fn anchor(class_index: i32) -> String {
     format!("class-{}", spray_store::analysis::group_name(class_index))
+}
+
+/// The folder of the class pages, inside the report folder.
+pub(crate) const PAGES_DIR: &str = "classes";
+
+/// A class's page, relative to the report folder (where the index is). Named by the class
+/// index, not the class name: names come from data and may hold any character.
+pub(crate) fn href(class_index: i32) -> String {
+    format!("{PAGES_DIR}/{}", page_file(class_index))
+}
+
+/// A class page's file name inside [`PAGES_DIR`].
+pub(crate) fn page_file(class_index: i32) -> String {
+    format!("{}.html", spray_store::analysis::group_name(class_index))
 }
 
 /// The section of class `r`, whose samples (of the page's space) are `members`; the pictures

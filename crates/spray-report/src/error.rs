@@ -16,6 +16,13 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// A class page of an earlier run could not be listed or removed.
+    #[error("removing an earlier run's class page in {}", path.display())]
+    StalePage {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// plotters failed to draw a chart (into a string: not a matter of the input).
     #[error("drawing the chart '{title}'")]
     Chart {

@@ -35,8 +35,8 @@ mod tables;
 #[cfg(test)]
 mod test_fixtures;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use spray_store::analysis::SampleEmbedding;
 use spray_store::FeatureSpace;
@@ -68,24 +68,40 @@ pub struct ReportJob<'a> {
 
 #[derive(Debug, Clone)]
 pub struct ReportSummary {
+    /// `<out>/report/index.html`.
     pub index: PathBuf,
     pub classes: usize,
     /// (class name, analysis score, specific transplant effect when verified) in rank order.
     pub ranking: Vec<(String, f64, Option<f64>)>,
     pub flagged: Vec<String>,
+    /// The index page's size.
     pub html_bytes: usize,
+    /// Class pages written (`<out>/report/classes/`), and the largest one's size.
+    pub class_pages: usize,
+    pub largest_class_page_bytes: usize,
 }
 
-/// Build the report.
+/// Build the report: the CSV tables, a page per detailed class, then the index.
 pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
     let tables = StageTables::load(job)?;
     let ranking = rank_with_evidence(&tables.spectra, &tables.all_evidence());
-    std::fs::create_dir_all(&job.dir).map_err(|source| ReportError::CreateDir {
-        path: job.dir.clone(),
+    let pages_dir = job.dir.join(class_page::PAGES_DIR);
+    std::fs::create_dir_all(&pages_dir).map_err(|source| ReportError::CreateDir {
+        path: pages_dir.clone(),
         source,
     })?;
     tables::write_all(&job.dir, &ranking, &tables)?;
-    let html = render::render(page(job, &tables, &ranking)?)?;
+    let (class_pages, largest_class_page_bytes) =
+        write_class_pages(job, &tables, &ranking, &pages_dir)?;
+    let html = render::render_index(render::IndexPage {
+        settings: job.settings,
+        run_info: &job.run_info,
+        rows: overview::ranking_rows(&ranking, &tables, job.settings.class_pages(ranking.len())),
+        overview: overview::overview_charts(&ranking, job.settings.overview_eigenvalues)?,
+        has_evidence: !tables.evidence.is_empty(),
+        samples: tables.samples.len(),
+        errors: &tables.errors,
+    })?;
     let index = job.dir.join("index.html");
     spray_store::write_atomically(&index, html.as_bytes())?;
     Ok(ReportSummary {
@@ -103,42 +119,69 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
             .collect(),
         flagged: flag(&ranking),
         html_bytes: html.len(),
+        class_pages,
+        largest_class_page_bytes,
     })
 }
 
-/// The page's data: the overview of every class, and a section for each of the top
-/// `detail_classes`.
-fn page<'a>(
-    job: &'a ReportJob<'_>,
-    tables: &'a StageTables,
+/// One page for each of the top `detail_classes` (every class by default), each with its own pictures, built, written
+/// and dropped one at a time, so memory holds one class's pictures. Pages of an earlier run
+/// that this one does not write are removed: no stale page survives beside the new index.
+/// Returns the number of pages and the largest one's size.
+fn write_class_pages(
+    job: &ReportJob<'_>,
+    tables: &StageTables,
     ranking: &[RankedClass],
-) -> Result<render::Page<'a>> {
+    pages_dir: &Path,
+) -> Result<(usize, usize)> {
     let settings = job.settings;
     let mut by_class: BTreeMap<i32, Vec<&SampleEmbedding>> = BTreeMap::new();
     for s in &tables.samples {
         by_class.entry(s.class_index).or_default().push(s);
     }
-    let mut pictures = images::Pictures::default();
-    let classes = ranking
-        .iter()
-        .take(settings.detail_classes)
-        .map(|r| {
-            let members = by_class
-                .get(&r.spectrum.class_index)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            class_page::class_page(r, members, tables, settings, &mut pictures)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(render::Page {
-        settings,
-        run_info: &job.run_info,
-        rows: overview::ranking_rows(ranking, tables, settings.detail_classes),
-        overview: overview::overview_charts(ranking, settings.overview_eigenvalues)?,
-        classes,
-        has_evidence: !tables.evidence.is_empty(),
-        samples: tables.samples.len(),
-        images: pictures.into_map(),
-        errors: &tables.errors,
-    })
+    let detailed = &ranking[..settings.class_pages(ranking.len())];
+    let mut largest = 0;
+    let mut written = BTreeSet::new();
+    for (i, r) in detailed.iter().enumerate() {
+        let members = by_class
+            .get(&r.spectrum.class_index)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut pictures = images::Pictures::default();
+        let class = class_page::class_page(r, members, tables, settings, &mut pictures)?;
+        let html = render::render_class(render::ClassPage {
+            settings,
+            class: &class,
+            total_classes: ranking.len(),
+            previous: i.checked_sub(1).map(|p| &detailed[p]),
+            next: detailed.get(i + 1),
+            images: pictures.into_map(),
+        })?;
+        let file = class_page::page_file(r.spectrum.class_index);
+        spray_store::write_atomically(&pages_dir.join(&file), html.as_bytes())?;
+        largest = largest.max(html.len());
+        written.insert(std::ffi::OsString::from(file));
+    }
+    remove_stale_pages(pages_dir, &written)?;
+    Ok((written.len(), largest))
+}
+
+/// Removes the `.html` files in `pages_dir` that are not in `keep`.
+fn remove_stale_pages(pages_dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
+    let entries = std::fs::read_dir(pages_dir).map_err(|source| ReportError::StalePage {
+        path: pages_dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stale =
+            path.extension().is_some_and(|e| e == "html") && !keep.contains(&entry.file_name());
+        if stale {
+            std::fs::remove_file(&path).map_err(|source| ReportError::StalePage {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }

@@ -13,8 +13,9 @@ use crate::{charts, class_page, evidence, RankedClass, Result};
 #[derive(Serialize)]
 pub(crate) struct PageRow {
     rank: usize,
-    flagged: bool,
-    anchor: Option<String>,
+    pub(crate) flagged: bool,
+    /// The class's page, relative to the index, when it has one.
+    href: Option<String>,
     name: String,
     class_index: i32,
     n: i64,
@@ -39,7 +40,7 @@ pub(crate) struct PageRow {
     verified_effect: String,
 }
 
-/// The ranking table, in rank order; the first `detail_classes` link to their sections.
+/// The ranking table, in rank order; the first `detail_classes` link to their pages.
 pub(crate) fn ranking_rows(
     ranking: &[RankedClass],
     tables: &StageTables,
@@ -58,7 +59,7 @@ pub(crate) fn ranking_rows(
             PageRow {
                 rank: r.rank,
                 flagged: is_flagged_ranked(r),
-                anchor: (r.rank <= detail_classes).then(|| class_page::anchor(s.class_index)),
+                href: (r.rank <= detail_classes).then(|| class_page::href(s.class_index)),
                 name: s.class_name.clone(),
                 class_index: s.class_index,
                 n: s.n,

@@ -6,9 +6,10 @@ pub struct ReportSettings {
     /// Page title.
     #[serde(default = "default_title")]
     pub title: String,
-    /// Classes with a detailed section (the top of the ranking).
-    #[serde(default = "default_detail")]
-    pub detail_classes: usize,
+    /// Classes with a page of their own (the top of the ranking); none set: every class. Each
+    /// page holds one class's pictures, so the report's size grows with this, a page's does not.
+    #[serde(default)]
+    pub detail_classes: Option<usize>,
     /// Per class, samples whose thumbnail and heatmap are embedded for the scatter plot's
     /// preview (the most central of each cluster first); bounds the page size.
     #[serde(default = "default_examples")]
@@ -24,9 +25,6 @@ pub struct ReportSettings {
 fn default_title() -> String {
     "spray report".into()
 }
-fn default_detail() -> usize {
-    30
-}
 fn default_examples() -> usize {
     30
 }
@@ -37,11 +35,18 @@ fn default_overview() -> usize {
     5
 }
 
+impl ReportSettings {
+    /// How many of `classes` ranked classes get a page.
+    pub fn class_pages(&self, classes: usize) -> usize {
+        self.detail_classes.unwrap_or(classes).min(classes)
+    }
+}
+
 impl Default for ReportSettings {
     fn default() -> Self {
         ReportSettings {
             title: default_title(),
-            detail_classes: default_detail(),
+            detail_classes: None,
             examples_per_class: default_examples(),
             montage: default_montage(),
             overview_eigenvalues: default_overview(),
@@ -59,7 +64,11 @@ mod tests {
         assert_eq!(empty, ReportSettings::default());
         let some: ReportSettings = serde_json::from_str(r#"{"montage": 3}"#).unwrap();
         assert_eq!(some.montage, 3);
-        assert_eq!(some.detail_classes, 30);
+        assert_eq!(some.detail_classes, None);
+        assert_eq!(some.class_pages(1000), 1000);
+        let top: ReportSettings = serde_json::from_str(r#"{"detail_classes": 50}"#).unwrap();
+        assert_eq!(top.class_pages(1000), 50);
+        assert_eq!(top.class_pages(10), 10);
         assert!(serde_json::from_str::<ReportSettings>(r#"{"montages": 3}"#).is_err());
     }
 }

@@ -100,3 +100,30 @@ pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
         })
         .collect()
 }
+
+/// The report's pages: `report/index.html` first, then each class page (`report/classes/`) by
+/// file name, as (path, text).
+pub fn report_pages(report_dir: &Path) -> Vec<(PathBuf, String)> {
+    let index = report_dir.join("index.html");
+    let mut pages = vec![(index.clone(), std::fs::read_to_string(&index).unwrap())];
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(report_dir.join("classes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "html"))
+        .collect();
+    classes.sort();
+    for p in classes {
+        let text = std::fs::read_to_string(&p).unwrap();
+        pages.push((p, text));
+    }
+    pages
+}
+
+/// Every page of the report as one text, for what must appear somewhere in it.
+pub fn report_text(report_dir: &Path) -> String {
+    report_pages(report_dir)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
