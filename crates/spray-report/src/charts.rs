@@ -142,10 +142,13 @@ pub fn overview_svg(
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)
             .map_err(&err)?;
         let labels: Vec<String> = classes.iter().map(|(l, _)| l.clone()).collect();
+        // A name every 14 px at most: beyond ~160 classes (the width is capped) some names
+        // are left out rather than drawn over each other; the ranking table has them all.
+        let max_labels = (width as usize - 160) / 14;
         chart
             .configure_mesh()
             .y_desc("eigenvalue")
-            .x_labels(n)
+            .x_labels(n.min(max_labels))
             .x_label_formatter(&|x| {
                 let i = x.round();
                 if (x - i).abs() < 1e-6 && i >= 0.0 {

@@ -18,6 +18,10 @@ use crate::{RankedClass, ReportError, ReportSettings, Result};
 const STYLE: &str = include_str!("../templates/style.css");
 const SCRIPT: &str = include_str!("../templates/script.js");
 
+/// Flagged classes listed with their reason at the top of the index; the rest are counted
+/// (their rows of the ranking are highlighted).
+const FLAGGED_LISTED: usize = 50;
+
 /// Skipped inputs listed on the page; the rest are counted.
 const ERRORS_LISTED: usize = 200;
 
@@ -88,13 +92,15 @@ pub(crate) fn render_index(page: IndexPage<'_>) -> Result<String> {
         .map_err(ReportError::Template)?;
     let total_classes = page.rows.len();
     let flagged: Vec<&PageRow> = page.rows.iter().filter(|r| r.flagged).collect();
+    let flagged_count = flagged.len();
     template
         .render(minijinja::context! {
             style => STYLE,
             script => SCRIPT,
             title => &page.settings.title,
             run_info => page.run_info,
-            flagged => flagged,
+            flagged => &flagged[..flagged_count.min(FLAGGED_LISTED)],
+            flagged_count => flagged_count,
             rows => &page.rows,
             overview_svg => page.overview.relevance,
             overview_baseline_svg => page.overview.baseline,
