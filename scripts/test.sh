@@ -3,6 +3,8 @@
 #   - ONNX Runtime's shared library (PyPI wheel, pinned) into .ort/
 #   - Debian's Chromium and playwright-core (npm, pinned by package-lock.json) for the
 #     report's browser test
+#   - a venv with maturin (PyPI, pinned) to build the Python package, and a fresh one per run
+#     with numpy, polars, pandas and pyarrow (pinned) to test it (scripts/test-python.sh)
 #   - Debian's slurm-wlm and munge for the scheduler test (a single-node cluster on localhost,
 #     started by the test through scripts/slurm-local.sh; ~25 s to install, ~11 s to run)
 set -euo pipefail
@@ -19,3 +21,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --locked "$@"
+# The Python package, built from the same target folder and tested in a fresh venv.
+scripts/test-python.sh

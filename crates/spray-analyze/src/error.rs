@@ -19,6 +19,9 @@ pub enum AnalyzeError {
     /// shape (the part changed since it was written or read?): rebuild the relevance stage.
     #[error("{path}: {reason}")]
     CorruptInput { path: String, reason: String },
+    /// Maps handed over in memory (`analyze_maps`) whose values, labels and shape disagree.
+    #[error("maps in memory: {0}")]
+    MapShape(String),
     /// The relevance dataset is complete but holds no maps: stage 1 skipped every input.
     #[error(
         "{dir} holds no relevance maps: every input was skipped (the reasons are in its \

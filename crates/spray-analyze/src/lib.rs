@@ -26,6 +26,7 @@ mod error;
 pub mod features;
 pub mod graph;
 mod group;
+mod in_memory;
 pub mod lanczos;
 mod output;
 pub mod progress;
@@ -50,6 +51,7 @@ pub use graph::{EdgeWeight, KnnGraph, KnnTable, LaplacianKind, SparseSymmetric, 
 pub use group::{
     analyze_group, analyze_group_observed, GroupAnalysis, GroupPoints, TSNE_INIT_EIGENVECTORS,
 };
+pub use in_memory::{analyze_maps, MapsInMemory};
 pub use output::fingerprint;
 pub use settings::{AnalysisSettings, Grouping, KnnSearch, RankCriterion};
 pub use spectrum::eigengap_stats;

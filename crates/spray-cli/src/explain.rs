@@ -2,14 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ndarray::ArrayD;
-use spray_engine::{Device, LrpEngine, OrtConstantEvaluator, SessionConfig};
-use spray_lrp::{compile_owned, CompileOptions, CompositeSpec};
+use spray_cli::front::{self, Execution, Rules};
+use spray_engine::Device;
+use spray_lrp::CompositeSpec;
 
 /// Which rules to use: a built-in composite or a TOML file.
 #[derive(Args, Clone)]
@@ -30,23 +29,13 @@ pub struct CompositeArgs {
 }
 
 impl CompositeArgs {
-    /// Compiler options; `device` is where the compiled model will run (it decides which ONNX
-    /// Runtime build the constant folder loads).
-    fn options(&self, device: Device) -> Result<CompileOptions> {
-        if self.composite.needs_input_bounds()
-            && (self.zbox_low.is_none() || self.zbox_high.is_none())
-        {
-            tracing::warn!(
-                "epsilon-gamma-box without --zbox-low/--zbox-high: assuming inputs in [0, 1]"
-            );
+    fn rules(&self) -> Rules {
+        Rules {
+            composite: self.composite.clone(),
+            zbox_low: self.zbox_low.clone(),
+            zbox_high: self.zbox_high.clone(),
+            input_name: self.input_name.clone(),
         }
-        Ok(CompileOptions::for_spec(
-            &self.composite,
-            self.zbox_low.as_deref(),
-            self.zbox_high.as_deref(),
-            self.input_name.clone(),
-        )?
-        .with_constant_evaluator(Arc::new(OrtConstantEvaluator::new(device))))
     }
 }
 
@@ -103,10 +92,6 @@ pub struct CompileArgs {
     out: PathBuf,
 }
 
-fn load(path: &Path) -> Result<spray_onnx::ModelProto> {
-    spray_onnx::load_model(path).with_context(|| format!("loading {}", path.display()))
-}
-
 fn parse_targets(spec: &str, n: usize) -> Result<Vec<i64>> {
     if spec == "argmax" || spec == "predicted" {
         return Ok(vec![-1; n]);
@@ -131,12 +116,13 @@ fn parse_targets(spec: &str, n: usize) -> Result<Vec<i64>> {
 }
 
 pub fn explain(args: ExplainArgs) -> Result<()> {
-    let model = load(&args.model)?;
-    let options = args.composite.options(args.device)?;
     // Compile first: an unsupported model is refused before any input is read.
-    // The original graph is rewritten in place, and the compiled one handed to ORT below.
-    let compiled = compile_owned(model, &options)
-        .with_context(|| format!("compiling {}", args.model.display()))?;
+    let execution = Execution {
+        batch_size: args.batch_size,
+        device: args.device,
+        threads: args.threads,
+    };
+    let (mut engine, composite) = front::engine(&args.model, &args.composite.rules(), execution)?;
     let input: ArrayD<f32> = ndarray_npy::read_npy(&args.input).with_context(|| {
         format!(
             "reading {} (expected a float32 .npy of shape (N, C, H, W))",
@@ -152,17 +138,13 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     }
     let n = input.shape()[0];
     let targets = parse_targets(&args.target, n)?;
-    let config = SessionConfig {
-        device: args.device,
-        threads: args.threads,
-    };
-    let composite = options.composite.name.clone();
-    let mut engine = LrpEngine::from_model(compiled, config).context("starting ONNX Runtime")?;
-    let started = Instant::now();
-    let out = engine
-        .explain_batched(input.view(), &targets, args.batch_size)
-        .context("running the LRP model")?;
-    let seconds = started.elapsed().as_secs_f64();
+    let out = front::explain(
+        &mut engine,
+        composite,
+        input.view(),
+        &targets,
+        args.batch_size,
+    )?;
     ndarray_npy::write_npy(&args.out_relevance, &out.relevance)
         .with_context(|| format!("writing {}", args.out_relevance.display()))?;
     if let Some(path) = &args.out_logits {
@@ -171,15 +153,15 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     }
     eprintln!(
         "explained {n} sample(s) with '{}' on {} in {:.2}s ({:.1} images/s) -> {}",
-        composite,
+        out.composite,
         args.device,
-        seconds,
-        n as f64 / seconds.max(1e-9),
+        out.seconds,
+        n as f64 / out.seconds.max(1e-9),
         args.out_relevance.display()
     );
     let bad: Vec<(usize, spray_engine::NonFinite)> = out
-        .non_finite()
-        .into_iter()
+        .non_finite
+        .iter()
         .enumerate()
         .filter_map(|(i, f)| f.map(|f| (i, f)))
         .collect();
@@ -196,13 +178,11 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
                 ""
             }
         );
-        bail!(
-            "the output holds NaN or infinite values for {} of {n} sample(s); the files were \
-             written for inspection but are not a usable explanation",
-            bad.len()
-        );
     }
-    Ok(())
+    match out.non_finite_error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
@@ -210,8 +190,8 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
         print!("{}", spray_lrp::inspect::render_op_table());
         return Ok(());
     };
-    let model = load(&path)?;
-    let options = args.composite.options(Device::Cpu)?;
+    let model = front::load(&path)?;
+    let options = args.composite.rules().options(Device::Cpu)?;
     let inspection = spray_lrp::inspect::inspect(&model, &options);
     print!(
         "{}",
@@ -224,12 +204,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 pub fn compile(args: CompileArgs) -> Result<()> {
-    let model = load(&args.model)?;
-    let options = args.composite.options(Device::Cpu)?;
-    let compiled = compile_owned(model, &options)
-        .with_context(|| format!("compiling {}", args.model.display()))?;
-    spray_onnx::save_model(&compiled.model, &args.out)?;
-    let sig = &compiled.signature;
+    let sig = front::compile(&args.model, &args.composite.rules(), &args.out)?;
     eprintln!(
         "wrote {}: inputs {} (float32) and {} (int64 [N], negative = predicted class); outputs {} and {}",
         args.out.display(),

@@ -2,9 +2,10 @@
 //!
 //! A thin command line over the stage crates; all logic lives in the libraries.
 
-mod errors;
 mod explain;
 mod run;
+
+use spray_cli::errors;
 
 use std::process::ExitCode;
 

@@ -60,11 +60,9 @@ impl StageArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let pipeline = Pipeline::load(&args.pipeline)
-        .with_context(|| format!("reading pipeline {}", args.pipeline.display()))?;
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let summary = spray_pipeline::run(
-        &pipeline,
+    let (_, summary) = spray_cli::front::run(
+        &args.pipeline,
         &RunOptions {
             stage: args.stage,
             shard: args.shard,
@@ -72,8 +70,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             progress,
             device: args.device,
         },
-    )
-    .with_context(|| format!("running {}", args.pipeline.display()))?;
+    )?;
     // Built first and written once: `spray run … | head` must not panic on the closed pipe.
     use std::fmt::Write as _;
     let mut text = String::new();

@@ -1,0 +1,166 @@
+"""The `spray` Python package, installed from its wheel into a fresh venv (scripts/test-python.sh).
+
+    SPRAY_REPO=. SPRAY_BIN=target/debug/spray python tests/python/test_package.py
+
+Checks what a notebook user relies on: `explain` gives the `spray explain` command's numbers bit
+for bit, errors arrive as `spray.SprayError` with the command's message, `compile` writes an
+LRP model, `analyze` runs SpRAy on arrays, `run` runs a pipeline and the readers give its
+tables as frames (with the reviewer's columns in classes.csv).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import spray
+
+REPO = os.path.abspath(os.environ["SPRAY_REPO"])
+BIN = os.path.abspath(os.environ["SPRAY_BIN"])
+MODEL = os.path.join(REPO, "tests/demo/model.onnx")
+WORK = tempfile.mkdtemp(prefix="spray-python-")
+
+
+def cli(*args):
+    return subprocess.run([BIN, *args], capture_output=True, text=True)
+
+
+def test_explain_matches_the_command_bit_for_bit():
+    rng = np.random.default_rng(0)
+    x = rng.random((7, 3, 32, 32), dtype=np.float32)
+    np.save(os.path.join(WORK, "x.npy"), x)
+    targets = np.array([0, 1, 2, 3, 0, 1, 2], dtype=np.int64)
+    np.save(os.path.join(WORK, "t.npy"), targets)
+    for composite, target, cli_target in [
+        ("epsilon-plus-flat", None, "argmax"),
+        ("epsilon-alpha2-beta1-flat", 2, "2"),
+        ("epsilon", targets, os.path.join(WORK, "t.npy")),
+    ]:
+        out = cli("explain", "--model", MODEL, "--input", os.path.join(WORK, "x.npy"),
+                  "--composite", composite, "--target", cli_target, "--threads", "1",
+                  "--batch-size", "4", "--out-relevance", os.path.join(WORK, "r.npy"),
+                  "--out-logits", os.path.join(WORK, "l.npy"))
+        assert out.returncode == 0, out.stderr
+        r_cli = np.load(os.path.join(WORK, "r.npy"))
+        l_cli = np.load(os.path.join(WORK, "l.npy"))
+        r, logits = spray.explain(MODEL, x, composite, target, threads=1, batch_size=4,
+                                  return_logits=True)
+        assert r.dtype == np.float32 and r.shape == x.shape
+        assert np.array_equal(r, r_cli), f"{composite}: relevance differs from the command's"
+        assert np.array_equal(logits, l_cli), f"{composite}: logits differ from the command's"
+        assert np.abs(r).sum() > 0
+
+
+def test_errors_carry_the_commands_message():
+    missing = os.path.join(WORK, "missing.onnx")
+    out = cli("explain", "--model", missing, "--input", os.path.join(WORK, "x.npy"),
+              "--out-relevance", os.path.join(WORK, "r.npy"))
+    assert out.returncode != 0
+    message = out.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: "), message
+    try:
+        spray.explain(missing, np.zeros((1, 3, 32, 32), np.float32))
+    except spray.SprayError as e:
+        assert str(e) == message[len("error: "):], (str(e), message)
+    else:
+        raise AssertionError("no SprayError for a missing model")
+    try:
+        spray.explain(MODEL, np.zeros((1, 3, 32, 32), np.float32), composite="no-such-rule")
+    except spray.SprayError as e:
+        assert "no-such-rule" in str(e), str(e)
+    else:
+        raise AssertionError("no SprayError for an unknown composite")
+
+
+def test_compile_writes_the_lrp_model():
+    out = os.path.join(WORK, "lrp.onnx")
+    names = spray.compile(MODEL, out)
+    assert os.path.getsize(out) > 0
+    assert set(names) == {"input", "target", "logits", "relevance"}
+
+
+def test_analyze_on_arrays_finds_two_places_in_one_class():
+    rng = np.random.default_rng(1)
+    maps, labels = [], []
+    yy, xx = np.mgrid[0:32, 0:32]
+    for i in range(80):
+        label = i % 2
+        cy, cx = ((6, 6) if i % 4 == 0 else (25, 25)) if label == 0 else (16, 16)
+        m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 20.0) + 0.01 * rng.random((32, 32))
+        maps.append(np.stack([m / 3] * 3))  # (C, H, W): channels are summed
+        labels.append(label)
+    groups = spray.analyze(np.array(maps), labels, names={0: "two places"}, grid=8)
+    assert [g["name"] for g in groups] == ["two places", "1"]
+    split = groups[0]
+    assert len(split["samples"]) == 40 and len(split["eigenvalues"]) > 2
+    by_place = {}
+    for s in split["samples"]:
+        by_place.setdefault(s["index"] % 4 == 0, set()).add(s["cluster"])
+    assert all(len(c) == 1 for c in by_place.values()), by_place
+    assert by_place[True] != by_place[False], by_place
+
+
+def test_run_and_read_the_tables():
+    data = os.path.join(REPO, "tests/demo/data")
+    pipeline = os.path.join(WORK, "pipeline.toml")
+    with open(pipeline, "w") as f:
+        f.write(f"""
+[dataset]
+kind = "folder"
+root = "{data}"
+
+[model]
+config = "{REPO}/configs/models/demo-shapes.toml"
+
+[lrp]
+composite = "epsilon-plus-flat"
+target = "label"
+
+[relevance]
+grids = [8]
+batch_size = 32
+
+[analysis]
+grid = 8
+
+[output]
+dir = "out"
+""")
+    summary = spray.run(pipeline)
+    assert [s["stage"] for s in summary["stages"]] == ["relevance", "analyze", "verify", "report"]
+    assert summary["ranking"][0]["class"] == "triangle", summary["ranking"]
+    assert "triangle" in summary["flagged"]
+    out = summary["output_dir"]
+    assert os.path.isfile(summary["report"])
+    frames = {}
+    for frame in ("polars", "pandas"):
+        classes = spray.read_table(out, "classes", frame=frame)
+        rows = classes.to_dicts() if frame == "polars" else classes.to_dict("records")
+        by_class = {r["class"]: r for r in rows}
+        assert set(by_class) == {"disc", "square", "triangle", "cross"}
+        flagged = by_class["triangle"]["flagged"]
+        assert flagged in (True, "true"), by_class["triangle"]
+        assert by_class["triangle"]["verified_effect"] > 0.3
+        frames[frame] = len(rows)
+    for name in ("samples", "clusters", "evidence", "spectra", "embeddings", "relevance", "skipped"):
+        table = spray.read_table(out, name)
+        assert len(table) > 0, name
+    assert len(spray.read_table(out, "relevance")) >= 400
+    # A second run is cached, as `spray run`'s is.
+    again = spray.run(pipeline)
+    assert all(s["status"] == "cached" for s in again["stages"]), again["stages"]
+
+
+if __name__ == "__main__":
+    tests = [(name, f) for name, f in sorted(globals().items()) if name.startswith("test_")]
+    # In file order: the explain test writes the input the error test reuses.
+    tests.sort(key=lambda t: t[1].__code__.co_firstlineno)
+    try:
+        for name, f in tests:
+            f()
+            print(f"ok   {name}")
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print(f"python package: {len(tests)} tests passed (spray {spray.__file__}, {sys.version.split()[0]})")
