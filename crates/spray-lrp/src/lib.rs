@@ -44,6 +44,12 @@ pub use plan::LayerPlan;
 pub use rules::Rule;
 pub use steer::SteeredModel;
 
+/// A digest of the compiler's source (build.rs): what a cache of compiled models, or of
+/// relevance computed with them, must be keyed by beside the model and the rules. Why: the
+/// spray version does not change when the compiler does, and a cache made by an older
+/// compiler would otherwise be served after an upgrade.
+pub const COMPILER_REVISION: &str = env!("SPRAY_LRP_SOURCE_DIGEST");
+
 /// A node the compiler cannot propagate relevance through.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnsupportedNode {

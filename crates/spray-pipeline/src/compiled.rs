@@ -6,8 +6,9 @@
 //!
 //! `<out>/relevance/_lrp/<key>.onnx` (the compiled model) and `<key>.json` (its signature and
 //! plan, written last: a model without its JSON is not complete). The key is the model's
-//! fingerprint (the ONNX file's bytes, the composite and its options, the input name) chained
-//! with the spray version; the folder holds one key, a new key replaces the old files.
+//! fingerprint (the ONNX file's bytes, the composite and its options, the input name, the
+//! compiler's revision) chained with the spray version; the folder holds one key, a new key
+//! replaces the old files.
 
 use std::path::{Path, PathBuf};
 

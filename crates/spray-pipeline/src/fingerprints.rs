@@ -8,9 +8,16 @@ use spray_store::{Fingerprint, StageKey};
 use crate::{Pipeline, Result, Stage};
 
 /// The fingerprint of the model and the rules: the ONNX file's bytes, the composite (its
-/// file's contents when it is a file), the input name.
+/// file's contents when it is a file), the input name, and the compiler that turns them into
+/// the LRP model (`spray_lrp::COMPILER_REVISION`): the compiled model's cache and the relevance
+/// stage chain from it.
 fn model_fingerprint(pipeline: &Pipeline) -> Result<String> {
+    model_fingerprint_by(pipeline, spray_lrp::COMPILER_REVISION)
+}
+
+fn model_fingerprint_by(pipeline: &Pipeline, compiler: &str) -> Result<String> {
     let mut f = Fingerprint::new()
+        .bytes(compiler)
         .bytes(spray_store::file_digest(&pipeline.model.path)?)
         .json(&pipeline.lrp.fingerprint_view());
     if let Some(file) = pipeline.lrp.composite.file() {
@@ -71,5 +78,38 @@ impl Fingerprints {
             Stage::Verify => self.verify.as_deref(),
             Stage::Report => Some(&self.report),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_compiler_is_another_model_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.onnx");
+        std::fs::write(&model, b"not parsed here").unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[dataset]\nkind = \"folder\"\nroot = \".\"\n[model]\npath = \"{}\"\n\
+                 input_size = [8, 8]\n[output]\ndir = \"out\"\n",
+                model.display()
+            ),
+        )
+        .unwrap();
+        let pipeline = Pipeline::load(&file).unwrap();
+        let now = model_fingerprint(&pipeline).unwrap();
+        assert_eq!(
+            now,
+            model_fingerprint_by(&pipeline, spray_lrp::COMPILER_REVISION).unwrap()
+        );
+        assert_ne!(
+            now,
+            model_fingerprint_by(&pipeline, "0000000000000000").unwrap()
+        );
+        assert_eq!(spray_lrp::COMPILER_REVISION.len(), 16);
     }
 }
