@@ -269,6 +269,39 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
             .any(|l| l.starts_with("analyze") && l.contains("cached")),
         "{forced}"
     );
+
+    // Fewer class pages: the report reruns alone, the earlier run's other pages are gone and
+    // the index links only the pages that exist.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("[output]", "[report]\ndetail_classes = 2\n\n[output]"),
+    )
+    .unwrap();
+    let fewer = stdout(&spray(&["run", p, "--quiet"]));
+    assert!(
+        fewer
+            .lines()
+            .any(|l| l.starts_with("report") && l.contains("ran") && l.contains("2 class page(s)")),
+        "{fewer}"
+    );
+    let pages = report_pages(&out.join("report"));
+    assert_eq!(pages.len(), 1 + 2, "stale class pages left behind");
+    let index = &pages[0].1;
+    // Distinct targets: a flagged class is linked from the flagged list and its ranking row.
+    let linked: HashSet<&str> = index
+        .split("href=\"classes&#x2f;")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(linked.len(), 2, "pages linked from the index: {linked:?}");
+    for (path, _) in &pages[1..] {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            index.contains(&format!("classes&#x2f;{name}")),
+            "{name} not linked"
+        );
+    }
 }
 
 #[test]
