@@ -5,7 +5,8 @@
 Checks what a notebook user relies on: `explain` gives the `spray explain` command's numbers bit
 for bit, errors arrive as `spray.SprayError` with the command's message, `compile` writes an
 LRP model, `analyze` runs SpRAy on arrays, `run` runs a pipeline and the readers give its
-tables as frames (with the reviewer's columns in classes.csv).
+tables as frames (with the reviewer's columns in classes.csv), and the real ViRelAy serves
+the run's `spray export virelay` project over HTTP.
 """
 import os
 import shutil
@@ -151,6 +152,73 @@ dir = "out"
     # A second run is cached, as `spray run`'s is.
     again = spray.run(pipeline)
     assert all(s["status"] == "cached" for s in again["stages"]), again["stages"]
+    RUN["pipeline"], RUN["out"] = pipeline, out
+
+
+RUN = {}
+
+
+def test_virelay_serves_the_exported_project():
+    """`spray export virelay` of the run above, loaded by the real ViRelAy and asked over HTTP
+    on loopback for a class's clusters and embeddings."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    out = cli("export", "virelay", RUN["pipeline"])
+    assert out.returncode == 0, out.stderr
+    project = os.path.join(RUN["out"], "virelay", "project.yaml")
+    assert os.path.isfile(project), out.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    virelay = os.path.join(os.path.dirname(sys.executable), "virelay")
+    server = subprocess.Popen([virelay, project, "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/api/projects"
+
+    def get(url):
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+
+    try:
+        for _ in range(120):
+            try:
+                get(base)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise AssertionError(f"virelay exited: {server.stdout.read()}")
+                time.sleep(0.25)
+        projects = json.loads(get(base)[2])
+        assert len(projects) == 1, projects
+        details = json.loads(get(f"{base}/0")[2])
+        method = details["analysisMethods"][0]
+        assert {c["name"] for c in method["categories"]} == {"cross", "disc", "square", "triangle"}
+        assert {c["humanReadableName"] for c in method["categories"]} == {"cross", "disc", "square", "triangle"}
+        assert set(method["clusterings"]) == {"spray", "split"}, method
+        assert set(method["embeddings"]) == {"spectral", "tsne"}, method
+        url = f"{base}/0/analyses/{method['name']}?category=triangle&clustering=spray&embedding="
+        tsne = json.loads(get(url + "tsne")[2])
+        spectral = json.loads(get(url + "spectral")[2])
+        assert len(tsne["embedding"]) == len(spectral["embedding"]) == 100
+        assert len(spectral["eigenvalues"]) >= 2 and spectral["eigenvalues"][0] < 1e-6
+        # ViRelAy's clusters are spray's: the same partition of the triangle maps as samples.csv.
+        samples = spray.read_table(RUN["out"], "samples", frame="pandas")
+        ours = samples[samples["class"] == "triangle"]["cluster"].tolist()
+        theirs = [e["cluster"] for e in tsne["embedding"]]
+        assert sorted(ours) == sorted(theirs)
+        first = tsne["embedding"][0]["attributionIndex"]
+        attribution = json.loads(get(f"{base}/0/attributions/{first}")[2])
+        assert attribution["labels"][0]["name"] == "triangle", attribution
+        status, kind, body = get(f"{base}/0/attributions/{first}/heatmap?colorMap=blue-white-red")
+        assert status == 200 and kind.startswith("image/") and len(body) > 100
+        status, kind, body = get(f"{base}/0/dataset/{first}/image")
+        assert status == 200 and kind.startswith("image/") and len(body) > 100
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! A thin command line over the stage crates; all logic lives in the libraries.
 
 mod explain;
+mod export;
 mod run;
 
 use spray_cli::errors;
@@ -50,6 +51,18 @@ enum Command {
         #[command(subcommand)]
         command: LrpCommand,
     },
+    /// A finished run in another tool's format.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// A ViRelAy project (project.yaml, label map, dataset, attribution and analysis HDF5) of a
+    /// finished run, to open with `virelay OUT/virelay/project.yaml`.
+    Virelay(export::VirelayArgs),
 }
 
 #[derive(Subcommand)]
@@ -84,6 +97,9 @@ fn main() -> ExitCode {
         Command::Lrp {
             command: LrpCommand::Compile(args),
         } => explain::compile(args),
+        Command::Export {
+            command: ExportCommand::Virelay(args),
+        } => export::virelay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

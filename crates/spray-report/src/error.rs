@@ -23,6 +23,9 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// The run cannot be exported as a ViRelAy project (`spray export virelay`).
+    #[error("exporting {}: {reason}", path.display())]
+    Export { path: PathBuf, reason: String },
     /// plotters failed to draw a chart (into a string: not a matter of the input).
     #[error("drawing the chart '{title}'")]
     Chart {

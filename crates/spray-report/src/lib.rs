@@ -16,7 +16,8 @@
 //!   feature space;
 //! - `render`: the template filled in.
 //!
-//! [`detection`] is `spray evaluate`: the same ranking scored against a scenario's truth.
+//! [`detection`] is `spray evaluate`: the same ranking scored against a scenario's truth;
+//! [`virelay`] is `spray export virelay`: the run as a ViRelAy project.
 
 mod charts;
 mod class_page;
@@ -34,6 +35,7 @@ mod space_wording;
 mod tables;
 #[cfg(test)]
 mod test_fixtures;
+pub mod virelay;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
