@@ -221,6 +221,45 @@ def test_virelay_serves_the_exported_project():
         server.wait(timeout=10)
 
 
+def test_attributions_written_by_h5py_go_through_analyze_and_report():
+    """Heatmaps computed elsewhere, in CoRelAy's HDF5 layout, through `spray attributions`:
+    a class whose maps hold a second, heavier place is ranked first and split by it."""
+    import h5py
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:32, 0:32]
+    maps, labels, marked = [], [], []
+    for i in range(150):
+        label = i % 3
+        cy, cx = [(16, 10), (10, 20), (22, 16)][label]
+        m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+        mark = label == 0 and i % 2 == 0
+        if mark:
+            m[26:31, 26:31] += 3.0  # a heavier corner, on half of class "a"
+        m = m + 0.02 * rng.standard_normal((32, 32))
+        maps.append(np.stack([m * 0.3, m * 0.3, m * 0.4]).astype(np.float32))
+        labels.append(label)
+        marked.append(mark)
+    path = os.path.join(WORK, "attributions.h5")
+    with h5py.File(path, "w") as f:
+        f["attribution"] = np.array(maps)
+        f["label"] = np.array(labels, dtype=np.int64)
+        f["prediction"] = rng.standard_normal((150, 3)).astype(np.float32)
+    out = os.path.join(WORK, "from-h5")
+    run = cli("attributions", path, "--out", out, "--class-names", "a,b,c")
+    assert run.returncode == 0, run.stderr
+    assert os.path.isfile(os.path.join(out, "report", "index.html")), run.stdout
+    classes = spray.read_table(out, "classes", frame="pandas")
+    assert sorted(classes["class"]) == ["a", "b", "c"]
+    assert classes.sort_values("rank").iloc[0]["class"] == "a", classes[["class", "rank", "score"]]
+    samples = spray.read_table(out, "samples", frame="pandas")
+    a = samples[samples["class"] == "a"]
+    by_mark = {}
+    for sample_id, cluster in zip(a["sample_id"], a["cluster"]):
+        by_mark.setdefault(marked[int(sample_id)], set()).add(cluster)
+    assert by_mark[True].isdisjoint(by_mark[False]), by_mark
+
+
 if __name__ == "__main__":
     tests = [(name, f) for name, f in sorted(globals().items()) if name.startswith("test_")]
     # In file order: the explain test writes the input the error test reuses.

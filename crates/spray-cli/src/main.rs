@@ -2,6 +2,7 @@
 //!
 //! A thin command line over the stage crates; all logic lives in the libraries.
 
+mod attributions;
 mod explain;
 mod export;
 mod run;
@@ -51,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         command: LrpCommand,
     },
+    /// Analyse relevance maps computed elsewhere (an HDF5 file in CoRelAy's layout: zennit,
+    /// Captum, …): import, analyze and report into one folder.
+    Attributions(attributions::AttributionsArgs),
     /// A finished run in another tool's format.
     Export {
         #[command(subcommand)]
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Export {
             command: ExportCommand::Virelay(args),
         } => export::virelay(args),
+        Command::Attributions(args) => attributions::attributions(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

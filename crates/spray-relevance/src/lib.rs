@@ -13,8 +13,11 @@
 //! - `pipeline`: the decode → explain pipeline;
 //! - `explain`: one batch through the model, the model's health on the first batch;
 //! - `record`: one explained sample as a [`spray_store::relevance::RelevanceRecord`];
-//! - [`maps`](channel_sum): channel sums, pooling, thumbnails.
+//! - [`maps`](channel_sum): channel sums, pooling, thumbnails;
+//! - `attributions`: maps computed elsewhere, from an HDF5 file in CoRelAy's layout
+//!   ([`import_attributions`]).
 
+mod attributions;
 mod explain;
 mod job;
 mod maps;
@@ -28,6 +31,7 @@ use std::path::PathBuf;
 
 use spray_dataset::TensorLayout;
 
+pub use attributions::{import_attributions, AttributionImport, ImportSummary, IMPORT_MARKER};
 pub use job::{fingerprint, RelevanceJob, RelevanceSummary};
 pub use maps::{channel_sum, image_grid, sum_pool};
 pub use settings::{RelevanceSettings, TargetMode};
@@ -97,6 +101,9 @@ pub enum RelevanceError {
     /// The model computes NaN or ∞ for everything it is given: nothing it explains can be used.
     #[error("{0}")]
     NonFinite(String),
+    /// An attribution file (`import_attributions`) that cannot be read as one.
+    #[error("{}: {reason}", path.display())]
+    Attributions { path: PathBuf, reason: String },
 }
 
 fn shown_dims(dims: &[Option<i64>]) -> String {
