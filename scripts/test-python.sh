@@ -13,7 +13,9 @@ if [ ! -x "$tools/bin/maturin" ]; then
 fi
 wheels="$CARGO_TARGET_DIR/wheels"
 rm -rf "$wheels"
-"$tools/bin/maturin" build --locked --profile dev -m crates/spray-py/Cargo.toml -o "$wheels"
+# The interpreter scripts/test.sh configured pyo3 with, when it did (see there).
+interpreter=(); [ -n "${PYO3_PYTHON:-}" ] && interpreter=(-i "$PYO3_PYTHON")
+"$tools/bin/maturin" build --locked --profile dev -m crates/spray-py/Cargo.toml -o "$wheels" "${interpreter[@]}"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 python3 -m venv "$scratch/venv"

@@ -16,6 +16,13 @@ scripts/slurm-local.sh install
 # The browser and Slurm tests must not skip silently here.
 export SPRAY_REQUIRE_BROWSER=1
 export SPRAY_REQUIRE_SLURM=1
+# pyo3 (crates/spray-py) configured as maturin configures it in scripts/test-python.sh, so the
+# wheel's build reuses this build's pyo3 instead of compiling it again (and the next run's
+# cargo commands reuse the wheel's).
+PYO3_PYTHON="$(python3 -c 'import sys; print(sys.executable)')"
+export PYO3_PYTHON PYTHON_SYS_EXECUTABLE="$PYO3_PYTHON" PYO3_BUILD_EXTENSION_MODULE=1
+PYO3_ENVIRONMENT_SIGNATURE="$("$PYO3_PYTHON" -c 'import sys, struct; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-{8 * struct.calcsize(chr(80))}bit")')"
+export PYO3_ENVIRONMENT_SIGNATURE
 cargo fmt --all -- --check
 # Lint and documentation gates (they reuse the test build's dependencies).
 cargo clippy --workspace --all-targets --locked -- -D warnings

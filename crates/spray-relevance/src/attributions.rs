@@ -135,137 +135,130 @@ fn labels(file: &Path, shape: &[usize], v: &[f64], n: usize) -> Result<Vec<Vec<i
     }
 }
 
-/// Imports `job.file` into `job.dir` as a complete relevance dataset.
-pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary> {
-    let file = job.file;
-    let h5 = File::open(file).map_err(|e| bad(file, e.to_string()))?;
-    let (shape, v) =
-        values(file, &h5, "attribution")?.ok_or_else(|| bad(file, "no `attribution` dataset"))?;
-    let (n, h, w, maps) = maps(file, &shape, &v)?;
-    drop(v);
-    let g = job.grid;
-    if g == 0 || h < g || w < g {
-        return Err(bad(
-            file,
-            format!("maps of {h} × {w} cannot be pooled to a {g} × {g} grid"),
-        ));
-    }
-    let (label_shape, label_values) =
-        values(file, &h5, "label")?.ok_or_else(|| bad(file, "no `label` dataset"))?;
-    let labels = labels(file, &label_shape, &label_values, n)?;
-    let prediction = values(file, &h5, "prediction")?;
-    let k = match &prediction {
-        Some((s, _)) if s.len() == 2 && s[0] == n => Some(s[1]),
-        Some((s, _)) => {
-            return Err(bad(
-                file,
-                format!("`prediction` has shape {s:?}; expected ({n}, K)"),
-            ))
-        }
-        None => None,
-    };
-    let index: Vec<i64> = match values(file, &h5, "index")? {
-        Some((s, v)) if s == [n] => v.into_iter().map(|x| x as i64).collect(),
-        Some((s, _)) => {
-            return Err(bad(
-                file,
-                format!("`index` has shape {s:?}; expected ({n},)"),
-            ))
-        }
-        None => (0..n as i64).collect(),
-    };
-    let largest_label = labels.iter().flatten().copied().max().unwrap_or(-1);
-    let classes = job.class_names.clone().unwrap_or_else(|| {
-        let count = k.unwrap_or(0).max((largest_label + 1).max(0) as usize);
-        (0..count).map(|c| c.to_string()).collect()
-    });
-    if largest_label >= classes.len() as i32 || labels.iter().flatten().any(|&l| l < 0) {
-        return Err(bad(
-            file,
-            format!(
-                "labels run to {largest_label}, beyond the {} class names",
-                classes.len()
-            ),
-        ));
-    }
-    let layout = RelevanceLayout {
-        grids: vec![g],
-        store_map: true,
-        store_images: false,
-        concept_layers: Vec::new(),
-        colour_stats: false,
-    };
-    // Replace only what an earlier import wrote: a folder of maps spray computed (hours of a
-    // relevance stage, perhaps) is never removed by an import pointed at it.
-    let marker = job.dir.join(IMPORT_MARKER);
-    if job.dir.exists() && !marker.is_file() && dir_has_entries(&job.dir) {
-        return Err(bad(
-            file,
-            format!(
-                "{} holds a relevance dataset this import did not write; choose another output folder",
-                job.dir.display()
-            ),
-        ));
-    }
-    let _ = std::fs::remove_dir_all(&job.dir);
-    std::fs::create_dir_all(&job.dir).map_err(|source| RelevanceError::CreateDir {
-        dir: job.dir.clone(),
-        source,
-    })?;
-    let name = file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let part_size = job.part_size.max(1);
-    let parts = n.div_ceil(part_size);
-    let mut summary = ImportSummary {
-        samples: n,
-        classes: classes.len(),
-        ..Default::default()
-    };
-    for p in 0..parts {
-        let mut rows = Vec::new();
-        let mut errors = Vec::new();
-        for i in p * part_size..((p + 1) * part_size).min(n) {
-            let map = &maps[i * h * w..(i + 1) * h * w];
-            let sample_id = index[i].to_string();
-            if map.iter().any(|x| !x.is_finite()) {
-                errors.push(ErrorRecord {
-                    image_index: i as i64,
-                    sample_id,
-                    path: format!("{name}#{}", index[i]),
-                    reason: "the attribution holds NaN or infinite values".into(),
-                });
-                continue;
+/// The file's contents, checked against each other.
+struct AttributionFile {
+    /// Samples, and each map's height and width.
+    n: usize,
+    h: usize,
+    w: usize,
+    /// n maps of h × w, channels summed.
+    maps: Vec<f32>,
+    /// Each sample's labels.
+    labels: Vec<Vec<i32>>,
+    /// (K, n × K logits), when the file has predictions.
+    prediction: Option<(usize, Vec<f64>)>,
+    /// Each sample's number (`index`, else its row).
+    index: Vec<i64>,
+}
+
+impl AttributionFile {
+    fn read(file: &Path) -> Result<Self> {
+        let h5 = File::open(file).map_err(|e| bad(file, e.to_string()))?;
+        let (shape, v) = values(file, &h5, "attribution")?
+            .ok_or_else(|| bad(file, "no `attribution` dataset"))?;
+        let (n, h, w, maps) = maps(file, &shape, &v)?;
+        let (label_shape, label_values) =
+            values(file, &h5, "label")?.ok_or_else(|| bad(file, "no `label` dataset"))?;
+        let labels = labels(file, &label_shape, &label_values, n)?;
+        let prediction = match values(file, &h5, "prediction")? {
+            Some((s, v)) if s.len() == 2 && s[0] == n => Some((s[1], v)),
+            Some((s, _)) => {
+                return Err(bad(
+                    file,
+                    format!("`prediction` has shape {s:?}; expected ({n}, K)"),
+                ))
             }
-            let logits = prediction
-                .as_ref()
-                .zip(k)
-                .map(|((_, v), k)| &v[i * k..(i + 1) * k]);
-            let predicted = logits.map_or(-1, |l| {
-                l.iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |best, (j, &x)| {
-                        if x > best.1 {
-                            (j, x)
-                        } else {
-                            best
-                        }
-                    })
-                    .0 as i32
+            None => None,
+        };
+        let index = match values(file, &h5, "index")? {
+            Some((s, v)) if s == [n] => v.into_iter().map(|x| x as i64).collect(),
+            Some((s, _)) => {
+                return Err(bad(
+                    file,
+                    format!("`index` has shape {s:?}; expected ({n},)"),
+                ))
+            }
+            None => (0..n as i64).collect(),
+        };
+        Ok(AttributionFile {
+            n,
+            h,
+            w,
+            maps,
+            labels,
+            prediction,
+            index,
+        })
+    }
+
+    /// The class names: the given ones, else the label numbers (as many as the predictions
+    /// have outputs, or the largest label + 1); every label must name one.
+    fn class_names(&self, file: &Path, given: Option<&[String]>) -> Result<Vec<String>> {
+        let largest = self.labels.iter().flatten().copied().max().unwrap_or(-1);
+        let classes = given.map(<[String]>::to_vec).unwrap_or_else(|| {
+            let k = self.prediction.as_ref().map_or(0, |(k, _)| *k);
+            let count = k.max((largest + 1).max(0) as usize);
+            (0..count).map(|c| c.to_string()).collect()
+        });
+        if largest >= classes.len() as i32 || self.labels.iter().flatten().any(|&l| l < 0) {
+            return Err(bad(
+                file,
+                format!(
+                    "labels run to {largest}, beyond the {} class names",
+                    classes.len()
+                ),
+            ));
+        }
+        Ok(classes)
+    }
+
+    /// Sample i's logits, when the file has predictions.
+    fn logits(&self, i: usize) -> Option<&[f64]> {
+        self.prediction
+            .as_ref()
+            .map(|(k, v)| &v[i * k..(i + 1) * k])
+    }
+
+    /// Sample i's records (one per label), or its error when its map is not finite.
+    fn sample(
+        &self,
+        i: usize,
+        name: &str,
+        classes: &[String],
+        g: usize,
+    ) -> std::result::Result<Vec<RelevanceRecord>, ErrorRecord> {
+        let (h, w) = (self.h, self.w);
+        let map = &self.maps[i * h * w..(i + 1) * h * w];
+        let sample_id = self.index[i].to_string();
+        let path = format!("{name}#{}", self.index[i]);
+        if map.iter().any(|x| !x.is_finite()) {
+            return Err(ErrorRecord {
+                image_index: i as i64,
+                sample_id,
+                path,
+                reason: "the attribution holds NaN or infinite values".into(),
             });
-            let total: f32 = map.iter().sum();
-            for &class in &labels[i] {
+        }
+        let logits = self.logits(i);
+        let predicted = logits.map_or(-1, |l| {
+            let best = (0..l.len()).fold(0, |b, j| if l[j] > l[b] { j } else { b });
+            best as i32
+        });
+        let total: f32 = map.iter().sum();
+        let grid = rel::sum_pool(map, h, w, g, g);
+        Ok(self.labels[i]
+            .iter()
+            .map(|&class| {
                 let target_logit = logits
                     .and_then(|l| l.get(class as usize))
                     .map_or(0.0, |&x| x as f32);
-                rows.push(RelevanceRecord {
+                RelevanceRecord {
                     image_index: i as i64,
                     sample_id: sample_id.clone(),
-                    path: format!("{name}#{}", index[i]),
+                    path: path.clone(),
                     class_index: class,
                     class_name: classes[class as usize].clone(),
-                    labels: labels[i].clone(),
+                    labels: self.labels[i].clone(),
                     target_logit,
                     predicted_class: predicted,
                     relevance_sum: total,
@@ -274,13 +267,79 @@ pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary>
                     } else {
                         0.0
                     },
-                    grids: vec![rel::sum_pool(map, h, w, g, g)],
+                    grids: vec![grid.clone()],
                     map: Some((h as i32, w as i32, map.to_vec())),
                     image_grids: Vec::new(),
                     thumbnail: None,
                     concept: None,
                     colour: None,
-                });
+                }
+            })
+            .collect())
+    }
+}
+
+/// Empties `dir` for a new import — only when an earlier import wrote it (or it is empty): a
+/// folder of maps spray computed (hours of a relevance stage, perhaps) is never removed.
+fn claim_folder(file: &Path, dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.join(IMPORT_MARKER).is_file() && dir_has_entries(dir) {
+        return Err(bad(
+            file,
+            format!(
+                "{} holds a relevance dataset this import did not write; choose another output folder",
+                dir.display()
+            ),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|source| RelevanceError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Imports `job.file` into `job.dir` as a complete relevance dataset: its parts (and errors
+/// files), the manifest, then the marker that lets a later import replace it.
+pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary> {
+    let file = job.file;
+    let data = AttributionFile::read(file)?;
+    let g = job.grid;
+    if g == 0 || data.h < g || data.w < g {
+        return Err(bad(
+            file,
+            format!(
+                "maps of {} × {} cannot be pooled to a {g} × {g} grid",
+                data.h, data.w
+            ),
+        ));
+    }
+    let classes = data.class_names(file, job.class_names.as_deref())?;
+    let layout = RelevanceLayout {
+        grids: vec![g],
+        store_map: true,
+        store_images: false,
+        concept_layers: Vec::new(),
+        colour_stats: false,
+    };
+    claim_folder(file, &job.dir)?;
+    let name = file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let part_size = job.part_size.max(1);
+    let parts = data.n.div_ceil(part_size);
+    let mut summary = ImportSummary {
+        samples: data.n,
+        classes: classes.len(),
+        ..Default::default()
+    };
+    for p in 0..parts {
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        for i in p * part_size..((p + 1) * part_size).min(data.n) {
+            match data.sample(i, &name, &classes, g) {
+                Ok(records) => rows.extend(records),
+                Err(error) => errors.push(error),
             }
         }
         summary.maps += rows.len();
@@ -297,14 +356,17 @@ pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary>
             .spray_version()
             .finish(),
         classes,
-        images: n,
+        images: data.n,
         parts,
         layout,
     };
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| bad(file, format!("serialising the manifest: {e}")))?;
     spray_store::write_atomically(&rel::manifest_path(&job.dir), &text)?;
-    spray_store::write_atomically(&marker, file.display().to_string().as_bytes())?;
+    spray_store::write_atomically(
+        &job.dir.join(IMPORT_MARKER),
+        file.display().to_string().as_bytes(),
+    )?;
     Ok(summary)
 }
 
