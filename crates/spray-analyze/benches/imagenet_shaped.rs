@@ -24,14 +24,7 @@ use spray_store::relevance::{self, RelevanceLayout, RelevanceManifest, Relevance
 use spray_store::Shard;
 
 mod common;
-use common::peak_rss_mib;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
+use common::{arg, peak_rss_mib};
 
 struct Lcg(u64);
 impl Lcg {

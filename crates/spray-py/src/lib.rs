@@ -39,8 +39,8 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-fn to_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+fn to_bytes<'a>(values: impl IntoIterator<Item = &'a f32>) -> Vec<u8> {
+    values.into_iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 fn rules(
@@ -102,8 +102,8 @@ fn explain<'py>(
             }
             let logits_shape = out.logits.shape().to_vec();
             Ok((
-                to_bytes(&out.relevance.iter().copied().collect::<Vec<_>>()),
-                to_bytes(&out.logits.iter().copied().collect::<Vec<_>>()),
+                to_bytes(&out.relevance),
+                to_bytes(&out.logits),
                 logits_shape,
             ))
         })

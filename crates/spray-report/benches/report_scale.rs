@@ -23,12 +23,10 @@ use spray_report::{ReportJob, ReportSettings};
 use spray_store::relevance::{self, RelevanceLayout, RelevanceManifest, RelevanceRecord};
 use spray_store::Shard;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
+// The analyze benches' helpers (command-line values, peak RSS), one copy for both crates.
+#[path = "../../spray-analyze/benches/common/mod.rs"]
+mod common;
+use common::{arg, peak_rss_mib};
 
 /// SplitMix64: seeded, so the same command writes the same dataset.
 struct Rng(u64);
@@ -74,28 +72,6 @@ fn map(rng: &mut Rng, side: usize, centre: (f32, f32), patch: bool) -> Vec<f32> 
         }
     }
     m
-}
-
-fn sum_pool(m: &[f32], side: usize, g: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; g * g];
-    for y in 0..side {
-        for x in 0..side {
-            out[(y * g / side) * g + x * g / side] += m[y * side + x];
-        }
-    }
-    out
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {
@@ -162,7 +138,7 @@ fn main() {
                     predicted_class: c as i32,
                     relevance_sum: total,
                     conservation_error: 0.0,
-                    grids: vec![sum_pool(&m, side, g)],
+                    grids: vec![relevance::sum_pool(&m, side, side, g, g)],
                     image_grids: vec![vec![0.5; 3 * g * g]],
                     map: Some((side as i32, side as i32, m)),
                     thumbnail: Some(thumbnail(&mut rng, side, tint)),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
 use spray_store::relevance::{
-    self as rel, ConceptLayerInfo, ErrorRecord, ReadOptions, RelevanceRecord,
+    self as rel, ConceptLayerInfo, ErrorRecord, ReadOptions, RelevanceManifest, RelevanceRecord,
 };
 
 use crate::evidence::{self, EvidenceRow};
@@ -36,20 +36,7 @@ pub(crate) struct StageTables {
 impl StageTables {
     pub fn load(job: &ReportJob<'_>) -> Result<Self> {
         let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
-        let (manifest, parts) = rel::finished_parts(&job.relevance_dir)?;
-        let options = ReadOptions {
-            grids: Vec::new(),
-            map: manifest.layout.store_map,
-            images: manifest.layout.store_images,
-            concept: false,
-            colour: false,
-        };
-        let mut records = HashMap::new();
-        for part in &parts {
-            for r in rel::read_part(part, &options)? {
-                records.insert((r.image_index, r.class_index), r);
-            }
-        }
+        let (manifest, records) = read_records(&job.relevance_dir, false)?;
         let errors = read_errors(&job.relevance_dir, manifest.parts)?;
         let evidence = evidence::read(job.verify_dir.as_deref())?;
         Ok(StageTables {
@@ -87,6 +74,40 @@ impl StageTables {
             .map(Vec::as_slice)
             .unwrap_or_default()
     }
+}
+
+/// Every record of the finished relevance dataset in `relevance_dir`, by (image, class), with
+/// the stored maps and thumbnails (and the finest grid when `finest_grid`), and its manifest.
+pub(crate) fn read_records(
+    relevance_dir: &Path,
+    finest_grid: bool,
+) -> Result<(RelevanceManifest, HashMap<RecordKey, RelevanceRecord>)> {
+    let (manifest, parts) = rel::finished_parts(relevance_dir)?;
+    let options = ReadOptions {
+        grids: if finest_grid {
+            manifest
+                .layout
+                .grids
+                .iter()
+                .copied()
+                .max()
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        },
+        map: manifest.layout.store_map,
+        images: manifest.layout.store_images,
+        concept: false,
+        colour: false,
+    };
+    let mut records = HashMap::new();
+    for part in &parts {
+        for r in rel::read_part(part, &options)? {
+            records.insert((r.image_index, r.class_index), r);
+        }
+    }
+    Ok((manifest, records))
 }
 
 /// The skipped inputs of every part that has an errors file.

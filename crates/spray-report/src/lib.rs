@@ -93,9 +93,10 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
         source,
     })?;
     tables::write_all(&job.dir, &ranking, &tables)?;
+    let pages = render::Pages::new()?;
     let (class_pages, largest_class_page_bytes) =
-        write_class_pages(job, &tables, &ranking, &pages_dir)?;
-    let html = render::render_index(render::IndexPage {
+        write_class_pages(job, &pages, &tables, &ranking, &pages_dir)?;
+    let html = pages.index(render::IndexPage {
         settings: job.settings,
         run_info: &job.run_info,
         rows: overview::ranking_rows(&ranking, &tables, job.settings.class_pages(ranking.len())),
@@ -132,6 +133,7 @@ pub fn run(job: &ReportJob<'_>) -> Result<ReportSummary> {
 /// Returns the number of pages and the largest one's size.
 fn write_class_pages(
     job: &ReportJob<'_>,
+    pages: &render::Pages,
     tables: &StageTables,
     ranking: &[RankedClass],
     pages_dir: &Path,
@@ -151,7 +153,7 @@ fn write_class_pages(
             .unwrap_or_default();
         let mut pictures = images::Pictures::default();
         let class = class_page::class_page(r, members, tables, settings, &mut pictures)?;
-        let html = render::render_class(render::ClassPage {
+        let html = pages.class(render::ClassPage {
             settings,
             class: &class,
             total_classes: ranking.len(),

@@ -73,69 +73,76 @@ impl<'a> Neighbour<'a> {
     }
 }
 
-fn environment() -> Result<minijinja::Environment<'static>> {
-    let mut env = minijinja::Environment::new();
-    for (name, source) in [
-        ("index.html", include_str!("../templates/index.html")),
-        ("class.html", include_str!("../templates/class.html")),
-    ] {
-        env.add_template(name, source)
-            .map_err(ReportError::Template)?;
+/// The two templates, parsed once per report (a 1,000-class report renders 1,001 pages).
+pub(crate) struct Pages {
+    env: minijinja::Environment<'static>,
+}
+
+impl Pages {
+    pub(crate) fn new() -> Result<Self> {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in [
+            ("index.html", include_str!("../templates/index.html")),
+            ("class.html", include_str!("../templates/class.html")),
+        ] {
+            env.add_template(name, source)
+                .map_err(ReportError::Template)?;
+        }
+        Ok(Pages { env })
     }
-    Ok(env)
-}
 
-pub(crate) fn render_index(page: IndexPage<'_>) -> Result<String> {
-    let env = environment()?;
-    let template = env
-        .get_template("index.html")
-        .map_err(ReportError::Template)?;
-    let total_classes = page.rows.len();
-    let flagged: Vec<&PageRow> = page.rows.iter().filter(|r| r.flagged).collect();
-    let flagged_count = flagged.len();
-    template
-        .render(minijinja::context! {
-            style => STYLE,
-            script => SCRIPT,
-            title => &page.settings.title,
-            run_info => page.run_info,
-            flagged => &flagged[..flagged_count.min(FLAGGED_LISTED)],
-            flagged_count => flagged_count,
-            rows => &page.rows,
-            overview_svg => page.overview.relevance,
-            overview_baseline_svg => page.overview.baseline,
-            detail_classes => page.settings.class_pages(total_classes),
-            total_classes => total_classes,
-            has_evidence => page.has_evidence,
-            samples => page.samples,
-            errors => page
-                .errors
-                .iter()
-                .take(ERRORS_LISTED)
-                .map(|e| PageError { path: &e.path, reason: &e.reason })
-                .collect::<Vec<_>>(),
-            error_count => page.errors.len(),
-        })
-        .map_err(ReportError::Template)
-}
+    /// Template `name` filled with `context` (the shared style and script added).
+    fn render(&self, name: &str, context: minijinja::Value) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| {
+                t.render(minijinja::context! { style => STYLE, script => SCRIPT, ..context })
+            })
+            .map_err(ReportError::Template)
+    }
 
-pub(crate) fn render_class(page: ClassPage<'_>) -> Result<String> {
-    let env = environment()?;
-    let template = env
-        .get_template("class.html")
-        .map_err(ReportError::Template)?;
-    template
-        .render(minijinja::context! {
-            style => STYLE,
-            script => SCRIPT,
-            title => &page.settings.title,
-            c => page.class,
-            total_classes => page.total_classes,
-            previous => page.previous.map(Neighbour::of),
-            next => page.next.map(Neighbour::of),
-            images => page.images,
-        })
-        .map_err(ReportError::Template)
+    pub(crate) fn index(&self, page: IndexPage<'_>) -> Result<String> {
+        let total_classes = page.rows.len();
+        let flagged: Vec<&PageRow> = page.rows.iter().filter(|r| r.flagged).collect();
+        let flagged_count = flagged.len();
+        self.render(
+            "index.html",
+            minijinja::context! {
+                title => &page.settings.title,
+                run_info => page.run_info,
+                flagged => &flagged[..flagged_count.min(FLAGGED_LISTED)],
+                flagged_count => flagged_count,
+                rows => &page.rows,
+                overview_svg => page.overview.relevance,
+                overview_baseline_svg => page.overview.baseline,
+                detail_classes => page.settings.class_pages(total_classes),
+                total_classes => total_classes,
+                has_evidence => page.has_evidence,
+                samples => page.samples,
+                errors => page
+                    .errors
+                    .iter()
+                    .take(ERRORS_LISTED)
+                    .map(|e| PageError { path: &e.path, reason: &e.reason })
+                    .collect::<Vec<_>>(),
+                error_count => page.errors.len(),
+            },
+        )
+    }
+
+    pub(crate) fn class(&self, page: ClassPage<'_>) -> Result<String> {
+        self.render(
+            "class.html",
+            minijinja::context! {
+                title => &page.settings.title,
+                c => page.class,
+                total_classes => page.total_classes,
+                previous => page.previous.map(Neighbour::of),
+                next => page.next.map(Neighbour::of),
+                images => page.images,
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -180,17 +187,21 @@ mod tests {
         let tables = tables();
         let ranking = [ranked(1, spectrum(0, HOSTILE, ClusterContrast::default()))];
         let settings = ReportSettings::default();
-        let html = render_index(IndexPage {
-            settings: &settings,
-            run_info: &[("model".into(), "<b>m</b>".into())],
-            rows: ranking_rows(&ranking, &tables, 1),
-            overview: overview_charts(&ranking, 3).unwrap(),
-            has_evidence: false,
-            samples: 0,
-            errors: &tables.errors,
-        })
-        .unwrap();
+        let html = Pages::new()
+            .unwrap()
+            .index(IndexPage {
+                settings: &settings,
+                run_info: &[("model".into(), "<b>m</b>".into())],
+                rows: ranking_rows(&ranking, &tables, 1),
+                overview: overview_charts(&ranking, 3).unwrap(),
+                has_evidence: false,
+                samples: 0,
+                errors: &tables.errors,
+            })
+            .unwrap();
         escaped(&html);
+        // The shared style and script are inlined.
+        assert!(html.contains(STYLE) && html.contains(SCRIPT));
         // The class links to its page, by index, not by its name.
         assert!(html.contains("<a href=\"classes&#x2f;c00000.html\">&lt;script&gt;"));
     }
@@ -209,16 +220,19 @@ mod tests {
         };
         let mut pictures = Pictures::default();
         let class = class_page(&ranking[1], &[], &tables, &settings, &mut pictures).unwrap();
-        let html = render_class(ClassPage {
-            settings: &settings,
-            class: &class,
-            total_classes: 3,
-            previous: Some(&ranking[0]),
-            next: Some(&ranking[2]),
-            images: pictures.into_map(),
-        })
-        .unwrap();
+        let html = Pages::new()
+            .unwrap()
+            .class(ClassPage {
+                settings: &settings,
+                class: &class,
+                total_classes: 3,
+                previous: Some(&ranking[0]),
+                next: Some(&ranking[2]),
+                images: pictures.into_map(),
+            })
+            .unwrap();
         escaped(&html);
+        assert!(html.contains(STYLE) && html.contains(SCRIPT));
         assert!(html.contains("<a href=\"../index.html\">"));
         assert!(html.contains("<a href=\"c00004.html\" rel=\"prev\">← #1 first</a>"));
         assert!(html

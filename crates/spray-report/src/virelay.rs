@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5_pure::{AttrValue, FileBuilder};
 use spray_store::analysis::{ClassSpectrum, SampleEmbedding};
-use spray_store::relevance::{self as rel, ReadOptions, RelevanceRecord};
+use spray_store::relevance::RelevanceRecord;
 
 use crate::{ReportError, Result, PRIMARY_SPACE};
 
@@ -56,21 +56,8 @@ struct Row<'a> {
 
 /// Writes the ViRelAy project of the run whose stage folders `job` names.
 pub fn export_virelay(job: &VirelayJob<'_>) -> Result<VirelaySummary> {
-    let (manifest, parts) = rel::finished_parts(job.relevance_dir)?;
+    let (manifest, records) = crate::inputs::read_records(job.relevance_dir, true)?;
     let finest = manifest.layout.grids.iter().copied().max();
-    let options = ReadOptions {
-        grids: finest.into_iter().collect(),
-        map: manifest.layout.store_map,
-        images: manifest.layout.store_images,
-        concept: false,
-        colour: false,
-    };
-    let mut records: BTreeMap<(i64, i32), RelevanceRecord> = BTreeMap::new();
-    for part in &parts {
-        for r in rel::read_part(part, &options)? {
-            records.insert((r.image_index, r.class_index), r);
-        }
-    }
     let (spectra, samples) = spray_store::analysis::read_all(job.analysis_dir)?;
     let spectra: BTreeMap<i32, &ClassSpectrum> = spectra
         .iter()

@@ -51,6 +51,11 @@ from . import _spray  # noqa: E402
 __all__ = ["explain", "compile", "run", "analyze", "read_table", "SprayError", "ORT_VERSION"]
 
 
+def _floats(values):
+    """z-box bounds (one value or one per channel) as a list of floats, or None."""
+    return None if values is None else [float(a) for a in np.atleast_1d(values)]
+
+
 def _targets(target, n):
     if target is None or (isinstance(target, str) and target in ("argmax", "predicted")):
         return [-1] * n
@@ -74,10 +79,9 @@ def explain(model, images, composite="epsilon-plus-flat", target=None, *, batch_
     x = np.ascontiguousarray(images, dtype="<f4")
     if x.ndim < 2:
         raise ValueError(f"images have shape {x.shape}; expected (N, C, H, W)")
-    as_list = lambda v: None if v is None else [float(a) for a in np.atleast_1d(v)]  # noqa: E731
     relevance, logits, logits_shape = _spray.explain(
         os.fspath(model), x.tobytes(), list(x.shape), _targets(target, x.shape[0]), str(composite),
-        zbox_low=as_list(zbox_low), zbox_high=as_list(zbox_high), input_name=input_name,
+        zbox_low=_floats(zbox_low), zbox_high=_floats(zbox_high), input_name=input_name,
         batch_size=int(batch_size), device=str(device), threads=int(threads))
     relevance = np.frombuffer(relevance, dtype="<f4").reshape(x.shape).astype(np.float32)
     if not return_logits:
@@ -89,9 +93,8 @@ def compile(model, out, composite="epsilon-plus-flat", *, zbox_low=None, zbox_hi
             input_name=None):
     """Write the LRP model of `model` to `out` (ONNX; inputs: the image and an int64 target per
     sample, negative = predicted; outputs: logits and relevance). Returns its names."""
-    as_list = lambda v: None if v is None else [float(a) for a in np.atleast_1d(v)]  # noqa: E731
     names = _spray.compile(os.fspath(model), os.fspath(out), str(composite),
-                           zbox_low=as_list(zbox_low), zbox_high=as_list(zbox_high),
+                           zbox_low=_floats(zbox_low), zbox_high=_floats(zbox_high),
                            input_name=input_name)
     return dict(zip(("input", "target", "logits", "relevance"), names))
 
