@@ -34,7 +34,7 @@ mod read;
 mod schedule;
 mod search;
 mod settings;
-mod spaces;
+mod sources;
 mod spectrum;
 mod stage;
 pub mod tsne;

@@ -11,7 +11,7 @@ use spray_store::relevance::{self as rel, ReadOptions, RelevanceLayout, Relevanc
 use crate::dataset::{AnalysisRow, Dataset};
 use crate::error::{AnalyzeError, Result};
 use crate::settings::AnalysisSettings;
-use crate::spaces::SpacePlan;
+use crate::sources::SpacePlan;
 use crate::{contrast, features};
 
 /// Where the maps' g × g grids come from.
@@ -57,12 +57,12 @@ impl GridSource {
                 vec![self.grid]
             },
             map: self.from_map,
-            images: spaces.images,
+            images: spaces.reads.images,
             // Read per group instead (`GroupRows::concepts`): at ImageNet size the column of
             // every row would be 1.28M × ΣC floats (15.7 GB for ResNet-50's default layers).
             concept: false,
             // Six values a row (31 MB at 1.28M rows): read up front.
-            colour: spaces.colour,
+            colour: spaces.reads.colour,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::progress::{StageBars, StepObserver};
 use crate::read::{self, GridSource};
 use crate::schedule;
 use crate::settings::AnalysisSettings;
-use crate::spaces::{self, SpacePlan};
+use crate::sources::{self, SpacePlan};
 
 pub struct AnalyzeJob<'a> {
     /// `<out>/relevance`.
@@ -92,7 +92,7 @@ fn analyse_group(
     let ids = group.ids();
     let mut spectra = Vec::new();
     let mut samples = Vec::new();
-    spaces::for_each_space(spaces, group, |space| {
+    sources::for_each_space(spaces, group, |space| {
         let analysis = analyze_group_observed(
             &GroupPoints {
                 class_index: group.class,

@@ -129,7 +129,7 @@ pub(crate) fn class_page(
     let page_clusters = page_clusters(&clusters, members.len(), tables, settings, pictures, c);
     Ok(PageClass {
         evidence: evidence::page_rows(class_evidence),
-        evidence_sentence: evidence::sentence(class_evidence, &tables.concept_layers),
+        evidence_sentence: evidence::sentence(class_evidence),
         why: why_sentence(r, &tables.concept_layers),
         flagged: is_flagged_ranked(r),
         rank: r.rank,

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
-use spray_store::relevance::ConceptLayerInfo;
 use spray_store::verify::ClusterLevel;
 
 use crate::{space_wording, PRIMARY_SPACE};
@@ -35,9 +34,7 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
 
 /// The four before/after pictures of a row as data URIs (labelled), where all exist.
 fn pictures(row: &EvidenceRow) -> Vec<(String, String)> {
-    let labels = crate::space_wording::picture_labels(
-        crate::space_wording::wording(row.space, row.test, &[]).test,
-    );
+    let labels = space_wording::picture_labels(row.test);
     let uris: Vec<String> = row
         .examples
         .iter()
@@ -70,9 +67,7 @@ pub struct PageEvidence {
     pub pictures: Vec<(String, String)>,
 }
 
-pub(crate) fn pct(v: f64) -> String {
-    format!("{:.0}%", 100.0 * v)
-}
+pub(crate) use spray_verify::probe::pct;
 
 pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
     rows.iter()
@@ -99,11 +94,9 @@ fn strongest(rows: &[EvidenceRow]) -> Option<&EvidenceRow> {
     rows.iter().find(|r| r.counts())
 }
 
-/// The plain-language line for the strongest cluster of a class, worded for its space.
-pub fn sentence(rows: &[EvidenceRow], concept_layers: &[ConceptLayerInfo]) -> Option<String> {
-    let r = strongest(rows)?;
-    let test = space_wording::wording(r.space, r.test, concept_layers).test;
-    Some(space_wording::evidence_sentence(r, test))
+/// The plain-language line for the strongest cluster of a class, worded by its test.
+pub fn sentence(rows: &[EvidenceRow]) -> Option<String> {
+    Some(space_wording::evidence_sentence(strongest(rows)?))
 }
 
 /// The strongest flip rate of a class, for the ranking table.

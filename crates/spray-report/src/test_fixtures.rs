@@ -65,12 +65,7 @@ pub(crate) fn evidence_row(space: FeatureSpace, level: ClusterLevel, cluster: i3
         cluster,
         size: 20,
         share: 0.2,
-        test: space
-            .spec()
-            .tests
-            .first()
-            .copied()
-            .unwrap_or(EvidenceTest::SharedRegion),
+        test: space.spec().own_test.unwrap_or(EvidenceTest::SharedRegion),
         region: "r1c1 r1c2".into(),
         region_cells: 2,
         grid: 8,

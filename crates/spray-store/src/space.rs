@@ -75,74 +75,56 @@ pub enum TestSwitch {
     ColourGroups,
 }
 
-/// How the verify stage tests a group. The pixel-side tests change images: what is taken from
-/// the group's images, given to other classes' images (transplant) and removed from the
-/// group's own (occlusion), and what the control takes from the class's other images instead.
-/// The model-side test changes the model's activations instead. Implemented in
-/// `spray_verify::probe`; written in files as its kebab-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EvidenceTest {
-    /// One region for the whole group: the grid cells where its mean map exceeds the rest of
-    /// the class's. Control: the same-shaped region of the class's other images, at the same
-    /// pixels and/or moved to where each one's relevance is (`[verify] control`).
-    SharedRegion,
-    /// Each image's own region: its cells above the class's mean map (a concept group's
-    /// images need not share a place). Control: the same number of cells of each of the
-    /// class's other images, where its own relevance is.
-    MemberRegion,
-    /// The group's colours (per-channel mean and spread) given to the other images; the
-    /// group's own images take the colours of the class's other images. Control: the colours
-    /// of the class's other images. There is no region.
-    ColourTransfer,
-    /// The group's fine detail — each image minus its low-pass (a blur of σ ≈ 1.4 px at 64
-    /// px, scaled with the input) — added to the other images; the group's own images lose
-    /// theirs (the low-pass alone). Control: the fine detail of the class's other images.
-    /// There is no region: for a pattern spread over the image (scanlines, sensor noise, a
-    /// text overlay) the reviewer still sees the evidence in pixels.
-    DetailTransfer,
-    /// Model-side, for an artifact of any shape (a pattern over the whole image, an overlay):
-    /// the direction that separates the group's activations at a concept layer from the rest
-    /// of the class's (difference of means, as a concept activation vector) is removed from
-    /// the group's activations (ablation, as ClArC) and added to other classes' (injection).
-    /// Controls: the direction of a random same-size subset of the class's other images, and
-    /// a random direction of the same norm.
-    FeatureDirection,
+/// Declares [`EvidenceTest`]: per test one line — its variant, its name in files, and whether
+/// its rows count only where the group needs what the test gives
+/// ([`EvidenceTest::needs_loss`]).
+macro_rules! evidence_tests {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal, needs_loss: $loss:literal;)*) => {
+        /// How the verify stage tests a group: the value of the `test` column. Everything else
+        /// about a test — where it runs, how it changes images or activations, how the report
+        /// tells it — is its file in `spray_verify::probe`.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        pub enum EvidenceTest {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl EvidenceTest {
+            /// Every test, in declaration order (the order a space's tests run in).
+            pub const ALL: &'static [EvidenceTest] = &[$(EvidenceTest::$variant),*];
+
+            /// The test's name in files (`shared-region`, …).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(EvidenceTest::$variant => $name,)*
+                }
+            }
+
+            /// Whether what the test gives always holds the class's own object as well (an
+            /// image's fine detail holds its edges), so that its rows count only where the
+            /// group needs it (`verify::Evidence::counts`): part of how stored rows are read.
+            pub fn needs_loss(self) -> bool {
+                match self {
+                    $(EvidenceTest::$variant => $loss,)*
+                }
+            }
+        }
+    };
 }
 
-impl EvidenceTest {
-    /// Every test, in declaration order.
-    pub const ALL: [EvidenceTest; 5] = [
-        EvidenceTest::SharedRegion,
-        EvidenceTest::MemberRegion,
-        EvidenceTest::ColourTransfer,
-        EvidenceTest::DetailTransfer,
-        EvidenceTest::FeatureDirection,
-    ];
-
-    /// The test's name in files (`shared-region`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            EvidenceTest::SharedRegion => "shared-region",
-            EvidenceTest::MemberRegion => "member-region",
-            EvidenceTest::ColourTransfer => "colour-transfer",
-            EvidenceTest::DetailTransfer => "detail-transfer",
-            EvidenceTest::FeatureDirection => "feature-direction",
-        }
-    }
-
-    /// Whether what the test gives always holds the class's own object as well (an image's
-    /// fine detail holds its edges), so that its rows count only where the group needs it
-    /// (`verify::Evidence::counts`).
-    pub fn needs_loss(self) -> bool {
-        self == EvidenceTest::DetailTransfer
-    }
-
-    /// Whether the test changes the model's activations rather than the images (it has no
-    /// pictures and needs a concept layer).
-    pub fn is_model_side(self) -> bool {
-        self == EvidenceTest::FeatureDirection
-    }
+evidence_tests! {
+    /// One region for the whole group (`probe/shared_region.rs`).
+    SharedRegion = "shared-region", needs_loss: false;
+    /// Each image's own region (`probe/member_region.rs`).
+    MemberRegion = "member-region", needs_loss: false;
+    /// The group's colours (`probe/colour_transfer.rs`).
+    ColourTransfer = "colour-transfer", needs_loss: false;
+    /// The group's fine detail (`probe/detail_transfer.rs`).
+    DetailTransfer = "detail-transfer", needs_loss: true;
+    /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
+    FeatureDirection = "feature-direction", needs_loss: false;
 }
 
 impl std::fmt::Display for EvidenceTest {
@@ -161,10 +143,10 @@ pub struct SpaceSpec {
     pub source: FeatureSource,
     pub layout: Layout2d,
     pub role: SpaceRole,
-    /// How the verify stage tests the space's groups: its pixel-side tests first (the first
-    /// one is the space's own: what sets its groups' regions), then the model-side one;
-    /// empty: never tested.
-    pub tests: &'static [EvidenceTest],
+    /// The space's own evidence test, the first its groups get (what sets their regions);
+    /// the other tests that run on it say so themselves (`spray_verify::probe::tests_of`).
+    /// None: the space's groups are never tested.
+    pub own_test: Option<EvidenceTest>,
     pub switch: TestSwitch,
     /// Whether groups below `[verify] concept_min_share` of the class are left untested. Why:
     /// a test that averages over each image's own donor (member regions, colours) is noisy
@@ -185,11 +167,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::RelevanceGrid,
         layout: Layout2d::Tsne,
         role: SpaceRole::Explanation,
-        tests: &[
-            EvidenceTest::SharedRegion,
-            EvidenceTest::DetailTransfer,
-            EvidenceTest::FeatureDirection,
-        ],
+        own_test: Some(EvidenceTest::SharedRegion),
         switch: TestSwitch::Always,
         min_share: false,
         file_tag: "",
@@ -201,7 +179,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ImageGrid,
         layout: Layout2d::Tsne,
         role: SpaceRole::Baseline,
-        tests: &[],
+        own_test: None,
         switch: TestSwitch::Always,
         min_share: false,
         file_tag: "img",
@@ -213,11 +191,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ConceptChannels,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Explanation,
-        tests: &[
-            EvidenceTest::MemberRegion,
-            EvidenceTest::DetailTransfer,
-            EvidenceTest::FeatureDirection,
-        ],
+        own_test: Some(EvidenceTest::MemberRegion),
         switch: TestSwitch::ConceptGroups,
         min_share: true,
         file_tag: "c",
@@ -230,7 +204,7 @@ pub static SPACES: [SpaceSpec; 4] = [
         source: FeatureSource::ColourStatistics,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Candidate,
-        tests: &[EvidenceTest::ColourTransfer, EvidenceTest::FeatureDirection],
+        own_test: Some(EvidenceTest::ColourTransfer),
         switch: TestSwitch::ColourGroups,
         min_share: true,
         file_tag: "col",
@@ -240,6 +214,18 @@ pub static SPACES: [SpaceSpec; 4] = [
 ];
 
 impl FeatureSpace {
+    /// The space of row `row` of [`SPACES`]; `layer` is an indexed space's index (ignored
+    /// otherwise). None past the table.
+    pub fn from_row(row: usize, layer: u8) -> Option<FeatureSpace> {
+        Some(match row {
+            0 => FeatureSpace::Relevance,
+            1 => FeatureSpace::Image,
+            2 => FeatureSpace::Concept(layer),
+            3 => FeatureSpace::Colour,
+            _ => return None,
+        })
+    }
+
     /// This space's row of [`SPACES`].
     pub fn spec(self) -> &'static SpaceSpec {
         &SPACES[match self {
@@ -364,8 +350,10 @@ mod tests {
     fn the_table_is_consistent_row_by_row() {
         let mut names = std::collections::BTreeSet::new();
         let mut tags = std::collections::BTreeSet::new();
-        for (row, space) in SPACES.iter().zip(every_space()) {
+        assert_eq!(FeatureSpace::from_row(SPACES.len(), 0), None);
+        for (i, (row, space)) in SPACES.iter().zip(every_space()).enumerate() {
             assert!(std::ptr::eq(space.spec(), row), "{space}: row out of order");
+            assert_eq!(FeatureSpace::from_row(i, 3), Some(space), "row {i}");
             assert!(names.insert(row.name), "{}: name twice", row.name);
             assert!(tags.insert(row.file_tag), "{}: file tag twice", row.name);
             // Name ⇄ value round trip, through text and serde.
@@ -373,29 +361,11 @@ mod tests {
             assert_eq!(text.parse::<FeatureSpace>(), Ok(space));
             let json = serde_json::to_string(&space).unwrap();
             assert_eq!(serde_json::from_str::<FeatureSpace>(&json).unwrap(), space);
-            // A suspect is exactly a space with a test; the baseline has none.
-            assert_eq!(space.is_suspect(), !row.tests.is_empty(), "{text}");
-            assert_eq!(
-                row.role == SpaceRole::Baseline,
-                row.tests.is_empty(),
-                "{text}"
-            );
-            // Pixel-side tests first, each once; the model-side test last, for every suspect.
-            let pixel = row.tests.iter().filter(|t| !t.is_model_side()).count();
-            assert!(
-                row.tests[..pixel].iter().all(|t| !t.is_model_side()),
-                "{text}"
-            );
-            let distinct: std::collections::BTreeSet<&str> =
-                row.tests.iter().map(|t| t.name()).collect();
-            assert_eq!(distinct.len(), row.tests.len(), "{text}");
-            assert_eq!(
-                row.tests.contains(&EvidenceTest::FeatureDirection),
-                space.is_suspect(),
-                "{text}"
-            );
+            // A suspect is exactly a space with its own test; the baseline has none (the
+            // tests over spray_verify's probe table check the rest of each space's tests).
+            assert_eq!(space.is_suspect(), row.own_test.is_some(), "{text}");
             // Only a tested space has a switch other than always.
-            if row.tests.is_empty() {
+            if row.own_test.is_none() {
                 assert_eq!(row.switch, TestSwitch::Always, "{text}");
             }
             // Explanations come from LRP; the image-derived spaces do not.
@@ -417,13 +387,11 @@ mod tests {
     #[test]
     fn every_test_is_named_once_and_round_trips() {
         let mut names = std::collections::BTreeSet::new();
-        for test in EvidenceTest::ALL {
+        for &test in EvidenceTest::ALL {
             assert!(names.insert(test.name()), "{test}: name twice");
             let json = serde_json::to_string(&test).unwrap();
             assert_eq!(json, format!("\"{}\"", test.name()));
             assert_eq!(serde_json::from_str::<EvidenceTest>(&json).unwrap(), test);
-            // Every test is used by some space.
-            assert!(SPACES.iter().any(|row| row.tests.contains(&test)), "{test}");
         }
     }
 

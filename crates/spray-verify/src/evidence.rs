@@ -9,8 +9,8 @@ use crate::direction::{self, ActivationCache};
 use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
 use crate::members::{first_look, recipients, spread, Member, MembersByClass};
-use crate::perturb::{channel_stats, detail_energy};
-use crate::probe::{self, Apply, Carrier, Plan, ProbeInput};
+use crate::perturb::channel_stats;
+use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
@@ -70,25 +70,7 @@ pub fn class_evidence(
     let tensors = bench.images.tensors(&images)?;
     let before = bench.scorer.logits(&tensors)?;
     let recipients = Recipients { tensors, before };
-    // Each member's detail energy, once per class, where a fine-detail transfer will run.
-    let detail_energy: Vec<f64> = if bench.settings.runs(EvidenceTest::DetailTransfer)
-        && groups.iter().any(|g| {
-            g.id.space
-                .spec()
-                .tests
-                .contains(&EvidenceTest::DetailTransfer)
-        }) {
-        // One image at a time: a class of thousands is never held at once.
-        members
-            .iter()
-            .map(|m| {
-                let t = bench.images.tensor(m.image_index)?;
-                Ok(detail_energy(&t, bench.size[1], &m.map, g))
-            })
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
+    let cache = ClassCache::default();
     let layers = bench.scorer.layers();
     let mut activations = ActivationCache::default();
     // (layer, members) of every group the model-side test has measured.
@@ -104,32 +86,37 @@ pub fn class_evidence(
             name,
             members,
         };
-        for &test in group.id.space.spec().tests {
-            if !bench.settings.runs(test) {
+        for test in probe::tests_of(group.id.space.spec()) {
+            let probe = probe::probe(test);
+            if !(probe.on)(bench.settings) {
                 continue;
             }
-            if test.is_model_side() {
-                let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
-                    continue;
-                };
-                // Two spaces' near-identical groups at the same layer are the same
-                // measurement (a concept layer's cluster that the relevance maps found too).
-                let again = steered.iter().any(|(l, m): &(usize, &[usize])| {
-                    *l == layer && jaccard(m, &group.members) >= bench.settings.same_group_overlap
-                });
-                if again {
+            let plan = match probe.method {
+                Method::Pixels(plan) => plan,
+                Method::ModelSide => {
+                    let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
+                        continue;
+                    };
+                    // Two spaces' near-identical groups at the same layer are the same
+                    // measurement (a concept layer's cluster that the relevance maps found too).
+                    let again = steered.iter().any(|(l, m): &(usize, &[usize])| {
+                        *l == layer
+                            && jaccard(m, &group.members) >= bench.settings.same_group_overlap
+                    });
+                    if again {
+                        continue;
+                    }
+                    steered.push((layer, &group.members));
+                    evidence.extend(direction::test_group(
+                        bench,
+                        &mut activations,
+                        (&class, group, &rest_rows),
+                        (layer, &layers[layer]),
+                        &recipients,
+                    )?);
                     continue;
                 }
-                steered.push((layer, &group.members));
-                evidence.extend(direction::test_group(
-                    bench,
-                    &mut activations,
-                    (&class, group, &rest_rows),
-                    (layer, &layers[layer]),
-                    &recipients,
-                )?);
-                continue;
-            }
+            };
             let input = ProbeInput {
                 members,
                 class_mean: &class_mean,
@@ -139,9 +126,10 @@ pub fn class_evidence(
                 grid: g,
                 size: bench.size,
                 settings: bench.settings,
-                detail_energy: &detail_energy,
+                images: bench.images,
+                cache: &cache,
             };
-            let Some(plan) = probe::plan(test, &input) else {
+            let Some(plan) = plan(&input)? else {
                 continue;
             };
             evidence.push(test_group(
@@ -288,22 +276,22 @@ fn test_group(
 
     // Occlusion of at most `occlusion_images` of each side, spread over it.
     let cap = bench.settings.occlusion_images;
-    let occluded = |images: &[Vec<f32>], carrier: &Carrier, rows: &[usize], shift: usize| {
+    let occluded = |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize| {
         let at = spread(&Vec::from_iter(0..rows.len()), cap);
         let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
         let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
         let covered = apply.take_away(
             &originals,
-            &carrier.subset(&at),
+            &*carrier.subset(&at),
             &rows,
             &rest_colours,
             shift,
         );
         (rows, covered)
     };
-    let (rows, covered) = occluded(&donors, &plan.group, &group.members, 0);
+    let (rows, covered) = occluded(&donors, &*plan.group, &group.members, 0);
     let own = occlusion(bench.scorer, class, &rows, &covered)?;
-    let (rows, covered_rest) = occluded(&rest, &plan.control, rest_rows, 1);
+    let (rows, covered_rest) = occluded(&rest, &*plan.control, rest_rows, 1);
     let others = occlusion(bench.scorer, class, &rows, &covered_rest)?;
 
     let k = class.index as usize;
@@ -353,12 +341,12 @@ struct Sides<'a> {
 }
 
 /// The carriers of the controls: none when the class has no other images.
-fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p Carrier> {
+fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p dyn Carrier> {
     if sides.rest.0.is_empty() {
         return Vec::new();
     }
-    std::iter::once(&plan.control)
-        .chain(plan.second_control.as_ref())
+    std::iter::once(&*plan.control)
+        .chain(plan.second_control.as_deref())
         .collect()
 }
 
@@ -403,7 +391,7 @@ impl Transplanted {
         recipients: &Recipients,
         positions: &[usize],
     ) -> Result<()> {
-        let give = |(images, colours): WithColours<'_>, carrier: &Carrier| -> Vec<Vec<f32>> {
+        let give = |(images, colours): WithColours<'_>, carrier: &dyn Carrier| -> Vec<Vec<f32>> {
             positions
                 .iter()
                 .flat_map(|&p| {
@@ -412,7 +400,7 @@ impl Transplanted {
                 })
                 .collect()
         };
-        let pasted = give(sides.donors, &plan.group);
+        let pasted = give(sides.donors, &*plan.group);
         if let Some(i) = positions.iter().position(|&p| p == 0) {
             self.first_pasted = Some(pasted[i].clone());
         }

@@ -7,6 +7,7 @@ use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
 use spray_store::{ClusterLevel, FeatureSpace, GroupId};
 
 use crate::members::Member;
+use crate::probe::tests_of;
 use crate::VerifySettings;
 
 /// (class, image, space) → (cluster, split side) of every tested space's samples.
@@ -113,7 +114,7 @@ pub fn class_groups(
         members.sort_unstable();
         let again = |t: &TestedGroup| {
             t.members == members
-                || (t.id.space.spec().tests == id.space.spec().tests
+                || (tests_of(t.id.space.spec()) == tests_of(id.space.spec())
                     && jaccard(&t.members, &members) >= same_group_overlap)
         };
         if !tested.iter().any(again) {
@@ -169,7 +170,7 @@ pub fn by_priority(
 ) -> Vec<TestedGroup> {
     let mut per_space: BTreeMap<FeatureSpace, Vec<TestedGroup>> = BTreeMap::new();
     for g in groups {
-        if !g.id.space.spec().tests.is_empty() && worth_testing(&g, class_size, settings) {
+        if !tests_of(g.id.space.spec()).is_empty() && worth_testing(&g, class_size, settings) {
             per_space.entry(g.id.space).or_default().push(g);
         }
     }

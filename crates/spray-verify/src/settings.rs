@@ -1,7 +1,7 @@
 //! `[verify]` in a pipeline file: which groups are tested, how, and with how many images.
 
 use spray_store::space::TestSwitch;
-use spray_store::{EvidenceTest, FeatureSpace};
+use spray_store::FeatureSpace;
 
 /// How the occluded region is filled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -204,27 +204,15 @@ impl Default for VerifySettings {
 
 impl VerifySettings {
     /// Whether the groups of `space` are tested: it has evidence tests
-    /// ([`spray_store::SpaceSpec::tests`]) and its switch is on.
+    /// ([`crate::probe::tests_of`]) and its switch is on.
     pub fn tests_space(&self, space: FeatureSpace) -> bool {
         let spec = space.spec();
-        !spec.tests.is_empty()
+        !crate::probe::tests_of(spec).is_empty()
             && match spec.switch {
                 TestSwitch::Always => true,
                 TestSwitch::ConceptGroups => self.concept_groups,
                 TestSwitch::ColourGroups => self.colour_groups,
             }
-    }
-
-    /// Whether evidence test `test` is run on the groups of the spaces that list it (its
-    /// switch, where it has one).
-    pub fn runs(&self, test: EvidenceTest) -> bool {
-        match test {
-            EvidenceTest::FeatureDirection => self.feature_direction,
-            EvidenceTest::DetailTransfer => self.detail_transfer,
-            EvidenceTest::SharedRegion
-            | EvidenceTest::MemberRegion
-            | EvidenceTest::ColourTransfer => true,
-        }
     }
 
     /// The smallest share of its class a group of `space` must have to be tested

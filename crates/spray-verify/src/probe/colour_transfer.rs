@@ -1,17 +1,79 @@
-//! [`EvidenceTest::ColourTransfer`](spray_store::EvidenceTest::ColourTransfer): no region — the
-//! group's colours (per-channel mean and spread, `perturb::transfer_colour`) are given to
-//! other classes' images, and the group's own images take the colours of the class's other
-//! images; the control gives the other images' colours. Why: a colour cast is spread over
-//! the whole image and has no region to paste.
+//! [`EvidenceTest::ColourTransfer`]: no region — the group's colours (per-channel mean and
+//! spread, `perturb::transfer_colour`) are given to other classes' images, and the group's
+//! own images take the colours of the class's other images; the control gives the other
+//! images' colours. Why: a colour cast is spread over the whole image and has no region to
+//! paste.
 
-use super::{Carrier, Plan, ProbeInput};
+use spray_store::EvidenceTest;
 
-pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
-    Some(Plan {
+use super::{pct, Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Told, Wording};
+use crate::perturb::transfer_colour;
+use crate::Result;
+
+pub(super) static PROBE: Probe = Probe {
+    test: EvidenceTest::ColourTransfer,
+    // Only as its space's own test (the colour space's).
+    also_for: |_| false,
+    on: |_| true,
+    method: Method::Pixels(plan),
+    wording: Wording {
+        transferred: "colours turn",
+        captions: [
+            "cluster member",
+            "the rest's colours",
+            "other class",
+            "the group's colours",
+        ],
+        sentence,
+    },
+};
+
+fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
+    Ok(Some(Plan {
         region: "colour".to_string(),
         region_cells: input.grid * input.grid,
-        group: Carrier::Colours,
-        control: Carrier::Colours,
+        group: Box::new(Colours),
+        control: Box::new(Colours),
         second_control: None,
-    })
+    }))
+}
+
+/// The whole image's colours: occlusion gives an image another's colours, a transplant
+/// gives the recipient the donor's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Colours;
+
+impl Carrier for Colours {
+    fn take_away(&self, k: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
+        if !at.colours.is_empty() {
+            let to = &at.colours[(k + at.shift) % at.colours.len()];
+            transfer_colour(image, to, at.apply.bounds);
+        }
+    }
+
+    fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
+        let d = j % from.donors.len();
+        transfer_colour(recipient, &from.colours[d], from.apply.bounds);
+    }
+
+    fn subset(&self, _: &[usize]) -> Box<dyn Carrier> {
+        Box::new(Colours)
+    }
+}
+
+fn sentence(r: &Told<'_>) -> String {
+    format!(
+        "Giving {} images of other classes the colours (per-channel mean and spread) of \
+         {}'s images turns {} of them into “{}” (logit {:+.2} on average; the colours of \
+         the class's other images: {}); giving the group's own images the colours of the \
+         class's other images lowers the logit by {} (by {} in the rest of the class).",
+        r.images,
+        r.group,
+        pct(r.flip),
+        r.class,
+        r.gain,
+        pct(r.control_flip),
+        pct(r.drop),
+        pct(r.drop_rest)
+    )
 }

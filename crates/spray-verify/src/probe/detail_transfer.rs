@@ -1,4 +1,4 @@
-//! [`EvidenceTest::DetailTransfer`](spray_store::EvidenceTest::DetailTransfer): no region —
+//! [`EvidenceTest::DetailTransfer`]: no region —
 //! the group's fine detail (each image minus its low-pass, `perturb::low_pass`) is added to
 //! other classes' images, and the group's own images keep only their low-pass. Why: a pattern
 //! spread over the image — scanlines, sensor noise, a caption's strokes — has no region to
@@ -15,11 +15,47 @@
 //! images' detail 0.13). A shortcut pattern is absent from the other images, however
 //! detailed and wherever moved.
 
-use super::{Carrier, DetailFrom, Plan, ProbeInput};
-use crate::region;
+use spray_store::space::SpaceRole;
+use spray_store::EvidenceTest;
 
-pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
+use super::{pct, Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Told, Wording};
+use crate::perturb::{add_detail, detail_energy, low_pass};
+use crate::region;
+use crate::Result;
+
+pub(super) static PROBE: Probe = Probe {
+    test: EvidenceTest::DetailTransfer,
+    // Every group of explanations (relevance and concept spaces), after the space's own test.
+    also_for: |space| space.role == SpaceRole::Explanation,
+    on: |settings| settings.detail_transfer,
+    method: Method::Pixels(plan),
+    wording: Wording {
+        transferred: "fine detail turns",
+        captions: [
+            "cluster member",
+            "fine detail removed",
+            "other class",
+            "fine detail added",
+        ],
+        sentence,
+    },
+};
+
+fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     let g = input.grid;
+    // Each member's detail energy, once per class; one image at a time (a class of thousands
+    // is never held at once).
+    let energies = input.cache.get_or_try(EvidenceTest::DetailTransfer, || {
+        input
+            .members
+            .iter()
+            .map(|m| {
+                let t = input.images.tensor(m.image_index)?;
+                Ok(detail_energy(&t, input.size[1], &m.map, g))
+            })
+            .collect::<Result<Vec<f64>>>()
+    })?;
+
     let group_maps: Vec<&[f32]> = input
         .group
         .iter()
@@ -33,25 +69,88 @@ pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
         .collect();
     // The most detailed of the rest: the largest detail energy first (ties by position).
     let mut by_energy: Vec<usize> = (0..input.rest_rows.len()).collect();
-    let energy = |p: usize| {
-        input
-            .detail_energy
-            .get(input.rest_rows[p])
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let energy = |p: usize| energies.get(input.rest_rows[p]).copied().unwrap_or(0.0);
     by_energy.sort_by(|&a, &b| energy(b).total_cmp(&energy(a)).then(a.cmp(&b)));
     let k = input.group.len().min(input.rest_rows.len().div_ceil(2));
     let mut strongest = by_energy[..k].to_vec();
     strongest.sort_unstable();
-    Some(Plan {
+    Ok(Some(Plan {
         region: "fine detail".to_string(),
         region_cells: g * g,
-        group: Carrier::Detail(DetailFrom::default()),
-        control: Carrier::Detail(DetailFrom::default()),
-        second_control: (!strongest.is_empty()).then_some(Carrier::Detail(DetailFrom {
-            donors: strongest,
-            shifts,
-        })),
-    })
+        group: Box::new(Detail::default()),
+        control: Box::new(Detail::default()),
+        second_control: (!strongest.is_empty()).then(|| {
+            Box::new(Detail {
+                donors: strongest,
+                shifts,
+            }) as _
+        }),
+    }))
+}
+
+/// The whole image's fine detail (image − low-pass, `perturb::low_pass`): occlusion leaves
+/// an image its low-pass, a transplant adds a donor's detail to the recipient. Which donors
+/// it takes from, and how their detail is moved.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Detail {
+    /// The donors given from, round-robin (positions in the donor list); empty: every donor.
+    donors: Vec<usize>,
+    /// Per donor position, its detail's translation (rows, columns in pixels); none where
+    /// the list is short.
+    shifts: Vec<[isize; 2]>,
+}
+
+impl Detail {
+    /// The donor recipient `j` (counted over the whole transplant) receives from, of `n`.
+    fn donor(&self, j: usize, n: usize) -> usize {
+        if self.donors.is_empty() {
+            j % n
+        } else {
+            self.donors[j % self.donors.len()]
+        }
+    }
+
+    fn shift(&self, d: usize) -> [isize; 2] {
+        self.shifts.get(d).copied().unwrap_or([0, 0])
+    }
+}
+
+impl Carrier for Detail {
+    fn take_away(&self, _: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
+        *image = low_pass(image, at.apply.width);
+    }
+
+    fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
+        let d = self.donor(j, from.donors.len());
+        let apply = from.apply;
+        add_detail(
+            recipient,
+            &from.donors[d],
+            self.shift(d),
+            (apply.width, apply.bounds),
+        );
+    }
+
+    /// Occlusion only: no donors, no shifts.
+    fn subset(&self, _: &[usize]) -> Box<dyn Carrier> {
+        Box::new(Detail::default())
+    }
+}
+
+fn sentence(r: &Told<'_>) -> String {
+    format!(
+        "Adding the fine detail of {}'s images (each image minus its low-pass: a pattern, \
+         noise, strokes) to {} images of other classes turns {} of them into “{}” (logit \
+         {:+.2} on average; the fine detail of the class's other images: {}); removing the \
+         fine detail from the group's own images lowers the logit by {} (by {} in the rest \
+         of the class).",
+        r.group,
+        r.images,
+        pct(r.flip),
+        r.class,
+        r.gain,
+        pct(r.control_flip),
+        pct(r.drop),
+        pct(r.drop_rest)
+    )
 }

@@ -4,10 +4,32 @@
 //! mark at a random place), so there is no one region. The control is the same: each of the
 //! class's other images' own cells.
 
-use super::{Carrier, Plan, ProbeInput};
+use super::regions::{self, Regions};
+use super::{Method, Plan, Probe, ProbeInput, Wording};
 use crate::region;
+use crate::Result;
+use spray_store::EvidenceTest;
 
-pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
+pub(super) static PROBE: Probe = Probe {
+    test: EvidenceTest::MemberRegion,
+    // Only as its space's own test (the concept spaces').
+    also_for: |_| false,
+    on: |_| true,
+    method: Method::Pixels(plan),
+    wording: Wording {
+        transferred: "region turns",
+        captions: regions::CAPTIONS,
+        sentence: |r| {
+            regions::sentence(
+                r,
+                "the same number of cells from the class's other images, each where its own \
+                 relevance is",
+            )
+        },
+    },
+};
+
+fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     let (g, [h, w]) = (input.grid, input.size);
     let count = region::member_region_cells(g);
     let own = |i: usize| {
@@ -20,13 +42,13 @@ pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
     };
     let masks: Vec<Vec<bool>> = input.group.iter().map(|&i| own(i)).collect();
     if masks.iter().all(|m| !m.contains(&true)) {
-        return None;
+        return Ok(None);
     }
-    Some(Plan {
+    Ok(Some(Plan {
         region: format!("per image: top {count} cells"),
         region_cells: count,
-        group: Carrier::Regions(masks),
-        control: Carrier::Regions(input.rest_rows.iter().map(|&i| own(i)).collect()),
+        group: Box::new(Regions(masks)),
+        control: Box::new(Regions(input.rest_rows.iter().map(|&i| own(i)).collect())),
         second_control: None,
-    })
+    }))
 }

@@ -1,87 +1,186 @@
-//! The evidence tests ([`spray_store::EvidenceTest`]), one file each: from a group and the
-//! rest of its class, a [`Plan`] of what the test takes from the group's images and gives to
-//! other classes' images, and what its controls take from the class's other images instead.
-//! [`crate::evidence`] then measures every test the same way (occlusion, transplant, the
-//! stronger control). A new test is a variant of `EvidenceTest`, the row of the space table
-//! that uses it, one file here and its line in [`plan`].
+//! The evidence tests, one file each, and [`probe`]: the table of them. A file holds
+//! everything about its test — which spaces' groups it runs on, its `[verify]` switch, how it
+//! changes images (its [`Carrier`]: what the group's images lose, what other classes' images
+//! receive, what the control gives instead), and how the report words it ([`Wording`]).
+//! [`crate::evidence`] measures every pixel-side test the same way (occlusion, transplant, the
+//! stronger control); the model-side test is [`crate::direction`].
+//!
+//! A new test is its name in [`spray_store::EvidenceTest`] (the value of the `test` column),
+//! one file here and its line in [`probe`]; the test over the table below checks it.
 
 mod colour_transfer;
 mod detail_transfer;
+mod feature_direction;
 mod member_region;
+mod regions;
 mod shared_region;
 
-use spray_store::EvidenceTest;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
+use spray_store::{EvidenceTest, SpaceSpec};
+
+use crate::images::ImageSource;
 use crate::members::Member;
-use crate::perturb::{add_detail, low_pass, occlude, paste, transfer_colour};
 use crate::settings::{Fill, VerifySettings};
+use crate::Result;
 
-/// What a test changes in one set of images.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Carrier {
-    /// One pixel mask per image (true = changed): occlusion fills it, a transplant pastes it.
-    Regions(Vec<Vec<bool>>),
-    /// The whole image's colours (per-channel mean and spread): occlusion gives an image
-    /// another's colours, a transplant gives the recipient the donor's.
-    Colours,
-    /// The whole image's fine detail (image − low-pass, `perturb::low_pass`): occlusion
-    /// leaves an image its low-pass, a transplant adds a donor's detail to the recipient.
-    Detail(DetailFrom),
+/// Everything about one evidence test.
+pub struct Probe {
+    pub test: EvidenceTest,
+    /// Whether the test also runs on the groups of `space` (every space runs its own test,
+    /// `SpaceSpec::own_test`, first; then each test of the table that says yes here, in
+    /// table order). Never on a space whose groups are not suspects.
+    pub also_for: fn(&SpaceSpec) -> bool,
+    /// Whether the run's settings switch the test on.
+    pub on: fn(&VerifySettings) -> bool,
+    pub method: Method,
+    pub wording: Wording,
 }
 
-impl Carrier {
-    /// The carrier that takes away from the images at `positions` only (a region per image
-    /// is kept for those).
-    pub fn subset(&self, positions: &[usize]) -> Carrier {
-        match self {
-            Carrier::Regions(masks) => {
-                Carrier::Regions(positions.iter().map(|&p| masks[p].clone()).collect())
+/// How a test changes what the model sees.
+pub enum Method {
+    /// Pixel-side: the plan of what is taken from and given to images for one group, or
+    /// `None` when there is nothing to change (an empty region).
+    Pixels(fn(&ProbeInput<'_>) -> Result<Option<Plan>>),
+    /// Model-side: the group's direction at a concept layer ([`crate::direction`]); no
+    /// pictures.
+    ModelSide,
+}
+
+/// How the report tells a test's result.
+pub struct Wording {
+    /// What of the group turns other classes' images, with its verb: "region turns".
+    pub transferred: &'static str,
+    /// The captions of the four before/after pictures (`examples::KINDS` order): a group
+    /// member before and after, another class's image before and after; empty for a test
+    /// without pictures.
+    pub captions: [&'static str; 4],
+    /// The plain-language line a reviewer reads about the group's strongest row.
+    pub sentence: fn(&Told<'_>) -> String,
+}
+
+/// What a sentence tells of an evidence row.
+pub struct Told<'a> {
+    /// The group's name ("cluster 3").
+    pub group: &'a str,
+    pub class: &'a str,
+    /// The row's `region` column.
+    pub region: &'a str,
+    /// Recipients measured.
+    pub images: usize,
+    pub flip: f64,
+    /// The stronger control's flip rate.
+    pub control_flip: f64,
+    /// Mean gain of the class logit.
+    pub gain: f64,
+    /// Occlusion (or ablation) drop of the group's images and of the rest of the class's.
+    pub drop: f64,
+    pub drop_rest: f64,
+}
+
+/// A share as the report prints it: "42%".
+pub fn pct(v: f64) -> String {
+    format!("{:.0}%", 100.0 * v)
+}
+
+/// THE table: the one file that implements `test`.
+pub fn probe(test: EvidenceTest) -> &'static Probe {
+    match test {
+        EvidenceTest::SharedRegion => &shared_region::PROBE,
+        EvidenceTest::MemberRegion => &member_region::PROBE,
+        EvidenceTest::ColourTransfer => &colour_transfer::PROBE,
+        EvidenceTest::DetailTransfer => &detail_transfer::PROBE,
+        EvidenceTest::FeatureDirection => &feature_direction::PROBE,
+    }
+}
+
+/// The tests of a space's groups, in the order they run: its own test, then every test that
+/// also runs on it, in table order. None for a space that is not a suspect.
+pub fn tests_of(space: &SpaceSpec) -> Vec<EvidenceTest> {
+    let Some(own) = space.own_test else {
+        return Vec::new();
+    };
+    std::iter::once(own)
+        .chain(
+            EvidenceTest::ALL
+                .iter()
+                .copied()
+                .filter(|&t| t != own && (probe(t).also_for)(space)),
+        )
+        .collect()
+}
+
+/// What one class's tests compute once and share (a test's own per-class facts, such as
+/// each member's detail energy), by test.
+#[derive(Default)]
+pub struct ClassCache(RefCell<BTreeMap<EvidenceTest, Rc<dyn Any>>>);
+
+impl ClassCache {
+    /// `test`'s value for this class, computed by `make` the first time it is asked for.
+    pub fn get_or_try<T: 'static>(
+        &self,
+        test: EvidenceTest,
+        make: impl FnOnce() -> Result<T>,
+    ) -> Result<Rc<T>> {
+        if let Some(value) = self.0.borrow().get(&test) {
+            if let Ok(value) = Rc::clone(value).downcast::<T>() {
+                return Ok(value);
             }
-            Carrier::Colours => Carrier::Colours,
-            // Occlusion only: no donors, no shifts.
-            Carrier::Detail(_) => Carrier::Detail(DetailFrom::default()),
         }
+        let value = Rc::new(make()?);
+        self.0.borrow_mut().insert(test, value.clone());
+        Ok(value)
     }
 }
 
-/// Which donors a fine-detail transfer takes from, and how their detail is moved.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DetailFrom {
-    /// The donors given from, round-robin (positions in the donor list); empty: every donor.
-    pub donors: Vec<usize>,
-    /// Per donor position, its detail's translation (rows, columns in pixels); none where
-    /// the list is short.
-    pub shifts: Vec<[isize; 2]>,
+/// What a test changes in one set of images (a region per image, the colours, the fine
+/// detail …), implemented in the test's file.
+pub trait Carrier: std::fmt::Debug {
+    /// Occlusion: image k of the set (member position `at.rows[k]`) loses what it carries.
+    fn take_away(&self, k: usize, image: &mut Vec<f32>, at: &Occluding<'_>);
+    /// Transplant: recipient j (counted over the whole transplant, however it is split into
+    /// steps) receives from the donors.
+    fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>);
+    /// The carrier of the images at `positions` only (occlusion of a subset).
+    fn subset(&self, positions: &[usize]) -> Box<dyn Carrier>;
 }
 
-impl DetailFrom {
-    /// The donor recipient `j` (counted over the whole transplant) receives from, of `n`.
-    fn donor(&self, j: usize, n: usize) -> usize {
-        if self.donors.is_empty() {
-            j % n
-        } else {
-            self.donors[j % self.donors.len()]
-        }
-    }
+/// What an occlusion knows besides the image.
+pub struct Occluding<'a> {
+    pub apply: &'a Apply<'a>,
+    /// Member position of each image (seeds a noise fill).
+    pub rows: &'a [usize],
+    /// Per-channel statistics of the class's other images, and the offset that pairs image k
+    /// with `colours[(k + shift) % len]` (1 when the images are the colours' own, so that
+    /// each takes another's).
+    pub colours: &'a [[(f32, f32); 3]],
+    pub shift: usize,
+}
 
-    fn shift(&self, d: usize) -> [isize; 2] {
-        self.shifts.get(d).copied().unwrap_or([0, 0])
-    }
+/// What a transplant gives from.
+pub struct Giving<'a> {
+    pub apply: &'a Apply<'a>,
+    pub donors: &'a [Vec<f32>],
+    /// The donors' per-channel statistics.
+    pub colours: &'a [[(f32, f32); 3]],
 }
 
 /// A test of one group, ready to measure.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Plan {
     /// How the evidence row describes what was changed (`region`), and its size in cells.
     pub region: String,
     pub region_cells: usize,
     /// What is taken from (occlusion) and given from (transplant) the group's images.
-    pub group: Carrier,
+    pub group: Box<dyn Carrier>,
     /// The control: the same taken from and given from the class's other images (the
     /// `rest` rows); the occlusion of the rest uses it too.
-    pub control: Carrier,
+    pub control: Box<dyn Carrier>,
     /// A second control, where the test has one that differs; the stronger counts.
-    pub second_control: Option<Carrier>,
+    pub second_control: Option<Box<dyn Carrier>>,
 }
 
 /// What a test sees of a class when it plans a group's test.
@@ -99,24 +198,12 @@ pub struct ProbeInput<'a> {
     /// Input height and width.
     pub size: [usize; 2],
     pub settings: &'a VerifySettings,
-    /// Per member, the mean square of its image's fine detail (`perturb::detail_energy`);
-    /// empty when no fine-detail transfer is run.
-    pub detail_energy: &'a [f64],
+    /// The class's images, for a test that looks at pixels to plan.
+    pub images: &'a dyn ImageSource,
+    pub cache: &'a ClassCache,
 }
 
-/// The plan of `test` for the group, or `None` when the test has nothing to change (an empty
-/// region) or changes no pixels (the model-side test, `crate::direction`).
-pub fn plan(test: EvidenceTest, input: &ProbeInput<'_>) -> Option<Plan> {
-    match test {
-        EvidenceTest::SharedRegion => shared_region::plan(input),
-        EvidenceTest::MemberRegion => member_region::plan(input),
-        EvidenceTest::ColourTransfer => colour_transfer::plan(input),
-        EvidenceTest::DetailTransfer => detail_transfer::plan(input),
-        EvidenceTest::FeatureDirection => None,
-    }
-}
-
-/// How the carrier acts on images: pixel bounds for colours, the fill and seed for regions.
+/// How a carrier acts on images: pixel bounds for colours, the fill and seed for regions.
 pub struct Apply<'a> {
     pub width: usize,
     pub fill: Fill,
@@ -125,68 +212,53 @@ pub struct Apply<'a> {
 }
 
 impl Apply<'_> {
-    /// Occlusion: image k loses its region (filled, seeded by its member position
-    /// `rows[k]`) or its fine detail, or takes the colours of `colours[(k + shift) % len]`
-    /// (shift 1 when the images are the colours' own, so that each takes another's).
+    /// Occlusion: each image loses what `carrier` carries (image k is member `rows[k]`).
     pub fn take_away(
         &self,
         originals: &[Vec<f32>],
-        carrier: &Carrier,
+        carrier: &dyn Carrier,
         rows: &[usize],
         colours: &[[(f32, f32); 3]],
         shift: usize,
     ) -> Vec<Vec<f32>> {
+        let at = Occluding {
+            apply: self,
+            rows,
+            colours,
+            shift,
+        };
         originals
             .iter()
             .enumerate()
             .map(|(k, original)| {
                 let mut t = original.clone();
-                match carrier {
-                    Carrier::Colours => {
-                        if !colours.is_empty() {
-                            let to = &colours[(k + shift) % colours.len()];
-                            transfer_colour(&mut t, to, self.bounds);
-                        }
-                    }
-                    Carrier::Detail(_) => t = low_pass(&t, self.width),
-                    Carrier::Regions(masks) => occlude(
-                        &mut t,
-                        &masks[k],
-                        self.width,
-                        self.fill,
-                        self.seed ^ rows[k] as u64,
-                    ),
-                }
+                carrier.take_away(k, &mut t, &at);
                 t
             })
             .collect()
     }
 
-    /// Transplant: recipient j receives from donor j mod |donors| its region, its colours or
-    /// its fine detail;
-    /// `recipients` are the recipients from position `first` on (a test measured in steps
-    /// pairs each recipient with the same donor as one measured at once).
+    /// Transplant: the recipients from position `first` on receive what `carrier` carries
+    /// of the donors (recipient j from donor j mod |donors|, unless the carrier pairs
+    /// otherwise: a test measured in steps pairs each recipient as one measured at once).
     pub fn give(
         &self,
         (recipients, first): (&[Vec<f32>], usize),
         donors: &[Vec<f32>],
-        carrier: &Carrier,
+        carrier: &dyn Carrier,
         donor_colours: &[[(f32, f32); 3]],
     ) -> Vec<Vec<f32>> {
+        let from = Giving {
+            apply: self,
+            donors,
+            colours: donor_colours,
+        };
         recipients
             .iter()
             .enumerate()
             .map(|(j, t)| {
                 let mut t = t.clone();
-                let d = (first + j) % donors.len();
-                match carrier {
-                    Carrier::Colours => transfer_colour(&mut t, &donor_colours[d], self.bounds),
-                    Carrier::Detail(from) => {
-                        let d = from.donor(first + j, donors.len());
-                        add_detail(&mut t, &donors[d], from.shift(d), (self.width, self.bounds));
-                    }
-                    Carrier::Regions(masks) => paste(&mut t, &donors[d], &masks[d]),
-                }
+                carrier.give(first + j, &mut t, &from);
                 t
             })
             .collect()
@@ -196,6 +268,83 @@ impl Apply<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spray_store::space::SpaceRole;
+    use spray_store::SPACES;
+
+    #[test]
+    fn every_test_has_its_file_and_every_suspect_space_its_tests() {
+        let mut transferred = std::collections::BTreeSet::new();
+        for &test in EvidenceTest::ALL {
+            // Every test runs on some space.
+            assert!(SPACES.iter().any(|s| tests_of(s).contains(&test)), "{test}");
+            let p = probe(test);
+            assert_eq!(p.test, test, "{test}: row of another test");
+            assert!(transferred.insert((p.wording.transferred, test.name())));
+            // Pixel-side tests have four pictures, the model-side one none.
+            let pictured = p.wording.captions.iter().all(|c| !c.is_empty());
+            let blank = p.wording.captions.iter().all(|c| c.is_empty());
+            match p.method {
+                Method::Pixels(_) => assert!(pictured, "{test}"),
+                Method::ModelSide => assert!(blank, "{test}"),
+            }
+            // Its sentence names the group, the class and the rates.
+            let told = Told {
+                group: "cluster 7",
+                class: "cat",
+                region: "rows 0–1",
+                images: 40,
+                flip: 0.5,
+                control_flip: 0.1,
+                gain: 1.5,
+                drop: 0.25,
+                drop_rest: 0.0625,
+            };
+            let s = (p.wording.sentence)(&told);
+            for part in ["cluster 7", "“cat”", "50%", "10%", "+1.50"] {
+                assert!(s.contains(part), "{test}: {part} not in {s}");
+            }
+        }
+        for space in &SPACES {
+            let tests = tests_of(space);
+            // A suspect is exactly a space with tests; the baseline has none.
+            assert_eq!(
+                space.role == SpaceRole::Baseline,
+                tests.is_empty(),
+                "{}",
+                space.name
+            );
+            // Its own test first, each test once, the model-side one for every suspect and
+            // after every pixel-side one.
+            let distinct: std::collections::BTreeSet<_> = tests.iter().collect();
+            assert_eq!(distinct.len(), tests.len(), "{}", space.name);
+            if let Some(own) = space.own_test {
+                assert_eq!(tests[0], own);
+                assert!(matches!(probe(own).method, Method::Pixels(_)));
+            }
+            let model_side: Vec<usize> = (0..tests.len())
+                .filter(|&i| matches!(probe(tests[i]).method, Method::ModelSide))
+                .collect();
+            if !tests.is_empty() {
+                assert_eq!(model_side, [tests.len() - 1], "{}", space.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_class_cache_computes_once() {
+        let cache = ClassCache::default();
+        let mut calls = 0;
+        for _ in 0..3 {
+            let v = cache
+                .get_or_try(EvidenceTest::DetailTransfer, || {
+                    calls += 1;
+                    Ok(vec![1.0f64, 2.0])
+                })
+                .unwrap();
+            assert_eq!(*v, [1.0, 2.0]);
+        }
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn take_away_fills_each_mask_and_give_pastes_round_robin() {
@@ -211,14 +360,14 @@ mod tests {
         let mask = vec![false, true];
         let taken = apply.take_away(
             std::slice::from_ref(&image),
-            &Carrier::Regions(vec![mask.clone()]),
+            &regions::Regions(vec![mask.clone()]),
             &[0],
             &[],
             0,
         );
         assert_eq!(taken[0], vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
         let donors = vec![vec![9.0; 6], vec![7.0; 6]];
-        let carrier = Carrier::Regions(vec![mask.clone(), mask]);
+        let carrier = regions::Regions(vec![mask.clone(), mask]);
         let given = apply.give(
             (&[image.clone(), image.clone(), image.clone()], 0),
             &donors,

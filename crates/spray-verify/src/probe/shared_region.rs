@@ -7,11 +7,27 @@
 //! (the region holds the object; the other images' same pixels hold background), the moved
 //! region alone a clean class whose relevance lies on the image's edges.
 
-use super::{Carrier, Plan, ProbeInput};
+use super::regions::{self, Regions};
+use super::{Method, Plan, Probe, ProbeInput, Wording};
 use crate::region;
 use crate::settings::RegionControl;
+use crate::Result;
+use spray_store::EvidenceTest;
 
-pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
+pub(super) static PROBE: Probe = Probe {
+    test: EvidenceTest::SharedRegion,
+    // Only as its space's own test (the relevance maps').
+    also_for: |_| false,
+    on: |_| true,
+    method: Method::Pixels(plan),
+    wording: Wording {
+        transferred: "region turns",
+        captions: regions::CAPTIONS,
+        sentence: |r| regions::sentence(r, "the same-shaped region from the class's other images"),
+    },
+};
+
+fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     let (g, [h, w]) = (input.grid, input.size);
     let maps = |rows: &[usize]| -> Vec<&[f32]> {
         rows.iter()
@@ -25,7 +41,7 @@ pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
         input.settings.margin,
     );
     if cells.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mask = region::pixel_mask(&cells, g, h, w);
     let moved = || -> Vec<Vec<bool>> {
@@ -47,12 +63,12 @@ pub(super) fn plan(input: &ProbeInput<'_>) -> Option<Plan> {
     let second_control = (input.settings.control == RegionControl::Both)
         .then(moved)
         .filter(|moved| *moved != control)
-        .map(Carrier::Regions);
-    Some(Plan {
+        .map(|moved| Box::new(Regions(moved)) as _);
+    Ok(Some(Plan {
         region: region::describe(&cells, g),
         region_cells: cells.len(),
-        group: Carrier::Regions(vec![mask; input.group.len()]),
-        control: Carrier::Regions(control),
+        group: Box::new(Regions(vec![mask; input.group.len()])),
+        control: Box::new(Regions(control)),
         second_control,
-    })
+    }))
 }

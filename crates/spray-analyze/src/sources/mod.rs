@@ -1,31 +1,86 @@
-//! The feature spaces, and everything the analysis does differently per space: which spaces a
-//! run analyses ([`SpacePlan`]), how a group's features are built in each
-//! ([`for_each_space`], by the space table's [`FeatureSource`]). How each space is laid out
-//! in 2-D is the table's too (`SpaceSpec::layout`).
+//! How the analysis builds each feature space's features: one file per
+//! [`FeatureSource`] (the space table's `SpaceSpec::source`), [`source`] the table of them,
+//! and [`SpacePlan`]: which spaces one run analyses, in the space table's order. A source's
+//! file says which `[analysis]` switch turns it on, how many spaces of it the relevance
+//! dataset offers (one per concept layer, …), which columns it reads and how a group's
+//! features are built. How each space is laid out in 2-D is the table's too
+//! (`SpaceSpec::layout`).
+//!
+//! A new space built from an existing source is its row in `spray_store::space`; one with new
+//! features is also one file here and its line in [`source`].
 
+mod colour_statistics;
+mod concept_channels;
+mod image_grid;
+mod relevance_grid;
+
+use std::any::Any;
 use std::ops::Range;
 
 use ndarray16::Array2;
 use spray_store::relevance::RelevanceLayout;
 use spray_store::space::FeatureSource;
-use spray_store::FeatureSpace;
+use spray_store::{FeatureSpace, SPACES};
 
 use crate::dataset::GroupRows;
-use crate::error::{AnalyzeError, Result};
-use crate::features;
+use crate::error::Result;
 use crate::settings::AnalysisSettings;
 
-/// The spaces one run analyses besides the relevance maps (always analysed), decided once
-/// from the settings and what the relevance dataset stores.
+/// Everything the analysis knows about one kind of features.
+pub(crate) struct Source {
+    /// Whether the run's `[analysis]` settings switch it on.
+    pub on: fn(&AnalysisSettings) -> bool,
+    /// How many spaces of the source the relevance dataset offers (0: none); `grid_from_map`:
+    /// the analysis pools its grid from the stored full map.
+    pub instances: fn(&RelevanceLayout, bool) -> usize,
+    /// The columns read up front, for every row, when a space of the source is analysed.
+    pub reads: Columns,
+    /// A group's features in one space of the source.
+    pub build: fn(&mut Building<'_, '_>) -> Result<Built>,
+}
+
+/// A group's features in one space, and each row's mass before normalisation where the
+/// space has one (see `GroupPoints::mass`).
+pub(crate) type Built = (Array2<f32>, Option<Vec<f64>>);
+
+/// Relevance-dataset columns read up front (beside the grid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Columns {
+    pub images: bool,
+    pub colour: bool,
+}
+
+/// What a source's `build` gets.
+pub(crate) struct Building<'p, 'g> {
+    pub plan: &'p SpacePlan,
+    pub group: &'p GroupRows<'g>,
+    pub space: FeatureSpace,
+    /// The source's own state across its spaces of one group (the concept column, read
+    /// once for every concept layer); let go before the next source's spaces.
+    pub state: &'p mut Option<Box<dyn Any>>,
+}
+
+/// THE table: the file that builds `source`'s features.
+pub(crate) fn source(source: FeatureSource) -> &'static Source {
+    match source {
+        FeatureSource::RelevanceGrid => &relevance_grid::SOURCE,
+        FeatureSource::ImageGrid => &image_grid::SOURCE,
+        FeatureSource::ConceptChannels => &concept_channels::SOURCE,
+        FeatureSource::ColourStatistics => &colour_statistics::SOURCE,
+    }
+}
+
+/// The spaces one run analyses, decided once from the settings and what the relevance
+/// dataset stores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SpacePlan {
-    /// The image-space baseline (thesis Fig 6.3): the pooled inputs, stored beside a stored
-    /// grid (a grid pooled from the full map has no pooled inputs of its size).
-    pub images: bool,
+    /// In the order a group's rows are written: the space table's (relevance, image, each
+    /// concept layer, colour).
+    pub spaces: Vec<FeatureSpace>,
     /// Per concept layer analysed, its channels in the concept column.
     pub concept_ranges: Vec<Range<usize>>,
-    /// The images' colour statistics.
-    pub colour: bool,
+    /// What the plan's sources read up front.
+    pub reads: Columns,
 }
 
 impl SpacePlan {
@@ -35,32 +90,27 @@ impl SpacePlan {
         layout: &RelevanceLayout,
         grid_from_map: bool,
     ) -> SpacePlan {
-        let mut concept_ranges = if settings.concept_spaces {
-            layout.concept_ranges()
-        } else {
-            Vec::new()
-        };
+        let mut plan = SpacePlan::default();
+        for (row, spec) in SPACES.iter().enumerate() {
+            let source = source(spec.source);
+            if !(source.on)(settings) {
+                continue;
+            }
+            let instances = (source.instances)(layout, grid_from_map);
+            let spaces: Vec<FeatureSpace> = (0..instances)
+                .map_while(|i| FeatureSpace::from_row(row, u8::try_from(i).ok()?))
+                .collect();
+            if spaces.is_empty() {
+                continue;
+            }
+            plan.spaces.extend(spaces);
+            plan.reads.images |= source.reads.images;
+            plan.reads.colour |= source.reads.colour;
+        }
+        plan.concept_ranges = layout.concept_ranges();
         // The space's label holds the layer's index in a byte.
-        concept_ranges.truncate(usize::from(u8::MAX) + 1);
-        SpacePlan {
-            images: settings.image_baseline && layout.store_images && !grid_from_map,
-            concept_ranges,
-            colour: settings.colour_space && layout.colour_stats,
-        }
-    }
-
-    /// The spaces in the order a group's rows are written: relevance, image, each concept
-    /// layer, colour.
-    pub fn spaces(&self) -> Vec<FeatureSpace> {
-        let mut spaces = vec![FeatureSpace::Relevance];
-        if self.images {
-            spaces.push(FeatureSpace::Image);
-        }
-        spaces.extend((0..self.concept_ranges.len()).map(|l| FeatureSpace::Concept(l as u8)));
-        if self.colour {
-            spaces.push(FeatureSpace::Colour);
-        }
-        spaces
+        plan.concept_ranges.truncate(usize::from(u8::MAX) + 1);
+        plan
     }
 }
 
@@ -74,40 +124,27 @@ pub(crate) struct SpaceFeatures {
 }
 
 /// Builds the group's features in each space of `plan`, in order, and hands them to
-/// `analyse` one space at a time. The concept column is read once for all concept layers and
-/// let go before the next space.
+/// `analyse` one space at a time. A source's state (the concept column) is let go before the
+/// next source's spaces.
 pub(crate) fn for_each_space(
     plan: &SpacePlan,
     group: &GroupRows<'_>,
     mut analyse: impl FnMut(SpaceFeatures) -> Result<()>,
 ) -> Result<()> {
-    let mut concepts: Option<Vec<Vec<f32>>> = None;
-    for space in plan.spaces() {
-        if space.spec().source != FeatureSource::ConceptChannels {
-            concepts = None;
+    let mut state: Option<Box<dyn Any>> = None;
+    let mut previous = None;
+    for &space in &plan.spaces {
+        let kind = space.spec().source;
+        if previous != Some(kind) {
+            state = None;
+            previous = Some(kind);
         }
-        let (features, mass) = match space.spec().source {
-            FeatureSource::RelevanceGrid => (group.take_relevance()?, Some(group.masses())),
-            FeatureSource::ImageGrid => (to_matrix(&group.take_image_grids()), None),
-            FeatureSource::ConceptChannels => {
-                let layer = space.layer().unwrap_or(0);
-                if concepts.is_none() {
-                    concepts = Some(group.concepts()?);
-                }
-                let range = plan
-                    .concept_ranges
-                    .get(usize::from(layer))
-                    .cloned()
-                    .ok_or_else(|| {
-                        AnalyzeError::Internal(format!("no channels for concept layer {layer}"))
-                    })?;
-                let (features, mass) =
-                    features::concept_features(concepts.as_deref().unwrap_or_default(), range)
-                        .map_err(|short| group.corrupt_at(short.row, &short.to_string()))?;
-                (features, Some(mass))
-            }
-            FeatureSource::ColourStatistics => (features::colour_features(&group.colours()?), None),
-        };
+        let (features, mass) = (source(kind).build)(&mut Building {
+            plan,
+            group,
+            space,
+            state: &mut state,
+        })?;
         analyse(SpaceFeatures {
             space,
             features,
@@ -131,6 +168,7 @@ mod tests {
     use crate::read::tests::{concept_layout, record, write_dataset};
     use crate::read::{read_dataset, GridSource};
     use crate::settings::Grouping;
+    use crate::AnalyzeError;
 
     #[test]
     fn the_plan_follows_the_settings_and_what_is_stored() {
@@ -140,7 +178,7 @@ mod tests {
         let all = SpacePlan::new(&AnalysisSettings::default(), &layout, false);
         assert_eq!(all.concept_ranges, vec![0..3, 3..8]);
         assert_eq!(
-            all.spaces(),
+            all.spaces,
             vec![
                 FeatureSpace::Relevance,
                 FeatureSpace::Image,
@@ -149,8 +187,16 @@ mod tests {
                 FeatureSpace::Colour
             ]
         );
+        assert_eq!(
+            all.reads,
+            Columns {
+                images: true,
+                colour: true
+            }
+        );
         // a grid pooled from the map has no image baseline
-        assert!(!SpacePlan::new(&AnalysisSettings::default(), &layout, true).images);
+        let pooled = SpacePlan::new(&AnalysisSettings::default(), &layout, true);
+        assert!(!pooled.spaces.contains(&FeatureSpace::Image) && !pooled.reads.images);
         let off = AnalysisSettings {
             image_baseline: false,
             concept_spaces: false,
@@ -158,12 +204,12 @@ mod tests {
             ..AnalysisSettings::default()
         };
         assert_eq!(
-            SpacePlan::new(&off, &layout, false).spaces(),
+            SpacePlan::new(&off, &layout, false).spaces,
             vec![FeatureSpace::Relevance]
         );
         let nothing_stored = concept_layout(&[]);
         assert_eq!(
-            SpacePlan::new(&AnalysisSettings::default(), &nothing_stored, false).spaces(),
+            SpacePlan::new(&AnalysisSettings::default(), &nothing_stored, false).spaces,
             vec![FeatureSpace::Relevance]
         );
     }

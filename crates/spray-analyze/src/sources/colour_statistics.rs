@@ -1,0 +1,17 @@
+//! [`FeatureSource::ColourStatistics`](spray_store::space::FeatureSource::ColourStatistics):
+//! each image's per-channel mean and log spread (`relevance::colour_stats`), z-scored over the
+//! group (`features::colour_features`); `[analysis] colour_space`, where the relevance
+//! dataset stores them.
+
+use super::{Columns, Source};
+use crate::features;
+
+pub(super) static SOURCE: Source = Source {
+    on: |settings| settings.colour_space,
+    instances: |layout, _| usize::from(layout.colour_stats),
+    reads: Columns {
+        images: false,
+        colour: true,
+    },
+    build: |b| Ok((features::colour_features(&b.group.colours()?), None)),
+};

@@ -1,0 +1,61 @@
+//! The carrier of the two region tests (`shared_region`, `member_region`): one pixel mask per
+//! image. Occlusion fills it (`[verify] fill`, seeded by the member's position), a transplant
+//! pastes the donor's masked pixels onto the recipient.
+
+use super::{pct, Carrier, Giving, Occluding, Told};
+use crate::perturb::{occlude, paste};
+
+/// One pixel mask per image (true = changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Regions(pub Vec<Vec<bool>>);
+
+impl Carrier for Regions {
+    fn take_away(&self, k: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
+        let apply = at.apply;
+        occlude(
+            image,
+            &self.0[k],
+            apply.width,
+            apply.fill,
+            apply.seed ^ at.rows[k] as u64,
+        );
+    }
+
+    fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
+        let d = j % from.donors.len();
+        paste(recipient, &from.donors[d], &self.0[d]);
+    }
+
+    fn subset(&self, positions: &[usize]) -> Box<dyn Carrier> {
+        Box::new(Regions(
+            positions.iter().map(|&p| self.0[p].clone()).collect(),
+        ))
+    }
+}
+
+/// The captions of a region test's pictures.
+pub(super) const CAPTIONS: [&str; 4] = [
+    "cluster member",
+    "region filled",
+    "other class",
+    "region pasted in",
+];
+
+/// The sentence of a region test, whose control is `control`.
+pub(super) fn sentence(r: &Told<'_>, control: &str) -> String {
+    format!(
+        "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
+         “{}” (logit {:+.2} on average; {control}: {}); \
+         filling that region in the cluster's own images lowers the logit by {} (by {} in the \
+         rest of the class).",
+        r.group,
+        r.region,
+        r.images,
+        pct(r.flip),
+        r.class,
+        r.gain,
+        pct(r.control_flip),
+        pct(r.drop),
+        pct(r.drop_rest)
+    )
+}
