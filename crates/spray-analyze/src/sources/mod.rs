@@ -177,9 +177,11 @@ mod tests {
         layout.colour_stats = true;
         let all = SpacePlan::new(&AnalysisSettings::default(), &layout, false);
         assert_eq!(all.concept_ranges, vec![0..3, 3..8]);
+        // The space table's order: relevance, image, each concept layer, colour (then any row
+        // added after them).
         assert_eq!(
-            all.spaces,
-            vec![
+            all.spaces[..5],
+            [
                 FeatureSpace::Relevance,
                 FeatureSpace::Image,
                 FeatureSpace::Concept(0),
@@ -187,6 +189,8 @@ mod tests {
                 FeatureSpace::Colour
             ]
         );
+        let row = |s: &FeatureSpace| SPACES.iter().position(|r| std::ptr::eq(r, s.spec()));
+        assert!(all.spaces.windows(2).all(|w| row(&w[0]) <= row(&w[1])));
         assert_eq!(
             all.reads,
             Columns {
