@@ -274,8 +274,27 @@ fn test_group(
         bounds: &bench.bounds,
     };
 
-    // Occlusion of at most `occlusion_images` of each side, spread over it.
-    let cap = bench.settings.occlusion_images;
+    let k = class.index as usize;
+    let sides = Sides {
+        donors: (&donors, &donor_colours),
+        rest: (&rest, &rest_colours),
+    };
+    let n = recipients.tensors.len();
+    let (first, later) = match bench.settings.first_look {
+        0 => (Vec::from_iter(0..n), Vec::new()),
+        m => first_look(n, m),
+    };
+    let mut measured = Transplanted::new(n, control_carriers(plan, &sides).len());
+    measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &first)?;
+    let could_flag = measured.rates(recipients, k).could_flag();
+    if !later.is_empty() && could_flag {
+        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &later)?;
+    }
+
+    // Occlusion of at most `occlusion_images` of each side, spread over it; of at most
+    // `first_look` where the transplant stopped at the first look. Why: the row of a group
+    // that cannot reach the flag decides nothing, and its occlusion was most of its cost.
+    let cap = occlusion_cap(bench.settings, later.is_empty() || could_flag);
     let occluded = |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize| {
         let at = spread(&Vec::from_iter(0..rows.len()), cap);
         let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
@@ -294,21 +313,6 @@ fn test_group(
     let (rows, covered_rest) = occluded(&rest, &*plan.control, rest_rows, 1);
     let others = occlusion(bench.scorer, class, &rows, &covered_rest)?;
 
-    let k = class.index as usize;
-    let sides = Sides {
-        donors: (&donors, &donor_colours),
-        rest: (&rest, &rest_colours),
-    };
-    let n = recipients.tensors.len();
-    let (first, later) = match bench.settings.first_look {
-        0 => (Vec::from_iter(0..n), Vec::new()),
-        m => first_look(n, m),
-    };
-    let mut measured = Transplanted::new(n, control_carriers(plan, &sides).len());
-    measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &first)?;
-    if !later.is_empty() && measured.rates(recipients, k).could_flag() {
-        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &later)?;
-    }
     // Pictures for the report: the first member before and after occlusion, the first
     // recipient (always in the first look) before and after the transplant.
     let mut pictures = vec![donors[0].clone(), covered[0].clone()];
@@ -328,6 +332,16 @@ fn test_group(
             examples,
         },
     ))
+}
+
+/// How many images of each side a group's occlusion measures: `occlusion_images` (0: all)
+/// where the transplant was measured on every recipient, else at most `first_look`.
+fn occlusion_cap(settings: &VerifySettings, measured_fully: bool) -> usize {
+    match (measured_fully, settings.occlusion_images) {
+        (true, cap) => cap,
+        (false, 0) => settings.first_look,
+        (false, cap) => cap.min(settings.first_look),
+    }
 }
 
 /// Images with their per-channel colour statistics (`perturb::channel_stats`).
@@ -492,6 +506,18 @@ impl Rates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_stopped_at_the_first_look_is_occluded_on_fewer_images() {
+        let mut s = VerifySettings::default();
+        assert_eq!(occlusion_cap(&s, true), s.occlusion_images);
+        assert_eq!(occlusion_cap(&s, false), s.first_look.min(s.occlusion_images));
+        s.occlusion_images = 0;
+        assert_eq!(occlusion_cap(&s, true), 0, "0 keeps meaning every image");
+        assert_eq!(occlusion_cap(&s, false), s.first_look);
+        s.occlusion_images = 10;
+        assert_eq!(occlusion_cap(&s, false), 10);
+    }
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;
 

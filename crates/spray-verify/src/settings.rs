@@ -68,7 +68,9 @@ pub struct VerifySettings {
     /// spread over each side (0: all of the group, and as many of the rest as receive the
     /// transplant). Why not fewer by default: the drop is a mean of relative drops, heavy-
     /// tailed where a logit is near zero; on the demo, 30 of the watermark class's 55 other
-    /// images gave 0.78 where all 55 gave 0.49 (the watermark cluster: 0.80).
+    /// images gave 0.78 where all 55 gave 0.49 (the watermark cluster: 0.80). A group whose
+    /// transplant stops at the first look (it cannot reach the flag) is occluded on at most
+    /// `first_look` of each side: its row decides nothing, and this was most of its cost.
     #[serde(default = "default_occlusion")]
     pub occlusion_images: usize,
     /// Images of other classes that receive the region, per cluster (and the most contrast
