@@ -8,7 +8,7 @@ use spray_store::{EvidenceTest, GroupId};
 use crate::direction::{self, ActivationCache};
 use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
-use crate::members::{first_look, recipients, spread, Member, MembersByClass};
+use crate::members::{looks, recipients, spread, Member, MembersByClass};
 use crate::perturb::channel_stats;
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
@@ -279,22 +279,26 @@ fn test_group(
         donors: (&donors, &donor_colours),
         rest: (&rest, &rest_colours),
     };
-    let n = recipients.tensors.len();
-    let (first, later) = match bench.settings.first_look {
-        0 => (Vec::from_iter(0..n), Vec::new()),
-        m => first_look(n, m),
-    };
-    let mut measured = Transplanted::new(n, control_carriers(plan, &sides).len());
-    measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &first)?;
-    let could_flag = measured.rates(recipients, k).could_flag();
-    if !later.is_empty() && could_flag {
-        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, &later)?;
+    // Look by look (`members::looks`): the next recipients only while the effect so far
+    // could still reach the flag.
+    let looks = looks(recipients.tensors.len(), bench.settings.first_look);
+    let mut measured = Transplanted::new(
+        recipients.tensors.len(),
+        control_carriers(plan, &sides).len(),
+    );
+    let mut stopped_after = None;
+    for (i, look) in looks.iter().enumerate() {
+        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, look)?;
+        if i + 1 < looks.len() && !measured.rates(recipients, k).could_flag() {
+            stopped_after = Some(looks[..=i].iter().map(Vec::len).sum::<usize>());
+            break;
+        }
     }
 
-    // Occlusion of at most `occlusion_images` of each side, spread over it; of at most
-    // `first_look` where the transplant stopped at the first look. Why: the row of a group
+    // Occlusion of at most `occlusion_images` of each side, spread over it; of at most as
+    // many as the transplant's recipients where it stopped early. Why: the row of a group
     // that cannot reach the flag decides nothing, and its occlusion was most of its cost.
-    let cap = occlusion_cap(bench.settings, later.is_empty() || could_flag);
+    let cap = occlusion_cap(bench.settings, stopped_after);
     let occluded = |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize| {
         let at = spread(&Vec::from_iter(0..rows.len()), cap);
         let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
@@ -335,12 +339,13 @@ fn test_group(
 }
 
 /// How many images of each side a group's occlusion measures: `occlusion_images` (0: all)
-/// where the transplant was measured on every recipient, else at most `first_look`.
-fn occlusion_cap(settings: &VerifySettings, measured_fully: bool) -> usize {
-    match (measured_fully, settings.occlusion_images) {
-        (true, cap) => cap,
-        (false, 0) => settings.first_look,
-        (false, cap) => cap.min(settings.first_look),
+/// where the transplant was measured on every recipient, else at most as many as the
+/// recipients it stopped after.
+fn occlusion_cap(settings: &VerifySettings, stopped_after: Option<usize>) -> usize {
+    match (stopped_after, settings.occlusion_images) {
+        (None, cap) => cap,
+        (Some(measured), 0) => measured,
+        (Some(measured), cap) => cap.min(measured),
     }
 }
 
@@ -510,13 +515,13 @@ mod tests {
     #[test]
     fn a_group_stopped_at_the_first_look_is_occluded_on_fewer_images() {
         let mut s = VerifySettings::default();
-        assert_eq!(occlusion_cap(&s, true), s.occlusion_images);
-        assert_eq!(occlusion_cap(&s, false), s.first_look.min(s.occlusion_images));
+        assert_eq!(occlusion_cap(&s, None), s.occlusion_images);
+        assert_eq!(occlusion_cap(&s, Some(30)), 30);
         s.occlusion_images = 0;
-        assert_eq!(occlusion_cap(&s, true), 0, "0 keeps meaning every image");
-        assert_eq!(occlusion_cap(&s, false), s.first_look);
-        s.occlusion_images = 10;
-        assert_eq!(occlusion_cap(&s, false), 10);
+        assert_eq!(occlusion_cap(&s, None), 0, "0 keeps meaning every image");
+        assert_eq!(occlusion_cap(&s, Some(10)), 10);
+        s.occlusion_images = 5;
+        assert_eq!(occlusion_cap(&s, Some(10)), 5);
     }
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;

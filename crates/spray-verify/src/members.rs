@@ -94,6 +94,27 @@ pub fn first_look(n: usize, m: usize) -> (Vec<usize>, Vec<usize>) {
     (first, later)
 }
 
+/// The recipient positions a group is measured on, look by look: the first `m` of
+/// [`prefix_spread`]'s order, then up to 3m, 9m, … of it, the last look ending at `n`; each
+/// look ascending. One look of all when `m` is 0. Each look extends the one before it, so a
+/// group stopped at any look was measured on a spread prefix (`first_look`'s first part is
+/// the first look).
+pub fn looks(n: usize, m: usize) -> Vec<Vec<usize>> {
+    let order = prefix_spread(&(0..n).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    let (mut start, mut end) = (0, if m == 0 { n } else { m.min(n) });
+    loop {
+        let mut look = order[start..end].to_vec();
+        look.sort_unstable();
+        out.push(look);
+        if end == n {
+            return out;
+        }
+        start = end;
+        end = end.saturating_mul(3).min(n);
+    }
+}
+
 /// `items` reordered so that every prefix is spread over the whole list: position i goes
 /// where its index with the bits reversed sorts (0, n/2, n/4, 3n/4, …).
 pub fn prefix_spread<T: Copy>(items: &[T]) -> Vec<T> {
@@ -159,6 +180,16 @@ mod tests {
         // Two of eight: the first and the middle; all of them when m ≥ n.
         assert_eq!(first_look(8, 2), (vec![0, 4], vec![1, 2, 3, 5, 6, 7]));
         assert_eq!(first_look(3, 5), (vec![0, 1, 2], vec![]));
+        // Looks of 2, then up to 6, then the rest; together every position once.
+        let l = looks(8, 2);
+        assert_eq!(l.iter().map(Vec::len).collect::<Vec<_>>(), [2, 4, 2]);
+        assert_eq!(l[0], first_look(8, 2).0);
+        let mut all: Vec<usize> = l.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..8).collect::<Vec<_>>());
+        assert_eq!(looks(5, 0), vec![vec![0, 1, 2, 3, 4]]);
+        assert_eq!(looks(3, 5), vec![vec![0, 1, 2]]);
+        assert_eq!(looks(0, 3), vec![Vec::<usize>::new()]);
     }
 
     #[test]
