@@ -45,7 +45,7 @@ pub(crate) fn picture_labels(test: EvidenceTest) -> [&'static str; 4] {
 /// classes' images, how many turned, and what the control and the occlusion did.
 pub(crate) fn evidence_sentence(r: &EvidenceRow) -> String {
     let group = r.group().name();
-    (probe(r.test).wording.sentence)(&Told {
+    Told {
         group: &group,
         class: &r.class_name,
         region: &r.region,
@@ -55,7 +55,8 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow) -> String {
         gain: r.transplant_logit_gain,
         drop: r.occlusion_drop,
         drop_rest: r.occlusion_drop_rest,
-    })
+    }
+    .fill(probe(r.test).wording.sentence)
 }
 
 #[cfg(test)]

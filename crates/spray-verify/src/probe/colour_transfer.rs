@@ -6,7 +6,7 @@
 
 use spray_store::EvidenceTest;
 
-use super::{pct, Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Told, Wording};
+use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::transfer_colour;
 use crate::Result;
 
@@ -24,7 +24,7 @@ pub(super) static PROBE: Probe = Probe {
             "other class",
             "the group's colours",
         ],
-        sentence,
+        sentence: SENTENCE,
     },
 };
 
@@ -61,19 +61,9 @@ impl Carrier for Colours {
     }
 }
 
-fn sentence(r: &Told<'_>) -> String {
-    format!(
-        "Giving {} images of other classes the colours (per-channel mean and spread) of \
-         {}'s images turns {} of them into “{}” (logit {:+.2} on average; the colours of \
-         the class's other images: {}); giving the group's own images the colours of the \
-         class's other images lowers the logit by {} (by {} in the rest of the class).",
-        r.images,
-        r.group,
-        pct(r.flip),
-        r.class,
-        r.gain,
-        pct(r.control_flip),
-        pct(r.drop),
-        pct(r.drop_rest)
-    )
-}
+const SENTENCE: &str =
+    "Giving {images} images of other classes the colours (per-channel mean and spread) of \
+         {group}'s images turns {flip} of them into “{class}” (logit {gain} on average; the \
+         colours of the class's other images: {control}); giving the group's own images the \
+         colours of the class's other images lowers the logit by {drop} (by {drop_rest} in the \
+         rest of the class).";

@@ -18,7 +18,7 @@
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::{pct, Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Told, Wording};
+use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::{add_detail, detail_energy, low_pass};
 use crate::region;
 use crate::Result;
@@ -37,7 +37,7 @@ pub(super) static PROBE: Probe = Probe {
             "other class",
             "fine detail added",
         ],
-        sentence,
+        sentence: SENTENCE,
     },
 };
 
@@ -137,20 +137,9 @@ impl Carrier for Detail {
     }
 }
 
-fn sentence(r: &Told<'_>) -> String {
-    format!(
-        "Adding the fine detail of {}'s images (each image minus its low-pass: a pattern, \
-         noise, strokes) to {} images of other classes turns {} of them into “{}” (logit \
-         {:+.2} on average; the fine detail of the class's other images: {}); removing the \
-         fine detail from the group's own images lowers the logit by {} (by {} in the rest \
-         of the class).",
-        r.group,
-        r.images,
-        pct(r.flip),
-        r.class,
-        r.gain,
-        pct(r.control_flip),
-        pct(r.drop),
-        pct(r.drop_rest)
-    )
-}
+const SENTENCE: &str =
+    "Adding the fine detail of {group}'s images (each image minus its low-pass: a pattern, \
+         noise, strokes) to {images} images of other classes turns {flip} of them into \
+         “{class}” (logit {gain} on average; the fine detail of the class's other images: \
+         {control}); removing the fine detail from the group's own images lowers the logit by \
+         {drop} (by {drop_rest} in the rest of the class).";

@@ -7,7 +7,7 @@
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::{pct, Method, Probe, Told, Wording};
+use super::{Method, Probe, Wording};
 
 pub(super) static PROBE: Probe = Probe {
     test: EvidenceTest::FeatureDirection,
@@ -19,27 +19,15 @@ pub(super) static PROBE: Probe = Probe {
         transferred: "position along its feature direction turns",
         // No pictures: the test changes activations, not pixels.
         captions: ["", "", "", ""],
-        sentence,
+        sentence: SENTENCE,
     },
 };
 
-fn sentence(r: &Told<'_>) -> String {
-    format!(
-        "Moving {} images of other classes, in the model's features ({}), along the \
-         direction that sets {}'s images apart from the rest of the class, to where the \
-         group's images lie, turns {} of them into “{}” (logit {:+.2} on average; the \
-         strongest control — the class's other images farthest along it, the same move \
-         mirrored, or a random split of the class: {}); moving the group's own images back \
-         to the rest's level lowers the logit by {} (by {} in the rest of the class). No \
-         pixels were changed: the group's artifact need not be a region.",
-        r.images,
-        r.region,
-        r.group,
-        pct(r.flip),
-        r.class,
-        r.gain,
-        pct(r.control_flip),
-        pct(r.drop),
-        pct(r.drop_rest)
-    )
-}
+const SENTENCE: &str =
+    "Moving {images} images of other classes, in the model's features ({region}), along \
+         the direction that sets {group}'s images apart from the rest of the class, to where \
+         the group's images lie, turns {flip} of them into “{class}” (logit {gain} on average; \
+         the strongest control — the class's other images farthest along it, the same move \
+         mirrored, or a random split of the class: {control}); moving the group's own images \
+         back to the rest's level lowers the logit by {drop} (by {drop_rest} in the rest of \
+         the class). No pixels were changed: the group's artifact need not be a region.";

@@ -19,13 +19,10 @@ pub(super) static PROBE: Probe = Probe {
     wording: Wording {
         transferred: "region turns",
         captions: regions::CAPTIONS,
-        sentence: |r| {
-            regions::sentence(
-                r,
-                "the same number of cells from the class's other images, each where its own \
-                 relevance is",
-            )
-        },
+        sentence: regions::region_sentence!(
+            "the same number of cells from the class's other images, each where its own \
+             relevance is"
+        ),
     },
 };
 

@@ -58,8 +58,9 @@ pub struct Wording {
     /// member before and after, another class's image before and after; empty for a test
     /// without pictures.
     pub captions: [&'static str; 4],
-    /// The plain-language line a reviewer reads about the group's strongest row.
-    pub sentence: fn(&Told<'_>) -> String,
+    /// The plain-language line a reviewer reads about the group's strongest row, with
+    /// [`Told::fill`]'s placeholders.
+    pub sentence: &'static str,
 }
 
 /// What a sentence tells of an evidence row.
@@ -79,6 +80,47 @@ pub struct Told<'a> {
     /// Occlusion (or ablation) drop of the group's images and of the rest of the class's.
     pub drop: f64,
     pub drop_rest: f64,
+}
+
+impl Told<'_> {
+    /// `template` with `{group}`, `{class}`, `{region}`, `{images}`, `{flip}`, `{control}`
+    /// (the control's flip rate), `{gain}`, `{drop}` and `{drop_rest}` filled in, in one pass
+    /// (a class name from the data that looks like a placeholder stays as it is). Any other
+    /// `{…}` is kept.
+    pub fn fill(&self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len() + 64);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                out.push_str(&rest[open..]);
+                return out;
+            };
+            match self.value(&after[..close]) {
+                Some(value) => out.push_str(&value),
+                None => out.push_str(&rest[open..open + close + 2]),
+            }
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "group" => self.group.to_string(),
+            "class" => self.class.to_string(),
+            "region" => self.region.to_string(),
+            "images" => self.images.to_string(),
+            "flip" => pct(self.flip),
+            "control" => pct(self.control_flip),
+            "gain" => format!("{:+.2}", self.gain),
+            "drop" => pct(self.drop),
+            "drop_rest" => pct(self.drop_rest),
+            _ => return None,
+        })
+    }
 }
 
 /// A share as the report prints it: "42%".
@@ -299,10 +341,11 @@ mod tests {
                 drop: 0.25,
                 drop_rest: 0.0625,
             };
-            let s = (p.wording.sentence)(&told);
+            let s = told.fill(p.wording.sentence);
             for part in ["cluster 7", "“cat”", "50%", "10%", "+1.50"] {
                 assert!(s.contains(part), "{test}: {part} not in {s}");
             }
+            assert!(!s.contains('{'), "{test}: a placeholder left in {s}");
         }
         for space in &SPACES {
             let tests = tests_of(space);
@@ -328,6 +371,25 @@ mod tests {
                 assert_eq!(model_side, [tests.len() - 1], "{}", space.name);
             }
         }
+    }
+
+    #[test]
+    fn placeholders_are_filled_once_and_unknown_ones_kept() {
+        let told = Told {
+            group: "cluster 1",
+            class: "{flip}",
+            region: "r0c0",
+            images: 12,
+            flip: 0.25,
+            control_flip: 0.0,
+            gain: -0.5,
+            drop: 1.0,
+            drop_rest: 0.004,
+        };
+        assert_eq!(
+            told.fill("{group} of “{class}”: {flip} vs {control}, {gain}, {drop}/{drop_rest} on {images} {odd} {"),
+            "cluster 1 of “{flip}”: 25% vs 0%, -0.50, 100%/0% on 12 {odd} {"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! image. Occlusion fills it (`[verify] fill`, seeded by the member's position), a transplant
 //! pastes the donor's masked pixels onto the recipient.
 
-use super::{pct, Carrier, Giving, Occluding, Told};
+use super::{Carrier, Giving, Occluding};
 use crate::perturb::{occlude, paste};
 
 /// One pixel mask per image (true = changed).
@@ -41,21 +41,17 @@ pub(super) const CAPTIONS: [&str; 4] = [
     "region pasted in",
 ];
 
-/// The sentence of a region test, whose control is `control`.
-pub(super) fn sentence(r: &Told<'_>, control: &str) -> String {
-    format!(
-        "Pasting {}'s region ({}) onto {} images of other classes turns {} of them into \
-         “{}” (logit {:+.2} on average; {control}: {}); \
-         filling that region in the cluster's own images lowers the logit by {} (by {} in the \
-         rest of the class).",
-        r.group,
-        r.region,
-        r.images,
-        pct(r.flip),
-        r.class,
-        r.gain,
-        pct(r.control_flip),
-        pct(r.drop),
-        pct(r.drop_rest)
-    )
+/// The sentence of a region test ([`super::Told::fill`]'s placeholders), with the words
+/// for its control.
+macro_rules! region_sentence {
+    ($control:literal) => {
+        concat!(
+            "Pasting {group}'s region ({region}) onto {images} images of other classes turns \
+             {flip} of them into “{class}” (logit {gain} on average; ",
+            $control,
+            ": {control}); filling that region in the cluster's own images lowers the logit by \
+             {drop} (by {drop_rest} in the rest of the class)."
+        )
+    };
 }
+pub(super) use region_sentence;

@@ -23,7 +23,7 @@ pub(super) static PROBE: Probe = Probe {
     wording: Wording {
         transferred: "region turns",
         captions: regions::CAPTIONS,
-        sentence: |r| regions::sentence(r, "the same-shaped region from the class's other images"),
+        sentence: regions::region_sentence!("the same-shaped region from the class's other images"),
     },
 };
 
