@@ -1,14 +1,13 @@
-//! [`EvidenceTest::DetailTransfer`]: no region —
-//! the group's fine detail (each image minus its low-pass, `perturb::low_pass`) is added to
-//! other classes' images, and the group's own images keep only their low-pass. Why: a pattern
-//! spread over the image — scanlines, sensor noise, a caption's strokes — has no region to
-//! paste, but lives in the detail.
+//! [`EvidenceTest::DetailTransfer`]: no region — the group's fine detail (each image minus
+//! its low-pass, `perturb::low_pass`) is added to other classes' images, and the group's own
+//! images keep only their low-pass. Why: a pattern spread over the image — scanlines, sensor
+//! noise, a caption's strokes — has no region to paste, but lives in the detail.
 //!
 //! The class's own object has edges in the detail too. Two controls, the stronger counts: the
 //! fine detail of the class's other images; and that of the most detailed of them where the
 //! model looks (`perturb::detail_energy`: detail weighted by relevance; as many as the group,
-//! at most half), each moved so that its
-//! relevance centroid lands on the group's (`region::shift_to`). Why: a group of the class's
+//! at most half), each moved so that its relevance centroid lands on the group's
+//! (`region::shift_to`). Why: a group of the class's
 //! highest-contrast exemplars, or one that is a natural mode of *where* the object is,
 //! carries the object's edges strongly or at its place (the tags scenario's clean two-place
 //! square: a group of 42 bright squares on one side turned 0.47 of recipients, the other
