@@ -511,6 +511,8 @@ impl Rates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorer::fake::LinearModel;
+    use spray_store::FeatureSpace;
 
     #[test]
     fn a_group_stopped_at_the_first_look_is_occluded_on_fewer_images() {
@@ -523,8 +525,6 @@ mod tests {
         s.occlusion_images = 5;
         assert_eq!(occlusion_cap(&s, Some(10)), 5);
     }
-    use crate::scorer::fake::LinearModel;
-    use spray_store::FeatureSpace;
 
     const H: usize = 4;
     const W: usize = 4;

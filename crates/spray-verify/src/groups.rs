@@ -7,7 +7,7 @@ use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
 use spray_store::{ClusterLevel, FeatureSpace, GroupId};
 
 use crate::members::Member;
-use crate::probe::tests_of;
+use crate::probe::{is_tested, tests_of};
 use crate::VerifySettings;
 
 /// (class, image, space) → (cluster, split side) of every tested space's samples.
@@ -170,7 +170,7 @@ pub fn by_priority(
 ) -> Vec<TestedGroup> {
     let mut per_space: BTreeMap<FeatureSpace, Vec<TestedGroup>> = BTreeMap::new();
     for g in groups {
-        if !tests_of(g.id.space.spec()).is_empty() && worth_testing(&g, class_size, settings) {
+        if is_tested(g.id.space.spec()) && worth_testing(&g, class_size, settings) {
             per_space.entry(g.id.space).or_default().push(g);
         }
     }

@@ -85,11 +85,13 @@ pub fn recipients(by_class: &MembersByClass, class: i32, limit: usize) -> Vec<us
 /// the first `m` of [`prefix_spread`]'s order. Why not the first `m`: images come sorted by
 /// class, and a plain prefix would be one or two classes.
 pub fn first_look(n: usize, m: usize) -> (Vec<usize>, Vec<usize>) {
-    let order = prefix_spread(&(0..n).collect::<Vec<_>>());
-    let m = m.min(n);
-    let mut first = order[..m].to_vec();
-    let mut later = order[m..].to_vec();
-    first.sort_unstable();
+    if m == 0 {
+        return (Vec::new(), (0..n).collect());
+    }
+    // The first of `looks`, and all the others together.
+    let mut looks = looks(n, m).into_iter();
+    let first = looks.next().unwrap_or_default();
+    let mut later: Vec<usize> = looks.flatten().collect();
     later.sort_unstable();
     (first, later)
 }

@@ -69,8 +69,9 @@ pub struct VerifySettings {
     /// transplant). Why not fewer by default: the drop is a mean of relative drops, heavy-
     /// tailed where a logit is near zero; on the demo, 30 of the watermark class's 55 other
     /// images gave 0.78 where all 55 gave 0.49 (the watermark cluster: 0.80). A group whose
-    /// transplant stops at the first look (it cannot reach the flag) is occluded on at most
-    /// `first_look` of each side: its row decides nothing, and this was most of its cost.
+    /// transplant stops early (it cannot reach the flag, `first_look`) is occluded on at most
+    /// as many images of each side as recipients it was measured on: its row decides
+    /// nothing, and this was most of its cost.
     #[serde(default = "default_occlusion")]
     pub occlusion_images: usize,
     /// Images of other classes that receive the region, per cluster (and the most contrast
@@ -210,10 +211,10 @@ impl Default for VerifySettings {
 
 impl VerifySettings {
     /// Whether the groups of `space` are tested: it has evidence tests
-    /// ([`crate::probe::tests_of`]) and its switch is on.
+    /// ([`crate::probe::is_tested`]) and its switch is on.
     pub fn tests_space(&self, space: FeatureSpace) -> bool {
         let spec = space.spec();
-        !crate::probe::tests_of(spec).is_empty()
+        crate::probe::is_tested(spec)
             && match spec.switch {
                 TestSwitch::Always => true,
                 TestSwitch::ConceptGroups => self.concept_groups,

@@ -10,8 +10,7 @@ use crate::features;
 
 pub(super) static SOURCE: Source = Source {
     on: |settings| settings.concept_spaces,
-    // The space's label holds the layer's index in a byte.
-    instances: |layout, _| layout.concept_layers.len().min(usize::from(u8::MAX) + 1),
+    instances: |layout, _| layout.concept_layers.len(),
     reads: Columns {
         images: false,
         colour: false,

@@ -97,6 +97,7 @@ impl SpacePlan {
                 continue;
             }
             let instances = (source.instances)(layout, grid_from_map);
+            // An indexed space's label holds its index in a byte: at most 256 of a source.
             let spaces: Vec<FeatureSpace> = (0..instances)
                 .map_while(|i| FeatureSpace::from_row(row, u8::try_from(i).ok()?))
                 .collect();
@@ -108,8 +109,6 @@ impl SpacePlan {
             plan.reads.colour |= source.reads.colour;
         }
         plan.concept_ranges = layout.concept_ranges();
-        // The space's label holds the layer's index in a byte.
-        plan.concept_ranges.truncate(usize::from(u8::MAX) + 1);
         plan
     }
 }

@@ -139,6 +139,12 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
     }
 }
 
+/// Whether the groups of `space` are tested at all: exactly when it has its own test (every
+/// other test runs after it, [`tests_of`]); no list is built.
+pub fn is_tested(space: &SpaceSpec) -> bool {
+    space.own_test.is_some()
+}
+
 /// The tests of a space's groups, in the order they run: its own test, then every test that
 /// also runs on it, in table order. None for a space that is not a suspect.
 pub fn tests_of(space: &SpaceSpec) -> Vec<EvidenceTest> {
@@ -360,6 +366,7 @@ mod tests {
             // after every pixel-side one.
             let distinct: std::collections::BTreeSet<_> = tests.iter().collect();
             assert_eq!(distinct.len(), tests.len(), "{}", space.name);
+            assert_eq!(is_tested(space), !tests.is_empty(), "{}", space.name);
             if let Some(own) = space.own_test {
                 assert_eq!(tests[0], own);
                 assert!(matches!(probe(own).method, Method::Pixels(_)));
