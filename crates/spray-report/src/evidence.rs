@@ -57,6 +57,8 @@ pub struct PageEvidence {
     pub test: &'static str,
     /// Whether the row can carry the class's evidence (`Evidence::counts`).
     pub counts: bool,
+    /// Whether it stopped before its control and occlusion (`Evidence::screened`).
+    pub screened: bool,
     pub region: String,
     pub occlusion_drop: String,
     pub occlusion_drop_rest: String,
@@ -77,15 +79,26 @@ pub fn page_rows(rows: &[EvidenceRow]) -> Vec<PageEvidence> {
             share: pct(r.share),
             test: r.test.name(),
             counts: r.counts(),
+            screened: r.screened(),
             region: r.region.clone(),
-            occlusion_drop: pct(r.occlusion_drop),
-            occlusion_drop_rest: pct(r.occlusion_drop_rest),
+            occlusion_drop: measured(r.occluded_images, r.occlusion_drop),
+            occlusion_drop_rest: measured(r.occluded_images, r.occlusion_drop_rest),
             flip_rate: pct(r.transplant_flip_rate),
-            flip_rate_rest: pct(r.transplant_flip_rate_rest),
+            flip_rate_rest: measured(r.control_images, r.transplant_flip_rate_rest),
             logit_gain: format!("{:+.2}", r.transplant_logit_gain),
             pictures: pictures(r),
         })
         .collect()
+}
+
+/// A share as the table shows it; "not measured" where no image was (a screened row's
+/// control and occlusion).
+fn measured(images: usize, share: f64) -> String {
+    if images == 0 {
+        "not measured".to_string()
+    } else {
+        pct(share)
+    }
 }
 
 /// The strongest row of a class that counts for the ranking (`Evidence::counts`; the rows

@@ -139,6 +139,7 @@ mod tests {
             test: spray_store::EvidenceTest::ColourTransfer,
             flip_rate: 0.5,
             control_flip_rate: 0.1,
+            screened: false,
         });
         let text = why_sentence(&r, &[]);
         assert!(

@@ -6,7 +6,7 @@
 
 use spray_store::relevance::ConceptLayerInfo;
 use spray_store::{EvidenceTest, FeatureSpace};
-use spray_verify::probe::{probe, Told};
+use spray_verify::probe::{probe, Told, SCREENED_SENTENCE};
 
 use crate::evidence::EvidenceRow;
 
@@ -42,9 +42,18 @@ pub(crate) fn picture_labels(test: EvidenceTest) -> [&'static str; 4] {
 }
 
 /// The plain-language line for a tested group (a class's strongest): what was given to other
-/// classes' images, how many turned, and what the control and the occlusion did.
+/// classes' images, how many turned, and what the control and the occlusion did (a screened
+/// row: that they were not measured, and why).
 pub(crate) fn evidence_sentence(r: &EvidenceRow) -> String {
     let group = r.group().name();
+    let wording = &probe(r.test).wording;
+    let screened;
+    let template = if r.screened() {
+        screened = SCREENED_SENTENCE.replace("{transferred}", wording.transferred);
+        screened.as_str()
+    } else {
+        wording.sentence
+    };
     Told {
         group: &group,
         class: &r.class_name,
@@ -56,7 +65,7 @@ pub(crate) fn evidence_sentence(r: &EvidenceRow) -> String {
         drop: r.occlusion_drop,
         drop_rest: r.occlusion_drop_rest,
     }
-    .fill(probe(r.test).wording.sentence)
+    .fill(template)
 }
 
 #[cfg(test)]
@@ -138,6 +147,16 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("need not be a region."), "{text}");
+        let mut screened = evidence_row(FeatureSpace::Relevance, ClusterLevel::Cluster, 3);
+        (screened.transplant_images, screened.transplant_flip_rate) = (10, 0.1);
+        (screened.control_images, screened.occluded_images) = (0, 0);
+        assert_eq!(
+            evidence_sentence(&screened),
+            "Given to 10 images of other classes, cluster 3's region turns 10% of them into \
+             “cat” (logit +2.50 on average): too few to reach the flag, or the class's \
+             strongest group, even if its control turned none, so neither its control nor its \
+             occlusion was measured."
+        );
         row.test = EvidenceTest::DetailTransfer;
         let text = evidence_sentence(&row);
         assert!(

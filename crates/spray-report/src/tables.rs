@@ -74,7 +74,9 @@ fn verdict_columns(ranking: &[RankedClass]) -> Vec<Column> {
             r.evidence.map(|e| e.flip_rate)
         }),
         column("verified_control_flip_rate", ranking, |r| {
-            r.evidence.map(|e| e.control_flip_rate)
+            r.evidence
+                .filter(|e| !e.screened)
+                .map(|e| e.control_flip_rate)
         }),
         column("verified_group", ranking, |r| {
             r.evidence.map(|e| e.group().name())
@@ -296,6 +298,7 @@ mod tests {
             test: spray_store::EvidenceTest::FeatureDirection,
             flip_rate: 0.75,
             control_flip_rate: 0.25,
+            screened: false,
         });
         let cut_off = ClusterContrast {
             cluster: 1,

@@ -77,6 +77,8 @@ pub(crate) fn evidence_row(space: FeatureSpace, level: ClusterLevel, cluster: i3
         transplant_flip_rate: 0.6,
         transplant_flip_rate_rest: 0.1,
         transplant_images: 50,
+        control_images: 50,
+        occluded_images: 20,
         examples: Vec::new(),
     }
 }

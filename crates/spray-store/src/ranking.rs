@@ -29,6 +29,9 @@ pub struct ClassEvidence {
     pub test: crate::EvidenceTest,
     pub flip_rate: f64,
     pub control_flip_rate: f64,
+    /// Whether the row stopped before its control was measured (`Evidence::screened`: then
+    /// `control_flip_rate` reads 0 and the effect is an upper bound, below the flag).
+    pub screened: bool,
 }
 
 impl ClassEvidence {
@@ -59,6 +62,7 @@ impl ClassEvidence {
                 test: r.test,
                 flip_rate: r.transplant_flip_rate,
                 control_flip_rate: r.transplant_flip_rate_rest,
+                screened: r.screened(),
             };
             if best.is_none_or(|b| e.specific() > b.specific()) {
                 best = Some(e);
@@ -216,6 +220,8 @@ mod tests {
             transplant_flip_rate: flip,
             transplant_flip_rate_rest: control,
             transplant_images: 10,
+            control_images: 10,
+            occluded_images: 20,
             examples: Vec::new(),
         }
     }

@@ -66,21 +66,23 @@ pub fn aopc_row(
             morf_order(&m.map),
             random_order(g * g, setup.seed, m.image_index),
         ];
-        for (o, order) in orders.iter().enumerate() {
-            // x_0 … x_L: k cells removed.
-            let tensors: Vec<Vec<f32>> = (0..=steps)
-                .map(|s| {
-                    let mut t = original.clone();
-                    if s > 0 {
-                        let mask = region::pixel_mask(&order[..s], g, h, w);
-                        occlude(&mut t, &mask, w, Fill::Mean, 0);
-                    }
-                    t
-                })
-                .collect();
-            let logits = scorer.logits(&tensors)?;
-            let f0 = logits[0][k] as f64;
-            sums[o] += logits.iter().map(|l| f0 - l[k] as f64).sum::<f64>() / (steps + 1) as f64;
+        // x_0, then x_1 … x_L of each order (k cells removed), in one batch: x_0 is scored
+        // once for both curves.
+        let mut tensors = vec![original.clone()];
+        for order in &orders {
+            tensors.extend((1..=steps).map(|s| {
+                let mut t = original.clone();
+                let mask = region::pixel_mask(&order[..s], g, h, w);
+                occlude(&mut t, &mask, w, Fill::Mean, 0);
+                t
+            }));
+        }
+        let logits = scorer.logits(&tensors)?;
+        let f0 = logits[0][k] as f64;
+        for (o, sum) in sums.iter_mut().enumerate() {
+            // f(x_0) − f(x_0) = 0 is the curve's first term.
+            let curve = &logits[1 + o * steps..1 + (o + 1) * steps];
+            *sum += curve.iter().map(|l| f0 - l[k] as f64).sum::<f64>() / (steps + 1) as f64;
         }
     }
     let n = chosen.len().max(1) as f64;
@@ -108,5 +110,55 @@ mod tests {
         assert_eq!(sorted, (0..16).collect::<Vec<_>>());
         assert_eq!(a, random_order(16, 3, 5));
         assert_ne!(a, random_order(16, 4, 5));
+    }
+
+    /// One image, a 2 × 2 grid of one pixel each; the model reads pixel 0 of channel 0
+    /// (4, the others 0: the channel's mean is 1, so filling pixel 0 lowers the logit by 3).
+    #[test]
+    fn the_curves_average_the_drops_including_the_unperturbed_step() {
+        struct One(Vec<f32>);
+        impl ImageSource for One {
+            fn tensor(&self, _: usize) -> Result<Vec<f32>> {
+                Ok(self.0.clone())
+            }
+        }
+        let mut image = vec![0.0; 12];
+        image[0] = 4.0;
+        let mut weights = vec![0.0; 12];
+        weights[0] = 1.0;
+        let mut model = crate::scorer::fake::LinearModel {
+            weights: vec![weights],
+            scored: 0,
+        };
+        let member = Member {
+            image_index: 7,
+            map: vec![1.0, 0.5, 0.2, 0.1],
+            predicted: 0,
+            class_logit: 4.0,
+        };
+        let setup = AopcSetup {
+            grid: 2,
+            steps: 2,
+            images: 10,
+            size: [2, 2],
+            seed: 3,
+        };
+        let row = aopc_row(
+            &mut model,
+            &One(image),
+            (0, "zero".into(), "epsilon".into()),
+            &[member],
+            &setup,
+        )
+        .unwrap();
+        // x_0 once, then two steps of each order.
+        assert_eq!(model.scored, 1 + 2 + 2);
+        // MoRF: pixel 0 goes first: drops 0, 3, 3.
+        assert_eq!(row.aopc_morf, 2.0);
+        // Random: the drop is 3 from the step that removes cell 0 on.
+        let order = random_order(4, 3, 7);
+        let steps_after_it = (1..=2).filter(|&s| order[..s].contains(&0)).count();
+        assert_eq!(row.aopc_random, 3.0 * steps_after_it as f64 / 3.0);
+        assert_eq!((row.images, row.steps), (1, 2));
     }
 }

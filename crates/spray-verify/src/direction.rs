@@ -331,7 +331,12 @@ pub(crate) fn test_group(
     );
     let mut measured = Transplanted::new(n, transfers.len() - 1);
     for (step, positions) in [first, later].iter().enumerate() {
-        if positions.is_empty() || (step == 1 && !measured.rates(recipients, k).could_flag()) {
+        if positions.is_empty()
+            || (step == 1
+                && !measured
+                    .rates(recipients, k)
+                    .could_flag(spray_store::ranking::FLAG_SPECIFIC_EFFECT))
+        {
             continue;
         }
         inject(

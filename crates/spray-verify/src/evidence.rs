@@ -132,6 +132,7 @@ pub fn class_evidence(
             let Some(plan) = plan(&input)? else {
                 continue;
             };
+            let bar = bar(&evidence);
             evidence.push(test_group(
                 bench,
                 (&class, test),
@@ -139,6 +140,7 @@ pub fn class_evidence(
                 &rest_rows,
                 &plan,
                 &recipients,
+                bar,
             )?);
         }
     }
@@ -187,6 +189,8 @@ impl ClassRef<'_> {
             transplant_flip_rate: m.rates.flip,
             transplant_flip_rate_rest: m.rates.control,
             transplant_images: m.rates.measured,
+            control_images: m.rates.control_measured,
+            occluded_images: own.images,
             examples: m.examples,
         }
     }
@@ -199,6 +203,18 @@ pub(crate) struct Occlusion {
     /// Share predicted as the class before and after.
     pub(crate) accuracy_before: f64,
     pub(crate) accuracy_after: f64,
+    /// Images measured; 0: not measured.
+    pub(crate) images: usize,
+}
+
+impl Occlusion {
+    /// The columns of an occlusion that was not measured (a screened row).
+    pub(crate) const NOT_MEASURED: Occlusion = Occlusion {
+        drop: 0.0,
+        accuracy_before: 0.0,
+        accuracy_after: 0.0,
+        images: 0,
+    };
 }
 
 fn relative_drop(before: f32, after: f32) -> f64 {
@@ -236,6 +252,7 @@ pub(crate) fn occlusion_of(class: &ClassRef<'_>, rows: &[usize], after: &[Vec<f3
         drop,
         accuracy_before,
         accuracy_after,
+        images: rows.len(),
     }
 }
 
@@ -257,6 +274,7 @@ fn test_group(
     rest_rows: &[usize],
     plan: &Plan,
     recipients: &Recipients,
+    bar: f64,
 ) -> Result<Evidence> {
     let members = class.members;
     let image =
@@ -280,7 +298,11 @@ fn test_group(
         rest: (&rest, &rest_colours),
     };
     // Look by look (`members::looks`): the next recipients only while the effect so far
-    // could still reach the flag.
+    // could still reach the bar, and, from the second look on, until it surely flags
+    // (`Rates::surely_flags`: the rest would not change the verdict). Within a look the group's transplant comes first, and its
+    // controls only where it alone could reach the bar (`Rates::could_flag_alone`: the
+    // flag, or the class's strongest row once one has reached the flag, `bar`): most
+    // groups turn no recipient, and their controls were most of their cost.
     let looks = looks(recipients.tensors.len(), bench.settings.first_look);
     let mut measured = Transplanted::new(
         recipients.tensors.len(),
@@ -288,38 +310,61 @@ fn test_group(
     );
     let mut stopped_after = None;
     for (i, look) in looks.iter().enumerate() {
-        measured.measure(bench.scorer, (&apply, plan), &sides, recipients, look)?;
-        if i + 1 < looks.len() && !measured.rates(recipients, k).could_flag() {
-            stopped_after = Some(looks[..=i].iter().map(Vec::len).sum::<usize>());
+        let last = i + 1 == looks.len();
+        let so_far = looks[..=i].iter().map(Vec::len).sum::<usize>();
+        measured.give_group(bench.scorer, (&apply, plan), &sides, recipients, look)?;
+        if !last && !measured.rates(recipients, k).could_flag_alone(bar) {
+            stopped_after = Some(so_far);
+            break;
+        }
+        measured.give_controls(bench.scorer, (&apply, plan), &sides, recipients, look)?;
+        let rates = measured.rates(recipients, k);
+        if !last && !rates.could_flag(bar) {
+            stopped_after = Some(so_far);
+            break;
+        }
+        // Surely flagged: the rest of the recipients would change the figure, not the
+        // verdict. Its occlusion is still measured in full (the row may carry the class).
+        if !last && i > 0 && rates.surely_flags() {
             break;
         }
     }
+    let rates = measured.rates(recipients, k);
 
     // Occlusion of at most `occlusion_images` of each side, spread over it; of at most as
-    // many as the transplant's recipients where it stopped early. Why: the row of a group
-    // that cannot reach the flag decides nothing, and its occlusion was most of its cost.
+    // many as the transplant's recipients where it stopped early because it could not reach
+    // the bar, and of none where it stopped before any control (a screened row). Why: such a
+    // row decides nothing, and its occlusion was most of its cost.
     let cap = occlusion_cap(bench.settings, stopped_after);
-    let occluded = |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize| {
-        let at = spread(&Vec::from_iter(0..rows.len()), cap);
-        let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
-        let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
-        let covered = apply.take_away(
-            &originals,
-            &*carrier.subset(&at),
-            &rows,
-            &rest_colours,
-            shift,
-        );
-        (rows, covered)
+    let occluded =
+        |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize, cap: usize| {
+            let at = spread(&Vec::from_iter(0..rows.len()), cap);
+            let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
+            let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
+            let covered = apply.take_away(
+                &originals,
+                &*carrier.subset(&at),
+                &rows,
+                &rest_colours,
+                shift,
+            );
+            (rows, covered)
+        };
+    let (own, others, first_covered) = if rates.screened() {
+        // Only the picture: the first member with the change taken away, unscored.
+        let (_, covered) = occluded(&donors, &*plan.group, &group.members, 0, 1);
+        (Occlusion::NOT_MEASURED, Occlusion::NOT_MEASURED, covered)
+    } else {
+        let (rows, covered) = occluded(&donors, &*plan.group, &group.members, 0, cap);
+        let own = occlusion(bench.scorer, class, &rows, &covered)?;
+        let (rows, covered_rest) = occluded(&rest, &*plan.control, rest_rows, 1, cap);
+        let others = occlusion(bench.scorer, class, &rows, &covered_rest)?;
+        (own, others, covered)
     };
-    let (rows, covered) = occluded(&donors, &*plan.group, &group.members, 0);
-    let own = occlusion(bench.scorer, class, &rows, &covered)?;
-    let (rows, covered_rest) = occluded(&rest, &*plan.control, rest_rows, 1);
-    let others = occlusion(bench.scorer, class, &rows, &covered_rest)?;
 
     // Pictures for the report: the first member before and after occlusion, the first
     // recipient (always in the first look) before and after the transplant.
-    let mut pictures = vec![donors[0].clone(), covered[0].clone()];
+    let mut pictures = vec![donors[0].clone(), first_covered[0].clone()];
     if let (Some(before), Some(after)) = (recipients.tensors.first(), &measured.first_pasted) {
         pictures.push(before.clone());
         pictures.push(after.clone());
@@ -332,7 +377,7 @@ fn test_group(
             test,
             region: (plan.region.clone(), plan.region_cells),
             occlusion: (own, others),
-            rates: measured.rates(recipients, k),
+            rates,
             examples,
         },
     ))
@@ -369,6 +414,23 @@ fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p dyn Carrie
         .collect()
 }
 
+/// The recipients at `positions`, each given from `images` by `carrier`.
+fn give(
+    apply: &Apply<'_>,
+    (images, colours): WithColours<'_>,
+    carrier: &dyn Carrier,
+    recipients: &Recipients,
+    positions: &[usize],
+) -> Vec<Vec<f32>> {
+    positions
+        .iter()
+        .flat_map(|&p| {
+            let one = std::slice::from_ref(&recipients.tensors[p]);
+            apply.give((one, p), images, carrier, colours)
+        })
+        .collect()
+}
+
 /// The recipients' logits after the group's transplant (or injection) and after each
 /// control's, by recipient position (`None` where not measured yet).
 pub(crate) struct Transplanted {
@@ -377,6 +439,8 @@ pub(crate) struct Transplanted {
     controls: Vec<Vec<Option<Vec<f32>>>>,
     /// Recipient 0 transplanted, for the report's pictures.
     first_pasted: Option<Vec<f32>>,
+    /// By position: whether its controls were measured (every control at once).
+    controlled: Vec<bool>,
 }
 
 /// What a transplant did to the recipients measured so far.
@@ -387,6 +451,8 @@ pub(crate) struct Rates {
     /// Mean gain of the class logit.
     pub(crate) gain: f64,
     pub(crate) measured: usize,
+    /// Of those, the recipients the controls were measured on (0: none, a screened row).
+    pub(crate) control_measured: usize,
     /// Recipients the class did not already win before: the rates' denominator.
     eligible: usize,
 }
@@ -397,12 +463,13 @@ impl Transplanted {
             after: vec![None; recipients],
             controls: vec![vec![None; recipients]; controls],
             first_pasted: None,
+            controlled: vec![false; recipients],
         }
     }
 
-    /// Transplant onto the recipients at `positions`: the group's plan, then each control.
-    /// Recipient p receives from donor p mod |donors| however the positions are split.
-    fn measure(
+    /// Transplant the group's plan onto the recipients at `positions`. Recipient p receives
+    /// from donor p mod |donors| however the positions are split.
+    fn give_group(
         &mut self,
         scorer: &mut dyn Scorer,
         (apply, plan): (&Apply<'_>, &Plan),
@@ -410,30 +477,32 @@ impl Transplanted {
         recipients: &Recipients,
         positions: &[usize],
     ) -> Result<()> {
-        let give = |(images, colours): WithColours<'_>, carrier: &dyn Carrier| -> Vec<Vec<f32>> {
-            positions
-                .iter()
-                .flat_map(|&p| {
-                    let one = std::slice::from_ref(&recipients.tensors[p]);
-                    apply.give((one, p), images, carrier, colours)
-                })
-                .collect()
-        };
-        let pasted = give(sides.donors, &*plan.group);
+        let pasted = give(apply, sides.donors, &*plan.group, recipients, positions);
         if let Some(i) = positions.iter().position(|&p| p == 0) {
             self.first_pasted = Some(pasted[i].clone());
         }
         self.record(None, positions, scorer.logits(&pasted)?);
-        // The control: the same region (or colours) from the class's other images. A region
-        // that shows the class's object flips recipients whichever member it comes from; a
-        // shortcut the group shares flips them only when it comes from the group.
+        Ok(())
+    }
+
+    /// The controls onto the same recipients: the same region (or colours) from the class's
+    /// other images. A region that shows the class's object flips recipients whichever
+    /// member it comes from; a shortcut the group shares flips them only when it comes from
+    /// the group.
+    fn give_controls(
+        &mut self,
+        scorer: &mut dyn Scorer,
+        (apply, plan): (&Apply<'_>, &Plan),
+        sides: &Sides<'_>,
+        recipients: &Recipients,
+        positions: &[usize],
+    ) -> Result<()> {
         for (c, carrier) in control_carriers(plan, sides).into_iter().enumerate() {
-            self.record(
-                Some(c),
-                positions,
-                scorer.logits(&give(sides.rest, carrier))?,
-            );
+            let given = give(apply, sides.rest, carrier, recipients, positions);
+            self.record(Some(c), positions, scorer.logits(&given)?);
         }
+        // Measured, also where the class has no other images to give a control from.
+        positions.iter().for_each(|&p| self.controlled[p] = true);
         Ok(())
     }
 
@@ -447,7 +516,10 @@ impl Transplanted {
     ) {
         let slots = match control {
             None => &mut self.after,
-            Some(c) => &mut self.controls[c],
+            Some(c) => {
+                positions.iter().for_each(|&p| self.controlled[p] = true);
+                &mut self.controls[c]
+            }
         };
         for (&p, a) in positions.iter().zip(logits) {
             slots[p] = Some(a);
@@ -474,38 +546,90 @@ impl Transplanted {
             .map(|&(p, _)| p)
             .filter(|&p| predicted(&recipients.before[p]) != k)
             .collect();
+        // The controls' rate over the eligible recipients they were measured on (all of them
+        // unless the row stopped at a look's screen).
+        let controlled: Vec<usize> = eligible
+            .iter()
+            .copied()
+            .filter(|&p| self.controlled[p])
+            .collect();
         let control = self
             .controls
             .iter()
-            .map(|after| flip_rate(after, &eligible, k))
+            .map(|after| flip_rate(after, &controlled, k))
             .fold(0.0f64, f64::max);
         Rates {
             flip: flip_rate(&self.after, &eligible, k),
             control,
             gain,
             measured: measured.len(),
+            control_measured: measured
+                .iter()
+                .filter(|&&(p, _)| self.controlled[p])
+                .count(),
             eligible: eligible.len(),
         }
     }
 }
 
 impl Rates {
-    /// Whether what was measured so far leaves room for a flag: the specific effect (flip
-    /// rate − control) plus two standard errors reaches `FLAG_SPECIFIC_EFFECT`. Why stop
+    /// Whether the row stopped before any control (`Evidence::screened`).
+    pub(crate) fn screened(&self) -> bool {
+        self.control_measured == 0
+    }
+
+    /// Whether what was measured so far leaves room for the row to matter: the specific
+    /// effect (flip rate − control) plus two standard errors reaches `bar` — the flag
+    /// (`FLAG_SPECIFIC_EFFECT`), or, once a row of the class has reached it, that row's effect
+    /// (a row below it changes neither the class's verdict nor its strongest row). Why stop
     /// otherwise: most groups of most classes turn few recipients beyond their control, and
     /// measuring them on every recipient is most of the stage's cost; a group whose true
-    /// effect reaches the flag shows an effect this far below it on the first recipients in
+    /// effect reaches the bar shows an effect this far below it on the first recipients in
     /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
     /// far more rarely.
-    pub(crate) fn could_flag(&self) -> bool {
+    pub(crate) fn could_flag(&self, bar: f64) -> bool {
+        self.could_reach(self.control, bar)
+    }
+
+    /// Whether the group's own transplant could reach `bar` even against a control that
+    /// turns no recipient: its flip rate plus two standard errors reaches it. Where not, its
+    /// controls need not be measured — they could only lower its effect — and it stops (a
+    /// screened row, `Evidence::screened`).
+    pub(crate) fn could_flag_alone(&self, bar: f64) -> bool {
+        self.could_reach(0.0, bar)
+    }
+
+    /// Whether the effect reaches the flag even less two standard errors: what more
+    /// recipients would show could change its figure, not its verdict (a row whose true effect
+    /// is below the flag passes this in under ~2% of draws, one-sided). The stage asks only
+    /// from the second look on: on ten recipients that all turn, the standard error reads 0.
+    pub(crate) fn surely_flags(&self) -> bool {
+        self.eligible > 0
+            && self.flip - self.control - 2.0 * self.standard_error(self.control)
+                >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
+    }
+
+    /// The standard error of flip rate − `control` over the eligible recipients.
+    fn standard_error(&self, control: f64) -> f64 {
+        ((self.flip * (1.0 - self.flip) + control * (1.0 - control)) / self.eligible as f64).sqrt()
+    }
+
+    /// Whether flip rate − `control` plus two standard errors reaches `bar`.
+    fn could_reach(&self, control: f64, bar: f64) -> bool {
         if self.eligible == 0 {
             return true;
         }
-        let variance = (self.flip * (1.0 - self.flip) + self.control * (1.0 - self.control))
-            / self.eligible as f64;
-        self.flip - self.control + 2.0 * variance.sqrt()
-            >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
+        self.flip - control + 2.0 * self.standard_error(control) >= bar
     }
+}
+
+/// What a class's next row must be able to reach to matter: the flag, or the strongest
+/// counting row's effect once one has reached the flag (`Rates::could_flag`).
+pub(crate) fn bar(rows: &[Evidence]) -> f64 {
+    rows.iter()
+        .filter(|r| r.counts())
+        .map(Evidence::specific)
+        .fold(spray_store::ranking::FLAG_SPECIFIC_EFFECT, f64::max)
 }
 
 #[cfg(test)]
@@ -718,8 +842,9 @@ mod tests {
         assert_eq!(scored, 12 + 6 + 2 * (3 + 3 + 6 + 6 + 6));
     }
 
-    /// Measured on the first three recipients first: the object group turns none of them
-    /// beyond its controls and stops there; the shortcut group goes on to all six.
+    /// Measured on the first three recipients first: the object group turns none of them, so
+    /// it could not reach the flag whatever its controls do, and stops there before them and
+    /// before its occlusion (a screened row); the shortcut group goes on to all six.
     #[test]
     fn a_group_that_cannot_reach_the_flag_stops_after_the_first_look() {
         let settings = VerifySettings {
@@ -731,12 +856,37 @@ mod tests {
         let (shortcut, object) = (&rows[0], &rows[1]);
         assert_eq!(shortcut.transplant_images, 6);
         assert_eq!(shortcut.specific(), 1.0);
+        assert_eq!((shortcut.control_images, shortcut.occluded_images), (6, 3));
+        assert!(!shortcut.screened());
         assert_eq!(object.transplant_images, 3);
         assert_eq!(object.transplant_flip_rate, 0.0);
-        assert_eq!(object.transplant_flip_rate_rest, 1.0);
-        // The shortcut as before; the object: two occlusions, then three recipients for the
-        // transplant and each control.
-        assert_eq!(scored, 12 + 6 + (3 + 3 + 6 + 6 + 6) + (3 + 3 + 3 + 3 + 3));
+        assert!(object.screened());
+        assert_eq!((object.control_images, object.occluded_images), (0, 0));
+        assert_eq!(object.transplant_flip_rate_rest, 0.0);
+        // The shortcut as before; the object: three recipients for its transplant only.
+        assert_eq!(scored, 12 + 6 + (3 + 3 + 6 + 6 + 6) + 3);
+    }
+
+    /// Looks of one, three, then six recipients: the shortcut turns the first three beyond
+    /// both controls (which turn none), surely flagged, and stops there — not at the first
+    /// look, where one recipient's standard error reads 0.
+    #[test]
+    fn a_group_surely_flagged_stops_from_the_second_look_on() {
+        let settings = VerifySettings {
+            first_look: 1,
+            detail_transfer: false,
+            ..VerifySettings::default()
+        };
+        let (rows, scored) = class_zero(&settings);
+        let (shortcut, object) = (&rows[0], &rows[1]);
+        assert_eq!(shortcut.transplant_images, 3);
+        assert_eq!(shortcut.control_images, 3);
+        assert_eq!(shortcut.specific(), 1.0);
+        assert_eq!(object.transplant_images, 1);
+        assert!(object.screened());
+        // The shortcut: three recipients for the transplant and each control, its occlusion
+        // in full (its three members, three of the rest); the object one recipient.
+        assert_eq!(scored, 12 + 6 + (3 + 3 + 3 + 3 + 3) + 1);
     }
 
     /// The fine-detail transfer: the shortcut's mark is detail (a bright block on a flat

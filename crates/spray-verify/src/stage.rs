@@ -232,7 +232,7 @@ fn class_unit(
         let setup = AopcSetup {
             grid: job.grid,
             steps: job.settings.aopc_steps,
-            images: job.settings.table_images,
+            images: job.settings.aopc_images,
             size,
             seed: job.settings.seed,
         };

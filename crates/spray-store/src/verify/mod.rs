@@ -60,7 +60,9 @@ pub fn example_path(
 /// 4: groups of the colour space (tested by colour transfer, `region = "colour"`). 5: `test`
 /// (a group has a row per evidence test of its space, the model-side one among them). 6: rows
 /// of the fine-detail transfer; example pictures named by their test too. 7: `counts`.
-pub const SCHEMA_VERSION: u32 = 7;
+/// 8: `control_images` and `occluded_images` (a row screened out at its first recipients
+/// measures neither its control nor its occlusion).
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -105,7 +107,19 @@ pub struct Evidence {
     /// only the cluster carries.
     #[serde(default)]
     pub transplant_flip_rate_rest: f64,
+    /// Recipients the group's transplant was measured on.
     pub transplant_images: usize,
+    /// Recipients the controls were measured on (the control's rate is over these); 0: no
+    /// control was measured — the group's own transplant turned too few recipients to reach
+    /// the flag (or, once a row of its class has, that row's effect) even against a control
+    /// that turns none, so the row stopped there ([`Evidence::screened`]) and its control
+    /// rate reads 0.
+    #[serde(default)]
+    pub control_images: usize,
+    /// Images of the group whose region was filled (the occlusion columns' sample); 0: the
+    /// occlusion was not measured (a screened row), and its columns read 0.
+    #[serde(default)]
+    pub occluded_images: usize,
     /// Pictures under `<out>/verify/` (relative paths, in `spray_verify::examples::KINDS` order): a member
     /// before and after occlusion, a recipient before and after the transplant. JSON only.
     #[serde(default)]
@@ -124,8 +138,17 @@ impl Evidence {
         }
     }
 
-    /// The effect specific to the group: its transplant's flip rate minus the control's.
-    /// The one definition the evidence order, the class ranking and the flag read.
+    /// Whether the row stopped at its screen: its own transplant could not reach the flag (or
+    /// its class's strongest row) even against a control that turns none, so neither the
+    /// control nor the occlusion was measured. Its [`Evidence::specific`] effect (the flip
+    /// rate alone) is then an upper bound, below the flag.
+    pub fn screened(&self) -> bool {
+        self.control_images == 0
+    }
+
+    /// The effect specific to the group: its transplant's flip rate minus the control's
+    /// (a screened row: its flip rate, an upper bound). The one definition the evidence
+    /// order, the class ranking and the flag read.
     pub fn specific(&self) -> f64 {
         self.transplant_flip_rate - self.transplant_flip_rate_rest
     }
@@ -139,9 +162,12 @@ impl Evidence {
     /// tags scenario's clean square: a group of 42 bright squares turned 0.47 of recipients
     /// against 0.13–0.16 by every control, and kept the class on 97% of its images without
     /// its detail); a shortcut's images that lean on a pattern lose the class without it
-    /// (the photos scenario: 57–100%).
+    /// (the photos scenario: 57–100%). A screened row of such a test does not count: its loss
+    /// was not measured.
     pub fn counts(&self) -> bool {
-        !self.test.needs_loss() || self.accuracy_before - self.accuracy_after >= NECESSARY_LOSS
+        !self.test.needs_loss()
+            || (self.occluded_images > 0
+                && self.accuracy_before - self.accuracy_after >= NECESSARY_LOSS)
     }
 
     /// The occlusion's contrast: the drop on the group's images minus on the class's others.

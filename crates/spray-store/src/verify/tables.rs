@@ -56,7 +56,7 @@ const AOPC_COLUMNS: [Column<Aopc>; 7] = [
 
 /// `evidence.csv`: every field of [`Evidence`] but the example pictures (JSON only), and
 /// whether the row counts for the ranking ([`Evidence::counts`]).
-const EVIDENCE_COLUMNS: [Column<Evidence>; 20] = [
+const EVIDENCE_COLUMNS: [Column<Evidence>; 22] = [
     Column::new("class_index", |r| r.class_index.to_string()),
     Column::new("class", |r| text(&r.class_name)),
     Column::new("space", |r| r.space.to_string()),
@@ -78,6 +78,8 @@ const EVIDENCE_COLUMNS: [Column<Evidence>; 20] = [
         fixed4(r.transplant_flip_rate_rest)
     }),
     Column::new("transplant_images", |r| r.transplant_images.to_string()),
+    Column::new("control_images", |r| r.control_images.to_string()),
+    Column::new("occluded_images", |r| r.occluded_images.to_string()),
     Column::new("counts", |r| r.counts().to_string()),
 ];
 
@@ -141,6 +143,8 @@ mod tests {
             transplant_flip_rate: flip,
             transplant_flip_rate_rest: control,
             transplant_images: 100,
+            control_images: 100,
+            occluded_images: 50,
             examples: vec!["examples/a.png".into()],
         }
     }
@@ -158,11 +162,11 @@ mod tests {
         assert_eq!(read_evidence(&dir).unwrap(), rows);
         let csv = std::fs::read_to_string(super::super::evidence_path(&dir)).unwrap();
         let mut lines = csv.lines();
-        assert_eq!(lines.next().unwrap().split(',').count(), 20);
+        assert_eq!(lines.next().unwrap().split(',').count(), 22);
         assert_eq!(
             lines.next().unwrap(),
             "1,\"c1, \"\"x\"\"\",relevance,cluster,0,5,0.2500,shared-region,r0c0 r0c1,2,8,0.5000,0.1250,\
-             1.0000,0.0000,1.5000,0.9000,0.1000,100,true"
+             1.0000,0.0000,1.5000,0.9000,0.1000,100,100,50,true"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -63,6 +63,14 @@ pub struct Wording {
     pub sentence: &'static str,
 }
 
+/// The sentence of a screened row (`Evidence::screened`), whatever its test: only its own
+/// transplant was measured. `{transferred}` is the test's [`Wording::transferred`], the rest
+/// [`Told::fill`]'s placeholders.
+pub const SCREENED_SENTENCE: &str = "Given to {images} images of other classes, {group}'s \
+     {transferred} {flip} of them into “{class}” (logit {gain} on average): too few to reach \
+     the flag, or the class's strongest group, even if its control turned none, so neither \
+     its control nor its occlusion was measured.";
+
 /// What a sentence tells of an evidence row.
 pub struct Told<'a> {
     /// The group's name ("cluster 3").
