@@ -1,13 +1,12 @@
 //! Padding sensitivity (thesis §6.3.1): a class's images under the pipeline's preprocessing and
 //! under each of the six ways of making an image square.
 
-use spray_dataset::{Dataset, Preprocess, SquareMode};
+use spray_dataset::{decode_rgb, Dataset, Preprocess, SquareMode};
 use spray_store::verify::PaddingEffect;
 
-use crate::images::{DatasetImages, ImageSource};
 use crate::members::{class_name, spread, Member};
 use crate::scorer::{predicted, Scorer};
-use crate::Result;
+use crate::{Result, VerifyError};
 
 /// The six ways of making an image square of thesis §6.3.1.
 pub const SQUARE_MODES: [SquareMode; 6] = [
@@ -45,22 +44,35 @@ pub fn padding_rows(
         images,
     );
     let k = class as usize;
-    let originals = DatasetImages {
-        dataset,
-        preprocess,
-    }
-    .tensors(&chosen)?;
+    // Each image decoded once; a square one is what every mode leaves it (not prepared again).
+    let decoded = chosen
+        .iter()
+        .map(|&i| decode(dataset, i))
+        .collect::<Result<Vec<_>>>()?;
+    let prepare = |pre: &Preprocess| -> Vec<Vec<f32>> {
+        decoded
+            .iter()
+            .map(|(rgb, index)| pre.apply(rgb.clone(), *index).tensor)
+            .collect()
+    };
+    let originals = prepare(preprocess);
     let base = scorer.logits(&originals)?;
     let accuracy_baseline = accuracy(&base, k);
     let mut rows = Vec::new();
     for mode in SQUARE_MODES {
         let mut pre = preprocess.clone();
         pre.square = mode;
-        let tensors = DatasetImages {
-            dataset,
-            preprocess: &pre,
-        }
-        .tensors(&chosen)?;
+        let tensors = decoded
+            .iter()
+            .zip(&originals)
+            .map(|((rgb, index), original)| {
+                if rgb.width() == rgb.height() {
+                    original.clone()
+                } else {
+                    pre.apply(rgb.clone(), *index).tensor
+                }
+            })
+            .collect();
         let after = logits_of_changed(scorer, &originals, &base, tensors)?;
         let change = base
             .iter()
@@ -79,6 +91,19 @@ pub fn padding_rows(
         });
     }
     Ok(rows)
+}
+
+/// Image `image_index` of the dataset decoded, with the index its preprocessing seeds by.
+fn decode(dataset: &Dataset, image_index: usize) -> Result<(image::RgbImage, u64)> {
+    let sample = dataset
+        .samples
+        .get(image_index)
+        .ok_or(VerifyError::UnknownImage(image_index))?;
+    let rgb = decode_rgb(&sample.path).map_err(|reason| VerifyError::Decode {
+        path: sample.path.display().to_string(),
+        reason,
+    })?;
+    Ok((rgb, sample.index as u64))
 }
 
 /// The logits of `tensors`: scored where a tensor differs from its original, the original's
