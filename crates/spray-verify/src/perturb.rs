@@ -153,15 +153,38 @@ fn box_blur(plane: &[f32], width: usize, radius: usize) -> Vec<f32> {
     a
 }
 
-/// One pass along each row of `src` into `dst` (`width` per row).
+/// One pass along each row of `src` into `dst` (`width` per row): the pixels whose window
+/// lies inside the row as shifted slices added in window order (vectorised), the clamped
+/// ones at both ends one by one.
 fn blur_rows(src: &[f32], dst: &mut [f32], width: usize, radius: usize) {
+    let inner = width.saturating_sub(2 * radius);
+    let count = (2 * radius + 1) as f32;
     for (s, d) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)) {
-        for (i, out) in d.iter_mut().enumerate() {
+        let clamped = |i: usize| {
             let lo = i.saturating_sub(radius);
             let hi = (i + radius).min(width - 1);
             // `Sum` starts from −0.0: the first value exactly, then the rest in order.
             let sum: f32 = s[lo..=hi].iter().sum();
-            *out = sum / (hi - lo + 1) as f32;
+            sum / (hi - lo + 1) as f32
+        };
+        if inner == 0 {
+            d.iter_mut()
+                .enumerate()
+                .for_each(|(i, out)| *out = clamped(i));
+            continue;
+        }
+        // Pixel radius + k's window starts at k.
+        let middle = &mut d[radius..radius + inner];
+        middle.copy_from_slice(&s[..inner]);
+        for j in 1..=2 * radius {
+            middle
+                .iter_mut()
+                .zip(&s[j..j + inner])
+                .for_each(|(acc, v)| *acc += v);
+        }
+        middle.iter_mut().for_each(|acc| *acc /= count);
+        for i in (0..radius).chain(radius + inner..width) {
+            d[i] = clamped(i);
         }
     }
 }
