@@ -24,12 +24,11 @@ use spray_dataset::SplitMix64;
 use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, FeatureSpace};
 
-use crate::evidence::{
-    occlusion_of, Bench, ClassRef, Measured, Occlusion, Recipients, Transplanted,
-};
+use crate::evidence::{occlusion_of, Bench, ClassRef, Measured, Occlusion, Recipients};
 use crate::groups::TestedGroup;
 use crate::members::{first_look, spread};
 use crate::scorer::Offsets;
+use crate::transplant::Transplanted;
 use crate::Result;
 
 /// The concept layer a group of `space` is tested at, of `layers` steerable ones: a concept

@@ -8,12 +8,13 @@ use spray_store::{EvidenceTest, GroupId};
 use crate::direction::{self, ActivationCache};
 use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::ImageSource;
-use crate::members::{looks, recipients, spread, Member, MembersByClass};
+use crate::members::{recipients, spread, Member, MembersByClass};
 use crate::perturb::channel_stats;
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
+use crate::transplant::{bar, transplant_in_looks, Rates, Sides};
 use crate::Result;
 
 /// Where a tested group's before/after pictures go (`examples::KINDS` order); returns their
@@ -256,16 +257,6 @@ pub(crate) fn occlusion_of(class: &ClassRef<'_>, rows: &[usize], after: &[Vec<f3
     }
 }
 
-/// Share of the `eligible` recipients (not the class before) that the class's logit wins
-/// after.
-fn flip_rate(after: &[Option<Vec<f32>>], eligible: &[usize], k: usize) -> f64 {
-    eligible
-        .iter()
-        .filter(|&&j| after[j].as_ref().is_some_and(|a| predicted(a) == k))
-        .count() as f64
-        / eligible.len().max(1) as f64
-}
-
 /// One group's evidence row by a pixel-side test.
 fn test_group(
     bench: &mut Bench<'_>,
@@ -297,38 +288,12 @@ fn test_group(
         donors: (&donors, &donor_colours),
         rest: (&rest, &rest_colours),
     };
-    // Look by look (`members::looks`): the next recipients only while the effect so far
-    // could still reach the bar, and, from the second look on, until it surely flags
-    // (`Rates::surely_flags`: the rest would not change the verdict). Within a look the group's transplant comes first, and its
-    // controls only where it alone could reach the bar (`Rates::could_flag_alone`: the
-    // flag, or the class's strongest row once one has reached the flag, `bar`): most
-    // groups turn no recipient, and their controls were most of their cost.
-    let looks = looks(recipients.tensors.len(), bench.settings.first_look);
-    let mut measured = Transplanted::new(
-        recipients.tensors.len(),
-        control_carriers(plan, &sides).len(),
-    );
-    let mut stopped_after = None;
-    for (i, look) in looks.iter().enumerate() {
-        let last = i + 1 == looks.len();
-        let so_far = looks[..=i].iter().map(Vec::len).sum::<usize>();
-        measured.give_group(bench.scorer, (&apply, plan), &sides, recipients, look)?;
-        if !last && !measured.rates(recipients, k).could_flag_alone(bar) {
-            stopped_after = Some(so_far);
-            break;
-        }
-        measured.give_controls(bench.scorer, (&apply, plan), &sides, recipients, look)?;
-        let rates = measured.rates(recipients, k);
-        if !last && !rates.could_flag(bar) {
-            stopped_after = Some(so_far);
-            break;
-        }
-        // Surely flagged: the rest of the recipients would change the figure, not the
-        // verdict. Its occlusion is still measured in full (the row may carry the class).
-        if !last && i > 0 && rates.surely_flags() {
-            break;
-        }
-    }
+    let (measured, stopped_after) = transplant_in_looks(
+        (&mut *bench.scorer, bench.settings.first_look),
+        (plan, &apply, &sides),
+        recipients,
+        (k, bar),
+    )?;
     let rates = measured.rates(recipients, k);
 
     // Occlusion of at most `occlusion_images` of each side, spread over it; of at most as
@@ -392,244 +357,6 @@ fn occlusion_cap(settings: &VerifySettings, stopped_after: Option<usize>) -> usi
         (Some(measured), 0) => measured,
         (Some(measured), cap) => cap.min(measured),
     }
-}
-
-/// Images with their per-channel colour statistics (`perturb::channel_stats`).
-type WithColours<'a> = (&'a [Vec<f32>], &'a [[(f32, f32); 3]]);
-
-/// Where a transplant takes from: the group's images and the class's other images, the
-/// control.
-struct Sides<'a> {
-    donors: WithColours<'a>,
-    rest: WithColours<'a>,
-}
-
-/// The carriers of the controls: none when the class has no other images.
-fn control_carriers<'p>(plan: &'p Plan, sides: &Sides<'_>) -> Vec<&'p dyn Carrier> {
-    if sides.rest.0.is_empty() {
-        return Vec::new();
-    }
-    std::iter::once(&*plan.control)
-        .chain(plan.second_control.as_deref())
-        .collect()
-}
-
-/// The recipients at `positions`, each given from `images` by `carrier`.
-fn give(
-    apply: &Apply<'_>,
-    (images, colours): WithColours<'_>,
-    carrier: &dyn Carrier,
-    recipients: &Recipients,
-    positions: &[usize],
-) -> Vec<Vec<f32>> {
-    positions
-        .iter()
-        .flat_map(|&p| {
-            let one = std::slice::from_ref(&recipients.tensors[p]);
-            apply.give((one, p), images, carrier, colours)
-        })
-        .collect()
-}
-
-/// The recipients' logits after the group's transplant (or injection) and after each
-/// control's, by recipient position (`None` where not measured yet).
-pub(crate) struct Transplanted {
-    after: Vec<Option<Vec<f32>>>,
-    /// One list per control.
-    controls: Vec<Vec<Option<Vec<f32>>>>,
-    /// Recipient 0 transplanted, for the report's pictures.
-    first_pasted: Option<Vec<f32>>,
-    /// By position: whether its controls were measured (every control at once).
-    controlled: Vec<bool>,
-}
-
-/// What a transplant did to the recipients measured so far.
-pub(crate) struct Rates {
-    pub(crate) flip: f64,
-    /// The stronger control's flip rate.
-    pub(crate) control: f64,
-    /// Mean gain of the class logit.
-    pub(crate) gain: f64,
-    pub(crate) measured: usize,
-    /// Of those, the recipients the controls were measured on (0: none, a screened row).
-    pub(crate) control_measured: usize,
-    /// Recipients the class did not already win before: the rates' denominator.
-    eligible: usize,
-}
-
-impl Transplanted {
-    pub(crate) fn new(recipients: usize, controls: usize) -> Self {
-        Transplanted {
-            after: vec![None; recipients],
-            controls: vec![vec![None; recipients]; controls],
-            first_pasted: None,
-            controlled: vec![false; recipients],
-        }
-    }
-
-    /// Transplant the group's plan onto the recipients at `positions`. Recipient p receives
-    /// from donor p mod |donors| however the positions are split.
-    fn give_group(
-        &mut self,
-        scorer: &mut dyn Scorer,
-        (apply, plan): (&Apply<'_>, &Plan),
-        sides: &Sides<'_>,
-        recipients: &Recipients,
-        positions: &[usize],
-    ) -> Result<()> {
-        let pasted = give(apply, sides.donors, &*plan.group, recipients, positions);
-        if let Some(i) = positions.iter().position(|&p| p == 0) {
-            self.first_pasted = Some(pasted[i].clone());
-        }
-        self.record(None, positions, scorer.logits(&pasted)?);
-        Ok(())
-    }
-
-    /// The controls onto the same recipients: the same region (or colours) from the class's
-    /// other images. A region that shows the class's object flips recipients whichever
-    /// member it comes from; a shortcut the group shares flips them only when it comes from
-    /// the group.
-    fn give_controls(
-        &mut self,
-        scorer: &mut dyn Scorer,
-        (apply, plan): (&Apply<'_>, &Plan),
-        sides: &Sides<'_>,
-        recipients: &Recipients,
-        positions: &[usize],
-    ) -> Result<()> {
-        for (c, carrier) in control_carriers(plan, sides).into_iter().enumerate() {
-            let given = give(apply, sides.rest, carrier, recipients, positions);
-            self.record(Some(c), positions, scorer.logits(&given)?);
-        }
-        // Measured, also where the class has no other images to give a control from.
-        positions.iter().for_each(|&p| self.controlled[p] = true);
-        Ok(())
-    }
-
-    /// The logits of the recipients at `positions`: after the group's change (`None`) or
-    /// after control `c`'s.
-    pub(crate) fn record(
-        &mut self,
-        control: Option<usize>,
-        positions: &[usize],
-        logits: Vec<Vec<f32>>,
-    ) {
-        let slots = match control {
-            None => &mut self.after,
-            Some(c) => {
-                positions.iter().for_each(|&p| self.controlled[p] = true);
-                &mut self.controls[c]
-            }
-        };
-        for (&p, a) in positions.iter().zip(logits) {
-            slots[p] = Some(a);
-        }
-    }
-
-    /// The rates over the recipients measured, in position order (so a group measured in two
-    /// steps sums its gain in the same order as one measured at once); a recipient the class
-    /// already won before is not counted in the flip rates.
-    pub(crate) fn rates(&self, recipients: &Recipients, k: usize) -> Rates {
-        let measured: Vec<(usize, &Vec<f32>)> = self
-            .after
-            .iter()
-            .enumerate()
-            .filter_map(|(p, a)| Some((p, a.as_ref()?)))
-            .collect();
-        let gain = measured
-            .iter()
-            .map(|&(p, a)| (a[k] - recipients.before[p][k]) as f64)
-            .sum::<f64>()
-            / measured.len().max(1) as f64;
-        let eligible: Vec<usize> = measured
-            .iter()
-            .map(|&(p, _)| p)
-            .filter(|&p| predicted(&recipients.before[p]) != k)
-            .collect();
-        // The controls' rate over the eligible recipients they were measured on (all of them
-        // unless the row stopped at a look's screen).
-        let controlled: Vec<usize> = eligible
-            .iter()
-            .copied()
-            .filter(|&p| self.controlled[p])
-            .collect();
-        let control = self
-            .controls
-            .iter()
-            .map(|after| flip_rate(after, &controlled, k))
-            .fold(0.0f64, f64::max);
-        Rates {
-            flip: flip_rate(&self.after, &eligible, k),
-            control,
-            gain,
-            measured: measured.len(),
-            control_measured: measured
-                .iter()
-                .filter(|&&(p, _)| self.controlled[p])
-                .count(),
-            eligible: eligible.len(),
-        }
-    }
-}
-
-impl Rates {
-    /// Whether the row stopped before any control (`Evidence::screened`).
-    pub(crate) fn screened(&self) -> bool {
-        self.control_measured == 0
-    }
-
-    /// Whether what was measured so far leaves room for the row to matter: the specific
-    /// effect (flip rate − control) plus two standard errors reaches `bar` — the flag
-    /// (`FLAG_SPECIFIC_EFFECT`), or, once a row of the class has reached it, that row's effect
-    /// (a row below it changes neither the class's verdict nor its strongest row). Why stop
-    /// otherwise: most groups of most classes turn few recipients beyond their control, and
-    /// measuring them on every recipient is most of the stage's cost; a group whose true
-    /// effect reaches the bar shows an effect this far below it on the first recipients in
-    /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
-    /// far more rarely.
-    pub(crate) fn could_flag(&self, bar: f64) -> bool {
-        self.could_reach(self.control, bar)
-    }
-
-    /// Whether the group's own transplant could reach `bar` even against a control that
-    /// turns no recipient: its flip rate plus two standard errors reaches it. Where not, its
-    /// controls need not be measured — they could only lower its effect — and it stops (a
-    /// screened row, `Evidence::screened`).
-    pub(crate) fn could_flag_alone(&self, bar: f64) -> bool {
-        self.could_reach(0.0, bar)
-    }
-
-    /// Whether the effect reaches the flag even less two standard errors: what more
-    /// recipients would show could change its figure, not its verdict (a row whose true effect
-    /// is below the flag passes this in under ~2% of draws, one-sided). The stage asks only
-    /// from the second look on: on ten recipients that all turn, the standard error reads 0.
-    pub(crate) fn surely_flags(&self) -> bool {
-        self.eligible > 0
-            && self.flip - self.control - 2.0 * self.standard_error(self.control)
-                >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
-    }
-
-    /// The standard error of flip rate − `control` over the eligible recipients.
-    fn standard_error(&self, control: f64) -> f64 {
-        ((self.flip * (1.0 - self.flip) + control * (1.0 - control)) / self.eligible as f64).sqrt()
-    }
-
-    /// Whether flip rate − `control` plus two standard errors reaches `bar`.
-    fn could_reach(&self, control: f64, bar: f64) -> bool {
-        if self.eligible == 0 {
-            return true;
-        }
-        self.flip - control + 2.0 * self.standard_error(control) >= bar
-    }
-}
-
-/// What a class's next row must be able to reach to matter: the flag, or the strongest
-/// counting row's effect once one has reached the flag (`Rates::could_flag`).
-pub(crate) fn bar(rows: &[Evidence]) -> f64 {
-    rows.iter()
-        .filter(|r| r.counts())
-        .map(Evidence::specific)
-        .fold(spray_store::ranking::FLAG_SPECIFIC_EFFECT, f64::max)
 }
 
 #[cfg(test)]

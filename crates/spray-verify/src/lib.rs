@@ -33,6 +33,7 @@ pub mod region;
 pub mod scorer;
 mod settings;
 mod stage;
+mod transplant;
 
 pub use padding::SQUARE_MODES;
 pub use settings::{Fill, RegionControl, VerifySettings};

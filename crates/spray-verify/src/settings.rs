@@ -130,7 +130,7 @@ pub struct VerifySettings {
     /// Recipients a group's region (or colours) is first transplanted onto; then up to three
     /// times as many, nine times, …, up to `transplant_images` (`members::looks`), each look
     /// only while the effect so far could still reach the flag
-    /// (`evidence::Rates::could_flag`). 0: always every recipient. Why 10: most groups of most
+    /// (`transplant::Rates::could_flag`). 0: always every recipient. Why 10: most groups of most
     /// classes have no effect and show it on ten recipients; a group whose true effect is at
     /// the flag stops at a look in about 2% of draws (two standard errors, one-sided), so in
     /// at most ~6% over the looks, a shortcut's larger effect far more rarely.
