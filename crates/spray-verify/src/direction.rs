@@ -421,6 +421,7 @@ fn inject(
     transfers: &[Transfer<'_>],
     measured: &mut Transplanted,
 ) -> Result<()> {
+    recipients.score(&mut *bench.scorer, positions)?;
     let tensors: Vec<Vec<f32>> = positions
         .iter()
         .map(|&p| recipients.tensors[p].clone())

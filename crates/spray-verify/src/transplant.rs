@@ -104,6 +104,7 @@ impl Transplanted {
         recipients: &Recipients,
         positions: &[usize],
     ) -> Result<()> {
+        recipients.score(scorer, positions)?;
         let pasted = give(apply, sides.donors, &*plan.group, recipients, positions);
         if let Some(i) = positions.iter().position(|&p| p == 0) {
             self.first_pasted = Some(pasted[i].clone());
@@ -165,13 +166,13 @@ impl Transplanted {
             .collect();
         let gain = measured
             .iter()
-            .map(|&(p, a)| (a[k] - recipients.before[p][k]) as f64)
+            .map(|&(p, a)| (a[k] - recipients.before(p, k).0) as f64)
             .sum::<f64>()
             / measured.len().max(1) as f64;
         let eligible: Vec<usize> = measured
             .iter()
             .map(|&(p, _)| p)
-            .filter(|&p| predicted(&recipients.before[p]) != k)
+            .filter(|&p| recipients.before(p, k).1 != k)
             .collect();
         // The controls' rate over the eligible recipients they were measured on (all of them
         // unless the row stopped at a look's screen).
