@@ -2,7 +2,8 @@
 //! relevance stage did (or under another square mode, for the padding table). Behind a trait
 //! so the evidence logic can be tested on tensors made in memory.
 
-use spray_dataset::{Dataset, PixelScale, Preprocess};
+use image::RgbImage;
+use spray_dataset::{decode_rgb, Dataset, PixelScale, Preprocess};
 
 use crate::{Result, VerifyError};
 
@@ -24,19 +25,23 @@ pub struct DatasetImages<'a> {
 
 impl ImageSource for DatasetImages<'_> {
     fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-        let sample = self
-            .dataset
-            .samples
-            .get(image_index)
-            .ok_or(VerifyError::UnknownImage(image_index))?;
-        self.preprocess
-            .load(&sample.path, sample.index as u64)
-            .map(|p| p.tensor)
-            .map_err(|e| VerifyError::Decode {
-                path: sample.path.display().to_string(),
-                reason: e.to_string(),
-            })
+        let (rgb, index) = decode(self.dataset, image_index)?;
+        Ok(self.preprocess.apply(rgb, index).tensor)
     }
+}
+
+/// Image `image_index` of the dataset decoded, with the index its preprocessing seeds by
+/// (for a caller that prepares one decoded image several ways).
+pub(crate) fn decode(dataset: &Dataset, image_index: usize) -> Result<(RgbImage, u64)> {
+    let sample = dataset
+        .samples
+        .get(image_index)
+        .ok_or(VerifyError::UnknownImage(image_index))?;
+    let rgb = decode_rgb(&sample.path).map_err(|reason| VerifyError::Decode {
+        path: sample.path.display().to_string(),
+        reason,
+    })?;
+    Ok((rgb, sample.index as u64))
 }
 
 /// Another source's tensors, each decoded once and kept while they fit in `capacity` bytes.

@@ -1,12 +1,13 @@
 //! Padding sensitivity (thesis §6.3.1): a class's images under the pipeline's preprocessing and
 //! under each of the six ways of making an image square.
 
-use spray_dataset::{decode_rgb, Dataset, Preprocess, SquareMode};
+use spray_dataset::{Dataset, Preprocess, SquareMode};
 use spray_store::verify::PaddingEffect;
 
+use crate::images::decode;
 use crate::members::{class_name, spread, Member};
 use crate::scorer::{predicted, Scorer};
-use crate::{Result, VerifyError};
+use crate::Result;
 
 /// The six ways of making an image square of thesis §6.3.1.
 pub const SQUARE_MODES: [SquareMode; 6] = [
@@ -44,36 +45,29 @@ pub fn padding_rows(
         images,
     );
     let k = class as usize;
-    // Each image decoded once; a square one is what every mode leaves it (not prepared again).
+    // Each image decoded once; a square one is what every mode leaves it (not prepared, not
+    // scored again).
     let decoded = chosen
         .iter()
         .map(|&i| decode(dataset, i))
         .collect::<Result<Vec<_>>>()?;
-    let prepare = |pre: &Preprocess| -> Vec<Vec<f32>> {
-        decoded
-            .iter()
-            .map(|(rgb, index)| pre.apply(rgb.clone(), *index).tensor)
-            .collect()
-    };
-    let originals = prepare(preprocess);
+    let originals: Vec<Vec<f32>> = decoded
+        .iter()
+        .map(|(rgb, index)| preprocess.apply(rgb.clone(), *index).tensor)
+        .collect();
     let base = scorer.logits(&originals)?;
     let accuracy_baseline = accuracy(&base, k);
     let mut rows = Vec::new();
     for mode in SQUARE_MODES {
         let mut pre = preprocess.clone();
         pre.square = mode;
-        let tensors = decoded
+        let changed = decoded
             .iter()
-            .zip(&originals)
-            .map(|((rgb, index), original)| {
-                if rgb.width() == rgb.height() {
-                    original.clone()
-                } else {
-                    pre.apply(rgb.clone(), *index).tensor
-                }
+            .map(|(rgb, index)| {
+                (rgb.width() != rgb.height()).then(|| pre.apply(rgb.clone(), *index).tensor)
             })
             .collect();
-        let after = logits_of_changed(scorer, &originals, &base, tensors)?;
+        let after = logits_of_changed(scorer, &base, changed)?;
         let change = base
             .iter()
             .zip(&after)
@@ -93,41 +87,22 @@ pub fn padding_rows(
     Ok(rows)
 }
 
-/// Image `image_index` of the dataset decoded, with the index its preprocessing seeds by.
-fn decode(dataset: &Dataset, image_index: usize) -> Result<(image::RgbImage, u64)> {
-    let sample = dataset
-        .samples
-        .get(image_index)
-        .ok_or(VerifyError::UnknownImage(image_index))?;
-    let rgb = decode_rgb(&sample.path).map_err(|reason| VerifyError::Decode {
-        path: sample.path.display().to_string(),
-        reason,
-    })?;
-    Ok((rgb, sample.index as u64))
-}
-
-/// The logits of `tensors`: scored where a tensor differs from its original, the original's
-/// `base` logits where it is the same. Why: a square image is the same under every square
-/// mode, and scoring it six more times was most of what the table cost on square datasets.
+/// The logits of the images under a mode: `changed` holds an image's tensor where the mode
+/// changed it (scored), `None` where it left it as it is (its `base` logits). Why: a square
+/// image is the same under every square mode, and scoring it six more times was most of what
+/// the table cost on square datasets.
 fn logits_of_changed(
     scorer: &mut dyn Scorer,
-    originals: &[Vec<f32>],
     base: &[Vec<f32>],
-    tensors: Vec<Vec<f32>>,
+    changed: Vec<Option<Vec<f32>>>,
 ) -> Result<Vec<Vec<f32>>> {
-    let changed: Vec<usize> = (0..tensors.len())
-        .filter(|&i| tensors[i] != originals[i])
-        .collect();
+    let (positions, tensors): (Vec<usize>, Vec<Vec<f32>>) = changed
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((i, t?)))
+        .unzip();
     let mut after = base.to_vec();
-    let scored = scorer.logits(
-        &tensors
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| changed.binary_search(i).is_ok())
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>(),
-    )?;
-    for (i, l) in changed.into_iter().zip(scored) {
+    for (i, l) in positions.into_iter().zip(scorer.logits(&tensors)?) {
         after[i] = l;
     }
     Ok(after)
@@ -157,10 +132,11 @@ mod tests {
         let originals = vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]];
         let base = model.logits(&originals).unwrap();
         let changed = vec![vec![1.0, 2.0], vec![9.0, 4.0], vec![5.0, 6.0]];
-        let after = logits_of_changed(&mut model, &originals, &base, changed.clone()).unwrap();
+        let only_the_second = vec![None, Some(changed[1].clone()), None];
+        let after = logits_of_changed(&mut model, &base, only_the_second).unwrap();
         assert_eq!(model.scored, 3 + 1);
         assert_eq!(after, model.logits(&changed).unwrap());
-        let after = logits_of_changed(&mut model, &originals, &base, originals.clone()).unwrap();
+        let after = logits_of_changed(&mut model, &base, vec![None; 3]).unwrap();
         assert_eq!(after, base);
     }
 }
