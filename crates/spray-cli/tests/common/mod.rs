@@ -15,12 +15,37 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// A fresh, empty folder for one test of one suite.
-pub fn scratch(suite: &str, name: &str) -> PathBuf {
+/// A fresh, empty folder for one test of one suite, removed when the test passes and kept
+/// (its path in the failure's output) when it fails. Why removed: a full run of the suite
+/// writes ~250 MB of runs, reports and Slurm spools, and left behind they filled a CI disk.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn scratch(suite: &str, name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("spray-{suite}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Run `spray`, whatever its exit status.
