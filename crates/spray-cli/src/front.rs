@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use ndarray::{Array2, ArrayD, ArrayViewD};
-use spray_engine::{Device, LrpEngine, NonFinite, OrtConstantEvaluator, SessionConfig};
+use spray_engine::{
+    Device, LrpEngine, NonFinite, OptimizedCache, OrtConstantEvaluator, SessionConfig,
+};
 use spray_lrp::{compile_owned, CompileOptions, CompositeSpec};
 use spray_pipeline::{Pipeline, RunOptions, RunSummary};
 
@@ -90,18 +92,52 @@ pub fn load(path: &Path) -> Result<spray_onnx::ModelProto> {
 }
 
 /// Compiles the model at `model` and starts ONNX Runtime on it. An unsupported model is
-/// refused here, before any input is looked at.
-pub fn engine(model: &Path, rules: &Rules, execution: Execution) -> Result<(LrpEngine, String)> {
+/// refused here, before any input is looked at. With `cache`, a folder: ONNX Runtime's
+/// optimised graph of this model under these rules is loaded from it where an earlier call
+/// kept it there (neither compiling nor optimising again), else kept there on the way.
+pub fn engine(
+    model: &Path,
+    rules: &Rules,
+    execution: Execution,
+    cache: Option<&Path>,
+) -> Result<(LrpEngine, String)> {
     let options = rules.options(execution.device)?;
-    // The original graph is rewritten in place, and the compiled one handed to ORT below.
-    let compiled = compile_owned(load(model)?, &options)
-        .with_context(|| format!("compiling {}", model.display()))?;
     let config = SessionConfig {
         device: execution.device,
         threads: execution.threads,
     };
-    let engine = LrpEngine::from_model(compiled, config).context("starting ONNX Runtime")?;
+    let cache = match cache {
+        Some(folder) => Some(OptimizedCache::new(folder, &model_key(model, rules)?)),
+        None => None,
+    };
+    if let Some(cache) = &cache {
+        if let Some(engine) =
+            LrpEngine::from_cache(cache, config).context("starting ONNX Runtime")?
+        {
+            return Ok((engine, options.composite.name.clone()));
+        }
+    }
+    // The original graph is rewritten in place, and the compiled one handed to ORT below.
+    let compiled = compile_owned(load(model)?, &options)
+        .with_context(|| format!("compiling {}", model.display()))?;
+    let engine = LrpEngine::from_model_cached(compiled, config, cache.as_ref())
+        .context("starting ONNX Runtime")?;
     Ok((engine, options.composite.name.clone()))
+}
+
+/// What the compiled graph of `model` under `rules` is made from: the ONNX file's bytes, the
+/// composite (its file's contents when it is a file), the z-box bounds, the input name and the
+/// compiler's revision.
+fn model_key(model: &Path, rules: &Rules) -> Result<String> {
+    let mut key = spray_store::Fingerprint::new()
+        .bytes(spray_lrp::COMPILER_REVISION)
+        .bytes(spray_store::file_digest(model)?)
+        .bytes(rules.composite.to_string())
+        .json(&(&rules.zbox_low, &rules.zbox_high, &rules.input_name));
+    if let Some(file) = rules.composite.file() {
+        key = key.bytes(spray_store::file_digest(file)?);
+    }
+    Ok(key.finish())
 }
 
 /// LRP relevance of `input` (N, C, H, W) for `targets` (one per sample; negative: the

@@ -58,6 +58,52 @@ fn explain_writes_relevance_and_logits_matching_zennit() {
     assert_eq!(l.shape(), &[4, 10]);
 }
 
+/// `--cache`: the first call keeps ONNX Runtime's optimised graph, the second loads it without
+/// compiling (start-up paid once) and writes the same bytes; another composite is another entry.
+#[test]
+fn explain_with_a_cache_folder_gives_the_same_relevance_from_the_kept_graph() {
+    let dir = scratch("cli", "explain-cache");
+    let cache = dir.join("cache");
+    let run = |composite: &str, name: &str| {
+        let rel = dir.join(name);
+        let out = spray(&[
+            "explain",
+            "--model",
+            &fixture("vgg_small", "model.onnx"),
+            "--input",
+            &fixture("vgg_small", "input.npy"),
+            "--composite",
+            composite,
+            "--out-relevance",
+            path_str(&rel),
+            "--cache",
+            path_str(&cache),
+            "-vv",
+        ]);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        (
+            std::fs::read(rel).unwrap(),
+            log.contains("optimised graph loaded"),
+        )
+    };
+    let (first, loaded) = run("epsilon-plus-flat", "first.npy");
+    assert!(!loaded);
+    let entries = || std::fs::read_dir(&cache).unwrap().count();
+    assert_eq!(entries(), 1);
+    assert_eq!(
+        run("epsilon-plus-flat", "second.npy"),
+        (first.clone(), true)
+    );
+    assert_eq!(entries(), 1);
+    assert_ne!(run("epsilon", "other.npy").0, first);
+    assert_eq!(
+        entries(),
+        1,
+        "one model per folder: the newer composite's entry replaces it"
+    );
+}
+
 #[test]
 fn explain_accepts_a_class_index_and_a_custom_composite_file() {
     let dir = scratch("cli", "custom");

@@ -88,16 +88,23 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
     }
     assert!(text.contains("flagged: triangle"), "{text}");
     // The compiled LRP model is kept for the next process (a shard, a resumed run, verify):
-    // one model and its JSON.
-    let mut kept: Vec<String> = std::fs::read_dir(out.join("relevance/_lrp"))
+    // one model and its JSON, and ONNX Runtime's optimised graph of it (a complete entry).
+    let lrp = out.join("relevance/_lrp");
+    let mut kept: Vec<String> = std::fs::read_dir(&lrp)
         .unwrap()
         .map(|e| {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            name.rsplit('.').next().unwrap().to_owned()
+            match name.strip_prefix("ort-") {
+                Some(_) => {
+                    assert!(lrp.join(&name).join("entry.json").is_file(), "{name}");
+                    "ort".to_owned()
+                }
+                None => name.rsplit('.').next().unwrap().to_owned(),
+            }
         })
         .collect();
     kept.sort();
-    assert_eq!(kept, ["json", "onnx"]);
+    assert_eq!(kept, ["json", "onnx", "ort"]);
     // The reviewer's columns say the same as stdout, and why.
     assert_eq!(classes[0]["flagged"], "true", "{:?}", classes[0]);
     assert!(!classes[0]["flagged_by"].is_empty(), "{:?}", classes[0]);

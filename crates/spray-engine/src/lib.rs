@@ -4,6 +4,7 @@
 mod constants;
 mod external;
 mod finite;
+mod optimized;
 mod runtime;
 mod steered;
 
@@ -14,6 +15,7 @@ use ort::value::TensorRef;
 
 pub use constants::OrtConstantEvaluator;
 pub use finite::{check_sample, NonFinite};
+pub use optimized::OptimizedCache;
 pub use runtime::{environment, loaded_library, locate_onnxruntime, Device, ORT_VERSION};
 use spray_lrp::LrpSignature;
 pub use steered::{Steered, SteeredPredictor};
@@ -102,18 +104,48 @@ pub fn session_from_file(path: &std::path::Path, config: SessionConfig) -> Resul
 
 /// A session of `model`: from its bytes, or, over ONNX Runtime's 2 GB protobuf limit, from a
 /// temporary copy with external data (kept as long as the returned value).
-fn session_from_model(
-    model: &spray_onnx::ModelProto,
-    config: SessionConfig,
-) -> Result<(Session, Option<external::ExternalModel>)> {
-    if spray_onnx::encoded_len(model) <= external::PROTOBUF_LIMIT {
-        return Ok((
-            session_from_bytes(&spray_onnx::encode_model(model), config)?,
-            None,
-        ));
+/// A model as ONNX Runtime reads it: its bytes, or, over ONNX Runtime's 2 GB protobuf limit,
+/// a temporary copy with external data (kept as long as this value).
+enum Prepared {
+    Bytes(Vec<u8>),
+    External(external::ExternalModel),
+}
+
+impl Prepared {
+    fn of(model: &spray_onnx::ModelProto) -> Result<Self> {
+        Ok(
+            if spray_onnx::encoded_len(model) <= external::PROTOBUF_LIMIT {
+                Prepared::Bytes(spray_onnx::encode_model(model))
+            } else {
+                Prepared::External(external::write_external(model)?)
+            },
+        )
     }
-    let written = external::write_external(model)?;
-    Ok((session_from_file(&written.path, config)?, Some(written)))
+
+    /// Its session; ONNX Runtime's optimised graph kept in `cache` on the way.
+    fn session(
+        &self,
+        config: SessionConfig,
+        cache: Option<&OptimizedCache>,
+        signature: &LrpSignature,
+    ) -> Result<Session> {
+        let source = match self {
+            Prepared::Bytes(bytes) => optimized::Source::Bytes(bytes),
+            Prepared::External(written) => optimized::Source::File(&written.path),
+        };
+        match cache {
+            Some(cache) => cache.store(source, signature, config),
+            None => optimized::commit(session_builder(config)?, source),
+        }
+    }
+
+    /// The external-data copy, which must outlive the session.
+    fn into_external(self) -> Option<external::ExternalModel> {
+        match self {
+            Prepared::Bytes(_) => None,
+            Prepared::External(written) => Some(written),
+        }
+    }
 }
 
 fn session_builder(config: SessionConfig) -> Result<ort::session::builder::SessionBuilder> {
@@ -171,37 +203,59 @@ pub struct LrpEngine {
 
 impl LrpEngine {
     pub fn new(model: &spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
-        let (session, external) = session_from_model(&model.model, config)?;
+        Self::new_cached(model, config, None)
+    }
+
+    /// [`LrpEngine::new`], ONNX Runtime's optimised graph kept in `cache` on the way (a later
+    /// process loads it with [`LrpEngine::from_cache`]).
+    pub fn new_cached(
+        model: &spray_lrp::LrpModel,
+        config: SessionConfig,
+        cache: Option<&OptimizedCache>,
+    ) -> Result<Self> {
+        let prepared = Prepared::of(&model.model)?;
+        let session = prepared.session(config, cache, &model.signature)?;
         Ok(LrpEngine {
             session,
             signature: model.signature.clone(),
             one_at_a_time: false,
-            _external: external,
+            _external: prepared.into_external(),
         })
+    }
+
+    /// The engine of the model `cache` holds ONNX Runtime's optimised graph of, without
+    /// compiling it; `None` where it holds none (then compile, and make the engine with
+    /// [`LrpEngine::from_model_cached`] or [`LrpEngine::new_cached`], which keep it).
+    pub fn from_cache(cache: &OptimizedCache, config: SessionConfig) -> Result<Option<Self>> {
+        Ok(cache.load(config)?.map(|(session, signature)| LrpEngine {
+            session,
+            signature,
+            one_at_a_time: false,
+            _external: None,
+        }))
     }
 
     /// The engine of a model the caller no longer needs: its graph is encoded and dropped
     /// before ONNX Runtime makes its own copy, so the process never holds three (the graph,
     /// its bytes, ORT's). Why it matters: vgg16's compiled graph is 1.1 GB.
     pub fn from_model(model: spray_lrp::LrpModel, config: SessionConfig) -> Result<Self> {
-        let signature = model.signature;
-        if spray_onnx::encoded_len(&model.model) > external::PROTOBUF_LIMIT {
-            let written = external::write_external(&model.model)?;
-            drop(model.model);
-            return Ok(LrpEngine {
-                session: session_from_file(&written.path, config)?,
-                signature,
-                one_at_a_time: false,
-                _external: Some(written),
-            });
-        }
-        let bytes = spray_onnx::encode_model(&model.model);
+        Self::from_model_cached(model, config, None)
+    }
+
+    /// [`LrpEngine::from_model`], ONNX Runtime's optimised graph kept in `cache` on the way.
+    pub fn from_model_cached(
+        model: spray_lrp::LrpModel,
+        config: SessionConfig,
+        cache: Option<&OptimizedCache>,
+    ) -> Result<Self> {
+        let prepared = Prepared::of(&model.model)?;
         drop(model.model);
+        let session = prepared.session(config, cache, &model.signature)?;
         Ok(LrpEngine {
-            session: session_from_bytes(&bytes, config)?,
-            signature,
+            session,
+            signature: model.signature,
             one_at_a_time: false,
-            _external: None,
+            _external: prepared.into_external(),
         })
     }
 

@@ -8,11 +8,13 @@
 //! plan, written last: a model without its JSON is not complete). The key is the model's
 //! fingerprint (the ONNX file's bytes, the composite and its options, the input name, the
 //! compiler's revision) chained with the spray version; the folder holds one key, a new key
-//! replaces the old files.
+//! replaces the old files. Beside them, `ort-<key>/`: ONNX Runtime's optimised graph of the
+//! same model ([`optimized_cache`], `spray_engine::OptimizedCache`), which spares the relevance
+//! stage of each later process the optimisation and weight packing.
 
 use std::path::{Path, PathBuf};
 
-use spray_engine::Device;
+use spray_engine::{Device, OptimizedCache};
 use spray_lrp::{LayerPlan, LrpModel, LrpSignature};
 use spray_store::StageKey;
 
@@ -67,6 +69,12 @@ pub(crate) fn compiled_model(
         tracing::warn!("cannot keep the compiled model in {}: {e}", dir.display());
     }
     Ok(model)
+}
+
+/// Where ONNX Runtime's optimised graph of the pipeline's compiled model is kept: beside the
+/// compiled model, under the same model fingerprint (`spray_engine::OptimizedCache`).
+pub(crate) fn optimized_cache(pipeline: &Pipeline, model_fingerprint: &str) -> OptimizedCache {
+    OptimizedCache::new(folder(pipeline), model_fingerprint)
 }
 
 /// Load the pipeline's model and compile it under its rules (an unsupported op or a broken

@@ -73,6 +73,10 @@ impl RunContext<'_> {
             dataset: &self.dataset,
             preprocess: &pipeline.model.preprocess,
             model: &compiled,
+            engine_cache: Some(crate::compiled::optimized_cache(
+                pipeline,
+                &self.fingerprints.model,
+            )),
             model_fingerprint: self.fingerprints.model.clone(),
             settings: &pipeline.relevance,
             device: self.device,

@@ -95,7 +95,7 @@ fn explain<'py>(
                 anyhow::anyhow!("{} bytes do not fill the shape {shape:?}: {e}", data.len())
             })?;
             // Compile first: an unsupported model is refused before the input is looked at.
-            let (mut engine, name) = front::engine(&model, &rules, execution)?;
+            let (mut engine, name) = front::engine(&model, &rules, execution, None)?;
             let out = front::explain(&mut engine, name, input.view(), &targets, batch_size)?;
             if let Some(e) = out.non_finite_error() {
                 return Err(e);

@@ -104,6 +104,7 @@ fn main() {
         dataset: &dataset,
         preprocess: &preprocess,
         model: &compiled,
+        engine_cache: None,
         model_fingerprint: "bench".into(),
         settings: &settings,
         device,

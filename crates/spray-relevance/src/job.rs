@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use spray_dataset::{Dataset, Preprocess};
-use spray_engine::Device;
+use spray_engine::{Device, OptimizedCache};
 use spray_lrp::LrpModel;
 use spray_store::relevance::RelevanceLayout;
 use spray_store::{Fingerprint, Shard};
@@ -18,6 +18,9 @@ pub struct RelevanceJob<'a> {
     /// The compiled LRP model (compiling first means an unsupported op is reported before any
     /// image is read).
     pub model: &'a LrpModel,
+    /// Where ONNX Runtime's optimised graph of the model is kept between processes (a resumed
+    /// run, each Slurm shard); `None`: optimised again by each.
+    pub engine_cache: Option<OptimizedCache>,
     /// Hash of the source model and rule choice, part of the fingerprint.
     pub model_fingerprint: String,
     pub settings: &'a RelevanceSettings,

@@ -42,13 +42,17 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
     );
 
     check_model_input(job)?;
-    let mut engine = LrpEngine::new(
-        job.model,
-        SessionConfig {
-            device: job.device,
-            threads: job.threads,
+    let config = SessionConfig {
+        device: job.device,
+        threads: job.threads,
+    };
+    let mut engine = match &job.engine_cache {
+        Some(cache) => match LrpEngine::from_cache(cache, config)? {
+            Some(engine) => engine,
+            None => LrpEngine::new_cached(job.model, config, Some(cache))?,
         },
-    )?;
+        None => LrpEngine::new(job.model, config)?,
+    };
     let bar = progress_bar(job.progress, image_count);
     let result = explain_parts(job, &mut engine, parts, &todo, &bar, &mut summary);
     bar.finish_and_clear();

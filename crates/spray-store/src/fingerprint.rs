@@ -77,8 +77,12 @@ impl StageKey {
 
 /// The SHA-256 of a file's bytes, as lower-case hex.
 pub fn file_digest(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    // Streamed: a model's file is hundreds of MB, and holding it to hash it raised the peak
+    // memory of a process that is about to load it again.
+    let mut file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| io_err(path, e))?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 #[cfg(test)]
