@@ -41,6 +41,8 @@ const STALE_STAGING: Duration = Duration::from_secs(3600);
 pub struct OptimizedCache {
     folder: PathBuf,
     model_key: String,
+    /// Remove other models' entries when this one is written ([`OptimizedCache::sole`]).
+    sole: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -64,6 +66,17 @@ impl OptimizedCache {
         OptimizedCache {
             folder: folder.into(),
             model_key: model_key.to_owned(),
+            sole: false,
+        }
+    }
+
+    /// A cache whose folder holds one model: writing its entry removes other models' (a
+    /// pipeline's output folder, as its compiled-model cache). Entries of the same model for
+    /// another CPU or ONNX Runtime stay (Slurm shards on mixed nodes share an output folder).
+    pub fn sole(folder: impl Into<PathBuf>, model_key: &str) -> Self {
+        OptimizedCache {
+            sole: true,
+            ..OptimizedCache::new(folder, model_key)
         }
     }
 
@@ -195,24 +208,24 @@ impl OptimizedCache {
             }
         }
         std::fs::write(staging.path().join(ENTRY), text).map_err(|e| io(ENTRY, e))?;
+        // A complete entry already there (another process's, written meanwhile) stays: the
+        // rename onto a non-empty folder fails, and the staging folder is dropped.
         let dir = self.entry_dir(key);
-        let _ = std::fs::remove_dir_all(&dir);
         match std::fs::rename(staging.path(), &dir) {
             Ok(()) => {
                 // Renamed: the staging folder is gone, nothing for TempDir to remove.
                 let _ = staging.keep();
-                self.remove_other_models(&dir);
+                if self.sole {
+                    self.remove_other_models(&dir);
+                }
                 tracing::debug!("ONNX Runtime's optimised graph kept in {}", dir.display());
             }
-            // Another process put its entry there first: keep that one.
             Err(e) => tracing::debug!("not replacing {}: {e}", dir.display()),
         }
         Ok(session)
     }
 
-    /// Entries of other models in the folder (a changed model or composite): one model per
-    /// folder, as the compiled model's cache. Entries of the same model for another CPU or
-    /// ONNX Runtime stay (Slurm shards on mixed nodes share an output folder).
+    /// Entries of other models in the folder (a changed model or composite).
     fn remove_other_models(&self, keep: &Path) {
         let Ok(read) = std::fs::read_dir(&self.folder) else {
             return;

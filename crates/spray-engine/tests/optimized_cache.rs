@@ -67,12 +67,17 @@ fn a_kept_graph_explains_bit_for_bit_and_a_damaged_one_is_made_again() {
     assert_eq!(explain(&mut remade).relevance, plain.relevance);
     assert!(LrpEngine::from_cache(&cache, config).unwrap().is_some());
 
-    // A newer model in the same folder replaces the old one's entry (one model per folder).
-    let newer = OptimizedCache::new(folder.path(), "resnet_small, changed");
-    LrpEngine::new_cached(&compiled, config, Some(&newer)).unwrap();
+    // Another model's entry goes beside it; a folder of one model (a pipeline's) keeps only
+    // the newest.
+    let beside = OptimizedCache::new(folder.path(), "resnet_small, changed");
+    LrpEngine::new_cached(&compiled, config, Some(&beside)).unwrap();
+    assert_eq!(entries(folder.path()).len(), 2);
+    assert!(LrpEngine::from_cache(&cache, config).unwrap().is_some());
+    let sole = OptimizedCache::sole(folder.path(), "resnet_small, changed again");
+    LrpEngine::new_cached(&compiled, config, Some(&sole)).unwrap();
     assert_eq!(entries(folder.path()).len(), 1);
     assert!(LrpEngine::from_cache(&cache, config).unwrap().is_none());
-    assert!(LrpEngine::from_cache(&newer, config).unwrap().is_some());
+    assert!(LrpEngine::from_cache(&sole, config).unwrap().is_some());
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub(crate) fn compiled_model(
 /// Where ONNX Runtime's optimised graph of the pipeline's compiled model is kept: beside the
 /// compiled model, under the same model fingerprint (`spray_engine::OptimizedCache`).
 pub(crate) fn optimized_cache(pipeline: &Pipeline, model_fingerprint: &str) -> OptimizedCache {
-    OptimizedCache::new(folder(pipeline), model_fingerprint)
+    OptimizedCache::sole(folder(pipeline), model_fingerprint)
 }
 
 /// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
