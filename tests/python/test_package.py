@@ -3,7 +3,7 @@
     SPRAY_REPO=. SPRAY_BIN=target/debug/spray python tests/python/test_package.py
 
 Checks what a notebook user relies on: `explain` gives the `spray explain` command's numbers bit
-for bit, errors arrive as `spray.SprayError` with the command's message, `compile` writes an
+for bit (also through a `cache` folder), errors arrive as `spray.SprayError` with the command's message, `compile` writes an
 LRP model, `analyze` runs SpRAy on arrays, `run` runs a pipeline and the readers give its
 tables as frames (with the reviewer's columns in classes.csv), and the real ViRelAy serves
 the run's `spray export virelay` project over HTTP.
@@ -52,6 +52,13 @@ def test_explain_matches_the_command_bit_for_bit():
         assert np.array_equal(r, r_cli), f"{composite}: relevance differs from the command's"
         assert np.array_equal(logits, l_cli), f"{composite}: logits differ from the command's"
         assert np.abs(r).sum() > 0
+        # With a cache folder: kept by the first call, loaded by the second, the same numbers.
+        cache = os.path.join(WORK, "cache")
+        for _ in range(2):
+            cached = spray.explain(MODEL, x, composite, target, threads=1, batch_size=4,
+                                   cache=cache)
+            assert np.array_equal(cached, r), f"{composite}: cached relevance differs"
+    assert len(os.listdir(os.path.join(WORK, "cache"))) == 3, "one entry per composite"
 
 
 def test_errors_carry_the_commands_message():

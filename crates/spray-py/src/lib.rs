@@ -66,7 +66,7 @@ fn device(text: &str) -> anyhow::Result<Device> {
 /// (float32, `shape` = (N, C, H, W)) for `targets` (one per sample; negative: predicted).
 #[pyfunction]
 #[pyo3(signature = (model, data, shape, targets, composite, zbox_low=None, zbox_high=None,
-                    input_name=None, batch_size=16, device="cpu", threads=0))]
+                    input_name=None, batch_size=16, device="cpu", threads=0, cache=None))]
 #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each
 fn explain<'py>(
     py: Python<'py>,
@@ -81,6 +81,7 @@ fn explain<'py>(
     batch_size: usize,
     device: &str,
     threads: usize,
+    cache: Option<PathBuf>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, Vec<usize>)> {
     let rules = rules(composite, zbox_low, zbox_high, input_name).map_err(raise)?;
     let execution = Execution {
@@ -95,7 +96,7 @@ fn explain<'py>(
                 anyhow::anyhow!("{} bytes do not fill the shape {shape:?}: {e}", data.len())
             })?;
             // Compile first: an unsupported model is refused before the input is looked at.
-            let (mut engine, name) = front::engine(&model, &rules, execution, None)?;
+            let (mut engine, name) = front::engine(&model, &rules, execution, cache.as_deref())?;
             let out = front::explain(&mut engine, name, input.view(), &targets, batch_size)?;
             if let Some(e) = out.non_finite_error() {
                 return Err(e);

@@ -71,18 +71,21 @@ def _targets(target, n):
 
 def explain(model, images, composite="epsilon-plus-flat", target=None, *, batch_size=16,
             device="cpu", threads=0, zbox_low=None, zbox_high=None, input_name=None,
-            return_logits=False):
+            return_logits=False, cache=None):
     """LRP relevance of `images` ((N, C, H, W), preprocessed for the model) under `composite`
     (a built-in name or a composite .toml file) for `target`: None explains the predicted class,
     an int one class for all, a sequence one class per image. Returns float32 relevance shaped
-    like the input, and the logits (N, K) with `return_logits=True`."""
+    like the input, and the logits (N, K) with `return_logits=True`. `cache`, a folder: as
+    `spray explain --cache`, ONNX Runtime's optimised graph is kept there and later calls with
+    the same model and rules load it instead of compiling again (same relevance, bit for bit)."""
     x = np.ascontiguousarray(images, dtype="<f4")
     if x.ndim < 2:
         raise ValueError(f"images have shape {x.shape}; expected (N, C, H, W)")
     relevance, logits, logits_shape = _spray.explain(
         os.fspath(model), x.tobytes(), list(x.shape), _targets(target, x.shape[0]), str(composite),
         zbox_low=_floats(zbox_low), zbox_high=_floats(zbox_high), input_name=input_name,
-        batch_size=int(batch_size), device=str(device), threads=int(threads))
+        batch_size=int(batch_size), device=str(device), threads=int(threads),
+        cache=None if cache is None else os.fspath(cache))
     relevance = np.frombuffer(relevance, dtype="<f4").reshape(x.shape).astype(np.float32)
     if not return_logits:
         return relevance
