@@ -102,8 +102,6 @@ pub fn session_from_file(path: &std::path::Path, config: SessionConfig) -> Resul
     Ok(session_builder(config)?.commit_from_file(path)?)
 }
 
-/// A session of `model`: from its bytes, or, over ONNX Runtime's 2 GB protobuf limit, from a
-/// temporary copy with external data (kept as long as the returned value).
 /// A model as ONNX Runtime reads it: its bytes, or, over ONNX Runtime's 2 GB protobuf limit,
 /// a temporary copy with external data (kept as long as this value).
 enum Prepared {
