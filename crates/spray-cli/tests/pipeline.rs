@@ -318,6 +318,24 @@ fn array_of_local_processes_matches_an_unsharded_run() {
     let p_whole = write_pipeline(&whole, &data, 8);
     spray(&["run", p_whole.to_str().unwrap(), "--quiet"]);
 
+    // A resumed relevance stage reads the compiled model's signature alone and loads ONNX
+    // Runtime's kept graph of it (compiling and optimising nothing), and the part it computes
+    // again is the same file.
+    let part = whole.join("out/relevance/part-00001.parquet");
+    let before = std::fs::read(&part).unwrap();
+    std::fs::remove_file(&part).unwrap();
+    let resumed = spray(&[
+        "run",
+        p_whole.to_str().unwrap(),
+        "--quiet",
+        "--stage",
+        "relevance",
+        "-vv",
+    ]);
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(log.contains("optimised graph loaded"), "{log}");
+    assert_eq!(std::fs::read(&part).unwrap(), before);
+
     // Like a Slurm array: the relevance shards run at the same time, then the analyze shards,
     // then one plain run assembles.
     let sharded = scratch("pipeline", "sharded");

@@ -94,6 +94,18 @@ fn compile_model(pipeline: &Pipeline, device: Device) -> Result<spray_lrp::LrpMo
     spray_lrp::compile_owned(model, &options).map_err(|e| fail(e.to_string()))
 }
 
+/// The signature of the pipeline's compiled model when the cache holds it, read from its JSON
+/// alone (the graph stays on disk until a caller needs it). `None`: not cached, or unreadable.
+pub(crate) fn cached_signature(
+    pipeline: &Pipeline,
+    model_fingerprint: &str,
+) -> Option<LrpSignature> {
+    let key = key(model_fingerprint);
+    let (onnx, json) = paths(&folder(pipeline), &key);
+    let sidecar: Sidecar = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
+    (sidecar.key == key && onnx.is_file()).then_some(sidecar.signature)
+}
+
 /// The cached model under `key`, `None` when there is none (or one of another key).
 fn read(dir: &Path, key: &str) -> std::result::Result<Option<LrpModel>, String> {
     let (onnx, json) = paths(dir, key);

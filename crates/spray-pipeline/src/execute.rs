@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use spray_dataset::Dataset;
 use spray_engine::Device;
-use spray_relevance::RelevanceJob;
+use spray_relevance::{CompiledModel, RelevanceJob};
 use spray_store::stage::{self as store_stage, StageState};
 use spray_store::Shard;
 
@@ -65,14 +65,29 @@ impl RunContext<'_> {
 
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
-        // Compile first: an unsupported op is reported before any image is decoded.
-        let compiled =
-            crate::compiled::compiled_model(pipeline, self.device, &self.fingerprints.model)?;
+        // Compile first: an unsupported op is reported before any image is decoded. A model
+        // compiled before (a resumed run, a shard) is read as its signature, its graph only if
+        // ONNX Runtime's kept graph of it is missing.
+        let fingerprint = &self.fingerprints.model;
+        let compiled;
+        let model = match crate::compiled::cached_signature(pipeline, fingerprint) {
+            Some(signature) => CompiledModel::Deferred {
+                signature,
+                load: Box::new(|| {
+                    crate::compiled::compiled_model(pipeline, self.device, fingerprint)
+                        .map_err(|e| e.to_string())
+                }),
+            },
+            None => {
+                compiled = crate::compiled::compiled_model(pipeline, self.device, fingerprint)?;
+                CompiledModel::Loaded(&compiled)
+            }
+        };
         let shard = self.shard();
         let result = spray_relevance::run(&RelevanceJob {
             dataset: &self.dataset,
             preprocess: &pipeline.model.preprocess,
-            model: &compiled,
+            model,
             engine_cache: Some(crate::compiled::optimized_cache(
                 pipeline,
                 &self.fingerprints.model,

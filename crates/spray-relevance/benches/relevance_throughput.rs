@@ -103,7 +103,7 @@ fn main() {
     let summary = spray_relevance::run(&RelevanceJob {
         dataset: &dataset,
         preprocess: &preprocess,
-        model: &compiled,
+        model: spray_relevance::CompiledModel::Loaded(&compiled),
         engine_cache: None,
         model_fingerprint: "bench".into(),
         settings: &settings,

@@ -46,8 +46,8 @@ fn refuse_broken_model(job: &RelevanceJob<'_>, health: &BatchHealth) -> Result<(
     if health.explained == 0 || health.non_finite_logits < health.explained {
         return Ok(());
     }
-    let suspects: Vec<String> = job
-        .model
+    let model = job.model.graph()?;
+    let suspects: Vec<String> = model
         .model
         .graph
         .as_ref()

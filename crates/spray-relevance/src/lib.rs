@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use spray_dataset::TensorLayout;
 
 pub use attributions::{import_attributions, AttributionImport, ImportSummary, IMPORT_MARKER};
-pub use job::{fingerprint, RelevanceJob, RelevanceSummary};
+pub use job::{fingerprint, CompiledModel, RelevanceJob, RelevanceSummary};
 pub use maps::{channel_sum, image_grid, sum_pool};
 pub use settings::{RelevanceSettings, TargetMode};
 pub use spray_store::relevance::{
@@ -101,6 +101,9 @@ pub enum RelevanceError {
     /// The model computes NaN or ∞ for everything it is given: nothing it explains can be used.
     #[error("{0}")]
     NonFinite(String),
+    /// The compiled model could not be loaded where the stage needed it.
+    #[error("loading the compiled LRP model: {0}")]
+    LoadModel(String),
     /// An attribution file (`import_attributions`) that cannot be read as one.
     #[error("{}: {reason}", path.display())]
     Attributions { path: PathBuf, reason: String },

@@ -105,7 +105,7 @@ fn concept_row(
         return Ok(None);
     };
     let row = c.row(k).to_vec();
-    let want = job.model.signature.concept.as_ref().map(|c| c.channels());
+    let want = job.model.signature().concept.as_ref().map(|c| c.channels());
     if Some(row.len()) != want {
         return Err(RelevanceError::ConceptChannels {
             got: row.len(),

@@ -1,6 +1,7 @@
 //! The stage driver: settings checked, the folder claimed, the shard's remaining parts found,
 //! the model's input checked against the preprocessing, then the pipeline over those parts.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use spray_dataset::TensorLayout;
@@ -46,12 +47,18 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
         device: job.device,
         threads: job.threads,
     };
-    let mut engine = match &job.engine_cache {
-        Some(cache) => match LrpEngine::from_cache(cache, config)? {
-            Some(engine) => engine,
-            None => LrpEngine::new_cached(job.model, config, Some(cache))?,
+    let cache = job.engine_cache.as_ref();
+    let kept = match cache {
+        Some(cache) => LrpEngine::from_cache(cache, config)?,
+        None => None,
+    };
+    let mut engine = match kept {
+        Some(engine) => engine,
+        None => match job.model.graph()? {
+            Cow::Borrowed(model) => LrpEngine::new_cached(model, config, cache)?,
+            // Loaded for this engine only: dropped before ONNX Runtime copies it.
+            Cow::Owned(model) => LrpEngine::from_model_cached(model, config, cache)?,
         },
-        None => LrpEngine::new(job.model, config)?,
     };
     let bar = progress_bar(job.progress, image_count);
     let result = explain_parts(job, &mut engine, parts, &todo, &bar, &mut summary);
@@ -78,7 +85,7 @@ fn progress_bar(shown: bool, images: usize) -> indicatif::ProgressBar {
 /// The batch this stage will build ([N, 3, H, W] or [N, H, W, 3]) must fit the model's declared
 /// input; a mismatch is reported before any image is decoded, with the fix when it is the layout.
 fn check_model_input(job: &RelevanceJob<'_>) -> Result<()> {
-    let declared = &job.model.signature.input_shape;
+    let declared = &job.model.signature().input_shape;
     if declared.len() != 4 {
         return Ok(());
     }
