@@ -100,8 +100,11 @@ pub(crate) fn cached_signature(
     pipeline: &Pipeline,
     model_fingerprint: &str,
 ) -> Option<LrpSignature> {
-    let key = key(model_fingerprint);
-    let (onnx, json) = paths(&folder(pipeline), &key);
+    read_signature(&folder(pipeline), &key(model_fingerprint))
+}
+
+fn read_signature(dir: &Path, key: &str) -> Option<LrpSignature> {
+    let (onnx, json) = paths(dir, key);
     let sidecar: Sidecar = serde_json::from_str(&std::fs::read_to_string(json).ok()?).ok()?;
     (sidecar.key == key && onnx.is_file()).then_some(sidecar.signature)
 }
@@ -195,6 +198,12 @@ mod tests {
         assert_eq!(back.model, model("x").model);
         assert_eq!(back.signature, model("x").signature);
         assert!(read(dir.path(), &second).unwrap().is_none());
+        // Its signature alone, without the graph; none under another key.
+        assert_eq!(
+            read_signature(dir.path(), &first),
+            Some(model("x").signature)
+        );
+        assert_eq!(read_signature(dir.path(), &second), None);
         // A new key: its two files alone remain.
         write(dir.path(), &second, &model("y")).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
@@ -203,9 +212,15 @@ mod tests {
             read(dir.path(), &second).unwrap().unwrap().signature.input,
             "y"
         );
+        // A JSON whose model is missing gives no signature (the graph could not be loaded).
+        let (onnx, json) = paths(dir.path(), &second);
+        let kept = std::fs::read(&onnx).unwrap();
+        std::fs::remove_file(&onnx).unwrap();
+        assert_eq!(read_signature(dir.path(), &second), None);
+        std::fs::write(&onnx, kept).unwrap();
         // A broken JSON is an error the caller reports and compiles past.
-        let (_, json) = paths(dir.path(), &second);
         std::fs::write(&json, "{").unwrap();
         assert!(read(dir.path(), &second).is_err());
+        assert_eq!(read_signature(dir.path(), &second), None);
     }
 }
