@@ -88,12 +88,16 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
     }
     assert!(text.contains("flagged: triangle"), "{text}");
     // The compiled LRP model is kept for the next process (a shard, a resumed run, verify):
-    // one model and its JSON, and ONNX Runtime's optimised graph of it (a complete entry).
+    // one model and its JSON, ONNX Runtime's optimised graph of it (a complete entry), and in
+    // forward/ that of its forward half (the verify stage's scorer).
     let lrp = out.join("relevance/_lrp");
     let mut kept: Vec<String> = std::fs::read_dir(&lrp)
         .unwrap()
         .map(|e| {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name == "forward" {
+                return name;
+            }
             match name.strip_prefix("ort-") {
                 Some(_) => {
                     assert!(lrp.join(&name).join("entry.json").is_file(), "{name}");
@@ -104,7 +108,9 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
         })
         .collect();
     kept.sort();
-    assert_eq!(kept, ["json", "onnx", "ort"]);
+    assert_eq!(kept, ["forward", "json", "onnx", "ort"]);
+    let forward: Vec<_> = std::fs::read_dir(lrp.join("forward")).unwrap().collect();
+    assert_eq!(forward.len(), 1);
     // The reviewer's columns say the same as stdout, and why.
     assert_eq!(classes[0]["flagged"], "true", "{:?}", classes[0]);
     assert!(!classes[0]["flagged_by"].is_empty(), "{:?}", classes[0]);

@@ -464,7 +464,29 @@ pub struct Predictor {
 
 impl Predictor {
     pub fn new(model_bytes: &[u8], config: SessionConfig) -> Result<Self> {
-        let session = session_from_bytes(model_bytes, config)?;
+        Self::of_session(session_from_bytes(model_bytes, config)?)
+    }
+
+    /// [`Predictor::new`], ONNX Runtime's optimised graph kept in `cache` on the way (its entry
+    /// records `signature`, the compiled model's this graph comes from).
+    pub fn new_cached(
+        model_bytes: &[u8],
+        config: SessionConfig,
+        cache: &OptimizedCache,
+        signature: &LrpSignature,
+    ) -> Result<Self> {
+        Self::of_session(cache.store(optimized::Source::Bytes(model_bytes), signature, config)?)
+    }
+
+    /// The predictor of the graph `cache` holds; `None` where it holds none.
+    pub fn from_cache(cache: &OptimizedCache, config: SessionConfig) -> Result<Option<Self>> {
+        cache
+            .load(config)?
+            .map(|(session, _)| Self::of_session(session))
+            .transpose()
+    }
+
+    fn of_session(session: Session) -> Result<Self> {
         let input = session
             .inputs()
             .first()

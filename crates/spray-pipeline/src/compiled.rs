@@ -77,6 +77,12 @@ pub(crate) fn optimized_cache(pipeline: &Pipeline, model_fingerprint: &str) -> O
     OptimizedCache::sole(folder(pipeline), model_fingerprint)
 }
 
+/// Where ONNX Runtime's optimised graph of the compiled model's forward half (the verify
+/// stage's scorer) is kept: `_lrp/forward/`, a folder of its own (each folder keeps one model).
+pub(crate) fn forward_cache(pipeline: &Pipeline, model_fingerprint: &str) -> OptimizedCache {
+    OptimizedCache::sole(folder(pipeline).join("forward"), model_fingerprint)
+}
+
 /// Load the pipeline's model and compile it under its rules (an unsupported op or a broken
 /// model is reported here, before any image is decoded).
 fn compile_model(pipeline: &Pipeline, device: Device) -> Result<spray_lrp::LrpModel> {

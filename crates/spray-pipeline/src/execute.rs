@@ -148,6 +148,10 @@ impl RunContext<'_> {
             dataset: &self.dataset,
             preprocess: &pipeline.model.preprocess,
             model: &compiled,
+            engine_cache: Some(crate::compiled::forward_cache(
+                pipeline,
+                &self.fingerprints.model,
+            )),
             grid: pipeline.analysis.grid,
             settings: &pipeline.verify,
             composite: pipeline.lrp.composite.to_string(),

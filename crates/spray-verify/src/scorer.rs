@@ -2,7 +2,7 @@
 //! evidence logic can be tested with a small model in memory, without ONNX Runtime.
 
 use spray_dataset::TensorLayout;
-use spray_engine::{Predictor, SessionConfig, SteeredPredictor};
+use spray_engine::{OptimizedCache, Predictor, SessionConfig, SteeredPredictor};
 use spray_lrp::LrpModel;
 
 use crate::{Result, VerifyError};
@@ -77,14 +77,31 @@ pub struct ForwardScorer<'m> {
 }
 
 impl<'m> ForwardScorer<'m> {
+    /// With `cache`: the forward graph's session loaded from ONNX Runtime's kept graph where it
+    /// holds it (the forward model neither cut nor optimised again), else kept there.
     pub fn new(
         model: &'m LrpModel,
         session: SessionConfig,
-        size: [usize; 2],
-        layout: TensorLayout,
+        (size, layout): ([usize; 2], TensorLayout),
         batch_size: usize,
+        cache: Option<&OptimizedCache>,
     ) -> Result<Self> {
-        let forward = spray_onnx::encode_model(&model.forward_model());
+        let kept = match cache {
+            Some(cache) => Predictor::from_cache(cache, session)?,
+            None => None,
+        };
+        let predictor = match kept {
+            Some(predictor) => predictor,
+            None => {
+                let forward = spray_onnx::encode_model(&model.forward_model());
+                match cache {
+                    Some(cache) => {
+                        Predictor::new_cached(&forward, session, cache, &model.signature)?
+                    }
+                    None => Predictor::new(&forward, session)?,
+                }
+            }
+        };
         let layers = model
             .signature
             .concept
@@ -93,7 +110,7 @@ impl<'m> ForwardScorer<'m> {
         Ok(ForwardScorer {
             model,
             session,
-            predictor: Predictor::new(&forward, session)?,
+            predictor,
             steered: (0..layers).map(|_| None).collect(),
             size,
             layout,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use spray_dataset::{Dataset, Preprocess};
-use spray_engine::{Device, SessionConfig};
+use spray_engine::{Device, OptimizedCache, SessionConfig};
 use spray_lrp::LrpModel;
 use spray_store::analysis::ClassSpectrum;
 use spray_store::verify::{self as contract, ClassUnit, VerifyManifest};
@@ -30,6 +30,9 @@ pub struct VerifyJob<'a> {
     pub dataset: &'a Dataset,
     pub preprocess: &'a Preprocess,
     pub model: &'a LrpModel,
+    /// Where ONNX Runtime's optimised graph of the model's forward half is kept between
+    /// processes (each verify shard); `None`: optimised again by each.
+    pub engine_cache: Option<OptimizedCache>,
     /// The analysis grid (the groups' maps are compared at this resolution).
     pub grid: usize,
     pub settings: &'a VerifySettings,
@@ -122,9 +125,12 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
             device: job.device,
             threads: job.threads,
         },
-        job.preprocess.input_size.map(|v| v as usize),
-        job.preprocess.layout,
+        (
+            job.preprocess.input_size.map(|v| v as usize),
+            job.preprocess.layout,
+        ),
         job.settings.batch_size,
+        job.engine_cache.as_ref(),
     )?;
     let units: Vec<i32> = inputs.by_class.keys().copied().collect();
     contract::write_manifest(
