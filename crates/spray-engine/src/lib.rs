@@ -1,6 +1,7 @@
 //! Running models with ONNX Runtime: plain inference and compiled LRP models, batched, on CPU
 //! or CUDA.
 
+mod compiled;
 mod constants;
 mod external;
 mod finite;
@@ -13,6 +14,7 @@ use ort::ep::ExecutionProvider;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
+pub use compiled::{CompiledModel, LoadModel};
 pub use constants::OrtConstantEvaluator;
 pub use finite::{check_sample, NonFinite};
 pub use optimized::OptimizedCache;

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use spray_dataset::Dataset;
+use spray_engine::CompiledModel;
 use spray_engine::Device;
-use spray_relevance::{CompiledModel, RelevanceJob};
+use spray_relevance::RelevanceJob;
 use spray_store::stage::{self as store_stage, StageState};
 use spray_store::Shard;
 
@@ -63,23 +64,35 @@ impl RunContext<'_> {
         }
     }
 
+    /// The compiled model as its signature, loaded only where a stage needs the graph, when
+    /// the cache holds it; `None` when it must be compiled (first: an unsupported op is
+    /// reported before any image is decoded).
+    fn deferred_model(&self) -> Option<CompiledModel<'_>> {
+        let (pipeline, fingerprint) = (self.pipeline, &self.fingerprints.model);
+        let signature = crate::compiled::cached_signature(pipeline, fingerprint)?;
+        Some(CompiledModel::Deferred {
+            signature,
+            load: Box::new(move || {
+                crate::compiled::compiled_model(pipeline, self.device, fingerprint)
+                    .map_err(|e| e.to_string())
+            }),
+        })
+    }
+
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         // Compile first: an unsupported op is reported before any image is decoded. A model
         // compiled before (a resumed run, a shard) is read as its signature, its graph only if
         // ONNX Runtime's kept graph of it is missing.
-        let fingerprint = &self.fingerprints.model;
         let compiled;
-        let model = match crate::compiled::cached_signature(pipeline, fingerprint) {
-            Some(signature) => CompiledModel::Deferred {
-                signature,
-                load: Box::new(|| {
-                    crate::compiled::compiled_model(pipeline, self.device, fingerprint)
-                        .map_err(|e| e.to_string())
-                }),
-            },
+        let model = match self.deferred_model() {
+            Some(model) => model,
             None => {
-                compiled = crate::compiled::compiled_model(pipeline, self.device, fingerprint)?;
+                compiled = crate::compiled::compiled_model(
+                    pipeline,
+                    self.device,
+                    &self.fingerprints.model,
+                )?;
                 CompiledModel::Loaded(&compiled)
             }
         };
@@ -138,8 +151,18 @@ impl RunContext<'_> {
     fn verify(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         let dir = self.dir(Stage::Verify);
-        let compiled =
-            crate::compiled::compiled_model(pipeline, self.device, &self.fingerprints.model)?;
+        let compiled;
+        let model = match self.deferred_model() {
+            Some(model) => model,
+            None => {
+                compiled = crate::compiled::compiled_model(
+                    pipeline,
+                    self.device,
+                    &self.fingerprints.model,
+                )?;
+                CompiledModel::Loaded(&compiled)
+            }
+        };
         let shard = self.shard();
         let result = spray_verify::run(&spray_verify::VerifyJob {
             relevance_dir: self.dir(Stage::Relevance),
@@ -147,7 +170,7 @@ impl RunContext<'_> {
             dir,
             dataset: &self.dataset,
             preprocess: &pipeline.model.preprocess,
-            model: &compiled,
+            model,
             engine_cache: Some(crate::compiled::forward_cache(
                 pipeline,
                 &self.fingerprints.model,

@@ -46,7 +46,7 @@ fn refuse_broken_model(job: &RelevanceJob<'_>, health: &BatchHealth) -> Result<(
     if health.explained == 0 || health.non_finite_logits < health.explained {
         return Ok(());
     }
-    let model = job.model.graph()?;
+    let model = job.model.graph().map_err(RelevanceError::LoadModel)?;
     let suspects: Vec<String> = model
         .model
         .graph

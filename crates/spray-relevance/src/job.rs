@@ -4,44 +4,11 @@
 use std::path::PathBuf;
 
 use spray_dataset::{Dataset, Preprocess};
-use spray_engine::{Device, OptimizedCache};
-use spray_lrp::{LrpModel, LrpSignature};
+use spray_engine::{CompiledModel, Device, OptimizedCache};
 use spray_store::relevance::RelevanceLayout;
 use spray_store::{Fingerprint, Shard};
 
-use crate::{RelevanceError, RelevanceSettings, Result};
-
-/// The compiled LRP model the stage explains with.
-pub enum CompiledModel<'a> {
-    /// In memory.
-    Loaded(&'a LrpModel),
-    /// Its signature, and the model loaded only where the stage needs the graph: not at all
-    /// when `engine_cache` holds ONNX Runtime's graph of it. Why: vgg16's compiled graph is
-    /// 0.67 GB, held for the whole stage by a process that no longer needs it.
-    Deferred {
-        signature: LrpSignature,
-        load: Box<dyn Fn() -> std::result::Result<LrpModel, String> + Send + Sync + 'a>,
-    },
-}
-
-impl CompiledModel<'_> {
-    pub fn signature(&self) -> &LrpSignature {
-        match self {
-            CompiledModel::Loaded(model) => &model.signature,
-            CompiledModel::Deferred { signature, .. } => signature,
-        }
-    }
-
-    /// The model: the one in memory, or loaded now.
-    pub(crate) fn graph(&self) -> Result<std::borrow::Cow<'_, LrpModel>> {
-        match self {
-            CompiledModel::Loaded(model) => Ok(std::borrow::Cow::Borrowed(*model)),
-            CompiledModel::Deferred { load, .. } => load()
-                .map(std::borrow::Cow::Owned)
-                .map_err(RelevanceError::LoadModel),
-        }
-    }
-}
+use crate::RelevanceSettings;
 
 /// Everything the stage needs.
 pub struct RelevanceJob<'a> {

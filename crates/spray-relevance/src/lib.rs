@@ -32,9 +32,10 @@ use std::path::PathBuf;
 use spray_dataset::TensorLayout;
 
 pub use attributions::{import_attributions, AttributionImport, ImportSummary, IMPORT_MARKER};
-pub use job::{fingerprint, CompiledModel, RelevanceJob, RelevanceSummary};
+pub use job::{fingerprint, RelevanceJob, RelevanceSummary};
 pub use maps::{channel_sum, image_grid, sum_pool};
 pub use settings::{RelevanceSettings, TargetMode};
+pub use spray_engine::CompiledModel;
 pub use spray_store::relevance::{
     errors_path, finished_parts, manifest_path, part_path, read_manifest, RelevanceManifest,
 };

@@ -54,7 +54,7 @@ pub fn run(job: &RelevanceJob<'_>) -> Result<RelevanceSummary> {
     };
     let mut engine = match kept {
         Some(engine) => engine,
-        None => match job.model.graph()? {
+        None => match job.model.graph().map_err(RelevanceError::LoadModel)? {
             Cow::Borrowed(model) => LrpEngine::new_cached(model, config, cache)?,
             // Loaded for this engine only: dropped before ONNX Runtime copies it.
             Cow::Owned(model) => LrpEngine::from_model_cached(model, config, cache)?,

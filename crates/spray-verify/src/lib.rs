@@ -49,6 +49,9 @@ pub enum VerifyError {
     Store(#[from] spray_store::StoreError),
     #[error(transparent)]
     Engine(#[from] spray_engine::EngineError),
+    /// The compiled model could not be loaded where the stage needed it.
+    #[error("loading the compiled LRP model: {0}")]
+    LoadModel(String),
     /// An image that decoded in the relevance stage no longer does (changed on disk).
     #[error("{path}: {reason} (it decoded in the relevance stage)")]
     Decode { path: String, reason: String },

@@ -2,7 +2,9 @@
 //! evidence logic can be tested with a small model in memory, without ONNX Runtime.
 
 use spray_dataset::TensorLayout;
-use spray_engine::{OptimizedCache, Predictor, SessionConfig, SteeredPredictor};
+use std::borrow::Cow;
+
+use spray_engine::{CompiledModel, OptimizedCache, Predictor, SessionConfig, SteeredPredictor};
 use spray_lrp::LrpModel;
 
 use crate::{Result, VerifyError};
@@ -65,7 +67,9 @@ struct SteeredRows {
 /// and its steered twins ([`LrpModel::steered_model`]), one session per concept layer, made
 /// when a model-side test first asks.
 pub struct ForwardScorer<'m> {
-    model: &'m LrpModel,
+    model: &'m CompiledModel<'m>,
+    /// The compiled graph, once a session had to be made from it.
+    graph: Option<Cow<'m, LrpModel>>,
     session: SessionConfig,
     predictor: Predictor,
     steered: Vec<Option<SteeredPredictor>>,
@@ -80,7 +84,7 @@ impl<'m> ForwardScorer<'m> {
     /// With `cache`: the forward graph's session loaded from ONNX Runtime's kept graph where it
     /// holds it (the forward model neither cut nor optimised again), else kept there.
     pub fn new(
-        model: &'m LrpModel,
+        model: &'m CompiledModel<'m>,
         session: SessionConfig,
         (size, layout): ([usize; 2], TensorLayout),
         batch_size: usize,
@@ -90,25 +94,29 @@ impl<'m> ForwardScorer<'m> {
             Some(cache) => Predictor::from_cache(cache, session)?,
             None => None,
         };
+        let mut graph = None;
         let predictor = match kept {
             Some(predictor) => predictor,
             None => {
-                let forward = spray_onnx::encode_model(&model.forward_model());
+                let compiled = model.graph().map_err(VerifyError::LoadModel)?;
+                let forward = spray_onnx::encode_model(&compiled.forward_model());
+                graph = Some(compiled);
                 match cache {
                     Some(cache) => {
-                        Predictor::new_cached(&forward, session, cache, &model.signature)?
+                        Predictor::new_cached(&forward, session, cache, model.signature())?
                     }
                     None => Predictor::new(&forward, session)?,
                 }
             }
         };
         let layers = model
-            .signature
+            .signature()
             .concept
             .as_ref()
             .map_or(0, |c| c.layers.len());
         Ok(ForwardScorer {
             model,
+            graph,
             session,
             predictor,
             steered: (0..layers).map(|_| None).collect(),
@@ -141,7 +149,11 @@ impl<'m> ForwardScorer<'m> {
             .get_mut(layer)
             .ok_or(VerifyError::NoLayer(layer))?;
         if slot.is_none() {
-            let model = self.model.steered_model(layer)?;
+            if self.graph.is_none() {
+                self.graph = Some(self.model.graph().map_err(VerifyError::LoadModel)?);
+            }
+            let graph = self.graph.as_ref().expect("loaded above");
+            let model = graph.steered_model(layer)?;
             *slot = Some(SteeredPredictor::new(&model, self.session)?);
         }
         Ok(slot.as_mut().expect("made above"))
@@ -218,7 +230,7 @@ impl Scorer for ForwardScorer<'_> {
 
     fn layers(&self) -> Vec<String> {
         self.model
-            .signature
+            .signature()
             .concept
             .as_ref()
             .map(|c| c.layers.iter().map(|l| l.node.clone()).collect())

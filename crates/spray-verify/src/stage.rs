@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use spray_dataset::{Dataset, Preprocess};
-use spray_engine::{Device, OptimizedCache, SessionConfig};
-use spray_lrp::LrpModel;
+use spray_engine::{CompiledModel, Device, OptimizedCache, SessionConfig};
 use spray_store::analysis::ClassSpectrum;
 use spray_store::verify::{self as contract, ClassUnit, VerifyManifest};
 use spray_store::StageKey;
@@ -29,7 +28,9 @@ pub struct VerifyJob<'a> {
     pub dir: PathBuf,
     pub dataset: &'a Dataset,
     pub preprocess: &'a Preprocess,
-    pub model: &'a LrpModel,
+    /// The compiled LRP model, or its signature and how to load it (not at all when
+    /// `engine_cache` holds the forward graph and no model-side test asks for a steered one).
+    pub model: CompiledModel<'a>,
     /// Where ONNX Runtime's optimised graph of the model's forward half is kept between
     /// processes (each verify shard); `None`: optimised again by each.
     pub engine_cache: Option<OptimizedCache>,
@@ -120,7 +121,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         classes,
     };
     let mut scorer = ForwardScorer::new(
-        job.model,
+        &job.model,
         SessionConfig {
             device: job.device,
             threads: job.threads,
