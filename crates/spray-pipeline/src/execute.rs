@@ -64,54 +64,45 @@ impl RunContext<'_> {
         }
     }
 
-    /// The compiled model as its signature, loaded only where a stage needs the graph, when
-    /// the cache holds it; `None` when it must be compiled (first: an unsupported op is
-    /// reported before any image is decoded).
-    fn deferred_model(&self) -> Option<CompiledModel<'_>> {
+    /// Run a stage on the pipeline's compiled model: read as its signature alone, its graph
+    /// loaded only where the stage needs it, when the cache holds it (a resumed run, a shard,
+    /// the verify stage after the relevance stage); else compiled first, so that an unsupported
+    /// op is reported before any image is decoded.
+    fn with_model<T>(&self, stage: impl FnOnce(CompiledModel<'_>) -> Result<T>) -> Result<T> {
         let (pipeline, fingerprint) = (self.pipeline, &self.fingerprints.model);
-        let signature = crate::compiled::cached_signature(pipeline, fingerprint)?;
-        Some(CompiledModel::Deferred {
-            signature,
-            load: Box::new(move || {
-                crate::compiled::compiled_model(pipeline, self.device, fingerprint)
-                    .map_err(|e| e.to_string())
-            }),
-        })
+        if let Some(signature) = crate::compiled::cached_signature(pipeline, fingerprint) {
+            return stage(CompiledModel::Deferred {
+                signature,
+                load: Box::new(move || {
+                    crate::compiled::compiled_model(pipeline, self.device, fingerprint)
+                        .map_err(|e| e.to_string())
+                }),
+            });
+        }
+        let compiled = crate::compiled::compiled_model(pipeline, self.device, fingerprint)?;
+        stage(CompiledModel::Loaded(&compiled))
     }
 
     fn relevance(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
-        // Compile first: an unsupported op is reported before any image is decoded. A model
-        // compiled before (a resumed run, a shard) is read as its signature, its graph only if
-        // ONNX Runtime's kept graph of it is missing.
-        let compiled;
-        let model = match self.deferred_model() {
-            Some(model) => model,
-            None => {
-                compiled = crate::compiled::compiled_model(
-                    pipeline,
-                    self.device,
-                    &self.fingerprints.model,
-                )?;
-                CompiledModel::Loaded(&compiled)
-            }
-        };
         let shard = self.shard();
-        let result = spray_relevance::run(&RelevanceJob {
-            dataset: &self.dataset,
-            preprocess: &pipeline.model.preprocess,
-            model,
-            engine_cache: Some(crate::compiled::optimized_cache(
-                pipeline,
-                &self.fingerprints.model,
-            )),
-            model_fingerprint: self.fingerprints.model.clone(),
-            settings: &pipeline.relevance,
-            device: self.device,
-            threads: pipeline.lrp.threads,
-            dir: self.dir(Stage::Relevance),
-            shard,
-            progress: self.options.progress,
+        let result = self.with_model(|model| {
+            Ok(spray_relevance::run(&RelevanceJob {
+                dataset: &self.dataset,
+                preprocess: &pipeline.model.preprocess,
+                model,
+                engine_cache: Some(crate::compiled::optimized_cache(
+                    pipeline,
+                    &self.fingerprints.model,
+                )),
+                model_fingerprint: self.fingerprints.model.clone(),
+                settings: &pipeline.relevance,
+                device: self.device,
+                threads: pipeline.lrp.threads,
+                dir: self.dir(Stage::Relevance),
+                shard,
+                progress: self.options.progress,
+            })?)
         })?;
         Ok(Executed {
             done_before: result.parts_done_before,
@@ -151,37 +142,27 @@ impl RunContext<'_> {
     fn verify(&self) -> Result<Executed> {
         let pipeline = self.pipeline;
         let dir = self.dir(Stage::Verify);
-        let compiled;
-        let model = match self.deferred_model() {
-            Some(model) => model,
-            None => {
-                compiled = crate::compiled::compiled_model(
-                    pipeline,
-                    self.device,
-                    &self.fingerprints.model,
-                )?;
-                CompiledModel::Loaded(&compiled)
-            }
-        };
         let shard = self.shard();
-        let result = spray_verify::run(&spray_verify::VerifyJob {
-            relevance_dir: self.dir(Stage::Relevance),
-            analysis_dir: self.dir(Stage::Analyze),
-            dir,
-            dataset: &self.dataset,
-            preprocess: &pipeline.model.preprocess,
-            model,
-            engine_cache: Some(crate::compiled::forward_cache(
-                pipeline,
-                &self.fingerprints.model,
-            )),
-            grid: pipeline.analysis.grid,
-            settings: &pipeline.verify,
-            composite: pipeline.lrp.composite.to_string(),
-            device: self.device,
-            threads: pipeline.lrp.threads,
-            fingerprint: self.fingerprints.verify.clone().unwrap_or_default(),
-            shard,
+        let result = self.with_model(|model| {
+            Ok(spray_verify::run(&spray_verify::VerifyJob {
+                relevance_dir: self.dir(Stage::Relevance),
+                analysis_dir: self.dir(Stage::Analyze),
+                dir,
+                dataset: &self.dataset,
+                preprocess: &pipeline.model.preprocess,
+                model,
+                engine_cache: Some(crate::compiled::forward_cache(
+                    pipeline,
+                    &self.fingerprints.model,
+                )),
+                grid: pipeline.analysis.grid,
+                settings: &pipeline.verify,
+                composite: pipeline.lrp.composite.to_string(),
+                device: self.device,
+                threads: pipeline.lrp.threads,
+                fingerprint: self.fingerprints.verify.clone().unwrap_or_default(),
+                shard,
+            })?)
         })?;
         let mut detail = format!(
             "shard {shard}: {} classes done ({} clusters of {} classes tested), {} images scored ({:.0} images/s); {} classes were already done",
