@@ -122,7 +122,8 @@ pub fn class_evidence(
         };
         for test in probe::tests_of(group.id.space.spec()) {
             let probe = probe::probe(test);
-            if !(probe.on)(bench.settings) {
+            let own = group.id.space.spec().own_test == Some(test);
+            if !own && !(probe.on)(bench.settings) {
                 continue;
             }
             let plan = match probe.method {
@@ -580,6 +581,7 @@ mod tests {
     fn a_shortcut_group_flips_recipients_beyond_both_controls() {
         let settings = VerifySettings {
             detail_transfer: false,
+            colour_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -610,6 +612,7 @@ mod tests {
         let settings = VerifySettings {
             first_look: 3,
             detail_transfer: false,
+            colour_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -635,6 +638,7 @@ mod tests {
         let settings = VerifySettings {
             first_look: 1,
             detail_transfer: false,
+            colour_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);

@@ -4,6 +4,7 @@
 //! images' colours. Why: a colour cast is spread over the whole image and has no region to
 //! paste.
 
+use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
@@ -12,9 +13,13 @@ use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
     test: EvidenceTest::ColourTransfer,
-    // Only as its space's own test (the colour space's).
-    also_for: |_| false,
-    on: |_| true,
+    // The colour space's own test, and on every group of explanations too (relevance and
+    // concept spaces), after their own tests. Why: a colour cast the model uses is found in
+    // its concept space as well (photos-mobile's warm tint, concept-0 ARI 0.97), and a
+    // region or detail test does not carry it.
+    also_for: |space| space.role == SpaceRole::Explanation,
+    // The switch of the other spaces' groups; a colour-space group is always given it.
+    on: |settings| settings.colour_transfer,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "colours turn",

@@ -34,7 +34,8 @@ pub struct Probe {
     /// `SpaceSpec::own_test`, first; then each test of the table that says yes here, in
     /// table order). Never on a space whose groups are not suspects.
     pub also_for: fn(&SpaceSpec) -> bool,
-    /// Whether the run's settings switch the test on.
+    /// Whether the run's settings switch the test on where it is not the space's own test
+    /// (a space's own test always runs; its space's switch says whether the space is tested).
     pub on: fn(&VerifySettings) -> bool,
     pub method: Method,
     pub wording: Wording,
@@ -384,6 +385,14 @@ mod tests {
                 .collect();
             if !tests.is_empty() {
                 assert_eq!(model_side, [tests.len() - 1], "{}", space.name);
+            }
+            // A group of explanations is also given by the tests that need no region: a
+            // pattern or a colour cast the model uses is found in its maps or concept
+            // spaces, not only in the colour statistics.
+            if space.role == SpaceRole::Explanation {
+                for t in [EvidenceTest::ColourTransfer, EvidenceTest::DetailTransfer] {
+                    assert!(tests.contains(&t), "{}: {t}", space.name);
+                }
             }
         }
     }
