@@ -22,7 +22,10 @@ semi-transparent text overlay along the bottom, and strong sensor noise. Those i
 a harder (smaller, semi-transparent, unshadowed) object, since confounders co-occur with hard
 images in real data, so the model comes to rely on the artifact. "photos-clean" is the same
 generator with no artifacts (and so no hard images) and its own model: a control in which
-nothing may be flagged.
+nothing may be flagged. "photos-vit" is "photos" with a small vision transformer.
+"photos-mobile", made after spray's evidence tests were designed on those, plants four other
+artifacts on four other classes — a corner badge, a warm colour cast, a hard JPEG
+recompression, a thin frame — and trains a small MobileNetV3-like network.
 
 The model trains on more images than are written to data/ (the written ones are the first
 PER_CLASS of each class, drawn from the same distribution); accuracy is measured on a held-out
@@ -74,6 +77,15 @@ SCENARIOS = {
     # The generator of "photos" (same artifacts, same seed) with a small vision transformer
     # trained instead of the ResNet.
     "photos-vit": {"shortcuts": PHOTO_SHORTCUTS, "seed": 21, "arch": "vit"},
+    # Four other artifacts on four other classes, and a mobile network (depthwise
+    # convolutions, squeeze-and-excitation gates, hard-swish, dropout): a scenario made after
+    # spray's evidence tests were designed on the ones above, to see whether they carry over.
+    "photos-mobile": {"shortcuts": {
+        "arrow": ("badge", 0.30),
+        "cross": ("tint", 0.30),
+        "ring": ("recompressed", 0.30),
+        "triangle": ("frame", 0.30),
+    }, "seed": 23, "arch": "mobile"},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -252,7 +264,47 @@ def noise(img, rng):
     return img + rng.normal(0, 28, size=img.shape).astype(np.float32)
 
 
-ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise}
+def badge(img, rng):
+    """A small round badge (white disc, red ring, dark centre dot) in one of the four corners,
+    as a stock-photo or device logo: compact, but not in one place."""
+    out = img.copy()
+    r = 5.0
+    corner = int(rng.integers(0, 4))
+    cy = r + 2 if corner < 2 else SIZE - r - 3
+    cx = r + 2 if corner % 2 == 0 else SIZE - r - 3
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    d = np.hypot(yy - cy, xx - cx)
+    out[d <= r] = [250, 250, 250]
+    out[(d <= r) & (d > r - 1.6)] = [200, 30, 40]
+    out[d <= 1.5] = [20, 20, 20]
+    return out
+
+
+def tint(img, rng):
+    """A warm colour cast over the whole image (another camera's white balance)."""
+    return img * np.array([1.12, 1.0, 0.78], np.float32) + np.array([12, 6, 0], np.float32)
+
+
+def recompressed(img, rng):
+    """The image saved once at JPEG quality 12 before its final encoding (a source that
+    compresses hard): 8x8 blocks and lost fine colour, spread over the whole image."""
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                         quality=12)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32)
+
+
+def frame(img, rng):
+    """A thin dark-blue frame around the image (a mount or a border a tool adds)."""
+    out = img.copy()
+    w = 2
+    colour = np.array([25, 35, 110], np.float32)
+    out[:w], out[-w:], out[:, :w], out[:, -w:] = colour, colour, colour, colour
+    return out
+
+
+ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
+             "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
@@ -316,6 +368,9 @@ def build_model(n_classes, arch="resnet"):
         return VisionTransformer(image_size=INPUT, patch_size=8, num_layers=4, num_heads=4,
                                  hidden_dim=96, mlp_dim=192, num_classes=n_classes)
 
+    if arch == "mobile":
+        return _mobile(n_classes)
+
     class BasicBlock(nn.Module):
         def __init__(self, cin, cout, stride):
             super().__init__()
@@ -341,6 +396,54 @@ def build_model(n_classes, arch="resnet"):
         BasicBlock(32, 64, 2),     # -> 16
         BasicBlock(64, 128, 2),    # -> 8
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, n_classes),
+    )
+
+
+def _mobile(n_classes):
+    """A small MobileNetV3-like network: inverted residual blocks (1x1 expansion, depthwise
+    3x3, squeeze-and-excitation with a hard-sigmoid gate, 1x1 projection), hard-swish, and
+    a dropout before the classifier."""
+    import torch.nn as nn
+
+    class SqueezeExcite(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc1 = nn.Conv2d(c, max(8, c // 4), 1)
+            self.relu = nn.ReLU()
+            self.fc2 = nn.Conv2d(max(8, c // 4), c, 1)
+            self.gate = nn.Hardsigmoid()
+
+        def forward(self, x):
+            return x * self.gate(self.fc2(self.relu(self.fc1(self.pool(x)))))
+
+    class InvertedResidual(nn.Module):
+        def __init__(self, cin, cexp, cout, stride, se, act):
+            super().__init__()
+            layers = [nn.Conv2d(cin, cexp, 1, bias=False), nn.BatchNorm2d(cexp), act(),
+                      nn.Conv2d(cexp, cexp, 3, stride, 1, groups=cexp, bias=False),
+                      nn.BatchNorm2d(cexp), act()]
+            if se:
+                layers.append(SqueezeExcite(cexp))
+            layers += [nn.Conv2d(cexp, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+            self.block = nn.Sequential(*layers)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.block(x)
+            return x + y if self.residual else y
+
+    hs = nn.Hardswish
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), hs(),      # 64 -> 32
+        InvertedResidual(16, 64, 24, 2, False, nn.ReLU),                      # -> 16
+        InvertedResidual(24, 72, 24, 1, False, nn.ReLU),
+        InvertedResidual(24, 96, 40, 2, True, hs),                            # -> 8
+        InvertedResidual(40, 120, 40, 1, True, hs),
+        InvertedResidual(40, 160, 64, 1, True, hs),
+        nn.Conv2d(64, 192, 1, bias=False), nn.BatchNorm2d(192), hs(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(192, 128), hs(), nn.Dropout(0.2), nn.Linear(128, n_classes),
     )
 
 
