@@ -479,13 +479,14 @@ fn one_writer_per_output_folder() {
     drop(held);
 
     // Shards share the folder; a plain run and a second copy of the same shard do not.
-    let shard0 = OutputLock::acquire(
-        &out_dir,
-        LockMode::Shared,
-        "relevance shard 0/2",
-        Some(("relevance", 0, 2)),
-    )
-    .unwrap();
+    let shard0 = when_released(|| {
+        OutputLock::acquire(
+            &out_dir,
+            LockMode::Shared,
+            "relevance shard 0/2",
+            Some(("relevance", 0, 2)),
+        )
+    });
     let out = spray_output(&["run", p, "--quiet"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let out = spray_output(&[
@@ -511,7 +512,29 @@ fn one_writer_per_output_folder() {
 
     // The lock file stays behind, unlocked: it never blocks a later run.
     assert!(out_dir.join(".spray.lock").is_file());
-    spray(&["run", p, "--quiet"]);
+    let out = when_released(|| {
+        let out = spray_output(&["run", p, "--quiet"]);
+        match stderr(&out).contains("in use by another spray process") {
+            true => Err(stderr(&out)),
+            false => Ok(out),
+        }
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `attempt` until it stops failing, for up to 10 s. Why: a lock this test process has just
+/// released can stay held a moment longer — another test's thread that starts a child
+/// process between our open and our close hands the child a copy of the descriptor, and
+/// `flock` holds until the child has exec'd (seen once on a loaded CI machine).
+fn when_released<T, E: std::fmt::Debug>(mut attempt: impl FnMut() -> Result<T, E>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match attempt() {
+            Ok(value) => return value,
+            Err(e) if start.elapsed() > Duration::from_secs(10) => panic!("still held: {e:?}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 fn report_csvs(out: &Path) -> Vec<String> {
