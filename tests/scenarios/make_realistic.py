@@ -25,7 +25,8 @@ generator with no artifacts (and so no hard images) and its own model: a control
 nothing may be flagged. "photos-vit" is "photos" with a small vision transformer.
 "photos-mobile", made after spray's evidence tests were designed on those, plants four other
 artifacts on four other classes — a corner badge, a warm colour cast, a hard JPEG
-recompression, a thin frame — and trains a small MobileNetV3-like network.
+recompression, a thin frame — and trains a small MobileNetV3-like network;
+"photos-mobile-clean" is its clean twin.
 
 The model trains on more images than are written to data/ (the written ones are the first
 PER_CLASS of each class, drawn from the same distribution); accuracy is measured on a held-out
@@ -86,6 +87,9 @@ SCENARIOS = {
         "ring": ("recompressed", 0.30),
         "triangle": ("frame", 0.30),
     }, "seed": 23, "arch": "mobile"},
+    # Its clean twin: the same generator and network without artifacts, a control in which
+    # nothing may be flagged.
+    "photos-mobile-clean": {"shortcuts": {}, "seed": 24, "arch": "mobile"},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
