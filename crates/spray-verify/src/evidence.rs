@@ -665,6 +665,13 @@ mod tests {
             .filter(|r| r.test == EvidenceTest::DetailTransfer)
             .collect();
         assert_eq!(detail.len(), 2);
+        // By default each relevance group is also given its colours (`colour_transfer`);
+        // the tests above switch it off to count the region test's images alone.
+        let colours = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::ColourTransfer)
+            .count();
+        assert_eq!(colours, 2);
         let (shortcut, object) = (detail[0], detail[1]);
         assert_eq!(shortcut.group().name(), "cluster 0");
         assert_eq!(shortcut.region, "fine detail");
