@@ -22,7 +22,8 @@ semi-transparent text overlay along the bottom, and strong sensor noise. Those i
 a harder (smaller, semi-transparent, unshadowed) object, since confounders co-occur with hard
 images in real data, so the model comes to rely on the artifact. "photos-clean" is the same
 generator with no artifacts (and so no hard images) and its own model: a control in which
-nothing may be flagged. "photos-vit" is "photos" with a small vision transformer.
+nothing may be flagged. "photos-vit" is "photos" with a small vision transformer (a
+convolutional stem, then four attention blocks).
 "photos-mobile", made after spray's evidence tests were designed on those, plants four other
 artifacts on four other classes — a corner badge, a warm colour cast, a hard JPEG
 recompression, a thin frame — and trains a small MobileNetV3-like network;
@@ -76,8 +77,10 @@ SCENARIOS = {
     "photos": {"shortcuts": {**PHOTO_SHORTCUTS, "star": ("text", 0.30)}, "seed": 21},
     "photos-clean": {"shortcuts": {}, "seed": 22},
     # The generator of "photos" (same artifacts, same seed) with a small vision transformer
-    # trained instead of the ResNet.
-    "photos-vit": {"shortcuts": PHOTO_SHORTCUTS, "seed": 21, "arch": "vit"},
+    # trained instead of the ResNet. Its convolutional stem since 2026-12-05 (held-out
+    # accuracy 0.68; the plain patch projection, "vit", reached 0.37 and learned mostly the
+    # artifacts). The data is the same byte for byte.
+    "photos-vit": {"shortcuts": PHOTO_SHORTCUTS, "seed": 21, "arch": "vit-stem"},
     # Four other artifacts on four other classes, and a mobile network (depthwise
     # convolutions, squeeze-and-excitation gates, hard-swish, dropout): a scenario made after
     # spray's evidence tests were designed on the ones above, to see whether they carry over.
@@ -364,6 +367,19 @@ def make_set(rng, photos, spec, per_class):
 def build_model(n_classes, arch="resnet"):
     import torch.nn as nn
 
+    if arch == "vit-stem":
+        # The same transformer with a convolutional stem instead of the 8x8 patch projection
+        # (three 3x3 stride-2 convolutions with BatchNorm and ReLU, then a 1x1 to the width,
+        # as torchvision's `conv_stem_configs`): it learns the objects from 20,000 images,
+        # where the plain patch projection learned mostly the artifacts.
+        import torch.nn as nn
+        from torchvision.models.vision_transformer import ConvStemConfig, VisionTransformer
+
+        stem = [ConvStemConfig(c, 3, 2, nn.BatchNorm2d, nn.ReLU) for c in (24, 48, 96)]
+        return VisionTransformer(image_size=INPUT, patch_size=8, num_layers=4, num_heads=4,
+                                 hidden_dim=96, mlp_dim=192, num_classes=n_classes,
+                                 conv_stem_configs=stem)
+
     if arch == "vit":
         # torchvision's ViT, small: 8x8 patches of the 64x64 input (64 tokens and a class
         # token), 4 pre-norm blocks of width 96 with 4 heads.
@@ -471,7 +487,7 @@ def train(x, y, seed, log, arch="resnet"):
 
     torch.manual_seed(seed)
     model = build_model(len(CLASSES), arch)
-    vit = arch == "vit"
+    vit = arch.startswith("vit")
     # A transformer from scratch wants a smaller step, more weight decay and more epochs.
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05 if vit else 5e-4)
     epochs = EPOCHS + 8 if vit else EPOCHS

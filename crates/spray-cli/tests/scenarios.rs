@@ -315,25 +315,25 @@ fn pattern_shortcuts_on_photographs_are_verified_and_a_clean_twin_is_not_flagged
     );
 }
 
-/// "photos-vit": the generator of "photos" with a small vision transformer (torchvision's ViT,
-/// 4 blocks of width 96 on 8×8 patches) instead of the ResNet — a Clever-Hans transformer (held-out
-/// accuracy 0.92 on artifact images, 0.30 on the rest). AttnLRP maps, concept spaces on the
-/// residual stream after the middle and the last block. Measured: AUROC 1.0, all four shortcuts
-/// flagged (verified +0.83, +0.81, +0.68, +0.32), their best clusters in the token concept spaces
-/// (ARI 1.0, 1.0, 0.86, 0.65), no clean class flagged. Required: the ranking, every shortcut but
-/// the weakest (noise) verified and flagged, and the token spaces carrying the clusters.
+/// "photos-vit": the generator of "photos" with a small vision transformer (torchvision's ViT
+/// with a convolutional stem — three 3×3 stride-2 convolutions to 8×8 tokens — and 4 blocks of
+/// width 96) instead of the ResNet: a Clever-Hans transformer (held-out accuracy 0.98 on
+/// artifact images, 0.64 on the rest). AttnLRP maps, concept spaces on the residual stream
+/// after the middle and the last block. Measured: AUROC 1.0, all four shortcuts flagged
+/// (verified +0.90, +0.80, +0.60, +0.44), their best clusters ARI 1.0, 1.0, 1.0, 0.97, no clean
+/// class flagged. Required: the ranking, every shortcut verified, flagged and found (ARI ≥ 0.8),
+/// and the token spaces' layers.
 #[test]
 fn a_vision_transformers_shortcuts_are_found_in_its_residual_stream_and_verified() {
     let dir = scratch("scenarios", "photos-vit");
     let report = evaluate("photos-vit", &dir);
     assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{report:#}");
     assert!(report["flagged_clean"].as_array().unwrap().is_empty());
+    assert_eq!(report["shortcuts"].as_array().unwrap().len(), 4);
     for s in report["shortcuts"].as_array().unwrap() {
-        if s["artifact"] != "noise" {
-            assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{s}");
-            assert_eq!(s["flagged"], true, "{s}");
-            assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
-        }
+        assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{s}");
+        assert_eq!(s["flagged"], true, "{s}");
+        assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
     }
     let dataset = std::fs::read_to_string(dir.join("out/relevance/_dataset.json")).unwrap();
     assert!(
