@@ -352,7 +352,8 @@ fn a_vision_transformers_shortcuts_are_found_in_its_residual_stream_and_verified
 /// class's group found (ARI 0.97, 0.97, 0.90, 0.93), the frame verified by its region (+0.42)
 /// and the tint by colour transfer of a concept-space group (+0.67), both flagged; the two
 /// shortcuts the model uses less turn +0.13 and +0.10 beyond their controls, below the flag
-/// (0.3), as their own effects are. Required: the ranking, the groups, the two strong
+/// (0.3), as their own effects are (the badge's +0.10 ties the first clean class's and ranks
+/// above it by the analysis' order). Required: the ranking, the groups, the two strong
 /// shortcuts flagged, no clean class flagged; nothing flagged in its clean twin.
 #[test]
 fn other_artifacts_on_a_mobile_network_rank_first_and_the_strong_ones_are_flagged() {
