@@ -9,29 +9,12 @@ fn fixtures() -> PathBuf {
         .join("../../tests/fixtures/images")
 }
 
-/// A scratch folder, removed when its test passes (kept to look at when it fails).
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn scratch(name: &str) -> Scratch {
+/// A scratch folder; a test removes it at its end, so a failing one leaves it to look at.
+fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("spray-decoding-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
+    dir
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -132,6 +115,7 @@ fn odd_but_valid_images_decode() {
     let mut padded = encoded(gradient(16, 16).into(), image::ImageFormat::Jpeg);
     padded.extend_from_slice(&[0u8; 64]);
     decode_rgb(&write(&dir, "padded.jpg", &padded)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -159,4 +143,5 @@ fn truncated_files_are_errors_with_a_reason() {
         let e = decode_rgb(&p).expect_err("a cut PNG decoded");
         assert!(e.contains("truncated PNG"), "{e}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -129,28 +129,11 @@ impl OutputLock {
 mod tests {
     use super::*;
 
-    /// A scratch folder, removed when its test passes (kept to look at when it fails).
-    struct Scratch(PathBuf);
-
-    impl std::ops::Deref for Scratch {
-        type Target = Path;
-        fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
-    fn scratch(name: &str) -> Scratch {
+    /// A scratch folder; a test removes it at its end, so a failing one leaves it to look at.
+    fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("spray-lock-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        Scratch(dir)
+        dir
     }
 
     // flock locks belong to the open file description, so two `File`s in one process
@@ -171,6 +154,7 @@ mod tests {
         );
         drop(held);
         OutputLock::acquire(&dir, LockMode::Exclusive, "spray run", None).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -197,5 +181,6 @@ mod tests {
             Some(("relevance", 0, 2)),
         )
         .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
