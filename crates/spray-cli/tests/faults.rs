@@ -514,9 +514,10 @@ fn one_writer_per_output_folder() {
     assert!(out_dir.join(".spray.lock").is_file());
     let out = when_released(|| {
         let out = spray_output(&["run", p, "--quiet"]);
-        match stderr(&out).contains("in use by another spray process") {
-            true => Err(stderr(&out)),
-            false => Ok(out),
+        if stderr(&out).contains("in use by another spray process") {
+            Err(stderr(&out))
+        } else {
+            Ok(out)
         }
     });
     assert!(out.status.success(), "{}", stderr(&out));
