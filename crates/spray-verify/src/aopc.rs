@@ -59,6 +59,7 @@ pub fn aopc_row(
     let k = class as usize;
     let chosen = spread(&(0..members.len()).collect::<Vec<_>>(), setup.images);
     let mut sums = [0.0f64; 2];
+    let cells = region::pixel_cells(g, h, w);
     for &i in &chosen {
         let m = &members[i];
         let original = images.tensor(m.image_index)?;
@@ -72,7 +73,7 @@ pub fn aopc_row(
         for order in &orders {
             tensors.extend((1..=steps).map(|s| {
                 let mut t = original.clone();
-                let mask = region::pixel_mask(&order[..s], g, h, w);
+                let mask = region::mask_of_cells(&order[..s], g, &cells);
                 occlude(&mut t, &mask, w, Fill::Mean, 0);
                 t
             }));

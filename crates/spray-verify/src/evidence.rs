@@ -7,9 +7,8 @@ use spray_store::{EvidenceTest, GroupId};
 
 use crate::direction::{self, ActivationCache};
 use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
-use crate::images::ImageSource;
+use crate::images::{ColourStats, ImageSource};
 use crate::members::{recipients, spread, Member, MembersByClass};
-use crate::perturb::channel_stats;
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
@@ -105,6 +104,7 @@ pub fn class_evidence(
     let images = recipients(by_class, class, bench.settings.transplant_images);
     let recipients = Recipients::new(bench.images.tensors(&images)?);
     let cache = ClassCache::default();
+    let colours = ColourStats::default();
     let layers = bench.scorer.layers();
     let mut activations = ActivationCache::default();
     // (layer, members) of every group the model-side test has measured.
@@ -174,7 +174,7 @@ pub fn class_evidence(
                 group,
                 &rest_rows,
                 &plan,
-                &recipients,
+                (&recipients, &colours),
                 bar,
             )?);
         }
@@ -298,7 +298,7 @@ fn test_group(
     group: &TestedGroup,
     rest_rows: &[usize],
     plan: &Plan,
-    recipients: &Recipients,
+    (recipients, colours): (&Recipients, &ColourStats),
     bar: f64,
 ) -> Result<Evidence> {
     let members = class.members;
@@ -306,10 +306,11 @@ fn test_group(
         |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| members[i].image_index).collect() };
     // The group's images, decoded once: occluded, pictured and given from; then (up to
     // transplant_images of) the rest's, the control.
-    let donors = bench.images.tensors(&image(&group.members))?;
-    let rest = bench.images.tensors(&image(rest_rows))?;
-    let donor_colours: Vec<[(f32, f32); 3]> = donors.iter().map(|t| channel_stats(t)).collect();
-    let rest_colours: Vec<[(f32, f32); 3]> = rest.iter().map(|t| channel_stats(t)).collect();
+    let (donor_images, rest_images) = (image(&group.members), image(rest_rows));
+    let donors = bench.images.tensors(&donor_images)?;
+    let rest = bench.images.tensors(&rest_images)?;
+    let donor_colours = colours.of(&donor_images, &donors);
+    let rest_colours = colours.of(&rest_images, &rest);
     let apply = Apply {
         width: bench.size[1],
         fill: bench.settings.fill,

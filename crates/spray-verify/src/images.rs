@@ -44,15 +44,60 @@ pub(crate) fn decode(dataset: &Dataset, image_index: usize) -> Result<(RgbImage,
     Ok((rgb, sample.index as u64))
 }
 
-/// Another source's tensors, each decoded once and kept while they fit in `capacity` bytes.
-/// Why: a class's tests decode the same images again and again (each group's donors and
-/// controls, each test's recipients), and decoding a photograph and resizing it costs as much
-/// as scoring it on a small model. One cache per class, so memory is bounded by what one
-/// class's tests touch, and by `capacity`.
+/// Another source's tensors, each decoded once and kept while they fit in `capacity` bytes;
+/// when a new one does not fit, the least recently used make room. Why: the stage's tests
+/// decode the same images again and again (each group's donors and controls, each test's
+/// recipients, and every class's recipients are largely the same other classes' images), and
+/// decoding a photograph and resizing it costs as much as scoring it on a small model. One
+/// cache for the whole stage (one per class before: each class decoded its recipients again,
+/// a tenth of the stage's own work on the realistic scenarios); memory is bounded by
+/// `capacity`, and a dataset larger than that keeps what the current class touches.
 pub struct CachedImages<'a> {
     inner: &'a dyn ImageSource,
     capacity: usize,
-    cache: std::cell::RefCell<(usize, std::collections::BTreeMap<usize, Vec<f32>>)>,
+    cache: std::cell::RefCell<Lru>,
+}
+
+/// The kept tensors by image index, each with the tick of its last use, and the indices by
+/// that tick (oldest first).
+#[derive(Default)]
+struct Lru {
+    bytes: usize,
+    tick: u64,
+    by_index: std::collections::BTreeMap<usize, (Vec<f32>, u64)>,
+    by_use: std::collections::BTreeMap<u64, usize>,
+}
+
+impl Lru {
+    fn get(&mut self, image_index: usize) -> Option<Vec<f32>> {
+        self.tick += 1;
+        let (t, used) = self.by_index.get_mut(&image_index)?;
+        self.by_use.remove(used);
+        *used = self.tick;
+        self.by_use.insert(self.tick, image_index);
+        Some(t.clone())
+    }
+
+    /// Keep `t`, dropping the least recently used while it does not fit (nothing when `t`
+    /// alone is larger than `capacity`).
+    fn insert(&mut self, image_index: usize, t: &[f32], capacity: usize) {
+        let bytes = std::mem::size_of_val(t);
+        if bytes > capacity {
+            return;
+        }
+        while self.bytes + bytes > capacity {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some((dropped, _)) = self.by_index.remove(&oldest) {
+                self.bytes -= std::mem::size_of_val(dropped.as_slice());
+            }
+        }
+        self.tick += 1;
+        self.bytes += bytes;
+        self.by_index.insert(image_index, (t.to_vec(), self.tick));
+        self.by_use.insert(self.tick, image_index);
+    }
 }
 
 impl<'a> CachedImages<'a> {
@@ -67,17 +112,38 @@ impl<'a> CachedImages<'a> {
 
 impl ImageSource for CachedImages<'_> {
     fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-        if let Some(t) = self.cache.borrow().1.get(&image_index) {
-            return Ok(t.clone());
+        if let Some(t) = self.cache.borrow_mut().get(image_index) {
+            return Ok(t);
         }
         let t = self.inner.tensor(image_index)?;
-        let mut cache = self.cache.borrow_mut();
-        let bytes = t.len() * std::mem::size_of::<f32>();
-        if cache.0 + bytes <= self.capacity {
-            cache.0 += bytes;
-            cache.1.insert(image_index, t.clone());
-        }
+        self.cache
+            .borrow_mut()
+            .insert(image_index, &t, self.capacity);
         Ok(t)
+    }
+}
+
+/// Per image, the per-channel colour statistics of its tensor (`perturb::channel_stats`),
+/// computed once. Why: every pixel-side row of a class takes them of its donors and of the
+/// class's other images, the same images row after row.
+#[derive(Default)]
+pub(crate) struct ColourStats(
+    std::cell::RefCell<std::collections::BTreeMap<usize, [(f32, f32); 3]>>,
+);
+
+impl ColourStats {
+    /// The statistics of `tensors`, which are images `image_indices` in order.
+    pub(crate) fn of(&self, image_indices: &[usize], tensors: &[Vec<f32>]) -> Vec<[(f32, f32); 3]> {
+        let mut known = self.0.borrow_mut();
+        image_indices
+            .iter()
+            .zip(tensors)
+            .map(|(&i, t)| {
+                *known
+                    .entry(i)
+                    .or_insert_with(|| crate::perturb::channel_stats(t))
+            })
+            .collect()
     }
 }
 
@@ -111,12 +177,34 @@ mod tests {
     #[test]
     fn a_cached_image_is_decoded_once_while_it_fits() {
         let source = Counting(Default::default());
-        // Room for two tensors of 16 bytes.
-        let cached = CachedImages::new(&source, 32);
+        // Room for three tensors of 16 bytes.
+        let cached = CachedImages::new(&source, 48);
         for _ in 0..3 {
             assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2], vec![2.0; 4]);
         }
-        // 0 and 1 once; 2 did not fit and is decoded each time.
-        assert_eq!(source.0.get(), 2 + 3);
+        assert_eq!(source.0.get(), 3, "each decoded once");
+        // A fourth makes room by dropping the least recently used: 0 was used before 1 and 2.
+        cached.tensors(&[1, 3]).unwrap();
+        assert_eq!(source.0.get(), 4);
+        cached.tensors(&[1, 2, 3]).unwrap();
+        assert_eq!(source.0.get(), 4, "1, 2 and 3 kept");
+        assert_eq!(cached.tensor(0).unwrap(), vec![0.0; 4]);
+        assert_eq!(source.0.get(), 5, "0 was dropped");
+        // A tensor larger than the whole capacity is never kept.
+        let tiny = CachedImages::new(&source, 8);
+        tiny.tensors(&[0, 0]).unwrap();
+        assert_eq!(source.0.get(), 7);
+    }
+
+    #[test]
+    fn colour_statistics_are_taken_once_per_image() {
+        let stats = ColourStats::default();
+        let t = vec![vec![0.0, 2.0, 1.0, 1.0, 4.0, 4.0]];
+        assert_eq!(
+            stats.of(&[7], &t),
+            vec![[(1.0, 1.0), (1.0, 0.0), (4.0, 0.0)]]
+        );
+        // Image 7 again: what was taken the first time, whatever tensor comes with it.
+        assert_eq!(stats.of(&[7], &[vec![0.0; 6]]), stats.of(&[7], &t));
     }
 }

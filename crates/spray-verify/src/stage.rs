@@ -12,14 +12,14 @@ use spray_store::StageKey;
 
 use crate::aopc::{aopc_row, AopcSetup};
 use crate::evidence::{class_evidence, Bench};
-use crate::examples::ExampleWriter;
+use crate::examples::{ExampleWriter, PictureQueue};
 use crate::groups::AnalysedGroups;
-use crate::images::{pixel_bounds, CachedImages, DatasetImages};
+use crate::images::{pixel_bounds, CachedImages, DatasetImages, ImageSource};
 use crate::members::{class_name, read_members, MembersByClass};
 use crate::padding::padding_rows;
 use crate::scorer::{ForwardScorer, Scorer};
 use crate::settings::VerifySettings;
-use crate::Result;
+use crate::{Result, VerifyError};
 
 pub struct VerifyJob<'a> {
     pub relevance_dir: PathBuf,
@@ -133,6 +133,11 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         job.settings.batch_size,
         job.engine_cache.as_ref(),
     )?;
+    let dataset_images = DatasetImages {
+        dataset: job.dataset,
+        preprocess: job.preprocess,
+    };
+    let images = CachedImages::new(&dataset_images, IMAGE_CACHE_BYTES);
     let units: Vec<i32> = inputs.by_class.keys().copied().collect();
     contract::write_manifest(
         &job.dir,
@@ -142,24 +147,34 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         },
     )?;
     let mut summary = VerifySummary::default();
-    for (position, &class) in units.iter().enumerate() {
-        if !job.shard.owns(position) {
-            continue;
+    std::thread::scope(|scope| -> Result<()> {
+        let (queue, worker) = PictureQueue::spawn(scope);
+        for (position, &class) in units.iter().enumerate() {
+            if !job.shard.owns(position) {
+                continue;
+            }
+            if contract::unit_path(&job.dir, class).is_file() {
+                summary.units_done_before += 1;
+                continue;
+            }
+            let scored_before = scorer.images_scored();
+            let unit = class_unit(&inputs, (&mut scorer, &images, &queue), class, &mut summary)?;
+            // Its pictures first: a unit on disk lists only pictures that are there.
+            queue.flush()?;
+            contract::write_unit(&job.dir, &unit)?;
+            summary.per_class.push(ClassCost {
+                class_name: class_name(&inputs.classes, class),
+                groups: unit.evidence.len(),
+                images_scored: scorer.images_scored() - scored_before,
+            });
+            summary.units_written += 1;
         }
-        if contract::unit_path(&job.dir, class).is_file() {
-            summary.units_done_before += 1;
-            continue;
-        }
-        let scored_before = scorer.images_scored();
-        let unit = class_unit(&inputs, &mut scorer, class, &mut summary)?;
-        contract::write_unit(&job.dir, &unit)?;
-        summary.per_class.push(ClassCost {
-            class_name: class_name(&inputs.classes, class),
-            groups: unit.evidence.len(),
-            images_scored: scorer.images_scored() - scored_before,
-        });
-        summary.units_written += 1;
-    }
+        drop(queue);
+        worker.join().map_err(|_| VerifyError::Picture {
+            path: "(the picture thread)".into(),
+            reason: "it panicked".into(),
+        })
+    })?;
     summary.images_run = scorer.images_scored();
     if units
         .iter()
@@ -172,24 +187,19 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     Ok(summary)
 }
 
-/// The decoded images a class's tests keep (`CachedImages`): 512 MiB, some 850 images at
+/// The decoded images the stage keeps (`CachedImages`): 512 MiB, some 850 images at
 /// 224 × 224.
 const IMAGE_CACHE_BYTES: usize = 512 << 20;
 
 /// One class's unit: its groups' evidence when it is chosen, its padding and AOPC rows.
 fn class_unit(
     inputs: &StageInputs<'_>,
-    scorer: &mut dyn Scorer,
+    (scorer, images, queue): (&mut dyn Scorer, &dyn ImageSource, &PictureQueue),
     class: i32,
     summary: &mut VerifySummary,
 ) -> Result<ClassUnit> {
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
-    let dataset_images = DatasetImages {
-        dataset: job.dataset,
-        preprocess: job.preprocess,
-    };
-    let images = CachedImages::new(&dataset_images, IMAGE_CACHE_BYTES);
     let mut unit = ClassUnit {
         class_index: class,
         evidence: Vec::new(),
@@ -204,10 +214,11 @@ fn class_unit(
             class_index: class,
             preprocess: job.preprocess,
             size,
+            queue,
         };
         let mut bench = Bench {
             scorer: &mut *scorer,
-            images: &images,
+            images,
             settings: job.settings,
             grid: job.grid,
             size,
@@ -246,7 +257,7 @@ fn class_unit(
         let name = class_name(&inputs.classes, class);
         unit.aopc = vec![aopc_row(
             scorer,
-            &images,
+            images,
             (class, name, job.composite.clone()),
             members,
             &setup,
