@@ -85,6 +85,11 @@ impl Lru {
         if bytes > capacity {
             return;
         }
+        // Kept already (not asked for before it was taken again): the new tensor replaces it.
+        if let Some((old, used)) = self.by_index.remove(&image_index) {
+            self.by_use.remove(&used);
+            self.bytes -= std::mem::size_of_val(old.as_slice());
+        }
         while self.bytes + bytes > capacity {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
@@ -190,6 +195,15 @@ mod tests {
         assert_eq!(source.0.get(), 4, "1, 2 and 3 kept");
         assert_eq!(cached.tensor(0).unwrap(), vec![0.0; 4]);
         assert_eq!(source.0.get(), 5, "0 was dropped");
+        // Kept again under the same index: replaced, not counted twice.
+        let mut lru = Lru::default();
+        lru.insert(5, &[1.0; 4], 32);
+        lru.insert(5, &[2.0; 4], 32);
+        assert_eq!(
+            (lru.bytes, lru.by_index.len(), lru.by_use.len()),
+            (16, 1, 1)
+        );
+        assert_eq!(lru.get(5), Some(vec![2.0; 4]));
         // A tensor larger than the whole capacity is never kept.
         let tiny = CachedImages::new(&source, 8);
         tiny.tensors(&[0, 0]).unwrap();
