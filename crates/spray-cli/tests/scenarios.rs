@@ -109,6 +109,41 @@ fn passes_the_bar(name: &str, dir: &Path) -> bool {
     .success()
 }
 
+/// The detection bar on a scenario's `spray evaluate` report: AUROC 1, no clean class flagged,
+/// and every shortcut verified (effect ≥ 0.3), flagged and found by a group (ARI ≥ 0.8).
+/// `context` prefixes each failure.
+fn every_shortcut_caught(report: &serde_json::Value, context: &str) {
+    assert_eq!(
+        report["auroc"].as_f64().unwrap(),
+        1.0,
+        "{context}: {report:#}"
+    );
+    assert!(
+        report["flagged_clean"].as_array().unwrap().is_empty(),
+        "{context}: {report:#}"
+    );
+    for s in report["shortcuts"].as_array().unwrap() {
+        assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{context}: {s}");
+        assert!(
+            s["verified_effect"].as_f64().unwrap() >= 0.3,
+            "{context}: {s}"
+        );
+        assert_eq!(s["flagged"], true, "{context}: {s}");
+    }
+}
+
+/// A clean twin (a scenario's generator without artifacts, its own model): run, nothing
+/// flagged.
+fn clean_twin_flags_nothing(name: &str) {
+    let dir = scratch("scenarios", name);
+    let report = evaluate(name, &dir);
+    assert!(report["shortcuts"].as_array().unwrap().is_empty());
+    assert!(
+        report["flagged_clean"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+}
+
 /// A truth that names a class the analysis does not have is refused with its name.
 #[test]
 fn evaluate_refuses_a_truth_of_another_dataset() {
@@ -155,19 +190,10 @@ fn padding_and_mixed_scenarios_pass_the_detection_bar() {
     for name in ["padding", "mixed"] {
         let dir = scratch("scenarios", name);
         let report = evaluate(name, &dir);
-        assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{name}: {report:#}");
-        for s in report["shortcuts"].as_array().unwrap() {
-            assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{name}: {s}");
-            assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{name}: {s}");
-            assert_eq!(s["flagged"], true, "{name}: {s}");
-        }
         // A clean class with natural modes is shown as such, not flagged: mixed's "disc"
         // (its object in one of two places) was, at 0.41, while its transplant control took
         // the region at the same pixels only.
-        assert!(
-            report["flagged_clean"].as_array().unwrap().is_empty(),
-            "{name}: {report:#}"
-        );
+        every_shortcut_caught(&report, name);
         assert!(passes_the_bar(name, &dir), "{name}");
     }
 }
@@ -294,25 +320,13 @@ fn without_concept_layers_the_maps_alone_are_analysed() {
 fn pattern_shortcuts_on_photographs_are_verified_and_a_clean_twin_is_not_flagged() {
     let dir = scratch("scenarios", "photos");
     let report = evaluate("photos", &dir);
-    assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{report:#}");
-    assert!(report["flagged_clean"].as_array().unwrap().is_empty());
     assert_eq!(report["shortcuts"].as_array().unwrap().len(), 4);
-    for s in report["shortcuts"].as_array().unwrap() {
-        assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{s}");
-        assert_eq!(s["flagged"], true, "{s}");
-        assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
-    }
+    every_shortcut_caught(&report, "photos");
     let evidence =
         std::fs::read_to_string(dir.join("out/verify/evidence.csv")).expect("evidence.csv");
     assert!(evidence.contains(",detail-transfer,fine detail,"));
 
-    let dir = scratch("scenarios", "photos-clean");
-    let report = evaluate("photos-clean", &dir);
-    assert!(report["shortcuts"].as_array().unwrap().is_empty());
-    assert!(
-        report["flagged_clean"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    clean_twin_flags_nothing("photos-clean");
 }
 
 /// "photos-vit": the generator of "photos" with a small vision transformer (torchvision's ViT
@@ -327,14 +341,8 @@ fn pattern_shortcuts_on_photographs_are_verified_and_a_clean_twin_is_not_flagged
 fn a_vision_transformers_shortcuts_are_found_in_its_residual_stream_and_verified() {
     let dir = scratch("scenarios", "photos-vit");
     let report = evaluate("photos-vit", &dir);
-    assert_eq!(report["auroc"].as_f64().unwrap(), 1.0, "{report:#}");
-    assert!(report["flagged_clean"].as_array().unwrap().is_empty());
     assert_eq!(report["shortcuts"].as_array().unwrap().len(), 4);
-    for s in report["shortcuts"].as_array().unwrap() {
-        assert!(s["verified_effect"].as_f64().unwrap() >= 0.3, "{s}");
-        assert_eq!(s["flagged"], true, "{s}");
-        assert!(s["best_ari"].as_f64().unwrap() >= 0.8, "{s}");
-    }
+    every_shortcut_caught(&report, "photos-vit");
     let dataset = std::fs::read_to_string(dir.join("out/relevance/_dataset.json")).unwrap();
     assert!(
         dataset.contains("/encoder/layers/encoder_layer_1/Add_1")
@@ -382,11 +390,5 @@ fn other_artifacts_on_a_mobile_network_rank_first_and_the_strong_ones_are_flagge
 
     // Its clean twin (the same generator and network, no artifacts, its own model, held-out
     // 0.905): nothing flagged (measured: the largest effect of a clean class +0.14).
-    let dir = scratch("scenarios", "photos-mobile-clean");
-    let report = evaluate("photos-mobile-clean", &dir);
-    assert!(report["shortcuts"].as_array().unwrap().is_empty());
-    assert!(
-        report["flagged_clean"].as_array().unwrap().is_empty(),
-        "{report:#}"
-    );
+    clean_twin_flags_nothing("photos-mobile-clean");
 }

@@ -121,11 +121,10 @@ pub fn class_evidence(
             members,
         };
         for test in probe::tests_of(group.id.space.spec()) {
-            let probe = probe::probe(test);
-            let own = group.id.space.spec().own_test == Some(test);
-            if !own && !(probe.on)(bench.settings) {
+            if !probe::runs(group.id.space.spec(), test, bench.settings) {
                 continue;
             }
+            let probe = probe::probe(test);
             let plan = match probe.method {
                 Method::Pixels(plan) => plan,
                 Method::ModelSide => {

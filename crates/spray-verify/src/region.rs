@@ -132,24 +132,36 @@ pub fn shift_to(map: &[f32], to: [f64; 2], g: usize, [h, w]: [usize; 2]) -> [isi
 /// The pixel mask (h×w, row-major) of grid cells `region` of a g×g grid, binned as the maps
 /// were pooled (`grid_bin`).
 pub fn pixel_mask(region: &[usize], g: usize, h: usize, w: usize) -> Vec<bool> {
-    mask_of_cells(region, g, &pixel_cells(g, h, w))
+    let in_region = cells_in(region, g);
+    (0..h * w)
+        .map(|p| in_region[pixel_cell(p, g, h, w)])
+        .collect()
 }
 
 /// Per pixel of an h × w input (row-major), its cell of the g × g grid.
 pub fn pixel_cells(g: usize, h: usize, w: usize) -> Vec<usize> {
-    (0..h * w)
-        .map(|p| grid_bin(p / w, h, g) * g + grid_bin(p % w, w, g))
-        .collect()
+    (0..h * w).map(|p| pixel_cell(p, g, h, w)).collect()
+}
+
+/// The cell of the g × g grid that pixel `p` (row-major, h × w) falls in.
+fn pixel_cell(p: usize, g: usize, h: usize, w: usize) -> usize {
+    grid_bin(p / w, h, g) * g + grid_bin(p % w, w, g)
 }
 
 /// [`pixel_mask`] with the pixels' cells taken once (`pixel_cells`), for a caller that masks
 /// many regions of one grid.
 pub fn mask_of_cells(region: &[usize], g: usize, cells: &[usize]) -> Vec<bool> {
+    let in_region = cells_in(region, g);
+    cells.iter().map(|&c| in_region[c]).collect()
+}
+
+/// Per cell of the g × g grid, whether it is one of `region`.
+fn cells_in(region: &[usize], g: usize) -> Vec<bool> {
     let mut in_region = vec![false; g * g];
     for &c in region {
         in_region[c] = true;
     }
-    cells.iter().map(|&c| in_region[c]).collect()
+    in_region
 }
 
 /// "r6c7 r7c7": the cells as a reader finds them on the grid.

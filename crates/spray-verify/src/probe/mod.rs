@@ -35,7 +35,8 @@ pub struct Probe {
     /// table order). Never on a space whose groups are not suspects.
     pub also_for: fn(&SpaceSpec) -> bool,
     /// Whether the run's settings switch the test on where it is not the space's own test
-    /// (a space's own test always runs; its space's switch says whether the space is tested).
+    /// (a space's own test always runs; its space's switch says whether the space is tested;
+    /// both together: [`runs`]).
     pub on: fn(&VerifySettings) -> bool,
     pub method: Method,
     pub wording: Wording,
@@ -168,6 +169,13 @@ pub fn tests_of(space: &SpaceSpec) -> Vec<EvidenceTest> {
                 .filter(|&t| t != own && (probe(t).also_for)(space)),
         )
         .collect()
+}
+
+/// Whether `test` runs on the groups of `space` under `settings`: the space's own test
+/// always (the space's switch says whether the space is tested at all), every other test by
+/// its probe's switch (`Probe::on`).
+pub fn runs(space: &SpaceSpec, test: EvidenceTest, settings: &VerifySettings) -> bool {
+    space.own_test == Some(test) || (probe(test).on)(settings)
 }
 
 /// What one class's tests compute once and share (a test's own per-class facts, such as
@@ -379,6 +387,22 @@ mod tests {
             if let Some(own) = space.own_test {
                 assert_eq!(tests[0], own);
                 assert!(matches!(probe(own).method, Method::Pixels(_)));
+                // The own test runs whatever the other tests' switches say; those follow them.
+                let off = VerifySettings {
+                    detail_transfer: false,
+                    colour_transfer: false,
+                    feature_direction: false,
+                    ..VerifySettings::default()
+                };
+                assert!(runs(space, own, &off), "{}", space.name);
+                for &t in &tests[1..] {
+                    assert_eq!(
+                        runs(space, t, &off),
+                        (probe(t).on)(&off),
+                        "{}: {t}",
+                        space.name
+                    );
+                }
             }
             let model_side: Vec<usize> = (0..tests.len())
                 .filter(|&i| matches!(probe(tests[i]).method, Method::ModelSide))
