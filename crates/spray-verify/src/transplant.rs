@@ -81,7 +81,7 @@ pub(crate) struct Rates {
     /// Of those, the recipients the controls were measured on (0: none, a screened row).
     pub(crate) control_measured: usize,
     /// Recipients the class did not already win before: the rates' denominator.
-    eligible: usize,
+    pub(crate) eligible: usize,
 }
 
 impl Transplanted {
@@ -201,6 +201,12 @@ impl Transplanted {
 }
 
 impl Rates {
+    /// The effect specific to the group: flip rate − the stronger control's (computed as
+    /// `Evidence::specific` computes it from the row's columns, so the two compare exactly).
+    pub(crate) fn specific(&self) -> f64 {
+        self.flip - self.control
+    }
+
     /// Whether the row stopped before any control (`Evidence::screened`).
     pub(crate) fn screened(&self) -> bool {
         self.control_measured == 0
@@ -254,10 +260,18 @@ impl Rates {
 /// What a class's next row must be able to reach to matter: the flag, or the strongest
 /// counting row's effect once one has reached the flag (`Rates::could_flag`).
 pub(crate) fn bar(rows: &[Evidence]) -> f64 {
+    strongest(rows).map_or(spray_store::ranking::FLAG_SPECIFIC_EFFECT, |s| {
+        s.max(spray_store::ranking::FLAG_SPECIFIC_EFFECT)
+    })
+}
+
+/// The largest specific effect among a class's rows that count (`Evidence::counts`); none
+/// before any counts.
+pub(crate) fn strongest(rows: &[Evidence]) -> Option<f64> {
     rows.iter()
         .filter(|r| r.counts())
         .map(Evidence::specific)
-        .fold(spray_store::ranking::FLAG_SPECIFIC_EFFECT, f64::max)
+        .reduce(f64::max)
 }
 
 /// The group's transplant and its controls, look by look (`members::looks`): the next
