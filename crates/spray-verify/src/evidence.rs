@@ -13,7 +13,7 @@ use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
-use crate::transplant::{bar, strongest, transplant_in_looks, Rates, Sides};
+use crate::transplant::{transplant_in_looks, Looked, Rates, Sides, Standing};
 use crate::Result;
 
 /// Where a tested group's before/after pictures go (`examples::KINDS` order); returns their
@@ -110,6 +110,8 @@ pub fn class_evidence(
     // (layer, members) of every group the model-side test has measured.
     let mut steered: Vec<(usize, &[usize])> = Vec::new();
     let mut evidence = Vec::new();
+    // Whether a row so far surely flagged the class (`Standing::settled`).
+    let mut settled = false;
     for group in &groups {
         let rest: Vec<usize> = (0..members.len())
             .filter(|i| !group.members.contains(i))
@@ -166,16 +168,17 @@ pub fn class_evidence(
             let Some(plan) = plan(&input)? else {
                 continue;
             };
-            let (bar, strongest) = (bar(&evidence), strongest(&evidence));
-            evidence.push(test_group(
+            let (row, surely) = test_group(
                 bench,
                 (&class, test),
                 group,
                 &rest_rows,
                 &plan,
                 (&recipients, &colours),
-                (bar, strongest),
-            )?);
+                Standing::of(&evidence, settled),
+            )?;
+            settled |= surely && row.counts();
+            evidence.push(row);
         }
     }
     Ok(evidence)
@@ -290,9 +293,8 @@ pub(crate) fn occlusion_of(class: &ClassRef<'_>, rows: &[usize], after: &[Vec<f3
     }
 }
 
-/// One group's evidence row by a pixel-side test. `bar`: what the row must be able to reach
-/// to matter (`transplant::bar`); `strongest`: the class's strongest counting effect so far
-/// (`transplant::strongest`).
+/// One group's evidence row by a pixel-side test, measured against where its class stands
+/// so far; and whether its transplant surely flags (`transplant::Looked::surely`).
 fn test_group(
     bench: &mut Bench<'_>,
     (class, test): (&ClassRef<'_>, EvidenceTest),
@@ -300,8 +302,8 @@ fn test_group(
     rest_rows: &[usize],
     plan: &Plan,
     (recipients, colours): (&Recipients, &ColourStats),
-    (bar, strongest): (f64, Option<f64>),
-) -> Result<Evidence> {
+    standing: Standing,
+) -> Result<(Evidence, bool)> {
     let members = class.members;
     let image =
         |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| members[i].image_index).collect() };
@@ -324,11 +326,15 @@ fn test_group(
         donors: (&donors, &donor_colours),
         rest: (&rest, &rest_colours),
     };
-    let (measured, stopped_after) = transplant_in_looks(
+    let Looked {
+        measured,
+        stopped_short,
+        surely,
+    } = transplant_in_looks(
         (&mut *bench.scorer, bench.settings.first_look),
         (plan, &apply, &sides),
         recipients,
-        (k, bar),
+        (k, standing),
     )?;
     let rates = measured.rates(recipients, k);
 
@@ -336,7 +342,7 @@ fn test_group(
     // many as the transplant's recipients where it stopped early because it could not reach
     // the bar, and of none where it stopped before any control (a screened row). Why: such a
     // row decides nothing, and its occlusion was most of its cost.
-    let cap = occlusion_cap(bench.settings, stopped_after);
+    let cap = occlusion_cap(bench.settings, stopped_short);
     let occluded =
         |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize, cap: usize| {
             let at = spread(&Vec::from_iter(0..rows.len()), cap);
@@ -351,7 +357,7 @@ fn test_group(
             );
             (rows, covered)
         };
-    let (own, others, first_covered) = if !occlusion_matters(&rates, strongest) {
+    let (own, others, first_covered) = if !occlusion_matters(&rates, standing.strongest) {
         // Only the picture: the first member with the change taken away, unscored.
         let (_, covered) = occluded(&donors, &*plan.group, &group.members, 0, 1);
         (Occlusion::NOT_MEASURED, Occlusion::NOT_MEASURED, covered)
@@ -371,7 +377,7 @@ fn test_group(
         pictures.push(after.clone());
     }
     let examples = bench.pictures.write(group.id, test, &pictures)?;
-    Ok(class.row(
+    let row = class.row(
         group,
         bench.grid,
         Measured {
@@ -381,7 +387,8 @@ fn test_group(
             rates,
             examples,
         },
-    ))
+    );
+    Ok((row, surely))
 }
 
 /// Whether a row's occlusion is measured: not for a screened row (it stopped before its

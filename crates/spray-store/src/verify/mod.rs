@@ -61,8 +61,11 @@ pub fn example_path(
 /// (a group has a row per evidence test of its space, the model-side one among them). 6: rows
 /// of the fine-detail transfer; example pictures named by their test too. 7: `counts`.
 /// 8: `control_images` and `occluded_images` (a row screened out at its first recipients
-/// measures neither its control nor its occlusion).
-pub const SCHEMA_VERSION: u32 = 8;
+/// measures neither its control nor its occlusion). 9: a row whose effect is below its
+/// class's strongest counting row so far has no occlusion measured (`occluded_images` 0),
+/// and a row of a class that an earlier row surely flagged stops where it does not exceed
+/// the class's strongest (the rows' figures change, not their verdicts).
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
