@@ -56,6 +56,15 @@ impl Recipients {
         Recipients { tensors, before }
     }
 
+    /// Recipients already scored (`before`: each one's logits), with empty tensors.
+    #[cfg(test)]
+    pub(crate) fn scored(before: Vec<Vec<f32>>) -> Self {
+        Recipients {
+            tensors: vec![Vec::new(); before.len()],
+            before: std::cell::RefCell::new(before.into_iter().map(Some).collect()),
+        }
+    }
+
     /// Score the recipients at `positions` not scored yet, in position order.
     pub(crate) fn score(&self, scorer: &mut dyn Scorer, positions: &[usize]) -> Result<()> {
         let missing: Vec<usize> = positions
@@ -432,6 +441,7 @@ mod tests {
             measured: 10,
             control_measured: controlled,
             eligible: 10,
+            paired: None,
         };
         assert!(!occlusion_matters(&rates(0.4, 0.0, 0), None), "screened");
         assert!(
