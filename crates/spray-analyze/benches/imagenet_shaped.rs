@@ -87,6 +87,7 @@ fn main() {
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
+        logits: false,
     };
     let fingerprint = format!("imagenet-shaped-{classes}x{per_class}-g{g}");
     let reuse = relevance::read_manifest(&rel_dir)
@@ -125,6 +126,7 @@ fn main() {
                         thumbnail: None,
                         concept: None,
                         colour: None,
+                        logits: None,
                     }
                 })
                 .collect();

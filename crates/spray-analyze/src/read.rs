@@ -63,6 +63,7 @@ impl GridSource {
             concept: false,
             // Six values a row (31 MB at 1.28M rows): read up front.
             colour: spaces.reads.colour,
+            logits: false,
         }
     }
 
@@ -170,6 +171,7 @@ pub(crate) mod tests {
             store_images: false,
             concept_layers: Vec::new(),
             colour_stats: false,
+            logits: false,
         }
     }
 
@@ -194,6 +196,7 @@ pub(crate) mod tests {
             thumbnail: None,
             concept: (concepts > 0).then(|| (1..=concepts).map(|c| c as f32).collect()),
             colour: None,
+            logits: None,
         }
     }
 

@@ -224,6 +224,7 @@ fn read_all(dir: &Path) -> (Vec<RelevanceRecord>, usize) {
         images: true,
         concept: true,
         colour: true,
+        logits: false,
     };
     let mut rows = Vec::new();
     let mut errors = 0;

@@ -273,6 +273,7 @@ impl AttributionFile {
                     thumbnail: None,
                     concept: None,
                     colour: None,
+                    logits: None,
                 }
             })
             .collect())
@@ -320,6 +321,7 @@ pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary>
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
+        logits: false,
     };
     claim_folder(file, &job.dir)?;
     let name = file
@@ -441,6 +443,7 @@ mod tests {
             images: false,
             concept: false,
             colour: false,
+            logits: false,
         };
         let rows: Vec<RelevanceRecord> = parts
             .iter()

@@ -61,6 +61,7 @@ pub(crate) fn relevance_record(
         thumbnail: images.thumbnail,
         concept,
         colour: images.colour,
+        logits: Some(logits.to_vec()),
     })
 }
 

@@ -100,6 +100,7 @@ pub(crate) fn read_records(
         images: manifest.layout.store_images,
         concept: false,
         colour: false,
+        logits: false,
     };
     let mut records = HashMap::new();
     for part in &parts {

@@ -13,8 +13,9 @@ use crate::{write_batches_atomically, Result, StoreError};
 
 /// The version of the relevance parts' columns, part of the stage's fingerprint: a cached
 /// dataset written without a column the analysis now reads is recomputed, not silently used
-/// without it. 2: `image_colour`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// without it. 2: `image_colour`. 3: `logits` (so that a layout's `logits` describes every
+/// part of the dataset).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Which optional columns a relevance dataset carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +38,13 @@ pub struct RelevanceLayout {
     /// has no place in it; these numbers are where such groups are looked for.
     #[serde(default)]
     pub colour_stats: bool,
+    /// Whether `logits` is stored: the model's pre-softmax outputs for the image, every class,
+    /// from the same forward pass as the relevance. Why: the verify stage needs other classes'
+    /// images' logits before any change (the recipients of its transplants), and scoring them
+    /// again was a tenth of the images it scored. Absent in datasets written before it
+    /// existed and in imported attributions; the verify stage then scores them.
+    #[serde(default)]
+    pub logits: bool,
 }
 
 /// Values of the `image_colour` column: the mean of each RGB channel (pixels in [0, 1]), then
@@ -125,6 +133,8 @@ pub struct RelevanceRecord {
     pub concept: Option<Vec<f32>>,
     /// The input's colour statistics ([`colour_stats`]) when the layout has them.
     pub colour: Option<Vec<f32>>,
+    /// The model's pre-softmax outputs, every class (`RelevanceLayout::logits`).
+    pub logits: Option<Vec<f32>>,
 }
 
 /// An input that was skipped, and why.
@@ -211,6 +221,13 @@ pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
         fields.push(Field::new(
             "image_colour",
             columns::fixed_f32_type(COLOUR_STATS),
+            false,
+        ));
+    }
+    if layout.logits {
+        fields.push(Field::new(
+            "logits",
+            columns::list_type(DataType::Float32),
             false,
         ));
     }
@@ -302,6 +319,17 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
             .collect::<Result<_>>()?;
         arrays.push(columns::fixed_f32(colours.into_iter(), COLOUR_STATS));
     }
+    if layout.logits {
+        let logits: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|r| {
+                r.logits
+                    .clone()
+                    .ok_or_else(|| bad("a row lacks its logits".into()))
+            })
+            .collect::<Result<_>>()?;
+        arrays.push(columns::list_f32(&logits));
+    }
     RecordBatch::try_new(schema(layout), arrays).map_err(|e| bad(e.to_string()))
 }
 
@@ -321,6 +349,8 @@ pub struct ReadOptions {
     pub concept: bool,
     /// Read the `image_colour` column when the part has one.
     pub colour: bool,
+    /// Read the `logits` column when the part has one.
+    pub logits: bool,
 }
 
 pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
@@ -375,6 +405,11 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             Vec::new()
         };
+        let logits = if options.logits && c.has("logits") {
+            c.f32_rows("logits")?
+        } else {
+            Vec::new()
+        };
         for i in 0..batch.num_rows() {
             out.push(RelevanceRecord {
                 image_index: image_index[i],
@@ -393,6 +428,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 thumbnail: thumbs.get(i).cloned().flatten(),
                 concept: concepts.get(i).cloned(),
                 colour: colours.get(i).cloned(),
+                logits: logits.get(i).cloned(),
             });
         }
         Ok(out)

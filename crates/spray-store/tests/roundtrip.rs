@@ -27,6 +27,7 @@ fn record(i: i64, layout: &RelevanceLayout) -> RelevanceRecord {
         colour: layout
             .colour_stats
             .then(|| vec![0.5, 0.25, 0.125, -3.0, -2.5, -2.0]),
+        logits: layout.logits.then(|| vec![i as f32, -1.5, 0.25]),
     }
 }
 
@@ -48,6 +49,7 @@ fn relevance_parts_and_errors_round_trip() {
             },
         ],
         colour_stats: true,
+        logits: true,
     };
     let rows: Vec<_> = (0..5).map(|i| record(i, &layout)).collect();
     let path = dir.path().join("part-00000.parquet");
@@ -60,6 +62,7 @@ fn relevance_parts_and_errors_round_trip() {
             images: true,
             concept: true,
             colour: true,
+            logits: true,
         },
     )
     .unwrap();
@@ -78,6 +81,13 @@ fn relevance_parts_and_errors_round_trip() {
     assert_eq!(narrow[3].grids, vec![vec![3.0; 16]]);
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
     assert!(narrow[3].concept.is_none() && narrow[3].colour.is_none());
+    assert!(narrow[3].logits.is_none());
+    // A row without its logits is refused where the layout has them.
+    let mut no_logits = rows.clone();
+    no_logits[1].logits = None;
+    assert!(
+        relevance::write_part(&dir.path().join("no-logits.parquet"), &layout, &no_logits).is_err()
+    );
     // A row without its concept relevance is refused, not written short.
     let mut short = rows.clone();
     short[2].concept = Some(vec![1.0; 4]);
@@ -139,6 +149,7 @@ fn a_row_without_its_grid_is_refused() {
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
+        logits: false,
     };
     let mut row = record(0, &layout);
     row.grids[0].pop();

@@ -67,9 +67,10 @@ pub fn aopc_row(
             morf_order(&m.map),
             random_order(g * g, setup.seed, m.image_index),
         ];
-        // x_0, then x_1 … x_L of each order (k cells removed), in one batch: x_0 is scored
-        // once for both curves.
-        let mut tensors = vec![original.clone()];
+        // x_1 … x_L of each order (k cells removed), in one batch. f(x_0) is the relevance
+        // stage's: the same model on the same input (the class logit it explained), not
+        // scored again.
+        let mut tensors = Vec::with_capacity(2 * steps);
         for order in &orders {
             tensors.extend((1..=steps).map(|s| {
                 let mut t = original.clone();
@@ -79,10 +80,10 @@ pub fn aopc_row(
             }));
         }
         let logits = scorer.logits(&tensors)?;
-        let f0 = logits[0][k] as f64;
+        let f0 = m.class_logit as f64;
         for (o, sum) in sums.iter_mut().enumerate() {
             // f(x_0) − f(x_0) = 0 is the curve's first term.
-            let curve = &logits[1 + o * steps..1 + (o + 1) * steps];
+            let curve = &logits[o * steps..(o + 1) * steps];
             *sum += curve.iter().map(|l| f0 - l[k] as f64).sum::<f64>() / (steps + 1) as f64;
         }
     }
@@ -152,8 +153,8 @@ mod tests {
             &setup,
         )
         .unwrap();
-        // x_0 once, then two steps of each order.
-        assert_eq!(model.scored, 1 + 2 + 2);
+        // Two steps of each order; x_0's logit is the member's (the relevance stage's).
+        assert_eq!(model.scored, 2 + 2);
         // MoRF: pixel 0 goes first: drops 0, 3, 3.
         assert_eq!(row.aopc_morf, 2.0);
         // Random: the drop is 3 from the step that removes cell 0 on.

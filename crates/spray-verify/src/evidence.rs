@@ -8,7 +8,7 @@ use spray_store::{EvidenceTest, GroupId};
 use crate::direction::{self, ActivationCache};
 use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::{ColourStats, ImageSource};
-use crate::members::{recipients, spread, Member, MembersByClass};
+use crate::members::{recipients, spread, KnownLogits, Member, MembersByClass};
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::region;
 use crate::scorer::{predicted, Scorer};
@@ -40,29 +40,34 @@ pub struct Bench<'a> {
     /// Per channel, the values a pixel can take (`images::pixel_bounds`).
     pub bounds: [(f32, f32); 3],
     pub pictures: &'a dyn PictureSink,
+    /// The relevance stage's logits of the recipients (`members::read_logits`): their logits
+    /// before any change, not scored again.
+    pub logits: &'a KnownLogits,
 }
 
-/// Other classes' images, prepared once per class: every test's recipients. Each is scored
-/// (its logits before any change) the first time a test reaches it: most groups stop at their
-/// first look, and scoring every recipient up front was a tenth of the stage.
+/// Other classes' images, prepared once per class: every test's recipients, with their logits
+/// before any change where the relevance stage stored them. One without is scored the first
+/// time a test reaches it: most groups stop at their first look, and scoring every recipient
+/// up front was a tenth of the stage.
 pub(crate) struct Recipients {
     pub(crate) tensors: Vec<Vec<f32>>,
     before: std::cell::RefCell<Vec<Option<Vec<f32>>>>,
 }
 
 impl Recipients {
-    pub(crate) fn new(tensors: Vec<Vec<f32>>) -> Self {
-        let before = std::cell::RefCell::new(vec![None; tensors.len()]);
+    /// The recipients' `tensors`, and the logits known `before` (by position; `None`: to be
+    /// scored).
+    pub(crate) fn new(tensors: Vec<Vec<f32>>, before: Vec<Option<Vec<f32>>>) -> Self {
+        debug_assert_eq!(tensors.len(), before.len());
+        let before = std::cell::RefCell::new(before);
         Recipients { tensors, before }
     }
 
     /// Recipients already scored (`before`: each one's logits), with empty tensors.
     #[cfg(test)]
     pub(crate) fn scored(before: Vec<Vec<f32>>) -> Self {
-        Recipients {
-            tensors: vec![Vec::new(); before.len()],
-            before: std::cell::RefCell::new(before.into_iter().map(Some).collect()),
-        }
+        let tensors = vec![Vec::new(); before.len()];
+        Recipients::new(tensors, before.into_iter().map(Some).collect())
     }
 
     /// Score the recipients at `positions` not scored yet, in position order.
@@ -111,7 +116,11 @@ pub fn class_evidence(
         region::mean(&maps, g * g)
     };
     let images = recipients(by_class, class, bench.settings.transplant_images);
-    let recipients = Recipients::new(bench.images.tensors(&images)?);
+    let known = images
+        .iter()
+        .map(|i| bench.logits.get(i).cloned())
+        .collect();
+    let recipients = Recipients::new(bench.images.tensors(&images)?, known);
     let cache = ClassCache::default();
     let colours = ColourStats::default();
     let layers = bench.scorer.layers();
@@ -568,15 +577,43 @@ mod tests {
     /// pixel-side tests only).
     fn class_zero(settings: &VerifySettings) -> (Vec<Evidence>, usize) {
         let (mut model, images, by_class, analysed) = two_classes();
-        let rows = evidence_of_class_zero(&mut model, (&images, &by_class, &analysed), settings);
+        let known = KnownLogits::new();
+        let rows = evidence_of_class_zero(
+            &mut model,
+            (&images, &by_class, &analysed),
+            (settings, &known),
+        );
         (rows, model.scored)
+    }
+
+    /// Recipients whose logits the relevance stage stored are not scored again; every row
+    /// is what scoring them gives.
+    #[test]
+    fn recipients_with_stored_logits_are_not_scored() {
+        let settings = VerifySettings::default();
+        let (rows, scored) = class_zero(&settings);
+        let (mut model, images, by_class, analysed) = two_classes();
+        // What building the members scored, as in `class_zero`; the stored logits are not
+        // counted (the relevance stage's).
+        let members_scored = model.scored;
+        let known: KnownLogits = (6..12)
+            .map(|i| (i, model.logits(&images.0[i..=i]).unwrap().remove(0)))
+            .collect();
+        model.scored = members_scored;
+        let again = evidence_of_class_zero(
+            &mut model,
+            (&images, &by_class, &analysed),
+            (&settings, &known),
+        );
+        assert_eq!(again, rows);
+        assert_eq!(model.scored, scored - 6);
     }
 
     /// Class 0's evidence under `settings`, scored by `scorer`.
     fn evidence_of_class_zero(
         scorer: &mut dyn Scorer,
         (images, by_class, analysed): (&Images, &MembersByClass, &AnalysedGroups),
-        settings: &VerifySettings,
+        (settings, logits): (&VerifySettings, &KnownLogits),
     ) -> Vec<Evidence> {
         let mut bench = Bench {
             scorer,
@@ -586,6 +623,7 @@ mod tests {
             size: [H, W],
             bounds: [(0.0, 1.0); 3],
             pictures: &NoPictures,
+            logits,
         };
         class_evidence(&mut bench, (0, "zero"), by_class, analysed).unwrap()
     }
@@ -603,7 +641,12 @@ mod tests {
             feature_direction: true,
             ..VerifySettings::default()
         };
-        let rows = evidence_of_class_zero(&mut scorer, (&images, &by_class, &analysed), &settings);
+        let known = KnownLogits::new();
+        let rows = evidence_of_class_zero(
+            &mut scorer,
+            (&images, &by_class, &analysed),
+            (&settings, &known),
+        );
         let direction: Vec<&Evidence> = rows
             .iter()
             .filter(|r| r.test == EvidenceTest::FeatureDirection)

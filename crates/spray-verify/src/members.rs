@@ -1,7 +1,7 @@
 //! The stage's view of the relevance dataset: per class, its images with their map at the
 //! analysis grid, the prediction and the class logit before any change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use spray_store::relevance::{self as rel, ReadOptions};
@@ -33,6 +33,7 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
         images: false,
         concept: false,
         colour: false,
+        logits: false,
     };
     let mut by_class = MembersByClass::new();
     for part in &parts {
@@ -58,6 +59,30 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
         members.sort_by_key(|m| m.image_index);
     }
     Ok((by_class, manifest.classes))
+}
+
+/// Images' logits (every class) by image index, as the relevance stage stored them.
+pub type KnownLogits = BTreeMap<usize, Vec<f32>>;
+
+/// The relevance stage's logits of the images `wanted`, where its parts store them
+/// (`RelevanceLayout::logits`: the same model's forward pass on the same input); an image
+/// without them (parts written before the column existed) is absent, and is scored.
+pub fn read_logits(relevance_dir: &Path, wanted: &BTreeSet<usize>) -> Result<KnownLogits> {
+    let (_, parts) = rel::finished_parts(relevance_dir)?;
+    let options = ReadOptions {
+        logits: true,
+        ..ReadOptions::default()
+    };
+    let mut known = KnownLogits::new();
+    for part in &parts {
+        for r in rel::read_part(part, &options)? {
+            let index = r.image_index as usize;
+            if let (true, Some(logits)) = (wanted.contains(&index), r.logits) {
+                known.entry(index).or_insert(logits);
+            }
+        }
+    }
+    Ok(known)
 }
 
 /// Every `step`-th of `items` so that at most `limit` remain, in order (deterministic).

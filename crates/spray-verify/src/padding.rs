@@ -27,9 +27,12 @@ pub(crate) fn mode_name(mode: SquareMode) -> String {
         .unwrap_or_else(|| format!("{mode:?}"))
 }
 
-/// Share of logit rows whose largest entry is class `k`.
-fn accuracy(logits: &[Vec<f32>], k: usize) -> f64 {
-    logits.iter().filter(|l| predicted(l) == k).count() as f64 / logits.len().max(1) as f64
+/// An image's logit of the class, and whether the class wins it.
+type Outcome = (f32, bool);
+
+/// Share of the outcomes the class wins.
+fn accuracy(outcomes: &[Outcome]) -> f64 {
+    outcomes.iter().filter(|o| o.1).count() as f64 / outcomes.len().max(1) as f64
 }
 
 /// Per class: `images` of its images under the pipeline's preprocessing and under each of the
@@ -40,23 +43,22 @@ pub fn padding_rows(
     (class, members, classes): (i32, &[Member], &[String]),
     images: usize,
 ) -> Result<Vec<PaddingEffect>> {
-    let chosen = spread(
-        &members.iter().map(|m| m.image_index).collect::<Vec<_>>(),
-        images,
-    );
+    let chosen: Vec<&Member> = spread(&members.iter().collect::<Vec<_>>(), images);
     let k = class as usize;
     // Each image decoded once; a square one is what every mode leaves it (not prepared, not
     // scored again).
     let decoded = chosen
         .iter()
-        .map(|&i| decode(dataset, i))
+        .map(|m| decode(dataset, m.image_index))
         .collect::<Result<Vec<_>>>()?;
-    let originals: Vec<Vec<f32>> = decoded
+    // Under the pipeline's own preprocessing an image is what the relevance stage explained:
+    // its class logit and prediction are that stage's (the same model on the same input),
+    // not scored again.
+    let base: Vec<Outcome> = chosen
         .iter()
-        .map(|(rgb, index)| preprocess.apply(rgb.clone(), *index).tensor)
+        .map(|m| (m.class_logit, m.predicted == class))
         .collect();
-    let base = scorer.logits(&originals)?;
-    let accuracy_baseline = accuracy(&base, k);
+    let accuracy_baseline = accuracy(&base);
     let mut rows = Vec::new();
     for mode in SQUARE_MODES {
         let mut pre = preprocess.clone();
@@ -67,11 +69,11 @@ pub fn padding_rows(
                 (rgb.width() != rgb.height()).then(|| pre.apply(rgb.clone(), *index).tensor)
             })
             .collect();
-        let after = logits_of_changed(scorer, &base, changed)?;
+        let after = outcomes_of_changed(scorer, &base, changed, k)?;
         let change = base
             .iter()
             .zip(&after)
-            .map(|(b, a)| (a[k] - b[k]) as f64)
+            .map(|(b, a)| (a.0 - b.0) as f64)
             .sum::<f64>()
             / chosen.len().max(1) as f64;
         rows.push(PaddingEffect {
@@ -80,22 +82,23 @@ pub fn padding_rows(
             mode: mode_name(mode),
             images: chosen.len(),
             logit_change: change,
-            accuracy: accuracy(&after, k),
+            accuracy: accuracy(&after),
             accuracy_baseline,
         });
     }
     Ok(rows)
 }
 
-/// The logits of the images under a mode: `changed` holds an image's tensor where the mode
-/// changed it (scored), `None` where it left it as it is (its `base` logits). Why: a square
+/// The outcomes of class `k` under a mode: `changed` holds an image's tensor where the mode
+/// changed it (scored), `None` where it left it as it is (its `base` outcome). Why: a square
 /// image is the same under every square mode, and scoring it six more times was most of what
 /// the table cost on square datasets.
-fn logits_of_changed(
+fn outcomes_of_changed(
     scorer: &mut dyn Scorer,
-    base: &[Vec<f32>],
+    base: &[Outcome],
     changed: Vec<Option<Vec<f32>>>,
-) -> Result<Vec<Vec<f32>>> {
+    k: usize,
+) -> Result<Vec<Outcome>> {
     let (positions, tensors): (Vec<usize>, Vec<Vec<f32>>) = changed
         .into_iter()
         .enumerate()
@@ -103,7 +106,7 @@ fn logits_of_changed(
         .unzip();
     let mut after = base.to_vec();
     for (i, l) in positions.into_iter().zip(scorer.logits(&tensors)?) {
-        after[i] = l;
+        after[i] = (l[k], predicted(&l) == k);
     }
     Ok(after)
 }
@@ -119,24 +122,23 @@ mod tests {
         assert!(names
             .iter()
             .all(|n| !n.is_empty() && n == &n.to_lowercase()));
-        assert_eq!(accuracy(&[vec![0.0, 1.0], vec![2.0, 1.0]], 1), 0.5);
+        assert_eq!(accuracy(&[(0.0, false), (2.0, true)]), 0.5);
     }
 
-    /// Only the tensors a square mode changed are scored; the others keep their logits.
+    /// Only the tensors a square mode changed are scored; the others keep their outcome.
     #[test]
     fn unchanged_images_are_not_scored_again() {
         let mut model = crate::scorer::fake::LinearModel {
             weights: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
             scored: 0,
         };
-        let originals = vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]];
-        let base = model.logits(&originals).unwrap();
-        let changed = vec![vec![1.0, 2.0], vec![9.0, 4.0], vec![5.0, 6.0]];
-        let only_the_second = vec![None, Some(changed[1].clone()), None];
-        let after = logits_of_changed(&mut model, &base, only_the_second).unwrap();
-        assert_eq!(model.scored, 3 + 1);
-        assert_eq!(after, model.logits(&changed).unwrap());
-        let after = logits_of_changed(&mut model, &base, vec![None; 3]).unwrap();
+        // Class 1's outcomes before: logits (1, 2), (3, 4), (5, 6).
+        let base = vec![(2.0, true), (4.0, true), (6.0, true)];
+        let only_the_second = vec![None, Some(vec![9.0, 4.0]), None];
+        let after = outcomes_of_changed(&mut model, &base, only_the_second, 1).unwrap();
+        assert_eq!(model.scored, 1);
+        assert_eq!(after, vec![(2.0, true), (4.0, false), (6.0, true)]);
+        let after = outcomes_of_changed(&mut model, &base, vec![None; 3], 1).unwrap();
         assert_eq!(after, base);
     }
 }

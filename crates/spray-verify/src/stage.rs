@@ -15,7 +15,9 @@ use crate::evidence::{class_evidence, Bench};
 use crate::examples::{ExampleWriter, PictureQueue};
 use crate::groups::AnalysedGroups;
 use crate::images::{pixel_bounds, CachedImages, DatasetImages, ImageSource};
-use crate::members::{class_name, read_members, MembersByClass};
+use crate::members::{
+    class_name, read_logits, read_members, recipients, KnownLogits, MembersByClass,
+};
 use crate::padding::padding_rows;
 use crate::scorer::{ForwardScorer, Scorer};
 use crate::settings::VerifySettings;
@@ -105,6 +107,8 @@ struct StageInputs<'a> {
     classes: Vec<String>,
     chosen: Vec<(i32, String)>,
     analysed: AnalysedGroups,
+    /// The relevance stage's logits of every chosen class's recipients.
+    logits: KnownLogits,
 }
 
 /// Run this process's share of the stage (every unit without `job.shard`), then assemble the
@@ -113,9 +117,15 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     let started = Instant::now();
     let (by_class, classes) = read_members(&job.relevance_dir, job.grid)?;
     let (spectra, samples) = spray_store::analysis::read_all(&job.analysis_dir)?;
+    let chosen = chosen_classes(&spectra, job.settings);
+    let wanted = chosen
+        .iter()
+        .flat_map(|(c, _)| recipients(&by_class, *c, job.settings.transplant_images))
+        .collect();
     let inputs = StageInputs {
         job,
-        chosen: chosen_classes(&spectra, job.settings),
+        logits: read_logits(&job.relevance_dir, &wanted)?,
+        chosen,
         analysed: AnalysedGroups::new(&spectra, &samples, job.settings),
         by_class,
         classes,
@@ -224,6 +234,7 @@ fn class_unit(
             size,
             bounds: pixel_bounds(job.preprocess),
             pictures: &pictures,
+            logits: &inputs.logits,
         };
         unit.evidence = class_evidence(
             &mut bench,
