@@ -244,14 +244,14 @@ impl Rates {
     }
 
     /// Whether what was measured so far leaves room for the row to matter: the specific
-    /// effect (flip rate − control) plus two standard errors (`effect_error`) reaches `bar` — the flag
-    /// (`FLAG_SPECIFIC_EFFECT`), or, once a row of the class has reached it, that row's effect
-    /// (a row below it changes neither the class's verdict nor its strongest row). Why stop
-    /// otherwise: most groups of most classes turn few recipients beyond their control, and
-    /// measuring them on every recipient is most of the stage's cost; a group whose true
-    /// effect reaches the bar shows an effect this far below it on the first recipients in
-    /// about 2% of draws (one-sided, two standard errors), a real shortcut's larger effect
-    /// far more rarely.
+    /// effect (flip rate − control) plus two standard errors (`effect_error`) reaches `bar` —
+    /// the flag (`FLAG_SPECIFIC_EFFECT`), or, once a row of the class has reached it, that
+    /// row's effect (a row below it changes neither the class's verdict nor its strongest
+    /// row). Why stop otherwise: most groups of most classes turn few recipients beyond their
+    /// control, and measuring them on every recipient is most of the stage's cost; a group
+    /// whose true effect reaches the bar shows an effect this far below it on the first
+    /// recipients in about 2% of draws (one-sided, two standard errors), a real shortcut's
+    /// larger effect far more rarely.
     pub(crate) fn could_flag(&self, bar: f64) -> bool {
         self.eligible == 0 || self.specific() + 2.0 * self.effect_error() >= bar
     }
