@@ -69,8 +69,8 @@ pub(crate) fn fixed_f32<'a>(rows: impl Iterator<Item = &'a [f32]>, len: usize) -
     ))
 }
 
-fn list_of<T: Copy>(rows: &[Vec<T>], values: ArrayRef, item: DataType) -> ArrayRef {
-    let offsets = OffsetBuffer::from_lengths(rows.iter().map(|r| r.len()));
+fn list_of<T: Copy, R: AsRef<[T]>>(rows: &[R], values: ArrayRef, item: DataType) -> ArrayRef {
+    let offsets = OffsetBuffer::from_lengths(rows.iter().map(|r| r.as_ref().len()));
     Arc::new(ListArray::new(item_field(item), offsets, values, None))
 }
 
@@ -79,9 +79,14 @@ pub(crate) fn list_i32(rows: &[Vec<i32>]) -> ArrayRef {
     list_of(rows, values, DataType::Int32)
 }
 
-pub(crate) fn list_f32(rows: &[Vec<f32>]) -> ArrayRef {
-    let values = Arc::new(Float32Array::from(rows.concat()));
-    list_of(rows, values, DataType::Float32)
+/// A list column of the rows (owned or borrowed).
+pub(crate) fn list_f32<R: AsRef<[f32]>>(rows: &[R]) -> ArrayRef {
+    let values: Vec<f32> = rows.iter().flat_map(|r| r.as_ref()).copied().collect();
+    list_of(
+        rows,
+        Arc::new(Float32Array::from(values)),
+        DataType::Float32,
+    )
 }
 
 pub(crate) fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {

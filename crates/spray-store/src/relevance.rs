@@ -247,17 +247,12 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
         columns::f32s(rows.iter().map(|r| r.relevance_sum)),
         columns::f32s(rows.iter().map(|r| r.conservation_error)),
     ];
-    let bad = |message: String| StoreError::Schema {
-        path: "<relevance rows>".into(),
-        column: "grid".into(),
-        message,
-    };
     for (i, &g) in layout.grids.iter().enumerate() {
         if rows
             .iter()
             .any(|r| r.grids.get(i).map(|v| v.len()) != Some(g * g))
         {
-            return Err(bad(format!("a row lacks its {g}x{g} grid")));
+            return Err(row_error(format!("a row lacks its {g}x{g} grid")));
         }
         arrays.push(columns::fixed_f32(
             rows.iter().map(|r| r.grids[i].as_slice()),
@@ -265,19 +260,11 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
         ));
     }
     if layout.store_map {
-        let maps: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                r.map
-                    .clone()
-                    .ok_or_else(|| bad("a row lacks its map".into()))
-            })
-            .collect::<Result<_>>()?;
-        arrays.push(columns::i32s(maps.iter().map(|m| m.0)));
-        arrays.push(columns::i32s(maps.iter().map(|m| m.1)));
-        arrays.push(columns::list_f32(
-            &maps.into_iter().map(|m| m.2).collect::<Vec<_>>(),
-        ));
+        let maps = every_row(rows, "map", |r| r.map.as_ref().map(|m| m.2.as_slice()))?;
+        let sides = rows.iter().filter_map(|r| r.map.as_ref());
+        arrays.push(columns::i32s(sides.clone().map(|m| m.0)));
+        arrays.push(columns::i32s(sides.map(|m| m.1)));
+        arrays.push(columns::list_f32(&maps));
     }
     if layout.store_images {
         for (i, &g) in layout.grids.iter().enumerate() {
@@ -285,7 +272,7 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
                 .iter()
                 .any(|r| r.image_grids.get(i).map(|v| v.len()) != Some(3 * g * g))
             {
-                return Err(bad(format!("a row lacks its {g}x{g} image grid")));
+                return Err(row_error(format!("a row lacks its {g}x{g} image grid")));
             }
             arrays.push(columns::fixed_f32(
                 rows.iter().map(|r| r.image_grids[i].as_slice()),
@@ -298,39 +285,48 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
     }
     if layout.concept_width() > 0 {
         let c = layout.concept_width();
-        let concepts: Vec<&[f32]> = rows
-            .iter()
-            .map(|r| match &r.concept {
-                Some(v) if v.len() == c => Ok(v.as_slice()),
-                _ => Err(bad(format!(
-                    "a row lacks its concept relevance of {c} channels"
-                ))),
-            })
-            .collect::<Result<_>>()?;
+        let what = format!("concept relevance of {c} channels");
+        let concepts = every_row(rows, &what, |r| of_width(&r.concept, c))?;
         arrays.push(columns::fixed_f32(concepts.into_iter(), c));
     }
     if layout.colour_stats {
-        let colours: Vec<&[f32]> = rows
-            .iter()
-            .map(|r| match &r.colour {
-                Some(v) if v.len() == COLOUR_STATS => Ok(v.as_slice()),
-                _ => Err(bad("a row lacks its colour statistics".into())),
-            })
-            .collect::<Result<_>>()?;
+        let colours = every_row(rows, "colour statistics", |r| {
+            of_width(&r.colour, COLOUR_STATS)
+        })?;
         arrays.push(columns::fixed_f32(colours.into_iter(), COLOUR_STATS));
     }
     if layout.logits {
-        let logits: Vec<Vec<f32>> = rows
-            .iter()
-            .map(|r| {
-                r.logits
-                    .clone()
-                    .ok_or_else(|| bad("a row lacks its logits".into()))
-            })
-            .collect::<Result<_>>()?;
-        arrays.push(columns::list_f32(&logits));
+        arrays.push(columns::list_f32(&every_row(rows, "logits", |r| {
+            r.logits.as_deref()
+        })?));
     }
-    RecordBatch::try_new(schema(layout), arrays).map_err(|e| bad(e.to_string()))
+    RecordBatch::try_new(schema(layout), arrays).map_err(|e| row_error(e.to_string()))
+}
+
+/// Each row's value of an optional column the layout has (`field`: none where a row lacks it
+/// or has it at the wrong width); a row without it is refused, not written short.
+fn every_row<'r>(
+    rows: &'r [RelevanceRecord],
+    what: &str,
+    field: impl Fn(&'r RelevanceRecord) -> Option<&'r [f32]>,
+) -> Result<Vec<&'r [f32]>> {
+    rows.iter()
+        .map(|r| field(r).ok_or_else(|| row_error(format!("a row lacks its {what}"))))
+        .collect()
+}
+
+/// Rows that cannot be written as the layout says.
+fn row_error(message: String) -> StoreError {
+    StoreError::Schema {
+        path: "<relevance rows>".into(),
+        column: "grid".into(),
+        message,
+    }
+}
+
+/// A column's value where it has `width` values.
+fn of_width(v: &Option<Vec<f32>>, width: usize) -> Option<&[f32]> {
+    v.as_deref().filter(|v| v.len() == width)
 }
 
 pub fn write_part(path: &Path, layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<()> {
