@@ -14,11 +14,12 @@ use crate::Result;
 /// Share of the `eligible` recipients (not the class before) that the class's logit wins
 /// after.
 fn flip_rate(after: &[Option<Vec<f32>>], eligible: &[usize], k: usize) -> f64 {
-    eligible
-        .iter()
-        .filter(|&&j| after[j].as_ref().is_some_and(|a| predicted(a) == k))
-        .count() as f64
-        / eligible.len().max(1) as f64
+    eligible.iter().filter(|&&j| turned(after, j, k)).count() as f64 / eligible.len().max(1) as f64
+}
+
+/// Whether recipient `j` was measured and the class's logit wins it after.
+fn turned(after: &[Option<Vec<f32>>], j: usize, k: usize) -> bool {
+    after[j].as_ref().is_some_and(|a| predicted(a) == k)
 }
 
 /// Images with their per-channel colour statistics (`perturb::channel_stats`).
@@ -185,26 +186,24 @@ impl Transplanted {
             .copied()
             .filter(|&p| self.controlled[p])
             .collect();
-        let control = self
+        let control_rates: Vec<f64> = self
             .controls
             .iter()
             .map(|after| flip_rate(after, &controlled, k))
-            .fold(0.0f64, f64::max);
+            .collect();
+        let control = control_rates.iter().copied().fold(0.0f64, f64::max);
         // The stronger control (the first of equals), paired recipient by recipient with the
         // group's transplant.
-        let turned = |after: &[Option<Vec<f32>>], p: usize| {
-            after[p].as_ref().is_some_and(|a| predicted(a) == k)
-        };
-        let paired = self
-            .controls
+        let paired = control_rates
             .iter()
-            .find(|after| flip_rate(after, &controlled, k) == control)
+            .position(|&rate| rate == control)
+            .map(|c| &self.controls[c])
             .filter(|_| !controlled.is_empty() && controlled.len() == eligible.len())
             .map(|after| {
                 let n = controlled.len() as f64;
                 let (mut b, mut c) = (0usize, 0usize);
                 for &p in &controlled {
-                    match (turned(&self.after, p), turned(after, p)) {
+                    match (turned(&self.after, p, k), turned(after, p, k)) {
                         (true, false) => b += 1,
                         (false, true) => c += 1,
                         _ => {}
