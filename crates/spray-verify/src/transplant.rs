@@ -3,6 +3,7 @@
 //! measured — the flip rate, the stronger control's, the stopping rules that decide how many
 //! recipients a row needs, and the class's bar.
 
+use spray_store::ranking::ClassEvidence;
 use spray_store::verify::Evidence;
 
 use crate::evidence::Recipients;
@@ -318,11 +319,8 @@ impl Standing {
     /// The class's standing after `rows`; `settled`: whether one of them surely flagged.
     pub(crate) fn of(rows: &[Evidence], settled: bool) -> Self {
         Standing {
-            strongest: rows
-                .iter()
-                .filter(|r| r.counts())
-                .map(Evidence::specific)
-                .reduce(f64::max),
+            // The ranking's own choice of a class's strongest row.
+            strongest: ClassEvidence::strongest(rows).map(|e| e.specific()),
             settled,
         }
     }
