@@ -167,6 +167,23 @@ fn verify_finds_the_watermark_by_itself() {
         assert!(morf > random, "{row:?}");
     }
 
+    // `[lrp] threads = 1`: one worker computes every class (above, one worker per core where
+    // the machine has several); each class's tables are the same byte for byte, whichever
+    // worker computed it.
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("[lrp]\n", "[lrp]\nthreads = 1\n");
+    let single = dir.join("single.toml");
+    std::fs::write(&single, text.replace("dir = \"out\"", "dir = \"single\"")).unwrap();
+    spray(&["run", single.to_str().unwrap(), "--quiet"]);
+    for table in ["evidence.csv", "padding.csv", "aopc.csv"] {
+        assert_eq!(
+            std::fs::read(dir.join("single/verify").join(table)).unwrap(),
+            std::fs::read(dir.join("out/verify").join(table)).unwrap(),
+            "{table}"
+        );
+    }
+
     // `[verify] enabled = false` switches the stage off.
     let text = std::fs::read_to_string(&p).unwrap() + "\n[verify]\nenabled = false\n";
     let off = dir.join("off.toml");

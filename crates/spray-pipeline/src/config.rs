@@ -37,7 +37,9 @@ pub struct LrpSection {
     pub zbox_high: Option<Vec<f32>>,
     #[serde(default, with = "device_serde")]
     pub device: Device,
-    /// ONNX Runtime intra-op threads (0: one per core).
+    /// ONNX Runtime intra-op threads (0: one per core). On the CPU the verify stage spreads
+    /// them over up to four workers, each a class at a time with a session of its own
+    /// (spray-verify's `workers`); 1 keeps it to one.
     #[serde(default)]
     pub threads: usize,
     /// The layers whose per-channel relevance is stored beside the maps (`concept` column)

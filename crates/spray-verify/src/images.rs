@@ -53,9 +53,11 @@ pub(crate) fn decode(dataset: &Dataset, image_index: usize) -> Result<(RgbImage,
 /// a tenth of the stage's own work on the realistic scenarios); memory is bounded by
 /// `capacity`, and a dataset larger than that keeps what the current class touches.
 pub struct CachedImages<'a> {
-    inner: &'a dyn ImageSource,
+    inner: &'a (dyn ImageSource + Sync),
     capacity: usize,
-    cache: std::cell::RefCell<Lru>,
+    /// Shared by the stage's workers (`workers`); held only to look up and to keep, never
+    /// while decoding.
+    cache: std::sync::Mutex<Lru>,
 }
 
 /// The kept tensors by image index, each with the tick of its last use, and the indices by
@@ -106,7 +108,7 @@ impl Lru {
 }
 
 impl<'a> CachedImages<'a> {
-    pub fn new(inner: &'a dyn ImageSource, capacity: usize) -> Self {
+    pub fn new(inner: &'a (dyn ImageSource + Sync), capacity: usize) -> Self {
         CachedImages {
             inner,
             capacity,
@@ -115,15 +117,24 @@ impl<'a> CachedImages<'a> {
     }
 }
 
+impl CachedImages<'_> {
+    /// The kept tensors; a worker that panicked holding them left them whole (every change
+    /// of `Lru` completes before the lock is let go), so a poisoned lock is used as it is.
+    fn lru(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl ImageSource for CachedImages<'_> {
     fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-        if let Some(t) = self.cache.borrow_mut().get(image_index) {
+        if let Some(t) = self.lru().get(image_index) {
             return Ok(t);
         }
+        // Two workers that miss the same image both decode it; the second keeps its copy.
         let t = self.inner.tensor(image_index)?;
-        self.cache
-            .borrow_mut()
-            .insert(image_index, &t, self.capacity);
+        self.lru().insert(image_index, &t, self.capacity);
         Ok(t)
     }
 }
@@ -171,11 +182,16 @@ mod tests {
     use super::*;
 
     /// Counts its decodes.
-    struct Counting(std::cell::Cell<usize>);
+    struct Counting(std::sync::atomic::AtomicUsize);
     impl ImageSource for Counting {
         fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-            self.0.set(self.0.get() + 1);
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(vec![image_index as f32; 4])
+        }
+    }
+    impl Counting {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
         }
     }
 
@@ -187,14 +203,14 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2], vec![2.0; 4]);
         }
-        assert_eq!(source.0.get(), 3, "each decoded once");
+        assert_eq!(source.get(), 3, "each decoded once");
         // A fourth makes room by dropping the least recently used: 0 was used before 1 and 2.
         cached.tensors(&[1, 3]).unwrap();
-        assert_eq!(source.0.get(), 4);
+        assert_eq!(source.get(), 4);
         cached.tensors(&[1, 2, 3]).unwrap();
-        assert_eq!(source.0.get(), 4, "1, 2 and 3 kept");
+        assert_eq!(source.get(), 4, "1, 2 and 3 kept");
         assert_eq!(cached.tensor(0).unwrap(), vec![0.0; 4]);
-        assert_eq!(source.0.get(), 5, "0 was dropped");
+        assert_eq!(source.get(), 5, "0 was dropped");
         // Kept again under the same index: replaced, not counted twice.
         let mut lru = Lru::default();
         lru.insert(5, &[1.0; 4], 32);
@@ -207,7 +223,7 @@ mod tests {
         // A tensor larger than the whole capacity is never kept.
         let tiny = CachedImages::new(&source, 8);
         tiny.tensors(&[0, 0]).unwrap();
-        assert_eq!(source.0.get(), 7);
+        assert_eq!(source.get(), 7);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod scorer;
 mod settings;
 mod stage;
 mod transplant;
+mod workers;
 
 pub use padding::SQUARE_MODES;
 pub use settings::{Fill, RegionControl, VerifySettings};
@@ -71,6 +72,9 @@ pub enum VerifyError {
     /// error: the tests ask only for `Scorer::layers`).
     #[error("the model has no steerable concept layer {0}")]
     NoLayer(usize),
+    /// One of the stage's threads (a worker, or a worker's picture thread) panicked.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
     /// The steered model could not be built.
     #[error(transparent)]
     Lrp(#[from] spray_lrp::LrpError),

@@ -1,7 +1,8 @@
-//! The stage: which classes are tested, one unit per class (resumable, shardable), and the
-//! tables assembled once every unit is present.
+//! The stage: which classes are tested, one unit per class (resumable, shardable) computed by
+//! a few workers at once (`workers`), and the tables assembled once every unit is present.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use spray_dataset::{Dataset, Preprocess};
@@ -21,6 +22,7 @@ use crate::members::{
 use crate::padding::padding_rows;
 use crate::scorer::{ForwardScorer, Scorer};
 use crate::settings::VerifySettings;
+use crate::workers::{self, Workers};
 use crate::{Result, VerifyError};
 
 pub struct VerifyJob<'a> {
@@ -130,19 +132,6 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         by_class,
         classes,
     };
-    let mut scorer = ForwardScorer::new(
-        &job.model,
-        SessionConfig {
-            device: job.device,
-            threads: job.threads,
-        },
-        (
-            job.preprocess.input_size.map(|v| v as usize),
-            job.preprocess.layout,
-        ),
-        job.settings.batch_size,
-        job.engine_cache.as_ref(),
-    )?;
     let dataset_images = DatasetImages {
         dataset: job.dataset,
         preprocess: job.preprocess,
@@ -157,35 +146,70 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         },
     )?;
     let mut summary = VerifySummary::default();
-    std::thread::scope(|scope| -> Result<()> {
-        let (queue, worker) = PictureQueue::spawn(scope);
-        for (position, &class) in units.iter().enumerate() {
-            if !job.shard.owns(position) {
-                continue;
-            }
-            if contract::unit_path(&job.dir, class).is_file() {
-                summary.units_done_before += 1;
-                continue;
-            }
-            let scored_before = scorer.images_scored();
-            let unit = class_unit(&inputs, (&mut scorer, &images, &queue), class, &mut summary)?;
-            // Its pictures first: a unit on disk lists only pictures that are there.
-            queue.flush()?;
-            contract::write_unit(&job.dir, &unit)?;
-            summary.per_class.push(ClassCost {
-                class_name: class_name(&inputs.classes, class),
-                groups: unit.evidence.len(),
-                images_scored: scorer.images_scored() - scored_before,
-            });
-            summary.units_written += 1;
+    let mut pending = Vec::new();
+    for (position, &class) in units.iter().enumerate() {
+        if !job.shard.owns(position) {
+            continue;
         }
-        drop(queue);
-        worker.join().map_err(|_| VerifyError::Picture {
-            path: "(the picture thread)".into(),
-            reason: "it panicked".into(),
+        if contract::unit_path(&job.dir, class).is_file() {
+            summary.units_done_before += 1;
+        } else {
+            pending.push(class);
+        }
+    }
+    let workers = Workers::plan(job.device, job.threads, workers::cores(), pending.len());
+    // Made one after another: the first keeps ONNX Runtime's optimised graph in
+    // `engine_cache`, the others load it.
+    let mut scorers = (0..workers.count)
+        .map(|_| {
+            ForwardScorer::new(
+                &job.model,
+                SessionConfig {
+                    device: job.device,
+                    threads: workers.session_threads,
+                },
+                (
+                    job.preprocess.input_size.map(|v| v as usize),
+                    job.preprocess.layout,
+                ),
+                job.settings.batch_size,
+                job.engine_cache.as_ref(),
+            )
         })
-    })?;
-    summary.images_run = scorer.images_scored();
+        .collect::<Result<Vec<_>>>()?;
+    let queue = UnitQueue {
+        classes: &pending,
+        next: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+    };
+    let finished = std::thread::scope(|scope| {
+        let handles: Vec<_> = scorers
+            .iter_mut()
+            .map(|scorer| {
+                let (inputs, images, queue) = (&inputs, &images, &queue);
+                scope.spawn(move || work(inputs, scorer, images, queue))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(VerifyError::Panicked("a verify worker")))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut done = Vec::new();
+    for worker in finished {
+        done.extend(worker?);
+    }
+    done.sort_by_key(|d: &UnitDone| d.position);
+    for d in done {
+        summary.classes += usize::from(d.chosen);
+        summary.clusters += d.cost.groups;
+        summary.per_class.push(d.cost);
+        summary.units_written += 1;
+    }
+    summary.images_run = scorers.iter().map(|s| s.images_scored()).sum();
     if units
         .iter()
         .all(|&c| contract::unit_path(&job.dir, c).is_file())
@@ -197,6 +221,80 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     Ok(summary)
 }
 
+/// The classes this run computes, handed out one at a time to whichever worker is free
+/// (classes differ in cost: a chosen class has its groups tested, another only its padding
+/// rows).
+struct UnitQueue<'a> {
+    classes: &'a [i32],
+    next: AtomicUsize,
+    /// A worker failed: the others take no further class.
+    failed: AtomicBool,
+}
+
+impl UnitQueue<'_> {
+    /// The next class to compute and its position in `classes`; `None` when none is left or
+    /// a worker failed.
+    fn take(&self) -> Option<(usize, i32)> {
+        if self.failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let position = self.next.fetch_add(1, Ordering::Relaxed);
+        self.classes.get(position).map(|&c| (position, c))
+    }
+}
+
+/// A class a worker computed and wrote.
+struct UnitDone {
+    /// In the queue (class order).
+    position: usize,
+    cost: ClassCost,
+    /// Its groups were tested (`chosen_classes`).
+    chosen: bool,
+}
+
+/// One worker: classes from `queue` until none is left, each written as its unit once its
+/// pictures are on disk. Its own picture thread, so that waiting for one class's pictures
+/// (`PictureQueue::flush`) never waits for another worker's.
+fn work(
+    inputs: &StageInputs<'_>,
+    scorer: &mut ForwardScorer<'_>,
+    images: &CachedImages<'_>,
+    queue: &UnitQueue<'_>,
+) -> Result<Vec<UnitDone>> {
+    let job = inputs.job;
+    std::thread::scope(|scope| {
+        let (pictures, picture_thread) = PictureQueue::spawn(scope);
+        let mut done = Vec::new();
+        let outcome = (|| -> Result<()> {
+            while let Some((position, class)) = queue.take() {
+                let scored_before = scorer.images_scored();
+                let unit = class_unit(inputs, (&mut *scorer, images, &pictures), class)?;
+                // Its pictures first: a unit on disk lists only pictures that are there.
+                pictures.flush()?;
+                contract::write_unit(&job.dir, &unit)?;
+                done.push(UnitDone {
+                    position,
+                    cost: ClassCost {
+                        class_name: class_name(&inputs.classes, class),
+                        groups: unit.evidence.len(),
+                        images_scored: scorer.images_scored() - scored_before,
+                    },
+                    chosen: inputs.chosen.iter().any(|(c, _)| *c == class),
+                });
+            }
+            Ok(())
+        })();
+        if outcome.is_err() {
+            queue.failed.store(true, Ordering::Relaxed);
+        }
+        drop(pictures);
+        let joined = picture_thread
+            .join()
+            .map_err(|_| VerifyError::Panicked("the picture thread"));
+        outcome.and(joined).map(|()| done)
+    })
+}
+
 /// The decoded images the stage keeps (`CachedImages`): 512 MiB, some 850 images at
 /// 224 × 224.
 const IMAGE_CACHE_BYTES: usize = 512 << 20;
@@ -206,7 +304,6 @@ fn class_unit(
     inputs: &StageInputs<'_>,
     (scorer, images, queue): (&mut dyn Scorer, &dyn ImageSource, &PictureQueue),
     class: i32,
-    summary: &mut VerifySummary,
 ) -> Result<ClassUnit> {
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
@@ -218,7 +315,6 @@ fn class_unit(
     };
     let chosen = inputs.chosen.iter().find(|(c, _)| *c == class);
     if let Some((_, name)) = chosen {
-        summary.classes += 1;
         let pictures = ExampleWriter {
             dir: &job.dir,
             class_index: class,
@@ -242,7 +338,6 @@ fn class_unit(
             &inputs.by_class,
             &inputs.analysed,
         )?;
-        summary.clusters += unit.evidence.len();
     }
     let members = &inputs.by_class[&class];
     if job.settings.padding {
