@@ -7,7 +7,8 @@
 // on any page, any dialog (alert/confirm: a sign that data from file names executed), a request
 // leaving the report (it must be self-contained), a missing ranking table or overview chart on
 // the index, a class page without its spectrum chart or scatter plot, a scatter point whose
-// preview does not show, a broken link between pages, or HOSTILE_TEXT not shown as literal text
+// preview does not show, an evidence strip that does not decode or lacks a caption per panel,
+// a broken link between pages, or HOSTILE_TEXT not shown as literal text
 // on any page. SCREENSHOT is the index; the first class page goes beside it (-class.png).
 import { chromium } from "playwright-core";
 import { statSync } from "node:fs";
@@ -82,6 +83,7 @@ try {
     if (!chosen.includes(largest)) chosen.push(largest);
   }
   let points = 0;
+  let pictured = 0;
   for (const [i, url] of chosen.entries()) {
     const label = url.split("/").pop();
     const page = await open(url, label);
@@ -94,6 +96,18 @@ try {
       const text = await page.locator(".preview .text").first().textContent();
       if (!text || !text.includes("cluster")) failures.push(`${label}: scatter preview did not update: ${text}`);
     }
+    // Every evidence strip decodes (four panels side by side: a width divisible by four),
+    // with a caption under each panel.
+    const strips = await page.locator("figure.strip").evaluateAll((fs) => fs.map((f) => {
+      const img = f.querySelector("img");
+      return { ok: img.complete && img.naturalWidth > 0 && img.naturalWidth % 4 === 0,
+               captions: f.querySelectorAll("figcaption span").length };
+    }));
+    strips.forEach((s, j) => {
+      if (!s.ok) failures.push(`${label}: evidence strip ${j} does not show`);
+      if (s.captions !== 4) failures.push(`${label}: evidence strip ${j} has ${s.captions} captions`);
+    });
+    pictured += strips.length;
     // Its links back to the index and to its neighbours lead to pages that exist.
     const hrefs = await page.locator("nav.pager a").evaluateAll((as) => as.map((a) => a.href));
     for (const h of hrefs) {
@@ -105,7 +119,7 @@ try {
   }
   if (points < 1) failures.push("no scatter plot points on any class page");
   if (hostile && !hostileSeen) failures.push(`hostile name not shown as text on any page: ${hostile}`);
-  summary = `report ok: ${rows} classes ranked, ${chosen.length} of ${byRank.length} class pages opened, ${points} points; screenshot ${screenshot}`;
+  summary = `report ok: ${rows} classes ranked, ${chosen.length} of ${byRank.length} class pages opened, ${points} points, ${pictured} evidence strips; screenshot ${screenshot}`;
 } finally {
   await browser.close();
 }

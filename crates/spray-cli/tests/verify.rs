@@ -119,25 +119,23 @@ fn verify_finds_the_watermark_by_itself() {
     );
 
     // Before/after pictures of the top cluster, per pixel-side test (its region, its fine
-    // detail): files beside the evidence, embedded in the page.
-    let pictures = |test: &str| {
-        std::fs::read_dir(dir.join("out/verify/examples"))
-            .unwrap()
-            .filter(|e| {
-                let name = e
-                    .as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned();
-                name.starts_with(&format!("c00003-k{}-{test}-", top["cluster"]))
-            })
-            .count()
+    // detail): a strip of four panels the model's input size (32 × 32) beside the evidence,
+    // embedded in the page with a caption under each panel.
+    let strip = |test: &str| {
+        let path = dir.join(format!(
+            "out/verify/examples/c00003-k{}-{test}.png",
+            top["cluster"]
+        ));
+        image::image_dimensions(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
-    assert_eq!(pictures("shared-region"), 4);
-    assert_eq!(pictures("detail-transfer"), 4);
-    assert!(html.contains("alt=\"region pasted in\""));
-    assert!(html.contains("alt=\"fine detail added\""));
+    assert_eq!(strip("shared-region"), (4 * 32, 32));
+    assert_eq!(strip("detail-transfer"), (4 * 32, 32));
+    assert!(html.contains("<span>region pasted in</span>"));
+    assert!(html.contains("<span>fine detail added</span>"));
+    assert!(
+        html.contains("alt=\"cluster member · region filled · other class · region pasted in\""),
+        "no strip's alt text"
+    );
 
     // Padding: six square modes per class (the demo's images are square, so every mode
     // leaves them as they are: no change).

@@ -22,29 +22,27 @@ pub fn read(dir: Option<&Path>) -> crate::Result<BTreeMap<i32, Vec<EvidenceRow>>
     let rows = spray_store::verify::read_evidence(dir)?;
     for mut r in rows {
         // Resolve the pictures now: the page embeds them.
-        r.examples = r
-            .examples
-            .iter()
-            .map(|f| dir.join(f).display().to_string())
-            .collect();
+        r.pictures = r.pictures.map(|f| dir.join(f).display().to_string());
         out.entry(r.class_index).or_default().push(r);
     }
     Ok(out)
 }
 
-/// The four before/after pictures of a row as data URIs (labelled), where all exist.
-fn pictures(row: &EvidenceRow) -> Vec<(String, String)> {
-    let labels = space_wording::picture_labels(row.test);
-    let uris: Vec<String> = row
-        .examples
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .map(|b| crate::images::png_bytes_uri(&b))
-        .collect();
-    if uris.len() != labels.len() {
-        return Vec::new();
-    }
-    labels.iter().map(|l| l.to_string()).zip(uris).collect()
+/// A row's before/after pictures on the page: the strip (its four panels side by side) as a
+/// data URI, and each panel's caption.
+#[derive(Debug, Serialize)]
+pub struct PageStrip {
+    pub uri: String,
+    pub captions: [&'static str; 4],
+}
+
+/// The strip of a row, where its file exists.
+fn pictures(row: &EvidenceRow) -> Option<PageStrip> {
+    let bytes = std::fs::read(row.pictures.as_ref()?).ok()?;
+    Some(PageStrip {
+        uri: crate::images::png_bytes_uri(&bytes),
+        captions: space_wording::picture_labels(row.test),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -65,8 +63,8 @@ pub struct PageEvidence {
     pub flip_rate: String,
     pub flip_rate_rest: String,
     pub logit_gain: String,
-    /// (label, data URI): before/after occlusion and transplant.
-    pub pictures: Vec<(String, String)>,
+    /// Before/after occlusion and transplant.
+    pub pictures: Option<PageStrip>,
 }
 
 pub(crate) use spray_verify::probe::pct;

@@ -79,6 +79,6 @@ pub(crate) fn evidence_row(space: FeatureSpace, level: ClusterLevel, cluster: i3
         transplant_images: 50,
         control_images: 50,
         occluded_images: 20,
-        examples: Vec::new(),
+        pictures: None,
     }
 }

@@ -222,7 +222,7 @@ mod tests {
             transplant_images: 10,
             control_images: 10,
             occluded_images: 20,
-            examples: Vec::new(),
+            pictures: None,
         }
     }
 

@@ -356,7 +356,7 @@ pub(crate) fn test_group(
             region: (format!("direction at {node}"), 0),
             occlusion: (own, others),
             rates: measured.rates(recipients, k),
-            examples: Vec::new(),
+            pictures: None,
         },
     )))
 }

@@ -16,15 +16,15 @@ use crate::settings::VerifySettings;
 use crate::transplant::{transplant_in_looks, Looked, Rates, Sides, Standing};
 use crate::Result;
 
-/// Where a tested group's before/after pictures go (`examples::KINDS` order); returns their
-/// paths as the evidence row lists them.
+/// Where a tested group's four before/after pictures go (prepared tensors, `examples::KINDS`
+/// order); returns the path the evidence row lists (none: not kept).
 pub trait PictureSink {
     fn write(
         &self,
         group: GroupId,
         test: EvidenceTest,
-        pictures: &[Vec<f32>],
-    ) -> Result<Vec<String>>;
+        pictures: [&[f32]; 4],
+    ) -> Result<Option<String>>;
 }
 
 /// Everything a class's tests use: the model, the images, the settings, and the input's
@@ -217,7 +217,7 @@ pub(crate) struct Measured {
     /// The group's occlusion (or ablation), and the rest of the class's.
     pub(crate) occlusion: (Occlusion, Occlusion),
     pub(crate) rates: Rates,
-    pub(crate) examples: Vec<String>,
+    pub(crate) pictures: Option<String>,
 }
 
 impl ClassRef<'_> {
@@ -246,7 +246,7 @@ impl ClassRef<'_> {
             transplant_images: m.rates.measured,
             control_images: m.rates.control_measured,
             occluded_images: own.images,
-            examples: m.examples,
+            pictures: m.pictures,
         }
     }
 }
@@ -388,13 +388,16 @@ fn test_group(
     };
 
     // Pictures for the report: the first member before and after occlusion, the first
-    // recipient (always in the first look) before and after the transplant.
-    let mut pictures = vec![donors[0].clone(), first_covered[0].clone()];
-    if let (Some(before), Some(after)) = (recipients.tensors.first(), &measured.first_pasted) {
-        pictures.push(before.clone());
-        pictures.push(after.clone());
-    }
-    let examples = bench.pictures.write(group.id, test, &pictures)?;
+    // recipient (always in the first look) before and after the transplant; none where there
+    // is no recipient (a dataset of one class).
+    let pictures = match (recipients.tensors.first(), &measured.first_pasted) {
+        (Some(before), Some(after)) => bench.pictures.write(
+            group.id,
+            test,
+            [&donors[0], &first_covered[0], before, after],
+        )?,
+        _ => None,
+    };
     let row = class.row(
         group,
         bench.grid,
@@ -403,7 +406,7 @@ fn test_group(
             region: (plan.region.clone(), plan.region_cells),
             occlusion: (own, others),
             rates,
-            examples,
+            pictures,
         },
     );
     Ok((row, surely))
@@ -504,9 +507,8 @@ mod tests {
 
     struct NoPictures;
     impl PictureSink for NoPictures {
-        fn write(&self, _: GroupId, _: EvidenceTest, pictures: &[Vec<f32>]) -> Result<Vec<String>> {
-            assert_eq!(pictures.len(), 4);
-            Ok(Vec::new())
+        fn write(&self, _: GroupId, _: EvidenceTest, _: [&[f32]; 4]) -> Result<Option<String>> {
+            Ok(None)
         }
     }
 
@@ -666,7 +668,7 @@ mod tests {
         );
         // The rest is the level: ablating it changes nothing.
         assert!(shortcut.occlusion_drop_rest.abs() < 1e-6);
-        assert!(shortcut.examples.is_empty());
+        assert!(shortcut.pictures.is_none());
         // The control: the rest's coordinate on the same axis, the object, turns none (the
         // rest's images are identical: no subset direction). The object group's control is
         // the shortcut images' coordinate: it turns all.

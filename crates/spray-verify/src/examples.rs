@@ -1,5 +1,6 @@
 //! Before/after pictures of one occluded cluster member and one transplant recipient, for the
-//! report: `<out>/verify/examples/<class>-<tested group>-<test>-<kind>.png`.
+//! report: one strip per tested group and test, `<out>/verify/examples/<class>-<tested
+//! group>-<test>.png`, its four panels in [`KINDS`] order.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -9,7 +10,8 @@ use spray_store::{AnalysisGroup, EvidenceTest, GroupId};
 
 use crate::evidence::PictureSink;
 
-/// The four pictures of a tested cluster, in the order the report shows them.
+/// The four pictures of a tested cluster, in the order the report shows them (left to right in
+/// the strip).
 pub const KINDS: [&str; 4] = ["original", "occluded", "recipient", "transplanted"];
 
 /// Writes a tested group's pictures under `<out>/verify/examples/`
@@ -32,8 +34,9 @@ enum PictureJob {
 }
 
 /// Pictures encoded and written on a thread of their own. Why: each is written atomically
-/// and synced, some 800 files a run on the realistic scenarios, and the stage's thread
-/// waited on the disk for a twelfth of its time while the model could have been scoring.
+/// and synced (some 200 strips a run on the realistic scenarios, 800 files before they were
+/// strips), and the stage's thread waited on the disk for a twelfth of its time while the
+/// model could have been scoring.
 /// A class's unit is written only after [`PictureQueue::flush`]: a unit on disk still means
 /// every picture it lists is there.
 pub struct PictureQueue {
@@ -90,28 +93,33 @@ impl PictureSink for ExampleWriter<'_> {
         &self,
         group: GroupId,
         test: EvidenceTest,
-        pictures: &[Vec<f32>],
-    ) -> crate::Result<Vec<String>> {
+        pictures: [&[f32]; 4],
+    ) -> crate::Result<Option<String>> {
+        let path = spray_store::verify::example_path(
+            self.dir,
+            AnalysisGroup::from_index(self.class_index),
+            group,
+            test,
+        );
         let [h, w] = self.size;
-        let mut files = Vec::new();
-        for (kind, tensor) in KINDS.iter().zip(pictures) {
-            let path = spray_store::verify::example_path(
-                self.dir,
-                AnalysisGroup::from_index(self.class_index),
-                group,
-                test,
-                kind,
-            );
-            if let Ok(rel) = path.strip_prefix(self.dir) {
-                files.push(rel.display().to_string());
-            }
-            self.queue.send(PictureJob::Write(
-                path,
-                to_rgb(tensor, self.preprocess, h, w),
-            ))?;
-        }
-        Ok(files)
+        self.queue.send(PictureJob::Write(
+            path.clone(),
+            strip(pictures, self.preprocess, h, w),
+        ))?;
+        Ok(path
+            .strip_prefix(self.dir)
+            .ok()
+            .map(|rel| rel.display().to_string()))
     }
+}
+
+/// The four pictures side by side, each as the model saw it (`to_rgb`): one h × 4w image.
+pub fn strip(pictures: [&[f32]; 4], pre: &Preprocess, h: usize, w: usize) -> image::RgbImage {
+    let mut out = image::RgbImage::new(4 * w as u32, h as u32);
+    for (k, tensor) in pictures.into_iter().enumerate() {
+        image::imageops::replace(&mut out, &to_rgb(tensor, pre, h, w), (k * w) as i64, 0);
+    }
+    out
 }
 
 /// A prepared CHW tensor back to the RGB image the model saw (undoing scale, mean/std and

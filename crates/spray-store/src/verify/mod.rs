@@ -39,17 +39,16 @@ pub fn aopc_path(dir: &Path) -> PathBuf {
     dir.join("aopc.csv")
 }
 
-/// `<out>/verify/examples/<group>-<tested group>-<test>-<kind>.png`: a tested group's picture of
-/// `kind` (before/after occlusion or transplant) by evidence test `test`.
+/// `<out>/verify/examples/<group>-<tested group>-<test>.png`: a tested group's before/after
+/// pictures by evidence test `test`, side by side in one strip.
 pub fn example_path(
     dir: &Path,
     group: crate::group::AnalysisGroup,
     tested: GroupId,
     test: crate::EvidenceTest,
-    kind: &str,
 ) -> PathBuf {
     dir.join("examples").join(format!(
-        "{}-{}-{test}-{kind}.png",
+        "{}-{}-{test}.png",
         group.file_name(),
         tested.file_tag()
     ))
@@ -64,8 +63,9 @@ pub fn example_path(
 /// measures neither its control nor its occlusion). 9: a row whose effect is below its
 /// class's strongest counting row so far has no occlusion measured (`occluded_images` 0),
 /// and a row of a class that an earlier row surely flagged stops where it does not exceed
-/// the class's strongest (the rows' figures change, not their verdicts).
-pub const SCHEMA_VERSION: u32 = 9;
+/// the class's strongest (the rows' figures change, not their verdicts). 10: `pictures`, one
+/// strip of a row's four pictures side by side (`examples` before, a file each).
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,10 +123,13 @@ pub struct Evidence {
     /// occlusion was not measured (a screened row), and its columns read 0.
     #[serde(default)]
     pub occluded_images: usize,
-    /// Pictures under `<out>/verify/` (relative paths, in `spray_verify::examples::KINDS` order): a member
-    /// before and after occlusion, a recipient before and after the transplant. JSON only.
+    /// The row's pictures under `<out>/verify/` (a relative path): one strip of four panels
+    /// of the model's input size side by side, in `spray_verify::examples::KINDS` order — a
+    /// member before and after occlusion, a recipient before and after the transplant. Why
+    /// one file: four a row were over 700 files a run on the realistic scenarios, and
+    /// creating and syncing them a tenth of the stage's time. JSON only.
     #[serde(default)]
-    pub examples: Vec<String>,
+    pub pictures: Option<String>,
 }
 
 pub use crate::group::{ClusterLevel, GroupId};

@@ -145,7 +145,7 @@ mod tests {
             transplant_images: 100,
             control_images: 100,
             occluded_images: 50,
-            examples: vec!["examples/a.png".into()],
+            pictures: Some("examples/a.png".into()),
         }
     }
 
