@@ -122,16 +122,21 @@ impl Transplanted {
     /// The controls onto the same recipients: the same region (or colours) from the class's
     /// other images. A region that shows the class's object flips recipients whichever
     /// member it comes from; a shortcut the group shares flips them only when it comes from
-    /// the group.
+    /// the group. The next control only while `enough` says the ones measured so far have
+    /// not settled the look (`Rates::could_flag` against them alone): a further control can
+    /// only lower the effect, which counts against the stronger.
     fn give_controls(
         &mut self,
         scorer: &mut dyn Scorer,
         (apply, plan): (&Apply<'_>, &Plan),
         sides: &Sides<'_>,
-        recipients: &Recipients,
-        positions: &[usize],
+        (recipients, positions): (&Recipients, &[usize]),
+        enough: &dyn Fn(&Transplanted) -> bool,
     ) -> Result<()> {
         for (c, carrier) in control_carriers(plan, sides).into_iter().enumerate() {
+            if c > 0 && enough(self) {
+                break;
+            }
             let given = give(apply, sides.rest, carrier, recipients, positions);
             self.record(Some(c), positions, scorer.logits(&given)?);
         }
@@ -187,19 +192,28 @@ impl Transplanted {
             .copied()
             .filter(|&p| self.controlled[p])
             .collect();
-        let control_rates: Vec<f64> = self
+        // Each control's rate over the recipients it was measured on: a row can stop after its
+        // first control (`give_controls`), and its later controls then have none.
+        let control_rates: Vec<(f64, usize)> = self
             .controls
             .iter()
-            .map(|after| flip_rate(after, &controlled, k))
+            .map(|after| {
+                let on: Vec<usize> = controlled
+                    .iter()
+                    .copied()
+                    .filter(|&p| after[p].is_some())
+                    .collect();
+                (flip_rate(after, &on, k), on.len())
+            })
             .collect();
-        let control = control_rates.iter().copied().fold(0.0f64, f64::max);
+        let control = control_rates.iter().map(|r| r.0).fold(0.0f64, f64::max);
         // The stronger control (the first of equals), paired recipient by recipient with the
         // group's transplant.
         let paired = control_rates
             .iter()
-            .position(|&rate| rate == control)
+            .position(|&(rate, _)| rate == control)
+            .filter(|&c| control_rates[c].1 == eligible.len() && !eligible.is_empty())
             .map(|c| &self.controls[c])
-            .filter(|_| !controlled.is_empty() && controlled.len() == eligible.len())
             .map(|after| {
                 let n = controlled.len() as f64;
                 let (mut b, mut c) = (0usize, 0usize);
@@ -386,7 +400,9 @@ pub(crate) fn transplant_in_looks(
         if !last && !measured.rates(recipients, k).could_flag_alone(bar) {
             return Ok(short(measured, so_far));
         }
-        measured.give_controls(scorer, (apply, plan), sides, recipients, look)?;
+        // On the last look every control is measured: the row's figures rest on all of them.
+        let enough = |m: &Transplanted| !last && !m.rates(recipients, k).could_flag(bar);
+        measured.give_controls(scorer, (apply, plan), sides, (recipients, look), &enough)?;
         let rates = measured.rates(recipients, k);
         if !last && (!rates.could_flag(bar) || standing.no_higher(&rates)) {
             return Ok(short(measured, so_far));
@@ -456,6 +472,36 @@ mod tests {
         assert!((r.effect_error() - 0.11537).abs() < 1e-4);
         assert!(r.could_flag(0.33) && !r.could_flag(0.35));
         assert!((r.standard_error(0.4) - 0.2214).abs() < 1e-4);
+    }
+
+    /// A control a row stopped before (`give_controls`: its first control already left the
+    /// look unable to reach the bar) is not read as turning no recipient: each control's rate
+    /// is over the recipients it was measured on, and the effect is paired only with a
+    /// stronger control measured on every one.
+    #[test]
+    fn a_control_not_measured_is_not_read_as_turning_none() {
+        let logits = |turned: bool| {
+            if turned {
+                vec![1.0, 0.0]
+            } else {
+                vec![0.0, 1.0]
+            }
+        };
+        let recipients = Recipients::scored(vec![logits(false); 10]);
+        let mut t = Transplanted::new(10, 2);
+        let all: Vec<usize> = (0..10).collect();
+        t.record(None, &all, all.iter().map(|&p| logits(p < 3)).collect());
+        t.record(Some(0), &all, all.iter().map(|&p| logits(p < 2)).collect());
+        let r = t.rates(&recipients, 0);
+        assert_eq!((r.flip, r.control, r.control_measured), (0.3, 0.2, 10));
+        assert!(r.paired.is_some(), "paired with the first control");
+        // The second control on half the recipients, turning each: its rate is 1.0 over
+        // those five, and no pairing rests on it.
+        let half: Vec<usize> = (0..5).collect();
+        t.record(Some(1), &half, vec![logits(true); 5]);
+        let r = t.rates(&recipients, 0);
+        assert_eq!(r.control, 1.0);
+        assert!(r.paired.is_none());
     }
 
     /// A settled class's later row stops where its effect so far does not exceed the class's
