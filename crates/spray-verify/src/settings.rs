@@ -69,9 +69,8 @@ pub struct VerifySettings {
     /// transplant). Why not fewer by default: the drop is a mean of relative drops, heavy-
     /// tailed where a logit is near zero; on the demo, 30 of the watermark class's 55 other
     /// images gave 0.78 where all 55 gave 0.49 (the watermark cluster: 0.80). A group whose
-    /// transplant stops early (it cannot reach the flag, `first_look`) is occluded on at most
-    /// as many images of each side as recipients it was measured on: its row decides
-    /// nothing, and this was most of its cost.
+    /// transplant stops early (it cannot reach the flag, `first_look`) is not occluded: its
+    /// row decides nothing (`evidence::occlusion_matters`).
     #[serde(default = "default_occlusion")]
     pub occlusion_images: usize,
     /// Images of other classes that receive the region, per cluster (and the most contrast

@@ -361,9 +361,9 @@ impl Standing {
 /// What a row's transplant measured, look by look.
 pub(crate) struct Looked {
     pub(crate) measured: Transplanted,
-    /// How many recipients it stopped after, where it stopped before the last look for not
-    /// reaching the bar (or, in a settled class, its strongest); none where it went on.
-    pub(crate) stopped_short: Option<usize>,
+    /// Whether it stopped before the last look for not reaching the bar (or, in a settled
+    /// class, its strongest).
+    pub(crate) stopped_short: bool,
     /// Whether it stopped because it surely flags, or surely flags on every recipient.
     pub(crate) surely: bool,
 }
@@ -388,31 +388,30 @@ pub(crate) fn transplant_in_looks(
         recipients.tensors.len(),
         control_carriers(plan, sides).len(),
     );
-    let short = |measured, so_far| Looked {
+    let short = |measured| Looked {
         measured,
-        stopped_short: Some(so_far),
+        stopped_short: true,
         surely: false,
     };
     for (i, look) in looks.iter().enumerate() {
         let last = i + 1 == looks.len();
-        let so_far = looks[..=i].iter().map(Vec::len).sum::<usize>();
         measured.give_group(scorer, (apply, plan), sides, recipients, look)?;
         if !last && !measured.rates(recipients, k).could_flag_alone(bar) {
-            return Ok(short(measured, so_far));
+            return Ok(short(measured));
         }
         // On the last look every control is measured: the row's figures rest on all of them.
         let enough = |m: &Transplanted| !last && !m.rates(recipients, k).could_flag(bar);
         measured.give_controls(scorer, (apply, plan), sides, (recipients, look), &enough)?;
         let rates = measured.rates(recipients, k);
         if !last && (!rates.could_flag(bar) || standing.no_higher(&rates)) {
-            return Ok(short(measured, so_far));
+            return Ok(short(measured));
         }
         // Surely flagged: the rest of the recipients would change the figure, not the
         // verdict. Its occlusion is still measured in full (the row may carry the class).
         if !last && i > 0 && rates.surely_flags() {
             return Ok(Looked {
                 measured,
-                stopped_short: None,
+                stopped_short: false,
                 surely: true,
             });
         }
@@ -422,7 +421,7 @@ pub(crate) fn transplant_in_looks(
     let surely = looks.len() > 1 && measured.rates(recipients, k).surely_flags();
     Ok(Looked {
         measured,
-        stopped_short: None,
+        stopped_short: false,
         surely,
     })
 }
