@@ -442,6 +442,15 @@ mod tests {
         }
     }
 
+    /// Two classes' logits: class 0 wins where the recipient `turned`, else class 1.
+    fn logits(turned: bool) -> Vec<f32> {
+        if turned {
+            vec![1.0, 0.0]
+        } else {
+            vec![0.0, 1.0]
+        }
+    }
+
     /// Hand-computed: ten recipients of class 1 (class 0 under test). The group turns
     /// recipients 0–4, the stronger control (0.4) 0–3, the weaker (0.1) recipient 9: one
     /// discordant pair for the stronger, b = 1, c = 0. With half a recipient in each cell,
@@ -450,13 +459,6 @@ mod tests {
     /// would leave room up to 0.54.
     #[test]
     fn the_effect_error_pairs_each_recipient_with_the_stronger_control() {
-        let logits = |turned: bool| {
-            if turned {
-                vec![1.0, 0.0]
-            } else {
-                vec![0.0, 1.0]
-            }
-        };
         let recipients = Recipients::scored(vec![logits(false); 10]);
         let mut t = Transplanted::new(10, 2);
         let all: Vec<usize> = (0..10).collect();
@@ -479,13 +481,6 @@ mod tests {
     /// stronger control measured on every one.
     #[test]
     fn a_control_not_measured_is_not_read_as_turning_none() {
-        let logits = |turned: bool| {
-            if turned {
-                vec![1.0, 0.0]
-            } else {
-                vec![0.0, 1.0]
-            }
-        };
         let recipients = Recipients::scored(vec![logits(false); 10]);
         let mut t = Transplanted::new(10, 2);
         let all: Vec<usize> = (0..10).collect();
