@@ -132,10 +132,7 @@ pub fn shift_to(map: &[f32], to: [f64; 2], g: usize, [h, w]: [usize; 2]) -> [isi
 /// The pixel mask (h×w, row-major) of grid cells `region` of a g×g grid, binned as the maps
 /// were pooled (`grid_bin`).
 pub fn pixel_mask(region: &[usize], g: usize, h: usize, w: usize) -> Vec<bool> {
-    let in_region = cells_in(region, g);
-    (0..h * w)
-        .map(|p| in_region[pixel_cell(p, g, h, w)])
-        .collect()
+    mask_of_cells(region, g, &pixel_cells(g, h, w))
 }
 
 /// Per pixel of an h × w input (row-major), its cell of the g × g grid.

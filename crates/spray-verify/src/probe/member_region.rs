@@ -29,12 +29,13 @@ pub(super) static PROBE: Probe = Probe {
 fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     let (g, [h, w]) = (input.grid, input.size);
     let count = region::member_region_cells(g);
+    // Every member's mask on the same grid: the pixels' cells taken once.
+    let pixel_cells = region::pixel_cells(g, h, w);
     let own = |i: usize| {
-        region::pixel_mask(
+        region::mask_of_cells(
             &region::member_region(&input.members[i].map, input.class_mean, count),
             g,
-            h,
-            w,
+            &pixel_cells,
         )
     };
     let masks: Vec<Vec<bool>> = input.group.iter().map(|&i| own(i)).collect();

@@ -43,14 +43,17 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     if cells.is_empty() {
         return Ok(None);
     }
-    let mask = region::pixel_mask(&cells, g, h, w);
+    // The region and each control image's moved copy on the same grid: the pixels' cells
+    // taken once.
+    let pixel_cells = region::pixel_cells(g, h, w);
+    let mask = region::mask_of_cells(&cells, g, &pixel_cells);
     let moved = || -> Vec<Vec<bool>> {
         input
             .rest_rows
             .iter()
             .map(|&i| {
                 let moved = region::best_shift(&cells, &input.members[i].map, g);
-                region::pixel_mask(&moved, g, h, w)
+                region::mask_of_cells(&moved, g, &pixel_cells)
             })
             .collect()
     };
