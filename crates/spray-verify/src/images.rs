@@ -115,11 +115,9 @@ impl<'a> CachedImages<'a> {
             cache: Default::default(),
         }
     }
-}
 
-impl CachedImages<'_> {
-    /// The kept tensors; a worker that panicked holding them left them whole (every change
-    /// of `Lru` completes before the lock is let go), so a poisoned lock is used as it is.
+    /// The kept tensors. Only `Lru`'s own bookkeeping runs under the lock, which does not
+    /// panic part-way, so a poisoned lock still holds a whole cache and is used as it is.
     fn lru(&self) -> std::sync::MutexGuard<'_, Lru> {
         self.cache
             .lock()
