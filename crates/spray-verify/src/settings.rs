@@ -101,7 +101,7 @@ pub struct VerifySettings {
     /// 8 before): each step is two forward passes per image (MoRF and random), and at 8 the
     /// table was a quarter of the images the stage scored on the realistic scenarios; the
     /// curves part most in their first cells. At 4, MoRF − random stayed positive for every
-    /// class of the nine scenarios (70 classes; 0.15–14.6, 0.41–19.8 at 8), where fewer
+    /// class of the nine scenarios (74 classes; 0.15–14.6, 0.41–19.8 at 8), where fewer
     /// images instead (5 at 8 steps) moved classes' figures by up to 3× — a sampling change,
     /// not a shorter curve (benches/RESULTS.md).
     #[serde(default = "default_aopc_steps")]
