@@ -97,11 +97,21 @@ pub(crate) fn list_f64(rows: &[Vec<f64>]) -> ArrayRef {
 /// Every row of the Parquet file at `path`: `rows` turns one batch's columns into its rows.
 pub(crate) fn read_rows<T>(
     path: &std::path::Path,
+    rows: impl FnMut(&Columns<'_>) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    read_rows_of(path, None, rows)
+}
+
+/// [`read_rows`] with only the top-level `columns` decoded (`None`: all;
+/// `io::read_batches_of`).
+pub(crate) fn read_rows_of<T>(
+    path: &std::path::Path,
+    columns: Option<&[String]>,
     mut rows: impl FnMut(&Columns<'_>) -> Result<Vec<T>>,
 ) -> Result<Vec<T>> {
     let name = path.display().to_string();
     let mut out = Vec::new();
-    for batch in crate::read_batches(path)? {
+    for batch in crate::io::read_batches_of(path, columns)? {
         out.extend(rows(&Columns {
             path: &name,
             batch: &batch,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -91,13 +91,32 @@ pub fn write_batches_atomically(
 
 /// Read all record batches of a Parquet file.
 pub fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    read_batches_of(path, None)
+}
+
+/// Read the record batches of a Parquet file with only the top-level columns named in
+/// `columns` (`None`: every column). A name the file lacks is not an error here: the batch
+/// has no such column, and a reader that needs it says so (`Columns::has`). Why: Parquet
+/// stores columns apart, and a relevance part's wide columns (full-resolution maps,
+/// thumbnails) are most of its bytes — a stage that needs its grids should not decode them.
+pub fn read_batches_of(path: &Path, columns: Option<&[String]>) -> Result<Vec<RecordBatch>> {
     let perr = |e: parquet::errors::ParquetError| parquet_err(path, e);
     let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(perr)?
-        .with_batch_size(4096)
-        .build()
-        .map_err(perr)?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    if let Some(names) = columns {
+        let schema = builder.parquet_schema();
+        let roots: Vec<usize> = schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| names.iter().any(|n| n == field.name()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(schema, roots);
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.with_batch_size(4096).build().map_err(perr)?;
     reader
         .map(|b| b.map_err(|e| parquet_err(path, e)))
         .collect()

@@ -22,7 +22,8 @@ pub mod verify;
 pub use fingerprint::{file_digest, Fingerprint, StageKey};
 pub use group::{AnalysisGroup, ClusterLevel, GroupId};
 pub use io::{
-    list_parquet, read_batches, tmp_path_for, write_atomically, write_batches_atomically,
+    list_parquet, read_batches, read_batches_of, tmp_path_for, write_atomically,
+    write_batches_atomically,
 };
 pub use lock::{LockMode, OutputLock};
 pub use shard::Shard;

@@ -334,7 +334,8 @@ pub fn write_part(path: &Path, layout: &RelevanceLayout, rows: &[RelevanceRecord
     write_batches_atomically(path, schema(layout), &[batch])
 }
 
-/// What to read back; skipping the wide columns keeps analysis memory at the grid size.
+/// What to read back. Only the columns asked for are decoded (`ReadOptions::columns`):
+/// skipping the wide ones keeps a stage's memory and time at the grid size.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
     /// Grids to read (empty: none).
@@ -349,8 +350,48 @@ pub struct ReadOptions {
     pub logits: bool,
 }
 
+impl ReadOptions {
+    /// The columns `read_part` decodes: every part's narrow ones, and the wide ones asked for.
+    fn columns(&self) -> Vec<String> {
+        let mut names: Vec<String> = [
+            "image_index",
+            "sample_id",
+            "path",
+            "class_index",
+            "class_name",
+            "labels",
+            "target_logit",
+            "predicted_class",
+            "relevance_sum",
+            "conservation_error",
+        ]
+        .map(String::from)
+        .to_vec();
+        names.extend(self.grids.iter().map(|&g| grid_column(g)));
+        if self.images {
+            names.extend(self.grids.iter().map(|&g| image_grid_column(g)));
+            names.push("thumbnail".into());
+        }
+        if self.map {
+            names.extend(["map", "map_height", "map_width"].map(String::from));
+        }
+        let optional = [
+            (self.concept, "concept"),
+            (self.colour, "image_colour"),
+            (self.logits, "logits"),
+        ];
+        names.extend(
+            optional
+                .iter()
+                .filter(|(wanted, _)| *wanted)
+                .map(|(_, name)| name.to_string()),
+        );
+        names
+    }
+}
+
 pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceRecord>> {
-    columns::read_rows(path, |c| {
+    columns::read_rows_of(path, Some(&options.columns()), |c| {
         let batch = c.batch;
         let mut out = Vec::new();
         let image_index = c.i64s("image_index")?;

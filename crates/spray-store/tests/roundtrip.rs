@@ -82,6 +82,18 @@ fn relevance_parts_and_errors_round_trip() {
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
     assert!(narrow[3].concept.is_none() && narrow[3].colour.is_none());
     assert!(narrow[3].logits.is_none());
+    // ... and does not decode them: a batch read for some columns holds those alone, in the
+    // file's order, and a name the file lacks is no error (the reader of a column says).
+    let names: Vec<String> = ["grid_4", "image_index", "not_a_column"]
+        .map(String::from)
+        .to_vec();
+    let batches = spray_store::read_batches_of(&path, Some(&names)).unwrap();
+    let schema = batches[0].schema();
+    let read: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(read, ["image_index", "grid_4"]);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+    let every = spray_store::read_batches(&path).unwrap();
+    assert!(every[0].schema().fields().len() > 10);
     // A row without its logits is refused where the layout has them.
     let mut no_logits = rows.clone();
     no_logits[1].logits = None;
