@@ -3,6 +3,8 @@
 
 use spray_dataset::TensorLayout;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use spray_engine::{CompiledModel, OptimizedCache, Predictor, SessionConfig, SteeredPredictor};
 use spray_lrp::LrpModel;
@@ -71,7 +73,12 @@ pub struct ForwardScorer<'m> {
     /// The compiled graph, once a session had to be made from it.
     graph: Option<Cow<'m, LrpModel>>,
     session: SessionConfig,
-    predictor: Predictor,
+    /// Its own session; lent to another worker's scorer once this one has no class left
+    /// (`SessionPool`).
+    predictor: Arc<Mutex<Predictor>>,
+    /// The workers' sessions, where there are several: an idle one's scores half of a
+    /// request's batches.
+    pool: Option<(Arc<SessionPool>, usize)>,
     steered: Vec<Option<SteeredPredictor>>,
     /// Input height and width.
     size: [usize; 2],
@@ -118,7 +125,8 @@ impl<'m> ForwardScorer<'m> {
             model,
             graph,
             session,
-            predictor,
+            predictor: Arc::new(Mutex::new(predictor)),
+            pool: None,
             steered: (0..layers).map(|_| None).collect(),
             size,
             layout,
@@ -127,22 +135,17 @@ impl<'m> ForwardScorer<'m> {
         })
     }
 
+    /// This worker has no class left: its session may score other workers' batches
+    /// (`SessionPool`).
+    pub(crate) fn lend(&self) {
+        if let Some((pool, me)) = &self.pool {
+            pool.lend(*me);
+        }
+    }
+
     /// A batch of prepared CHW tensors as the model's input (NCHW or NHWC).
     fn batch(&self, chunk: &[Vec<f32>]) -> Result<ndarray::ArrayD<f32>> {
-        let [h, w] = self.size;
-        // One allocation and a copy per tensor (collecting the flattened iterator grew the
-        // vector as it went and copied element by element: a twentieth of the stage).
-        let mut flat = Vec::with_capacity(chunk.iter().map(Vec::len).sum());
-        chunk.iter().for_each(|t| flat.extend_from_slice(t));
-        let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], flat)
-            .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
-        if self.layout == TensorLayout::Nhwc {
-            input = input
-                .permuted_axes(vec![0, 2, 3, 1])
-                .as_standard_layout()
-                .into_owned();
-        }
-        Ok(input)
+        batch_input((self.size, self.layout), chunk)
     }
 
     /// The steered session of `layer`, made on first use.
@@ -213,18 +216,51 @@ impl<'m> ForwardScorer<'m> {
 }
 
 impl Scorer for ForwardScorer<'_> {
+    /// In batches of `batch_size`, on its own session; where a request has several batches
+    /// and another worker's session is idle, every second batch runs there at the same time.
+    /// The batches are the same either way, and every session is made the same way, so the
+    /// logits do not depend on which session ran them.
     fn logits(&mut self, tensors: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(tensors.len());
-        for chunk in tensors.chunks(self.batch_size) {
-            let input = self.batch(chunk)?;
-            let logits = self.predictor.predict(input.view())?;
-            let rows = logits
-                .into_dimensionality::<ndarray::Ix2>()
-                .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
-            out.extend(rows.rows().into_iter().map(|row| row.to_vec()));
-            self.scored += chunk.len();
-        }
-        Ok(out)
+        let chunks: Vec<&[Vec<f32>]> = tensors.chunks(self.batch_size).collect();
+        let shape = (self.size, self.layout);
+        let lent = match &self.pool {
+            Some((pool, me)) if chunks.len() > 1 => pool.borrow_idle(*me),
+            _ => None,
+        };
+        let batches: Vec<Rows> = match lent {
+            None => chunks
+                .iter()
+                .map(|c| score_batch(shape, &self.predictor, c))
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                let own = &self.predictor;
+                let (even, odd) = std::thread::scope(|scope| {
+                    let helper = scope.spawn(|| {
+                        chunks
+                            .iter()
+                            .skip(1)
+                            .step_by(2)
+                            .map(|c| score_batch(shape, &other, c))
+                            .collect::<Result<Vec<Rows>>>()
+                    });
+                    let even = chunks
+                        .iter()
+                        .step_by(2)
+                        .map(|c| score_batch(shape, own, c))
+                        .collect::<Result<Vec<Rows>>>();
+                    let odd = helper
+                        .join()
+                        .unwrap_or(Err(VerifyError::Panicked("a lent session")));
+                    (even, odd)
+                });
+                let (mut even, mut odd) = (even?.into_iter(), odd?.into_iter());
+                (0..chunks.len())
+                    .map_while(|i| if i % 2 == 0 { even.next() } else { odd.next() })
+                    .collect()
+            }
+        };
+        self.scored += tensors.len();
+        Ok(batches.into_iter().flatten().collect())
     }
 
     fn images_scored(&self) -> usize {
@@ -254,9 +290,128 @@ impl Scorer for ForwardScorer<'_> {
     }
 }
 
+/// A batch of prepared CHW tensors of input `size` as the model's input in `layout`.
+fn batch_input(
+    (size, layout): ([usize; 2], TensorLayout),
+    chunk: &[Vec<f32>],
+) -> Result<ndarray::ArrayD<f32>> {
+    let [h, w] = size;
+    // One allocation and a copy per tensor (collecting the flattened iterator grew the
+    // vector as it went and copied element by element: a twentieth of the stage).
+    let mut flat = Vec::with_capacity(chunk.iter().map(Vec::len).sum());
+    chunk.iter().for_each(|t| flat.extend_from_slice(t));
+    let mut input = ndarray::ArrayD::from_shape_vec(vec![chunk.len(), 3, h, w], flat)
+        .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+    if layout == TensorLayout::Nhwc {
+        input = input
+            .permuted_axes(vec![0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned();
+    }
+    Ok(input)
+}
+
+/// The logits of one batch on `predictor`.
+fn score_batch(
+    shape: ([usize; 2], TensorLayout),
+    predictor: &Mutex<Predictor>,
+    chunk: &[Vec<f32>],
+) -> Result<Rows> {
+    let input = batch_input(shape, chunk)?;
+    // A poisoned lock still holds a whole session: a panic elsewhere stops the stage anyway.
+    let logits = lock(predictor).predict(input.view())?;
+    let rows = logits
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| VerifyError::TensorShape(e.to_string()))?;
+    Ok(rows.rows().into_iter().map(|row| row.to_vec()).collect())
+}
+
+/// One batch's logits, a row per tensor.
+type Rows = Vec<Vec<f32>>;
+
+fn lock<S>(session: &Mutex<S>) -> MutexGuard<'_, S> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The workers' sessions (`stage::run`), which they lend each other: a worker with no class
+/// left marks its session idle (`lend`), and a worker still at work scores half of a
+/// request's batches on it (`ForwardScorer::logits`). Why: the classes are the stage's unit
+/// of work, and they cost unevenly — a shortcut class whose effects sit near the flag is
+/// measured on every recipient, many times over (photos-vit's caption class: a third of the
+/// stage's images) — so the last class ran on one core while the others idled (simulated
+/// from the per-class counts: 3–26% longer than an even split on the realistic scenarios).
+pub(crate) struct SessionPool<S = Predictor> {
+    sessions: Vec<Arc<Mutex<S>>>,
+    idle: Vec<AtomicBool>,
+}
+
+impl SessionPool {
+    /// The pool of `scorers`' sessions; each scorer is told its place in it.
+    pub(crate) fn join(scorers: &mut [ForwardScorer<'_>]) -> Arc<SessionPool> {
+        let pool = Arc::new(SessionPool::of(
+            scorers.iter().map(|s| Arc::clone(&s.predictor)).collect(),
+        ));
+        for (me, scorer) in scorers.iter_mut().enumerate() {
+            scorer.pool = Some((Arc::clone(&pool), me));
+        }
+        pool
+    }
+}
+
+impl<S> SessionPool<S> {
+    /// `sessions`, none of them idle yet.
+    fn of(sessions: Vec<Arc<Mutex<S>>>) -> Self {
+        let idle = sessions.iter().map(|_| AtomicBool::new(false)).collect();
+        SessionPool { sessions, idle }
+    }
+
+    /// Worker `me` has no class left: its session may score others' batches.
+    pub(crate) fn lend(&self, me: usize) {
+        if let Some(idle) = self.idle.get(me) {
+            idle.store(true, Ordering::Release);
+        }
+    }
+
+    /// An idle session other than `me`'s, not in use by another worker (none: score alone).
+    fn borrow_idle(&self, me: usize) -> Option<Arc<Mutex<S>>> {
+        (0..self.sessions.len())
+            .filter(|&j| j != me && self.idle[j].load(Ordering::Acquire))
+            .find_map(|j| {
+                // Taken only if free: two workers at work never wait for one session.
+                let free = self.sessions[j].try_lock().is_ok();
+                free.then(|| Arc::clone(&self.sessions[j]))
+            })
+    }
+}
+
 /// The index of the largest logit.
 pub(crate) fn predicted(logits: &[f32]) -> usize {
     spray_engine::argmax(logits.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session is lent only by a worker that said it has no class left, never to itself,
+    /// and only while no one else holds it.
+    #[test]
+    fn only_an_idle_free_session_of_another_worker_is_borrowed() {
+        let sessions: Vec<Arc<Mutex<usize>>> = (0..3).map(|i| Arc::new(Mutex::new(i))).collect();
+        let pool = SessionPool::of(sessions);
+        let borrowed = |me| pool.borrow_idle(me).map(|s| *lock(&s));
+        assert_eq!(borrowed(0), None, "no one is idle");
+        pool.lend(2);
+        assert_eq!(borrowed(0), Some(2));
+        assert_eq!(borrowed(1), Some(2));
+        assert_eq!(borrowed(2), None, "not its own");
+        let held = pool.sessions[2].lock().unwrap();
+        assert_eq!(borrowed(0), None, "in use");
+        drop(held);
+        pool.lend(1);
+        assert_eq!(borrowed(2), Some(1));
+        pool.lend(7);
+    }
 }
 
 #[cfg(test)]

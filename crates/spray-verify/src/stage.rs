@@ -20,7 +20,7 @@ use crate::members::{
     class_name, read_logits, read_members, recipients, KnownLogits, MembersByClass,
 };
 use crate::padding::padding_rows;
-use crate::scorer::{ForwardScorer, Scorer};
+use crate::scorer::{ForwardScorer, Scorer, SessionPool};
 use crate::settings::VerifySettings;
 use crate::workers::{self, Workers};
 use crate::{Result, VerifyError};
@@ -177,6 +177,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
             )
         })
         .collect::<Result<Vec<_>>>()?;
+    SessionPool::join(&mut scorers);
     let queue = UnitQueue {
         classes: &pending,
         next: AtomicUsize::new(0),
@@ -284,6 +285,7 @@ fn work(
             }
             Ok(())
         })();
+        scorer.lend();
         if outcome.is_err() {
             queue.failed.store(true, Ordering::Relaxed);
         }
