@@ -351,22 +351,22 @@ pub struct ReadOptions {
 }
 
 impl ReadOptions {
-    /// The columns `read_part` decodes: every part's narrow ones, and the wide ones asked for.
+    /// The columns `read_part` decodes: those every part has (the schema of a layout with no
+    /// optional column), and the optional ones asked for.
     fn columns(&self) -> Vec<String> {
-        let mut names: Vec<String> = [
-            "image_index",
-            "sample_id",
-            "path",
-            "class_index",
-            "class_name",
-            "labels",
-            "target_logit",
-            "predicted_class",
-            "relevance_sum",
-            "conservation_error",
-        ]
-        .map(String::from)
-        .to_vec();
+        let bare = RelevanceLayout {
+            grids: Vec::new(),
+            store_map: false,
+            store_images: false,
+            concept_layers: Vec::new(),
+            colour_stats: false,
+            logits: false,
+        };
+        let mut names: Vec<String> = schema(&bare)
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         names.extend(self.grids.iter().map(|&g| grid_column(g)));
         if self.images {
             names.extend(self.grids.iter().map(|&g| image_grid_column(g)));
