@@ -58,6 +58,7 @@ impl GridSource {
             },
             map: self.from_map,
             images: spaces.reads.images,
+            thumbnails: false,
             // Read per group instead (`GroupRows::concepts`): at ImageNet size the column of
             // every row would be 1.28M × ΣC floats (15.7 GB for ResNet-50's default layers).
             concept: false,

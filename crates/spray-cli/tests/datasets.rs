@@ -222,6 +222,7 @@ fn read_all(dir: &Path) -> (Vec<RelevanceRecord>, usize) {
         grids: vec![8, 10],
         map: true,
         images: true,
+        thumbnails: true,
         concept: true,
         colour: true,
         logits: false,

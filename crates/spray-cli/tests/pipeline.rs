@@ -668,6 +668,7 @@ fn nhwc_models_get_the_relevance_of_their_nchw_twin() {
             grids: vec![8],
             map: true,
             images: false,
+            thumbnails: false,
             concept: false,
             colour: false,
             logits: false,

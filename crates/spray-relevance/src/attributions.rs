@@ -441,6 +441,7 @@ mod tests {
             grids: vec![4],
             map: true,
             images: false,
+            thumbnails: false,
             concept: false,
             colour: false,
             logits: false,

@@ -98,6 +98,7 @@ pub(crate) fn read_records(
         },
         map: manifest.layout.store_map,
         images: manifest.layout.store_images,
+        thumbnails: manifest.layout.store_images,
         concept: false,
         colour: false,
         logits: false,

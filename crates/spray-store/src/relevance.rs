@@ -341,7 +341,10 @@ pub struct ReadOptions {
     /// Grids to read (empty: none).
     pub grids: Vec<usize>,
     pub map: bool,
+    /// Read the pooled inputs (`image_grid_<g>` of the grids asked for).
     pub images: bool,
+    /// Read the `thumbnail` column (the report's pictures; nothing else needs them).
+    pub thumbnails: bool,
     /// Read the `concept` column when the part has one.
     pub concept: bool,
     /// Read the `image_colour` column when the part has one.
@@ -370,6 +373,8 @@ impl ReadOptions {
         names.extend(self.grids.iter().map(|&g| grid_column(g)));
         if self.images {
             names.extend(self.grids.iter().map(|&g| image_grid_column(g)));
+        }
+        if self.thumbnails {
             names.push("thumbnail".into());
         }
         if self.map {
@@ -427,7 +432,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             (Vec::new(), Vec::new(), Vec::new())
         };
-        let thumbs = if options.images && c.has("thumbnail") {
+        let thumbs = if options.thumbnails && c.has("thumbnail") {
             c.binaries("thumbnail")?
         } else {
             Vec::new()

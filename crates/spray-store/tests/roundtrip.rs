@@ -60,6 +60,7 @@ fn relevance_parts_and_errors_round_trip() {
             grids: vec![2, 4],
             map: true,
             images: true,
+            thumbnails: true,
             concept: true,
             colour: true,
             logits: true,
@@ -82,6 +83,18 @@ fn relevance_parts_and_errors_round_trip() {
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
     assert!(narrow[3].concept.is_none() && narrow[3].colour.is_none());
     assert!(narrow[3].logits.is_none());
+    // The pooled inputs without the thumbnails (what the analysis' image space reads).
+    let pooled = relevance::read_part(
+        &path,
+        &ReadOptions {
+            grids: vec![2],
+            images: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(pooled[0].image_grids, rows[0].image_grids[..1]);
+    assert!(pooled[0].thumbnail.is_none() && rows[0].thumbnail.is_some());
     // ... and does not decode them: a batch read for some columns holds those alone, in the
     // file's order, and a name the file lacks is no error (the reader of a column says).
     let names: Vec<String> = ["grid_4", "image_index", "not_a_column"]

@@ -31,6 +31,7 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
         grids: if from_map { Vec::new() } else { vec![g] },
         map: from_map,
         images: false,
+        thumbnails: false,
         concept: false,
         colour: false,
         logits: false,
