@@ -143,11 +143,6 @@ impl<'m> ForwardScorer<'m> {
         }
     }
 
-    /// A batch of prepared CHW tensors as the model's input (NCHW or NHWC).
-    fn batch(&self, chunk: &[Vec<f32>]) -> Result<ndarray::ArrayD<f32>> {
-        batch_input((self.size, self.layout), chunk)
-    }
-
     /// The steered session of `layer`, made on first use.
     fn steered(&mut self, layer: usize) -> Result<&mut SteeredPredictor> {
         let slot = self
@@ -176,7 +171,7 @@ impl<'m> ForwardScorer<'m> {
         let (mut logits, mut activations) = (Vec::new(), Vec::new());
         let batch_size = self.batch_size;
         for (b, chunk) in tensors.chunks(batch_size).enumerate() {
-            let input = self.batch(chunk)?;
+            let input = batch_input((self.size, self.layout), chunk)?;
             let shared;
             let per_tensor;
             let offset = match offsets {
@@ -346,15 +341,14 @@ pub(crate) struct SessionPool<S = Predictor> {
 }
 
 impl SessionPool {
-    /// The pool of `scorers`' sessions; each scorer is told its place in it.
-    pub(crate) fn join(scorers: &mut [ForwardScorer<'_>]) -> Arc<SessionPool> {
+    /// Pools `scorers`' sessions; each scorer holds the pool and its place in it.
+    pub(crate) fn join(scorers: &mut [ForwardScorer<'_>]) {
         let pool = Arc::new(SessionPool::of(
             scorers.iter().map(|s| Arc::clone(&s.predictor)).collect(),
         ));
         for (me, scorer) in scorers.iter_mut().enumerate() {
             scorer.pool = Some((Arc::clone(&pool), me));
         }
-        pool
     }
 }
 
@@ -372,12 +366,14 @@ impl<S> SessionPool<S> {
         }
     }
 
-    /// An idle session other than `me`'s, not in use by another worker (none: score alone).
+    /// An idle session other than `me`'s that is free at this moment (none: score alone).
+    /// Not reserved: with three or more workers two may borrow the same idle session, and
+    /// its lock then runs their batches one after the other — never two locks held by one
+    /// thread, so never a deadlock.
     fn borrow_idle(&self, me: usize) -> Option<Arc<Mutex<S>>> {
         (0..self.sessions.len())
             .filter(|&j| j != me && self.idle[j].load(Ordering::Acquire))
             .find_map(|j| {
-                // Taken only if free: two workers at work never wait for one session.
                 let free = self.sessions[j].try_lock().is_ok();
                 free.then(|| Arc::clone(&self.sessions[j]))
             })
