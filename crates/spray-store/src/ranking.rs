@@ -64,7 +64,7 @@ impl ClassEvidence {
                 control_flip_rate: r.transplant_flip_rate_rest,
                 screened: r.screened(),
             };
-            if best.is_none_or(|b| e.specific() > b.specific()) {
+            if best.is_none_or(|b| tie_free(e.specific()) > tie_free(b.specific())) {
                 best = Some(e);
             }
         }
@@ -94,7 +94,7 @@ pub fn rank_with_evidence(spectra: &[ClassSpectrum], evidence: &[Evidence]) -> V
     }
     // a stable sort keeps the analysis order among ties and among the untested
     ranking.sort_by(|a, b| match (a.evidence, b.evidence) {
-        (Some(x), Some(y)) => y.specific().total_cmp(&x.specific()),
+        (Some(x), Some(y)) => tie_free(y.specific()).cmp(&tie_free(x.specific())),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
@@ -103,6 +103,14 @@ pub fn rank_with_evidence(spectra: &[ClassSpectrum], evidence: &[Evidence]) -> V
         r.rank = i + 1;
     }
     ranking
+}
+
+/// An effect on a grid fine enough for any flip-rate difference (shares of at most millions of
+/// recipients) and coarse enough that two equal effects computed differently compare equal.
+/// Why: 1/10 − 0/10 and 3/10 − 2/10 differ in their last bits (0.1 and 0.10000000000000003),
+/// and the ranking breaks ties by the analysis' order, not by rounding.
+fn tie_free(effect: f64) -> i64 {
+    (effect * 1e9).round() as i64
 }
 
 /// Rank classes by their relevance-space score (descending; ties by class index).
@@ -284,5 +292,26 @@ mod tests {
         // Only the detail row that does not count: the region row carries the class.
         let best = ClassEvidence::strongest([&kept, &region]).unwrap();
         assert_eq!(best.cluster, 3);
+    }
+
+    /// Equal effects that differ only in their last bits (1/10 − 0 and 3/10 − 2/10) tie, and
+    /// the tie goes to the analysis' order, in the class ranking and among a class's rows.
+    #[test]
+    fn equal_effects_computed_differently_tie() {
+        let (a, b) = (0.1 - 0.0, 0.3 - 0.2);
+        assert_ne!(a, b);
+        let spectra = [spectrum(0, 3.0), spectrum(1, 2.0)];
+        let rows = [evidence(1, 0, 0.3, 0.2), evidence(0, 0, 0.1, 0.0)];
+        let order: Vec<i32> = rank_with_evidence(&spectra, &rows)
+            .iter()
+            .map(|r| r.spectrum.class_index)
+            .collect();
+        assert_eq!(order, [0, 1]);
+        let first = evidence(0, 1, 0.1, 0.0);
+        let second = evidence(0, 2, 0.3, 0.2);
+        assert_eq!(
+            ClassEvidence::strongest([&first, &second]).unwrap().cluster,
+            1
+        );
     }
 }

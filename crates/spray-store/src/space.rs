@@ -123,6 +123,8 @@ evidence_tests! {
     ColourTransfer = "colour-transfer", needs_loss: false;
     /// The group's fine detail (`probe/detail_transfer.rs`).
     DetailTransfer = "detail-transfer", needs_loss: true;
+    /// The group's fine amplitude spectrum (`probe/spectrum_transfer.rs`).
+    SpectrumTransfer = "spectrum-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

@@ -32,6 +32,7 @@ pub mod probe;
 pub mod region;
 pub mod scorer;
 mod settings;
+mod spectrum;
 mod stage;
 mod transplant;
 mod workers;

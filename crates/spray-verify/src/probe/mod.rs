@@ -14,6 +14,7 @@ mod feature_direction;
 mod member_region;
 mod regions;
 mod shared_region;
+mod spectrum_transfer;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -145,6 +146,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::MemberRegion => &member_region::PROBE,
         EvidenceTest::ColourTransfer => &colour_transfer::PROBE,
         EvidenceTest::DetailTransfer => &detail_transfer::PROBE,
+        EvidenceTest::SpectrumTransfer => &spectrum_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
@@ -391,6 +393,7 @@ mod tests {
                 let off = VerifySettings {
                     detail_transfer: false,
                     colour_transfer: false,
+                    spectrum_transfer: false,
                     feature_direction: false,
                     ..VerifySettings::default()
                 };

@@ -1,0 +1,268 @@
+//! Amplitude spectra of CHW tensors, for the spectrum transfer
+//! (`probe/spectrum_transfer.rs`): each channel's 2-D discrete Fourier transform, its
+//! amplitudes above a frequency cut given to another image, which keeps its own phases and
+//! its amplitudes below the cut (Fourier domain adaptation, Yang & Soatto 2020).
+//!
+//! Why amplitudes: a difference in how an image was made — compressed hard, blurred, noisy,
+//! scanned with lines — is in how much of each fine frequency the image holds, wherever it
+//! is; the phases carry where things are (the object's shape), which stays the recipient's.
+//!
+//! The transforms are rustfft's scalar ones (no SIMD feature), so the same input gives the
+//! same bits on every machine; plans are made once per thread and size.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustfft::num_complex::Complex;
+use rustfft::{Fft, FftDirection, FftPlanner};
+
+/// The frequency from which on amplitudes are transferred, in cycles per image side (the
+/// radius of (cycles down, cycles across)). Why 4: below it an amplitude spectrum still
+/// holds the object's coarse shape and the image's layout. Measured with a reference in
+/// NumPy on the analysis' groups (benches/RESULTS.md): from 4 cycles on the transfer carried
+/// scanlines (+0.69), sensor noise (+0.50) and a hard JPEG recompression (+0.35); from 8 on
+/// the recompression was no longer carried (+0.05).
+pub(crate) const CUT_CYCLES: f64 = 4.0;
+
+/// Plans by (length, inverse).
+type Plans = HashMap<(usize, bool), Arc<dyn Fft<f32>>>;
+
+thread_local! {
+    static PLANS: RefCell<Plans> = RefCell::new(HashMap::new());
+}
+
+/// The plan of a transform of length `n` (`inverse`: the unnormalised inverse).
+fn plan(n: usize, inverse: bool) -> Arc<dyn Fft<f32>> {
+    PLANS.with(|plans| {
+        plans
+            .borrow_mut()
+            .entry((n, inverse))
+            .or_insert_with(|| {
+                let direction = if inverse {
+                    FftDirection::Inverse
+                } else {
+                    FftDirection::Forward
+                };
+                FftPlanner::new().plan_fft(n, direction)
+            })
+            .clone()
+    })
+}
+
+/// The 2-D transform of one `height` × `width` plane (row-major) in place: every row, then
+/// every column (as rows of the transposed plane: one call per pass, not one per column).
+fn transform(plane: &mut [Complex<f32>], width: usize, height: usize, inverse: bool) {
+    if width == 0 || height == 0 {
+        return;
+    }
+    plan(width, inverse).process(plane);
+    let mut columns = vec![Complex::new(0.0, 0.0); plane.len()];
+    for (y, row) in plane.chunks_exact(width).enumerate() {
+        for (x, v) in row.iter().enumerate() {
+            columns[x * height + y] = *v;
+        }
+    }
+    plan(height, inverse).process(&mut columns);
+    for (x, column) in columns.chunks_exact(height).enumerate() {
+        for (y, v) in column.iter().enumerate() {
+            plane[y * width + x] = *v;
+        }
+    }
+}
+
+/// Each channel's spectrum of a CHW tensor (`width` pixels per row).
+fn spectra(tensor: &[f32], width: usize) -> Vec<Complex<f32>> {
+    let width = width.max(1);
+    let plane = tensor.len() / 3;
+    let height = plane / width;
+    let mut out: Vec<Complex<f32>> = tensor.iter().map(|&v| Complex::new(v, 0.0)).collect();
+    for channel in out.chunks_mut(plane.max(1)) {
+        transform(channel, width, height, false);
+    }
+    out
+}
+
+/// Whether bin `i` of a plane (`width` per row) lies at or above [`CUT_CYCLES`]. Bin k of a
+/// side n is the frequency k cycles per side, or k − n past the middle.
+pub(crate) fn is_high(i: usize, width: usize, height: usize) -> bool {
+    let signed = |k: usize, n: usize| {
+        if 2 * k > n {
+            k as f64 - n as f64
+        } else {
+            k as f64
+        }
+    };
+    let (y, x) = (i / width, i % width);
+    signed(y, height).hypot(signed(x, width)) >= CUT_CYCLES
+}
+
+/// A CHW tensor's amplitudes (|bin| of each channel's spectrum, CHW like the tensor).
+pub(crate) fn amplitudes(tensor: &[f32], width: usize) -> Vec<f32> {
+    spectra(tensor, width).iter().map(|c| c.norm()).collect()
+}
+
+/// `target` with its amplitudes at and above [`CUT_CYCLES`] replaced by `amplitude` (a
+/// tensor's [`amplitudes`], or a mean of several), its phases and lower amplitudes kept,
+/// clamped to the values a pixel can take per channel (`bounds`). A bin without a phase
+/// (amplitude 0) takes the amplitude as a real value.
+pub(crate) fn give_amplitudes(
+    target: &mut [f32],
+    amplitude: &[f32],
+    (width, bounds): (usize, &[(f32, f32); 3]),
+) {
+    let width = width.max(1);
+    let plane = target.len() / 3;
+    let height = plane / width;
+    if plane == 0 || amplitude.len() != target.len() {
+        return;
+    }
+    let mut spectrum = spectra(target, width);
+    for (i, bin) in spectrum.iter_mut().enumerate() {
+        if !is_high(i % plane, width, height) {
+            continue;
+        }
+        let norm = bin.norm();
+        *bin = if norm > 0.0 {
+            *bin * (amplitude[i] / norm)
+        } else {
+            Complex::new(amplitude[i], 0.0)
+        };
+    }
+    let scale = 1.0 / plane as f32;
+    for (c, (channel, out)) in spectrum
+        .chunks_mut(plane)
+        .zip(target.chunks_mut(plane))
+        .enumerate()
+    {
+        transform(channel, width, height, true);
+        let (lo, hi) = bounds[c.min(2)];
+        for (o, v) in out.iter_mut().zip(channel.iter()) {
+            *o = (v.re * scale).clamp(lo, hi);
+        }
+    }
+}
+
+/// The mean of several tensors' [`amplitudes`] (empty for none).
+pub(crate) fn mean_amplitudes<'a>(
+    tensors: impl IntoIterator<Item = &'a [f32]>,
+    width: usize,
+) -> Vec<f32> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut n = 0usize;
+    for t in tensors {
+        let a = amplitudes(t, width);
+        if sum.is_empty() {
+            sum = vec![0.0; a.len()];
+        }
+        if a.len() != sum.len() {
+            continue;
+        }
+        sum.iter_mut().zip(&a).for_each(|(s, &v)| *s += v as f64);
+        n += 1;
+    }
+    sum.iter().map(|&s| (s / n.max(1) as f64) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPEN: [(f32, f32); 3] = [(-100.0, 100.0); 3];
+
+    fn tensor(width: usize, height: usize, seed: u32) -> Vec<f32> {
+        (0..3 * width * height)
+            .map(|i| {
+                let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 16;
+                (v % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_transform_matches_a_direct_dft() {
+        let (w, h) = (6, 5);
+        let t = tensor(w, h, 3);
+        let got = spectra(&t, w);
+        for c in 0..3 {
+            for (ky, kx) in [(0, 0), (1, 2), (4, 5), (2, 3)] {
+                let mut want = Complex::new(0.0f64, 0.0);
+                for y in 0..h {
+                    for x in 0..w {
+                        let phase = -2.0
+                            * std::f64::consts::PI
+                            * ((ky * y) as f64 / h as f64 + (kx * x) as f64 / w as f64);
+                        want += Complex::from_polar(t[c * w * h + y * w + x] as f64, phase);
+                    }
+                }
+                let g = got[c * w * h + ky * w + kx];
+                assert!((g.re as f64 - want.re).abs() < 1e-4, "{g} vs {want}");
+                assert!((g.im as f64 - want.im).abs() < 1e-4, "{g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_given_its_own_amplitudes_is_unchanged() {
+        let (w, h) = (16, 12);
+        let t = tensor(w, h, 7);
+        let mut u = t.clone();
+        give_amplitudes(&mut u, &amplitudes(&t, w), (w, &OPEN));
+        for (a, b) in t.iter().zip(&u) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_recipient_keeps_its_low_frequencies_and_takes_the_high_amplitudes() {
+        let (w, h) = (16, 16);
+        let (r, d) = (tensor(w, h, 1), tensor(w, h, 2));
+        let mut u = r.clone();
+        give_amplitudes(&mut u, &amplitudes(&d, w), (w, &OPEN));
+        let (before, after, donor) = (spectra(&r, w), spectra(&u, w), spectra(&d, w));
+        let plane = w * h;
+        let mut high = 0;
+        for i in 0..3 * plane {
+            if is_high(i % plane, w, h) {
+                high += 1;
+                assert!((after[i].norm() - donor[i].norm()).abs() < 1e-3);
+                // Its own phase, where it has one.
+                if before[i].norm() > 1e-3 {
+                    let turn = after[i] * before[i].conj();
+                    assert!(turn.im.abs() < 1e-3 * turn.norm().max(1.0));
+                }
+            } else {
+                assert!((after[i] - before[i]).norm() < 1e-3);
+            }
+        }
+        // The mean (bin 0) and the lowest bins are low; most of a 16 px plane is high.
+        assert!(!is_high(0, w, h) && !is_high(3, w, h) && is_high(4, w, h));
+        assert!(!is_high(w - 3, w, h) && is_high(8 * w + 8, w, h));
+        assert!(high > 3 * plane / 2);
+    }
+
+    #[test]
+    fn values_are_clamped_and_a_mismatched_spectrum_changes_nothing() {
+        let (w, h) = (8, 8);
+        let r = tensor(w, h, 4);
+        let loud: Vec<f32> = amplitudes(&r, w).iter().map(|a| a * 50.0).collect();
+        let mut u = r.clone();
+        give_amplitudes(&mut u, &loud, (w, &[(-1.0, 1.0); 3]));
+        assert!(u.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let mut v = r.clone();
+        give_amplitudes(&mut v, &loud[1..], (w, &OPEN));
+        assert_eq!(v, r);
+    }
+
+    #[test]
+    fn the_mean_of_amplitudes_is_per_bin() {
+        let w = 4;
+        let (a, b) = (tensor(w, 4, 1), tensor(w, 4, 9));
+        let m = mean_amplitudes([a.as_slice(), b.as_slice()], w);
+        let (aa, ab) = (amplitudes(&a, w), amplitudes(&b, w));
+        for i in 0..m.len() {
+            assert!((m[i] - (aa[i] + ab[i]) / 2.0).abs() < 1e-5);
+        }
+        assert!(mean_amplitudes(std::iter::empty(), w).is_empty());
+    }
+}
