@@ -664,6 +664,119 @@ mod tests {
         assert_eq!(object.transplant_flip_rate_rest, 1.0);
     }
 
+    /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
+    /// images carry a checkerboard on channel 0 that the model weighs, three a bright
+    /// quadrant on channel 1. Given a checkerboard image's amplitudes, a flat class-1 image
+    /// (no phase at that bin) gains the checkerboard and turns; given the rest's, it does
+    /// not; the checkerboard images, given the rest's (flat) amplitudes, lose it.
+    #[test]
+    fn a_spectrum_shortcut_turns_recipients_and_its_images_lose_it_without_it() {
+        const S: usize = 8;
+        let plane = S * S;
+        let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
+        let quadrant = |y: usize, x: usize| y >= S / 2 && x >= S / 2;
+        let mut class0 = vec![0.0f32; 3 * plane];
+        let mut class1 = vec![0.0f32; 3 * plane];
+        for y in 0..S {
+            for x in 0..S {
+                class0[y * S + x] = 10.0 * checker(y, x);
+                if quadrant(y, x) {
+                    class0[plane + y * S + x] = 2.0;
+                }
+                class1[2 * plane + y * S + x] = 1.0;
+            }
+        }
+        let mut model = LinearModel {
+            weights: vec![class0, class1],
+            scored: 0,
+        };
+        let make = |ch0: &dyn Fn(usize, usize) -> f32, ch1: &dyn Fn(usize, usize) -> f32, ch2| {
+            let mut t = vec![ch2; 3 * plane];
+            for y in 0..S {
+                for x in 0..S {
+                    t[y * S + x] = ch0(y, x);
+                    t[plane + y * S + x] = ch1(y, x);
+                }
+            }
+            t
+        };
+        let mut tensors = Vec::new();
+        for _ in 0..3 {
+            tensors.push(make(&|y, x| 0.5 + 0.4 * checker(y, x), &|_, _| 0.5, 0.3));
+        }
+        for _ in 0..3 {
+            tensors.push(make(
+                &|_, _| 0.5,
+                &|y, x| if quadrant(y, x) { 1.0 } else { 0.5 },
+                0.3,
+            ));
+        }
+        for _ in 0..6 {
+            tensors.push(make(&|_, _| 0.5, &|_, _| 0.5, 0.6));
+        }
+        let logits = model.logits(&tensors).unwrap();
+        let mut by_class = MembersByClass::new();
+        let mut analysed = AnalysedGroups::default();
+        for (i, l) in logits.iter().enumerate() {
+            let class = i32::from(i >= 6);
+            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
+            by_class.entry(class).or_default().push(Member {
+                image_index: i,
+                map: if i < 3 {
+                    vec![0.25; 4]
+                } else {
+                    vec![0.0, 0.0, 0.0, 1.0]
+                },
+                predicted: class,
+                class_logit: l[class as usize],
+            });
+            if i < 6 {
+                let cluster = i32::from(i >= 3);
+                analysed
+                    .labels
+                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
+            }
+        }
+        let settings = VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: true,
+            ..VerifySettings::default()
+        };
+        let images = Images(tensors);
+        let known = KnownLogits::new();
+        let mut bench = Bench {
+            scorer: &mut model,
+            images: &images,
+            settings: &settings,
+            grid: 2,
+            size: [S, S],
+            bounds: [(0.0, 1.0); 3],
+            pictures: &NoPictures,
+            logits: &known,
+        };
+        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        let spectrum: Vec<&Evidence> = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::SpectrumTransfer)
+            .collect();
+        // Both groups differ from their rest in fine energy: both are tested.
+        assert_eq!(spectrum.len(), 2);
+        let shortcut = spectrum[0];
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "spectrum");
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        // 10 · 0.4 · 64 = 256 of the logit came from the checkerboard, which is taken away.
+        assert!(shortcut.occlusion_drop > 0.9, "{}", shortcut.occlusion_drop);
+        assert_eq!(shortcut.accuracy_after, 0.0);
+        // The object group (cluster 1) gives the recipients no checkerboard; its control (the
+        // checkerboard images' amplitudes) turns them all.
+        assert_eq!(spectrum[1].group().name(), "cluster 1");
+        assert_eq!(spectrum[1].transplant_flip_rate, 0.0);
+        assert_eq!(spectrum[1].transplant_flip_rate_rest, 1.0);
+    }
+
     /// The shortcut group's region turns every class-1 image into class 0 and neither control
     /// does; the object group's region turns none.
     #[test]

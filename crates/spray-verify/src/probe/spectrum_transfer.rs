@@ -26,7 +26,8 @@ pub(super) static PROBE: Probe = Probe {
     test: EvidenceTest::SpectrumTransfer,
     // Every group of explanations and of the colour space, after the space's own test. Why
     // the colour space too: its groups are images that differ globally, as a whole-image
-    // process makes them (the held-out recompression's strongest group was a colour one).
+    // process makes them (in the NumPy reference, the held-out recompression's strongest
+    // group was a colour one; in spray its flagged rows were concept-space groups).
     also_for: |space| space.role != SpaceRole::Baseline,
     on: |settings| settings.spectrum_transfer,
     method: Method::Pixels(plan),
@@ -126,6 +127,7 @@ fn differs(group: [f64; 3], rest: [f64; 3]) -> bool {
 
 /// The whole image's fine amplitudes: occlusion gives an image the class's other images'
 /// mean, a transplant gives the recipient its donor's.
+///
 /// The donors' amplitudes are kept once computed (a transplant gives each donor to several
 /// recipients, round-robin).
 #[derive(Debug, Clone)]
@@ -189,7 +191,7 @@ mod tests {
         // Alternate rows in the red channel only: energy there, none in the others.
         let mut lines = flat.clone();
         (0..w * h)
-            .filter(|p| (p / w) % 2 == 0)
+            .filter(|p| (p / w).is_multiple_of(2))
             .for_each(|p| lines[p] = 1.0);
         let e = high_energy(&lines, w);
         assert!(e[0] > 1.0 && e[1] < 1e-9 && e[2] < 1e-9, "{e:?}");
