@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rustfft::num_complex::Complex;
@@ -27,6 +28,8 @@ pub(crate) const CUT_CYCLES: f64 = 4.0;
 
 /// Plans by (length, inverse).
 type Plans = HashMap<(usize, bool), Arc<dyn Fft<f32>>>;
+/// High-bin masks by (width, height).
+type Masks = HashMap<(usize, usize), Rc<Vec<bool>>>;
 
 thread_local! {
     static PLANS: RefCell<Plans> = RefCell::new(HashMap::new());
@@ -94,12 +97,39 @@ pub(crate) fn is_high(i: usize, width: usize, height: usize) -> bool {
         }
     };
     let (y, x) = (i / width, i % width);
-    signed(y, height).hypot(signed(x, width)) >= CUT_CYCLES
+    let (fy, fx) = (signed(y, height), signed(x, width));
+    fy * fy + fx * fx >= CUT_CYCLES * CUT_CYCLES
+}
+
+/// A bin's amplitude, |re + i·im| (a plain root: `Complex::norm`'s `hypot` guards against
+/// overflow that pixel values cannot reach, at several times the cost).
+fn magnitude(c: &Complex<f32>) -> f32 {
+    (c.re * c.re + c.im * c.im).sqrt()
+}
+
+/// The bins of a `height` × `width` plane at or above the cut, once per size and thread.
+pub(crate) fn high_bins(width: usize, height: usize) -> Rc<Vec<bool>> {
+    thread_local! {
+        static MASKS: RefCell<Masks> = RefCell::new(HashMap::new());
+    }
+    MASKS.with(|masks| {
+        masks
+            .borrow_mut()
+            .entry((width, height))
+            .or_insert_with(|| {
+                Rc::new(
+                    (0..width * height)
+                        .map(|i| is_high(i, width, height))
+                        .collect(),
+                )
+            })
+            .clone()
+    })
 }
 
 /// A CHW tensor's amplitudes (|bin| of each channel's spectrum, CHW like the tensor).
 pub(crate) fn amplitudes(tensor: &[f32], width: usize) -> Vec<f32> {
-    spectra(tensor, width).iter().map(|c| c.norm()).collect()
+    spectra(tensor, width).iter().map(magnitude).collect()
 }
 
 /// `target` with its amplitudes at and above [`CUT_CYCLES`] replaced by `amplitude` (a
@@ -118,11 +148,12 @@ pub(crate) fn give_amplitudes(
         return;
     }
     let mut spectrum = spectra(target, width);
+    let high = high_bins(width, height);
     for (i, bin) in spectrum.iter_mut().enumerate() {
-        if !is_high(i % plane, width, height) {
+        if !high[i % plane] {
             continue;
         }
-        let norm = bin.norm();
+        let norm = magnitude(bin);
         *bin = if norm > 0.0 {
             *bin * (amplitude[i] / norm)
         } else {

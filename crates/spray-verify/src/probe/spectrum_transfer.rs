@@ -19,7 +19,7 @@ use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
-use crate::spectrum::{amplitudes, give_amplitudes, is_high, mean_amplitudes};
+use crate::spectrum::{amplitudes, give_amplitudes, high_bins, mean_amplitudes};
 use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
@@ -101,7 +101,8 @@ fn high_energy(tensor: &[f32], width: usize) -> [f64; 3] {
     let plane = a.len() / 3;
     let width = width.max(1);
     let height = plane / width;
-    let high: Vec<usize> = (0..plane).filter(|&i| is_high(i, width, height)).collect();
+    let mask = high_bins(width, height);
+    let high: Vec<usize> = (0..plane).filter(|&i| mask[i]).collect();
     let mut out = [0.0; 3];
     for (c, e) in out.iter_mut().enumerate() {
         let sum: f64 = high
