@@ -174,27 +174,6 @@ pub(crate) fn give_amplitudes(
     }
 }
 
-/// The mean of several tensors' [`amplitudes`] (empty for none).
-pub(crate) fn mean_amplitudes<'a>(
-    tensors: impl IntoIterator<Item = &'a [f32]>,
-    width: usize,
-) -> Vec<f32> {
-    let mut sum: Vec<f64> = Vec::new();
-    let mut n = 0usize;
-    for t in tensors {
-        let a = amplitudes(t, width);
-        if sum.is_empty() {
-            sum = vec![0.0; a.len()];
-        }
-        if a.len() != sum.len() {
-            continue;
-        }
-        sum.iter_mut().zip(&a).for_each(|(s, &v)| *s += v as f64);
-        n += 1;
-    }
-    sum.iter().map(|&s| (s / n.max(1) as f64) as f32).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,17 +262,5 @@ mod tests {
         let mut v = r.clone();
         give_amplitudes(&mut v, &loud[1..], (w, &OPEN));
         assert_eq!(v, r);
-    }
-
-    #[test]
-    fn the_mean_of_amplitudes_is_per_bin() {
-        let w = 4;
-        let (a, b) = (tensor(w, 4, 1), tensor(w, 4, 9));
-        let m = mean_amplitudes([a.as_slice(), b.as_slice()], w);
-        let (aa, ab) = (amplitudes(&a, w), amplitudes(&b, w));
-        for i in 0..m.len() {
-            assert!((m[i] - (aa[i] + ab[i]) / 2.0).abs() < 1e-5);
-        }
-        assert!(mean_amplitudes(std::iter::empty(), w).is_empty());
     }
 }
