@@ -145,8 +145,8 @@ pub struct VerifySettings {
     /// default, for now: on a held-out ResNet it carried a hard JPEG recompression that turns
     /// 36% of other classes' images into its class and that no other test carried (+0.10,
     /// ranked last of ten; with it +0.37, flagged), and every verdict of the suite held; but
-    /// it raised the verify stage to about the relevance stage's time on the realistic
-    /// scenarios (0.8–1.3× in noisy runs, from 0.8–0.9×), and a clean class's colour group
+    /// on the realistic scenarios it raised the verify stage from 0.43–0.89× the relevance
+    /// stage's time to 0.53–1.14× (photos-clean over), and a clean class's colour group
     /// reached +0.24 with it, close to the flag (benches/RESULTS.md).
     #[serde(default)]
     pub spectrum_transfer: bool,
