@@ -5,7 +5,7 @@
 //! so the report, the verify stage and the pipeline read one definition.
 
 use crate::analysis::ClassSpectrum;
-use crate::verify::Evidence;
+use crate::verify::{effect_key, Evidence};
 
 /// One row of the class ranking (relevance space, with the image baseline beside it).
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ impl ClassEvidence {
                 control_flip_rate: r.transplant_flip_rate_rest,
                 screened: r.screened(),
             };
-            if best.is_none_or(|b| tie_free(e.specific()) > tie_free(b.specific())) {
+            if best.is_none_or(|b| effect_key(e.specific()) > effect_key(b.specific())) {
                 best = Some(e);
             }
         }
@@ -94,7 +94,7 @@ pub fn rank_with_evidence(spectra: &[ClassSpectrum], evidence: &[Evidence]) -> V
     }
     // a stable sort keeps the analysis order among ties and among the untested
     ranking.sort_by(|a, b| match (a.evidence, b.evidence) {
-        (Some(x), Some(y)) => tie_free(y.specific()).cmp(&tie_free(x.specific())),
+        (Some(x), Some(y)) => effect_key(y.specific()).cmp(&effect_key(x.specific())),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
@@ -103,14 +103,6 @@ pub fn rank_with_evidence(spectra: &[ClassSpectrum], evidence: &[Evidence]) -> V
         r.rank = i + 1;
     }
     ranking
-}
-
-/// An effect on a grid fine enough for any flip-rate difference (shares of at most millions of
-/// recipients) and coarse enough that two equal effects computed differently compare equal.
-/// Why: 1/10 − 0/10 and 3/10 − 2/10 differ in their last bits (0.1 and 0.10000000000000003),
-/// and the ranking breaks ties by the analysis' order, not by rounding.
-fn tie_free(effect: f64) -> i64 {
-    (effect * 1e9).round() as i64
 }
 
 /// Rank classes by their relevance-space score (descending; ties by class index).

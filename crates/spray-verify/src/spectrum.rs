@@ -88,7 +88,7 @@ fn spectra(tensor: &[f32], width: usize) -> Vec<Complex<f32>> {
 
 /// Whether bin `i` of a plane (`width` per row) lies at or above [`CUT_CYCLES`]. Bin k of a
 /// side n is the frequency k cycles per side, or k − n past the middle.
-pub(crate) fn is_high(i: usize, width: usize, height: usize) -> bool {
+fn is_high(i: usize, width: usize, height: usize) -> bool {
     let signed = |k: usize, n: usize| {
         if 2 * k > n {
             k as f64 - n as f64

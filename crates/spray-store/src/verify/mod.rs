@@ -160,6 +160,12 @@ impl Evidence {
         self.transplant_flip_rate - self.transplant_flip_rate_rest
     }
 
+    /// [`Evidence::specific`] as the evidence order and the class ranking compare it
+    /// ([`effect_key`]).
+    pub fn effect_key(&self) -> i64 {
+        effect_key(self.specific())
+    }
+
     /// Whether the row can carry its class's evidence (the ranking and the flag read only such
     /// rows; every row is shown). A test whose change always holds the class's own object
     /// ([`crate::EvidenceTest::needs_loss`]) counts only where taking it away from the
@@ -181,6 +187,15 @@ impl Evidence {
     pub fn occlusion_contrast(&self) -> f64 {
         self.occlusion_drop - self.occlusion_drop_rest
     }
+}
+
+/// An effect on a grid fine enough for any flip-rate difference (shares of at most millions of
+/// recipients) and coarse enough that two equal effects computed differently compare equal:
+/// what the evidence order and the class ranking compare, so that they agree. Why: 1/10 −
+/// 0/10 and 3/10 − 2/10 differ in their last bits (0.1 and 0.10000000000000003), and ties
+/// are broken by the rules stated where effects are ordered, not by rounding.
+pub fn effect_key(effect: f64) -> i64 {
+    (effect * 1e9).round() as i64
 }
 
 /// The share of a group's images that must lose their class when a [`Evidence::counts`]

@@ -93,8 +93,8 @@ pub fn write_tables(dir: &Path, padding: &[PaddingEffect], aopc: &[Aopc]) -> Res
 /// effect), then the occlusion contrast, then class, space, level and label (deterministic).
 pub fn sort_evidence(rows: &mut [Evidence]) {
     rows.sort_by(|a, b| {
-        b.specific()
-            .total_cmp(&a.specific())
+        b.effect_key()
+            .cmp(&a.effect_key())
             .then(b.occlusion_contrast().total_cmp(&a.occlusion_contrast()))
             .then(a.class_index.cmp(&b.class_index))
             .then(a.group().cmp(&b.group()))

@@ -75,22 +75,23 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     }
     // The amplitudes of the first of the rest (the control's donors), which the group's
     // images take in turn: each a real image's spectrum (a mean of spectra is smoother than
-    // any image, and took a third of the class logit from the rest's own images).
+    // any image, and took a third of the class logit from the rest's own images). The
+    // control gives from the same images in the same order, so it starts with them.
     let rest = input
         .rest_rows
         .iter()
         .take(OCCLUSION_SPECTRA)
         .map(|&i| {
             let t = input.images.tensor(input.members[i].image_index)?;
-            Ok(amplitudes(&t, input.size[1]))
+            Ok(Rc::new(amplitudes(&t, input.size[1])))
         })
-        .collect::<Result<Vec<Vec<f32>>>>()?;
-    let rest = Rc::new(rest);
+        .collect::<Result<Vec<Rc<Vec<f32>>>>>()?;
+    let rest: Rc<[Rc<Vec<f32>>]> = rest.into();
     Ok(Some(Plan {
         region: "spectrum".to_string(),
         region_cells: input.grid * input.grid,
-        group: Box::new(Amplitudes::new(rest.clone())),
-        control: Box::new(Amplitudes::new(rest)),
+        group: Box::new(Amplitudes::new(rest.clone(), &[])),
+        control: Box::new(Amplitudes::new(rest.clone(), &rest)),
         second_control: None,
     }))
 }
@@ -144,37 +145,46 @@ fn differs(group: [f64; 3], rest: [f64; 3]) -> bool {
 ///
 /// The donors' amplitudes are kept once computed (a transplant gives each donor to several
 /// recipients, round-robin).
-#[derive(Debug, Clone)]
-struct Amplitudes(Rc<Vec<Vec<f32>>>, Rc<RefCell<BTreeMap<usize, Vec<f32>>>>);
+#[derive(Debug)]
+struct Amplitudes {
+    /// The rest's spectra an occluded image takes in turn.
+    rest: Rc<[Rc<Vec<f32>>]>,
+    /// Donor position → its amplitudes.
+    given: RefCell<BTreeMap<usize, Rc<Vec<f32>>>>,
+}
 
 impl Amplitudes {
-    fn new(rest: Rc<Vec<Vec<f32>>>) -> Self {
-        Amplitudes(rest, Rc::default())
+    /// `known`: the amplitudes of the first donors, where they are known already.
+    fn new(rest: Rc<[Rc<Vec<f32>>]>, known: &[Rc<Vec<f32>>]) -> Self {
+        Amplitudes {
+            rest,
+            given: RefCell::new(known.iter().cloned().enumerate().collect()),
+        }
     }
 }
 
 impl Carrier for Amplitudes {
     fn take_away(&self, k: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
-        if self.0.is_empty() {
+        if self.rest.is_empty() {
             return;
         }
-        let rest = &self.0[(k + at.shift) % self.0.len()];
+        let rest = &self.rest[(k + at.shift) % self.rest.len()];
         give_amplitudes(image, rest, (at.apply.width, at.apply.bounds));
     }
 
     fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
         let d = j % from.donors.len();
         let apply = from.apply;
-        let mut kept = self.1.borrow_mut();
-        let amplitude = kept
+        let mut given = self.given.borrow_mut();
+        let amplitude = given
             .entry(d)
-            .or_insert_with(|| amplitudes(&from.donors[d], apply.width));
+            .or_insert_with(|| Rc::new(amplitudes(&from.donors[d], apply.width)));
         give_amplitudes(recipient, amplitude, (apply.width, apply.bounds));
     }
 
     /// Occlusion only: no donors.
     fn subset(&self, _: &[usize]) -> Box<dyn Carrier> {
-        Box::new(Amplitudes::new(self.0.clone()))
+        Box::new(Amplitudes::new(self.rest.clone(), &[]))
     }
 }
 
