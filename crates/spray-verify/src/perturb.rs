@@ -71,16 +71,15 @@ pub(crate) fn low_pass(tensor: &[f32], width: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Add `donor`'s fine detail (donor − its low-pass, both CHW), moved by `shift` (rows,
-/// columns; what moves off the image is lost), to `target`, clamped to the values a pixel
-/// can take per channel (`bounds`).
+/// Add `donor`'s fine detail (donor − `smooth`, its [`low_pass`], both CHW), moved by
+/// `shift` (rows, columns; what moves off the image is lost), to `target`, clamped to the
+/// values a pixel can take per channel (`bounds`).
 pub(crate) fn add_detail(
     target: &mut [f32],
-    donor: &[f32],
+    (donor, smooth): (&[f32], &[f32]),
     [dy, dx]: [isize; 2],
     (width, bounds): (usize, &[(f32, f32); 3]),
 ) {
-    let smooth = low_pass(donor, width);
     let plane = target.len() / 3;
     let width = width.max(1);
     let height = plane / width;
@@ -380,7 +379,12 @@ mod tests {
         assert!(smooth[3 * w + 3] > 0.2 && smooth[3 * w + 3] < 0.5);
         let mut flat = vec![0.4f32; 3 * plane];
         let wide = [(-10.0, 10.0); 3];
-        add_detail(&mut flat, &striped, [0, 0], (w, &wide));
+        add_detail(
+            &mut flat,
+            (&striped, &low_pass(&striped, w)),
+            [0, 0],
+            (w, &wide),
+        );
         // The recipient now has the stripes (darker even rows than odd ones) on channel 0 only.
         assert!(flat[2 * w + 3] < flat[3 * w + 3]);
         assert!(flat[plane..].iter().all(|v| (v - 0.4).abs() < 1e-6));
@@ -389,10 +393,20 @@ mod tests {
         assert!((mean - 0.4).abs() < 0.02, "{mean}");
         // Clamped to what a pixel can be.
         let mut bright = vec![1.0f32; 3 * plane];
-        add_detail(&mut bright, &striped, [0, 0], (w, &[(0.0, 1.0); 3]));
+        add_detail(
+            &mut bright,
+            (&striped, &low_pass(&striped, w)),
+            [0, 0],
+            (w, &[(0.0, 1.0); 3]),
+        );
         // Moved one row down, the stripes swap: even rows now brighter than odd ones.
         let mut moved = vec![0.4f32; 3 * plane];
-        add_detail(&mut moved, &striped, [1, 0], (w, &wide));
+        add_detail(
+            &mut moved,
+            (&striped, &low_pass(&striped, w)),
+            [1, 0],
+            (w, &wide),
+        );
         assert!(moved[2 * w + 3] > moved[3 * w + 3]);
         // Nothing comes in from outside the image: the first row got no detail.
         assert!(moved[..w].iter().all(|v| (v - 0.4).abs() < 1e-6));

@@ -89,16 +89,18 @@ fn spectra(tensor: &[f32], width: usize) -> Vec<Complex<f32>> {
 /// Whether bin `i` of a plane (`width` per row) lies at or above [`CUT_CYCLES`]. Bin k of a
 /// side n is the frequency k cycles per side, or k − n past the middle.
 fn is_high(i: usize, width: usize, height: usize) -> bool {
-    let signed = |k: usize, n: usize| {
-        if 2 * k > n {
-            k as f64 - n as f64
-        } else {
-            k as f64
-        }
-    };
     let (y, x) = (i / width, i % width);
-    let (fy, fx) = (signed(y, height), signed(x, width));
+    let (fy, fx) = (signed_frequency(y, height), signed_frequency(x, width));
     fy * fy + fx * fx >= CUT_CYCLES * CUT_CYCLES
+}
+
+/// Bin `k` of a side of `n` as cycles per side: k, or k − n past the middle.
+fn signed_frequency(k: usize, n: usize) -> f64 {
+    if 2 * k > n {
+        k as f64 - n as f64
+    } else {
+        k as f64
+    }
 }
 
 /// A bin's amplitude, |re + i·im| (a plain root: `Complex::norm`'s `hypot` guards against
@@ -125,6 +127,81 @@ pub(crate) fn high_bins(width: usize, height: usize) -> Rc<Vec<bool>> {
             })
             .clone()
     })
+}
+
+/// A CHW tensor's energy at and above the cut per channel: the mean |bin|² over the high bins
+/// of [`amplitudes`]' spectrum. Computed without a transform, by Parseval: the whole
+/// spectrum's energy is the plane's size times its sum of squares, so the high bins' is that
+/// less the few low bins' (45 of 4,096 at 64 × 64), each a direct sum over the separable DFT's
+/// low frequencies only. Why: every member of every tested class is measured, and a full 2-D
+/// transform per image for it was nearly half the stage's FFT work.
+pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
+    let width = width.max(1);
+    let plane = tensor.len() / 3;
+    let height = plane / width;
+    if plane == 0 || height == 0 {
+        return [0.0; 3];
+    }
+    // The bins of a side below the cut, and their frequencies in cycles per side.
+    let low = |n: usize| -> Vec<usize> {
+        (0..n)
+            .filter(|&k| (signed_frequency(k, n)).abs() < CUT_CYCLES)
+            .collect()
+    };
+    let (low_x, low_y) = (low(width), low(height));
+    // e^(−2πi m / n) for m < n, per side: the twiddle of bin k at position j is entry kj mod n.
+    let table = |n: usize| -> Vec<(f64, f64)> {
+        (0..n)
+            .map(|m| {
+                let angle = -2.0 * std::f64::consts::PI * m as f64 / n as f64;
+                (angle.cos(), angle.sin())
+            })
+            .collect()
+    };
+    let (across, down) = (table(width), table(height));
+
+    let high_count = (0..plane).filter(|&i| is_high(i, width, height)).count();
+    let mut out = [0.0; 3];
+    for (c, e) in out.iter_mut().enumerate() {
+        let channel = &tensor[c * plane..(c + 1) * plane];
+        let total = plane as f64 * channel.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+        // Each row's DFT at the low column frequencies.
+        let rows: Vec<Vec<(f64, f64)>> = channel
+            .chunks_exact(width)
+            .map(|row| {
+                low_x
+                    .iter()
+                    .map(|&kx| {
+                        row.iter()
+                            .enumerate()
+                            .fold((0.0, 0.0), |(re, im), (x, &v)| {
+                                let (cos, sin) = across[(kx * x) % width];
+                                (re + v as f64 * cos, im + v as f64 * sin)
+                            })
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut low_energy = 0.0;
+        for (j, &kx) in low_x.iter().enumerate() {
+            for &ky in &low_y {
+                if is_high(ky * width + kx, width, height) {
+                    continue;
+                }
+                let (re, im) = rows
+                    .iter()
+                    .enumerate()
+                    .fold((0.0, 0.0), |(re, im), (y, r)| {
+                        let (cos, sin) = down[(ky * y) % height];
+                        let (a, b) = r[j];
+                        (re + a * cos - b * sin, im + a * sin + b * cos)
+                    });
+                low_energy += re * re + im * im;
+            }
+        }
+        *e = (total - low_energy).max(0.0) / high_count.max(1) as f64;
+    }
+    out
 }
 
 /// A CHW tensor's amplitudes (|bin| of each channel's spectrum, CHW like the tensor).
@@ -187,6 +264,30 @@ mod tests {
                 (v % 1000) as f32 / 500.0 - 1.0
             })
             .collect()
+    }
+
+    /// The fine energy by Parseval is the mean |bin|² over the transform's high bins.
+    #[test]
+    fn fine_energy_is_the_high_bins_energy_of_the_transform() {
+        for (w, h, seed) in [(8, 8, 1), (16, 12, 2), (5, 7, 3), (64, 64, 4), (3, 2, 5)] {
+            let t = tensor(w, h, seed);
+            let a = amplitudes(&t, w);
+            let plane = w * h;
+            let high: Vec<usize> = (0..plane).filter(|&i| is_high(i, w, h)).collect();
+            let got = fine_energy(&t, w);
+            for c in 0..3 {
+                let want = high
+                    .iter()
+                    .map(|&i| (a[c * plane + i] as f64).powi(2))
+                    .sum::<f64>()
+                    / high.len().max(1) as f64;
+                assert!(
+                    (got[c] - want).abs() <= 1e-5 * want.max(1e-3),
+                    "{w}x{h} channel {c}: {} against {want}",
+                    got[c]
+                );
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! images' detail 0.13). A shortcut pattern is absent from the other images, however
 //! detailed and wherever moved.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
@@ -82,6 +86,7 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
             Box::new(Detail {
                 donors: strongest,
                 shifts,
+                ..Detail::default()
             }) as _
         }),
     }))
@@ -97,6 +102,9 @@ struct Detail {
     /// Per donor position, its detail's translation (rows, columns in pixels); none where
     /// the list is short.
     shifts: Vec<[isize; 2]>,
+    /// Donor position → its low-pass, kept once computed (a transplant gives each donor to
+    /// several recipients, round-robin; a blur per recipient was most of the test's own work).
+    smooth: RefCell<BTreeMap<usize, Rc<Vec<f32>>>>,
 }
 
 impl Detail {
@@ -122,9 +130,15 @@ impl Carrier for Detail {
     fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
         let d = self.donor(j, from.donors.len());
         let apply = from.apply;
+        let smooth = self
+            .smooth
+            .borrow_mut()
+            .entry(d)
+            .or_insert_with(|| Rc::new(low_pass(&from.donors[d], apply.width)))
+            .clone();
         add_detail(
             recipient,
-            &from.donors[d],
+            (&from.donors[d], &smooth),
             self.shift(d),
             (apply.width, apply.bounds),
         );

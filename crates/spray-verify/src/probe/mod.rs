@@ -23,6 +23,7 @@ use std::rc::Rc;
 
 use spray_store::{EvidenceTest, SpaceSpec};
 
+use crate::groups::TestedGroup;
 use crate::images::ImageSource;
 use crate::members::Member;
 use crate::settings::{Fill, VerifySettings};
@@ -265,6 +266,9 @@ pub struct ProbeInput<'a> {
     /// Input height and width.
     pub size: [usize; 2],
     pub settings: &'a VerifySettings,
+    /// Every group of the class that the stage tests, in test order (for a test that ranks
+    /// the class's groups before it chooses which to test).
+    pub groups: &'a [TestedGroup],
     /// The class's images, for a test that looks at pixels to plan.
     pub images: &'a dyn ImageSource,
     pub cache: &'a ClassCache,
