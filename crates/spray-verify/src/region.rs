@@ -10,6 +10,13 @@ fn l1(map: &[f32]) -> Vec<f64> {
     map.iter().map(|&v| v as f64 * scale).collect()
 }
 
+/// The share of a map's relevance (L1-normalised: positive and negative relevance count by
+/// their size, a negative cell lowers the share) that lies in `cells`.
+pub fn share_in(map: &[f32], cells: &[usize]) -> f64 {
+    let m = l1(map);
+    cells.iter().filter_map(|&c| m.get(c)).sum()
+}
+
 /// The mean of the L1-normalised maps.
 pub fn mean(maps: &[&[f32]], cells: usize) -> Vec<f64> {
     let mut out = vec![0.0; cells];
@@ -256,5 +263,15 @@ mod tests {
         // Onto the bottom-right cell of an 8 × 8 image: 4 pixels down and right.
         assert_eq!(shift_to(&top_left, [1.0, 1.0], 2, [8, 8]), [4, 4]);
         assert_eq!(shift_to(&top_left, [0.0, 0.5], 2, [8, 8]), [0, 2]);
+    }
+
+    #[test]
+    fn share_in_is_the_l1_normalised_relevance_in_the_cells() {
+        let map = [1.0, -1.0, 2.0, 0.0];
+        assert!((share_in(&map, &[0, 2]) - 0.75).abs() < 1e-12);
+        assert!((share_in(&map, &[1]) + 0.25).abs() < 1e-12);
+        assert_eq!(share_in(&[0.0; 4], &[0]), 0.0);
+        // A cell off the grid counts nothing.
+        assert!((share_in(&map, &[2, 9]) - 0.5).abs() < 1e-12);
     }
 }

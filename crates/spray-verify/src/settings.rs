@@ -147,8 +147,9 @@ pub struct VerifySettings {
     /// 36% and 52% of other classes' images into its class was carried by no other test
     /// (+0.10, ranked last of ten and sixth); with it +0.37 and +0.33, flagged, and every
     /// verdict of the twelve scenarios held, no clean class above +0.13 in it. It costs the
-    /// five realistic scenarios 2–8% more images scored; the stage stayed under the relevance
-    /// stage's time (medians 0.52–0.93×, benches/RESULTS.md).
+    /// five realistic scenarios 2–8% more images scored, and puts the stage at about the
+    /// relevance stage's time on the two slowest of them (medians 0.91–1.04× over three
+    /// sittings, 0.89–0.93× without it; benches/RESULTS.md).
     #[serde(default = "yes")]
     pub spectrum_transfer: bool,
     /// Where a relevance-space group's control region lies in the class's other images.

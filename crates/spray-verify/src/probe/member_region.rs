@@ -45,8 +45,10 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     Ok(Some(Plan {
         region: format!("per image: top {count} cells"),
         region_cells: count,
-        group: Box::new(Regions(masks)),
-        control: Box::new(Regions(input.rest_rows.iter().map(|&i| own(i)).collect())),
+        group: Box::new(Regions::new(masks)),
+        control: Box::new(Regions::new(
+            input.rest_rows.iter().map(|&i| own(i)).collect(),
+        )),
         second_control: None,
     }))
 }

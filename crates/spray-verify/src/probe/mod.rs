@@ -477,14 +477,14 @@ mod tests {
         let mask = vec![false, true];
         let taken = apply.take_away(
             std::slice::from_ref(&image),
-            &regions::Regions(vec![mask.clone()]),
+            &regions::Regions::new(vec![mask.clone()]),
             &[0],
             &[],
             0,
         );
         assert_eq!(taken[0], vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
         let donors = vec![vec![9.0; 6], vec![7.0; 6]];
-        let carrier = regions::Regions(vec![mask.clone(), mask]);
+        let carrier = regions::Regions::new(vec![mask.clone(), mask]);
         let given = apply.give(
             (&[image.clone(), image.clone(), image.clone()], 0),
             &donors,
@@ -498,5 +498,9 @@ mod tests {
         let later = apply.give((&[image.clone(), image.clone()], 1), &donors, &carrier, &[]);
         let second: Vec<f32> = later.iter().map(|t| t[1]).collect();
         assert_eq!(second, [7.0, 9.0]);
+        // Only donor 1 gives: every recipient takes its pixels.
+        let only = carrier.giving_from(vec![1]);
+        let given = apply.give((&[image.clone(), image], 0), &donors, &only, &[]);
+        assert!(given.iter().all(|t| t[1] == 7.0));
     }
 }

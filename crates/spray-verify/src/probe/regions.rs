@@ -5,16 +5,38 @@
 use super::{Carrier, Giving, Occluding};
 use crate::perturb::{occlude, paste};
 
-/// One pixel mask per image (true = changed).
+/// One pixel mask per image (true = changed), and the donors a transplant gives from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Regions(pub Vec<Vec<bool>>);
+pub struct Regions {
+    pub masks: Vec<Vec<bool>>,
+    /// The donor positions given from, round-robin; empty: every donor.
+    pub donors: Vec<usize>,
+}
+
+impl Regions {
+    /// Every donor gives, image k with `masks[k]`.
+    pub fn new(masks: Vec<Vec<bool>>) -> Self {
+        Regions {
+            masks,
+            donors: Vec::new(),
+        }
+    }
+
+    /// Only the donors at `positions` give (none left out where it is empty).
+    pub fn giving_from(self, positions: Vec<usize>) -> Self {
+        Regions {
+            donors: positions,
+            ..self
+        }
+    }
+}
 
 impl Carrier for Regions {
     fn take_away(&self, k: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
         let apply = at.apply;
         occlude(
             image,
-            &self.0[k],
+            &self.masks[k],
             apply.width,
             apply.fill,
             apply.seed ^ at.rows[k] as u64,
@@ -22,13 +44,18 @@ impl Carrier for Regions {
     }
 
     fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
-        let d = j % from.donors.len();
-        paste(recipient, &from.donors[d], &self.0[d]);
+        let d = if self.donors.is_empty() {
+            j % from.donors.len()
+        } else {
+            self.donors[j % self.donors.len()]
+        };
+        paste(recipient, &from.donors[d], &self.masks[d]);
     }
 
+    /// Occlusion only: no donors.
     fn subset(&self, positions: &[usize]) -> Box<dyn Carrier> {
-        Box::new(Regions(
-            positions.iter().map(|&p| self.0[p].clone()).collect(),
+        Box::new(Regions::new(
+            positions.iter().map(|&p| self.masks[p].clone()).collect(),
         ))
     }
 }
