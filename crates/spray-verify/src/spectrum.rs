@@ -134,7 +134,8 @@ pub(crate) fn high_bins(width: usize, height: usize) -> Rc<Vec<bool>> {
 /// spectrum's energy is the plane's size times its sum of squares, so the high bins' is that
 /// less the few low bins' (45 of 4,096 at 64 × 64), each a direct sum over the separable DFT's
 /// low frequencies only. Why: every member of every tested class is measured, and a full 2-D
-/// transform per image for it was nearly half the stage's FFT work.
+/// transform per image for it was, by count, nearly half the transforms the spectrum test did
+/// on the realistic scenarios (benches/RESULTS.md, stop 45).
 pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
     let width = width.max(1);
     let plane = tensor.len() / 3;
@@ -160,7 +161,7 @@ pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
     };
     let (across, down) = (table(width), table(height));
 
-    let high_count = (0..plane).filter(|&i| is_high(i, width, height)).count();
+    let high_count = high_bins(width, height).iter().filter(|&&h| h).count();
     let mut out = [0.0; 3];
     for (c, e) in out.iter_mut().enumerate() {
         let channel = &tensor[c * plane..(c + 1) * plane];
