@@ -210,8 +210,8 @@ pub(crate) fn amplitudes(tensor: &[f32], width: usize) -> Vec<f32> {
     spectra(tensor, width).iter().map(magnitude).collect()
 }
 
-/// `target` with its amplitudes at and above [`CUT_CYCLES`] replaced by `amplitude` (a
-/// tensor's [`amplitudes`], or a mean of several), its phases and lower amplitudes kept,
+/// `target` with its amplitudes at and above [`CUT_CYCLES`] replaced by `amplitude` (another
+/// tensor's [`amplitudes`]), its phases and lower amplitudes kept,
 /// clamped to the values a pixel can take per channel (`bounds`). A bin without a phase
 /// (amplitude 0) takes the amplitude as a real value.
 pub(crate) fn give_amplitudes(

@@ -204,6 +204,29 @@ impl ClassCache {
     }
 }
 
+/// What a carrier derives from each donor it gives from (its amplitudes, its low-pass), by
+/// donor position, kept once computed. Why: a transplant gives each donor to several
+/// recipients, round-robin, and a carrier always gives from one donor list (the group and each
+/// control have their own carrier).
+#[derive(Debug, Default)]
+pub struct PerDonor<T>(RefCell<BTreeMap<usize, Rc<T>>>);
+
+impl<T> PerDonor<T> {
+    /// The first donors' values, where they are known already.
+    pub fn known(values: &[Rc<T>]) -> Self {
+        PerDonor(RefCell::new(values.iter().cloned().enumerate().collect()))
+    }
+
+    /// Donor `d`'s value, computed by `make` the first time it is asked for.
+    pub fn get(&self, d: usize, make: impl FnOnce() -> T) -> Rc<T> {
+        self.0
+            .borrow_mut()
+            .entry(d)
+            .or_insert_with(|| Rc::new(make()))
+            .clone()
+    }
+}
+
 /// What a test changes in one set of images (a region per image, the colours, the fine
 /// detail …), implemented in the test's file.
 pub trait Carrier: std::fmt::Debug {
@@ -445,6 +468,21 @@ mod tests {
             told.fill("{group} of “{class}”: {flip} vs {control}, {gain}, {drop}/{drop_rest} on {images} {odd} {"),
             "cluster 1 of “{flip}”: 25% vs 0%, -0.50, 100%/0% on 12 {odd} {"
         );
+    }
+
+    #[test]
+    fn a_donor_value_is_computed_once_and_known_ones_never() {
+        let values = PerDonor::known(&[Rc::new(10)]);
+        let mut calls = 0;
+        for _ in 0..3 {
+            assert_eq!(*values.get(0, || unreachable!()), 10);
+            let v = values.get(2, || {
+                calls += 1;
+                7
+            });
+            assert_eq!(*v, 7);
+        }
+        assert_eq!(calls, 1);
     }
 
     #[test]

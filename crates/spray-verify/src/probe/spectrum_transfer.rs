@@ -20,14 +20,12 @@
 //! lost 62% of its logit that way, the recompressed group 41%). The row's verdict rests on the
 //! transplant against its control, which suffer the same damage; `needs_loss` is false.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
+use super::{Carrier, Giving, Method, Occluding, PerDonor, Plan, Probe, ProbeInput, Wording};
 use crate::spectrum::{amplitudes, fine_energy, give_amplitudes};
 use crate::Result;
 
@@ -182,15 +180,12 @@ fn fine_energy_ratio(group: [f64; 3], rest: [f64; 3]) -> Option<f64> {
 /// class's other images (`rest[(k + shift) % len]`: with the shift of 1 that an occlusion of
 /// the rest itself has, image k, the rest's k-th, never takes its own), a transplant gives the
 /// recipient its donor's.
-///
-/// The donors' amplitudes are kept once computed (a transplant gives each donor to several
-/// recipients, round-robin).
 #[derive(Debug)]
 struct Amplitudes {
     /// The rest's spectra an occluded image takes in turn.
     rest: Rc<[Rc<Vec<f32>>]>,
-    /// Donor position → its amplitudes.
-    given: RefCell<BTreeMap<usize, Rc<Vec<f32>>>>,
+    /// Each donor's amplitudes.
+    given: PerDonor<Vec<f32>>,
 }
 
 impl Amplitudes {
@@ -198,7 +193,7 @@ impl Amplitudes {
     fn new(rest: Rc<[Rc<Vec<f32>>]>, known: &[Rc<Vec<f32>>]) -> Self {
         Amplitudes {
             rest,
-            given: RefCell::new(known.iter().cloned().enumerate().collect()),
+            given: PerDonor::known(known),
         }
     }
 }
@@ -215,11 +210,10 @@ impl Carrier for Amplitudes {
     fn give(&self, j: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
         let d = j % from.donors.len();
         let apply = from.apply;
-        let mut given = self.given.borrow_mut();
-        let amplitude = given
-            .entry(d)
-            .or_insert_with(|| Rc::new(amplitudes(&from.donors[d], apply.width)));
-        give_amplitudes(recipient, amplitude, (apply.width, apply.bounds));
+        let amplitude = self
+            .given
+            .get(d, || amplitudes(&from.donors[d], apply.width));
+        give_amplitudes(recipient, &amplitude, (apply.width, apply.bounds));
     }
 
     /// Occlusion only: no donors.
