@@ -29,6 +29,8 @@ pub(crate) struct AnalysisRow {
     pub image_grid: Mutex<Option<Vec<f32>>>,
     /// The input's colour statistics (`relevance::colour_stats`), when read.
     pub colour: Option<Vec<f32>>,
+    /// The file's block statistics (`relevance::BLOCK_STATS` values), when read.
+    pub blocks: Option<Vec<f32>>,
     /// (part, row in part) of the row in the relevance dataset: where its group's concept
     /// values are read from.
     pub source: (u32, u32),
@@ -150,12 +152,27 @@ impl<'a> GroupRows<'a> {
 
     /// The rows' colour statistics; an error names the first row read without them.
     pub fn colours(&self) -> Result<Vec<&'a [f32]>> {
+        self.statistics("colour", |r| r.colour.as_deref())
+    }
+
+    /// The rows' block statistics; an error names the first row read without them.
+    pub fn blocks(&self) -> Result<Vec<&'a [f32]>> {
+        self.statistics("block", |r| r.blocks.as_deref())
+    }
+
+    /// Each row's per-image statistics of one kind (`what`); an error names the first row
+    /// read without them.
+    fn statistics(
+        &self,
+        what: &str,
+        of: impl Fn(&'a AnalysisRow) -> Option<&'a [f32]>,
+    ) -> Result<Vec<&'a [f32]>> {
         self.rows()
             .map(|r| {
-                r.colour.as_deref().ok_or_else(|| {
+                of(r).ok_or_else(|| {
                     self.corrupt(
                         r,
-                        "has no colour statistics, though the manifest stores them",
+                        &format!("has no {what} statistics, though the manifest stores them"),
                     )
                 })
             })
@@ -230,6 +247,7 @@ pub(crate) mod tests {
             read_at,
             image_grid: Mutex::new(Some(vec![image_index as f32; 3])),
             colour: (image_index != 3).then(|| vec![0.5; 6]),
+            blocks: (image_index != 2).then(|| vec![0.25; 2]),
             source: (0, read_at as u32),
         }
     }
@@ -284,7 +302,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_row_without_colours_is_named_with_its_part() {
+    fn a_row_without_its_statistics_is_named_with_its_part() {
         let d = dataset();
         let classes = Vec::new();
         let members = [0, 2];
@@ -295,6 +313,16 @@ pub(crate) mod tests {
         let text = err.to_string();
         assert!(
             text.starts_with("part-00000.parquet: row 3 ('s3-0')"),
+            "{text}"
+        );
+        // The block statistics the same way, for the row without them (image 2).
+        let members = [1, 3];
+        assert_eq!(d.group(0, &members, &classes).blocks().unwrap().len(), 2);
+        let members = [0, 2];
+        let err = d.group(1, &members, &classes).blocks().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("row 2 ('s2-1') has no block statistics"),
             "{text}"
         );
     }

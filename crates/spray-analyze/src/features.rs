@@ -162,11 +162,12 @@ pub fn concept_features(
     Ok((out, mass))
 }
 
-/// The colour space's features for a group: each of the `relevance::colour_stats` values
-/// z-scored over the group's rows. Why z-scored: the statistics have unlike units (means in
-/// [0, 1], log spreads around −3), and what sets a subgroup apart is how far it lies from its
-/// own class, not the absolute colour; a value that does not vary in the group stays 0.
-pub fn colour_features(rows: &[&[f32]]) -> ndarray16::Array2<f32> {
+/// The features of a space of per-image statistics (the colour space's
+/// `relevance::colour_stats`, the compression space's block statistics) for a group: each
+/// value z-scored over the group's rows. Why z-scored: the statistics have unlike units (means
+/// in [0, 1], log spreads around −3), and what sets a subgroup apart is how far it lies from
+/// its own class, not the absolute value; a value that does not vary in the group stays 0.
+pub fn z_scores(rows: &[&[f32]]) -> ndarray16::Array2<f32> {
     let width = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     let n = rows.len().max(1) as f64;
     let mut out = ndarray16::Array2::<f32>::zeros((rows.len(), width));
@@ -192,11 +193,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn colour_features_are_z_scores_within_the_group() {
+    fn statistics_are_z_scored_within_the_group() {
         let a = [0.2f32, 1.0];
         let b = [0.4f32, 1.0];
         let c = [0.6f32, 1.0];
-        let f = colour_features(&[&a, &b, &c]);
+        let f = z_scores(&[&a, &b, &c]);
         // mean 0.4, population sd sqrt(0.08/3) = 0.163299
         let z = 0.2 / (0.08f64 / 3.0).sqrt();
         assert!((f[[0, 0]] as f64 + z).abs() < 1e-5);

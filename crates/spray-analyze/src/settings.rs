@@ -122,6 +122,12 @@ pub struct AnalysisSettings {
     /// the one place a colour shortcut can show (benches/RESULTS.md, the cast scenario).
     #[serde(default = "yes")]
     pub colour_space: bool,
+    /// Also analyse each file's JPEG block statistics (the relevance dataset's `image_blocks`
+    /// column, z-scored within the group) as the `compression` space, when stored: where
+    /// images compressed harder than the rest of their class are found (a hard recompression
+    /// that no heatmap, concept or colour group isolated, benches/RESULTS.md).
+    #[serde(default = "yes")]
+    pub compression_space: bool,
     #[serde(default)]
     pub seed: u64,
 }
@@ -189,6 +195,7 @@ impl Default for AnalysisSettings {
             image_baseline: true,
             concept_spaces: true,
             colour_space: true,
+            compression_space: true,
             seed: 0,
         }
     }

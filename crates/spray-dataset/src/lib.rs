@@ -5,12 +5,14 @@
 //! touches only directory listings and label files, never the images: a broken image is found
 //! (and recorded) later, when it is decoded, so one bad file never stops a run.
 
+mod blocks;
 pub mod integrity;
 mod layouts;
 mod preprocess;
 
 use std::path::{Path, PathBuf};
 
+pub use blocks::block_stats;
 pub use layouts::VOC_CLASSES;
 pub use preprocess::{
     decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide,

@@ -123,11 +123,21 @@ pub struct PreparedImage {
     /// The image as the model sees it, before scaling and normalisation (for thumbnails and
     /// the image-space baseline).
     pub rgb: RgbImage,
+    /// The file's JPEG block statistics ([`crate::block_stats`]), taken from the decoded
+    /// file before any crop or resize: `Some` where [`Preprocess::load`] prepared a JPEG file,
+    /// `None` for any other format (its 8-pixel grid is content, not compression) and where
+    /// an image was prepared from memory ([`Preprocess::apply`]).
+    pub blocks: Option<[f32; 2]>,
 }
 
 /// Decode an image file to RGB. Zero-byte, truncated, non-image and unreadable files give an
 /// error message meant for the errors table.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
+    decode_file(path).map(|(rgb, _)| rgb)
+}
+
+/// [`decode_rgb`], with the file's format.
+fn decode_file(path: &Path) -> Result<(RgbImage, image::ImageFormat), String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -149,7 +159,7 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
     if img.width() == 0 || img.height() == 0 {
         return Err("image has no pixels".into());
     }
-    Ok(img.to_rgb8())
+    Ok((img.to_rgb8(), format))
 }
 
 /// SplitMix64: a tiny seeded generator, so random padding (and the verify stage's random
@@ -184,9 +194,14 @@ impl Preprocess {
     }
 
     /// Decode and preprocess one file; `image_index` seeds the random square modes.
+    /// With the file's block statistics where it is a JPEG ([`PreparedImage::blocks`]).
     pub fn load(&self, path: &Path, image_index: u64) -> Result<PreparedImage, String> {
-        let rgb = decode_rgb(path)?;
-        Ok(self.apply(rgb, image_index))
+        let (rgb, format) = decode_file(path)?;
+        let blocks = (format == image::ImageFormat::Jpeg).then(|| crate::block_stats(&rgb));
+        Ok(PreparedImage {
+            blocks,
+            ..self.apply(rgb, image_index)
+        })
     }
 
     pub fn apply(&self, image: RgbImage, image_index: u64) -> PreparedImage {
@@ -213,7 +228,11 @@ impl Preprocess {
             img = image::imageops::resize(&img, w, h, FilterType::Triangle);
         }
         let tensor = self.to_tensor(&img);
-        PreparedImage { tensor, rgb: img }
+        PreparedImage {
+            tensor,
+            rgb: img,
+            blocks: None,
+        }
     }
 
     fn to_tensor(&self, img: &RgbImage) -> Vec<f32> {

@@ -145,3 +145,48 @@ fn truncated_files_are_errors_with_a_reason() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn only_a_jpeg_file_has_block_statistics() {
+    let dir = scratch("blocks");
+    // A textured picture: its blocks come from the compression, not from its content.
+    let picture = image::RgbImage::from_fn(64, 48, |x, y| {
+        let v = |a: f64| (127.0 + 100.0 * a.sin()) as u8;
+        let (x, y) = (f64::from(x), f64::from(y));
+        image::Rgb([
+            v(x * 0.37 + y * 0.11),
+            v(x * 0.23 - y * 0.41),
+            v(x * 0.05 + y * 0.3),
+        ])
+    });
+    let mut hard = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut hard, 12)
+        .encode_image(&picture)
+        .unwrap();
+    let png = encoded(
+        image::DynamicImage::ImageRgb8(picture),
+        image::ImageFormat::Png,
+    );
+    let pre = spray_dataset::Preprocess {
+        input_size: [32, 32],
+        resize: None,
+        square: spray_dataset::SquareMode::None,
+        pad_color: [0, 0, 0],
+        crop: None,
+        scale: spray_dataset::PixelScale::Unit,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        channels: spray_dataset::ChannelOrder::Rgb,
+        layout: spray_dataset::TensorLayout::Nchw,
+        seed: 0,
+    };
+    let jpeg = pre.load(&write(&dir, "hard.jpg", &hard), 0).unwrap();
+    // Measured on the file's own grid, before the resize to 32 × 32 would smear it.
+    let blocks = jpeg.blocks.expect("a JPEG file has block statistics");
+    assert!(blocks.iter().all(|&b| b > 0.3), "{blocks:?}");
+    let png = pre.load(&write(&dir, "same.png", &png), 0).unwrap();
+    assert_eq!(png.blocks, None);
+    // Prepared from memory, an image has no file to measure.
+    assert_eq!(pre.apply(png.rgb, 0).blocks, None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

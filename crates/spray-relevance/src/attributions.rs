@@ -273,6 +273,7 @@ impl AttributionFile {
                     thumbnail: None,
                     concept: None,
                     colour: None,
+                    blocks: None,
                     logits: None,
                 }
             })
@@ -321,6 +322,7 @@ pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary>
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
+        block_stats: false,
         logits: false,
     };
     claim_folder(file, &job.dir)?;
@@ -444,6 +446,7 @@ mod tests {
             thumbnails: false,
             concept: false,
             colour: false,
+            blocks: false,
             logits: false,
         };
         let rows: Vec<RelevanceRecord> = parts

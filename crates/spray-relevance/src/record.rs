@@ -61,6 +61,7 @@ pub(crate) fn relevance_record(
         thumbnail: images.thumbnail,
         concept,
         colour: images.colour,
+        blocks: images.blocks,
         logits: Some(logits.to_vec()),
     })
 }
@@ -70,6 +71,7 @@ struct ImageColumns {
     grids: Vec<Vec<f32>>,
     thumbnail: Option<Vec<u8>>,
     colour: Option<Vec<f32>>,
+    blocks: Option<Vec<f32>>,
 }
 
 impl ImageColumns {
@@ -79,6 +81,7 @@ impl ImageColumns {
                 grids: Vec::new(),
                 thumbnail: None,
                 colour: None,
+                blocks: None,
             };
         }
         let rgb = &request.image.rgb;
@@ -91,6 +94,9 @@ impl ImageColumns {
                 .collect(),
             thumbnail: maps::thumbnail_png(rgb, job.settings.thumbnail_side),
             colour: Some(spray_store::relevance::colour_stats(rgb.as_raw())),
+            // A file that is not a JPEG has no compression blocks: zero, as for a JPEG
+            // without them.
+            blocks: Some(request.image.blocks.unwrap_or_default().to_vec()),
         }
     }
 }

@@ -116,6 +116,7 @@ fn main() {
         store_images: true,
         concept_layers: Vec::new(),
         colour_stats: false,
+        block_stats: false,
         logits: false,
     };
     let name = |c: usize| format!("n{c:05}");
@@ -145,6 +146,7 @@ fn main() {
                     thumbnail: Some(thumbnail(&mut rng, side, tint)),
                     concept: None,
                     colour: None,
+                    blocks: None,
                     logits: None,
                 }
             })

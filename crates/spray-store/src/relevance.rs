@@ -14,8 +14,8 @@ use crate::{write_batches_atomically, Result, StoreError};
 /// The version of the relevance parts' columns, part of the stage's fingerprint: a cached
 /// dataset written without a column the analysis now reads is recomputed, not silently used
 /// without it. 2: `image_colour`. 3: `logits` (so that a layout's `logits` describes every
-/// part of the dataset).
-pub const SCHEMA_VERSION: u32 = 3;
+/// part of the dataset). 4: `image_blocks`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Which optional columns a relevance dataset carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,6 +38,12 @@ pub struct RelevanceLayout {
     /// has no place in it; these numbers are where such groups are looked for.
     #[serde(default)]
     pub colour_stats: bool,
+    /// Whether `image_blocks` is stored: the decoded file's JPEG block statistics
+    /// ([`BLOCK_STATS`] values, `spray_dataset::block_stats`), for the compression space of
+    /// the analysis: a source that compresses harder leaves blocks over the whole image,
+    /// which no heatmap holds in one place.
+    #[serde(default)]
+    pub block_stats: bool,
     /// Whether `logits` is stored: the model's pre-softmax outputs for the image, every class,
     /// from the same forward pass as the relevance. Why: the verify stage needs other classes'
     /// images' logits before any change (the recipients of its transplants), and scoring them
@@ -51,6 +57,10 @@ pub struct RelevanceLayout {
 /// the natural log of each channel's standard deviation (floored at 1/255; a log because a
 /// cast or gain scales a channel's spread, which a log turns into a shift).
 pub const COLOUR_STATS: usize = 6;
+
+/// Values of the `image_blocks` column: the luma's log step ratio on JPEG's 8-pixel grid
+/// against off it, across rows then across columns (`spray_dataset::block_stats`).
+pub const BLOCK_STATS: usize = 2;
 
 /// The `image_colour` values of an RGB image ([`COLOUR_STATS`]), at full resolution: the
 /// spread of a channel lives in its pixel noise, which pooling would average away.
@@ -133,6 +143,8 @@ pub struct RelevanceRecord {
     pub concept: Option<Vec<f32>>,
     /// The input's colour statistics ([`colour_stats`]) when the layout has them.
     pub colour: Option<Vec<f32>>,
+    /// The file's block statistics ([`BLOCK_STATS`] values) when the layout has them.
+    pub blocks: Option<Vec<f32>>,
     /// The model's pre-softmax outputs, every class (`RelevanceLayout::logits`).
     pub logits: Option<Vec<f32>>,
 }
@@ -224,6 +236,13 @@ pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
             false,
         ));
     }
+    if layout.block_stats {
+        fields.push(Field::new(
+            "image_blocks",
+            columns::fixed_f32_type(BLOCK_STATS),
+            false,
+        ));
+    }
     if layout.logits {
         fields.push(Field::new(
             "logits",
@@ -295,6 +314,12 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
         })?;
         arrays.push(columns::fixed_f32(colours.into_iter(), COLOUR_STATS));
     }
+    if layout.block_stats {
+        let blocks = every_row(rows, "block statistics", |r| {
+            of_width(&r.blocks, BLOCK_STATS)
+        })?;
+        arrays.push(columns::fixed_f32(blocks.into_iter(), BLOCK_STATS));
+    }
     if layout.logits {
         arrays.push(columns::list_f32(&every_row(rows, "logits", |r| {
             r.logits.as_deref()
@@ -349,6 +374,8 @@ pub struct ReadOptions {
     pub concept: bool,
     /// Read the `image_colour` column when the part has one.
     pub colour: bool,
+    /// Read the `image_blocks` column when the part has one.
+    pub blocks: bool,
     /// Read the `logits` column when the part has one.
     pub logits: bool,
 }
@@ -363,6 +390,7 @@ impl ReadOptions {
             store_images: false,
             concept_layers: Vec::new(),
             colour_stats: false,
+            block_stats: false,
             logits: false,
         };
         let mut names: Vec<String> = schema(&bare)
@@ -383,6 +411,7 @@ impl ReadOptions {
         let optional = [
             (self.concept, "concept"),
             (self.colour, "image_colour"),
+            (self.blocks, "image_blocks"),
             (self.logits, "logits"),
         ];
         names.extend(
@@ -447,6 +476,11 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             Vec::new()
         };
+        let blocks = if options.blocks && c.has("image_blocks") {
+            c.f32_rows("image_blocks")?
+        } else {
+            Vec::new()
+        };
         let logits = if options.logits && c.has("logits") {
             c.f32_rows("logits")?
         } else {
@@ -470,6 +504,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 thumbnail: thumbs.get(i).cloned().flatten(),
                 concept: concepts.get(i).cloned(),
                 colour: colours.get(i).cloned(),
+                blocks: blocks.get(i).cloned(),
                 logits: logits.get(i).cloned(),
             });
         }

@@ -24,6 +24,12 @@ pub enum FeatureSpace {
     /// channels) and, when the rules at the input are flat, in no channel profile either; its
     /// groups are suspects that the verify stage tests by transferring the colour.
     Colour,
+    /// Each file's JPEG block statistics (`spray_dataset::block_stats`): a source that
+    /// compresses harder leaves 8 × 8 blocks and less fine texture over the whole image, which
+    /// no heatmap holds in one place and which vary less with the content than any fine-energy
+    /// measure; its groups are suspects that the verify stage tests by giving other images
+    /// their fine amplitude spectrum.
+    Compression,
 }
 
 /// What a space's feature vectors are built from (stage 2 builds them, `spray_analyze`).
@@ -37,6 +43,8 @@ pub enum FeatureSource {
     ConceptChannels,
     /// Per-channel mean and log spread of the image at full resolution.
     ColourStatistics,
+    /// The decoded file's luma step ratios on JPEG's 8-pixel grid.
+    BlockStatistics,
 }
 
 /// How a space's samples are laid out in 2-D for the report.
@@ -73,6 +81,8 @@ pub enum TestSwitch {
     ConceptGroups,
     /// `[verify] colour_groups`.
     ColourGroups,
+    /// `[verify] compression_groups`.
+    CompressionGroups,
 }
 
 /// Declares [`EvidenceTest`]: per test one line — its variant, its name in files, and whether
@@ -162,7 +172,7 @@ pub struct SpaceSpec {
 }
 
 /// THE table: one row per kind of space, in `FeatureSpace` order.
-pub static SPACES: [SpaceSpec; 4] = [
+pub static SPACES: [SpaceSpec; 5] = [
     SpaceSpec {
         name: "relevance",
         indexed: false,
@@ -213,6 +223,20 @@ pub static SPACES: [SpaceSpec; 4] = [
         note: " (images whose global colour — per-channel mean and spread — sets them apart; \
                its colours are given to the other images, there is no region)",
     },
+    SpaceSpec {
+        name: "compression",
+        indexed: false,
+        source: FeatureSource::BlockStatistics,
+        layout: Layout2d::SpectralStart,
+        role: SpaceRole::Candidate,
+        own_test: Some(EvidenceTest::SpectrumTransfer),
+        switch: TestSwitch::CompressionGroups,
+        min_share: true,
+        file_tag: "jpg",
+        note: " (images whose files are more or less blocky on JPEG's 8-pixel grid than the \
+               rest, as a harder or lighter compression leaves them; their fine amplitude \
+               spectrum is given to the other images, there is no region)",
+    },
 ];
 
 impl FeatureSpace {
@@ -224,6 +248,7 @@ impl FeatureSpace {
             1 => FeatureSpace::Image,
             2 => FeatureSpace::Concept(layer),
             3 => FeatureSpace::Colour,
+            4 => FeatureSpace::Compression,
             _ => return None,
         })
     }
@@ -235,6 +260,7 @@ impl FeatureSpace {
             FeatureSpace::Image => 1,
             FeatureSpace::Concept(_) => 2,
             FeatureSpace::Colour => 3,
+            FeatureSpace::Compression => 4,
         }]
     }
 
@@ -259,7 +285,7 @@ impl FeatureSpace {
         self.spec().role != SpaceRole::Baseline
     }
 
-    /// The space's part of a file name: `""`, `c0`, `col`.
+    /// The space's part of a file name: `""`, `c0`, `col`, `jpg`.
     pub fn file_tag(self) -> String {
         match self.layer() {
             Some(i) if self.spec().indexed => format!("{}{i}", self.spec().file_tag),
@@ -282,7 +308,8 @@ impl FeatureSpace {
 }
 
 impl std::fmt::Display for FeatureSpace {
-    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`, `colour`.
+    /// The value of the `space` column: `relevance`, `image`, `concept-<i>`, `colour`,
+    /// `compression`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let spec = self.spec();
         match self.layer() {
@@ -307,7 +334,7 @@ impl<'de> serde::Deserialize<'de> for FeatureSpace {
 
 /// A `space` value that names no space of [`SPACES`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown feature space '{0}' (relevance, image, concept-<i>, colour)")]
+#[error("unknown feature space '{0}' (relevance, image, concept-<i>, colour, compression)")]
 pub struct UnknownSpace(pub String);
 
 impl std::str::FromStr for FeatureSpace {
@@ -323,6 +350,7 @@ impl std::str::FromStr for FeatureSpace {
             "image" => FeatureSpace::Image,
             "concept" => FeatureSpace::Concept(index.unwrap_or(0)),
             "colour" => FeatureSpace::Colour,
+            "compression" => FeatureSpace::Compression,
             _ => return Err(unknown()),
         };
         // An index exactly when the space is indexed: `concept` alone or `colour-1` are not
@@ -339,12 +367,13 @@ mod tests {
     use super::*;
 
     /// One representative of every row of the table.
-    fn every_space() -> [FeatureSpace; 4] {
+    fn every_space() -> [FeatureSpace; 5] {
         [
             FeatureSpace::Relevance,
             FeatureSpace::Image,
             FeatureSpace::Concept(3),
             FeatureSpace::Colour,
+            FeatureSpace::Compression,
         ]
     }
 
@@ -400,9 +429,12 @@ mod tests {
     #[test]
     fn names_tags_and_notes_read_as_before() {
         let names: Vec<String> = every_space().iter().map(|s| s.to_string()).collect();
-        assert_eq!(names, ["relevance", "image", "concept-3", "colour"]);
+        assert_eq!(
+            names,
+            ["relevance", "image", "concept-3", "colour", "compression"]
+        );
         let tags: Vec<String> = every_space().iter().map(|s| s.file_tag()).collect();
-        assert_eq!(tags, ["", "img", "c3", "col"]);
+        assert_eq!(tags, ["", "img", "c3", "col", "jpg"]);
         let note = FeatureSpace::Concept(0).note(|_| Some("/3/Conv".into()));
         assert!(note.contains("same channels of layer /3/Conv;"), "{note}");
         let unnamed = FeatureSpace::Concept(1).note(|_| None);
@@ -417,6 +449,7 @@ mod tests {
             "concept",
             "concept-x",
             "colour-0",
+            "compression-1",
             "hog",
             "concept-300",
         ] {

@@ -546,6 +546,7 @@ mod tests {
                 map,
                 predicted: predicted(l) as i32,
                 class_logit: l[class as usize],
+                blockiness: None,
             });
         }
         assert!(by_class
@@ -734,6 +735,7 @@ mod tests {
                 },
                 predicted: class,
                 class_logit: l[class as usize],
+                blockiness: None,
             });
             if i < 6 {
                 let cluster = i32::from(i >= 3);

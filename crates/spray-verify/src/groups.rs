@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use spray_store::analysis::{ClassSpectrum, ClusterContrast, SampleEmbedding};
+use spray_store::space::FeatureSource;
 use spray_store::{ClusterLevel, FeatureSpace, GroupId};
 
 use crate::members::Member;
@@ -68,9 +69,52 @@ impl AnalysedGroups {
         members: &[Member],
         settings: &VerifySettings,
     ) -> Vec<TestedGroup> {
-        let all = class_groups(class, members, &self.labels, settings.same_group_overlap);
+        let mut all = class_groups(class, members, &self.labels, settings.same_group_overlap);
+        all.retain(|g| {
+            g.id.space.spec().source != FeatureSource::BlockStatistics
+                || blockier_than_rest(g, members)
+        });
         by_priority(class, members.len(), all, &self.contrasts, settings)
     }
+}
+
+/// How much blockier (`Member::blockiness`, a log step ratio) a compression-space group's
+/// files must be on average than the rest of its class's to be tested. Why: the space's
+/// features are z-scored within the class, so a class of files compressed alike is still cut
+/// into groups, and each would take a place of the `max_groups` budget that other spaces'
+/// groups need (on held-mobile a frame shortcut lost its flag that way) while the spectrum
+/// transfer, which tests only groups with less fine energy than the rest, would leave them
+/// untested. Files saved once more at JPEG quality 50 before quality 90 are 0.22 blockier than
+/// those saved at 90 alone, at 12 about 0.8; a cut of a class compressed alike at its median
+/// differs by about 0.19 (a spread of 0.12 per image on natural photographs,
+/// benches/RESULTS.md). A group of files less blocky than the rest is the other side of such
+/// a cut, and holds more fine content: the spectrum transfer would not test it either.
+const BLOCKIER: f32 = 0.25;
+
+/// Whether a group's files are blockier than the rest of its class's by [`BLOCKIER`] on
+/// average; false where a member has no block statistics or either side is empty.
+fn blockier_than_rest(group: &TestedGroup, members: &[Member]) -> bool {
+    let mean = |mut rows: &mut dyn Iterator<Item = &Member>| {
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for m in &mut rows {
+            match m.blockiness {
+                Some(b) if b.is_finite() => sum += b,
+                _ => return None,
+            }
+            n += 1;
+        }
+        (n > 0).then(|| sum / n as f32)
+    };
+    let in_group = |k: usize| group.members.binary_search(&k).is_ok();
+    let inside = mean(&mut group.members.iter().filter_map(|&k| members.get(k)));
+    let rest = mean(
+        &mut members
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !in_group(*k))
+            .map(|(_, m)| m),
+    );
+    matches!((inside, rest), (Some(a), Some(b)) if a - b >= BLOCKIER)
 }
 
 /// The class's groups in test order (`GroupId`'s: relevance first, clusters before split
@@ -269,6 +313,74 @@ mod tests {
             .collect();
         // colour cluster 0: 2 < min_cluster; the relevance space has no minimum share.
         assert_eq!(worth, [true, true, false, true]);
+    }
+
+    #[test]
+    fn a_compression_group_is_tested_only_where_its_files_are_blockier() {
+        let blocky = |image_index: usize, b: Option<f32>| Member {
+            blockiness: b,
+            ..member(image_index)
+        };
+        // Images 0..3 compressed hard (0.8), the rest alike (0.05 ± 0.1).
+        let mut members: Vec<Member> = (0..3).map(|i| blocky(i, Some(0.8))).collect();
+        members.extend((3..10).map(|i| blocky(i, Some(if i % 2 == 0 { 0.15 } else { -0.05 }))));
+        let mut labels = GroupLabels::new();
+        for (k, m) in members.iter().enumerate() {
+            let image = m.image_index as i64;
+            // Clusters: the hard ones, the blockier of the rest, the others; split: hard | rest.
+            let cluster = if k < 3 {
+                0
+            } else if k % 2 == 0 {
+                1
+            } else {
+                2
+            };
+            labels.insert(
+                (1, image, FeatureSpace::Compression),
+                (cluster, i32::from(k >= 3)),
+            );
+            labels.insert((1, image, FeatureSpace::Relevance), (i32::from(k >= 5), 0));
+        }
+        let analysed = AnalysedGroups {
+            labels,
+            contrasts: Contrasts::new(),
+        };
+        let settings = VerifySettings {
+            min_cluster: 2,
+            concept_min_share: 0.0,
+            ..VerifySettings::default()
+        };
+        let names = |members: &[Member]| -> Vec<String> {
+            analysed
+                .tested(1, members, &settings)
+                .iter()
+                .map(|g| g.id.name())
+                .collect()
+        };
+        let tested = names(&members);
+        // The hard cluster (0.8 against 0.05); not the rest's two clusters (0.15 against 0.29,
+        // -0.05 against 0.37) nor the split's rest side; the relevance space's groups as ever.
+        assert!(
+            tested.contains(&"compression cluster 0".to_string()),
+            "{tested:?}"
+        );
+        assert_eq!(
+            tested
+                .iter()
+                .filter(|n| n.starts_with("compression"))
+                .count(),
+            1,
+            "{tested:?}"
+        );
+        assert!(tested.contains(&"cluster 0".to_string()), "{tested:?}");
+        // Without block statistics, no compression group is tested.
+        let unknown: Vec<Member> = members
+            .iter()
+            .map(|m| blocky(m.image_index, None))
+            .collect();
+        assert!(names(&unknown)
+            .iter()
+            .all(|n| !n.starts_with("compression")));
     }
 
     fn group(

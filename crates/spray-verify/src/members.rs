@@ -17,6 +17,9 @@ pub struct Member {
     pub predicted: i32,
     /// Its class's logit, before any change.
     pub class_logit: f32,
+    /// The mean of its file's two JPEG block statistics (`spray_dataset::block_stats`), where
+    /// the relevance dataset stores them.
+    pub blockiness: Option<f32>,
 }
 
 /// Per class, its members in image order.
@@ -34,6 +37,7 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
         thumbnails: false,
         concept: false,
         colour: false,
+        blocks: manifest.layout.block_stats,
         logits: false,
     };
     let mut by_class = MembersByClass::new();
@@ -53,6 +57,11 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
                 map,
                 predicted: r.predicted_class,
                 class_logit: r.target_logit,
+                blockiness: r
+                    .blocks
+                    .as_deref()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| b.iter().sum::<f32>() / b.len() as f32),
             });
         }
     }
@@ -173,6 +182,7 @@ pub(crate) fn bare_member(image_index: usize) -> Member {
         map: vec![],
         predicted: 0,
         class_logit: 0.0,
+        blockiness: None,
     }
 }
 

@@ -117,6 +117,11 @@ pub struct VerifySettings {
     /// `concept_min_share` too: its effect also averages over its donors.
     #[serde(default = "yes")]
     pub colour_groups: bool,
+    /// Also test the groups of the analysis' compression space (images blockier on JPEG's
+    /// grid than the rest of their class), by the spectrum transfer (its own test whatever
+    /// `spectrum_transfer` says). Subject to `concept_min_share` too.
+    #[serde(default = "yes")]
+    pub compression_groups: bool,
     /// Also test every group by the model-side test (`EvidenceTest::FeatureDirection`: the
     /// group's direction at a concept layer removed and added), where the model has concept
     /// layers. Off by default: with the fine-detail transfer on, it changed no verdict on the
@@ -243,6 +248,7 @@ impl Default for VerifySettings {
             concept_groups: true,
             concept_min_share: default_concept_min_share(),
             colour_groups: true,
+            compression_groups: true,
             feature_direction: false,
             detail_transfer: true,
             colour_transfer: true,
@@ -265,6 +271,7 @@ impl VerifySettings {
                 TestSwitch::Always => true,
                 TestSwitch::ConceptGroups => self.concept_groups,
                 TestSwitch::ColourGroups => self.colour_groups,
+                TestSwitch::CompressionGroups => self.compression_groups,
             }
     }
 
@@ -292,6 +299,9 @@ mod tests {
         s.concept_groups = false;
         s.colour_groups = false;
         assert!(!s.tests_space(FeatureSpace::Concept(1)) && !s.tests_space(FeatureSpace::Colour));
+        assert!(s.tests_space(FeatureSpace::Compression));
+        s.compression_groups = false;
+        assert!(!s.tests_space(FeatureSpace::Compression));
         assert!(s.tests_space(FeatureSpace::Relevance));
         assert_eq!(s.min_share(FeatureSpace::Relevance), 0.0);
         assert_eq!(s.min_share(FeatureSpace::Colour), s.concept_min_share);

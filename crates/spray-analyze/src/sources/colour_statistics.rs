@@ -1,6 +1,6 @@
 //! [`FeatureSource::ColourStatistics`](spray_store::space::FeatureSource::ColourStatistics):
 //! each image's per-channel mean and log spread (`relevance::colour_stats`), z-scored over the
-//! group (`features::colour_features`); `[analysis] colour_space`, where the relevance
+//! group (`features::z_scores`); `[analysis] colour_space`, where the relevance
 //! dataset stores them.
 
 use super::{Columns, Source};
@@ -12,6 +12,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: false,
         colour: true,
+        blocks: false,
     },
-    build: |b| Ok((features::colour_features(&b.group.colours()?), None)),
+    build: |b| Ok((features::z_scores(&b.group.colours()?), None)),
 };

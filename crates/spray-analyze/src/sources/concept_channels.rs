@@ -14,6 +14,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: false,
         colour: false,
+        blocks: false,
     },
     build,
 };

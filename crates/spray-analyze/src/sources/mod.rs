@@ -9,6 +9,7 @@
 //! A new space built from an existing source is its row in `spray_store::space`; one with new
 //! features is also one file here and its line in [`source`].
 
+mod block_statistics;
 mod colour_statistics;
 mod concept_channels;
 mod image_grid;
@@ -48,6 +49,7 @@ pub(crate) type Built = (Array2<f32>, Option<Vec<f64>>);
 pub(crate) struct Columns {
     pub images: bool,
     pub colour: bool,
+    pub blocks: bool,
 }
 
 /// What a source's `build` gets.
@@ -67,6 +69,7 @@ pub(crate) fn source(source: FeatureSource) -> &'static Source {
         FeatureSource::ImageGrid => &image_grid::SOURCE,
         FeatureSource::ConceptChannels => &concept_channels::SOURCE,
         FeatureSource::ColourStatistics => &colour_statistics::SOURCE,
+        FeatureSource::BlockStatistics => &block_statistics::SOURCE,
     }
 }
 
@@ -75,7 +78,7 @@ pub(crate) fn source(source: FeatureSource) -> &'static Source {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SpacePlan {
     /// In the order a group's rows are written: the space table's (relevance, image, each
-    /// concept layer, colour).
+    /// concept layer, colour, compression).
     pub spaces: Vec<FeatureSpace>,
     /// Per concept layer analysed, its channels in the concept column.
     pub concept_ranges: Vec<Range<usize>>,
@@ -107,6 +110,7 @@ impl SpacePlan {
             plan.spaces.extend(spaces);
             plan.reads.images |= source.reads.images;
             plan.reads.colour |= source.reads.colour;
+            plan.reads.blocks |= source.reads.blocks;
         }
         plan.concept_ranges = layout.concept_ranges();
         plan
@@ -123,8 +127,8 @@ pub(crate) struct SpaceFeatures {
 }
 
 /// Builds the group's features in each space of `plan`, in order, and hands them to
-/// `analyse` one space at a time. A source's state (the concept column) is let go before the
-/// next source's spaces.
+/// `analyse` one space at a time, but for a space without mass whose features are all zero.
+/// A source's state (the concept column) is let go before the next source's spaces.
 pub(crate) fn for_each_space(
     plan: &SpacePlan,
     group: &GroupRows<'_>,
@@ -144,6 +148,12 @@ pub(crate) fn for_each_space(
             space,
             state: &mut state,
         })?;
+        // A space of per-image statistics in which no image differs from another (the
+        // compression space of PNG files, which have no JPEG blocks) holds no group: it is
+        // left out of the group's spectra rather than cut at random.
+        if mass.is_none() && features.iter().all(|&v| v == 0.0) {
+            continue;
+        }
         analyse(SpaceFeatures {
             space,
             features,
@@ -168,24 +178,27 @@ mod tests {
     use crate::read::{read_dataset, GridSource};
     use crate::settings::Grouping;
     use crate::AnalyzeError;
+    use spray_store::relevance::RelevanceRecord;
 
     #[test]
     fn the_plan_follows_the_settings_and_what_is_stored() {
         let mut layout = concept_layout(&[3, 5]);
         layout.store_images = true;
         layout.colour_stats = true;
+        layout.block_stats = true;
         let all = SpacePlan::new(&AnalysisSettings::default(), &layout, false);
         assert_eq!(all.concept_ranges, vec![0..3, 3..8]);
-        // The space table's order: relevance, image, each concept layer, colour (then any row
-        // added after them).
+        // The space table's order: relevance, image, each concept layer, colour, compression
+        // (then any row added after them).
         assert_eq!(
-            all.spaces[..5],
+            all.spaces[..6],
             [
                 FeatureSpace::Relevance,
                 FeatureSpace::Image,
                 FeatureSpace::Concept(0),
                 FeatureSpace::Concept(1),
-                FeatureSpace::Colour
+                FeatureSpace::Colour,
+                FeatureSpace::Compression
             ]
         );
         let row = |s: &FeatureSpace| SPACES.iter().position(|r| std::ptr::eq(r, s.spec()));
@@ -194,7 +207,8 @@ mod tests {
             all.reads,
             Columns {
                 images: true,
-                colour: true
+                colour: true,
+                blocks: true
             }
         );
         // a grid pooled from the map has no image baseline
@@ -204,6 +218,7 @@ mod tests {
             image_baseline: false,
             concept_spaces: false,
             colour_space: false,
+            compression_space: false,
             ..AnalysisSettings::default()
         };
         assert_eq!(
@@ -225,6 +240,7 @@ mod tests {
         assert_eq!(layout(FeatureSpace::Image), Layout2d::Tsne);
         assert_eq!(layout(FeatureSpace::Concept(3)), Layout2d::SpectralStart);
         assert_eq!(layout(FeatureSpace::Colour), Layout2d::SpectralStart);
+        assert_eq!(layout(FeatureSpace::Compression), Layout2d::SpectralStart);
     }
 
     fn read(dir: &std::path::Path, parts: Vec<std::path::PathBuf>, plan: &SpacePlan) -> Dataset {
@@ -277,6 +293,48 @@ mod tests {
         assert_eq!(seen[1].2, Some(vec![1.0; 3]));
         assert_eq!(seen[2].1, (3, 3));
         assert_eq!(seen[2].2, Some(vec![9.0; 3]));
+    }
+
+    #[test]
+    fn a_statistics_space_without_differences_is_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut layout = concept_layout(&[]);
+        layout.block_stats = true;
+        // Class 0: one file blockier than the others; class 1: files alike (PNGs: zeros).
+        let blocky = |i: i64, class: i32, b: f32| RelevanceRecord {
+            blocks: Some(vec![b, b]),
+            ..record(i, class, 0)
+        };
+        let rows = vec![
+            blocky(0, 0, 0.9),
+            blocky(1, 0, 0.0),
+            blocky(2, 0, 0.1),
+            blocky(3, 1, 0.0),
+            blocky(4, 1, 0.0),
+        ];
+        let parts = write_dataset(tmp.path(), &layout, &[rows]);
+        let plan = SpacePlan::new(&AnalysisSettings::default(), &layout, false);
+        assert_eq!(
+            plan.spaces,
+            vec![FeatureSpace::Relevance, FeatureSpace::Compression]
+        );
+        let dataset = read(tmp.path(), parts, &plan);
+        let groups = dataset.groups(Grouping::PerClass);
+        let spaces = |class: i32| {
+            let group = dataset.group(class, &groups[&class], &[]);
+            let mut seen = Vec::new();
+            for_each_space(&plan, &group, |s| {
+                seen.push(s.space);
+                Ok(())
+            })
+            .unwrap();
+            seen
+        };
+        assert_eq!(
+            spaces(0),
+            vec![FeatureSpace::Relevance, FeatureSpace::Compression]
+        );
+        assert_eq!(spaces(1), vec![FeatureSpace::Relevance]);
     }
 
     #[test]

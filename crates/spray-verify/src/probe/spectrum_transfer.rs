@@ -31,10 +31,12 @@ use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
     test: EvidenceTest::SpectrumTransfer,
-    // Every group of explanations and of the colour space, after the space's own test. Why
-    // the colour space too: its groups are images that differ globally, as a whole-image
-    // process makes them (in the NumPy reference, the held-out recompression's strongest
-    // group was a colour one; in spray its flagged rows were concept-space groups).
+    // Every group of explanations and of the colour space, after the space's own test (the
+    // compression space's own test is this one: its groups are files compressed harder than
+    // the rest of their class, `groups::blockier_than_rest`). Why the colour space too: its
+    // groups are images that differ globally, as a whole-image process makes them (in the
+    // NumPy reference, the held-out recompression's strongest group was a colour one; in
+    // spray its flagged rows were concept-space groups).
     also_for: |space| space.role != SpaceRole::Baseline,
     on: |settings| settings.spectrum_transfer,
     method: Method::Pixels(plan),
