@@ -20,10 +20,10 @@ const BLOCK: usize = 8;
 const FLOOR: f64 = 0.5;
 
 /// `[across rows, across columns]`: per direction, the natural log of the mean absolute luma
-/// step across the 8-pixel grid's lines over the mean step everywhere else, each plus
-/// [`FLOOR`]. About 0 for an image without blocks (a photograph saved at high quality, a PNG,
-/// a resized JPEG), about 1 for one compressed hard (JPEG quality 12); 0 where the image has
-/// no grid line in that direction (under 9 pixels).
+/// step (0–255) across the 8-pixel grid's lines over the mean step everywhere else, each plus
+/// 0.5. About 0 for an image without blocks (a photograph saved at high quality, a PNG, a
+/// resized JPEG), about 1 for one compressed hard (JPEG quality 12); 0 where the image has no
+/// grid line in that direction (under 9 pixels).
 pub fn block_stats(image: &RgbImage) -> [f32; 2] {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let luma: Vec<f64> = image
