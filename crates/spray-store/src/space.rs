@@ -233,9 +233,9 @@ pub static SPACES: [SpaceSpec; 5] = [
         switch: TestSwitch::CompressionGroups,
         min_share: true,
         file_tag: "jpg",
-        note: " (images whose files are more or less blocky on JPEG's 8-pixel grid than the \
-               rest, as a harder or lighter compression leaves them; their fine amplitude \
-               spectrum is given to the other images, there is no region)",
+        note: " (images whose files are blockier on JPEG's 8-pixel grid than the rest's, as \
+               a harder compression leaves them; their fine amplitude spectrum is given to the \
+               other images, there is no region)",
     },
 ];
 
