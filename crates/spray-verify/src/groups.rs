@@ -92,20 +92,21 @@ impl AnalysedGroups {
 /// How much blockier (`Member::blockiness`, a log step ratio) a compression-space group's
 /// files must be on average than the rest of its class's to be tested. Why: the space's
 /// features are z-scored within the class, so a class of files compressed alike is still cut
-/// into groups; tested, each would cost the spectrum transfer's fine energies and could take
-/// one of its two places of the class from a group that holds a real difference. Files saved once more at JPEG quality 50 before quality 90 are 0.22 blockier than
-/// those saved at 90 alone, at 12 about 0.8; a cut of a class compressed alike at its median
-/// differs by about 0.19 (a spread of 0.12 per image on natural photographs,
-/// benches/RESULTS.md). A group of files less blocky than the rest is the other side of such
-/// a cut, and holds more fine content: the spectrum transfer would not test it either.
+/// into groups; tested, each could take one of the spectrum transfer's two places of the class
+/// from a group that holds a real difference. Files saved once more at JPEG quality 50 before
+/// quality 90 are 0.22 blockier than those saved at 90 alone, at 12 about 0.8; a cut of a
+/// class compressed alike at its median differs by about 0.19 (a spread of 0.12 per image on
+/// natural photographs, benches/RESULTS.md). A group of files less blocky than the rest is the
+/// other side of such a cut, and holds more fine content: the spectrum transfer would not
+/// test it either.
 const BLOCKIER: f32 = 0.25;
 
 /// Whether a group's files are blockier than the rest of its class's by [`BLOCKIER`] on
 /// average; false where a member has no block statistics or either side is empty.
 fn blockier_than_rest(group: &TestedGroup, members: &[Member]) -> bool {
-    let mean = |mut rows: &mut dyn Iterator<Item = &Member>| {
+    let mean = |rows: &mut dyn Iterator<Item = &Member>| {
         let (mut sum, mut n) = (0.0f32, 0usize);
-        for m in &mut rows {
+        for m in rows {
             match m.blockiness {
                 Some(b) if b.is_finite() => sum += b,
                 _ => return None,
