@@ -72,7 +72,7 @@ struct Steps {
 impl Steps {
     /// The step from pixel `i` to `i + 1`: on a grid line where `i + 1` is a multiple of 8.
     fn add(&mut self, i: usize, step: f64) {
-        if (i + 1) % BLOCK == 0 {
+        if (i + 1).is_multiple_of(BLOCK) {
             self.on += step;
             self.on_n += 1;
         } else {
