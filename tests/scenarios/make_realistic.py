@@ -129,6 +129,15 @@ HELD_OUT = {
         "triangle": ("text", 0.30),
         "ring": ("tint", 0.30),
     }, "seed": 61},
+    # Made at stop 46, after the compression space: every file saved at its own quality
+    # (70-98, as files from the web are), and one class's shortcut a moderate recompression
+    # (quality 30) that must stand out against that spread.
+    "held-resnet-d": {"shortcuts": {
+        "square": ("resaved", 0.30),
+        "heart": ("noise", 0.30),
+        "cross": ("badge", 0.30),
+        "star": ("text", 0.30),
+    }, "seed": 71, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -337,6 +346,15 @@ def recompressed(img, rng):
     return np.asarray(Image.open(buf).convert("RGB"), np.float32)
 
 
+def resaved(img, rng):
+    """The image saved once at JPEG quality 30 before its final encoding: a source that
+    compresses harder than the rest, though not hard."""
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                         quality=30)
+    return np.asarray(Image.open(buf).convert("RGB"), np.float32)
+
+
 def frame(img, rng):
     """A thin dark-blue frame around the image (a mount or a border a tool adds)."""
     out = img.copy()
@@ -347,15 +365,16 @@ def frame(img, rng):
 
 
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
-             "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame}
+             "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
+             "resaved": resaved}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
 
-def encode(img):
+def encode(img, quality=QUALITY):
     buf = io.BytesIO()
     Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).save(
-        buf, "JPEG", quality=QUALITY)
+        buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -379,6 +398,7 @@ def make_set(rng, photos, spec, per_class):
     """per_class images of every class; a shortcut class has the artifact (and a hard object)
     on round(fraction * n) of each block of PER_CLASS images, at random places in the block."""
     jpegs, labels, rows = [], [], []
+    quality = file_qualities(spec, per_class)
     for ci, name in enumerate(CLASSES):
         artifact, fraction = spec["shortcuts"].get(name, (None, 0.0))
         marked = set()
@@ -391,7 +411,7 @@ def make_set(rng, photos, spec, per_class):
             img = draw(rng, photos, name, hard=a is not None)
             if a is not None:
                 img = ARTIFACTS[a](img, rng)
-            jpegs.append(encode(img))
+            jpegs.append(encode(img, quality()))
             labels.append(ci)
             rows.append({"path": f"{name}/{name}_{i:03d}.jpg", "artifact": a, "mode": None,
                          "index": i})
@@ -570,9 +590,21 @@ def train(x, y, seed, log, arch="resnet", epochs=None, max_shift=0):
     return model
 
 
+def file_qualities(spec, salt):
+    """The final JPEG quality of each file in turn: QUALITY, or with `qualities` (lo, hi) one
+    drawn for each file from its own generator (the scenario's other draws stay as they were)."""
+    if "qualities" not in spec:
+        return lambda: QUALITY
+    lo, hi = spec["qualities"]
+    qrng = np.random.default_rng(spec["seed"] + 5000 + salt)
+    return lambda: int(qrng.integers(lo, hi + 1))
+
+
 def shortcut_effect(model, photos, spec, rng):
-    """For each shortcut: its artifact stamped on fresh images of every other class."""
+    """For each shortcut: its artifact stamped on fresh images of every other class (each
+    pair saved at the same final quality)."""
     effect = {}
+    quality = file_qualities(spec, 1)
     for name, (artifact, _) in spec["shortcuts"].items():
         target = CLASSES.index(name)
         clean, marked = [], []
@@ -581,8 +613,9 @@ def shortcut_effect(model, photos, spec, rng):
                 continue
             for _ in range(EFFECT_PER_CLASS):
                 img = draw(rng, photos, other)
-                clean.append(encode(img))
-                marked.append(encode(ARTIFACTS[artifact](img, rng)))
+                q = quality()
+                clean.append(encode(img, q))
+                marked.append(encode(ARTIFACTS[artifact](img, rng), q))
         lc, lm = predict(model, to_tensor(clean)), predict(model, to_tensor(marked))
         effect[name] = {
             "artifact": artifact,
