@@ -264,9 +264,7 @@ pub(crate) fn test_group(
     recipients: &Recipients,
 ) -> Result<Option<Evidence>> {
     let members = class.members;
-    let rest: Vec<usize> = (0..members.len())
-        .filter(|i| !group.members.contains(i))
-        .collect();
+    let rest = group.rest(members.len());
     // At most `transplant_images` of each side make the means (spread over the class), so a
     // class of thousands costs what a class of hundreds does.
     let limit = bench.settings.transplant_images.max(1);

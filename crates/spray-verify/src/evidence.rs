@@ -131,9 +131,7 @@ pub fn class_evidence(
     // Whether a row so far surely flagged the class (`Standing::settled`).
     let mut settled = false;
     for group in &groups {
-        let rest: Vec<usize> = (0..members.len())
-            .filter(|i| !group.members.contains(i))
-            .collect();
+        let rest = group.rest(members.len());
         let rest_rows = spread(&rest, bench.settings.transplant_images);
         let class = ClassRef {
             index: class,

@@ -37,6 +37,16 @@ pub struct TestedGroup {
     pub members: Vec<usize>,
 }
 
+impl TestedGroup {
+    /// The rest of a class of `class_size` members: every position not in the group,
+    /// ascending.
+    pub fn rest(&self, class_size: usize) -> Vec<usize> {
+        (0..class_size)
+            .filter(|i| self.members.binary_search(i).is_err())
+            .collect()
+    }
+}
+
 /// (class, space) → the cluster the analysis found most distinct in that space.
 pub type Contrasts = BTreeMap<(i32, FeatureSpace), ClusterContrast>;
 
@@ -115,14 +125,12 @@ fn blockier_than_rest(group: &TestedGroup, members: &[Member]) -> bool {
         }
         (n > 0).then(|| sum / n as f32)
     };
-    let in_group = |k: usize| group.members.binary_search(&k).is_ok();
     let inside = mean(&mut group.members.iter().filter_map(|&k| members.get(k)));
     let rest = mean(
-        &mut members
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| !in_group(*k))
-            .map(|(_, m)| m),
+        &mut group
+            .rest(members.len())
+            .into_iter()
+            .filter_map(|k| members.get(k)),
     );
     matches!((inside, rest), (Some(a), Some(b)) if a - b >= BLOCKIER)
 }
@@ -284,6 +292,20 @@ fn within_space(
 mod tests {
     use super::*;
     use crate::members::bare_member as member;
+
+    #[test]
+    fn the_rest_is_every_other_position_ascending() {
+        let g = TestedGroup {
+            id: GroupId {
+                space: FeatureSpace::Relevance,
+                level: ClusterLevel::Cluster,
+                label: 0,
+            },
+            members: vec![1, 3, 4],
+        };
+        assert_eq!(g.rest(6), [0, 2, 5]);
+        assert_eq!(g.rest(0), Vec::<usize>::new());
+    }
 
     #[test]
     fn groups_come_in_test_order_and_duplicates_once() {

@@ -120,9 +120,7 @@ impl ClassSpectra {
             })
             .filter_map(|g| {
                 let group = mean(&mut g.members.iter().copied());
-                let rest = mean(
-                    &mut (0..input.members.len()).filter(|i| g.members.binary_search(i).is_err()),
-                );
+                let rest = mean(&mut g.rest(input.members.len()).into_iter());
                 let ratio = fine_energy_ratio(group, rest)?;
                 (ratio <= 1.0 / SPECTRUM_RATIO).then_some((ratio, g.members.as_slice()))
             })
