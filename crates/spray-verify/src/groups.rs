@@ -79,22 +79,22 @@ impl AnalysedGroups {
         members: &[Member],
         settings: &VerifySettings,
     ) -> Vec<TestedGroup> {
-        let all = class_groups(class, members, &self.labels, settings.same_group_overlap);
-        // The compression space's groups are tested outside the `max_groups` budget, after
-        // the others. Why: their test, the spectrum transfer, takes at most two groups of a
-        // class whatever space they come from (`probe::spectrum_transfer::ClassSpectra`), and
-        // a group it does not take costs nothing; in the budget they took places other
-        // spaces' groups need (on photos-clean re-saved at JPEG qualities 55–98, three
-        // classes lost a concept group to them).
-        let (compression, others): (Vec<TestedGroup>, Vec<TestedGroup>) = all
-            .into_iter()
-            .partition(|g| g.id.space.spec().source == FeatureSource::BlockStatistics);
-        let mut tested = by_priority(class, members.len(), others, &self.contrasts, settings);
-        tested.extend(compression.into_iter().filter(|g| {
-            is_tested(g.id.space.spec())
-                && worth_testing(g, members.len(), settings)
-                && blockier_than_rest(g, members)
-        }));
+        let mut all = class_groups(class, members, &self.labels, settings.same_group_overlap);
+        all.retain(|g| {
+            g.id.space.spec().source != FeatureSource::BlockStatistics
+                || blockier_than_rest(g, members)
+        });
+        // A space outside the budget (`SpaceSpec::in_budget`) has its groups tested after the
+        // budget's: its own test takes at most a few of them, and a group it does not take
+        // costs nothing.
+        let (outside, inside): (Vec<TestedGroup>, Vec<TestedGroup>) =
+            all.into_iter().partition(|g| !g.id.space.spec().in_budget);
+        let mut tested = by_priority(class, members.len(), inside, &self.contrasts, settings);
+        tested.extend(
+            outside.into_iter().filter(|g| {
+                is_tested(g.id.space.spec()) && worth_testing(g, members.len(), settings)
+            }),
+        );
         tested
     }
 }
