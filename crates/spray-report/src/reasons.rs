@@ -13,6 +13,23 @@ use crate::RankedClass;
 pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String {
     let spectral = spectral_reason(&r.spectrum);
     match r.evidence {
+        // A screened row's control was never measured (its rate reads 0): its figure is the
+        // group's own rate, an upper bound, and the sentence must not call it "more than its
+        // control".
+        Some(e) if e.screened => {
+            let words = wording(e.space, e.test, concept_layers);
+            format!(
+                "tested by the verify stage: {}{}'s {} {:.0}% of the first other classes' \
+                 images tried into this class, too few to reach the {:.0}% that \
+                 flags a class even against a control that turns none, so no control was \
+                 measured; in the analysis, {spectral}",
+                e.group().name(),
+                words.group_note,
+                words.transferred,
+                100.0 * e.flip_rate,
+                100.0 * FLAG_SPECIFIC_EFFECT
+            )
+        }
         Some(e) => {
             let words = wording(e.space, e.test, concept_layers);
             format!(
@@ -156,5 +173,28 @@ mod tests {
             text.contains("(at least the 30% that flags a class)"),
             "{text}"
         );
+    }
+
+    /// A screened row stopped before its control: the sentence gives the group's own rate
+    /// and says no control was measured, never "more than its control".
+    #[test]
+    fn a_screened_strongest_row_says_its_control_was_not_measured() {
+        let mut r = ranked(1, spectrum(0, "cat", contrast(-1, 0.0, 0.0)));
+        r.evidence = Some(ClassEvidence {
+            space: FeatureSpace::Relevance,
+            level: ClusterLevel::Split,
+            cluster: 1,
+            test: spray_store::EvidenceTest::ColourTransfer,
+            flip_rate: 0.1,
+            control_flip_rate: 0.0,
+            screened: true,
+        });
+        let text = why_sentence(&r, &[]);
+        assert!(
+            text.contains("'s colours turn 10% of the first other classes' images"),
+            "{text}"
+        );
+        assert!(text.contains("so no control was measured"), "{text}");
+        assert!(!text.contains("more than its control"), "{text}");
     }
 }
