@@ -87,7 +87,7 @@ fn main() {
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
-        block_stats: false,
+        compression_stats: false,
         logits: false,
     };
     let fingerprint = format!("imagenet-shaped-{classes}x{per_class}-g{g}");
@@ -127,7 +127,7 @@ fn main() {
                         thumbnail: None,
                         concept: None,
                         colour: None,
-                        blocks: None,
+                        compression: None,
                         logits: None,
                     }
                 })

@@ -29,8 +29,8 @@ pub(crate) struct AnalysisRow {
     pub image_grid: Mutex<Option<Vec<f32>>>,
     /// The input's colour statistics (`relevance::colour_stats`), when read.
     pub colour: Option<Vec<f32>>,
-    /// The file's block statistics (`relevance::BLOCK_STATS` values), when read.
-    pub blocks: Option<Vec<f32>>,
+    /// How the file was compressed (`relevance::COMPRESSION_STATS` values), when read.
+    pub compression: Option<Vec<f32>>,
     /// (part, row in part) of the row in the relevance dataset: where its group's concept
     /// values are read from.
     pub source: (u32, u32),
@@ -155,9 +155,9 @@ impl<'a> GroupRows<'a> {
         self.statistics("colour", |r| r.colour.as_deref())
     }
 
-    /// The rows' block statistics; an error names the first row read without them.
-    pub fn blocks(&self) -> Result<Vec<&'a [f32]>> {
-        self.statistics("block", |r| r.blocks.as_deref())
+    /// The rows' compression statistics; an error names the first row read without them.
+    pub fn compression(&self) -> Result<Vec<&'a [f32]>> {
+        self.statistics("compression", |r| r.compression.as_deref())
     }
 
     /// Each row's per-image statistics of one kind (`what`); an error names the first row
@@ -247,7 +247,7 @@ pub(crate) mod tests {
             read_at,
             image_grid: Mutex::new(Some(vec![image_index as f32; 3])),
             colour: (image_index != 3).then(|| vec![0.5; 6]),
-            blocks: (image_index != 2).then(|| vec![0.25; 2]),
+            compression: (image_index != 2).then(|| vec![0.25, 0.25, 90.0]),
             source: (0, read_at as u32),
         }
     }
@@ -315,14 +315,17 @@ pub(crate) mod tests {
             text.starts_with("part-00000.parquet: row 3 ('s3-0')"),
             "{text}"
         );
-        // The block statistics the same way, for the row without them (image 2).
+        // The compression statistics the same way, for the row without them (image 2).
         let members = [1, 3];
-        assert_eq!(d.group(0, &members, &classes).blocks().unwrap().len(), 2);
+        assert_eq!(
+            d.group(0, &members, &classes).compression().unwrap().len(),
+            2
+        );
         let members = [0, 2];
-        let err = d.group(1, &members, &classes).blocks().unwrap_err();
+        let err = d.group(1, &members, &classes).compression().unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("row 2 ('s2-1') has no block statistics"),
+            text.contains("row 2 ('s2-1') has no compression statistics"),
             "{text}"
         );
     }

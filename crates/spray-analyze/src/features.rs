@@ -163,7 +163,7 @@ pub fn concept_features(
 }
 
 /// The features of a space of per-image statistics (the colour space's
-/// `relevance::colour_stats`, the compression space's block statistics) for a group: each
+/// `relevance::colour_stats`, the compression space's statistics) for a group: each
 /// value z-scored over the group's rows. Why z-scored: the statistics have unlike units (means
 /// in [0, 1], log spreads around −3), and what sets a subgroup apart is how far it lies from
 /// its own class, not the absolute value; a value that does not vary in the group stays 0.

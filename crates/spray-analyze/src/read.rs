@@ -65,7 +65,7 @@ impl GridSource {
             // Six values a row (31 MB at 1.28M rows): read up front.
             colour: spaces.reads.colour,
             // Two values a row: read up front too.
-            blocks: spaces.reads.blocks,
+            compression: spaces.reads.compression,
             logits: false,
         }
     }
@@ -136,7 +136,7 @@ pub(crate) fn read_dataset(
                 read_at: rows.len(),
                 image_grid: Mutex::new(r.image_grids.into_iter().next()),
                 colour: r.colour,
-                blocks: r.blocks,
+                compression: r.compression,
                 source: (part_index as u32, row_in_part as u32),
             });
         }
@@ -175,7 +175,7 @@ pub(crate) mod tests {
             store_images: false,
             concept_layers: Vec::new(),
             colour_stats: false,
-            block_stats: false,
+            compression_stats: false,
             logits: false,
         }
     }
@@ -201,7 +201,7 @@ pub(crate) mod tests {
             thumbnail: None,
             concept: (concepts > 0).then(|| (1..=concepts).map(|c| c as f32).collect()),
             colour: None,
-            blocks: None,
+            compression: None,
             logits: None,
         }
     }

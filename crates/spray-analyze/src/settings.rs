@@ -122,10 +122,11 @@ pub struct AnalysisSettings {
     /// the one place a colour shortcut can show (benches/RESULTS.md, the cast scenario).
     #[serde(default = "yes")]
     pub colour_space: bool,
-    /// Also analyse each file's JPEG block statistics (the relevance dataset's `image_blocks`
-    /// column, z-scored within the group) as the `compression` space, when stored: where
-    /// images compressed harder than the rest of their class are found (a hard recompression
-    /// that no heatmap, concept or colour group isolated, benches/RESULTS.md).
+    /// Also analyse how each file was compressed (its JPEG block statistics and the quality it
+    /// was last saved at: the relevance dataset's `image_compression` column, z-scored within
+    /// the group) as the `compression` space, when stored: where images compressed harder than
+    /// the rest of their class are found (a recompression, or a source saving at a lower
+    /// quality, that no heatmap, concept or colour group isolated, benches/RESULTS.md).
     #[serde(default = "yes")]
     pub compression_space: bool,
     #[serde(default)]

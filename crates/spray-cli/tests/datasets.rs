@@ -225,7 +225,7 @@ fn read_all(dir: &Path) -> (Vec<RelevanceRecord>, usize) {
         thumbnails: true,
         concept: true,
         colour: true,
-        blocks: true,
+        compression: true,
         logits: false,
     };
     let mut rows = Vec::new();

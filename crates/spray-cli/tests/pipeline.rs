@@ -671,7 +671,7 @@ fn nhwc_models_get_the_relevance_of_their_nchw_twin() {
             thumbnails: false,
             concept: false,
             colour: false,
-            blocks: false,
+            compression: false,
             logits: false,
         };
         let mut parts: Vec<PathBuf> = std::fs::read_dir(dir.join(name).join("relevance"))

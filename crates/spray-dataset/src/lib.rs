@@ -9,6 +9,7 @@ mod blocks;
 pub mod integrity;
 mod layouts;
 mod preprocess;
+mod quantisation;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ pub use preprocess::{
     decode_rgb, ChannelOrder, PixelScale, PreparedImage, Preprocess, Resize, ResizeSide,
     SplitMix64, SquareMode, TensorLayout,
 };
+pub use quantisation::jpeg_quality;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {

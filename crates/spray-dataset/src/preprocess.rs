@@ -128,16 +128,19 @@ pub struct PreparedImage {
     /// `None` for any other format (its 8-pixel grid is content, not compression) and where
     /// an image was prepared from memory ([`Preprocess::apply`]).
     pub blocks: Option<[f32; 2]>,
+    /// The quality a JPEG file was last saved at ([`crate::jpeg_quality`]); `None` for any
+    /// other format, a JPEG without a quantisation table, and an image prepared from memory.
+    pub jpeg_quality: Option<f32>,
 }
 
 /// Decode an image file to RGB. Zero-byte, truncated, non-image and unreadable files give an
 /// error message meant for the errors table.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
-    decode_file(path).map(|(rgb, _)| rgb)
+    decode_file(path).map(|(rgb, _, _)| rgb)
 }
 
 /// [`decode_rgb`], with the file's format.
-fn decode_file(path: &Path) -> Result<(RgbImage, image::ImageFormat), String> {
+fn decode_file(path: &Path) -> Result<(RgbImage, image::ImageFormat, Option<f32>), String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -159,7 +162,11 @@ fn decode_file(path: &Path) -> Result<(RgbImage, image::ImageFormat), String> {
     if img.width() == 0 || img.height() == 0 {
         return Err("image has no pixels".into());
     }
-    Ok((img.to_rgb8(), format))
+    let quality = match format {
+        image::ImageFormat::Jpeg => crate::jpeg_quality(&bytes),
+        _ => None,
+    };
+    Ok((img.to_rgb8(), format, quality))
 }
 
 /// SplitMix64: a tiny seeded generator, so random padding (and the verify stage's random
@@ -196,10 +203,11 @@ impl Preprocess {
     /// Decode and preprocess one file; `image_index` seeds the random square modes.
     /// With the file's block statistics where it is a JPEG ([`PreparedImage::blocks`]).
     pub fn load(&self, path: &Path, image_index: u64) -> Result<PreparedImage, String> {
-        let (rgb, format) = decode_file(path)?;
+        let (rgb, format, jpeg_quality) = decode_file(path)?;
         let blocks = (format == image::ImageFormat::Jpeg).then(|| crate::block_stats(&rgb));
         Ok(PreparedImage {
             blocks,
+            jpeg_quality,
             ..self.apply(rgb, image_index)
         })
     }
@@ -232,6 +240,7 @@ impl Preprocess {
             tensor,
             rgb: img,
             blocks: None,
+            jpeg_quality: None,
         }
     }
 

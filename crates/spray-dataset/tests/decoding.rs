@@ -147,7 +147,7 @@ fn truncated_files_are_errors_with_a_reason() {
 }
 
 #[test]
-fn only_a_jpeg_file_has_block_statistics() {
+fn only_a_jpeg_file_has_block_statistics_and_a_quality() {
     let dir = scratch("blocks");
     // A textured picture: its blocks come from the compression, not from its content.
     let picture = image::RgbImage::from_fn(64, 48, |x, y| {
@@ -184,9 +184,13 @@ fn only_a_jpeg_file_has_block_statistics() {
     // Measured on the file's own grid, before the resize to 32 × 32 would smear it.
     let blocks = jpeg.blocks.expect("a JPEG file has block statistics");
     assert!(blocks.iter().all(|&b| b > 0.3), "{blocks:?}");
+    // The quality it was saved at, from its quantisation table.
+    let quality = jpeg.jpeg_quality.expect("a JPEG file has a quality");
+    assert!((quality - 12.0).abs() < 1.0, "{quality}");
     let png = pre.load(&write(&dir, "same.png", &png), 0).unwrap();
-    assert_eq!(png.blocks, None);
+    assert_eq!((png.blocks, png.jpeg_quality), (None, None));
     // Prepared from memory, an image has no file to measure.
-    assert_eq!(pre.apply(png.rgb, 0).blocks, None);
+    let from_memory = pre.apply(png.rgb, 0);
+    assert_eq!((from_memory.blocks, from_memory.jpeg_quality), (None, None));
     std::fs::remove_dir_all(&dir).unwrap();
 }

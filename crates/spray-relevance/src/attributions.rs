@@ -273,7 +273,7 @@ impl AttributionFile {
                     thumbnail: None,
                     concept: None,
                     colour: None,
-                    blocks: None,
+                    compression: None,
                     logits: None,
                 }
             })
@@ -322,7 +322,7 @@ pub fn import_attributions(job: &AttributionImport<'_>) -> Result<ImportSummary>
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
-        block_stats: false,
+        compression_stats: false,
         logits: false,
     };
     claim_folder(file, &job.dir)?;
@@ -446,7 +446,7 @@ mod tests {
             thumbnails: false,
             concept: false,
             colour: false,
-            blocks: false,
+            compression: false,
             logits: false,
         };
         let rows: Vec<RelevanceRecord> = parts

@@ -61,7 +61,7 @@ pub(crate) fn relevance_record(
         thumbnail: images.thumbnail,
         concept,
         colour: images.colour,
-        blocks: images.blocks,
+        compression: images.compression,
         logits: Some(logits.to_vec()),
     })
 }
@@ -71,7 +71,7 @@ struct ImageColumns {
     grids: Vec<Vec<f32>>,
     thumbnail: Option<Vec<u8>>,
     colour: Option<Vec<f32>>,
-    blocks: Option<Vec<f32>>,
+    compression: Option<Vec<f32>>,
 }
 
 impl ImageColumns {
@@ -81,7 +81,7 @@ impl ImageColumns {
                 grids: Vec::new(),
                 thumbnail: None,
                 colour: None,
-                blocks: None,
+                compression: None,
             };
         }
         let rgb = &request.image.rgb;
@@ -94,9 +94,12 @@ impl ImageColumns {
                 .collect(),
             thumbnail: maps::thumbnail_png(rgb, job.settings.thumbnail_side),
             colour: Some(spray_store::relevance::colour_stats(rgb.as_raw())),
-            // A file that is not a JPEG has no compression blocks: zero, as for a JPEG
+            // A file that is not a JPEG has no compression compression: zero, as for a JPEG
             // without them.
-            blocks: Some(request.image.blocks.unwrap_or_default().to_vec()),
+            compression: Some({
+                let [rows, columns] = request.image.blocks.unwrap_or_default();
+                vec![rows, columns, request.image.jpeg_quality.unwrap_or(100.0)]
+            }),
         }
     }
 }

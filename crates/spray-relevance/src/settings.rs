@@ -89,7 +89,7 @@ impl RelevanceSettings {
             // With the stored images: the same decoded input, six numbers more a row.
             colour_stats: self.store_images,
             // From the same decoded file, before its resize: two numbers more a row.
-            block_stats: self.store_images,
+            compression_stats: self.store_images,
             // The forward pass's outputs (K values a row): the verify stage's recipients'
             // logits before any change, not scored again.
             logits: true,

@@ -116,7 +116,7 @@ fn main() {
         store_images: true,
         concept_layers: Vec::new(),
         colour_stats: false,
-        block_stats: false,
+        compression_stats: false,
         logits: false,
     };
     let name = |c: usize| format!("n{c:05}");
@@ -146,7 +146,7 @@ fn main() {
                     thumbnail: Some(thumbnail(&mut rng, side, tint)),
                     concept: None,
                     colour: None,
-                    blocks: None,
+                    compression: None,
                     logits: None,
                 }
             })

@@ -101,7 +101,7 @@ pub(crate) fn read_records(
         thumbnails: manifest.layout.store_images,
         concept: false,
         colour: false,
-        blocks: false,
+        compression: false,
         logits: false,
     };
     let mut records = HashMap::new();

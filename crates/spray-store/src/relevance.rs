@@ -14,8 +14,9 @@ use crate::{write_batches_atomically, Result, StoreError};
 /// The version of the relevance parts' columns, part of the stage's fingerprint: a cached
 /// dataset written without a column the analysis now reads is recomputed, not silently used
 /// without it. 2: `image_colour`. 3: `logits` (so that a layout's `logits` describes every
-/// part of the dataset). 4: `image_blocks`.
-pub const SCHEMA_VERSION: u32 = 4;
+/// part of the dataset). 4: `image_blocks`. 5: `image_compression` (the block statistics
+/// and the quality the file was last saved at) in its place.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Which optional columns a relevance dataset carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -38,12 +39,13 @@ pub struct RelevanceLayout {
     /// has no place in it; these numbers are where such groups are looked for.
     #[serde(default)]
     pub colour_stats: bool,
-    /// Whether `image_blocks` is stored: the decoded file's JPEG block statistics
-    /// ([`BLOCK_STATS`] values, `spray_dataset::block_stats`), for the compression space of
-    /// the analysis: a source that compresses harder leaves blocks over the whole image,
-    /// which no heatmap holds in one place.
+    /// Whether `image_compression` is stored: how the decoded file was compressed
+    /// ([`COMPRESSION_STATS`] values: its JPEG block statistics, `spray_dataset::block_stats`,
+    /// and the quality it was last saved at, `spray_dataset::jpeg_quality`), for the
+    /// compression space of the analysis: a source that compresses harder leaves blocks over
+    /// the whole image, which no heatmap holds in one place.
     #[serde(default)]
-    pub block_stats: bool,
+    pub compression_stats: bool,
     /// Whether `logits` is stored: the model's pre-softmax outputs for the image, every class,
     /// from the same forward pass as the relevance. Why: the verify stage needs other classes'
     /// images' logits before any change (the recipients of its transplants), and scoring them
@@ -58,9 +60,25 @@ pub struct RelevanceLayout {
 /// cast or gain scales a channel's spread, which a log turns into a shift).
 pub const COLOUR_STATS: usize = 6;
 
-/// Values of the `image_blocks` column: the luma's log step ratio on JPEG's 8-pixel grid
-/// against off it, across rows then across columns (`spray_dataset::block_stats`).
-pub const BLOCK_STATS: usize = 2;
+/// Values of the `image_compression` column: the luma's log step ratio on JPEG's 8-pixel grid
+/// against off it, across rows then across columns (`spray_dataset::block_stats`; 0 for a
+/// file that is not a JPEG), then the libjpeg quality the file was last saved at
+/// (`spray_dataset::jpeg_quality`; 100 for a lossless file, and for a JPEG without a table).
+pub const COMPRESSION_STATS: usize = 3;
+
+/// libjpeg's scale of the standard quantisation tables for `quality` (1–100), in percent:
+/// 5000 / q below 50, 200 − 2q from it (quality 50: 100, 98: 4, 30: 167; 100: 0, which
+/// is also what a lossless file reads). Why the analysis and the verify stage use it rather
+/// than the quality: the steps grow with it linearly, so the detail a file lost does, while
+/// the quality's scale crowds the hard compressions (10 to 30 is 500 to 167) together.
+pub fn quantiser_scale(quality: f32) -> f32 {
+    let q = quality.clamp(1.0, 100.0);
+    if q < 50.0 {
+        5000.0 / q
+    } else {
+        200.0 - 2.0 * q
+    }
+}
 
 /// The `image_colour` values of an RGB image ([`COLOUR_STATS`]), at full resolution: the
 /// spread of a channel lives in its pixel noise, which pooling would average away.
@@ -143,8 +161,8 @@ pub struct RelevanceRecord {
     pub concept: Option<Vec<f32>>,
     /// The input's colour statistics ([`colour_stats`]) when the layout has them.
     pub colour: Option<Vec<f32>>,
-    /// The file's block statistics ([`BLOCK_STATS`] values) when the layout has them.
-    pub blocks: Option<Vec<f32>>,
+    /// How the file was compressed ([`COMPRESSION_STATS`] values) when the layout has it.
+    pub compression: Option<Vec<f32>>,
     /// The model's pre-softmax outputs, every class (`RelevanceLayout::logits`).
     pub logits: Option<Vec<f32>>,
 }
@@ -236,10 +254,10 @@ pub fn schema(layout: &RelevanceLayout) -> Arc<Schema> {
             false,
         ));
     }
-    if layout.block_stats {
+    if layout.compression_stats {
         fields.push(Field::new(
-            "image_blocks",
-            columns::fixed_f32_type(BLOCK_STATS),
+            "image_compression",
+            columns::fixed_f32_type(COMPRESSION_STATS),
             false,
         ));
     }
@@ -314,11 +332,14 @@ pub fn to_batch(layout: &RelevanceLayout, rows: &[RelevanceRecord]) -> Result<Re
         })?;
         arrays.push(columns::fixed_f32(colours.into_iter(), COLOUR_STATS));
     }
-    if layout.block_stats {
-        let blocks = every_row(rows, "block statistics", |r| {
-            of_width(&r.blocks, BLOCK_STATS)
+    if layout.compression_stats {
+        let compression = every_row(rows, "compression statistics", |r| {
+            of_width(&r.compression, COMPRESSION_STATS)
         })?;
-        arrays.push(columns::fixed_f32(blocks.into_iter(), BLOCK_STATS));
+        arrays.push(columns::fixed_f32(
+            compression.into_iter(),
+            COMPRESSION_STATS,
+        ));
     }
     if layout.logits {
         arrays.push(columns::list_f32(&every_row(rows, "logits", |r| {
@@ -374,8 +395,8 @@ pub struct ReadOptions {
     pub concept: bool,
     /// Read the `image_colour` column when the part has one.
     pub colour: bool,
-    /// Read the `image_blocks` column when the part has one.
-    pub blocks: bool,
+    /// Read the `image_compression` column when the part has one.
+    pub compression: bool,
     /// Read the `logits` column when the part has one.
     pub logits: bool,
 }
@@ -390,7 +411,7 @@ impl ReadOptions {
             store_images: false,
             concept_layers: Vec::new(),
             colour_stats: false,
-            block_stats: false,
+            compression_stats: false,
             logits: false,
         };
         let mut names: Vec<String> = schema(&bare)
@@ -411,7 +432,7 @@ impl ReadOptions {
         let optional = [
             (self.concept, "concept"),
             (self.colour, "image_colour"),
-            (self.blocks, "image_blocks"),
+            (self.compression, "image_compression"),
             (self.logits, "logits"),
         ];
         names.extend(
@@ -476,8 +497,8 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
         } else {
             Vec::new()
         };
-        let blocks = if options.blocks && c.has("image_blocks") {
-            c.f32_rows("image_blocks")?
+        let compression = if options.compression && c.has("image_compression") {
+            c.f32_rows("image_compression")?
         } else {
             Vec::new()
         };
@@ -504,7 +525,7 @@ pub fn read_part(path: &Path, options: &ReadOptions) -> Result<Vec<RelevanceReco
                 thumbnail: thumbs.get(i).cloned().flatten(),
                 concept: concepts.get(i).cloned(),
                 colour: colours.get(i).cloned(),
-                blocks: blocks.get(i).cloned(),
+                compression: compression.get(i).cloned(),
                 logits: logits.get(i).cloned(),
             });
         }

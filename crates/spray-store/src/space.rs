@@ -24,7 +24,8 @@ pub enum FeatureSpace {
     /// channels) and, when the rules at the input are flat, in no channel profile either; its
     /// groups are suspects that the verify stage tests by transferring the colour.
     Colour,
-    /// Each file's JPEG block statistics (`spray_dataset::block_stats`): a source that
+    /// How each file was compressed: its JPEG block statistics (`spray_dataset::block_stats`)
+    /// and the quality it was last saved at (`spray_dataset::jpeg_quality`). A source that
     /// compresses harder leaves 8 × 8 blocks and less fine texture over the whole image, which
     /// no heatmap holds in one place and which vary less with the content than any fine-energy
     /// measure; its groups are suspects that the verify stage tests by giving other images
@@ -43,8 +44,8 @@ pub enum FeatureSource {
     ConceptChannels,
     /// Per-channel mean and log spread of the image at full resolution.
     ColourStatistics,
-    /// The decoded file's luma step ratios on JPEG's 8-pixel grid.
-    BlockStatistics,
+    /// The decoded file's luma step ratios on JPEG's 8-pixel grid, and its last quality.
+    CompressionStatistics,
 }
 
 /// How a space's samples are laid out in 2-D for the report.
@@ -236,7 +237,7 @@ pub static SPACES: [SpaceSpec; 5] = [
     SpaceSpec {
         name: "compression",
         indexed: false,
-        source: FeatureSource::BlockStatistics,
+        source: FeatureSource::CompressionStatistics,
         layout: Layout2d::SpectralStart,
         role: SpaceRole::Candidate,
         own_test: Some(EvidenceTest::SpectrumTransfer),
@@ -244,9 +245,9 @@ pub static SPACES: [SpaceSpec; 5] = [
         min_share: true,
         in_budget: false,
         file_tag: "jpg",
-        note: " (images whose files are blockier on JPEG's 8-pixel grid than the rest's, as \
-               a harder compression leaves them; their fine amplitude spectrum is given to the \
-               other images, there is no region)",
+        note: " (images whose files were compressed harder than the rest's — blockier on \
+               JPEG's 8-pixel grid, or saved last at a lower quality; their fine amplitude \
+               spectrum is given to the other images, there is no region)",
     },
 ];
 

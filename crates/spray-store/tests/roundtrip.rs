@@ -27,7 +27,9 @@ fn record(i: i64, layout: &RelevanceLayout) -> RelevanceRecord {
         colour: layout
             .colour_stats
             .then(|| vec![0.5, 0.25, 0.125, -3.0, -2.5, -2.0]),
-        blocks: layout.block_stats.then(|| vec![0.875, -0.0625 * i as f32]),
+        compression: layout
+            .compression_stats
+            .then(|| vec![0.875, -0.0625 * i as f32, 90.0 - i as f32]),
         logits: layout.logits.then(|| vec![i as f32, -1.5, 0.25]),
     }
 }
@@ -50,7 +52,7 @@ fn relevance_parts_and_errors_round_trip() {
             },
         ],
         colour_stats: true,
-        block_stats: true,
+        compression_stats: true,
         logits: true,
     };
     let rows: Vec<_> = (0..5).map(|i| record(i, &layout)).collect();
@@ -65,7 +67,7 @@ fn relevance_parts_and_errors_round_trip() {
             thumbnails: true,
             concept: true,
             colour: true,
-            blocks: true,
+            compression: true,
             logits: true,
         },
     )
@@ -85,7 +87,7 @@ fn relevance_parts_and_errors_round_trip() {
     assert_eq!(narrow[3].grids, vec![vec![3.0; 16]]);
     assert!(narrow[3].map.is_none() && narrow[3].thumbnail.is_none());
     assert!(narrow[3].concept.is_none() && narrow[3].colour.is_none());
-    assert!(narrow[3].blocks.is_none());
+    assert!(narrow[3].compression.is_none());
     assert!(narrow[3].logits.is_none());
     // The pooled inputs without the thumbnails (what the analysis' image space reads).
     let pooled = relevance::read_part(
@@ -127,7 +129,7 @@ fn relevance_parts_and_errors_round_trip() {
         relevance::write_part(&dir.path().join("no-colour.parquet"), &layout, &no_colour).is_err()
     );
     let mut short_blocks = rows.clone();
-    short_blocks[4].blocks = Some(vec![0.5]);
+    short_blocks[4].compression = Some(vec![0.5]);
     let short_path = dir.path().join("short-blocks.parquet");
     assert!(relevance::write_part(&short_path, &layout, &short_blocks).is_err());
 
@@ -182,7 +184,7 @@ fn a_row_without_its_grid_is_refused() {
         store_images: false,
         concept_layers: Vec::new(),
         colour_stats: false,
-        block_stats: false,
+        compression_stats: false,
         logits: false,
     };
     let mut row = record(0, &layout);

@@ -138,6 +138,7 @@ mod tests {
             predicted: 0,
             class_logit: 4.0,
             blockiness: None,
+            quantiser_scale: None,
         };
         let setup = AopcSetup {
             grid: 2,

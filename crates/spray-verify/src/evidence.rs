@@ -545,6 +545,7 @@ mod tests {
                 predicted: predicted(l) as i32,
                 class_logit: l[class as usize],
                 blockiness: None,
+                quantiser_scale: None,
             });
         }
         assert!(by_class
@@ -734,6 +735,7 @@ mod tests {
                 predicted: class,
                 class_logit: l[class as usize],
                 blockiness: None,
+                quantiser_scale: None,
             });
             if i < 6 {
                 let cluster = i32::from(i >= 3);

@@ -81,8 +81,8 @@ impl AnalysedGroups {
     ) -> Vec<TestedGroup> {
         let mut all = class_groups(class, members, &self.labels, settings.same_group_overlap);
         all.retain(|g| {
-            g.id.space.spec().source != FeatureSource::BlockStatistics
-                || blockier_than_rest(g, members)
+            g.id.space.spec().source != FeatureSource::CompressionStatistics
+                || compressed_harder_than_rest(g, members)
         });
         // A space outside the budget (`SpaceSpec::in_budget`) has its groups tested after the
         // budget's: its own test takes at most a few of them, and a group it does not take
@@ -111,28 +111,42 @@ impl AnalysedGroups {
 /// test it either.
 const BLOCKIER: f32 = 0.25;
 
-/// Whether a group's files are blockier than the rest of its class's by [`BLOCKIER`] on
-/// average; false where a member has no block statistics or either side is empty.
-fn blockier_than_rest(group: &TestedGroup, members: &[Member]) -> bool {
-    let mean = |rows: &mut dyn Iterator<Item = &Member>| {
+/// How much coarser (`Member::quantiser_scale`, libjpeg's percent) a compression-space
+/// group's files were last quantised on average than the rest of its class's to be tested.
+/// Why this much: files saved at qualities drawn from 55–98, cut at their median, differ by
+/// about 43 (the blocks cannot tell such a cut from a real difference either); quality 50
+/// among files saved at 70–98 by about 68.
+const COARSER: f32 = 50.0;
+
+/// Whether a compression-space group's files were compressed harder than the rest of its
+/// class's: blockier by [`BLOCKIER`] or last quantised coarser by [`COARSER`] on average.
+fn compressed_harder_than_rest(group: &TestedGroup, members: &[Member]) -> bool {
+    exceeds_rest(group, members, |m| m.blockiness, BLOCKIER)
+        || exceeds_rest(group, members, |m| m.quantiser_scale, COARSER)
+}
+
+/// Whether the group's mean of `value` exceeds the rest of its class's by `margin`; false
+/// where a member has no finite value or either side is empty.
+fn exceeds_rest(
+    group: &TestedGroup,
+    members: &[Member],
+    value: fn(&Member) -> Option<f32>,
+    margin: f32,
+) -> bool {
+    let mean = |rows: &mut dyn Iterator<Item = usize>| {
         let (mut sum, mut n) = (0.0f32, 0usize);
-        for m in rows {
-            match m.blockiness {
-                Some(b) if b.is_finite() => sum += b,
+        for m in rows.filter_map(|k| members.get(k)) {
+            match value(m) {
+                Some(v) if v.is_finite() => sum += v,
                 _ => return None,
             }
             n += 1;
         }
         (n > 0).then(|| sum / n as f32)
     };
-    let inside = mean(&mut group.members.iter().filter_map(|&k| members.get(k)));
-    let rest = mean(
-        &mut group
-            .rest(members.len())
-            .into_iter()
-            .filter_map(|k| members.get(k)),
-    );
-    matches!((inside, rest), (Some(a), Some(b)) if a - b >= BLOCKIER)
+    let inside = mean(&mut group.members.iter().copied());
+    let rest = mean(&mut group.rest(members.len()).into_iter());
+    matches!((inside, rest), (Some(a), Some(b)) if a - b >= margin)
 }
 
 /// The class's groups in test order (`GroupId`'s: relevance first, clusters before split
@@ -347,19 +361,13 @@ mod tests {
         assert_eq!(worth, [true, true, false, true]);
     }
 
-    #[test]
-    fn a_compression_group_is_tested_only_where_its_files_are_blockier() {
-        let blocky = |image_index: usize, b: Option<f32>| Member {
-            blockiness: b,
-            ..member(image_index)
-        };
-        // Images 0..3 compressed hard (0.8), the rest alike (0.05 ± 0.1).
-        let mut members: Vec<Member> = (0..3).map(|i| blocky(i, Some(0.8))).collect();
-        members.extend((3..10).map(|i| blocky(i, Some(if i % 2 == 0 { 0.15 } else { -0.05 }))));
+    /// The groups tested of class 1 whose members 0..3 form compression cluster 0 (and the
+    /// split's first side), the rest two clusters by parity; the relevance space has a group
+    /// too. A budget of one group: a compression group is tested beside it, after it.
+    fn tested_with_compression_groups(members: &[Member]) -> Vec<String> {
         let mut labels = GroupLabels::new();
         for (k, m) in members.iter().enumerate() {
             let image = m.image_index as i64;
-            // Clusters: the hard ones, the blockier of the rest, the others; split: hard | rest.
             let cluster = if k < 3 {
                 0
             } else if k % 2 == 0 {
@@ -377,30 +385,66 @@ mod tests {
             labels,
             contrasts: Contrasts::new(),
         };
-        // A budget of one group: the compression group is tested beside it, after it.
         let settings = VerifySettings {
             min_cluster: 2,
             concept_min_share: 0.0,
             max_groups: 1,
             ..VerifySettings::default()
         };
-        let names = |members: &[Member]| -> Vec<String> {
-            analysed
-                .tested(1, members, &settings)
-                .iter()
-                .map(|g| g.id.name())
-                .collect()
+        analysed
+            .tested(1, members, &settings)
+            .iter()
+            .map(|g| g.id.name())
+            .collect()
+    }
+
+    #[test]
+    fn a_compression_group_is_tested_only_where_its_files_are_blockier() {
+        let blocky = |image_index: usize, b: Option<f32>| Member {
+            blockiness: b,
+            ..member(image_index)
         };
-        let tested = names(&members);
+        // Images 0..3 compressed hard (0.8), the rest alike (0.05 ± 0.1).
+        let mut members: Vec<Member> = (0..3).map(|i| blocky(i, Some(0.8))).collect();
+        members.extend((3..10).map(|i| blocky(i, Some(if i % 2 == 0 { 0.15 } else { -0.05 }))));
         // The hard cluster (0.8 against 0.05); not the rest's two clusters (0.15 against 0.29,
         // -0.05 against 0.37) nor the split's rest side; the relevance space's group as ever.
-        assert_eq!(tested, ["cluster 0", "compression cluster 0"]);
+        assert_eq!(
+            tested_with_compression_groups(&members),
+            ["cluster 0", "compression cluster 0"]
+        );
         // Without block statistics, no compression group is tested.
         let unknown: Vec<Member> = members
             .iter()
             .map(|m| blocky(m.image_index, None))
             .collect();
-        assert!(names(&unknown)
+        assert!(tested_with_compression_groups(&unknown)
+            .iter()
+            .all(|n| !n.starts_with("compression")));
+    }
+
+    #[test]
+    fn a_compression_group_saved_at_a_coarser_quality_is_tested() {
+        // Blocks alike everywhere (0.1); images 0..3 saved last at quality 50 (scale 100), the
+        // rest at 70–98 (scale 60 or 4, mean 28 or 36 by side).
+        let saved = |image_index: usize, scale: f32| Member {
+            blockiness: Some(0.1),
+            quantiser_scale: Some(scale),
+            ..member(image_index)
+        };
+        let with = |group: f32| -> Vec<Member> {
+            let mut members: Vec<Member> = (0..3).map(|i| saved(i, group)).collect();
+            members.extend((3..10).map(|i| saved(i, if i % 2 == 0 { 60.0 } else { 4.0 })));
+            members
+        };
+        // 100 against 28: coarser by 72. The rest's clusters: 60 against 47 and 4 against 70.
+        assert_eq!(
+            tested_with_compression_groups(&with(100.0)),
+            ["cluster 0", "compression cluster 0"]
+        );
+        // Quality 70 (scale 60) against the same rest: coarser by 32 only, as a cut of a class
+        // saved at spread qualities is; no compression group.
+        assert!(tested_with_compression_groups(&with(60.0))
             .iter()
             .all(|n| !n.starts_with("compression")));
     }

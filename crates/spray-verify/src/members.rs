@@ -20,6 +20,9 @@ pub struct Member {
     /// The mean of its file's two JPEG block statistics (`spray_dataset::block_stats`), where
     /// the relevance dataset stores them.
     pub blockiness: Option<f32>,
+    /// The quantiser scale of the quality its file was last saved at
+    /// (`spray_store::relevance::quantiser_scale`; 0 for a lossless file).
+    pub quantiser_scale: Option<f32>,
 }
 
 /// Per class, its members in image order.
@@ -37,7 +40,7 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
         thumbnails: false,
         concept: false,
         colour: false,
-        blocks: manifest.layout.block_stats,
+        compression: manifest.layout.compression_stats,
         logits: false,
     };
     let mut by_class = MembersByClass::new();
@@ -58,10 +61,15 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
                 predicted: r.predicted_class,
                 class_logit: r.target_logit,
                 blockiness: r
-                    .blocks
+                    .compression
                     .as_deref()
-                    .filter(|b| !b.is_empty())
-                    .map(|b| b.iter().sum::<f32>() / b.len() as f32),
+                    .and_then(|b| b.get(..2))
+                    .map(|b| b.iter().sum::<f32>() / 2.0),
+                quantiser_scale: r
+                    .compression
+                    .as_deref()
+                    .and_then(|b| b.get(2))
+                    .map(|&q| rel::quantiser_scale(q)),
             });
         }
     }
@@ -183,6 +191,7 @@ pub(crate) fn bare_member(image_index: usize) -> Member {
         predicted: 0,
         class_logit: 0.0,
         blockiness: None,
+        quantiser_scale: None,
     }
 }
 

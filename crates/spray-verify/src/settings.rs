@@ -118,7 +118,8 @@ pub struct VerifySettings {
     #[serde(default = "yes")]
     pub colour_groups: bool,
     /// Also test the groups of the analysis' compression space (images blockier on JPEG's
-    /// grid than the rest of their class), by the spectrum transfer (its own test whatever
+    /// grid than the rest of their class, or last saved at a coarser quality), by the
+    /// spectrum transfer (its own test whatever
     /// `spectrum_transfer` says). Subject to `concept_min_share` too.
     #[serde(default = "yes")]
     pub compression_groups: bool,

@@ -12,7 +12,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: false,
         colour: true,
-        blocks: false,
+        compression: false,
     },
     build: |b| Ok((features::z_scores(&b.group.colours()?), None)),
 };

@@ -14,7 +14,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: false,
         colour: false,
-        blocks: false,
+        compression: false,
     },
     build,
 };

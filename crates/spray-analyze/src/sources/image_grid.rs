@@ -11,7 +11,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: true,
         colour: false,
-        blocks: false,
+        compression: false,
     },
     build: |b| Ok((to_matrix(&b.group.take_image_grids()), None)),
 };

@@ -9,8 +9,8 @@
 //! A new space built from an existing source is its row in `spray_store::space`; one with new
 //! features is also one file here and its line in [`source`].
 
-mod block_statistics;
 mod colour_statistics;
+mod compression_statistics;
 mod concept_channels;
 mod image_grid;
 mod relevance_grid;
@@ -49,7 +49,7 @@ pub(crate) type Built = (Array2<f32>, Option<Vec<f64>>);
 pub(crate) struct Columns {
     pub images: bool,
     pub colour: bool,
-    pub blocks: bool,
+    pub compression: bool,
 }
 
 /// What a source's `build` gets.
@@ -69,7 +69,7 @@ pub(crate) fn source(source: FeatureSource) -> &'static Source {
         FeatureSource::ImageGrid => &image_grid::SOURCE,
         FeatureSource::ConceptChannels => &concept_channels::SOURCE,
         FeatureSource::ColourStatistics => &colour_statistics::SOURCE,
-        FeatureSource::BlockStatistics => &block_statistics::SOURCE,
+        FeatureSource::CompressionStatistics => &compression_statistics::SOURCE,
     }
 }
 
@@ -110,7 +110,7 @@ impl SpacePlan {
             plan.spaces.extend(spaces);
             plan.reads.images |= source.reads.images;
             plan.reads.colour |= source.reads.colour;
-            plan.reads.blocks |= source.reads.blocks;
+            plan.reads.compression |= source.reads.compression;
         }
         plan.concept_ranges = layout.concept_ranges();
         plan
@@ -185,7 +185,7 @@ mod tests {
         let mut layout = concept_layout(&[3, 5]);
         layout.store_images = true;
         layout.colour_stats = true;
-        layout.block_stats = true;
+        layout.compression_stats = true;
         let all = SpacePlan::new(&AnalysisSettings::default(), &layout, false);
         assert_eq!(all.concept_ranges, vec![0..3, 3..8]);
         // The space table's order: relevance, image, each concept layer, colour, compression
@@ -208,7 +208,7 @@ mod tests {
             Columns {
                 images: true,
                 colour: true,
-                blocks: true
+                compression: true
             }
         );
         // a grid pooled from the map has no image baseline
@@ -299,10 +299,10 @@ mod tests {
     fn a_statistics_space_without_differences_is_left_out() {
         let tmp = tempfile::tempdir().unwrap();
         let mut layout = concept_layout(&[]);
-        layout.block_stats = true;
+        layout.compression_stats = true;
         // Class 0: one file blockier than the others; class 1: files alike (PNGs: zeros).
         let blocky = |i: i64, class: i32, b: f32| RelevanceRecord {
-            blocks: Some(vec![b, b]),
+            compression: Some(vec![b, b, 100.0]),
             ..record(i, class, 0)
         };
         let rows = vec![

@@ -10,7 +10,7 @@ pub(super) static SOURCE: Source = Source {
     reads: Columns {
         images: false,
         colour: false,
-        blocks: false,
+        compression: false,
     },
     build: |b| Ok((b.group.take_relevance()?, Some(b.group.masses()))),
 };
