@@ -1,5 +1,6 @@
-//! How blocky a decoded file is on the 8-pixel grid that JPEG codes its luma in: the
-//! statistic the analysis's compression space groups images by.
+//! How blocky a decoded file is on the 8-pixel grid that JPEG codes its luma in: one of the
+//! statistics the analysis's compression space groups images by (the other: the quality the
+//! file was last saved at, `quantisation.rs`).
 //!
 //! Why: a source that compresses harder (a camera, a scanner, a web crawl) leaves its images
 //! with 8 × 8 blocks that the model can learn as a shortcut. The blocks are spread over the

@@ -139,7 +139,7 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
     decode_file(path).map(|(rgb, _, _)| rgb)
 }
 
-/// [`decode_rgb`], with the file's format.
+/// [`decode_rgb`], with the file's format and, for a JPEG, the quality it was last saved at.
 fn decode_file(path: &Path) -> Result<(RgbImage, image::ImageFormat, Option<f32>), String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -201,7 +201,8 @@ impl Preprocess {
     }
 
     /// Decode and preprocess one file; `image_index` seeds the random square modes.
-    /// With the file's block statistics where it is a JPEG ([`PreparedImage::blocks`]).
+    /// With the file's block statistics and quality where it is a JPEG
+    /// ([`PreparedImage::blocks`], [`PreparedImage::jpeg_quality`]).
     pub fn load(&self, path: &Path, image_index: u64) -> Result<PreparedImage, String> {
         let (rgb, format, jpeg_quality) = decode_file(path)?;
         let blocks = (format == image::ImageFormat::Jpeg).then(|| crate::block_stats(&rgb));

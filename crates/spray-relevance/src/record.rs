@@ -94,8 +94,8 @@ impl ImageColumns {
                 .collect(),
             thumbnail: maps::thumbnail_png(rgb, job.settings.thumbnail_side),
             colour: Some(spray_store::relevance::colour_stats(rgb.as_raw())),
-            // A file that is not a JPEG has no compression compression: zero, as for a JPEG
-            // without them.
+            // A file that is not a JPEG has no compression blocks: zero, as for a JPEG without
+            // them; and no quantisation: quality 100, as for a JPEG whose table was unread.
             compression: Some({
                 let [rows, columns] = request.image.blocks.unwrap_or_default();
                 vec![rows, columns, request.image.jpeg_quality.unwrap_or(100.0)]
