@@ -46,7 +46,7 @@ impl std::fmt::Display for ShortcutResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "  {:<12} {:<10} rank {}  best {} of {} ARI {:.3}  ({} of {} images carry it){}{}",
+            "  {:<12} {:<10} rank {}  best {} of {} ARI {:.3}  ({} of {} images carry it){}{}{}",
             self.class,
             self.artifact,
             self.rank,
@@ -57,6 +57,9 @@ impl std::fmt::Display for ShortcutResult {
             self.images,
             self.verified_effect
                 .map(|e| format!("  verified effect {e:+.2}"))
+                .unwrap_or_default(),
+            self.stamped_effect
+                .map(|e| format!(" (stamped {e:+.2})"))
                 .unwrap_or_default(),
             if self.flagged { "  flagged" } else { "" }
         )
@@ -86,6 +89,7 @@ mod tests {
                 best_cluster: 1,
                 best_ari: 0.9,
                 verified_effect: Some(0.45),
+                stamped_effect: None,
             }],
             ranking: vec![
                 ("cat".into(), ClassKind::Shortcut),
@@ -101,6 +105,31 @@ mod tests {
              \x20 cat          tag        rank 1  best split side 1 of concept-0 ARI 0.900  \
              (10 of 100 images carry it)  verified effect +0.45  flagged\n\
              \x20 ranking (* shortcut, ~ natural modes): cat* dog~"
+        );
+    }
+
+    /// Where the truth records the artifact's own effect, the line shows it beside the
+    /// verified one: an unflagged shortcut the model barely learned reads as such.
+    #[test]
+    fn a_recorded_stamped_effect_follows_the_verified_one() {
+        let line = ShortcutResult {
+            class: "square".into(),
+            artifact: "resaved".into(),
+            rank: 4,
+            flagged: false,
+            artifact_images: 36,
+            images: 120,
+            best_space: FeatureSpace::Compression,
+            best_level: ClusterLevel::Split,
+            best_cluster: 0,
+            best_ari: 0.835,
+            verified_effect: Some(0.23),
+            stamped_effect: Some(0.1194),
+        }
+        .to_string();
+        assert!(
+            line.ends_with("verified effect +0.23 (stamped +0.12)"),
+            "{line}"
         );
     }
 }

@@ -24,7 +24,7 @@ use crate::{RankedClass, ReportError, Result};
 use best_group::{best_group, count_artifact_images};
 pub use metrics::{adjusted_rand_index, auroc};
 use truth::ArtifactImages;
-pub use truth::{ClassKind, DetectionTruth, ImageTruth, ShortcutTruth};
+pub use truth::{ClassKind, DetectionTruth, ImageTruth, ShortcutTruth, StampedEffect};
 
 /// The figures for one shortcut class.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +46,9 @@ pub struct ShortcutResult {
     /// The verify stage's specific transplant effect of the class's strongest cluster, when
     /// it tested the class.
     pub verified_effect: Option<f64>,
+    /// The artifact's own effect on the model where the truth records it
+    /// ([`StampedEffect::specific`]): what a perfect test would measure.
+    pub stamped_effect: Option<f64>,
 }
 
 fn as_text<S: serde::Serializer>(space: &FeatureSpace, s: S) -> Result<S::Ok, S::Error> {
@@ -99,7 +102,16 @@ pub fn evaluate(
         .iter()
         .filter_map(|r| {
             let shortcut = truth.shortcut_classes.get(&r.spectrum.class_name)?;
-            Some(shortcut_result(r, &shortcut.artifact, samples, &artifacts))
+            let stamped = truth
+                .shortcut_effect
+                .get(&r.spectrum.class_name)
+                .map(StampedEffect::specific);
+            Some(shortcut_result(
+                r,
+                (&shortcut.artifact, stamped),
+                samples,
+                &artifacts,
+            ))
         })
         .collect();
     Ok(ranking_figures(truth, &ranking, shortcuts))
@@ -108,7 +120,7 @@ pub fn evaluate(
 /// The figures of one shortcut class: where it ranks, and its best-matching group.
 fn shortcut_result(
     r: &RankedClass,
-    artifact: &str,
+    (artifact, stamped_effect): (&str, Option<f64>),
     samples: &[SampleEmbedding],
     artifacts: &ArtifactImages,
 ) -> ShortcutResult {
@@ -130,6 +142,7 @@ fn shortcut_result(
         best_cluster: best.group.label,
         best_ari: best.ari,
         verified_effect: r.evidence.map(|e| e.specific()),
+        stamped_effect,
     }
 }
 

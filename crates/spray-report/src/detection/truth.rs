@@ -21,6 +21,28 @@ pub struct DetectionTruth {
     pub natural_mode_classes: BTreeMap<String, String>,
     /// Images with an artifact or a mode (paths relative to the dataset root).
     pub images: Vec<ImageTruth>,
+    /// Shortcut class → what its artifact does to the trained model, measured by the
+    /// scenario's generator (`make_realistic.py`); absent in older truth files.
+    #[serde(default)]
+    pub shortcut_effect: BTreeMap<String, StampedEffect>,
+}
+
+/// The artifact stamped on fresh images of every other class: the share the model predicts
+/// as the shortcut's class, without and with it. Why `spray evaluate` shows it: it is the
+/// most any evidence test can turn (a test that gave recipients the artifact itself would
+/// turn this many), so it tells a shortcut the model barely learned from one the tests
+/// missed.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct StampedEffect {
+    pub predicted_as_class_clean: f64,
+    pub predicted_as_class_stamped: f64,
+}
+
+impl StampedEffect {
+    /// The share turned by the artifact beyond those predicted as the class without it.
+    pub fn specific(&self) -> f64 {
+        self.predicted_as_class_stamped - self.predicted_as_class_clean
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +142,20 @@ mod tests {
                            {"path": "dog/img2.jpg", "artifact": null}]}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_recorded_stamped_effect_is_read_and_older_files_have_none() {
+        assert!(truth().shortcut_effect.is_empty());
+        let t: DetectionTruth = serde_json::from_str(
+            r#"{"shortcut_classes": {"cat": {"artifact": "tag"}},
+                "shortcut_effect": {"cat": {"artifact": "tag", "logit_clean": -1.0,
+                    "logit_stamped": 0.1, "predicted_as_class_clean": 0.0056,
+                    "predicted_as_class_stamped": 0.125}},
+                "images": []}"#,
+        )
+        .unwrap();
+        assert!((t.shortcut_effect["cat"].specific() - 0.1194).abs() < 1e-12);
     }
 
     #[test]
