@@ -1,5 +1,6 @@
-//! The quality a JPEG file was last saved at, read from its luma quantisation table: the
-//! statistic the analysis's encoder space groups images by.
+//! The quality a JPEG file was last saved at, read from its luma quantisation table: one of
+//! the statistics the analysis's compression space groups images by (the other: the blocks,
+//! `blocks.rs`).
 //!
 //! Why: files from one source share its encoder's settings. A class whose files came partly
 //! from a source that saves smaller files (a web crawl, a scanner, a hospital's archive) has
