@@ -135,6 +135,15 @@ fn make_voc(root: &Path, images: usize, seed: u64) -> (PathBuf, usize, usize) {
 }
 
 /// ImageNet miniature with a flat val/ and LOC_val_solution.csv; returns (root, images, broken).
+/// The JPEG quality `make_imagenet` saves image `i` at.
+fn saved_quality(i: usize) -> u8 {
+    if i.is_multiple_of(3) {
+        40
+    } else {
+        75
+    }
+}
+
 fn make_imagenet(root: &Path, per_class: usize) -> (PathBuf, usize, usize) {
     let wnids = [
         "n01440764",
@@ -165,9 +174,14 @@ fn make_imagenet(root: &Path, per_class: usize) -> (PathBuf, usize, usize) {
     for i in 0..per_class * wnids.len() {
         let c = (i * 3 + i / 5) % wnids.len();
         let stem = format!("ILSVRC2012_val_{:08}", i + 1);
-        random_image(&mut rng, 40, 30)
-            .save(val.join(format!("{stem}.JPEG")))
+        // Every third file saved at quality 40, the others at the encoder's default (75):
+        // the quality stage 1 reads from each file's table is checked against these.
+        let image = random_image(&mut rng, 40, 30);
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, saved_quality(i))
+            .encode_image(&image)
             .unwrap();
+        std::fs::write(val.join(format!("{stem}.JPEG")), bytes).unwrap();
         solution.push_str(&format!("{stem},{} 1 2 30 20\n", wnids[c]));
         stems.push(stem);
     }
@@ -393,6 +407,17 @@ fn imagenet_miniature_flat_val() {
             (i * 3 + i / 5) % 5,
             "{}",
             r.sample_id
+        );
+        // How the file was compressed: its block statistics, then the quality it was saved
+        // at, read from its quantisation table.
+        let compression = r.compression.as_deref().expect("image_compression stored");
+        assert_eq!(compression.len(), 3, "{}", r.sample_id);
+        let quality = f32::from(saved_quality(i));
+        assert!(
+            (compression[2] - quality).abs() < 1.0,
+            "{}: read {} for a file saved at {quality}",
+            r.sample_id,
+            compression[2]
         );
     }
 }
