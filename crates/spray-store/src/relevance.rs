@@ -66,6 +66,10 @@ pub const COLOUR_STATS: usize = 6;
 /// (`spray_dataset::jpeg_quality`; 100 for a lossless file, and for a JPEG without a table).
 pub const COMPRESSION_STATS: usize = 3;
 
+/// Where the quality sits in an `image_compression` row: after the block statistics, which
+/// are the values before it.
+pub const QUALITY_AT: usize = 2;
+
 /// libjpeg's scale of the standard quantisation tables for `quality` (1–100), in percent:
 /// 5000 / q below 50, 200 − 2q from it (quality 50: 100, 98: 4, 30: 167; 100: 0, which
 /// is also what a lossless file reads). Why the analysis and the verify stage use it rather

@@ -63,12 +63,12 @@ pub fn read_members(relevance_dir: &Path, g: usize) -> Result<(MembersByClass, V
                 blockiness: r
                     .compression
                     .as_deref()
-                    .and_then(|b| b.get(..2))
-                    .map(|b| b.iter().sum::<f32>() / 2.0),
+                    .and_then(|b| b.get(..rel::QUALITY_AT))
+                    .map(|b| b.iter().sum::<f32>() / b.len() as f32),
                 quantiser_scale: r
                     .compression
                     .as_deref()
-                    .and_then(|b| b.get(2))
+                    .and_then(|b| b.get(rel::QUALITY_AT))
                     .map(|&q| rel::quantiser_scale(q)),
             });
         }

@@ -9,7 +9,7 @@
 //! Where every file of the group was saved alike the quality's column z-scores to zero and
 //! the blocks alone group them.
 
-use spray_store::relevance::quantiser_scale;
+use spray_store::relevance::{quantiser_scale, QUALITY_AT};
 
 use super::{Columns, Source};
 use crate::features;
@@ -39,7 +39,13 @@ pub(super) static SOURCE: Source = Source {
 fn as_features(row: &[f32]) -> Vec<f32> {
     row.iter()
         .enumerate()
-        .map(|(i, &v)| if i == 2 { quantiser_scale(v) } else { v })
+        .map(|(i, &v)| {
+            if i == QUALITY_AT {
+                quantiser_scale(v)
+            } else {
+                v
+            }
+        })
         .collect()
 }
 
