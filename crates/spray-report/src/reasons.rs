@@ -12,44 +12,38 @@ use crate::RankedClass;
 /// analysis (`ClusterContrast`).
 pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo]) -> String {
     let spectral = spectral_reason(&r.spectrum);
-    match r.evidence {
+    let Some(e) = r.evidence else {
+        return format!("not tested by the verify stage; in the analysis, {spectral}");
+    };
+    let words = wording(e.space, e.test, concept_layers);
+    let tested = format!(
+        "tested by the verify stage: {}{}'s {} {:.0}% of",
+        e.group().name(),
+        words.group_note,
+        words.transferred,
+        100.0 * e.flip_rate,
+    );
+    let flag = 100.0 * FLAG_SPECIFIC_EFFECT;
+    if e.screened {
         // A screened row's control was never measured (its rate reads 0): its figure is the
         // group's own rate, an upper bound, and the sentence must not call it "more than its
         // control".
-        Some(e) if e.screened => {
-            let words = wording(e.space, e.test, concept_layers);
-            format!(
-                "tested by the verify stage: {}{}'s {} {:.0}% of the first other classes' \
-                 images tried into this class, too few to reach the {:.0}% that \
-                 flags a class even against a control that turns none, so no control was \
-                 measured; in the analysis, {spectral}",
-                e.group().name(),
-                words.group_note,
-                words.transferred,
-                100.0 * e.flip_rate,
-                100.0 * FLAG_SPECIFIC_EFFECT
-            )
-        }
-        Some(e) => {
-            let words = wording(e.space, e.test, concept_layers);
-            format!(
-                "tested by the verify stage: {}{}'s {} {:.0}% of other classes' images into \
-                 this class, {:.0}% more than its control ({} the \
-                 {:.0}% that flags a class); in the analysis, {spectral}",
-                e.group().name(),
-                words.group_note,
-                words.transferred,
-                100.0 * e.flip_rate,
-                100.0 * e.specific(),
-                if e.specific() >= FLAG_SPECIFIC_EFFECT {
-                    "at least"
-                } else {
-                    "below"
-                },
-                100.0 * FLAG_SPECIFIC_EFFECT
-            )
-        }
-        None => format!("not tested by the verify stage; in the analysis, {spectral}"),
+        format!(
+            "{tested} the first other classes' images tried into this class, too few to reach \
+             the {flag:.0}% that flags a class even against a control that turns none, so no \
+             control was measured; in the analysis, {spectral}"
+        )
+    } else {
+        format!(
+            "{tested} other classes' images into this class, {:.0}% more than its control ({} \
+             the {flag:.0}% that flags a class); in the analysis, {spectral}",
+            100.0 * e.specific(),
+            if e.specific() >= FLAG_SPECIFIC_EFFECT {
+                "at least"
+            } else {
+                "below"
+            },
+        )
     }
 }
 
