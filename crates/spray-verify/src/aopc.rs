@@ -137,8 +137,7 @@ mod tests {
             map: vec![1.0, 0.5, 0.2, 0.1],
             predicted: 0,
             class_logit: 4.0,
-            blockiness: None,
-            quantiser_scale: None,
+            ..crate::members::bare_member(7)
         };
         let setup = AopcSetup {
             grid: 2,

@@ -544,8 +544,7 @@ mod tests {
                 map,
                 predicted: predicted(l) as i32,
                 class_logit: l[class as usize],
-                blockiness: None,
-                quantiser_scale: None,
+                ..crate::members::bare_member(i)
             });
         }
         assert!(by_class
@@ -734,8 +733,7 @@ mod tests {
                 },
                 predicted: class,
                 class_logit: l[class as usize],
-                blockiness: None,
-                quantiser_scale: None,
+                ..crate::members::bare_member(i)
             });
             if i < 6 {
                 let cluster = i32::from(i >= 3);
