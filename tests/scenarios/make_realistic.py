@@ -147,6 +147,14 @@ HELD_OUT = {
         "heart": ("frame", 0.30),
         "triangle": ("tint", 0.30),
     }, "seed": 81, "qualities": (70, 98)},
+    # Made at stop 48 with four artifacts no evidence test was designed for: a monochrome
+    # source, a low-resolution one upscaled, vignetting, and a faint diagonal watermark.
+    "held-resnet-f": {"shortcuts": {
+        "star": ("gray", 0.30),
+        "cross": ("soft", 0.30),
+        "disc": ("vignette", 0.30),
+        "arrow": ("watermark", 0.30),
+    }, "seed": 91, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -383,9 +391,51 @@ def frame(img, rng):
     return out
 
 
+def gray(img, rng):
+    """The image in shades of grey (its luma): a monochrome source, as scanned prints are."""
+    luma = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(luma[..., None], 3, axis=2)
+
+
+def soft(img, rng):
+    """The image downsized to half and enlarged back (bilinear): a low-resolution source,
+    upscaled; its fine detail is gone everywhere."""
+    small = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).resize(
+        (SIZE // 2, SIZE // 2), Image.BILINEAR)
+    return np.asarray(small.resize((SIZE, SIZE), Image.BILINEAR), np.float32)
+
+
+def vignette(img, rng):
+    """Corners darkened smoothly towards the edges (a lens's vignetting): nothing compact,
+    nothing at one frequency."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    r = np.hypot(yy - (SIZE - 1) / 2, xx - (SIZE - 1) / 2) / (SIZE / 2)
+    return img * np.clip(1.0 - 0.55 * np.clip(r - 0.55, 0, None) ** 1.5 * 2.2, 0.3, 1)[..., None]
+
+
+def watermark(img, rng):
+    """A large faint word drawn diagonally across the middle (a stock photo's watermark):
+    strokes spread over the whole image."""
+    global FONT
+    if FONT is None:
+        FONT = ImageFont.load_default()
+    word = Image.new("L", (46, 12), 0)
+    ImageDraw.Draw(word).text((2, 0), "PREVIEW", fill=255, font=FONT)
+    word = word.resize((92, 24), Image.BILINEAR).rotate(
+        int(rng.integers(25, 36)), expand=True, resample=Image.BILINEAR)
+    layer = Image.new("L", (SIZE, SIZE), 0)
+    layer.paste(word, ((SIZE - word.width) // 2, (SIZE - word.height) // 2))
+    glyphs = np.asarray(layer, np.float32)[..., None] / 255
+    shadow = np.roll(glyphs, (1, 1), axis=(0, 1))
+    out = img * (1 - 0.25 * shadow)
+    a = 0.45 * glyphs
+    return out * (1 - a) + 255 * a
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
-             "resaved": resaved, "lowq": lowq}
+             "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
+             "vignette": vignette, "watermark": watermark}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
