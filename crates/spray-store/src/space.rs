@@ -136,6 +136,8 @@ evidence_tests! {
     DetailTransfer = "detail-transfer", needs_loss: true;
     /// The group's fine amplitude spectrum (`probe/spectrum_transfer.rs`).
     SpectrumTransfer = "spectrum-transfer", needs_loss: false;
+    /// The group's mean shading beyond the rest's (`probe/shading_transfer.rs`).
+    ShadingTransfer = "shading-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

@@ -177,6 +177,7 @@ pub fn class_evidence(
                 rest_rows: &rest_rows,
                 grid: g,
                 size: bench.size,
+                bounds: &bench.bounds,
                 settings: bench.settings,
                 groups: &groups,
                 images: bench.images,

@@ -13,6 +13,7 @@ mod detail_transfer;
 mod feature_direction;
 mod member_region;
 mod regions;
+mod shading_transfer;
 mod shared_region;
 mod spectrum_transfer;
 
@@ -148,6 +149,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::ColourTransfer => &colour_transfer::PROBE,
         EvidenceTest::DetailTransfer => &detail_transfer::PROBE,
         EvidenceTest::SpectrumTransfer => &spectrum_transfer::PROBE,
+        EvidenceTest::ShadingTransfer => &shading_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
@@ -288,6 +290,8 @@ pub struct ProbeInput<'a> {
     pub grid: usize,
     /// Input height and width.
     pub size: [usize; 2],
+    /// Per channel, the values a pixel can take (`images::pixel_bounds`): black and white.
+    pub bounds: &'a [(f32, f32); 3],
     pub settings: &'a VerifySettings,
     /// Every group of the class that the stage tests, in test order (for a test that ranks
     /// the class's groups before it chooses which to test).
@@ -421,6 +425,7 @@ mod tests {
                     detail_transfer: false,
                     colour_transfer: false,
                     spectrum_transfer: false,
+                    shading_transfer: false,
                     feature_direction: false,
                     ..VerifySettings::default()
                 };
