@@ -306,6 +306,15 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::{class_evidence, Bench, PictureSink};
+    use crate::groups::AnalysedGroups;
+    use crate::images::ImageSource;
+    use crate::members::{bare_member, KnownLogits, Member, MembersByClass};
+    use crate::scorer::fake::LinearModel;
+    use crate::scorer::{predicted, Scorer};
+    use crate::VerifySettings;
+    use spray_store::verify::Evidence;
+    use spray_store::{FeatureSpace, GroupId};
 
     const UNIT: [(f32, f32); 3] = [(0.0, 1.0); 3];
 
@@ -413,5 +422,144 @@ mod tests {
         assert!(mean_difference((&group, 0), (&rest, 20))
             .iter()
             .all(|&v| v == 0.0));
+    }
+
+    struct Images(Vec<Vec<f32>>);
+    impl ImageSource for Images {
+        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+            Ok(self.0[image_index].clone())
+        }
+    }
+
+    struct NoPictures;
+    impl PictureSink for NoPictures {
+        fn write(&self, _: GroupId, _: EvidenceTest, _: [&[f32]; 4]) -> Result<Option<String>> {
+            Ok(None)
+        }
+    }
+
+    /// A linear model on 8 × 8 images whose class 0 counts its object (channel 1 in the
+    /// middle) and holds a bright border *against* the class, so that darkened borders — a
+    /// vignette — push images into it; class 1 counts a little of channel 2 in the middle.
+    /// Class 0: images 0–3 vignetted (border × 0.3, cluster 0), images 4–11 not (cluster 1);
+    /// class 1: images 12–17. Every image's border is its own texture.
+    #[test]
+    fn a_vignette_the_model_uses_turns_recipients_and_neither_control_does() {
+        const S: usize = 8;
+        let plane = S * S;
+        let border = |y: usize, x: usize| y == 0 || x == 0 || y == S - 1 || x == S - 1;
+        let middle = |y: usize, x: usize| (2..6).contains(&y) && (2..6).contains(&x);
+        let mut class0 = vec![0.0f32; 3 * plane];
+        let mut class1 = vec![0.0f32; 3 * plane];
+        for y in 0..S {
+            for x in 0..S {
+                for c in 0..3 {
+                    if border(y, x) {
+                        class0[c * plane + y * S + x] = -1.0;
+                    }
+                }
+                if middle(y, x) {
+                    class0[plane + y * S + x] = 5.0;
+                    class1[2 * plane + y * S + x] = 0.5;
+                }
+            }
+        }
+        let mut model = LinearModel {
+            weights: vec![class0, class1],
+            scored: 0,
+        };
+        let make = |i: usize, object: (f32, f32), gain: f32| {
+            let mut t = vec![0.5f32; 3 * plane];
+            for y in 0..S {
+                for x in 0..S {
+                    let mut z = ((i * 64 + y * 8 + x) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    let texture = 0.3 + 0.4 * ((z >> 40) % 1000) as f32 / 1000.0;
+                    for c in 0..3 {
+                        let k = c * plane + y * S + x;
+                        if border(y, x) {
+                            t[k] = texture * gain;
+                        } else if middle(y, x) && c > 0 {
+                            t[k] = if c == 1 { object.0 } else { object.1 };
+                        }
+                    }
+                }
+            }
+            t
+        };
+        let mut tensors = Vec::new();
+        for i in 0..12 {
+            tensors.push(make(i, (0.9, 0.3), if i < 4 { 0.3 } else { 1.0 }));
+        }
+        for i in 12..18 {
+            tensors.push(make(i, (0.3, 0.9), 1.0));
+        }
+        let logits = model.logits(&tensors).unwrap();
+        let g = 4;
+        let mut by_class = MembersByClass::new();
+        let mut analysed = AnalysedGroups::default();
+        for (i, l) in logits.iter().enumerate() {
+            let class = i32::from(i >= 12);
+            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
+            let mut map = vec![0.0f32; g * g];
+            map[if i < 4 { 0 } else { 5 }] = 1.0;
+            by_class.entry(class).or_default().push(Member {
+                image_index: i,
+                map,
+                predicted: class,
+                class_logit: l[class as usize],
+                ..bare_member(i)
+            });
+            if i < 12 {
+                let cluster = i32::from(i >= 4);
+                analysed
+                    .labels
+                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
+            }
+        }
+        let settings = VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: false,
+            shading_transfer: true,
+            min_cluster: 3,
+            ..VerifySettings::default()
+        };
+        let images = Images(tensors);
+        let known = KnownLogits::new();
+        let mut bench = Bench {
+            scorer: &mut model,
+            images: &images,
+            settings: &settings,
+            grid: g,
+            size: [S, S],
+            bounds: [(0.0, 1.0); 3],
+            pictures: &NoPictures,
+            logits: &known,
+        };
+        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        let shading: Vec<&Evidence> = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::ShadingTransfer)
+            .collect();
+        let vignetted = shading
+            .iter()
+            .find(|r| r.group().name() == "cluster 0")
+            .expect("the vignetted group is tested");
+        assert_eq!(vignetted.region, "shading");
+        // Every class-1 image given the vignette turns; given the halves' difference (their
+        // textures' noise) or the vignette reversed (a brighter border), none does.
+        assert_eq!(vignetted.transplant_flip_rate, 1.0);
+        assert_eq!(vignetted.transplant_flip_rate_rest, 0.0);
+        // Its own images, their border brightened back, lose logit.
+        assert!(
+            vignetted.occlusion_drop > 0.0,
+            "{}",
+            vignetted.occlusion_drop
+        );
+        // The rest of the class, a brighter border than the group's, turns none.
+        for r in shading.iter().filter(|r| r.group().name() != "cluster 0") {
+            assert_eq!(r.transplant_flip_rate, 0.0, "{}", r.group().name());
+        }
     }
 }
