@@ -306,15 +306,15 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::{class_evidence, Bench, PictureSink};
+    use crate::evidence::fake::{Images, NoPictures};
+    use crate::evidence::{class_evidence, Bench};
     use crate::groups::AnalysedGroups;
-    use crate::images::ImageSource;
     use crate::members::{bare_member, KnownLogits, Member, MembersByClass};
     use crate::scorer::fake::LinearModel;
     use crate::scorer::{predicted, Scorer};
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
-    use spray_store::{FeatureSpace, GroupId};
+    use spray_store::FeatureSpace;
 
     const UNIT: [(f32, f32); 3] = [(0.0, 1.0); 3];
 
@@ -422,20 +422,6 @@ mod tests {
         assert!(mean_difference((&group, 0), (&rest, 20))
             .iter()
             .all(|&v| v == 0.0));
-    }
-
-    struct Images(Vec<Vec<f32>>);
-    impl ImageSource for Images {
-        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-            Ok(self.0[image_index].clone())
-        }
-    }
-
-    struct NoPictures;
-    impl PictureSink for NoPictures {
-        fn write(&self, _: GroupId, _: EvidenceTest, _: [&[f32]; 4]) -> Result<Option<String>> {
-            Ok(None)
-        }
     }
 
     /// A linear model on 8 × 8 images whose class 0 counts its object (channel 1 in the
