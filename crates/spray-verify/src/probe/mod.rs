@@ -183,6 +183,30 @@ pub fn runs(space: &SpaceSpec, test: EvidenceTest, settings: &VerifySettings) ->
     space.own_test == Some(test) || (probe(test).on)(settings)
 }
 
+/// For a test that takes only a few of a class's groups: of the groups it runs on
+/// ([`tests_of`]), those `key` keeps (`Some`), the lowest key first (equal keys in test
+/// order), at most `max`, as their member positions.
+pub(crate) fn fewest_by_key(
+    input: &ProbeInput<'_>,
+    test: EvidenceTest,
+    max: usize,
+    mut key: impl FnMut(&TestedGroup) -> Option<f64>,
+) -> Vec<Vec<usize>> {
+    let mut candidates: Vec<(f64, &[usize])> = input
+        .groups
+        .iter()
+        .filter(|g| tests_of(g.id.space.spec()).contains(&test))
+        .filter_map(|g| Some((key(g)?, g.members.as_slice())))
+        .collect();
+    // Stable: equal keys stay in test order.
+    candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    candidates
+        .into_iter()
+        .take(max)
+        .map(|(_, m)| m.to_vec())
+        .collect()
+}
+
 /// What one class's tests compute once and share (a test's own per-class facts, such as
 /// each member's detail energy), by test.
 #[derive(Default)]

@@ -26,6 +26,7 @@
 
 use std::rc::Rc;
 
+use spray_store::relevance::{grid_bin, sum_pool};
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
@@ -108,34 +109,20 @@ struct ClassShading {
 impl ClassShading {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
         // One image at a time (a class of thousands is never held at once).
-        let mut sum = Vec::new();
+        let mut sum = vec![0.0f64; input.size[0] * input.size[1]];
         let mut cells = Vec::with_capacity(input.members.len());
         for m in input.members {
             let log = log_luminance(&input.images.tensor(m.image_index)?, input.bounds);
             add_to(&mut sum, &log);
             cells.push(cell_shading(&log, input.size, input.grid));
         }
-        let mut candidates: Vec<(f64, &[usize])> = input
-            .groups
-            .iter()
-            .filter(|g| super::tests_of(g.id.space.spec()).contains(&EvidenceTest::ShadingTransfer))
-            .filter_map(|g| {
-                let rest = g.rest(input.members.len());
-                let contrast = shading_contrast(&cells, &g.members, &rest)?;
-                (contrast >= MIN_CONTRAST).then_some((contrast, g.members.as_slice()))
-            })
-            .collect();
-        // Stable: equal contrasts stay in test order.
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut chosen: Vec<Vec<usize>> = Vec::new();
-        for (_, members) in candidates {
-            if chosen.len() == MAX_GROUPS {
-                break;
-            }
-            if !chosen.iter().any(|c| c.as_slice() == members) {
-                chosen.push(members.to_vec());
-            }
-        }
+        // The highest contrast first. No two of a class's tested groups hold the same images
+        // (`groups::class_groups`).
+        let chosen = super::fewest_by_key(input, EvidenceTest::ShadingTransfer, MAX_GROUPS, |g| {
+            let rest = g.rest(input.members.len());
+            let contrast = shading_contrast(&cells, &g.members, &rest)?;
+            (contrast >= MIN_CONTRAST).then_some(-contrast)
+        });
         Ok(ClassShading { sum, chosen })
     }
 }
@@ -160,9 +147,9 @@ fn log_luminance(tensor: &[f32], bounds: &[(f32, f32); 3]) -> Vec<f32> {
         .collect()
 }
 
-/// The summed log luminance of the members at `rows`.
+/// The summed log luminance of the members at `rows` (zeros where there are none).
 fn log_sum(input: &ProbeInput<'_>, rows: &[usize]) -> Result<Vec<f64>> {
-    let mut sum = Vec::new();
+    let mut sum = vec![0.0f64; input.size[0] * input.size[1]];
     for &i in rows {
         let tensor = input.images.tensor(input.members[i].image_index)?;
         add_to(&mut sum, &log_luminance(&tensor, input.bounds));
@@ -170,60 +157,53 @@ fn log_sum(input: &ProbeInput<'_>, rows: &[usize]) -> Result<Vec<f64>> {
     Ok(sum)
 }
 
-fn add_to(sum: &mut Vec<f64>, plane: &[f32]) {
-    if sum.len() < plane.len() {
-        sum.resize(plane.len(), 0.0);
-    }
+fn add_to(sum: &mut [f64], plane: &[f32]) {
     sum.iter_mut()
         .zip(plane)
         .for_each(|(s, &v)| *s += f64::from(v));
 }
 
 fn difference(a: &[f64], b: &[f64]) -> Vec<f64> {
-    (0..a.len().max(b.len()))
-        .map(|k| a.get(k).copied().unwrap_or(0.0) - b.get(k).copied().unwrap_or(0.0))
-        .collect()
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
 }
 
 /// Per pixel, the mean of the first sum (over `n` images) less the second's; zero everywhere
 /// where either side holds no image.
 fn mean_difference((a, na): (&[f64], usize), (b, nb): (&[f64], usize)) -> Vec<f32> {
-    (0..a.len().max(b.len()))
-        .map(|k| {
-            if na == 0 || nb == 0 {
-                return 0.0;
-            }
-            let a = a.get(k).copied().unwrap_or(0.0) / na as f64;
-            let b = b.get(k).copied().unwrap_or(0.0) / nb as f64;
-            (a - b) as f32
-        })
+    if na == 0 || nb == 0 {
+        return vec![0.0; a.len()];
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x / na as f64 - y / nb as f64) as f32)
         .collect()
 }
 
-/// A log-luminance plane's shading: its mean per cell of a g × g grid over its
-/// `[height, width]` (row-major; a cell spans rows `i·h/g ..(i+1)·h/g`), less the mean over
-/// the cells. Why less the mean: for choosing groups, what counts is where an image is darker
-/// or brighter, not how bright it is overall (the colour transfer's to give; the colour
-/// space's groups differ in it most).
+/// A log-luminance plane's shading: its mean per cell of the g × g grid the relevance maps are
+/// pooled to (`spray_store::relevance::sum_pool`) over its `[height, width]`, less the mean
+/// over the cells (an empty cell, where g exceeds a side, counts 0). Why less the mean: for
+/// choosing groups, what counts is where an image is darker or brighter, not how bright it is
+/// overall (the colour transfer's to give; the colour space's groups differ in it most).
 fn cell_shading(log: &[f32], [h, w]: [usize; 2], g: usize) -> Vec<f64> {
-    let mut cells = vec![0.0f64; g * g];
     if log.len() < h * w {
-        return cells;
+        return vec![0.0; g * g];
     }
-    for i in 0..g {
-        let (y0, y1) = (i * h / g, ((i + 1) * h / g).max(i * h / g + 1).min(h));
-        for j in 0..g {
-            let (x0, x1) = (j * w / g, ((j + 1) * w / g).max(j * w / g + 1).min(w));
-            let mut sum = 0.0f64;
-            for y in y0..y1 {
-                sum += log[y * w + x0..y * w + x1]
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .sum::<f64>();
-            }
-            cells[i * g + j] = sum / ((y1 - y0) * (x1 - x0)).max(1) as f64;
-        }
-    }
+    let sums = sum_pool(log, h, w, g, g);
+    // Pixels per bin along a side.
+    let per_bin = |n: usize| {
+        let mut count = vec![0usize; g];
+        (0..n).for_each(|p| count[grid_bin(p, n, g)] += 1);
+        count
+    };
+    let (rows, columns) = (per_bin(h), per_bin(w));
+    let mut cells: Vec<f64> = sums
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| match rows[k / g] * columns[k % g] {
+            0 => 0.0,
+            n => f64::from(s) / n as f64,
+        })
+        .collect();
     let mean = cells.iter().sum::<f64>() / cells.len().max(1) as f64;
     cells.iter_mut().for_each(|v| *v -= mean);
     cells
@@ -397,7 +377,7 @@ mod tests {
         // vignetted image's texture is the rest's in distribution. Given to a flat grey image
         // it darkens the corners by that gain and leaves the middle.
         let images = textured(true);
-        let (mut group, mut rest) = (Vec::new(), Vec::new());
+        let (mut group, mut rest) = (vec![0.0; 256], vec![0.0; 256]);
         for (i, t) in images.iter().enumerate() {
             let log = log_luminance(t, &UNIT);
             add_to(if i < 10 { &mut group } else { &mut rest }, &log);

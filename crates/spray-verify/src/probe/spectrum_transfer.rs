@@ -112,28 +112,13 @@ impl ClassSpectra {
             }
             sum.map(|s| s / n.max(1) as f64)
         };
-        let mut candidates: Vec<(f64, &[usize])> = input
-            .groups
-            .iter()
-            .filter(|g| {
-                super::tests_of(g.id.space.spec()).contains(&EvidenceTest::SpectrumTransfer)
-            })
-            .filter_map(|g| {
-                let group = mean(&mut g.members.iter().copied());
-                let rest = mean(&mut g.rest(input.members.len()).into_iter());
-                let ratio = fine_energy_ratio(group, rest)?;
-                (ratio <= 1.0 / SPECTRUM_RATIO).then_some((ratio, g.members.as_slice()))
-            })
-            .collect();
-        // Stable: equal ratios stay in test order.
-        candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(ClassSpectra {
-            chosen: candidates
-                .into_iter()
-                .take(MAX_GROUPS)
-                .map(|(_, m)| m.to_vec())
-                .collect(),
-        })
+        let chosen = super::fewest_by_key(input, EvidenceTest::SpectrumTransfer, MAX_GROUPS, |g| {
+            let group = mean(&mut g.members.iter().copied());
+            let rest = mean(&mut g.rest(input.members.len()).into_iter());
+            let ratio = fine_energy_ratio(group, rest)?;
+            (ratio <= 1.0 / SPECTRUM_RATIO).then_some(ratio)
+        });
+        Ok(ClassSpectra { chosen })
     }
 }
 
