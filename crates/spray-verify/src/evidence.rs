@@ -427,31 +427,11 @@ fn occlusion_matters(rates: &Rates, stopped_short: bool, strongest: Option<f64>)
     !stopped_short && !rates.screened() && strongest.is_none_or(|s| rates.specific() >= s)
 }
 
-/// Images in memory and a sink that keeps no pictures, for the tests of any evidence test.
-#[cfg(test)]
-pub(crate) mod fake {
-    use super::*;
-
-    /// Prepared tensors, by image index.
-    pub struct Images(pub Vec<Vec<f32>>);
-    impl ImageSource for Images {
-        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-            Ok(self.0[image_index].clone())
-        }
-    }
-
-    pub struct NoPictures;
-    impl PictureSink for NoPictures {
-        fn write(&self, _: GroupId, _: EvidenceTest, _: [&[f32]; 4]) -> Result<Option<String>> {
-            Ok(None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::fake::{Images, NoPictures};
     use super::*;
+    use crate::examples::fake::NoPictures;
+    use crate::images::fake::Images;
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;
 

@@ -160,6 +160,24 @@ pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<(), crate::Verify
     Ok(())
 }
 
+/// A sink that keeps no pictures, for the tests of any evidence test.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+
+    pub struct NoPictures;
+    impl PictureSink for NoPictures {
+        fn write(
+            &self,
+            _: GroupId,
+            _: EvidenceTest,
+            _: [&[f32]; 4],
+        ) -> crate::Result<Option<String>> {
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,6 +175,20 @@ pub fn pixel_bounds(pre: &Preprocess) -> [(f32, f32); 3] {
     })
 }
 
+/// Images in memory, for the tests of any evidence test.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+
+    /// Prepared tensors, by image index.
+    pub struct Images(pub Vec<Vec<f32>>);
+    impl ImageSource for Images {
+        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+            Ok(self.0[image_index].clone())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

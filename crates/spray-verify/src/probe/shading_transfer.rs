@@ -286,9 +286,10 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::{Images, NoPictures};
     use crate::evidence::{class_evidence, Bench};
+    use crate::examples::fake::NoPictures;
     use crate::groups::AnalysedGroups;
+    use crate::images::fake::Images;
     use crate::members::{bare_member, KnownLogits, Member, MembersByClass};
     use crate::scorer::fake::LinearModel;
     use crate::scorer::{predicted, Scorer};
