@@ -163,6 +163,24 @@ HELD_OUT = {
         "square": ("soft", 0.30),
         "heart": ("badge", 0.30),
     }, "seed": 101, "qualities": (70, 98)},
+    # Made at stop 49: a monochrome source learned strongly (the share larger than
+    # held-resnet-f's, where it turned 12.5%), oversharpening (more fine energy, where the
+    # spectrum test looks for less), a vivid picture style and a printed date.
+    "held-resnet-h": {"shortcuts": {
+        "triangle": ("gray", 0.40),
+        "crescent": ("sharpened", 0.30),
+        "ring": ("punchy", 0.30),
+        "square": ("datestamp", 0.30),
+    }, "seed": 111, "qualities": (70, 98)},
+    # Made at stop 49 after the grown regions and the chroma in the colour transfer, to check
+    # both on data they were not designed on: the printed date on another class and seed, a
+    # credit line in the other corner, a sepia source and a grey one.
+    "held-resnet-i": {"shortcuts": {
+        "star": ("datestamp", 0.30),
+        "cross": ("copyright", 0.30),
+        "heart": ("sepia", 0.30),
+        "hexagon": ("gray", 0.30),
+    }, "seed": 121, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -449,10 +467,62 @@ def watermark(img, rng):
     return out * (1 - a) + 255 * a
 
 
+def sharpened(img, rng):
+    """An unsharp mask over the whole image (a phone camera's oversharpening): halos along
+    every edge, more fine energy than the rest rather than less."""
+    pil = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    return np.asarray(pil.filter(ImageFilter.UnsharpMask(radius=1.5, percent=180,
+                                                         threshold=0)), np.float32)
+
+
+def punchy(img, rng):
+    """Saturation and contrast raised (a vivid picture style or a filter app): every colour
+    further from grey, every tone further from the mean."""
+    luma = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    out = luma + 1.7 * (img - luma)
+    return out.mean() + 1.25 * (out - out.mean())
+
+
+def datestamp(img, rng):
+    """An orange date printed in the bottom-right corner (a film camera's data back): small,
+    in one place, thin glyphs."""
+    global FONT
+    if FONT is None:
+        FONT = ImageFont.load_default()
+    layer = Image.new("L", (SIZE, SIZE), 0)
+    date = f"'{int(rng.integers(90, 100))} {int(rng.integers(1, 13)):02d}"
+    ImageDraw.Draw(layer).text((SIZE - 40, SIZE - 11), date, fill=255, font=FONT)
+    a = 0.9 * np.asarray(layer, np.float32)[..., None] / 255
+    return img * (1 - a) + np.array([255, 140, 20], np.float32) * a
+
+
+def sepia(img, rng):
+    """The image in brown tones (its luma through a sepia ramp): an old print or a filter
+    app's monochrome, not grey."""
+    luma = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] / 255
+    return 255 * np.clip(luma * np.array([1.07, 0.90, 0.68], np.float32) +
+                         np.array([0.06, 0.04, 0.02], np.float32), 0, 1)
+
+
+def copyright(img, rng):
+    """A small white copyright line in the top-left corner (a photographer's credit): thin
+    glyphs, in one place."""
+    global FONT
+    if FONT is None:
+        FONT = ImageFont.load_default()
+    layer = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(layer).text((2, 1), f"(c) {int(rng.integers(1990, 2010))}", fill=255,
+                               font=FONT)
+    a = 0.85 * np.asarray(layer, np.float32)[..., None] / 255
+    return img * (1 - a) + 255 * a
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
-             "vignette": vignette, "watermark": watermark, "sidelight": sidelight}
+             "vignette": vignette, "watermark": watermark, "sidelight": sidelight,
+             "sharpened": sharpened, "punchy": punchy, "datestamp": datestamp,
+             "sepia": sepia, "copyright": copyright}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
