@@ -271,7 +271,7 @@ fn a_moving_mark_and_a_colour_cast_are_found_in_their_spaces_and_verified() {
     // The report says so in words.
     let html = report_text(&dir.join("out/report"));
     assert!(html.contains("colours turn"), "the why of a colour group");
-    assert!(html.contains("the colours (per-channel mean and spread)"));
+    assert!(html.contains("the colours (per-channel mean and spread, and chroma)"));
 }
 
 /// `concept_layers = []`: no concept column, no concept spaces, the analysis as before.

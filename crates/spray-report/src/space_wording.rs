@@ -135,7 +135,7 @@ mod tests {
         let row = evidence_row(FeatureSpace::Colour, ClusterLevel::Split, 1);
         let text = evidence_sentence(&row);
         assert!(
-            text.starts_with("Giving 50 images of other classes the colours (per-channel mean and spread) of colour split side 1's images turns 60% of them"),
+            text.starts_with("Giving 50 images of other classes the colours (per-channel mean and spread, and chroma) of colour split side 1's images turns 60% of them"),
             "{text}"
         );
         let mut row = evidence_row(FeatureSpace::Concept(0), ClusterLevel::Cluster, 2);

@@ -122,7 +122,7 @@ pub fn class_evidence(
         .collect();
     let recipients = Recipients::new(bench.images.tensors(&images)?, known);
     let cache = ClassCache::default();
-    let colours = ColourStats::default();
+    let colours = ColourStats::new(bench.bounds);
     let layers = bench.scorer.layers();
     let mut activations = ActivationCache::default();
     // (layer, members) of every group the model-side test has measured.

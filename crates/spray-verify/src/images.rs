@@ -5,6 +5,7 @@
 use image::RgbImage;
 use spray_dataset::{decode_rgb, Dataset, PixelScale, Preprocess};
 
+use crate::perturb::ColourProfile;
 use crate::{Result, VerifyError};
 
 /// A prepared CHW tensor per dataset image.
@@ -137,25 +138,33 @@ impl ImageSource for CachedImages<'_> {
     }
 }
 
-/// Per image, the per-channel colour statistics of its tensor (`perturb::channel_stats`),
-/// computed once. Why: every pixel-side row of a class takes them of its donors and of the
-/// class's other images, the same images row after row.
-#[derive(Default)]
-pub(crate) struct ColourStats(
-    std::cell::RefCell<std::collections::BTreeMap<usize, [(f32, f32); 3]>>,
-);
+/// Per image, the colour profile of its tensor (`perturb::ColourProfile`), computed once.
+/// Why: every pixel-side row of a class takes them of its donors and of the class's other
+/// images, the same images row after row.
+pub(crate) struct ColourStats {
+    /// Per tensor channel, the values a pixel can take (`pixel_bounds`).
+    bounds: [(f32, f32); 3],
+    known: std::cell::RefCell<std::collections::BTreeMap<usize, ColourProfile>>,
+}
 
 impl ColourStats {
-    /// The statistics of `tensors`, which are images `image_indices` in order.
-    pub(crate) fn of(&self, image_indices: &[usize], tensors: &[Vec<f32>]) -> Vec<[(f32, f32); 3]> {
-        let mut known = self.0.borrow_mut();
+    pub(crate) fn new(bounds: [(f32, f32); 3]) -> Self {
+        ColourStats {
+            bounds,
+            known: Default::default(),
+        }
+    }
+
+    /// The profiles of `tensors`, which are images `image_indices` in order.
+    pub(crate) fn of(&self, image_indices: &[usize], tensors: &[Vec<f32>]) -> Vec<ColourProfile> {
+        let mut known = self.known.borrow_mut();
         image_indices
             .iter()
             .zip(tensors)
             .map(|(&i, t)| {
                 *known
                     .entry(i)
-                    .or_insert_with(|| crate::perturb::channel_stats(t))
+                    .or_insert_with(|| ColourProfile::of(t, &self.bounds))
             })
             .collect()
     }
@@ -240,11 +249,15 @@ mod tests {
 
     #[test]
     fn colour_statistics_are_taken_once_per_image() {
-        let stats = ColourStats::default();
+        let stats = ColourStats::new([(0.0, 4.0); 3]);
         let t = vec![vec![0.0, 2.0, 1.0, 1.0, 4.0, 4.0]];
+        // Pixels (0, 1, 4) and (2, 1, 4): chroma 4/4 and 3/4 of the range.
         assert_eq!(
             stats.of(&[7], &t),
-            vec![[(1.0, 1.0), (1.0, 0.0), (4.0, 0.0)]]
+            vec![ColourProfile {
+                channels: [(1.0, 1.0), (1.0, 0.0), (4.0, 0.0)],
+                chroma: 0.875,
+            }]
         );
         // Image 7 again: what was taken the first time, whatever tensor comes with it.
         assert_eq!(stats.of(&[7], &[vec![0.0; 6]]), stats.of(&[7], &t));

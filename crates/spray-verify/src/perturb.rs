@@ -239,11 +239,77 @@ pub(crate) fn channel_stats(tensor: &[f32]) -> [(f32, f32); 3] {
     })
 }
 
-/// Give a CHW tensor the per-channel mean and spread `to` (each channel standardised, then
-/// rescaled: a per-channel colour transfer), clamped to the values a pixel can take there
-/// (`bounds`, per channel). Structure stays; only the colour changes. Per-channel affine
-/// normalisation commutes with it, so it is the same transfer in pixel or tensor values.
-pub(crate) fn transfer_colour(tensor: &mut [f32], to: &[(f32, f32); 3], bounds: &[(f32, f32); 3]) {
+/// An image's colours, as the colour transfer gives them: its tensor's per-channel (mean,
+/// standard deviation), and its mean chroma in pixel terms (`mean_chroma`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColourProfile {
+    pub channels: [(f32, f32); 3],
+    pub chroma: f32,
+}
+
+impl ColourProfile {
+    /// The profile of a CHW tensor whose channels take the values `bounds` (0 to full scale
+    /// through the preprocessing).
+    pub(crate) fn of(tensor: &[f32], bounds: &[(f32, f32); 3]) -> Self {
+        ColourProfile {
+            channels: channel_stats(tensor),
+            chroma: mean_chroma(tensor, bounds),
+        }
+    }
+}
+
+/// The mean over a CHW tensor's pixels of its chroma: the largest of its channels less the
+/// smallest, each as a share of its range (`bounds`), so 0 for a grey pixel and 1 for a pure
+/// primary whatever the normalisation (the relevance stage's `relevance::mean_chroma` of the
+/// same pixels).
+pub(crate) fn mean_chroma(tensor: &[f32], bounds: &[(f32, f32); 3]) -> f32 {
+    let plane = tensor.len() / 3;
+    if plane == 0 {
+        return 0.0;
+    }
+    let sum: f64 = (0..plane)
+        .map(|i| {
+            let p = unit_pixel(tensor, plane, i, bounds);
+            let (lo, hi) = p
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            f64::from(hi - lo)
+        })
+        .sum();
+    (sum / plane as f64) as f32
+}
+
+/// Pixel `i` of a CHW tensor, each channel as a share of its range.
+fn unit_pixel(tensor: &[f32], plane: usize, i: usize, bounds: &[(f32, f32); 3]) -> [f32; 3] {
+    std::array::from_fn(|c| {
+        let (lo, hi) = bounds[c];
+        (tensor[c * plane + i] - lo) / (hi - lo).max(1e-12)
+    })
+}
+
+/// How far the colour transfer raises an image's chroma at most. Why a cap: a nearly grey
+/// image (chroma of a few levels, its JPEG's colour noise) given a colourful donor's chroma
+/// would have that noise multiplied into blotches no camera makes; lowering is not capped,
+/// since a monochrome donor's chroma (nil) is what a grey source gives.
+const MAX_CHROMA_GAIN: f32 = 3.0;
+
+/// Give a CHW tensor the colours `to`: first its per-channel mean and spread (each channel
+/// standardised, then rescaled: a cast, a white balance, a contrast), then its chroma (each
+/// pixel's channels moved towards or away from their mean by one factor, the donor's mean
+/// chroma over the image's), clamped to the values a pixel can take (`bounds`, per channel).
+/// Structure stays; only the colour changes. Why the chroma: a monochrome source's channels
+/// are alike in mean and spread whatever its brightness and contrast, so matching them alone
+/// leaves a colour image's colours in place; scaling the chroma makes it grey. Why in this
+/// order: a cast raises the chroma by itself, so the factor is taken after it. Both steps are
+/// taken in pixel terms, so it is the same transfer whatever the normalisation.
+pub(crate) fn transfer_colour(tensor: &mut [f32], to: &ColourProfile, bounds: &[(f32, f32); 3]) {
+    match_channels(tensor, &to.channels, bounds);
+    scale_chroma(tensor, to.chroma, bounds);
+}
+
+/// Each channel of a CHW tensor standardised, then given the mean and spread `to`, clamped to
+/// `bounds`.
+fn match_channels(tensor: &mut [f32], to: &[(f32, f32); 3], bounds: &[(f32, f32); 3]) {
     let from = channel_stats(tensor);
     let plane = tensor.len() / 3;
     for c in 0..3 {
@@ -252,6 +318,26 @@ pub(crate) fn transfer_colour(tensor: &mut [f32], to: &[(f32, f32); 3], bounds: 
         let gain = if s0 > 1e-6 { s1 / s0 } else { 1.0 };
         for v in &mut tensor[c * plane..(c + 1) * plane] {
             *v = ((*v - m0) * gain + m1).clamp(lo, hi);
+        }
+    }
+}
+
+/// Each pixel's channels moved towards (or away from) their mean by the factor that gives the
+/// image the mean chroma `to` (raised at most [`MAX_CHROMA_GAIN`] times), clamped to
+/// `bounds`. A grey image has no chroma to scale and is left as it is.
+fn scale_chroma(tensor: &mut [f32], to: f32, bounds: &[(f32, f32); 3]) {
+    let plane = tensor.len() / 3;
+    let chroma = mean_chroma(tensor, bounds);
+    if chroma <= 1.0 / 255.0 {
+        return;
+    }
+    let gain = (to / chroma).min(MAX_CHROMA_GAIN);
+    for i in 0..plane {
+        let p = unit_pixel(tensor, plane, i, bounds);
+        let mean = (p[0] + p[1] + p[2]) / 3.0;
+        for (c, &(lo, hi)) in bounds.iter().enumerate() {
+            let v = (mean + gain * (p[c] - mean)).clamp(0.0, 1.0);
+            tensor[c * plane + i] = lo + (hi - lo) * v;
         }
     }
 }
@@ -331,7 +417,7 @@ mod tests {
         let mut t: Vec<f32> = vec![0.0, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 1.0, 1.0, 0.0, 0.0];
         let wide = [(-100.0, 100.0); 3];
         let to = [(10.0, 2.0), (-1.0, 0.5), (0.5, 1.0)];
-        transfer_colour(&mut t, &to, &wide);
+        match_channels(&mut t, &to, &wide);
         let got = channel_stats(&t);
         for c in 0..3 {
             assert!((got[c].0 - to[c].0).abs() < 1e-5, "{got:?}");
@@ -343,8 +429,70 @@ mod tests {
         assert!(t[0] < t[1] && t[1] < t[2] && t[2] < t[3]);
         // Clamped to what a pixel can be.
         let mut u: Vec<f32> = vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0];
-        transfer_colour(&mut u, &[(5.0, 1.0); 3], &[(0.0, 1.0); 3]);
+        let bright = ColourProfile {
+            channels: [(5.0, 1.0); 3],
+            chroma: 0.0,
+        };
+        transfer_colour(&mut u, &bright, &[(0.0, 1.0); 3]);
         assert!(u.iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
+    fn a_grey_donor_makes_the_recipient_grey_and_chroma_scales_by_the_ratio() {
+        // Four pixels in ImageNet-like normalised values: pixel p of channel c is
+        // (x − mean) / std, so the chroma is read through the bounds.
+        let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+        let bounds: [(f32, f32); 3] =
+            std::array::from_fn(|c| (-mean[c] / std[c], (1.0 - mean[c]) / std[c]));
+        let pixels = [
+            [0.8f32, 0.2, 0.1],
+            [0.3, 0.6, 0.2],
+            [0.5, 0.5, 0.9],
+            [0.2, 0.25, 0.3],
+        ];
+        let tensor = || -> Vec<f32> {
+            (0..3)
+                .flat_map(|c| pixels.iter().map(move |p| (p[c] - mean[c]) / std[c]))
+                .collect()
+        };
+        let t = tensor();
+        // Chroma: 0.7, 0.4, 0.4, 0.1.
+        assert!((mean_chroma(&t, &bounds) - 0.4).abs() < 1e-5);
+        let profile = ColourProfile::of(&t, &bounds);
+        // Grey: the channels equal in every pixel, and the mean brightness kept.
+        let grey = ColourProfile {
+            chroma: 0.0,
+            channels: std::array::from_fn(|c| ((0.4 - mean[c]) / std[c], 0.1 / std[c])),
+        };
+        let mut g = t.clone();
+        transfer_colour(&mut g, &grey, &bounds);
+        assert!(mean_chroma(&g, &bounds) < 1e-5, "{g:?}");
+        // Half the chroma, the image's own channel statistics otherwise.
+        let mut h = t.clone();
+        let half = ColourProfile {
+            chroma: 0.2,
+            ..profile
+        };
+        transfer_colour(&mut h, &half, &bounds);
+        assert!((mean_chroma(&h, &bounds) - 0.2).abs() < 1e-5);
+        // The chroma step leaves a grey image grey, and raises a colour image's chroma at
+        // most `MAX_CHROMA_GAIN` times.
+        let mut still = g.clone();
+        scale_chroma(&mut still, 0.4, &bounds);
+        assert_eq!(still, g);
+        let unit = [(0.0, 1.0); 3];
+        let mut faint: Vec<f32> = vec![0.50, 0.52, 0.50, 0.51, 0.50, 0.50];
+        let before = mean_chroma(&faint, &unit);
+        let vivid = ColourProfile {
+            chroma: 100.0 * before,
+            channels: channel_stats(&faint),
+        };
+        transfer_colour(&mut faint, &vivid, &unit);
+        let after = mean_chroma(&faint, &unit);
+        assert!(
+            (after - MAX_CHROMA_GAIN * before).abs() < 1e-5,
+            "{before} {after}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use spray_store::verify::Evidence;
 
 use crate::evidence::Recipients;
 use crate::members::looks;
+use crate::perturb::ColourProfile;
 use crate::probe::{Apply, Carrier, Plan};
 use crate::scorer::{predicted, Scorer};
 use crate::Result;
@@ -23,8 +24,8 @@ fn turned(after: &[Option<Vec<f32>>], j: usize, k: usize) -> bool {
     after[j].as_ref().is_some_and(|a| predicted(a) == k)
 }
 
-/// Images with their per-channel colour statistics (`perturb::channel_stats`).
-pub(crate) type WithColours<'a> = (&'a [Vec<f32>], &'a [[(f32, f32); 3]]);
+/// Images with their colour profiles (`perturb::ColourProfile`).
+pub(crate) type WithColours<'a> = (&'a [Vec<f32>], &'a [ColourProfile]);
 
 /// Where a transplant takes from: the group's images and the class's other images, the
 /// control.

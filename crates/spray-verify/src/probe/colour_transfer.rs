@@ -1,5 +1,5 @@
 //! [`EvidenceTest::ColourTransfer`]: no region — the group's colours (per-channel mean and
-//! spread, `perturb::transfer_colour`) are given to other classes' images, and the group's
+//! spread, then mean chroma, `perturb::transfer_colour`) are given to other classes' images, and the group's
 //! own images take the colours of the class's other images; the control gives the other
 //! images' colours. Why: a colour cast is spread over the whole image and has no region to
 //! paste.
@@ -67,8 +67,8 @@ impl Carrier for Colours {
 }
 
 const SENTENCE: &str =
-    "Giving {images} images of other classes the colours (per-channel mean and spread) of \
-         {group}'s images turns {flip} of them into “{class}” (logit {gain} on average; the \
+    "Giving {images} images of other classes the colours (per-channel mean and spread, and \
+         chroma) of {group}'s images turns {flip} of them into “{class}” (logit {gain} on average; the \
          colours of the class's other images: {control}); giving the group's own images the \
          colours of the class's other images lowers the logit by {drop} (by {drop_rest} in the \
          rest of the class).";

@@ -27,6 +27,7 @@ use spray_store::{EvidenceTest, SpaceSpec};
 use crate::groups::TestedGroup;
 use crate::images::ImageSource;
 use crate::members::Member;
+use crate::perturb::ColourProfile;
 use crate::settings::{Fill, VerifySettings};
 use crate::Result;
 
@@ -270,10 +271,10 @@ pub struct Occluding<'a> {
     pub apply: &'a Apply<'a>,
     /// Member position of each image (seeds a noise fill).
     pub rows: &'a [usize],
-    /// Per-channel statistics of the class's other images, and the offset that pairs image k
+    /// Colour profiles of the class's other images, and the offset that pairs image k
     /// with `colours[(k + shift) % len]` (1 when the images are the colours' own, so that
     /// each takes another's).
-    pub colours: &'a [[(f32, f32); 3]],
+    pub colours: &'a [ColourProfile],
     pub shift: usize,
 }
 
@@ -281,8 +282,8 @@ pub struct Occluding<'a> {
 pub struct Giving<'a> {
     pub apply: &'a Apply<'a>,
     pub donors: &'a [Vec<f32>],
-    /// The donors' per-channel statistics.
-    pub colours: &'a [[(f32, f32); 3]],
+    /// The donors' colour profiles.
+    pub colours: &'a [ColourProfile],
 }
 
 /// A test of one group, ready to measure.
@@ -340,7 +341,7 @@ impl Apply<'_> {
         originals: &[Vec<f32>],
         carrier: &dyn Carrier,
         rows: &[usize],
-        colours: &[[(f32, f32); 3]],
+        colours: &[ColourProfile],
         shift: usize,
     ) -> Vec<Vec<f32>> {
         let at = Occluding {
@@ -368,7 +369,7 @@ impl Apply<'_> {
         (recipients, first): (&[Vec<f32>], usize),
         donors: &[Vec<f32>],
         carrier: &dyn Carrier,
-        donor_colours: &[[(f32, f32); 3]],
+        donor_colours: &[ColourProfile],
     ) -> Vec<Vec<f32>> {
         let from = Giving {
             apply: self,
