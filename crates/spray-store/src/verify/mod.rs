@@ -65,8 +65,10 @@ pub fn example_path(
 /// and a row of a class that an earlier row surely flagged stops where it does not exceed
 /// the class's strongest (the rows' figures change, not their verdicts). 10: `pictures`, one
 /// strip of a row's four pictures side by side (`examples` before, a file each). 11: the
-/// `test` column may read `spectrum-transfer`. 12: and `shading-transfer`.
-pub const SCHEMA_VERSION: u32 = 12;
+/// `test` column may read `spectrum-transfer`. 12: and `shading-transfer`. 13: a mark's
+/// region grows into the cells around it, and a colour transfer gives the chroma too (the
+/// rows' figures change, a cached stage is not reused).
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
