@@ -260,8 +260,7 @@ impl ColourProfile {
 
 /// The mean over a CHW tensor's pixels of its chroma: the largest of its channels less the
 /// smallest, each as a share of its range (`bounds`), so 0 for a grey pixel and 1 for a pure
-/// primary whatever the normalisation (the relevance stage's `relevance::mean_chroma` of the
-/// same pixels).
+/// primary whatever the normalisation.
 pub(crate) fn mean_chroma(tensor: &[f32], bounds: &[(f32, f32); 3]) -> f32 {
     let plane = tensor.len() / 3;
     if plane == 0 {
@@ -279,11 +278,17 @@ pub(crate) fn mean_chroma(tensor: &[f32], bounds: &[(f32, f32); 3]) -> f32 {
     (sum / plane as f64) as f32
 }
 
-/// Pixel `i` of a CHW tensor, each channel as a share of its range.
-fn unit_pixel(tensor: &[f32], plane: usize, i: usize, bounds: &[(f32, f32); 3]) -> [f32; 3] {
+/// Pixel `i` of a CHW tensor with `plane` pixels a channel, each channel as a share of its
+/// range (`bounds`: 0 black, 1 full scale, whatever the normalisation).
+pub(crate) fn unit_pixel(
+    tensor: &[f32],
+    plane: usize,
+    i: usize,
+    bounds: &[(f32, f32); 3],
+) -> [f32; 3] {
     std::array::from_fn(|c| {
         let (lo, hi) = bounds[c];
-        (tensor[c * plane + i] - lo) / (hi - lo).max(1e-12)
+        (tensor[c * plane + i] - lo) / (hi - lo).max(f32::EPSILON)
     })
 }
 

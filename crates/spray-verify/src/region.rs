@@ -54,7 +54,7 @@ pub fn cluster_region(cluster: &[&[f32]], rest: &[&[f32]], g: usize, margin: f64
 /// relevance peaks on its most telling part and the rest of it, in the cells around, lies
 /// lower; a region cut at the margin alone pasted part of the mark. On a held-out ResNet whose
 /// "square" relied on a printed date along the bottom edge (stamped on other classes' images,
-/// 58% turned; its cluster the date's images exactly), the cells at ≥ 0.5 of the largest
+/// 59% turned; its cluster the date's images exactly), the cells at ≥ 0.5 of the largest
 /// excess were three of the date's bottom row, and pasting them turned 24% against 7%; the
 /// date's top and its last digits lay at 0.24–0.34 of it (benches/RESULTS.md).
 pub const GROWTH: f64 = 1.0 / 3.0;

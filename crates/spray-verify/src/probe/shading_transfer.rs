@@ -31,6 +31,7 @@ use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
+use crate::perturb::unit_pixel;
 use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
@@ -133,14 +134,9 @@ fn log_luminance(tensor: &[f32], bounds: &[(f32, f32); 3]) -> Vec<f32> {
     let plane = tensor.len() / 3;
     (0..plane)
         .map(|p| {
-            bounds
+            unit_pixel(tensor, plane, p, bounds)
                 .iter()
-                .enumerate()
-                .map(|(c, &(lo, hi))| {
-                    ((tensor[c * plane + p] - lo) / (hi - lo).max(f32::EPSILON))
-                        .max(DARKEST)
-                        .ln()
-                })
+                .map(|v| v.max(DARKEST).ln())
                 .sum::<f32>()
                 / 3.0
         })
