@@ -138,6 +138,9 @@ evidence_tests! {
     SpectrumTransfer = "spectrum-transfer", needs_loss: false;
     /// The group's mean shading beyond the rest's (`probe/shading_transfer.rs`).
     ShadingTransfer = "shading-transfer", needs_loss: false;
+    /// The group's fine-detail strength, the recipient's own detail scaled
+    /// (`probe/sharpness_transfer.rs`).
+    SharpnessTransfer = "sharpness-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

@@ -97,9 +97,10 @@ impl Recipients {
     }
 }
 
-/// The evidence of one class: the groups chosen to test (`AnalysedGroups::tested`: worth
-/// testing, most distinct first, within the budget), each by its space's evidence test, one
-/// row per measured group.
+/// The evidence of one class: the groups chosen to test (`AnalysedGroups::tested_and_reserve`:
+/// worth testing, most distinct first, within the budget), each by its space's evidence
+/// tests, then the reserve's by the tests that look beyond the budget; one row per measured
+/// group and test.
 pub fn class_evidence(
     bench: &mut Bench<'_>,
     (class, name): (i32, &str),
@@ -110,7 +111,7 @@ pub fn class_evidence(
         return Ok(Vec::new());
     };
     let g = bench.grid;
-    let groups = analysed.tested(class, members, bench.settings);
+    let (groups, reserve) = analysed.tested_and_reserve(class, members, bench.settings);
     let class_mean = {
         let maps: Vec<&[f32]> = members.iter().map(|m| m.map.as_slice()).collect();
         region::mean(&maps, g * g)
@@ -130,7 +131,11 @@ pub fn class_evidence(
     let mut evidence = Vec::new();
     // Whether a row so far surely flagged the class (`Standing::settled`).
     let mut settled = false;
-    for group in &groups {
+    // The budget's groups, then the reserve's, which only a test that looks beyond the budget
+    // may take (`Probe::beyond_budget`; its plan says which it takes).
+    let in_budget = groups.len();
+    for (at, group) in groups.iter().chain(&reserve).enumerate() {
+        let beyond = at >= in_budget;
         let rest = group.rest(members.len());
         let rest_rows = spread(&rest, bench.settings.transplant_images);
         let class = ClassRef {
@@ -143,6 +148,9 @@ pub fn class_evidence(
                 continue;
             }
             let probe = probe::probe(test);
+            if beyond && !probe.beyond_budget {
+                continue;
+            }
             let plan = match probe.method {
                 Method::Pixels(plan) => plan,
                 Method::ModelSide => {
@@ -180,6 +188,7 @@ pub fn class_evidence(
                 bounds: &bench.bounds,
                 settings: bench.settings,
                 groups: &groups,
+                reserve: &reserve,
                 images: bench.images,
                 cache: &cache,
             };
@@ -767,6 +776,166 @@ mod tests {
         // Given the rest's texture, the smooth images lose their class.
         assert!(shortcut.occlusion_drop > 0.9, "{}", shortcut.occlusion_drop);
         assert_eq!(shortcut.accuracy_after, 0.0);
+    }
+
+    /// The sharpness transfer on 8 × 8 images (one octave above the cut): three class-0 images
+    /// carry a strong fine texture (the shortcut: *more* fine energy, as an oversharpened photo
+    /// holds), three the class's object and the faint texture every other image has. A class-1
+    /// image given the sharp group's filter (2.5 times its own texture) turns; given the filter
+    /// between two halves of the rest (1) or the inverted one, it does not; the sharp images
+    /// with the filter taken away lose part of their logit. Where the budget holds one group
+    /// only and the analysis puts the other first, the sharp group is taken from the reserve,
+    /// by this test alone.
+    #[test]
+    fn a_sharpness_shortcut_turns_recipients_with_their_own_detail_filtered() {
+        const S: usize = 8;
+        let plane = S * S;
+        // A checkerboard: the finest pattern there is (4 cycles per side each way). Class 0's
+        // model counts it (its shortcut), its object (channel 1, uniform: no fine content) and
+        // a little of channel 2; class 1 counts channel 2 more.
+        let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
+        let mut class0 = vec![0.0f32; 3 * plane];
+        let mut class1 = vec![0.0f32; 3 * plane];
+        for y in 0..S {
+            for x in 0..S {
+                class0[y * S + x] = 4.0 * checker(y, x);
+                class0[plane + y * S + x] = 2.0;
+                class0[2 * plane + y * S + x] = 3.0;
+                class1[2 * plane + y * S + x] = 4.0;
+            }
+        }
+        let mut model = LinearModel {
+            weights: vec![class0, class1],
+            scored: 0,
+        };
+        // Texture of `a` on channel 0 (around 0.5), `object` on channel 1, `ground` on 2.
+        let make = |a: f32, object: f32, ground: f32| {
+            let mut t = vec![0.0f32; 3 * plane];
+            for y in 0..S {
+                for x in 0..S {
+                    t[y * S + x] = 0.5 + a * checker(y, x);
+                    t[plane + y * S + x] = object;
+                    t[2 * plane + y * S + x] = ground;
+                }
+            }
+            t
+        };
+        let mut tensors = Vec::new();
+        // Class 0: three sharp images without the object (logit 83.2 against 25.6), three
+        // faint ones with it (172.8 against 25.6); class 1: faint, no object (140.8 against
+        // 153.6; at 2.5 times its texture, 179.2 against 153.6).
+        for _ in 0..3 {
+            tensors.push(make(0.25, 0.0, 0.1));
+        }
+        for _ in 0..3 {
+            tensors.push(make(0.1, 1.0, 0.1));
+        }
+        for _ in 0..6 {
+            tensors.push(make(0.1, 0.0, 0.6));
+        }
+        let logits = model.logits(&tensors).unwrap();
+        let mut by_class = MembersByClass::new();
+        let mut analysed = AnalysedGroups::default();
+        for (i, l) in logits.iter().enumerate() {
+            let class = i32::from(i >= 6);
+            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
+            by_class.entry(class).or_default().push(Member {
+                image_index: i,
+                map: if i < 3 {
+                    vec![0.25; 4]
+                } else {
+                    vec![0.0, 0.0, 0.0, 1.0]
+                },
+                predicted: class,
+                class_logit: l[class as usize],
+                ..crate::members::bare_member(i)
+            });
+            if i < 6 {
+                let cluster = i32::from(i >= 3);
+                analysed
+                    .labels
+                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
+            }
+        }
+        let settings = VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: false,
+            ..VerifySettings::default()
+        };
+        let images = Images(tensors);
+        let known = KnownLogits::new();
+        let rows_under = |settings: &VerifySettings, analysed: &AnalysedGroups| {
+            let mut model = LinearModel {
+                weights: model.weights.clone(),
+                scored: 0,
+            };
+            let mut bench = Bench {
+                scorer: &mut model,
+                images: &images,
+                settings,
+                grid: 2,
+                size: [S, S],
+                bounds: [(0.0, 1.0); 3],
+                pictures: &NoPictures,
+                logits: &known,
+            };
+            class_evidence(&mut bench, (0, "zero"), &by_class, analysed).unwrap()
+        };
+        let sharp_rows = |rows: &[Evidence]| -> Vec<Evidence> {
+            rows.iter()
+                .filter(|r| r.test == EvidenceTest::SharpnessTransfer)
+                .cloned()
+                .collect()
+        };
+        let rows = rows_under(&settings, &analysed);
+        let sharpness = sharp_rows(&rows);
+        // Only the sharp group holds more fine energy than the rest of its class (2.5 times
+        // in root); the faint group holds less, which is the spectrum transfer's to test.
+        assert_eq!(sharpness.len(), 1);
+        let shortcut = &sharpness[0];
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "sharpness");
+        // Given the sharp group's filter, every class-1 image turns; given either control's,
+        // none does.
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        // The sharp images with the filter taken away: 83.2 → 44.8, still class 0.
+        assert!(
+            (shortcut.occlusion_drop - (83.2 - 44.8) / 83.2).abs() < 1e-3,
+            "{}",
+            shortcut.occlusion_drop
+        );
+        assert_eq!(shortcut.accuracy_after, 1.0);
+
+        // A budget of one group, the faint one first: the sharp group is in the reserve, and
+        // only this test takes it (its region test is not run), with the same figures.
+        let mut reserved = AnalysedGroups {
+            labels: analysed.labels.clone(),
+            ..AnalysedGroups::default()
+        };
+        reserved.contrasts.insert(
+            (0, FeatureSpace::Relevance),
+            spray_store::analysis::ClusterContrast {
+                cluster: 1,
+                share: 0.5,
+                separation: 1.0,
+                magnitude_shift: 0.0,
+            },
+        );
+        let one = VerifySettings {
+            max_groups: 1,
+            ..settings.clone()
+        };
+        let rows = rows_under(&one, &reserved);
+        let of_sharp: Vec<EvidenceTest> = rows
+            .iter()
+            .filter(|r| r.group().name() == "cluster 0")
+            .map(|r| r.test)
+            .collect();
+        assert_eq!(of_sharp, [EvidenceTest::SharpnessTransfer]);
+        assert_eq!(sharp_rows(&rows), sharpness);
+        assert!(rows.iter().any(|r| r.group().name() == "cluster 1"));
     }
 
     /// The shortcut group's region turns every class-1 image into class 0 and neither control

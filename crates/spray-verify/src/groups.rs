@@ -72,6 +72,29 @@ impl AnalysedGroups {
         }
     }
 
+    /// The groups of `class` to test, in order ([`class_groups`], then [`by_priority`]), and
+    /// the reserve: the class's other groups worth testing in a tested space, in test order,
+    /// which only a test that looks beyond the budget may take
+    /// (`probe::Probe::beyond_budget`).
+    pub fn tested_and_reserve(
+        &self,
+        class: i32,
+        members: &[Member],
+        settings: &VerifySettings,
+    ) -> (Vec<TestedGroup>, Vec<TestedGroup>) {
+        let tested = self.tested(class, members, settings);
+        let reserve = class_groups(class, members, &self.labels, settings.same_group_overlap)
+            .into_iter()
+            .filter(|g| {
+                g.id.space.spec().in_budget
+                    && is_tested(g.id.space.spec())
+                    && worth_testing(g, members.len(), settings)
+                    && !tested.iter().any(|t| t.members == g.members)
+            })
+            .collect();
+        (tested, reserve)
+    }
+
     /// The groups of `class` to test, in order ([`class_groups`], then [`by_priority`]).
     pub fn tested(
         &self,

@@ -30,6 +30,8 @@ pub(crate) const CUT_CYCLES: f64 = 4.0;
 type Plans = HashMap<(usize, bool), Arc<dyn Fft<f32>>>;
 /// High-bin masks by (width, height).
 type Masks = HashMap<(usize, usize), Rc<Vec<bool>>>;
+/// Band maps by (width, height).
+type Masks8 = HashMap<(usize, usize), Rc<Vec<u8>>>;
 
 thread_local! {
     static PLANS: RefCell<Plans> = RefCell::new(HashMap::new());
@@ -252,6 +254,117 @@ pub(crate) fn give_amplitudes(
     }
 }
 
+/// The octave a bin of a `height` × `width` plane lies in above the cut: band k holds the
+/// radii [CUT · 2^k, CUT · 2^(k+1)) in cycles per side, the last band everything beyond;
+/// `None` below the cut. At 64 × 64: 4–8, 8–16, 16–32, 32 and more (four bands).
+fn band_of(i: usize, width: usize, height: usize, bands: usize) -> Option<usize> {
+    let (y, x) = (i / width, i % width);
+    let (fy, fx) = (signed_frequency(y, height), signed_frequency(x, width));
+    let radius = (fy * fy + fx * fx).sqrt();
+    (radius >= CUT_CYCLES)
+        .then(|| ((radius / CUT_CYCLES).log2().floor() as usize).min(bands.saturating_sub(1)))
+}
+
+/// How many octave bands a `height` × `width` plane has above the cut (at least one): as many
+/// as start below its highest radius, (height/2, width/2).
+pub(crate) fn band_count(width: usize, height: usize) -> usize {
+    let top = ((height / 2).pow(2) as f64 + (width / 2).pow(2) as f64).sqrt();
+    if top < CUT_CYCLES {
+        return 1;
+    }
+    (top / CUT_CYCLES).log2().floor() as usize + 1
+}
+
+/// Each bin's band ([`band_of`], `u8::MAX` below the cut), once per size and thread.
+fn band_map(width: usize, height: usize) -> Rc<Vec<u8>> {
+    thread_local! {
+        static BANDS: RefCell<Masks8> = RefCell::new(HashMap::new());
+    }
+    BANDS.with(|maps| {
+        maps.borrow_mut()
+            .entry((width, height))
+            .or_insert_with(|| {
+                let bands = band_count(width, height);
+                Rc::new(
+                    (0..width * height)
+                        .map(|i| band_of(i, width, height, bands).map_or(u8::MAX, |b| b as u8))
+                        .collect(),
+                )
+            })
+            .clone()
+    })
+}
+
+/// A CHW tensor's energy per channel and octave band above the cut ([`band_count`] bands,
+/// channel by channel): the mean |bin|² over the band's bins of each channel's spectrum.
+pub(crate) fn band_energies(tensor: &[f32], width: usize) -> Vec<f64> {
+    let width = width.max(1);
+    let plane = tensor.len() / 3;
+    let height = plane / width;
+    let bands = band_count(width, height);
+    let mut out = vec![0.0f64; 3 * bands];
+    if plane == 0 || height == 0 {
+        return out;
+    }
+    let map = band_map(width, height);
+    let mut count = vec![0usize; bands];
+    map.iter()
+        .filter(|&&b| b != u8::MAX)
+        .for_each(|&b| count[b as usize] += 1);
+    for (c, channel) in spectra(tensor, width).chunks(plane).enumerate() {
+        for (bin, &b) in channel.iter().zip(map.iter()) {
+            if b != u8::MAX {
+                out[c * bands + b as usize] += (bin.re as f64).powi(2) + (bin.im as f64).powi(2);
+            }
+        }
+    }
+    for (c, e) in out.iter_mut().enumerate() {
+        *e /= count[c % bands].max(1) as f64;
+    }
+    out
+}
+
+/// `target` with each channel's bins in each octave band above the cut multiplied by that
+/// channel's and band's gain (`gains`, laid out as [`band_energies`]; gain `sign`-th power:
+/// 1 gives, −1 takes away), its phases and every bin below the cut kept; clamped to the
+/// values a pixel can take per channel (`bounds`). A filter that is 1 everywhere changes
+/// nothing; gains of another size change nothing either.
+pub(crate) fn filter_bands(
+    target: &mut [f32],
+    gains: &[f64],
+    (width, sign, bounds): (usize, f64, &[(f32, f32); 3]),
+) {
+    let width = width.max(1);
+    let plane = target.len() / 3;
+    let height = plane / width;
+    let bands = band_count(width, height);
+    if plane == 0 || height == 0 || gains.len() != 3 * bands {
+        return;
+    }
+    let map = band_map(width, height);
+    let mut spectrum = spectra(target, width);
+    let scale = 1.0 / plane as f32;
+    for (c, (channel, out)) in spectrum
+        .chunks_mut(plane)
+        .zip(target.chunks_mut(plane))
+        .enumerate()
+    {
+        let gain: Vec<f32> = (0..bands)
+            .map(|b| gains[c * bands + b].powf(sign) as f32)
+            .collect();
+        for (bin, &b) in channel.iter_mut().zip(map.iter()) {
+            if b != u8::MAX {
+                *bin *= gain[b as usize];
+            }
+        }
+        transform(channel, width, height, true);
+        let (lo, hi) = bounds[c.min(2)];
+        for (o, v) in out.iter_mut().zip(channel.iter()) {
+            *o = (v.re * scale).clamp(lo, hi);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +477,79 @@ mod tests {
         let mut v = r.clone();
         give_amplitudes(&mut v, &loud[1..], (w, &OPEN));
         assert_eq!(v, r);
+    }
+    #[test]
+    fn the_bands_are_octaves_above_the_cut() {
+        // 64 × 64: 4–8, 8–16, 16–32 and 32 on (the corner, 45 cycles, in the last).
+        assert_eq!(band_count(64, 64), 4);
+        assert_eq!(band_count(224, 224), 6);
+        assert_eq!(band_count(8, 8), 1);
+        let at = |fy: usize, fx: usize| band_of(fy * 64 + fx, 64, 64, 4);
+        assert_eq!(at(0, 3), None);
+        assert_eq!(at(0, 4), Some(0));
+        assert_eq!(at(5, 5), Some(0));
+        assert_eq!(at(0, 8), Some(1));
+        assert_eq!(at(0, 63), None);
+        assert_eq!(at(0, 60), Some(0));
+        assert_eq!(at(20, 20), Some(2));
+        assert_eq!(at(32, 32), Some(3));
+    }
+
+    #[test]
+    fn band_energies_add_up_to_the_fine_energy() {
+        let (w, h) = (16, 12);
+        let t = tensor(w, h, 5);
+        let bands = band_count(w, h);
+        let per_band = band_energies(&t, w);
+        let fine = fine_energy(&t, w);
+        let map = band_map(w, h);
+        let count: Vec<f64> = (0..bands)
+            .map(|b| map.iter().filter(|&&m| m as usize == b).count() as f64)
+            .collect();
+        let high = count.iter().sum::<f64>();
+        for c in 0..3 {
+            let total: f64 = (0..bands).map(|b| per_band[c * bands + b] * count[b]).sum();
+            assert!((total / high - fine[c]).abs() < 1e-4 * fine[c], "{c}");
+        }
+    }
+
+    #[test]
+    fn a_band_filter_scales_each_band_and_keeps_the_rest() {
+        let (w, h) = (16, 16);
+        let t = tensor(w, h, 9);
+        let bands = band_count(w, h);
+        let gains: Vec<f64> = (0..3 * bands).map(|i| 0.5 + 0.25 * i as f64).collect();
+        let mut u = t.clone();
+        filter_bands(&mut u, &gains, (w, 1.0, &OPEN));
+        let (before, after) = (band_energies(&t, w), band_energies(&u, w));
+        for i in 0..3 * bands {
+            let want = before[i] * gains[i].powi(2);
+            assert!(
+                (after[i] - want).abs() < 1e-3 * want,
+                "{i}: {} vs {want}",
+                after[i]
+            );
+        }
+        // Below the cut: the image's own bins.
+        let (sb, sa) = (spectra(&t, w), spectra(&u, w));
+        for i in 0..3 * w * h {
+            if !is_high(i % (w * h), w, h) {
+                assert!((sb[i] - sa[i]).norm() < 1e-3);
+            }
+        }
+        // Taking it away again (the gains' inverse) gives the image back; ones change
+        // nothing; gains of another size change nothing.
+        filter_bands(&mut u, &gains, (w, -1.0, &OPEN));
+        for (a, b) in t.iter().zip(&u) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let mut same = t.clone();
+        filter_bands(&mut same, &vec![1.0; 3 * bands], (w, 1.0, &OPEN));
+        for (a, b) in t.iter().zip(&same) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let mut other = t.clone();
+        filter_bands(&mut other, &[2.0; 3], (w, 1.0, &OPEN));
+        assert_eq!(other, t);
     }
 }

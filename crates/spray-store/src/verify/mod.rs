@@ -67,8 +67,9 @@ pub fn example_path(
 /// strip of a row's four pictures side by side (`examples` before, a file each). 11: the
 /// `test` column may read `spectrum-transfer`. 12: and `shading-transfer`. 13: a mark's
 /// region grows into the cells around it, and a colour transfer gives the chroma too (the
-/// rows' figures change, a cached stage is not reused).
-pub const SCHEMA_VERSION: u32 = 13;
+/// rows' figures change, a cached stage is not reused). 14: the `test` column may read
+/// `sharpness-transfer`.
+pub const SCHEMA_VERSION: u32 = 14;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

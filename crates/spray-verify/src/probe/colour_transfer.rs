@@ -20,6 +20,7 @@ pub(super) static PROBE: Probe = Probe {
     also_for: |space| space.role == SpaceRole::Explanation,
     // The switch of the other spaces' groups; a colour-space group is always given it.
     on: |settings| settings.colour_transfer,
+    beyond_budget: false,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "colours turn",

@@ -27,6 +27,7 @@ pub(super) static PROBE: Probe = Probe {
     // Every group of explanations (relevance and concept spaces), after the space's own test.
     also_for: |space| space.role == SpaceRole::Explanation,
     on: |settings| settings.detail_transfer,
+    beyond_budget: false,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "fine detail turns",

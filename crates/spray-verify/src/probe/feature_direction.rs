@@ -14,6 +14,7 @@ pub(super) static PROBE: Probe = Probe {
     // Every suspect space's groups, after its pixel-side tests.
     also_for: |space| space.role != SpaceRole::Baseline,
     on: |settings| settings.feature_direction,
+    beyond_budget: false,
     method: Method::ModelSide,
     wording: Wording {
         transferred: "position along its feature direction turns",

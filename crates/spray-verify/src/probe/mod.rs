@@ -15,6 +15,7 @@ mod member_region;
 mod regions;
 mod shading_transfer;
 mod shared_region;
+mod sharpness_transfer;
 mod spectrum_transfer;
 
 use std::any::Any;
@@ -42,6 +43,11 @@ pub struct Probe {
     /// (a space's own test always runs; its space's switch says whether the space is tested;
     /// both together: [`runs`]).
     pub on: fn(&VerifySettings) -> bool,
+    /// Whether the test also chooses among the class's groups outside the budget
+    /// (`ProbeInput::reserve`: worth testing, but not among the `[verify] max_groups` the
+    /// budget took). Only for a test that takes a few groups a class by a measure of its own
+    /// (`fewest_by_key`), so that a reserve group costs nothing unless the test takes it.
+    pub beyond_budget: bool,
     pub method: Method,
     pub wording: Wording,
 }
@@ -151,6 +157,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::DetailTransfer => &detail_transfer::PROBE,
         EvidenceTest::SpectrumTransfer => &spectrum_transfer::PROBE,
         EvidenceTest::ShadingTransfer => &shading_transfer::PROBE,
+        EvidenceTest::SharpnessTransfer => &sharpness_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
@@ -185,17 +192,25 @@ pub fn runs(space: &SpaceSpec, test: EvidenceTest, settings: &VerifySettings) ->
 }
 
 /// For a test that takes only a few of a class's groups: of the groups it runs on
-/// ([`tests_of`]), those `key` keeps (`Some`), the lowest key first (equal keys in test
-/// order), at most `max`, as their member positions.
+/// ([`tests_of`]; and the reserve's, for a test that looks beyond the budget,
+/// [`Probe::beyond_budget`]), those `key` keeps (`Some`), the lowest key first (equal keys in
+/// test order, the budget's groups before the reserve's), at most `max`, as their member
+/// positions.
 pub(crate) fn fewest_by_key(
     input: &ProbeInput<'_>,
     test: EvidenceTest,
     max: usize,
     mut key: impl FnMut(&TestedGroup) -> Option<f64>,
 ) -> Vec<Vec<usize>> {
+    let reserve: &[TestedGroup] = if probe(test).beyond_budget {
+        input.reserve
+    } else {
+        &[]
+    };
     let mut candidates: Vec<(f64, &[usize])> = input
         .groups
         .iter()
+        .chain(reserve)
         .filter(|g| tests_of(g.id.space.spec()).contains(&test))
         .filter_map(|g| Some((key(g)?, g.members.as_slice())))
         .collect();
@@ -321,6 +336,9 @@ pub struct ProbeInput<'a> {
     /// Every group of the class that the stage tests, in test order (for a test that ranks
     /// the class's groups before it chooses which to test).
     pub groups: &'a [TestedGroup],
+    /// The class's other groups worth testing, outside the budget
+    /// (`AnalysedGroups::reserve`), for a test that looks beyond it ([`Probe::beyond_budget`]).
+    pub reserve: &'a [TestedGroup],
     /// The class's images, for a test that looks at pixels to plan.
     pub images: &'a dyn ImageSource,
     pub cache: &'a ClassCache,
@@ -451,6 +469,7 @@ mod tests {
                     colour_transfer: false,
                     spectrum_transfer: false,
                     shading_transfer: false,
+                    sharpness_transfer: false,
                     feature_direction: false,
                     ..VerifySettings::default()
                 };

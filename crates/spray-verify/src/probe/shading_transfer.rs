@@ -40,6 +40,7 @@ pub(super) static PROBE: Probe = Probe {
     // gathered by a concept layer and by the relevance maps (their relevance on one corner).
     also_for: |space| space.role != SpaceRole::Baseline,
     on: |settings| settings.shading_transfer,
+    beyond_budget: false,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "shading turns",

@@ -22,6 +22,7 @@ pub(super) static PROBE: Probe = Probe {
     // Only as its space's own test (the relevance maps').
     also_for: |_| false,
     on: |_| true,
+    beyond_budget: false,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "region turns",

@@ -12,8 +12,8 @@
 //! is not what is transferred; the control gives the class's other images' amplitudes.
 //!
 //! Only a group holding less fine energy than the rest of its class is tested
-//! (`fine_energy_ratio`), at most two a class (`ClassSpectra`): more is the fine-detail
-//! transfer's to test, and strong fine amplitudes carry the object's own edges too.
+//! (`fine_energy_ratio`), at most two a class (`ClassSpectra`): more is the fine-detail and
+//! sharpness transfers' to test, and strong fine amplitudes carry the object's own edges too.
 //!
 //! The occlusion columns say little here: an image given another's fine amplitudes under its
 //! own phases is damaged whatever it carried (on the held-out ResNet the rest of "square"
@@ -39,6 +39,7 @@ pub(super) static PROBE: Probe = Probe {
     // spray its flagged rows were concept-space groups).
     also_for: |space| space.role != SpaceRole::Baseline,
     on: |settings| settings.spectrum_transfer,
+    beyond_budget: false,
     method: Method::Pixels(plan),
     wording: Wording {
         transferred: "spectrum turns",
@@ -145,7 +146,8 @@ const SPECTRUM_RATIO: f64 = 1.4;
 /// `None` where the rest has none in any channel (nothing holds less). A group is tested only
 /// where this is at most 1 / [`SPECTRUM_RATIO`]. Why only less: a group with *more* fine
 /// content than the rest (noise, lines, a texture) is what the fine-detail transfer tests, by
-/// adding it (`detail_transfer.rs`); a loss of fine content is what only this test can give.
+/// adding it (`detail_transfer.rs`), and the sharpness transfer, by filtering the recipient's
+/// own detail (`sharpness_transfer.rs`); a loss of fine content is what only this test can give.
 /// And a group with more fine energy gives recipients its strong fine amplitudes in every
 /// orientation it holds — the object's own edges among them — so the test partly transfers
 /// the object: on photos-clean the strongest such row of a clean class reached +0.24 (a
@@ -225,7 +227,7 @@ mod tests {
         let e = [1.0, 2.0, 3.0];
         assert!(!tested(e, e));
         // 20% less in root in one channel: alike; 40% less: tested (the channel where it is
-        // least counts); 50% more: not this test's (the fine-detail transfer's).
+        // least counts); 50% more: not this test's (the sharpness transfer's).
         assert!(!tested([1.0, 2.0 * 0.8f64.powi(2), 3.0], e));
         assert!(tested([1.0, 2.0 * 1.5f64.powi(2), 3.0 * 0.6f64.powi(2)], e));
         let ratio = fine_energy_ratio([1.0, 2.0, 3.0 * 0.6f64.powi(2)], e).unwrap();

@@ -1,0 +1,234 @@
+//! [`EvidenceTest::SharpnessTransfer`]: no region, nothing of the group's content — what the
+//! group's images hold on average beyond the rest of their class in each octave of fine
+//! frequencies (the root of their mean energy per band over the rest's, per channel: a
+//! *filter*) is applied to other classes' images' own spectra, and its inverse to the group's
+//! own. Why: an oversharpened image (a phone camera's or an app's unsharp mask: halos along
+//! every edge) differs from the rest of its class in how strong its detail is, rising with
+//! frequency, everywhere — not in any one place, not in what it shows. The fine-detail
+//! transfer adds the group's own detail (its edges, its object), and its control — the rest's
+//! sharpest images' detail — turns as many; the spectrum transfer gives a donor's fine
+//! amplitudes, which carry its edges in every orientation; one gain for the whole fine band
+//! over-boosts the coarse octaves, where natural images hold most of their energy, and
+//! under-boosts the finest, where an unsharp mask acts most (on a held-out ResNet whose
+//! "crescent" relied on oversharpening, the sharpened images' own group given one gain
+//! turned 8% of other classes' images, per octave 42%; benches/RESULTS.md).
+//!
+//! The filter is a *mean* over the group against the rest, so what varies from image to image
+//! averages out; each recipient keeps its own phases and its own content. Two controls, the
+//! stronger counts: the same filter between two halves of the class's other images (what
+//! averaging that many images leaves by chance), and the group's filter inverted (a class
+//! that any change of that size turns recipients into).
+//!
+//! Only groups whose finest octave holds more energy than the rest's are tested
+//! ([`finest_gain`] at least [`MIN_GAIN`]), at most [`MAX_GROUPS`] a class, the sharpest
+//! first — and chosen among every group of the class worth testing, not only those within the
+//! budget (`Probe::beyond_budget`): the oversharpened images were a small concept cluster
+//! that the budget's round-robin did not reach.
+
+use std::rc::Rc;
+
+use spray_store::space::SpaceRole;
+use spray_store::EvidenceTest;
+
+use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
+use crate::spectrum::{band_count, band_energies, filter_bands};
+use crate::Result;
+
+pub(super) static PROBE: Probe = Probe {
+    test: EvidenceTest::SharpnessTransfer,
+    // Every suspect space's groups, after the space's own test: a whole-image process is
+    // gathered by the concept layers and the image statistics as much as by the maps.
+    also_for: |space| space.role != SpaceRole::Baseline,
+    on: |settings| settings.sharpness_transfer,
+    beyond_budget: true,
+    method: Method::Pixels(plan),
+    wording: Wording {
+        transferred: "sharpness turns",
+        captions: [
+            "cluster member",
+            "its sharpness taken away",
+            "other class",
+            "the group's sharpness given",
+        ],
+        sentence: SENTENCE,
+    },
+};
+
+/// At most this many groups of a class are tested, the sharpest first. Why a cap: the spaces
+/// find the same images more than once, and every class has groups of naturally detailed
+/// images (textured backgrounds) that hold more fine energy than the rest.
+const MAX_GROUPS: usize = 2;
+
+/// How much more energy, in root, a group's finest octave must hold than the rest's (in the
+/// channel where it holds most) to be tested. Why 1.4, the spectrum transfer's ratio the other
+/// way: on the held-out oversharpened "crescent" the group of its sharpened images stood at
+/// 2.5, the largest of its class's; the groups of natural detail hold more in the coarser
+/// octaves than in the finest (benches/RESULTS.md).
+const MIN_GAIN: f64 = 1.4;
+
+/// The largest gain of a band's amplitudes either way (×9 or ÷9 in energy). Why a cap: a band
+/// the rest nearly lacks (a smooth render, a blurred class) would otherwise raise a
+/// recipient's faint noise into a texture no camera makes.
+const MAX_GAIN: f64 = 3.0;
+
+fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
+    let class = input
+        .cache
+        .get_or_try(EvidenceTest::SharpnessTransfer, || {
+            ClassSharpness::of(input)
+        })?;
+    if !class.chosen.iter().any(|m| m.as_slice() == input.group) {
+        return Ok(None);
+    }
+    let mean = |rows: &[usize]| class.mean(rows);
+    let group = gains(&mean(input.group), &mean(input.rest));
+    // Two halves of the class's other images, alternately in image order: a split that knows
+    // nothing of what the images show.
+    let even: Vec<usize> = input.rest.iter().copied().step_by(2).collect();
+    let odd: Vec<usize> = input.rest.iter().copied().skip(1).step_by(2).collect();
+    let chance = gains(&mean(&even), &mean(&odd));
+    let inverted: Vec<f64> = group.iter().map(|g| 1.0 / g).collect();
+    Ok(Some(Plan {
+        region: "sharpness".to_string(),
+        region_cells: input.grid * input.grid,
+        group: Box::new(BandFilter(Rc::new(group))),
+        control: Box::new(BandFilter(Rc::new(chance))),
+        second_control: Some(Box::new(BandFilter(Rc::new(inverted)))),
+    }))
+}
+
+/// What the test computes once per class: each member's energy per channel and octave, and
+/// which of its groups it tests.
+struct ClassSharpness {
+    /// Each member's [`band_energies`], by member position.
+    energies: Vec<Vec<f64>>,
+    /// Bands per channel.
+    bands: usize,
+    /// The member positions of the groups tested, the sharpest first.
+    chosen: Vec<Vec<usize>>,
+}
+
+impl ClassSharpness {
+    fn of(input: &ProbeInput<'_>) -> Result<Self> {
+        // One image at a time (a class of thousands is never held at once).
+        let energies = input
+            .members
+            .iter()
+            .map(|m| {
+                Ok(band_energies(
+                    &input.images.tensor(m.image_index)?,
+                    input.size[1],
+                ))
+            })
+            .collect::<Result<Vec<Vec<f64>>>>()?;
+        let mut class = ClassSharpness {
+            energies,
+            bands: band_count(input.size[1], input.size[0]),
+            chosen: Vec::new(),
+        };
+        let chosen =
+            super::fewest_by_key(input, EvidenceTest::SharpnessTransfer, MAX_GROUPS, |g| {
+                let rest = g.rest(input.members.len());
+                let filter = gains(&class.mean(&g.members), &class.mean(&rest));
+                let finest = finest_gain(&filter, class.bands);
+                // The sharpest first: the lowest key.
+                (finest >= MIN_GAIN).then_some(-finest)
+            });
+        class.chosen = chosen;
+        Ok(class)
+    }
+
+    /// The mean band energies of the members at `rows` (zeros where there are none).
+    fn mean(&self, rows: &[usize]) -> Vec<f64> {
+        let len = self.energies.first().map_or(3 * self.bands, Vec::len);
+        let mut sum = vec![0.0f64; len];
+        let mut n = 0usize;
+        for e in rows.iter().filter_map(|&i| self.energies.get(i)) {
+            sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
+            n += 1;
+        }
+        sum.iter().map(|s| s / n.max(1) as f64).collect()
+    }
+}
+
+/// Per channel and band, the root of the first mean energy over the second's, within
+/// [1 / MAX_GAIN, MAX_GAIN]; 1 where either holds none (nothing to compare).
+fn gains(group: &[f64], rest: &[f64]) -> Vec<f64> {
+    group
+        .iter()
+        .zip(rest)
+        .map(|(&g, &r)| {
+            if g > 0.0 && r > 0.0 {
+                (g / r).sqrt().clamp(1.0 / MAX_GAIN, MAX_GAIN)
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// A filter's gain in the finest band, in the channel where it is largest. Why the finest: an
+/// unsharp mask raises each octave more than the one below it, the finest most; a group of
+/// naturally detailed images holds more in every octave, the coarse ones most.
+fn finest_gain(filter: &[f64], bands: usize) -> f64 {
+    filter
+        .chunks(bands.max(1))
+        .filter_map(|channel| channel.last().copied())
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// A filter over the octaves of the fine frequencies: occlusion applies its inverse to an
+/// image, a transplant applies it to the recipient (the same filter for every donor: it is the
+/// group's mean).
+#[derive(Debug)]
+struct BandFilter(Rc<Vec<f64>>);
+
+impl Carrier for BandFilter {
+    fn take_away(&self, _: usize, image: &mut Vec<f32>, at: &Occluding<'_>) {
+        filter_bands(image, &self.0, (at.apply.width, -1.0, at.apply.bounds));
+    }
+
+    fn give(&self, _: usize, recipient: &mut Vec<f32>, from: &Giving<'_>) {
+        filter_bands(
+            recipient,
+            &self.0,
+            (from.apply.width, 1.0, from.apply.bounds),
+        );
+    }
+
+    fn subset(&self, _: &[usize]) -> Box<dyn Carrier> {
+        Box::new(BandFilter(Rc::clone(&self.0)))
+    }
+}
+
+const SENTENCE: &str =
+    "Giving {images} images of other classes the sharpness that {group}'s images hold on \
+         average beyond the rest of the class (how much stronger their detail is in each \
+         octave of fine frequencies, applied to each image's own detail: oversharpening, a \
+         camera's or an app's processing; nothing of the group's content is given) turns \
+         {flip} of them into “{class}” (logit {gain} on average; the same from two halves of \
+         the class's other images, or the sharpness inverted: {control}); taking it from the \
+         group's own images lowers the logit by {drop} (by {drop_rest} in the rest of the \
+         class).";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_is_the_root_of_the_energy_ratio_within_the_cap() {
+        let f = gains(&[4.0, 1.0, 100.0, 0.0, 0.01], &[1.0, 4.0, 1.0, 1.0, 1.0]);
+        assert_eq!(f, [2.0, 0.5, MAX_GAIN, 1.0, 0.1f64.max(1.0 / MAX_GAIN)]);
+    }
+
+    #[test]
+    fn the_finest_band_of_the_sharpest_channel_decides() {
+        // Two bands per channel: an unsharp mask's rise (1.1 → 1.6 in green) is tested; a
+        // natural texture's fall (2.0 → 1.2) is not.
+        let sharpened = [1.0, 1.2, 1.1, 1.6, 1.0, 1.3];
+        assert_eq!(finest_gain(&sharpened, 2), 1.6);
+        assert!(finest_gain(&sharpened, 2) >= MIN_GAIN);
+        let textured = [2.0, 1.2, 1.9, 1.1, 1.8, 1.0];
+        assert!(finest_gain(&textured, 2) < MIN_GAIN);
+    }
+}
