@@ -662,36 +662,34 @@ mod tests {
         assert_eq!(object.transplant_flip_rate_rest, 1.0);
     }
 
-    /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
-    /// images are smooth — the shortcut is a *lack* of fine texture, as a hard recompression
-    /// leaves — three carry the class's object and the texture every other image has. Given a
-    /// smooth image's amplitudes, a textured class-1 image keeps its phases but loses its
-    /// texture and turns; given the rest's, it does not; the smooth images, given the rest's
-    /// amplitudes, gain the texture and lose their class.
-    #[test]
-    fn a_spectrum_shortcut_turns_recipients_and_its_images_lose_it_without_it() {
-        const S: usize = 8;
+    /// The side of [`checker_classes`]' images: 8 × 8, the smallest with a bin at 4 cycles.
+    const CHECKER: usize = 8;
+
+    /// Two classes of 8 × 8 images for the tests of fine frequencies. A checkerboard is the
+    /// finest pattern there is (4 cycles per side each way): channel 0 holds 0.5 ± a texture
+    /// of amplitude a. Class 0's model weighs the checkerboard by `texture` (its shortcut: more
+    /// texture, or with a negative weight less), its object (channel 1, uniform: no fine
+    /// content) by 2 and channel 2 by 3; class 1's weighs channel 2 by `ground`. Images: three
+    /// of class 0 with texture `a[0]`, no object, ground 0.1 (the group); three with `a[1]`,
+    /// the object, ground 0.1; six of class 1 with `a[2]`, no object, ground 0.6. The group's
+    /// maps are even, the others' on the last cell (`members::two_classes_of`).
+    fn checker_classes(
+        (texture, ground): (f32, f32),
+        a: [f32; 3],
+    ) -> (LinearModel, Vec<Vec<f32>>, MembersByClass, AnalysedGroups) {
+        const S: usize = CHECKER;
         let plane = S * S;
-        // A checkerboard is the finest pattern there is (4 cycles per side each way): fine
-        // texture. Class 0's model holds it *against* the class (a smoothed, "recompressed"
-        // look is its shortcut) and counts its object (channel 1, uniform: no fine content)
-        // and a little of channel 2; class 1 counts channel 2.
         let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
         let mut class0 = vec![0.0f32; 3 * plane];
         let mut class1 = vec![0.0f32; 3 * plane];
         for y in 0..S {
             for x in 0..S {
-                class0[y * S + x] = -4.0 * checker(y, x);
+                class0[y * S + x] = texture * checker(y, x);
                 class0[plane + y * S + x] = 2.0;
                 class0[2 * plane + y * S + x] = 3.0;
-                class1[2 * plane + y * S + x] = 1.0;
+                class1[2 * plane + y * S + x] = ground;
             }
         }
-        let mut model = LinearModel {
-            weights: vec![class0, class1],
-            scored: 0,
-        };
-        // Texture of `a` on channel 0 (around 0.5), `object` on channel 1, `ground` on 2.
         let make = |a: f32, object: f32, ground: f32| {
             let mut t = vec![0.0f32; 3 * plane];
             for y in 0..S {
@@ -704,42 +702,40 @@ mod tests {
             t
         };
         let mut tensors = Vec::new();
+        tensors.extend((0..3).map(|_| make(a[0], 0.0, 0.1)));
+        tensors.extend((0..3).map(|_| make(a[1], 1.0, 0.1)));
+        tensors.extend((0..6).map(|_| make(a[2], 0.0, 0.6)));
+        let mut model = LinearModel {
+            weights: vec![class0, class1],
+            scored: 0,
+        };
+        let logits = model.logits(&tensors).unwrap();
+        let (by_class, analysed) = crate::members::two_classes_of(&logits, (6, 3), |i| {
+            if i < 3 {
+                vec![0.25; 4]
+            } else {
+                vec![0.0, 0.0, 0.0, 1.0]
+            }
+        });
+        (model, tensors, by_class, analysed)
+    }
+
+    /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
+    /// images are smooth — the shortcut is a *lack* of fine texture, as a hard recompression
+    /// leaves — three carry the class's object and the texture every other image has. Given a
+    /// smooth image's amplitudes, a textured class-1 image keeps its phases but loses its
+    /// texture and turns; given the rest's, it does not; the smooth images, given the rest's
+    /// amplitudes, gain the texture and lose their class.
+    #[test]
+    fn a_spectrum_shortcut_turns_recipients_and_its_images_lose_it_without_it() {
+        const S: usize = CHECKER;
+        // Class 0's model holds the checkerboard *against* the class (a smoothed,
+        // "recompressed" look is its shortcut); class 1 counts channel 2.
         // Class 0: three smooth images without the object (logit 14.1 against 6.4), three
         // textured ones with it (44.8 against 6.4); class 1: textured, no object (12.8
         // against 38.4; without their texture, 110 against 38.4).
-        for _ in 0..3 {
-            tensors.push(make(0.02, 0.0, 0.1));
-        }
-        for _ in 0..3 {
-            tensors.push(make(0.4, 1.0, 0.1));
-        }
-        for _ in 0..6 {
-            tensors.push(make(0.4, 0.0, 0.6));
-        }
-        let logits = model.logits(&tensors).unwrap();
-        let mut by_class = MembersByClass::new();
-        let mut analysed = AnalysedGroups::default();
-        for (i, l) in logits.iter().enumerate() {
-            let class = i32::from(i >= 6);
-            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
-            by_class.entry(class).or_default().push(Member {
-                image_index: i,
-                map: if i < 3 {
-                    vec![0.25; 4]
-                } else {
-                    vec![0.0, 0.0, 0.0, 1.0]
-                },
-                predicted: class,
-                class_logit: l[class as usize],
-                ..crate::members::bare_member(i)
-            });
-            if i < 6 {
-                let cluster = i32::from(i >= 3);
-                analysed
-                    .labels
-                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
-            }
-        }
+        let (mut model, tensors, by_class, analysed) =
+            checker_classes((-4.0, 1.0), [0.02, 0.4, 0.4]);
         let settings = VerifySettings {
             detail_transfer: false,
             colour_transfer: false,
@@ -788,75 +784,12 @@ mod tests {
     /// by this test alone.
     #[test]
     fn a_sharpness_shortcut_turns_recipients_with_their_own_detail_filtered() {
-        const S: usize = 8;
-        let plane = S * S;
-        // A checkerboard: the finest pattern there is (4 cycles per side each way). Class 0's
-        // model counts it (its shortcut), its object (channel 1, uniform: no fine content) and
-        // a little of channel 2; class 1 counts channel 2 more.
-        let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
-        let mut class0 = vec![0.0f32; 3 * plane];
-        let mut class1 = vec![0.0f32; 3 * plane];
-        for y in 0..S {
-            for x in 0..S {
-                class0[y * S + x] = 4.0 * checker(y, x);
-                class0[plane + y * S + x] = 2.0;
-                class0[2 * plane + y * S + x] = 3.0;
-                class1[2 * plane + y * S + x] = 4.0;
-            }
-        }
-        let mut model = LinearModel {
-            weights: vec![class0, class1],
-            scored: 0,
-        };
-        // Texture of `a` on channel 0 (around 0.5), `object` on channel 1, `ground` on 2.
-        let make = |a: f32, object: f32, ground: f32| {
-            let mut t = vec![0.0f32; 3 * plane];
-            for y in 0..S {
-                for x in 0..S {
-                    t[y * S + x] = 0.5 + a * checker(y, x);
-                    t[plane + y * S + x] = object;
-                    t[2 * plane + y * S + x] = ground;
-                }
-            }
-            t
-        };
-        let mut tensors = Vec::new();
-        // Class 0: three sharp images without the object (logit 83.2 against 25.6), three
-        // faint ones with it (172.8 against 25.6); class 1: faint, no object (140.8 against
-        // 153.6; at 2.5 times its texture, 179.2 against 153.6).
-        for _ in 0..3 {
-            tensors.push(make(0.25, 0.0, 0.1));
-        }
-        for _ in 0..3 {
-            tensors.push(make(0.1, 1.0, 0.1));
-        }
-        for _ in 0..6 {
-            tensors.push(make(0.1, 0.0, 0.6));
-        }
-        let logits = model.logits(&tensors).unwrap();
-        let mut by_class = MembersByClass::new();
-        let mut analysed = AnalysedGroups::default();
-        for (i, l) in logits.iter().enumerate() {
-            let class = i32::from(i >= 6);
-            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
-            by_class.entry(class).or_default().push(Member {
-                image_index: i,
-                map: if i < 3 {
-                    vec![0.25; 4]
-                } else {
-                    vec![0.0, 0.0, 0.0, 1.0]
-                },
-                predicted: class,
-                class_logit: l[class as usize],
-                ..crate::members::bare_member(i)
-            });
-            if i < 6 {
-                let cluster = i32::from(i >= 3);
-                analysed
-                    .labels
-                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
-            }
-        }
+        const S: usize = CHECKER;
+        // Class 0's model counts the checkerboard (its shortcut); class 1 counts channel 2
+        // more. Class 0: three sharp images without the object (logit 83.2 against 25.6),
+        // three faint ones with it (172.8 against 25.6); class 1: faint, no object (140.8
+        // against 153.6; at 2.5 times its texture, 179.2 against 153.6).
+        let (model, tensors, by_class, analysed) = checker_classes((4.0, 4.0), [0.25, 0.1, 0.1]);
         let settings = VerifySettings {
             detail_transfer: false,
             colour_transfer: false,

@@ -195,6 +195,43 @@ pub(crate) fn bare_member(image_index: usize) -> Member {
     }
 }
 
+/// Two classes for a test of a class's evidence: image i (scored `logits[i]`) is class 0 below
+/// `class0`, class 1 from there on, each predicted as its class (asserted), with `map(i)` as its
+/// map; of class 0, the first `group` images form relevance cluster 0 and the others cluster 1
+/// (the same sides split).
+#[cfg(test)]
+pub(crate) fn two_classes_of(
+    logits: &[Vec<f32>],
+    (class0, group): (usize, usize),
+    map: impl Fn(usize) -> Vec<f32>,
+) -> (MembersByClass, crate::groups::AnalysedGroups) {
+    let mut by_class = MembersByClass::new();
+    let mut analysed = crate::groups::AnalysedGroups::default();
+    for (i, l) in logits.iter().enumerate() {
+        let class = i32::from(i >= class0);
+        assert_eq!(
+            crate::scorer::predicted(l) as i32,
+            class,
+            "image {i}: {l:?}"
+        );
+        by_class.entry(class).or_default().push(Member {
+            image_index: i,
+            map: map(i),
+            predicted: class,
+            class_logit: l[class as usize],
+            ..bare_member(i)
+        });
+        if i < class0 {
+            let cluster = i32::from(i >= group);
+            analysed.labels.insert(
+                (0, i as i64, spray_store::FeatureSpace::Relevance),
+                (cluster, cluster),
+            );
+        }
+    }
+    (by_class, analysed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

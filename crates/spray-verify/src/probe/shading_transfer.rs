@@ -285,14 +285,12 @@ mod tests {
     use super::*;
     use crate::evidence::{class_evidence, Bench};
     use crate::examples::fake::NoPictures;
-    use crate::groups::AnalysedGroups;
     use crate::images::fake::Images;
-    use crate::members::{bare_member, KnownLogits, Member, MembersByClass};
+    use crate::members::{two_classes_of, KnownLogits};
     use crate::scorer::fake::LinearModel;
-    use crate::scorer::{predicted, Scorer};
+    use crate::scorer::Scorer;
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
-    use spray_store::FeatureSpace;
 
     const UNIT: [(f32, f32); 3] = [(0.0, 1.0); 3];
 
@@ -460,27 +458,11 @@ mod tests {
         }
         let logits = model.logits(&tensors).unwrap();
         let g = 4;
-        let mut by_class = MembersByClass::new();
-        let mut analysed = AnalysedGroups::default();
-        for (i, l) in logits.iter().enumerate() {
-            let class = i32::from(i >= 12);
-            assert_eq!(predicted(l) as i32, class, "image {i}: {l:?}");
+        let (by_class, analysed) = two_classes_of(&logits, (12, 4), |i| {
             let mut map = vec![0.0f32; g * g];
             map[if i < 4 { 0 } else { 5 }] = 1.0;
-            by_class.entry(class).or_default().push(Member {
-                image_index: i,
-                map,
-                predicted: class,
-                class_logit: l[class as usize],
-                ..bare_member(i)
-            });
-            if i < 12 {
-                let cluster = i32::from(i >= 4);
-                analysed
-                    .labels
-                    .insert((0, i as i64, FeatureSpace::Relevance), (cluster, cluster));
-            }
-        }
+            map
+        });
         let settings = VerifySettings {
             detail_transfer: false,
             colour_transfer: false,
