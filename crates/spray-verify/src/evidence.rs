@@ -436,10 +436,38 @@ fn occlusion_matters(rates: &Rates, stopped_short: bool, strongest: Option<f64>)
     !stopped_short && !rates.screened() && strongest.is_none_or(|s| rates.specific() >= s)
 }
 
+/// What the tests of every test file measure with: a class's evidence on in-memory images.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use crate::examples::fake::NoPictures;
+    use crate::images::fake::Images;
+
+    /// Class 0's evidence ("zero") under `settings`, scored by `scorer`, on images of
+    /// `size` whose maps are pooled to a `grid` × `grid` grid, pixel values 0–1.
+    pub(crate) fn class_zero_evidence(
+        scorer: &mut dyn Scorer,
+        (images, by_class, analysed): (&Images, &MembersByClass, &AnalysedGroups),
+        (settings, logits): (&VerifySettings, &KnownLogits),
+        (grid, size): (usize, [usize; 2]),
+    ) -> Vec<Evidence> {
+        let mut bench = Bench {
+            scorer,
+            images,
+            settings,
+            grid,
+            size,
+            bounds: [(0.0, 1.0); 3],
+            pictures: &NoPictures,
+            logits,
+        };
+        class_evidence(&mut bench, (0, "zero"), by_class, analysed).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::examples::fake::NoPictures;
     use crate::images::fake::Images;
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;
@@ -602,17 +630,12 @@ mod tests {
         (images, by_class, analysed): (&Images, &MembersByClass, &AnalysedGroups),
         (settings, logits): (&VerifySettings, &KnownLogits),
     ) -> Vec<Evidence> {
-        let mut bench = Bench {
+        fake::class_zero_evidence(
             scorer,
-            images,
-            settings,
-            grid: 2,
-            size: [H, W],
-            bounds: [(0.0, 1.0); 3],
-            pictures: &NoPictures,
-            logits,
-        };
-        class_evidence(&mut bench, (0, "zero"), by_class, analysed).unwrap()
+            (images, by_class, analysed),
+            (settings, logits),
+            (2, [H, W]),
+        )
     }
 
     /// The model-side test, with the input as the steered layer: a shortcut member's
@@ -660,215 +683,6 @@ mod tests {
         assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
         assert_eq!(shortcut.specific(), 1.0);
         assert_eq!(object.transplant_flip_rate_rest, 1.0);
-    }
-
-    /// The side of [`checker_classes`]' images: 8 × 8, the smallest with a bin at 4 cycles.
-    const CHECKER: usize = 8;
-
-    /// Two classes of 8 × 8 images for the tests of fine frequencies. A checkerboard is the
-    /// finest pattern there is (4 cycles per side each way): channel 0 holds 0.5 ± a texture
-    /// of amplitude a. Class 0's model weighs the checkerboard by `texture` (its shortcut: more
-    /// texture, or with a negative weight less), its object (channel 1, uniform: no fine
-    /// content) by 2 and channel 2 by 3; class 1's weighs channel 2 by `ground`. Images: three
-    /// of class 0 with texture `a[0]`, no object, ground 0.1 (the group); three with `a[1]`,
-    /// the object, ground 0.1; six of class 1 with `a[2]`, no object, ground 0.6. The group's
-    /// maps are even, the others' on the last cell (`members::two_classes_of`).
-    fn checker_classes(
-        (texture, ground): (f32, f32),
-        a: [f32; 3],
-    ) -> (LinearModel, Vec<Vec<f32>>, MembersByClass, AnalysedGroups) {
-        const S: usize = CHECKER;
-        let plane = S * S;
-        let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
-        let mut class0 = vec![0.0f32; 3 * plane];
-        let mut class1 = vec![0.0f32; 3 * plane];
-        for y in 0..S {
-            for x in 0..S {
-                class0[y * S + x] = texture * checker(y, x);
-                class0[plane + y * S + x] = 2.0;
-                class0[2 * plane + y * S + x] = 3.0;
-                class1[2 * plane + y * S + x] = ground;
-            }
-        }
-        let make = |a: f32, object: f32, ground: f32| {
-            let mut t = vec![0.0f32; 3 * plane];
-            for y in 0..S {
-                for x in 0..S {
-                    t[y * S + x] = 0.5 + a * checker(y, x);
-                    t[plane + y * S + x] = object;
-                    t[2 * plane + y * S + x] = ground;
-                }
-            }
-            t
-        };
-        let mut tensors = Vec::new();
-        tensors.extend((0..3).map(|_| make(a[0], 0.0, 0.1)));
-        tensors.extend((0..3).map(|_| make(a[1], 1.0, 0.1)));
-        tensors.extend((0..6).map(|_| make(a[2], 0.0, 0.6)));
-        let mut model = LinearModel {
-            weights: vec![class0, class1],
-            scored: 0,
-        };
-        let logits = model.logits(&tensors).unwrap();
-        let (by_class, analysed) = crate::members::two_classes_of(&logits, (6, 3), |i| {
-            if i < 3 {
-                vec![0.25; 4]
-            } else {
-                vec![0.0, 0.0, 0.0, 1.0]
-            }
-        });
-        (model, tensors, by_class, analysed)
-    }
-
-    /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
-    /// images are smooth — the shortcut is a *lack* of fine texture, as a hard recompression
-    /// leaves — three carry the class's object and the texture every other image has. Given a
-    /// smooth image's amplitudes, a textured class-1 image keeps its phases but loses its
-    /// texture and turns; given the rest's, it does not; the smooth images, given the rest's
-    /// amplitudes, gain the texture and lose their class.
-    #[test]
-    fn a_spectrum_shortcut_turns_recipients_and_its_images_lose_it_without_it() {
-        const S: usize = CHECKER;
-        // Class 0's model holds the checkerboard *against* the class (a smoothed,
-        // "recompressed" look is its shortcut); class 1 counts channel 2.
-        // Class 0: three smooth images without the object (logit 14.1 against 6.4), three
-        // textured ones with it (44.8 against 6.4); class 1: textured, no object (12.8
-        // against 38.4; without their texture, 110 against 38.4).
-        let (mut model, tensors, by_class, analysed) =
-            checker_classes((-4.0, 1.0), [0.02, 0.4, 0.4]);
-        let settings = VerifySettings {
-            detail_transfer: false,
-            colour_transfer: false,
-            spectrum_transfer: true,
-            ..VerifySettings::default()
-        };
-        let images = Images(tensors);
-        let known = KnownLogits::new();
-        let mut bench = Bench {
-            scorer: &mut model,
-            images: &images,
-            settings: &settings,
-            grid: 2,
-            size: [S, S],
-            bounds: [(0.0, 1.0); 3],
-            pictures: &NoPictures,
-            logits: &known,
-        };
-        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
-        let spectrum: Vec<&Evidence> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::SpectrumTransfer)
-            .collect();
-        // Only the smooth group holds less fine energy than the rest of its class: the
-        // textured group (cluster 1) has more, which is the fine-detail transfer's to test.
-        assert_eq!(spectrum.len(), 1);
-        let shortcut = spectrum[0];
-        assert_eq!(shortcut.group().name(), "cluster 0");
-        assert_eq!(shortcut.region, "spectrum");
-        // Given the smooth images' amplitudes, every class-1 image loses its texture and
-        // turns; given the rest's (its own texture), none does.
-        assert_eq!(shortcut.transplant_flip_rate, 1.0);
-        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
-        // Given the rest's texture, the smooth images lose their class.
-        assert!(shortcut.occlusion_drop > 0.9, "{}", shortcut.occlusion_drop);
-        assert_eq!(shortcut.accuracy_after, 0.0);
-    }
-
-    /// The sharpness transfer on 8 × 8 images (one octave above the cut): three class-0 images
-    /// carry a strong fine texture (the shortcut: *more* fine energy, as an oversharpened photo
-    /// holds), three the class's object and the faint texture every other image has. A class-1
-    /// image given the sharp group's filter (2.5 times its own texture) turns; given the filter
-    /// between two halves of the rest (1) or the inverted one, it does not; the sharp images
-    /// with the filter taken away lose part of their logit. Where the budget holds one group
-    /// only and the analysis puts the other first, the sharp group is taken from the reserve,
-    /// by this test alone.
-    #[test]
-    fn a_sharpness_shortcut_turns_recipients_with_their_own_detail_filtered() {
-        const S: usize = CHECKER;
-        // Class 0's model counts the checkerboard (its shortcut); class 1 counts channel 2
-        // more. Class 0: three sharp images without the object (logit 83.2 against 25.6),
-        // three faint ones with it (172.8 against 25.6); class 1: faint, no object (140.8
-        // against 153.6; at 2.5 times its texture, 179.2 against 153.6).
-        let (model, tensors, by_class, analysed) = checker_classes((4.0, 4.0), [0.25, 0.1, 0.1]);
-        let settings = VerifySettings {
-            detail_transfer: false,
-            colour_transfer: false,
-            spectrum_transfer: false,
-            ..VerifySettings::default()
-        };
-        let images = Images(tensors);
-        let known = KnownLogits::new();
-        let rows_under = |settings: &VerifySettings, analysed: &AnalysedGroups| {
-            let mut model = LinearModel {
-                weights: model.weights.clone(),
-                scored: 0,
-            };
-            let mut bench = Bench {
-                scorer: &mut model,
-                images: &images,
-                settings,
-                grid: 2,
-                size: [S, S],
-                bounds: [(0.0, 1.0); 3],
-                pictures: &NoPictures,
-                logits: &known,
-            };
-            class_evidence(&mut bench, (0, "zero"), &by_class, analysed).unwrap()
-        };
-        let sharp_rows = |rows: &[Evidence]| -> Vec<Evidence> {
-            rows.iter()
-                .filter(|r| r.test == EvidenceTest::SharpnessTransfer)
-                .cloned()
-                .collect()
-        };
-        let rows = rows_under(&settings, &analysed);
-        let sharpness = sharp_rows(&rows);
-        // Only the sharp group holds more fine energy than the rest of its class (2.5 times
-        // in root); the faint group holds less, which is the spectrum transfer's to test.
-        assert_eq!(sharpness.len(), 1);
-        let shortcut = &sharpness[0];
-        assert_eq!(shortcut.group().name(), "cluster 0");
-        assert_eq!(shortcut.region, "sharpness");
-        // Given the sharp group's filter, every class-1 image turns; given either control's,
-        // none does.
-        assert_eq!(shortcut.transplant_flip_rate, 1.0);
-        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
-        // The sharp images with the filter taken away: 83.2 → 44.8, still class 0.
-        assert!(
-            (shortcut.occlusion_drop - (83.2 - 44.8) / 83.2).abs() < 1e-3,
-            "{}",
-            shortcut.occlusion_drop
-        );
-        assert_eq!(shortcut.accuracy_after, 1.0);
-
-        // A budget of one group, the faint one first: the sharp group is in the reserve, and
-        // only this test takes it (its region test is not run), with the same figures.
-        let mut reserved = AnalysedGroups {
-            labels: analysed.labels.clone(),
-            ..AnalysedGroups::default()
-        };
-        reserved.contrasts.insert(
-            (0, FeatureSpace::Relevance),
-            spray_store::analysis::ClusterContrast {
-                cluster: 1,
-                share: 0.5,
-                separation: 1.0,
-                magnitude_shift: 0.0,
-            },
-        );
-        let one = VerifySettings {
-            max_groups: 1,
-            ..settings.clone()
-        };
-        let rows = rows_under(&one, &reserved);
-        let of_sharp: Vec<EvidenceTest> = rows
-            .iter()
-            .filter(|r| r.group().name() == "cluster 0")
-            .map(|r| r.test)
-            .collect();
-        assert_eq!(of_sharp, [EvidenceTest::SharpnessTransfer]);
-        assert_eq!(sharp_rows(&rows), sharpness);
-        assert!(rows.iter().any(|r| r.group().name() == "cluster 1"));
     }
 
     /// The shortcut group's region turns every class-1 image into class 0 and neither control

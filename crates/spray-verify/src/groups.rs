@@ -73,8 +73,8 @@ impl AnalysedGroups {
     }
 
     /// The groups of `class` to test, in order ([`class_groups`], then [`by_priority`]), and
-    /// the reserve: the class's other groups worth testing in a tested space, in test order,
-    /// which only a test that looks beyond the budget may take
+    /// the reserve: the class's other groups worth testing in a space within the budget, in
+    /// test order, which only a test that looks beyond the budget may take
     /// (`probe::Probe::beyond_budget`).
     pub fn tested_and_reserve(
         &self,
@@ -82,26 +82,6 @@ impl AnalysedGroups {
         members: &[Member],
         settings: &VerifySettings,
     ) -> (Vec<TestedGroup>, Vec<TestedGroup>) {
-        let tested = self.tested(class, members, settings);
-        let reserve = class_groups(class, members, &self.labels, settings.same_group_overlap)
-            .into_iter()
-            .filter(|g| {
-                g.id.space.spec().in_budget
-                    && is_tested(g.id.space.spec())
-                    && worth_testing(g, members.len(), settings)
-                    && !tested.iter().any(|t| t.members == g.members)
-            })
-            .collect();
-        (tested, reserve)
-    }
-
-    /// The groups of `class` to test, in order ([`class_groups`], then [`by_priority`]).
-    pub fn tested(
-        &self,
-        class: i32,
-        members: &[Member],
-        settings: &VerifySettings,
-    ) -> Vec<TestedGroup> {
         let mut all = class_groups(class, members, &self.labels, settings.same_group_overlap);
         all.retain(|g| {
             g.id.space.spec().source != FeatureSource::CompressionStatistics
@@ -112,13 +92,22 @@ impl AnalysedGroups {
         // costs nothing.
         let (outside, inside): (Vec<TestedGroup>, Vec<TestedGroup>) =
             all.into_iter().partition(|g| !g.id.space.spec().in_budget);
-        let mut tested = by_priority(class, members.len(), inside, &self.contrasts, settings);
-        tested.extend(
-            outside.into_iter().filter(|g| {
-                is_tested(g.id.space.spec()) && worth_testing(g, members.len(), settings)
-            }),
+        let worth = |g: &TestedGroup| {
+            is_tested(g.id.space.spec()) && worth_testing(g, members.len(), settings)
+        };
+        let mut tested = by_priority(
+            class,
+            members.len(),
+            inside.clone(),
+            &self.contrasts,
+            settings,
         );
-        tested
+        let reserve = inside
+            .into_iter()
+            .filter(|g| worth(g) && !tested.iter().any(|t| t.members == g.members))
+            .collect();
+        tested.extend(outside.into_iter().filter(|g| worth(g)));
+        (tested, reserve)
     }
 }
 
@@ -415,7 +404,8 @@ mod tests {
             ..VerifySettings::default()
         };
         analysed
-            .tested(1, members, &settings)
+            .tested_and_reserve(1, members, &settings)
+            .0
             .iter()
             .map(|g| g.id.name())
             .collect()

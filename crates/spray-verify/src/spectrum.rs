@@ -365,6 +365,75 @@ pub(crate) fn filter_bands(
     }
 }
 
+/// Two classes of images with a fine texture, for the tests of the spectrum and sharpness
+/// transfers.
+#[cfg(test)]
+pub(crate) mod fake {
+    use crate::groups::AnalysedGroups;
+    use crate::images::fake::Images;
+    use crate::members::{two_classes_of, MembersByClass};
+    use crate::scorer::fake::LinearModel;
+    use crate::scorer::Scorer;
+
+    /// The side of [`checker_classes`]' images: 8 × 8, the smallest with a bin at 4 cycles.
+    pub(crate) const CHECKER: usize = 8;
+
+    /// Two classes of 8 × 8 images for the tests of fine frequencies. A checkerboard is the
+    /// finest pattern there is (4 cycles per side each way): channel 0 holds 0.5 ± a texture
+    /// of amplitude a. Class 0's model weighs the checkerboard by `texture` (its shortcut: more
+    /// texture, or with a negative weight less), its object (channel 1, uniform: no fine
+    /// content) by 2 and channel 2 by 3; class 1's weighs channel 2 by `ground`. Images: three
+    /// of class 0 with texture `a[0]`, no object, ground 0.1 (the group); three with `a[1]`,
+    /// the object, ground 0.1; six of class 1 with `a[2]`, no object, ground 0.6. The group's
+    /// maps are even, the others' on the last cell (`members::two_classes_of`).
+    pub(crate) fn checker_classes(
+        (texture, ground): (f32, f32),
+        a: [f32; 3],
+    ) -> (LinearModel, Images, MembersByClass, AnalysedGroups) {
+        const S: usize = CHECKER;
+        let plane = S * S;
+        let checker = |y: usize, x: usize| if (x + y).is_multiple_of(2) { 1.0 } else { -1.0 };
+        let mut class0 = vec![0.0f32; 3 * plane];
+        let mut class1 = vec![0.0f32; 3 * plane];
+        for y in 0..S {
+            for x in 0..S {
+                class0[y * S + x] = texture * checker(y, x);
+                class0[plane + y * S + x] = 2.0;
+                class0[2 * plane + y * S + x] = 3.0;
+                class1[2 * plane + y * S + x] = ground;
+            }
+        }
+        let make = |a: f32, object: f32, ground: f32| {
+            let mut t = vec![0.0f32; 3 * plane];
+            for y in 0..S {
+                for x in 0..S {
+                    t[y * S + x] = 0.5 + a * checker(y, x);
+                    t[plane + y * S + x] = object;
+                    t[2 * plane + y * S + x] = ground;
+                }
+            }
+            t
+        };
+        let mut tensors = Vec::new();
+        tensors.extend((0..3).map(|_| make(a[0], 0.0, 0.1)));
+        tensors.extend((0..3).map(|_| make(a[1], 1.0, 0.1)));
+        tensors.extend((0..6).map(|_| make(a[2], 0.0, 0.6)));
+        let mut model = LinearModel {
+            weights: vec![class0, class1],
+            scored: 0,
+        };
+        let logits = model.logits(&tensors).unwrap();
+        let (by_class, analysed) = two_classes_of(&logits, (6, 3), |i| {
+            if i < 3 {
+                vec![0.25; 4]
+            } else {
+                vec![0.0, 0.0, 0.0, 1.0]
+            }
+        });
+        (model, Images(tensors), by_class, analysed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

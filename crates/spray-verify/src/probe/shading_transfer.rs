@@ -283,8 +283,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::{class_evidence, Bench};
-    use crate::examples::fake::NoPictures;
+    use crate::evidence::fake::class_zero_evidence;
     use crate::images::fake::Images;
     use crate::members::{two_classes_of, KnownLogits};
     use crate::scorer::fake::LinearModel;
@@ -472,18 +471,12 @@ mod tests {
             ..VerifySettings::default()
         };
         let images = Images(tensors);
-        let known = KnownLogits::new();
-        let mut bench = Bench {
-            scorer: &mut model,
-            images: &images,
-            settings: &settings,
-            grid: g,
-            size: [S, S],
-            bounds: [(0.0, 1.0); 3],
-            pictures: &NoPictures,
-            logits: &known,
-        };
-        let rows = class_evidence(&mut bench, (0, "zero"), &by_class, &analysed).unwrap();
+        let rows = class_zero_evidence(
+            &mut model,
+            (&images, &by_class, &analysed),
+            (&settings, &KnownLogits::new()),
+            (g, [S, S]),
+        );
         let shading: Vec<&Evidence> = rows
             .iter()
             .filter(|r| r.test == EvidenceTest::ShadingTransfer)

@@ -214,6 +214,103 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::fake::class_zero_evidence;
+    use crate::groups::AnalysedGroups;
+    use crate::members::KnownLogits;
+    use crate::scorer::fake::LinearModel;
+    use crate::spectrum::fake::{checker_classes, CHECKER};
+    use crate::VerifySettings;
+    use spray_store::verify::Evidence;
+    use spray_store::FeatureSpace;
+
+    /// The sharpness transfer on 8 × 8 images (one octave above the cut): three class-0 images
+    /// carry a strong fine texture (the shortcut: *more* fine energy, as an oversharpened photo
+    /// holds), three the class's object and the faint texture every other image has. A class-1
+    /// image given the sharp group's filter (2.5 times its own texture) turns; given the filter
+    /// between two halves of the rest (1) or the inverted one, it does not; the sharp images
+    /// with the filter taken away lose part of their logit. Where the budget holds one group
+    /// only and the analysis puts the other first, the sharp group is taken from the reserve,
+    /// by this test alone.
+    #[test]
+    fn a_sharpness_shortcut_turns_recipients_with_their_own_detail_filtered() {
+        // Class 0's model counts the checkerboard (its shortcut); class 1 counts channel 2
+        // more. Class 0: three sharp images without the object (logit 83.2 against 25.6),
+        // three faint ones with it (172.8 against 25.6); class 1: faint, no object (140.8
+        // against 153.6; at 2.5 times its texture, 179.2 against 153.6).
+        let (model, images, by_class, analysed) = checker_classes((4.0, 4.0), [0.25, 0.1, 0.1]);
+        let settings = VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: false,
+            ..VerifySettings::default()
+        };
+        let rows_under = |settings: &VerifySettings, analysed: &AnalysedGroups| {
+            let mut model = LinearModel {
+                weights: model.weights.clone(),
+                scored: 0,
+            };
+            class_zero_evidence(
+                &mut model,
+                (&images, &by_class, analysed),
+                (settings, &KnownLogits::new()),
+                (2, [CHECKER, CHECKER]),
+            )
+        };
+        let sharp_rows = |rows: &[Evidence]| -> Vec<Evidence> {
+            rows.iter()
+                .filter(|r| r.test == EvidenceTest::SharpnessTransfer)
+                .cloned()
+                .collect()
+        };
+        let rows = rows_under(&settings, &analysed);
+        let sharpness = sharp_rows(&rows);
+        // Only the sharp group holds more fine energy than the rest of its class (2.5 times
+        // in root); the faint group holds less, which is the spectrum transfer's to test.
+        assert_eq!(sharpness.len(), 1);
+        let shortcut = &sharpness[0];
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "sharpness");
+        // Given the sharp group's filter, every class-1 image turns; given either control's,
+        // none does.
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        // The sharp images with the filter taken away: 83.2 → 44.8, still class 0.
+        assert!(
+            (shortcut.occlusion_drop - (83.2 - 44.8) / 83.2).abs() < 1e-3,
+            "{}",
+            shortcut.occlusion_drop
+        );
+        assert_eq!(shortcut.accuracy_after, 1.0);
+
+        // A budget of one group, the faint one first: the sharp group is in the reserve, and
+        // only this test takes it (its region test is not run), with the same figures.
+        let mut reserved = AnalysedGroups {
+            labels: analysed.labels.clone(),
+            ..AnalysedGroups::default()
+        };
+        reserved.contrasts.insert(
+            (0, FeatureSpace::Relevance),
+            spray_store::analysis::ClusterContrast {
+                cluster: 1,
+                share: 0.5,
+                separation: 1.0,
+                magnitude_shift: 0.0,
+            },
+        );
+        let one = VerifySettings {
+            max_groups: 1,
+            ..settings.clone()
+        };
+        let rows = rows_under(&one, &reserved);
+        let of_sharp: Vec<EvidenceTest> = rows
+            .iter()
+            .filter(|r| r.group().name() == "cluster 0")
+            .map(|r| r.test)
+            .collect();
+        assert_eq!(of_sharp, [EvidenceTest::SharpnessTransfer]);
+        assert_eq!(sharp_rows(&rows), sharpness);
+        assert!(rows.iter().any(|r| r.group().name() == "cluster 1"));
+    }
 
     #[test]
     fn the_filter_is_the_root_of_the_energy_ratio_within_the_cap() {

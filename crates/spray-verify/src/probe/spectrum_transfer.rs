@@ -220,6 +220,57 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::fake::class_zero_evidence;
+    use crate::members::KnownLogits;
+    use crate::spectrum::fake::{checker_classes, CHECKER};
+    use crate::VerifySettings;
+    use spray_store::verify::Evidence;
+
+    /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
+    /// images are smooth — the shortcut is a *lack* of fine texture, as a hard recompression
+    /// leaves — three carry the class's object and the texture every other image has. Given a
+    /// smooth image's amplitudes, a textured class-1 image keeps its phases but loses its
+    /// texture and turns; given the rest's, it does not; the smooth images, given the rest's
+    /// amplitudes, gain the texture and lose their class.
+    #[test]
+    fn a_spectrum_shortcut_turns_recipients_and_its_images_lose_it_without_it() {
+        // Class 0's model holds the checkerboard *against* the class (a smoothed,
+        // "recompressed" look is its shortcut); class 1 counts channel 2.
+        // Class 0: three smooth images without the object (logit 14.1 against 6.4), three
+        // textured ones with it (44.8 against 6.4); class 1: textured, no object (12.8
+        // against 38.4; without their texture, 110 against 38.4).
+        let (mut model, images, by_class, analysed) =
+            checker_classes((-4.0, 1.0), [0.02, 0.4, 0.4]);
+        let settings = VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: true,
+            ..VerifySettings::default()
+        };
+        let rows = class_zero_evidence(
+            &mut model,
+            (&images, &by_class, &analysed),
+            (&settings, &KnownLogits::new()),
+            (2, [CHECKER, CHECKER]),
+        );
+        let spectrum: Vec<&Evidence> = rows
+            .iter()
+            .filter(|r| r.test == EvidenceTest::SpectrumTransfer)
+            .collect();
+        // Only the smooth group holds less fine energy than the rest of its class: the
+        // textured group (cluster 1) has more, which is the fine-detail transfer's to test.
+        assert_eq!(spectrum.len(), 1);
+        let shortcut = spectrum[0];
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert_eq!(shortcut.region, "spectrum");
+        // Given the smooth images' amplitudes, every class-1 image loses its texture and
+        // turns; given the rest's (its own texture), none does.
+        assert_eq!(shortcut.transplant_flip_rate, 1.0);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        // Given the rest's texture, the smooth images lose their class.
+        assert!(shortcut.occlusion_drop > 0.9, "{}", shortcut.occlusion_drop);
+        assert_eq!(shortcut.accuracy_after, 0.0);
+    }
 
     #[test]
     fn only_groups_with_less_fine_energy_than_the_rest_are_tested() {
