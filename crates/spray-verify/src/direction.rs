@@ -24,9 +24,10 @@ use spray_dataset::SplitMix64;
 use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, FeatureSpace};
 
-use crate::evidence::{occlusion_of, Bench, ClassRef, Measured, Occlusion, Recipients};
+use crate::evidence::{occlusion_of, Bench, ClassRef, Measured, Occlusion};
 use crate::groups::TestedGroup;
 use crate::members::{first_look, spread};
+use crate::recipients::Recipients;
 use crate::scorer::Offsets;
 use crate::transplant::Transplanted;
 use crate::Result;
@@ -61,7 +62,7 @@ impl ActivationCache {
         filled(&mut self.recipients, layer, positions, |missing| {
             let tensors: Vec<Vec<f32>> = missing
                 .iter()
-                .map(|&p| recipients.tensors[p].clone())
+                .map(|&p| recipients.tensor(p).clone())
                 .collect();
             bench.scorer.activations(layer, &tensors)
         })
@@ -309,7 +310,7 @@ pub(crate) fn test_group(
         let donors: Vec<&[f32]> = chosen.iter().map(|&i| rest_acts[i].as_slice()).collect();
         (donors, unit(d))
     });
-    let n = recipients.tensors.len();
+    let n = recipients.first_count();
     let (first, later) = match bench.settings.first_look {
         0 => (Vec::from_iter(0..n), Vec::new()),
         m => first_look(n, m),
@@ -422,7 +423,7 @@ fn inject(
     recipients.score(&mut *bench.scorer, positions)?;
     let tensors: Vec<Vec<f32>> = positions
         .iter()
-        .map(|&p| recipients.tensors[p].clone())
+        .map(|&p| recipients.tensor(p).clone())
         .collect();
     let own = cache.recipients(bench, layer, recipients, positions)?;
     for (t, transfer) in transfers.iter().enumerate() {

@@ -10,6 +10,7 @@ use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
 use crate::images::{ColourStats, ImageSource};
 use crate::members::{recipients, spread, KnownLogits, Member, MembersByClass};
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
+use crate::recipients::Recipients;
 use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
@@ -45,58 +46,6 @@ pub struct Bench<'a> {
     pub logits: &'a KnownLogits,
 }
 
-/// Other classes' images, prepared once per class: every test's recipients, with their logits
-/// before any change where the relevance stage stored them. One without is scored the first
-/// time a test reaches it: most groups stop at their first look, and scoring every recipient
-/// up front was a tenth of the stage.
-pub(crate) struct Recipients {
-    pub(crate) tensors: Vec<Vec<f32>>,
-    before: std::cell::RefCell<Vec<Option<Vec<f32>>>>,
-}
-
-impl Recipients {
-    /// The recipients' `tensors`, and the logits known `before` (by position; `None`: to be
-    /// scored).
-    pub(crate) fn new(tensors: Vec<Vec<f32>>, before: Vec<Option<Vec<f32>>>) -> Self {
-        debug_assert_eq!(tensors.len(), before.len());
-        let before = std::cell::RefCell::new(before);
-        Recipients { tensors, before }
-    }
-
-    /// Recipients already scored (`before`: each one's logits), with empty tensors.
-    #[cfg(test)]
-    pub(crate) fn scored(before: Vec<Vec<f32>>) -> Self {
-        let tensors = vec![Vec::new(); before.len()];
-        Recipients::new(tensors, before.into_iter().map(Some).collect())
-    }
-
-    /// Score the recipients at `positions` not scored yet, in position order.
-    pub(crate) fn score(&self, scorer: &mut dyn Scorer, positions: &[usize]) -> Result<()> {
-        let missing: Vec<usize> = positions
-            .iter()
-            .copied()
-            .filter(|&p| self.before.borrow()[p].is_none())
-            .collect();
-        let tensors: Vec<Vec<f32>> = missing.iter().map(|&p| self.tensors[p].clone()).collect();
-        let logits = scorer.logits(&tensors)?;
-        let mut before = self.before.borrow_mut();
-        for (p, l) in missing.into_iter().zip(logits) {
-            before[p] = Some(l);
-        }
-        Ok(())
-    }
-
-    /// Recipient `p`'s logit of class `k` before any change, and its predicted class (it must
-    /// have been scored: `score`).
-    pub(crate) fn before(&self, p: usize, k: usize) -> (f32, usize) {
-        let before = self.before.borrow();
-        let logits = before[p]
-            .as_deref()
-            .expect("a measured recipient is scored first");
-        (logits[k], predicted(logits))
-    }
-}
-
 /// The evidence of one class: the groups chosen to test (`AnalysedGroups::tested_and_reserve`:
 /// worth testing, most distinct first, within the budget), each by its space's evidence
 /// tests, then the reserve's by the tests that look beyond the budget; one row per measured
@@ -116,12 +65,18 @@ pub fn class_evidence(
         let maps: Vec<&[f32]> = members.iter().map(|m| m.map.as_slice()).collect();
         region::mean(&maps, g * g)
     };
-    let images = recipients(by_class, class, bench.settings.transplant_images);
+    let mut images = recipients(by_class, class, bench.settings.recipient_counts());
     let known = images
         .iter()
         .map(|i| bench.logits.get(i).cloned())
         .collect();
-    let recipients = Recipients::new(bench.images.tensors(&images)?, known);
+    // transplant_images 0: every other image is in the first part.
+    let first = match bench.settings.transplant_images {
+        0 => images.len(),
+        n => n.min(images.len()),
+    };
+    let later = images.split_off(first);
+    let recipients = Recipients::new(bench.images.tensors(&images)?, later, known);
     let cache = ClassCache::default();
     let colours = ColourStats::new(bench.bounds);
     let layers = bench.scorer.layers();
@@ -131,6 +86,8 @@ pub fn class_evidence(
     let mut evidence = Vec::new();
     // Whether a row so far surely flagged the class (`Standing::settled`).
     let mut settled = false;
+    // Counting rows whose verdict the first recipients left open: (row, group, test, plan).
+    let mut open = Vec::new();
     // The budget's groups, then the reserve's, which only a test that looks beyond the budget
     // may take (`Probe::beyond_budget`; its plan says which it takes).
     let in_budget = groups.len();
@@ -177,38 +134,142 @@ pub fn class_evidence(
                     continue;
                 }
             };
-            let input = ProbeInput {
-                members,
+            let each = ClassBench {
+                class: &class,
                 class_mean: &class_mean,
-                group: &group.members,
-                rest: &rest,
-                rest_rows: &rest_rows,
-                grid: g,
-                size: bench.size,
-                bounds: &bench.bounds,
-                settings: bench.settings,
-                groups: &groups,
-                reserve: &reserve,
-                images: bench.images,
+                tested: (&groups, &reserve),
+                recipients: &recipients,
+                colours: &colours,
                 cache: &cache,
             };
-            let Some(plan) = plan(&input)? else {
+            let standing = Standing::of(&evidence, settled);
+            let Some((row, looked)) =
+                pixel_row(bench, &each, group, (test, plan), standing, false)?
+            else {
                 continue;
             };
-            let (row, surely) = test_group(
-                bench,
-                (&class, test),
-                group,
-                &rest_rows,
-                &plan,
-                (&recipients, &colours),
-                Standing::of(&evidence, settled),
-            )?;
-            settled |= surely && row.counts();
+            settled |= looked.surely && row.counts();
+            if looked.open && row.counts() {
+                open.push((evidence.len(), at, test, plan));
+            }
             evidence.push(row);
         }
     }
+    // The class's verdict still open after every row — no row surely flags it, and rows that
+    // the first recipients left within two standard errors of the flag, above or below it —
+    // those rows go on to the later recipients, the strongest first, until one ends at the
+    // flag or above it.
+    open.sort_by_key(|&(row, ..)| std::cmp::Reverse(evidence[row].effect_key()));
+    let class = ClassRef {
+        index: class,
+        name,
+        members,
+    };
+    for (row, at, test, plan) in open.into_iter().take(DECIDED_ROWS) {
+        if settled {
+            break;
+        }
+        let Some(group) = groups.iter().chain(&reserve).nth(at) else {
+            continue;
+        };
+        let each = ClassBench {
+            class: &class,
+            class_mean: &class_mean,
+            tested: (&groups, &reserve),
+            recipients: &recipients,
+            colours: &colours,
+            cache: &cache,
+        };
+        // Measured again as it was, then on: the bar is the flag (the class's strongest row
+        // is this one or below the flag), so its first part is what it was.
+        let standing = Standing {
+            strongest: None,
+            settled: false,
+        };
+        let Some((again, looked)) = pixel_row(bench, &each, group, (test, plan), standing, true)?
+        else {
+            continue;
+        };
+        let flags =
+            again.counts() && again.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT;
+        settled |= looked.surely && again.counts();
+        evidence[row] = again;
+        if flags {
+            break;
+        }
+    }
     Ok(evidence)
+}
+
+/// At most this many rows of a class whose verdict its first recipients left open go on to
+/// the later ones (`verdict_images`), the strongest first. Why not one: the strongest on a
+/// hundred recipients is itself known to ±0.09; why not all: each costs up to three times
+/// `verdict_images` images scored, and a class's rows near the flag are mostly the same
+/// images found in several spaces.
+const DECIDED_ROWS: usize = 2;
+
+/// What every pixel-side row of one class is measured with.
+struct ClassBench<'c> {
+    class: &'c ClassRef<'c>,
+    class_mean: &'c [f64],
+    /// The groups within the budget, and the reserve.
+    tested: (&'c [TestedGroup], &'c [TestedGroup]),
+    recipients: &'c Recipients,
+    colours: &'c ColourStats,
+    cache: &'c ClassCache,
+}
+
+/// One pixel-side row: `test`'s plan for `group` (none: the test has nothing to give it),
+/// measured; `later`: a row whose verdict its first recipients leave open goes on to the
+/// later ones.
+fn pixel_row(
+    bench: &mut Bench<'_>,
+    each: &ClassBench<'_>,
+    group: &TestedGroup,
+    (test, plan): (EvidenceTest, probe::PlanFn),
+    standing: Standing,
+    later: bool,
+) -> Result<Option<(Evidence, Outcome)>> {
+    let members = each.class.members;
+    let rest = group.rest(members.len());
+    let rest_rows = spread(&rest, bench.settings.transplant_images);
+    let input = ProbeInput {
+        members,
+        class_mean: each.class_mean,
+        group: &group.members,
+        rest: &rest,
+        rest_rows: &rest_rows,
+        grid: bench.grid,
+        size: bench.size,
+        bounds: &bench.bounds,
+        settings: bench.settings,
+        groups: each.tested.0,
+        reserve: each.tested.1,
+        images: bench.images,
+        cache: each.cache,
+    };
+    let Some(plan) = plan(&input)? else {
+        return Ok(None);
+    };
+    test_group(
+        bench,
+        (each.class, test),
+        group,
+        &rest_rows,
+        &plan,
+        (each.recipients, each.colours),
+        (standing, later),
+    )
+    .map(Some)
+}
+
+/// How a row's measurement ended, beside its figures.
+pub(crate) struct Outcome {
+    /// It surely flags its class (`Rates::surely_flags`).
+    pub(crate) surely: bool,
+    /// Its last look left it within two standard errors of the flag (`Rates::undecided`), and
+    /// there are later recipients it could go on to.
+    pub(crate) open: bool,
 }
 
 /// The class under test.
@@ -329,8 +390,8 @@ fn test_group(
     rest_rows: &[usize],
     plan: &Plan,
     (recipients, colours): (&Recipients, &ColourStats),
-    standing: Standing,
-) -> Result<(Evidence, bool)> {
+    (standing, later): (Standing, bool),
+) -> Result<(Evidence, Outcome)> {
     let members = class.members;
     let image =
         |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| members[i].image_index).collect() };
@@ -357,11 +418,12 @@ fn test_group(
         measured,
         stopped_short,
         surely,
+        open,
     } = transplant_in_looks(
-        (&mut *bench.scorer, bench.settings.first_look),
+        (&mut *bench.scorer, bench.images, bench.settings.first_look),
         (plan, &apply, &sides),
         recipients,
-        (k, standing),
+        (k, standing, later),
     )?;
     let rates = measured.rates(recipients, k);
 
@@ -398,7 +460,10 @@ fn test_group(
     // Pictures for the report: the first member before and after occlusion, the first
     // recipient (always in the first look) before and after the transplant; none where there
     // is no recipient (a dataset of one class).
-    let pictures = match (recipients.tensors.first(), &measured.first_pasted) {
+    let pictures = match (
+        (recipients.first_count() > 0).then(|| recipients.tensor(0)),
+        &measured.first_pasted,
+    ) {
         (Some(before), Some(after)) => bench.pictures.write(
             group.id,
             test,
@@ -417,7 +482,7 @@ fn test_group(
             pictures,
         },
     );
-    Ok((row, surely))
+    Ok((row, Outcome { surely, open }))
 }
 
 /// Whether a row's occlusion is measured: not for a row that stopped short of its last look
@@ -528,6 +593,12 @@ mod tests {
     /// ten times, three only the class's weak object (channel 1, bottom-right). Class 1:
     /// a stronger background (channel 2).
     fn two_classes() -> (LinearModel, Images, MembersByClass, AnalysedGroups) {
+        two_classes_over(&[0.3; 6])
+    }
+
+    /// [`two_classes`] with class 1's images on these backgrounds (channel 2, one image each):
+    /// the shortcut's mark (logit 40) turns those below 3.3 (12 · ground + 0.4).
+    fn two_classes_over(grounds: &[f32]) -> (LinearModel, Images, MembersByClass, AnalysedGroups) {
         let quadrant = |c: usize, r: usize, q: usize, weight: f32| {
             let mut w = vec![0.0; 3 * H * W];
             for y in 2 * r..2 * r + 2 {
@@ -554,8 +625,8 @@ mod tests {
         for _ in 0..3 {
             tensors.push(image(&[(1, 1, 1, 1.0)], 0.1));
         }
-        for _ in 0..6 {
-            tensors.push(image(&[], 0.3));
+        for &ground in grounds {
+            tensors.push(image(&[], ground));
         }
         let logits = model.logits(&tensors).unwrap();
         let mut by_class = MembersByClass::new();
@@ -591,7 +662,12 @@ mod tests {
     /// The linear model's evidence of class 0 under `settings` (no steerable layer: the
     /// pixel-side tests only).
     fn class_zero(settings: &VerifySettings) -> (Vec<Evidence>, usize) {
-        let (mut model, images, by_class, analysed) = two_classes();
+        class_zero_over(settings, &[0.3; 6])
+    }
+
+    /// [`class_zero`] with class 1's images on `grounds` ([`two_classes_over`]).
+    fn class_zero_over(settings: &VerifySettings, grounds: &[f32]) -> (Vec<Evidence>, usize) {
+        let (mut model, images, by_class, analysed) = two_classes_over(grounds);
         let known = KnownLogits::new();
         let rows = evidence_of_class_zero(
             &mut model,
@@ -717,6 +793,51 @@ mod tests {
         // Recipients once; the shortcut: two occlusions, the transplant, two controls; the
         // object: the transplant and two controls.
         assert_eq!(scored, 12 + 6 + (3 + 3 + 6 + 6 + 6) + (6 + 6 + 6));
+    }
+
+    /// A row whose first recipients leave the flag open goes on to more until its effect is
+    /// two standard errors clear of it. Class 1 has sixty images; the mark turns six of them
+    /// (0.1), two of them among the six every row is measured on (0.33 ± 0.40, the controls
+    /// turning none). With `verdict_images` the row reads under the flag on more recipients,
+    /// every control measured on each; without, it stays at 2 of 6 and would flag its class.
+    #[test]
+    fn a_row_its_first_recipients_leave_open_is_measured_on_more() {
+        // The first part is every tenth of class 1's images (`members::spread`): 0 and 10 of
+        // them turn, and four of the others.
+        let turning = [0, 10, 5, 15, 25, 35];
+        let grounds: Vec<f32> = (0..60)
+            .map(|p| if turning.contains(&p) { 0.3 } else { 5.0 })
+            .collect();
+        let settings = VerifySettings {
+            transplant_images: 6,
+            verdict_images: 60,
+            detail_transfer: false,
+            colour_transfer: false,
+            ..VerifySettings::default()
+        };
+        let flag = spray_store::ranking::FLAG_SPECIFIC_EFFECT;
+        let (rows, _) = class_zero_over(&settings, &grounds);
+        let shortcut = &rows[0];
+        assert_eq!(shortcut.group().name(), "cluster 0");
+        assert!(
+            shortcut.transplant_images > 6,
+            "{}",
+            shortcut.transplant_images
+        );
+        assert_eq!(shortcut.control_images, shortcut.transplant_images);
+        assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
+        assert!(shortcut.specific() < flag, "{}", shortcut.specific());
+        let turned = shortcut.transplant_flip_rate * shortcut.transplant_images as f64;
+        assert!((turned - turned.round()).abs() < 1e-9 && turned >= 2.0);
+        // Without more recipients: two of six, above the flag.
+        let first_only = VerifySettings {
+            verdict_images: 0,
+            ..settings
+        };
+        let (rows, _) = class_zero_over(&first_only, &grounds);
+        assert_eq!(rows[0].transplant_images, 6);
+        assert!((rows[0].specific() - 2.0 / 6.0).abs() < 1e-9);
+        assert!(rows[0].specific() >= flag);
     }
 
     /// Measured on the first three recipients first: the object group turns none of them, so

@@ -29,6 +29,7 @@ pub mod members;
 pub mod padding;
 mod perturb;
 pub mod probe;
+mod recipients;
 pub mod region;
 pub mod scorer;
 mod settings;

@@ -111,9 +111,17 @@ pub fn spread<T: Copy>(items: &[T], limit: usize) -> Vec<T> {
     (0..limit).map(|i| items[i * items.len() / limit]).collect()
 }
 
-/// Up to `limit` images of the classes other than `class` (spread over the image order):
-/// the recipients of a class's transplants.
-pub fn recipients(by_class: &MembersByClass, class: i32, limit: usize) -> Vec<usize> {
+/// The recipients of a class's transplants: up to `first` images of the classes other than
+/// `class` (spread over the image order), then up to `total − first` more of the others
+/// (spread over what is left), where `total` is larger. Why in that order: every row is
+/// measured on the first part (`transplant_images`), and only a row whose verdict they leave
+/// open goes on to the rest (`verdict_images`), so the first part is the same whether or not
+/// there is a rest.
+pub fn recipients(
+    by_class: &MembersByClass,
+    class: i32,
+    (first, total): (usize, usize),
+) -> Vec<usize> {
     let mut others: Vec<usize> = by_class
         .iter()
         .filter(|(c, _)| **c != class)
@@ -121,7 +129,13 @@ pub fn recipients(by_class: &MembersByClass, class: i32, limit: usize) -> Vec<us
         .collect();
     others.sort_unstable();
     others.dedup();
-    spread(&others, limit)
+    let mut chosen = spread(&others, first);
+    if first > 0 && total > first && chosen.len() < others.len() {
+        let taken: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        let left: Vec<usize> = others.into_iter().filter(|i| !taken.contains(i)).collect();
+        chosen.extend(spread(&left, total - first));
+    }
+    chosen
 }
 
 /// Which `m` of `n` recipients a group is measured on first, and the others, each ascending:
@@ -158,6 +172,27 @@ pub fn looks(n: usize, m: usize) -> Vec<Vec<usize>> {
         start = end;
         end = end.saturating_mul(3).min(n);
     }
+}
+
+/// The later recipient positions `first..total`, look by look, for a row that goes on past
+/// the first `first` (`verdict_images`): each look three times the recipients so far, the
+/// last ending at `total`, taken in [`prefix_spread`]'s order of the later positions (they
+/// are sorted by image, so a plain run of them would be one or two classes); each look
+/// ascending.
+pub fn later_looks(first: usize, total: usize) -> Vec<Vec<usize>> {
+    let order = prefix_spread(&(first..total.max(first)).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    let (mut taken, mut sofar) = (0, first.max(1));
+    while taken < order.len() {
+        // Three times the recipients so far, as a count of later positions.
+        let end = (sofar.saturating_mul(3) - first).clamp(taken + 1, order.len());
+        let mut look = order[taken..end].to_vec();
+        look.sort_unstable();
+        out.push(look);
+        sofar = first + end;
+        taken = end;
+    }
+    out
 }
 
 /// `items` reordered so that every prefix is spread over the whole list: position i goes
@@ -277,16 +312,43 @@ mod tests {
     }
 
     #[test]
+    fn later_looks_triple_the_recipients_so_far_spread_over_the_later_ones() {
+        // 10 first, 100 in all: to 30 (20 more), to 90 (60 more), to 100 (the last 10).
+        let l = later_looks(10, 100);
+        assert_eq!(l.iter().map(Vec::len).collect::<Vec<_>>(), vec![20, 60, 10]);
+        let mut all: Vec<usize> = l.concat();
+        all.sort_unstable();
+        assert_eq!(all, (10..100).collect::<Vec<_>>());
+        // Spread: the first later look reaches across the later positions, not one run.
+        assert!(l[0][0] < 20 && *l[0].last().unwrap() > 90);
+        assert!(later_looks(10, 10).is_empty() && later_looks(10, 4).is_empty());
+        // No first part: three to start with, then the rest.
+        assert_eq!(
+            later_looks(0, 5).iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+    }
+
+    #[test]
     fn recipients_are_the_other_classes_images_spread() {
         let mut by_class = MembersByClass::new();
         by_class.insert(0, (0..4).map(member).collect());
         by_class.insert(1, (4..8).map(member).collect());
         by_class.insert(2, (8..12).map(member).collect());
         assert_eq!(
-            recipients(&by_class, 1, 100),
+            recipients(&by_class, 1, (100, 0)),
             vec![0, 1, 2, 3, 8, 9, 10, 11]
         );
-        assert_eq!(recipients(&by_class, 1, 4), vec![0, 2, 8, 10]);
+        assert_eq!(recipients(&by_class, 1, (4, 0)), vec![0, 2, 8, 10]);
+        // The same four first, then two of the four left, spread over them; at most every one.
+        assert_eq!(recipients(&by_class, 1, (4, 6)), vec![0, 2, 8, 10, 1, 9]);
+        assert_eq!(
+            recipients(&by_class, 1, (4, 100)),
+            vec![0, 2, 8, 10, 1, 3, 9, 11]
+        );
+        // No first part (every image already) or no larger total: nothing more.
+        assert_eq!(recipients(&by_class, 1, (0, 6)).len(), 8);
+        assert_eq!(recipients(&by_class, 1, (4, 4)).len(), 4);
         assert_eq!(class_name(&["a".into()], 0), "a");
         assert_eq!(class_name(&["a".into()], 3), "class 3");
         assert_eq!(class_name(&["a".into()], -1), "class -1");

@@ -78,6 +78,20 @@ pub struct VerifySettings {
     /// images occluded).
     #[serde(default = "default_transplant")]
     pub transplant_images: usize,
+    /// Recipients a row may be measured on in all when `transplant_images` left its class's
+    /// verdict open: no row surely flags the class, and the row is one of its strongest
+    /// counting rows (`evidence::DECIDED_ROWS`) within two standard errors of the flag, either
+    /// side (`transplant::Rates::undecided`). More looks follow, each three times the
+    /// recipients so far, until the effect is two standard errors clear of the flag or these
+    /// are used up; the recipients beyond the first `transplant_images` are other images of
+    /// the other classes, spread over the rest (`members::recipients`), decoded only when a
+    /// row first needs them. 0 (or at most `transplant_images`): no more. Why
+    /// 1000: at 100 recipients a row's effect is known to about ±0.09, and a weak shortcut
+    /// and a clean class's natural mode both read 0.23–0.34 there, either side of the flag by
+    /// chance; on every other class's image (1,080 of them) photos-mobile's recompression
+    /// reads +0.33 (flagged) and mixed's natural mode "disc" +0.24 (benches/RESULTS.md).
+    #[serde(default = "default_verdict")]
+    pub verdict_images: usize,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     #[serde(default)]
@@ -246,6 +260,9 @@ fn default_margin() -> f64 {
 fn default_transplant() -> usize {
     100
 }
+fn default_verdict() -> usize {
+    1000
+}
 fn default_batch() -> usize {
     32
 }
@@ -260,6 +277,7 @@ impl Default for VerifySettings {
             fill: Fill::Mean,
             occlusion_images: default_occlusion(),
             transplant_images: default_transplant(),
+            verdict_images: default_verdict(),
             batch_size: default_batch(),
             seed: 0,
             padding: true,
@@ -286,6 +304,12 @@ impl Default for VerifySettings {
 }
 
 impl VerifySettings {
+    /// The recipients every row is measured on, and those a row whose verdict they leave open
+    /// may be measured on in all (`members::recipients`).
+    pub fn recipient_counts(&self) -> (usize, usize) {
+        (self.transplant_images, self.verdict_images)
+    }
+
     /// Whether the groups of `space` are tested: it has evidence tests
     /// ([`crate::probe::is_tested`]) and its switch is on.
     pub fn tests_space(&self, space: FeatureSpace) -> bool {

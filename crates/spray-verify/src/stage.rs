@@ -122,7 +122,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     let chosen = chosen_classes(&spectra, job.settings);
     let wanted = chosen
         .iter()
-        .flat_map(|(c, _)| recipients(&by_class, *c, job.settings.transplant_images))
+        .flat_map(|(c, _)| recipients(&by_class, *c, job.settings.recipient_counts()))
         .collect();
     let inputs = StageInputs {
         job,

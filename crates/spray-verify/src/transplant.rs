@@ -6,10 +6,11 @@
 use spray_store::ranking::ClassEvidence;
 use spray_store::verify::Evidence;
 
-use crate::evidence::Recipients;
-use crate::members::looks;
+use crate::images::ImageSource;
+use crate::members::{later_looks, looks};
 use crate::perturb::ColourProfile;
 use crate::probe::{Apply, Carrier, Plan};
+use crate::recipients::Recipients;
 use crate::scorer::{predicted, Scorer};
 use crate::Result;
 
@@ -55,7 +56,7 @@ fn give(
     positions
         .iter()
         .flat_map(|&p| {
-            let one = std::slice::from_ref(&recipients.tensors[p]);
+            let one = std::slice::from_ref(recipients.tensor(p));
             apply.give((one, p), images, carrier, colours)
         })
         .collect()
@@ -304,6 +305,15 @@ impl Rates {
                 >= spray_store::ranking::FLAG_SPECIFIC_EFFECT
     }
 
+    /// Whether the row leaves the flag open: its effect is within two standard errors of the
+    /// flag, above or below it (`could_flag` it but not `surely_flags`). Such a row is
+    /// measured on more recipients where there are more (`verdict_images`).
+    pub(crate) fn undecided(&self) -> bool {
+        self.eligible > 0
+            && self.could_flag(spray_store::ranking::FLAG_SPECIFIC_EFFECT)
+            && !self.surely_flags()
+    }
+
     /// The standard error of flip rate − `control` over the eligible recipients.
     fn standard_error(&self, control: f64) -> f64 {
         ((self.flip * (1.0 - self.flip) + control * (1.0 - control)) / self.eligible as f64).sqrt()
@@ -367,6 +377,9 @@ pub(crate) struct Looked {
     pub(crate) stopped_short: bool,
     /// Whether it stopped because it surely flags, or surely flags on every recipient.
     pub(crate) surely: bool,
+    /// Whether its first part's recipients left the flag open (`Rates::undecided`) where there
+    /// are later ones and it did not go on to them.
+    pub(crate) open: bool,
 }
 
 /// The group's transplant and its controls, look by look (`members::looks`): the next
@@ -378,21 +391,19 @@ pub(crate) struct Looked {
 /// reached the flag, `Standing::bar`): most groups turn no recipient, and their controls were
 /// most of their cost.
 pub(crate) fn transplant_in_looks(
-    (scorer, first_look): (&mut dyn Scorer, usize),
+    (scorer, images, first_look): (&mut dyn Scorer, &dyn ImageSource, usize),
     (plan, apply, sides): (&Plan, &Apply<'_>, &Sides<'_>),
     recipients: &Recipients,
-    (k, standing): (usize, Standing),
+    (k, standing, later): (usize, Standing, bool),
 ) -> Result<Looked> {
     let bar = standing.bar();
-    let looks = looks(recipients.tensors.len(), first_look);
-    let mut measured = Transplanted::new(
-        recipients.tensors.len(),
-        control_carriers(plan, sides).len(),
-    );
+    let looks = looks(recipients.first_count(), first_look);
+    let mut measured = Transplanted::new(recipients.count(), control_carriers(plan, sides).len());
     let short = |measured| Looked {
         measured,
         stopped_short: true,
         surely: false,
+        open: false,
     };
     for (i, look) in looks.iter().enumerate() {
         let last = i + 1 == looks.len();
@@ -414,16 +425,35 @@ pub(crate) fn transplant_in_looks(
                 measured,
                 stopped_short: false,
                 surely: true,
+                open: false,
             });
         }
     }
-    // On every recipient: surely flagged or not (not on a single look, where ten recipients
-    // that all turn read a standard error of 0).
+    // On every recipient of the first part with the flag still open: where asked (`later`),
+    // more recipients, in looks three times the recipients so far, until the effect is two
+    // standard errors clear of the flag either way (`Rates::undecided`) or they are used up;
+    // every control is measured on each.
+    let more = later_looks(recipients.first_count(), recipients.count());
+    let mut open = !more.is_empty() && measured.rates(recipients, k).undecided();
+    if later && open {
+        open = false;
+        recipients.load_later(images)?;
+        for look in &more {
+            measured.give_group(scorer, (apply, plan), sides, recipients, look)?;
+            measured.give_controls(scorer, (apply, plan), sides, (recipients, look), &|_| false)?;
+            if !measured.rates(recipients, k).undecided() {
+                break;
+            }
+        }
+    }
+    // Surely flagged or not (not on a single look, where ten recipients that all turn read a
+    // standard error of 0).
     let surely = looks.len() > 1 && measured.rates(recipients, k).surely_flags();
     Ok(Looked {
         measured,
         stopped_short: false,
         surely,
+        open,
     })
 }
 

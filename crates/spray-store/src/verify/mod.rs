@@ -68,8 +68,10 @@ pub fn example_path(
 /// `test` column may read `spectrum-transfer`. 12: and `shading-transfer`. 13: a mark's
 /// region grows into the cells around it, and a colour transfer gives the chroma too (the
 /// rows' figures change, a cached stage is not reused). 14: the `test` column may read
-/// `sharpness-transfer`.
-pub const SCHEMA_VERSION: u32 = 14;
+/// `sharpness-transfer`. 15: a row whose effect is within two standard errors of the flag,
+/// in a class no row has flagged, is measured on up to `verify.verdict_images` recipients
+/// (`transplant_images` and `control_images` may read more than `transplant_images`).
+pub const SCHEMA_VERSION: u32 = 15;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

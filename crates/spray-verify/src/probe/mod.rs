@@ -56,11 +56,15 @@ pub struct Probe {
 pub enum Method {
     /// Pixel-side: the plan of what is taken from and given to images for one group, or
     /// `None` when there is nothing to change (an empty region).
-    Pixels(fn(&ProbeInput<'_>) -> Result<Option<Plan>>),
+    Pixels(PlanFn),
     /// Model-side: the group's direction at a concept layer ([`crate::direction`]); no
     /// pictures.
     ModelSide,
 }
+
+/// A pixel-side test's plan for a group: what it gives and takes away (none: nothing to
+/// give this group).
+pub type PlanFn = fn(&ProbeInput<'_>) -> Result<Option<Plan>>;
 
 /// How the report tells a test's result.
 pub struct Wording {
