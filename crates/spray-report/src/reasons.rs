@@ -34,9 +34,20 @@ pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo])
              control was measured; in the analysis, {spectral}"
         )
     } else {
+        // Where the flag is within the figure's margin, the verdict is the sample's as much as
+        // the model's: say so, and what decides it.
+        let reach = match e.margin() {
+            Some(m) if e.within_reach_of_flag() => format!(
+                "; on {} recipients that is known to about ±{:.0}%, so more of them could put \
+                 the class on either side of the flag (`[verify] verdict_images` decides it)",
+                e.recipients.0,
+                100.0 * m
+            ),
+            _ => String::new(),
+        };
         format!(
             "{tested} other classes' images into this class, {:.0}% more than its control ({} \
-             the {flag:.0}% that flags a class); in the analysis, {spectral}",
+             the {flag:.0}% that flags a class{reach}); in the analysis, {spectral}",
             100.0 * e.specific(),
             if e.specific() >= FLAG_SPECIFIC_EFFECT {
                 "at least"
@@ -151,6 +162,7 @@ mod tests {
             flip_rate: 0.5,
             control_flip_rate: 0.1,
             screened: false,
+            recipients: (0, 0),
         });
         let text = why_sentence(&r, &[]);
         assert!(
@@ -169,6 +181,55 @@ mod tests {
         );
     }
 
+    /// A figure within about two standard errors of the flag says the sample could put the
+    /// class on either side of it; one clear of the flag, or measured on more recipients, does
+    /// not. Hand-computed: 0.46 against 0.23 on 100 recipients each, 2 · √((0.46 · 0.54 +
+    /// 0.23 · 0.77) / 100) = 0.1305, and |0.23 − 0.3| < 0.1305.
+    #[test]
+    fn a_figure_within_reach_of_the_flag_says_so() {
+        let mut r = ranked(1, spectrum(0, "cat", contrast(-1, 0.0, 0.0)));
+        let near = ClassEvidence {
+            space: FeatureSpace::Colour,
+            level: ClusterLevel::Cluster,
+            cluster: 1,
+            test: spray_store::EvidenceTest::ColourTransfer,
+            flip_rate: 0.46,
+            control_flip_rate: 0.23,
+            screened: false,
+            recipients: (100, 100),
+        };
+        assert!((near.margin().unwrap() - 0.1305).abs() < 1e-4);
+        r.evidence = Some(near);
+        let text = why_sentence(&r, &[]);
+        assert!(
+            text.contains("(below the 30% that flags a class; on 100 recipients"),
+            "{text}"
+        );
+        assert!(text.contains("known to about ±13%"), "{text}");
+        assert!(
+            text.contains("`[verify] verdict_images` decides it"),
+            "{text}"
+        );
+        // On a thousand recipients the margin is 0.041: 0.23 is clear of the flag.
+        r.evidence = Some(ClassEvidence {
+            recipients: (1000, 1000),
+            ..near
+        });
+        assert!(!why_sentence(&r, &[]).contains("either side of the flag"));
+        // Clear of it above (0.8 against 0.1), and a screened row: no margin to speak of.
+        r.evidence = Some(ClassEvidence {
+            flip_rate: 0.8,
+            control_flip_rate: 0.1,
+            ..near
+        });
+        assert!(!why_sentence(&r, &[]).contains("either side of the flag"));
+        let screened = ClassEvidence {
+            screened: true,
+            ..near
+        };
+        assert!(screened.margin().is_none() && !screened.within_reach_of_flag());
+    }
+
     /// A screened row stopped before its control: the sentence gives the group's own rate
     /// and says no control was measured, never "more than its control".
     #[test]
@@ -182,6 +243,7 @@ mod tests {
             flip_rate: 0.1,
             control_flip_rate: 0.0,
             screened: true,
+            recipients: (0, 0),
         });
         let text = why_sentence(&r, &[]);
         assert!(

@@ -299,6 +299,7 @@ mod tests {
             flip_rate: 0.75,
             control_flip_rate: 0.25,
             screened: false,
+            recipients: (0, 0),
         });
         let cut_off = ClusterContrast {
             cluster: 1,

@@ -32,6 +32,9 @@ pub struct ClassEvidence {
     /// Whether the row stopped before its control was measured (`Evidence::screened`: then
     /// `control_flip_rate` reads 0 and the effect is an upper bound, below the flag).
     pub screened: bool,
+    /// The recipients the group's transplant and its control were measured on
+    /// (`Evidence::transplant_images`, `Evidence::control_images`).
+    pub recipients: (usize, usize),
 }
 
 impl ClassEvidence {
@@ -49,6 +52,28 @@ impl ClassEvidence {
         self.flip_rate - self.control_flip_rate
     }
 
+    /// About two standard errors of the specific effect, from its two rates and the
+    /// recipients each was measured on — unpaired, so no smaller than the verify stage's own,
+    /// which pairs group and control recipient by recipient; none for a screened row or one
+    /// without recipients.
+    pub fn margin(&self) -> Option<f64> {
+        let (n, nc) = self.recipients;
+        if self.screened || n == 0 || nc == 0 {
+            return None;
+        }
+        let (f, c) = (self.flip_rate, self.control_flip_rate);
+        Some(2.0 * (f * (1.0 - f) / n as f64 + c * (1.0 - c) / nc as f64).sqrt())
+    }
+
+    /// Whether the flag lies within [`ClassEvidence::margin`] of the effect, above or below
+    /// it: more recipients could put the class on either side of the flag
+    /// (`[verify] verdict_images`). Why say so: at a hundred recipients weak shortcuts and
+    /// a clean class's natural mode both read 0.23–0.38 (benches/RESULTS.md).
+    pub fn within_reach_of_flag(&self) -> bool {
+        self.margin()
+            .is_some_and(|m| (self.specific() - FLAG_SPECIFIC_EFFECT).abs() < m)
+    }
+
     /// The strongest of a class's evidence rows that count ([`Evidence::counts`]; largest
     /// specific effect; ties: the row first in the file, which the verify stage orders the
     /// same way).
@@ -63,6 +88,7 @@ impl ClassEvidence {
                 flip_rate: r.transplant_flip_rate,
                 control_flip_rate: r.transplant_flip_rate_rest,
                 screened: r.screened(),
+                recipients: (r.transplant_images, r.control_images),
             };
             if best.is_none_or(|b| effect_key(e.specific()) > effect_key(b.specific())) {
                 best = Some(e);

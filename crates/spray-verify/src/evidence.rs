@@ -799,7 +799,8 @@ mod tests {
     /// two standard errors clear of it. Class 1 has sixty images; the mark turns six of them
     /// (0.1), two of them among the six every row is measured on (0.33 ± 0.40, the controls
     /// turning none). With `verdict_images` the row reads under the flag on more recipients,
-    /// every control measured on each; without, it stays at 2 of 6 and would flag its class.
+    /// its stronger control measured on each; without, it stays at 2 of 6 and would flag its
+    /// class.
     #[test]
     fn a_row_its_first_recipients_leave_open_is_measured_on_more() {
         // The first part is every tenth of class 1's images (`members::spread`): 0 and 10 of

@@ -147,6 +147,48 @@ impl Transplanted {
         Ok(())
     }
 
+    /// Control `c` alone onto the recipients at `positions` (none: no control, a class with
+    /// no other images).
+    fn give_control(
+        &mut self,
+        scorer: &mut dyn Scorer,
+        (apply, plan): (&Apply<'_>, &Plan),
+        sides: &Sides<'_>,
+        (recipients, positions): (&Recipients, &[usize]),
+        c: Option<usize>,
+    ) -> Result<()> {
+        let carriers = control_carriers(plan, sides);
+        if let Some((c, &carrier)) = c.and_then(|c| Some((c, carriers.get(c)?))) {
+            let given = give(apply, sides.rest, carrier, recipients, positions);
+            self.record(Some(c), positions, scorer.logits(&given)?);
+        }
+        positions.iter().for_each(|&p| self.controlled[p] = true);
+        Ok(())
+    }
+
+    /// The control that turned the most of the eligible recipients it was measured on (the
+    /// first of equals): the one the row's effect is taken against (`rates`).
+    fn stronger_control(&self, recipients: &Recipients, k: usize) -> Option<usize> {
+        let eligible: Vec<usize> = (0..self.after.len())
+            .filter(|&p| self.after[p].is_some() && self.controlled[p])
+            .filter(|&p| recipients.before(p, k).1 != k)
+            .collect();
+        let rates: Vec<f64> = self
+            .controls
+            .iter()
+            .map(|after| {
+                let on: Vec<usize> = eligible
+                    .iter()
+                    .copied()
+                    .filter(|&p| after[p].is_some())
+                    .collect();
+                flip_rate(after, &on, k)
+            })
+            .collect();
+        let strongest = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        rates.iter().position(|&r| r == strongest)
+    }
+
     /// The logits of the recipients at `positions`: after the group's change (`None`) or
     /// after control `c`'s.
     pub(crate) fn record(
@@ -431,16 +473,20 @@ pub(crate) fn transplant_in_looks(
     }
     // On every recipient of the first part with the flag still open: where asked (`later`),
     // more recipients, in looks three times the recipients so far, until the effect is two
-    // standard errors clear of the flag either way (`Rates::undecided`) or they are used up;
-    // every control is measured on each.
+    // standard errors clear of the flag either way (`Rates::undecided`) or they are used up.
+    // Only the control that was the stronger on the first part is measured on them: the
+    // effect is taken against it, paired recipient by recipient (the weaker keeps its rate
+    // on the first part, and counts should it read higher), and a second control on a
+    // thousand recipients was a third of what going on cost.
     let more = later_looks(recipients.first_count(), recipients.count());
     let mut open = !more.is_empty() && measured.rates(recipients, k).undecided();
     if later && open {
         open = false;
         recipients.load_later(images)?;
+        let stronger = measured.stronger_control(recipients, k);
         for look in &more {
             measured.give_group(scorer, (apply, plan), sides, recipients, look)?;
-            measured.give_controls(scorer, (apply, plan), sides, (recipients, look), &|_| false)?;
+            measured.give_control(scorer, (apply, plan), sides, (recipients, look), stronger)?;
             if !measured.rates(recipients, k).undecided() {
                 break;
             }
