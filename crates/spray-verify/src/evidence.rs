@@ -88,18 +88,24 @@ pub fn class_evidence(
     let mut settled = false;
     // Counting rows whose verdict the first recipients left open: (row, group, test, plan).
     let mut open = Vec::new();
+    let class = ClassRef {
+        index: class,
+        name,
+        members,
+    };
+    let each = ClassBench {
+        class: &class,
+        class_mean: &class_mean,
+        tested: (&groups, &reserve),
+        recipients: &recipients,
+        colours: &colours,
+        cache: &cache,
+    };
     // The budget's groups, then the reserve's, which only a test that looks beyond the budget
     // may take (`Probe::beyond_budget`; its plan says which it takes).
     let in_budget = groups.len();
     for (at, group) in groups.iter().chain(&reserve).enumerate() {
         let beyond = at >= in_budget;
-        let rest = group.rest(members.len());
-        let rest_rows = spread(&rest, bench.settings.transplant_images);
-        let class = ClassRef {
-            index: class,
-            name,
-            members,
-        };
         for test in probe::tests_of(group.id.space.spec()) {
             if !probe::runs(group.id.space.spec(), test, bench.settings) {
                 continue;
@@ -124,6 +130,8 @@ pub fn class_evidence(
                         continue;
                     }
                     steered.push((layer, &group.members));
+                    let rest_rows =
+                        spread(&group.rest(members.len()), bench.settings.transplant_images);
                     evidence.extend(direction::test_group(
                         bench,
                         &mut activations,
@@ -133,14 +141,6 @@ pub fn class_evidence(
                     )?);
                     continue;
                 }
-            };
-            let each = ClassBench {
-                class: &class,
-                class_mean: &class_mean,
-                tested: (&groups, &reserve),
-                recipients: &recipients,
-                colours: &colours,
-                cache: &cache,
             };
             let standing = Standing::of(&evidence, settled);
             let Some((row, looked)) =
@@ -160,11 +160,6 @@ pub fn class_evidence(
     // those rows go on to the later recipients, the strongest first, until one ends at the
     // flag or above it.
     open.sort_by_key(|&(row, ..)| std::cmp::Reverse(evidence[row].effect_key()));
-    let class = ClassRef {
-        index: class,
-        name,
-        members,
-    };
     for (row, at, test, plan) in open.into_iter().take(DECIDED_ROWS) {
         if settled {
             break;
@@ -172,16 +167,9 @@ pub fn class_evidence(
         let Some(group) = groups.iter().chain(&reserve).nth(at) else {
             continue;
         };
-        let each = ClassBench {
-            class: &class,
-            class_mean: &class_mean,
-            tested: (&groups, &reserve),
-            recipients: &recipients,
-            colours: &colours,
-            cache: &cache,
-        };
-        // Measured again as it was, then on: the bar is the flag (the class's strongest row
-        // is this one or below the flag), so its first part is what it was.
+        // Measured again as it was, then on. The bar is the flag: a counting row at the flag
+        // or above that is not open surely flags, and none did; so its first part is what it
+        // was.
         let standing = Standing {
             strongest: None,
             settled: false,

@@ -169,24 +169,30 @@ impl Transplanted {
     /// The control that turned the most of the eligible recipients it was measured on (the
     /// first of equals): the one the row's effect is taken against (`rates`).
     fn stronger_control(&self, recipients: &Recipients, k: usize) -> Option<usize> {
-        let eligible: Vec<usize> = (0..self.after.len())
+        let controlled: Vec<usize> = (0..self.after.len())
             .filter(|&p| self.after[p].is_some() && self.controlled[p])
             .filter(|&p| recipients.before(p, k).1 != k)
             .collect();
-        let rates: Vec<f64> = self
-            .controls
+        let rates = self.control_rates(&controlled, k);
+        let strongest = rates.iter().map(|r| r.0).fold(0.0f64, f64::max);
+        rates.iter().position(|&(rate, _)| rate == strongest)
+    }
+
+    /// Each control's flip rate over the recipients of `controlled` it was measured on, and
+    /// how many those are: a row can stop after its first control (`give_controls`), and its
+    /// later controls then have none.
+    fn control_rates(&self, controlled: &[usize], k: usize) -> Vec<(f64, usize)> {
+        self.controls
             .iter()
             .map(|after| {
-                let on: Vec<usize> = eligible
+                let on: Vec<usize> = controlled
                     .iter()
                     .copied()
                     .filter(|&p| after[p].is_some())
                     .collect();
-                flip_rate(after, &on, k)
+                (flip_rate(after, &on, k), on.len())
             })
-            .collect();
-        let strongest = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        rates.iter().position(|&r| r == strongest)
+            .collect()
     }
 
     /// The logits of the recipients at `positions`: after the group's change (`None`) or
@@ -236,20 +242,7 @@ impl Transplanted {
             .copied()
             .filter(|&p| self.controlled[p])
             .collect();
-        // Each control's rate over the recipients it was measured on: a row can stop after its
-        // first control (`give_controls`), and its later controls then have none.
-        let control_rates: Vec<(f64, usize)> = self
-            .controls
-            .iter()
-            .map(|after| {
-                let on: Vec<usize> = controlled
-                    .iter()
-                    .copied()
-                    .filter(|&p| after[p].is_some())
-                    .collect();
-                (flip_rate(after, &on, k), on.len())
-            })
-            .collect();
+        let control_rates = self.control_rates(&controlled, k);
         let control = control_rates.iter().map(|r| r.0).fold(0.0f64, f64::max);
         // The stronger control (the first of equals), paired recipient by recipient with the
         // group's transplant.

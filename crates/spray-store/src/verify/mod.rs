@@ -116,9 +116,11 @@ pub struct Evidence {
     /// only the cluster carries.
     #[serde(default)]
     pub transplant_flip_rate_rest: f64,
-    /// Recipients the group's transplant was measured on.
+    /// Recipients the group's transplant was measured on: up to `transplant_images`, or up to
+    /// `verdict_images` for a row that went on because the first left its class's verdict open.
     pub transplant_images: usize,
-    /// Recipients the controls were measured on (the control's rate is over these); 0: no
+    /// Recipients the controls were measured on (the control's rate is over these; beyond the
+    /// first `transplant_images`, only the control that was the stronger on them); 0: no
     /// control was measured — the group's own transplant turned too few recipients to reach
     /// the flag (or, once a row of its class has, that row's effect) even against a control
     /// that turns none, so the row stopped there ([`Evidence::screened`]) and its control
