@@ -15,6 +15,7 @@ use crate::region;
 use crate::scorer::{predicted, Scorer};
 use crate::settings::VerifySettings;
 use crate::transplant::{transplant_in_looks, Looked, Rates, Sides, Standing};
+use crate::verdict::{self, OpenRow};
 use crate::Result;
 
 /// Where a tested group's four before/after pictures go (prepared tensors, `examples::KINDS`
@@ -65,18 +66,13 @@ pub fn class_evidence(
         let maps: Vec<&[f32]> = members.iter().map(|m| m.map.as_slice()).collect();
         region::mean(&maps, g * g)
     };
-    let mut images = recipients(by_class, class, bench.settings.recipient_counts());
-    let known = images
+    let (first, later) = recipients(by_class, class, bench.settings.recipient_counts());
+    let known = first
         .iter()
+        .chain(&later)
         .map(|i| bench.logits.get(i).cloned())
         .collect();
-    // transplant_images 0: every other image is in the first part.
-    let first = match bench.settings.transplant_images {
-        0 => images.len(),
-        n => n.min(images.len()),
-    };
-    let later = images.split_off(first);
-    let recipients = Recipients::new(bench.images.tensors(&images)?, later, known);
+    let recipients = Recipients::new(bench.images.tensors(&first)?, later, known);
     let cache = ClassCache::default();
     let colours = ColourStats::new(bench.bounds);
     let layers = bench.scorer.layers();
@@ -86,7 +82,7 @@ pub fn class_evidence(
     let mut evidence = Vec::new();
     // Whether a row so far surely flagged the class (`Standing::settled`).
     let mut settled = false;
-    // Counting rows whose verdict the first recipients left open: (row, group, test, plan).
+    // Counting rows whose verdict the first recipients left open.
     let mut open = Vec::new();
     let class = ClassRef {
         index: class,
@@ -150,67 +146,35 @@ pub fn class_evidence(
             };
             settled |= looked.surely && row.counts();
             if looked.open && row.counts() {
-                open.push((evidence.len(), at, test, plan));
+                open.push(OpenRow {
+                    row: evidence.len(),
+                    at,
+                    test,
+                    plan,
+                });
             }
             evidence.push(row);
         }
     }
-    // The class's verdict still open after every row — no row surely flags it, and rows that
-    // the first recipients left within two standard errors of the flag, above or below it —
-    // those rows go on to the later recipients, the strongest first, until one ends at the
-    // flag or above it.
-    open.sort_by_key(|&(row, ..)| std::cmp::Reverse(evidence[row].effect_key()));
-    for (row, at, test, plan) in open.into_iter().take(DECIDED_ROWS) {
-        if settled {
-            break;
-        }
-        let Some(group) = groups.iter().chain(&reserve).nth(at) else {
-            continue;
-        };
-        // Measured again as it was, then on. The bar is the flag: a counting row at the flag
-        // or above that is not open surely flags, and none did; so its first part is what it
-        // was.
-        let standing = Standing {
-            strongest: None,
-            settled: false,
-        };
-        let Some((again, looked)) = pixel_row(bench, &each, group, (test, plan), standing, true)?
-        else {
-            continue;
-        };
-        let flags =
-            again.counts() && again.specific() >= spray_store::ranking::FLAG_SPECIFIC_EFFECT;
-        settled |= looked.surely && again.counts();
-        evidence[row] = again;
-        if flags {
-            break;
-        }
-    }
+    verdict::decide_open(bench, &each, &mut evidence, open, settled)?;
     Ok(evidence)
 }
 
-/// At most this many rows of a class whose verdict its first recipients left open go on to
-/// the later ones (`verdict_images`), the strongest first. Why not one: the strongest on a
-/// hundred recipients is itself known to ±0.09; why not all: each costs up to three times
-/// `verdict_images` images scored, and a class's rows near the flag are mostly the same
-/// images found in several spaces.
-const DECIDED_ROWS: usize = 2;
-
 /// What every pixel-side row of one class is measured with.
-struct ClassBench<'c> {
-    class: &'c ClassRef<'c>,
-    class_mean: &'c [f64],
+pub(crate) struct ClassBench<'c> {
+    pub(crate) class: &'c ClassRef<'c>,
+    pub(crate) class_mean: &'c [f64],
     /// The groups within the budget, and the reserve.
-    tested: (&'c [TestedGroup], &'c [TestedGroup]),
-    recipients: &'c Recipients,
-    colours: &'c ColourStats,
-    cache: &'c ClassCache,
+    pub(crate) tested: (&'c [TestedGroup], &'c [TestedGroup]),
+    pub(crate) recipients: &'c Recipients,
+    pub(crate) colours: &'c ColourStats,
+    pub(crate) cache: &'c ClassCache,
 }
 
 /// One pixel-side row: `test`'s plan for `group` (none: the test has nothing to give it),
 /// measured; `later`: a row whose verdict its first recipients leave open goes on to the
 /// later ones.
-fn pixel_row(
+pub(crate) fn pixel_row(
     bench: &mut Bench<'_>,
     each: &ClassBench<'_>,
     group: &TestedGroup,

@@ -36,6 +36,7 @@ mod settings;
 mod spectrum;
 mod stage;
 mod transplant;
+mod verdict;
 mod workers;
 
 pub use padding::SQUARE_MODES;

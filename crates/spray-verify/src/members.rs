@@ -111,17 +111,17 @@ pub fn spread<T: Copy>(items: &[T], limit: usize) -> Vec<T> {
     (0..limit).map(|i| items[i * items.len() / limit]).collect()
 }
 
-/// The recipients of a class's transplants: up to `first` images of the classes other than
-/// `class` (spread over the image order), then up to `total − first` more of the others
-/// (spread over what is left), where `total` is larger. Why in that order: every row is
-/// measured on the first part (`transplant_images`), and only a row whose verdict they leave
-/// open goes on to the rest (`verdict_images`), so the first part is the same whether or not
-/// there is a rest.
+/// The recipients of a class's transplants, in two parts: up to `first` images of the classes
+/// other than `class` (spread over the image order; 0: every one), then up to `total − first`
+/// more of the others (spread over what is left), where `total` is larger. Why in two parts:
+/// every row is measured on the first (`transplant_images`), and only a row whose verdict it
+/// leaves open goes on to the later ones (`verdict_images`), so the first part is the same
+/// whether or not there are later ones.
 pub fn recipients(
     by_class: &MembersByClass,
     class: i32,
     (first, total): (usize, usize),
-) -> Vec<usize> {
+) -> (Vec<usize>, Vec<usize>) {
     let mut others: Vec<usize> = by_class
         .iter()
         .filter(|(c, _)| **c != class)
@@ -129,13 +129,14 @@ pub fn recipients(
         .collect();
     others.sort_unstable();
     others.dedup();
-    let mut chosen = spread(&others, first);
+    let chosen = spread(&others, first);
+    let mut later = Vec::new();
     if first > 0 && total > first && chosen.len() < others.len() {
         let taken: std::collections::HashSet<usize> = chosen.iter().copied().collect();
         let left: Vec<usize> = others.into_iter().filter(|i| !taken.contains(i)).collect();
-        chosen.extend(spread(&left, total - first));
+        later = spread(&left, total - first);
     }
-    chosen
+    (chosen, later)
 }
 
 /// Which `m` of `n` recipients a group is measured on first, and the others, each ascending:
@@ -337,18 +338,27 @@ mod tests {
         by_class.insert(2, (8..12).map(member).collect());
         assert_eq!(
             recipients(&by_class, 1, (100, 0)),
-            vec![0, 1, 2, 3, 8, 9, 10, 11]
+            (vec![0, 1, 2, 3, 8, 9, 10, 11], vec![])
         );
-        assert_eq!(recipients(&by_class, 1, (4, 0)), vec![0, 2, 8, 10]);
+        assert_eq!(
+            recipients(&by_class, 1, (4, 0)),
+            (vec![0, 2, 8, 10], vec![])
+        );
         // The same four first, then two of the four left, spread over them; at most every one.
-        assert_eq!(recipients(&by_class, 1, (4, 6)), vec![0, 2, 8, 10, 1, 9]);
+        assert_eq!(
+            recipients(&by_class, 1, (4, 6)),
+            (vec![0, 2, 8, 10], vec![1, 9])
+        );
         assert_eq!(
             recipients(&by_class, 1, (4, 100)),
-            vec![0, 2, 8, 10, 1, 3, 9, 11]
+            (vec![0, 2, 8, 10], vec![1, 3, 9, 11])
         );
         // No first part (every image already) or no larger total: nothing more.
-        assert_eq!(recipients(&by_class, 1, (0, 6)).len(), 8);
-        assert_eq!(recipients(&by_class, 1, (4, 4)).len(), 4);
+        assert_eq!(
+            recipients(&by_class, 1, (0, 6)),
+            ((0..4).chain(8..12).collect(), vec![])
+        );
+        assert_eq!(recipients(&by_class, 1, (4, 4)).1, Vec::<usize>::new());
         assert_eq!(class_name(&["a".into()], 0), "a");
         assert_eq!(class_name(&["a".into()], 3), "class 3");
         assert_eq!(class_name(&["a".into()], -1), "class -1");

@@ -80,7 +80,7 @@ pub struct VerifySettings {
     pub transplant_images: usize,
     /// Recipients a row may be measured on in all when `transplant_images` left its class's
     /// verdict open: no row surely flags the class, and the row is one of its strongest
-    /// counting rows (`evidence::DECIDED_ROWS`) within two standard errors of the flag, either
+    /// counting rows (`verdict::DECIDED_ROWS`) within two standard errors of the flag, either
     /// side (`transplant::Rates::undecided`). More looks follow, each three times the
     /// recipients so far, until the effect is two standard errors clear of the flag or these
     /// are used up; the recipients beyond the first `transplant_images` are other images of

@@ -122,7 +122,10 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     let chosen = chosen_classes(&spectra, job.settings);
     let wanted = chosen
         .iter()
-        .flat_map(|(c, _)| recipients(&by_class, *c, job.settings.recipient_counts()))
+        .flat_map(|(c, _)| {
+            let (first, later) = recipients(&by_class, *c, job.settings.recipient_counts());
+            first.into_iter().chain(later)
+        })
         .collect();
     let inputs = StageInputs {
         job,

@@ -135,20 +135,25 @@ impl Transplanted {
         (recipients, positions): (&Recipients, &[usize]),
         enough: &dyn Fn(&Transplanted) -> bool,
     ) -> Result<()> {
-        for (c, carrier) in control_carriers(plan, sides).into_iter().enumerate() {
+        for c in 0..control_carriers(plan, sides).len() {
             if c > 0 && enough(self) {
                 break;
             }
-            let given = give(apply, sides.rest, carrier, recipients, positions);
-            self.record(Some(c), positions, scorer.logits(&given)?);
+            self.give_control(
+                scorer,
+                (apply, plan),
+                sides,
+                (recipients, positions),
+                Some(c),
+            )?;
         }
         // Measured, also where the class has no other images to give a control from.
         positions.iter().for_each(|&p| self.controlled[p] = true);
         Ok(())
     }
 
-    /// Control `c` alone onto the recipients at `positions` (none: no control, a class with
-    /// no other images).
+    /// Control `c` alone onto the recipients at `positions`, which count as controlled (none:
+    /// no control, a class with no other images).
     fn give_control(
         &mut self,
         scorer: &mut dyn Scorer,
