@@ -65,20 +65,16 @@ pub fn separation(graph: &KnnGraph, inside: &[bool]) -> f64 {
     (1.0 - cut / smaller).clamp(0.0, 1.0)
 }
 
-/// The cluster with the largest `ClusterContrast::score`. Ties — with two clusters, a cluster
-/// and its complement score the same — go to the smaller cluster (the candidate artifact
-/// group, as SpRAy reads its clusters), then the smaller label. Labels below zero (DBSCAN
-/// noise) belong to no cluster.
-pub fn strongest(graph: &KnnGraph, labels: &[i32], mass: &[f64]) -> ClusterContrast {
+/// Every cluster of a group that is compared: its share, separation and mass shift
+/// (`ClusterContrast`), by ascending label. Clusters below [`MIN_CLUSTER_SHARE`] of the
+/// group, or above 1 − it, are left out; labels below zero (DBSCAN noise) belong to no cluster.
+pub fn clusters(graph: &KnnGraph, labels: &[i32], mass: &[f64]) -> Vec<ClusterContrast> {
     let n = labels.len();
     let z = standardised_log(mass);
     let mut ids: Vec<i32> = labels.iter().copied().filter(|&l| l >= 0).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut best = ClusterContrast {
-        cluster: -1,
-        ..Default::default()
-    };
+    let mut out = Vec::new();
     for id in ids {
         let inside: Vec<bool> = labels.iter().map(|&l| l == id).collect();
         let size = inside.iter().filter(|&&b| b).count();
@@ -94,19 +90,48 @@ pub fn strongest(graph: &KnnGraph, labels: &[i32], mass: &[f64]) -> ClusterContr
                 .fold((0.0, 0usize), |(s, c), (v, _)| (s + v, c + 1));
             s / c.max(1) as f64
         };
-        let candidate = ClusterContrast {
+        out.push(ClusterContrast {
             cluster: id,
             share,
             separation: separation(graph, &inside),
             magnitude_shift: mean_of(true) - mean_of(false),
-        };
-        let (a, b) = (candidate.score(), best.score());
+        });
+    }
+    out
+}
+
+/// Of `clusters`, the one with the largest `key`. Ties — with two clusters, a cluster and its
+/// complement score the same — go to the smaller cluster (the candidate artifact group, as
+/// SpRAy reads its clusters), then the smaller label. None compared: cluster −1.
+fn largest_by(clusters: &[ClusterContrast], key: fn(&ClusterContrast) -> f64) -> ClusterContrast {
+    let mut best = ClusterContrast {
+        cluster: -1,
+        ..Default::default()
+    };
+    for candidate in clusters {
+        let (a, b) = (key(candidate), key(&best));
         let better = a > b + 1e-12 || ((a - b).abs() <= 1e-12 && candidate.share < best.share);
         if best.cluster < 0 || better {
-            best = candidate;
+            best = *candidate;
         }
     }
     best
+}
+
+/// The cluster with the largest `ClusterContrast::score` ([`largest_by`]'s ties).
+pub fn strongest_of(clusters: &[ClusterContrast]) -> ClusterContrast {
+    largest_by(clusters, ClusterContrast::score)
+}
+
+/// The cluster most cut off from the rest: the largest separation ([`largest_by`]'s ties).
+pub fn most_cut_off(clusters: &[ClusterContrast]) -> ClusterContrast {
+    largest_by(clusters, |c| c.separation)
+}
+
+/// The cluster with the largest `ClusterContrast::score` of a labelled graph ([`clusters`],
+/// [`strongest_of`]).
+pub fn strongest(graph: &KnnGraph, labels: &[i32], mass: &[f64]) -> ClusterContrast {
+    strongest_of(&clusters(graph, labels, mass))
 }
 
 #[cfg(test)]
@@ -177,5 +202,48 @@ mod tests {
         let none = strongest(&g, &[0; 6], &[1.0; 6]);
         assert_eq!(none.cluster, -1);
         assert_eq!(none.score(), 0.0);
+    }
+
+    #[test]
+    fn the_most_cut_off_cluster_need_not_be_the_strongest() {
+        // Two triangles joined by 2–3, and a pair {6, 7} tied to the second triangle by two
+        // edges: cluster 0 = {0,1,2} keeps 6 of its 7 edge ends inside, cluster 1 = {3,4,5}
+        // 6 of 9, cluster 2 = {6,7} 2 of 4. Cluster 1 carries the least mass, cluster 0 about
+        // the group's mean: the mass shift makes cluster 1 the strongest.
+        let edges = [
+            (0, 1),
+            (0, 2),
+            (1, 2),
+            (3, 4),
+            (3, 5),
+            (4, 5),
+            (2, 3),
+            (6, 7),
+            (6, 4),
+            (7, 5),
+        ];
+        let mut neighbors = vec![Vec::new(); 8];
+        for &(a, b) in &edges {
+            neighbors[a].push((b, 1.0));
+            neighbors[b].push((a, 1.0));
+        }
+        let g = KnnGraph::build(
+            &KnnTable { k: 3, neighbors },
+            EdgeWeight::Binary,
+            Symmetrize::Max,
+        );
+        let (e, half) = (std::f64::consts::E, 0.5f64.exp());
+        let labels = [0, 0, 0, 1, 1, 1, 2, 2];
+        let all = clusters(&g, &labels, &[half, half, half, 1.0, 1.0, 1.0, e, e]);
+        assert_eq!(all.len(), 3);
+        let cut = most_cut_off(&all);
+        assert_eq!(cut.cluster, 0);
+        assert!((cut.separation - (1.0 - 1.0 / 7.0)).abs() < 1e-12);
+        let strongest = strongest_of(&all);
+        assert_eq!(strongest.cluster, 1);
+        assert!(strongest.separation < cut.separation);
+        assert!(strongest.score() > cut.score());
+        // Nothing to compare: no cluster.
+        assert_eq!(most_cut_off(&[]).cluster, -1);
     }
 }

@@ -67,7 +67,8 @@ pub fn analyze_group_observed(
         embed::laplacian_embedding(settings.laplacian, pairs.vectors.view(), &graph, clusters);
     progress.start("clustering", 0);
     let partition = Partition::find(&embedding, &pairs, n, clusters, settings, seed)?;
-    let strongest = contrast::strongest(&graph, &partition.labels, &masses(points));
+    let compared = contrast::clusters(&graph, &partition.labels, &masses(points));
+    let strongest = contrast::strongest_of(&compared);
     let score = reading.score(settings.rank_by, &strongest);
     let coords = lay_out(points, &graph, &search, &wide, &pairs, settings, progress);
     let samples = sample_rows(points, &partition, &embedding, &coords);
@@ -88,6 +89,7 @@ pub fn analyze_group_observed(
             lambda2: reading.lambda2,
             score,
             contrast: strongest,
+            cut_off: contrast::most_cut_off(&compared),
         },
         samples,
         eigenpairs: pairs,

@@ -247,6 +247,12 @@ fn analyze(
                     "separation": s.contrast.separation,
                     "magnitude_shift": s.contrast.magnitude_shift,
                 },
+                "cut_off": {
+                    "cluster": s.cut_off.cluster,
+                    "share": s.cut_off.share,
+                    "separation": s.cut_off.separation,
+                    "magnitude_shift": s.cut_off.magnitude_shift,
+                },
                 "samples": g.samples.iter().map(|m| json!({
                     "index": m.image_index,
                     "cluster": m.cluster,

@@ -58,17 +58,32 @@ pub(crate) fn why_sentence(r: &RankedClass, concept_layers: &[ConceptLayerInfo])
     }
 }
 
-/// The analysis' reason: the class's strongest cluster by the contrast criterion.
+/// The analysis' reason: the class's strongest cluster by the contrast criterion, and the
+/// cluster most cut off where that one is cut off and the strongest is not (`cut_off`: the
+/// criterion weighs the mass shift too, so "no cluster is cut off" would be untrue).
 fn spectral_reason(s: &ClassSpectrum) -> String {
     let c = &s.contrast;
     if c.cluster < 0 {
         return "no cluster of at least 5% of the class to compare".into();
     }
-    let cut = if c.separation >= FLAG_SEPARATION {
+    let cut_off = |c: &spray_store::analysis::ClusterContrast| {
         format!(
-            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside)",
+            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside",
             c.cluster,
             100.0 * c.share,
+            100.0 * c.separation
+        )
+    };
+    let other = &s.cut_off;
+    let cut = if c.separation >= FLAG_SEPARATION {
+        format!("{})", cut_off(c))
+    } else if other.cluster >= 0 && other.separation >= FLAG_SEPARATION {
+        format!(
+            "{}; its maps' log mass {:+.2} SD from the rest's); the strongest by cut and mass \
+             together, cluster {}, keeps {:.0}% of its kNN edges inside",
+            cut_off(other),
+            other.magnitude_shift,
+            c.cluster,
             100.0 * c.separation
         )
     } else {
@@ -148,6 +163,29 @@ mod tests {
             text.contains("about as much relevance as the rest (-0.20 SD"),
             "{text}"
         );
+    }
+
+    /// The strongest cluster by the criterion is not cut off, another is: the sentence names
+    /// that one, then the strongest and its mass.
+    #[test]
+    fn a_cut_off_cluster_that_is_not_the_strongest_is_named_too() {
+        let mut s = spectrum(0, "star", contrast(3, 0.897, -0.49));
+        s.cut_off = ClusterContrast {
+            cluster: 0,
+            share: 0.3,
+            separation: 0.992,
+            magnitude_shift: 0.33,
+        };
+        assert_eq!(
+            spectral_reason(&s),
+            "cluster 0 (30% of the maps) is cut off from the rest (99% of its kNN edges stay \
+             inside; its maps' log mass +0.33 SD from the rest's); the strongest by cut and mass \
+             together, cluster 3, keeps 90% of its kNN edges inside; its maps carry about as \
+             much relevance as the rest (-0.49 SD of log mass), as natural modes of a class do"
+        );
+        // Not cut off either: no cluster is.
+        s.cut_off.separation = 0.85;
+        assert!(spectral_reason(&s).starts_with("no cluster is cut off (the best, cluster 3"));
     }
 
     #[test]

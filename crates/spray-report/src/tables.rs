@@ -139,6 +139,14 @@ pub fn write_classes(
         column("contrast_magnitude_shift", ranking, |r| {
             r.spectrum.contrast.magnitude_shift
         }),
+        column("cut_off_cluster", ranking, |r| r.spectrum.cut_off.cluster),
+        column("cut_off_share", ranking, |r| r.spectrum.cut_off.share),
+        column("cut_off_separation", ranking, |r| {
+            r.spectrum.cut_off.separation
+        }),
+        column("cut_off_magnitude_shift", ranking, |r| {
+            r.spectrum.cut_off.magnitude_shift
+        }),
         column("image_lambda2", ranking, |r| {
             r.baseline.as_ref().map(|b| b.lambda2)
         }),

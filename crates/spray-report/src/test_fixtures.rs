@@ -8,7 +8,8 @@ use spray_store::FeatureSpace;
 use crate::evidence::EvidenceRow;
 use crate::RankedClass;
 
-/// A relevance-space spectrum of 100 images with eigenvalues 0, 0.1, 0.5.
+/// A relevance-space spectrum of 100 images with eigenvalues 0, 0.1, 0.5, whose strongest
+/// cluster by the contrast criterion is also its most cut off.
 pub(crate) fn spectrum(class_index: i32, name: &str, contrast: ClusterContrast) -> ClassSpectrum {
     ClassSpectrum {
         class_index,
@@ -26,6 +27,7 @@ pub(crate) fn spectrum(class_index: i32, name: &str, contrast: ClusterContrast) 
         lambda2: 0.1,
         score: contrast.score(),
         contrast,
+        cut_off: contrast,
     }
 }
 

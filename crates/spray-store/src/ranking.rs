@@ -222,6 +222,12 @@ mod tests {
                 separation: 0.95,
                 magnitude_shift: 1.5,
             },
+            cut_off: ClusterContrast {
+                cluster: 0,
+                share: 0.5,
+                separation: 0.95,
+                magnitude_shift: 1.5,
+            },
         }
     }
 

@@ -218,6 +218,12 @@ fn analysis_group_round_trip() {
             separation: 0.95,
             magnitude_shift: 1.5,
         },
+        cut_off: analysis::ClusterContrast {
+            cluster: 0,
+            share: 0.2,
+            separation: 0.99,
+            magnitude_shift: -0.25,
+        },
     }];
     let samples = vec![SampleEmbedding {
         class_index: 3,

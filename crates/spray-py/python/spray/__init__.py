@@ -114,8 +114,9 @@ def analyze(maps, labels, names=None, **settings):
     relevance space. `maps` is (N, H, W) or (N, C, H, W) (channels are summed), `labels` one int
     per map, `names` an optional {label: name}; `settings` are `[analysis]` keys (grid,
     knn_k, clusters, …; see pipelines/README.md). Returns a list, one dict per label: its
-    spectrum ("eigenvalues", "lambda2", "clusters", "score", "contrast", …) and "samples", one
-    per map with its "index" in `maps`, "cluster", "tsne_x", "tsne_y" and "spectral"."""
+    spectrum ("eigenvalues", "lambda2", "clusters", "score", "contrast", "cut_off", …) and
+    "samples", one per map with its "index" in `maps`, "cluster", "tsne_x", "tsne_y" and
+    "spectral"."""
     m = np.asarray(maps, dtype=np.float32)
     if m.ndim == 4:
         m = m.sum(axis=1)
