@@ -118,12 +118,14 @@ fn largest_by(clusters: &[ClusterContrast], key: fn(&ClusterContrast) -> f64) ->
     best
 }
 
-/// The cluster with the largest `ClusterContrast::score` ([`largest_by`]'s ties).
+/// The cluster with the largest `ClusterContrast::score`; ties to the smaller cluster, then
+/// the smaller label.
 pub fn strongest_of(clusters: &[ClusterContrast]) -> ClusterContrast {
     largest_by(clusters, ClusterContrast::score)
 }
 
-/// The cluster most cut off from the rest: the largest separation ([`largest_by`]'s ties).
+/// The cluster most cut off from the rest: the largest separation; ties to the smaller
+/// cluster, then the smaller label.
 pub fn most_cut_off(clusters: &[ClusterContrast]) -> ClusterContrast {
     largest_by(clusters, |c| c.separation)
 }
