@@ -12,6 +12,7 @@ mod colour_transfer;
 mod detail_transfer;
 mod feature_direction;
 mod member_region;
+mod member_statistics;
 mod regions;
 mod shading_transfer;
 mod shared_region;

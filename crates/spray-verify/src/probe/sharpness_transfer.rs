@@ -30,6 +30,7 @@ use std::rc::Rc;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
+use super::member_statistics::MemberStatistics;
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::spectrum::{band_count, band_energies, filter_bands};
 use crate::Result;
@@ -100,8 +101,8 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
 /// What the test computes once per class: each member's energy per channel and octave, and
 /// which of its groups it tests.
 struct ClassSharpness {
-    /// Each member's [`band_energies`], by member position.
-    energies: Vec<Vec<f64>>,
+    /// Each member's [`band_energies`].
+    energies: MemberStatistics,
     /// Bands per channel.
     bands: usize,
     /// The member positions of the groups tested, the sharpest first.
@@ -110,20 +111,11 @@ struct ClassSharpness {
 
 impl ClassSharpness {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
-        // One image at a time (a class of thousands is never held at once).
-        let energies = input
-            .members
-            .iter()
-            .map(|m| {
-                Ok(band_energies(
-                    &input.images.tensor(m.image_index)?,
-                    input.size[1],
-                ))
-            })
-            .collect::<Result<Vec<Vec<f64>>>>()?;
+        let bands = band_count(input.size[1], input.size[0]);
+        let energies = MemberStatistics::of(input, 3 * bands, |t| band_energies(t, input.size[1]))?;
         let mut class = ClassSharpness {
             energies,
-            bands: band_count(input.size[1], input.size[0]),
+            bands,
             chosen: Vec::new(),
         };
         let chosen =
@@ -140,14 +132,7 @@ impl ClassSharpness {
 
     /// The mean band energies of the members at `rows` (zeros where there are none).
     fn mean(&self, rows: &[usize]) -> Vec<f64> {
-        let len = self.energies.first().map_or(3 * self.bands, Vec::len);
-        let mut sum = vec![0.0f64; len];
-        let mut n = 0usize;
-        for e in rows.iter().filter_map(|&i| self.energies.get(i)) {
-            sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
-            n += 1;
-        }
-        sum.iter().map(|s| s / n.max(1) as f64).collect()
+        self.energies.mean(rows.iter().copied())
     }
 }
 

@@ -25,6 +25,7 @@ use std::rc::Rc;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
+use super::member_statistics::MemberStatistics;
 use super::{Carrier, Giving, Method, Occluding, PerDonor, Plan, Probe, ProbeInput, Wording};
 use crate::spectrum::{amplitudes, fine_energy, give_amplitudes};
 use crate::Result;
@@ -93,30 +94,11 @@ struct ClassSpectra {
 
 impl ClassSpectra {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
-        // Each member's fine energy, one image at a time (a class of thousands is never held
-        // at once).
-        let energies = input
-            .members
-            .iter()
-            .map(|m| {
-                Ok(fine_energy(
-                    &input.images.tensor(m.image_index)?,
-                    input.size[1],
-                ))
-            })
-            .collect::<Result<Vec<[f64; 3]>>>()?;
-        let mean = |rows: &mut dyn Iterator<Item = usize>| {
-            let (mut sum, mut n) = ([0.0f64; 3], 0usize);
-            for e in rows.filter_map(|i| energies.get(i)) {
-                sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
-                n += 1;
-            }
-            sum.map(|s| s / n.max(1) as f64)
-        };
+        let energies = MemberStatistics::of(input, 3, |t| fine_energy(t, input.size[1]).to_vec())?;
         let chosen = super::fewest_by_key(input, EvidenceTest::SpectrumTransfer, MAX_GROUPS, |g| {
-            let group = mean(&mut g.members.iter().copied());
-            let rest = mean(&mut g.rest(input.members.len()).into_iter());
-            let ratio = fine_energy_ratio(group, rest)?;
+            let group = energies.mean(g.members.iter().copied());
+            let rest = energies.mean(g.rest(input.members.len()));
+            let ratio = fine_energy_ratio(&group, &rest)?;
             (ratio <= 1.0 / SPECTRUM_RATIO).then_some(ratio)
         });
         Ok(ClassSpectra { chosen })
@@ -154,10 +136,10 @@ const SPECTRUM_RATIO: f64 = 1.4;
 /// "cross" group of sharp images, 1.7× the rest's fine energy), while every shortcut this
 /// test carried held less (0.54–0.68×) and the strongest clean row with less was +0.13
 /// (benches/RESULTS.md).
-fn fine_energy_ratio(group: [f64; 3], rest: [f64; 3]) -> Option<f64> {
+fn fine_energy_ratio(group: &[f64], rest: &[f64]) -> Option<f64> {
     group
         .iter()
-        .zip(&rest)
+        .zip(rest)
         .filter(|(_, &r)| r > 0.0)
         .map(|(&g, &r)| (g.max(0.0) / r).sqrt())
         .min_by(f64::total_cmp)
@@ -274,19 +256,21 @@ mod tests {
 
     #[test]
     fn only_groups_with_less_fine_energy_than_the_rest_are_tested() {
-        let tested = |g, r| fine_energy_ratio(g, r).is_some_and(|x| x <= 1.0 / SPECTRUM_RATIO);
+        let tested = |g: [f64; 3], r: [f64; 3]| {
+            fine_energy_ratio(&g, &r).is_some_and(|x| x <= 1.0 / SPECTRUM_RATIO)
+        };
         let e = [1.0, 2.0, 3.0];
         assert!(!tested(e, e));
         // 20% less in root in one channel: alike; 40% less: tested (the channel where it is
         // least counts); 50% more: not this test's (the sharpness transfer's).
         assert!(!tested([1.0, 2.0 * 0.8f64.powi(2), 3.0], e));
         assert!(tested([1.0, 2.0 * 1.5f64.powi(2), 3.0 * 0.6f64.powi(2)], e));
-        let ratio = fine_energy_ratio([1.0, 2.0, 3.0 * 0.6f64.powi(2)], e).unwrap();
+        let ratio = fine_energy_ratio(&[1.0, 2.0, 3.0 * 0.6f64.powi(2)], &e).unwrap();
         assert!((ratio - 0.6).abs() < 1e-12, "{ratio}");
         assert!(!tested([1.0, 2.0 * 1.5f64.powi(2), 3.0], e));
         // None at all where the rest has some: tested; a rest with none: nothing is less.
         assert!(tested([0.0, 2.0, 3.0], e));
-        assert_eq!(fine_energy_ratio(e, [0.0; 3]), None);
+        assert_eq!(fine_energy_ratio(&e, &[0.0; 3]), None);
     }
 
     #[test]
