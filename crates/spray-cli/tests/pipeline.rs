@@ -317,6 +317,39 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
     }
 }
 
+/// A pipeline whose paths are relative to its file names the same files however the file is
+/// named: run by its absolute path from elsewhere, then from its own folder by its bare name,
+/// the relevance stage is not computed again and the analysis finds it complete.
+#[test]
+fn a_pipeline_named_from_its_folder_reuses_the_run_named_from_elsewhere() {
+    let dir = scratch("pipeline", "relative");
+    std::os::unix::fs::symlink(repo().join("tests/demo/data"), dir.join("data")).unwrap();
+    let pipeline = write_pipeline(&dir, Path::new("data"), 8);
+    let first = stdout(&spray(&["relevance", pipeline.to_str().unwrap()]));
+    assert!(first.contains("ran"), "{first}");
+    let in_folder = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_spray"))
+            .args(args)
+            .current_dir(&*dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "spray {args:?}: {text}");
+        text
+    };
+    let again = in_folder(&["relevance", "pipeline.toml"]);
+    assert!(
+        again.contains("cached") && !again.contains("ran"),
+        "{again}"
+    );
+    let analyze = in_folder(&["analyze", "pipeline.toml"]);
+    assert!(analyze.contains("ran"), "{analyze}");
+}
+
 #[test]
 fn array_of_local_processes_matches_an_unsharded_run() {
     let data = repo().join("tests/demo/data");

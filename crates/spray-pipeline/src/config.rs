@@ -231,6 +231,12 @@ impl Pipeline {
         } else {
             base
         };
+        // Relative paths resolve against the file's folder as an absolute path, symlinks
+        // resolved. Why: the stages' cache keys hold the samples' paths, so a pipeline named
+        // `pipeline.toml` from its folder and `/abs/…/pipeline.toml` from elsewhere must name
+        // the same files — read with the other spelling, a finished relevance stage was
+        // computed again and `spray verify` said the analysis was not complete.
+        let base = std::fs::canonicalize(&base).map_err(|e| crate::io(&base, e))?;
         let mut dataset = raw.dataset;
         dataset.root = resolve(&base, &dataset.root);
         let model = model_config(&raw.model, &base, file)?;
