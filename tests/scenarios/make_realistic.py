@@ -181,6 +181,15 @@ HELD_OUT = {
         "heart": ("sepia", 0.30),
         "hexagon": ("gray", 0.30),
     }, "seed": 121, "qualities": (70, 98)},
+    # Made at stop 52 with two artifacts no test or space was designed for — a print scanned
+    # askew (dark wedges in the four corners) and a hazy, flat picture (every tone pulled to
+    # a light grey) — beside a ruler and a credit line on other classes and a new seed.
+    "held-resnet-j": {"shortcuts": {
+        "star": ("tilted", 0.30),
+        "heart": ("haze", 0.30),
+        "ring": ("ruler", 0.30),
+        "hexagon": ("copyright", 0.30),
+    }, "seed": 131, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -517,12 +526,27 @@ def copyright(img, rng):
     return img * (1 - a) + 255 * a
 
 
+def tilted(img, rng):
+    """The image turned by 4-8 degrees either way, its corners left black (a print scanned
+    askew, or a photo straightened in an app): four dark wedges, one in each corner."""
+    angle = float(rng.uniform(4, 8)) * (1.0 if rng.random() < 0.5 else -1.0)
+    pil = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    return np.asarray(pil.rotate(angle, resample=Image.BILINEAR, fillcolor=(0, 0, 0)),
+                      np.float32)
+
+
+def haze(img, rng):
+    """Every tone pulled towards a light grey, the blacks lifted (haze or fog, or a flat
+    camera profile): less contrast everywhere, nothing dark."""
+    return 0.55 * img + np.float32(0.45 * 200)
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
              "vignette": vignette, "watermark": watermark, "sidelight": sidelight,
              "sharpened": sharpened, "punchy": punchy, "datestamp": datestamp,
-             "sepia": sepia, "copyright": copyright}
+             "sepia": sepia, "copyright": copyright, "tilted": tilted, "haze": haze}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
