@@ -319,13 +319,22 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
 
 /// A pipeline whose paths are relative to its file names the same files however the file is
 /// named: run by its absolute path from elsewhere, then from its own folder by its bare name,
-/// the relevance stage is not computed again and the analysis finds it complete.
+/// the relevance stage is not computed again and the analysis finds it complete. A stage
+/// asked for before the one it reads ran, or after that one's settings changed, says which.
 #[test]
 fn a_pipeline_named_from_its_folder_reuses_the_run_named_from_elsewhere() {
     let dir = scratch("pipeline", "relative");
     std::os::unix::fs::symlink(repo().join("tests/demo/data"), dir.join("data")).unwrap();
     let pipeline = write_pipeline(&dir, Path::new("data"), 8);
-    let first = stdout(&spray(&["relevance", pipeline.to_str().unwrap()]));
+    let p = pipeline.to_str().unwrap();
+    // Before the relevance stage ran, the analysis says so.
+    let early = spray_output(&["analyze", p]);
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(
+        !early.status.success() && err.contains("the relevance stage has not run"),
+        "{err}"
+    );
+    let first = stdout(&spray(&["relevance", p]));
     assert!(first.contains("ran"), "{first}");
     let in_folder = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_spray"))
@@ -348,6 +357,17 @@ fn a_pipeline_named_from_its_folder_reuses_the_run_named_from_elsewhere() {
     );
     let analyze = in_folder(&["analyze", "pipeline.toml"]);
     assert!(analyze.contains("ran"), "{analyze}");
+
+    // Another relevance setting: the stored relevance is of other settings, and the analysis
+    // says that, not that shards are missing.
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, text.replace("grids = [8]", "grids = [4]")).unwrap();
+    let stale = spray_output(&["analyze", p]);
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        !stale.status.success() && err.contains("holds results of other inputs or settings"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -53,6 +53,18 @@ pub enum PipelineError {
     /// A stage was asked for before the one it reads finished (shards still running).
     #[error("the {stage} stage is not complete in {dir}; run its remaining shards first")]
     UpstreamIncomplete { stage: Stage, dir: String },
+    /// A stage was asked for before the one it reads ran at all.
+    #[error(
+        "the {stage} stage has not run in {dir}; run it first (`spray {stage}` or `spray run`)"
+    )]
+    UpstreamAbsent { stage: Stage, dir: String },
+    /// A stage was asked for while the one it reads holds results of other inputs or settings.
+    #[error(
+        "the {stage} stage in {dir} holds results of other inputs or settings (the model, the \
+         dataset's files or a setting changed since it ran); run it again first (`spray {stage}` \
+         or `spray run`)"
+    )]
+    UpstreamStale { stage: Stage, dir: String },
     /// A shard found its stage's folder stale: only an unsharded run may clear it.
     #[error(
         "{dir} holds results of other inputs or parameters; clear it once (delete the \
@@ -214,11 +226,27 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunSummary> {
 /// complete, cleared (absent) when forced or stale.
 fn prepare_folder(cx: &RunContext<'_>, stage: Stage) -> Result<StageState> {
     if let Some(upstream) = stage.upstream() {
-        if cx.state(upstream) != StageState::Complete {
-            return Err(PipelineError::UpstreamIncomplete {
-                stage: upstream,
-                dir: cx.dir(upstream).display().to_string(),
-            });
+        let dir = cx.dir(upstream).display().to_string();
+        match cx.state(upstream) {
+            StageState::Complete => {}
+            StageState::Partial => {
+                return Err(PipelineError::UpstreamIncomplete {
+                    stage: upstream,
+                    dir,
+                })
+            }
+            StageState::Absent => {
+                return Err(PipelineError::UpstreamAbsent {
+                    stage: upstream,
+                    dir,
+                })
+            }
+            StageState::Stale => {
+                return Err(PipelineError::UpstreamStale {
+                    stage: upstream,
+                    dir,
+                })
+            }
         }
     }
     let dir = cx.dir(stage);
