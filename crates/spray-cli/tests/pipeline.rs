@@ -319,8 +319,9 @@ fn demo_ranks_the_watermarked_class_first_and_caches() {
 
 /// A pipeline whose paths are relative to its file names the same files however the file is
 /// named: run by its absolute path from elsewhere, then from its own folder by its bare name,
-/// the relevance stage is not computed again and the analysis finds it complete. A stage
-/// asked for before the one it reads ran, or after that one's settings changed, says which.
+/// the relevance stage is not computed again and the analysis finds it complete; so after the
+/// whole project folder moved. A stage asked for before the one it reads ran, or after that
+/// one's settings changed, says which.
 #[test]
 fn a_pipeline_named_from_its_folder_reuses_the_run_named_from_elsewhere() {
     let dir = scratch("pipeline", "relative");
@@ -357,6 +358,21 @@ fn a_pipeline_named_from_its_folder_reuses_the_run_named_from_elsewhere() {
     );
     let analyze = in_folder(&["analyze", "pipeline.toml"]);
     assert!(analyze.contains("ran"), "{analyze}");
+
+    // The whole project moved elsewhere (a run made on a cluster, looked at on a laptop): the
+    // same files under another absolute path, nothing computed again.
+    let elsewhere = scratch("pipeline", "relative-moved");
+    let moved = elsewhere.join("project");
+    std::fs::rename(&*dir, &moved).unwrap();
+    let pipeline = moved.join("pipeline.toml");
+    let p = pipeline.to_str().unwrap();
+    for stage in ["relevance", "analyze"] {
+        let again = stdout(&spray(&[stage, p]));
+        assert!(
+            again.contains("cached") && !again.contains("ran"),
+            "{again}"
+        );
+    }
 
     // Another relevance setting: the stored relevance is of other settings, and the analysis
     // says that, not that shards are missing.

@@ -131,6 +131,9 @@ struct PipelineFile {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub file: PathBuf,
+    /// The file's folder, absolute and canonical: its relative paths resolve against it, and
+    /// the relevance stage's key holds the samples' paths relative to it.
+    pub folder: PathBuf,
     pub dataset: DatasetSpec,
     pub model: ModelConfig,
     pub lrp: LrpSection,
@@ -232,10 +235,11 @@ impl Pipeline {
             base
         };
         // Relative paths resolve against the file's folder as an absolute path, symlinks
-        // resolved. Why: the stages' cache keys hold the samples' paths, so a pipeline named
-        // `pipeline.toml` from its folder and `/abs/…/pipeline.toml` from elsewhere must name
-        // the same files — read with the other spelling, a finished relevance stage was
-        // computed again and `spray verify` said the analysis was not complete.
+        // resolved. Why: the stages' cache keys hold the samples' paths (relative to this
+        // folder), so a pipeline named `pipeline.toml` from its folder and
+        // `/abs/…/pipeline.toml` from elsewhere must name the same files — read with the other
+        // spelling, a finished relevance stage was computed again and `spray verify` said the
+        // analysis was not complete.
         let base = std::fs::canonicalize(&base).map_err(|e| crate::io(&base, e))?;
         let mut dataset = raw.dataset;
         dataset.root = resolve(&base, &dataset.root);
@@ -246,6 +250,7 @@ impl Pipeline {
         relevance.target = lrp.target;
         Ok(Pipeline {
             file: file.to_path_buf(),
+            folder: base.clone(),
             dataset,
             model,
             lrp,

@@ -96,6 +96,7 @@ impl RunContext<'_> {
                     &self.fingerprints.model,
                 )),
                 model_fingerprint: self.fingerprints.model.clone(),
+                paths_relative_to: Some(pipeline.folder.clone()),
                 settings: &pipeline.relevance,
                 device: self.device,
                 threads: pipeline.lrp.threads,

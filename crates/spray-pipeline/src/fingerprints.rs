@@ -49,6 +49,7 @@ impl Fingerprints {
             dataset,
             &pipeline.model.preprocess,
             &pipeline.relevance,
+            Some(&pipeline.folder),
         );
         let analysis = spray_analyze::fingerprint(&relevance, &pipeline.analysis);
         let verify = pipeline

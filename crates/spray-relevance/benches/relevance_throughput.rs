@@ -106,6 +106,7 @@ fn main() {
         model: spray_relevance::CompiledModel::Loaded(&compiled),
         engine_cache: None,
         model_fingerprint: "bench".into(),
+        paths_relative_to: None,
         settings: &settings,
         device,
         threads: 0,

@@ -1,7 +1,7 @@
 //! What one run of the stage is given ([`RelevanceJob`]), what it reports
 //! ([`RelevanceSummary`]), and the fingerprint of everything that determines its output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use spray_dataset::{Dataset, Preprocess};
 use spray_engine::{CompiledModel, Device, OptimizedCache};
@@ -22,6 +22,9 @@ pub struct RelevanceJob<'a> {
     pub engine_cache: Option<OptimizedCache>,
     /// Hash of the source model and rule choice, part of the fingerprint.
     pub model_fingerprint: String,
+    /// The folder the fingerprint holds sample paths relative to (those under it; others
+    /// whole): the pipeline file's. `None`: every path whole.
+    pub paths_relative_to: Option<PathBuf>,
     pub settings: &'a RelevanceSettings,
     pub device: Device,
     pub threads: usize,
@@ -75,12 +78,17 @@ impl RelevanceSummary {
 }
 
 /// A fingerprint of everything that determines the stage's output, independent of sharding:
-/// the model and rules (`model_fingerprint`), preprocessing, settings and the sample list.
+/// the model and rules (`model_fingerprint`), preprocessing, settings and the sample list —
+/// each sample's path relative to `paths_relative_to` where it lies under it. Why relative: a
+/// project folder moved or copied whole (the run done on a cluster, its report made on a
+/// laptop) holds the same files under another absolute path, and must not be computed again;
+/// a dataset root edited to another folder changes the relative paths and is.
 pub fn fingerprint(
     model_fingerprint: &str,
     dataset: &Dataset,
     preprocess: &Preprocess,
     settings: &RelevanceSettings,
+    paths_relative_to: Option<&Path>,
 ) -> String {
     let mut f = Fingerprint::new()
         .bytes(model_fingerprint)
@@ -95,9 +103,12 @@ pub fn fingerprint(
         f = f.bytes(c).bytes([0]);
     }
     for s in &dataset.samples {
+        let path = paths_relative_to
+            .and_then(|base| s.path.strip_prefix(base).ok())
+            .unwrap_or(&s.path);
         f = f
             .bytes(&s.sample_id)
-            .bytes(s.path.to_string_lossy().as_bytes())
+            .bytes(path.to_string_lossy().as_bytes())
             .bytes(format!("{:?}{:?}", s.labels, s.targets));
     }
     f.finish()

@@ -45,6 +45,7 @@ pub(crate) fn claim_folder(job: &RelevanceJob<'_>, parts: Parts) -> Result<()> {
             job.dataset,
             job.preprocess,
             job.settings,
+            job.paths_relative_to.as_deref(),
         ),
         classes: job.dataset.classes.clone(),
         images: parts.images,
