@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use polars::prelude::*;
-use spray_store::analysis::SampleEmbedding;
+use spray_store::analysis::{ClusterContrast, SampleEmbedding};
 use spray_store::relevance::RelevanceRecord;
 
 use spray_store::ranking::is_flagged_ranked;
@@ -52,6 +52,26 @@ where
     Series: NamedFrom<Vec<T>, P>,
 {
     Column::new(name.into(), rows.iter().map(value).collect::<Vec<T>>())
+}
+
+/// A cluster the analysis singles out (`which`: the strongest by the contrast criterion, or
+/// the most cut off) as four columns `<prefix>_cluster`, `_share`, `_separation` and
+/// `_magnitude_shift`.
+fn cluster_columns(
+    prefix: &str,
+    ranking: &[RankedClass],
+    which: fn(&RankedClass) -> ClusterContrast,
+) -> Vec<Column> {
+    vec![
+        column(&format!("{prefix}_cluster"), ranking, |r| which(r).cluster),
+        column(&format!("{prefix}_share"), ranking, |r| which(r).share),
+        column(&format!("{prefix}_separation"), ranking, |r| {
+            which(r).separation
+        }),
+        column(&format!("{prefix}_magnitude_shift"), ranking, |r| {
+            which(r).magnitude_shift
+        }),
+    ]
 }
 
 /// What a reviewer sorts by, beside the class: whether it is flagged, by which rule
@@ -131,22 +151,12 @@ pub fn write_classes(
         column("score_eigengap", ranking, |r| r.spectrum.largest_gap),
         column("score_lambda2", ranking, |r| -r.spectrum.lambda2),
         column("score_contrast", ranking, |r| r.spectrum.contrast.score()),
-        column("contrast_cluster", ranking, |r| r.spectrum.contrast.cluster),
-        column("contrast_share", ranking, |r| r.spectrum.contrast.share),
-        column("contrast_separation", ranking, |r| {
-            r.spectrum.contrast.separation
-        }),
-        column("contrast_magnitude_shift", ranking, |r| {
-            r.spectrum.contrast.magnitude_shift
-        }),
-        column("cut_off_cluster", ranking, |r| r.spectrum.cut_off.cluster),
-        column("cut_off_share", ranking, |r| r.spectrum.cut_off.share),
-        column("cut_off_separation", ranking, |r| {
-            r.spectrum.cut_off.separation
-        }),
-        column("cut_off_magnitude_shift", ranking, |r| {
-            r.spectrum.cut_off.magnitude_shift
-        }),
+    ]);
+    columns.extend(cluster_columns("contrast", ranking, |r| {
+        r.spectrum.contrast
+    }));
+    columns.extend(cluster_columns("cut_off", ranking, |r| r.spectrum.cut_off));
+    columns.extend([
         column("image_lambda2", ranking, |r| {
             r.baseline.as_ref().map(|b| b.lambda2)
         }),
