@@ -1,7 +1,7 @@
 //! Why a class ranks and is flagged as it is, in one sentence for the ranking table and the
 //! class's section.
 
-use spray_store::analysis::ClassSpectrum;
+use spray_store::analysis::{ClassSpectrum, ClusterContrast};
 use spray_store::ranking::{FLAG_MAGNITUDE_SHIFT, FLAG_SEPARATION, FLAG_SPECIFIC_EFFECT};
 use spray_store::relevance::ConceptLayerInfo;
 
@@ -66,9 +66,10 @@ fn spectral_reason(s: &ClassSpectrum) -> String {
     if c.cluster < 0 {
         return "no cluster of at least 5% of the class to compare".into();
     }
-    let cut_off = |c: &spray_store::analysis::ClusterContrast| {
+    // A cut-off cluster, and what its parenthesis adds after the edges kept inside.
+    let cut_off = |c: &ClusterContrast, more: &str| {
         format!(
-            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside",
+            "cluster {} ({:.0}% of the maps) is cut off from the rest ({:.0}% of its kNN edges stay inside{more})",
             c.cluster,
             100.0 * c.share,
             100.0 * c.separation
@@ -76,13 +77,18 @@ fn spectral_reason(s: &ClassSpectrum) -> String {
     };
     let other = &s.cut_off;
     let cut = if c.separation >= FLAG_SEPARATION {
-        format!("{})", cut_off(c))
+        cut_off(c, "")
     } else if other.cluster >= 0 && other.separation >= FLAG_SEPARATION {
         format!(
-            "{}; its maps' log mass {:+.2} SD from the rest's); the strongest by cut and mass \
-             together, cluster {}, keeps {:.0}% of its kNN edges inside",
-            cut_off(other),
-            other.magnitude_shift,
+            "{}; the strongest by cut and mass together, cluster {}, keeps {:.0}% of its kNN \
+             edges inside",
+            cut_off(
+                other,
+                &format!(
+                    "; its maps' log mass {:+.2} SD from the rest's",
+                    other.magnitude_shift
+                )
+            ),
             c.cluster,
             100.0 * c.separation
         )
