@@ -20,11 +20,10 @@ pub struct RelevanceJob<'a> {
     /// Where ONNX Runtime's optimised graph of the model is kept between processes (a resumed
     /// run, each Slurm shard); `None`: optimised again by each.
     pub engine_cache: Option<OptimizedCache>,
-    /// Hash of the source model and rule choice, part of the fingerprint.
-    pub model_fingerprint: String,
-    /// The folder the fingerprint holds sample paths relative to (those under it; others
-    /// whole): the pipeline file's. `None`: every path whole.
-    pub paths_relative_to: Option<PathBuf>,
+    /// The stage's cache key ([`fingerprint`]), written to its manifest: computed once, by
+    /// whoever decided the stage must run (the pipeline, from its own `Fingerprints`), so the
+    /// key it checks and the key the stage writes cannot differ.
+    pub fingerprint: String,
     pub settings: &'a RelevanceSettings,
     pub device: Device,
     pub threads: usize,

@@ -7,7 +7,7 @@ use spray_store::relevance::{
     errors_path, manifest_path, part_path, ErrorRecord, RelevanceManifest, RelevanceRecord,
 };
 
-use crate::{fingerprint, RelevanceError, RelevanceJob, Result};
+use crate::{RelevanceError, RelevanceJob, Result};
 
 /// The dataset cut into parts of `size` consecutive images (the last one may be shorter).
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +40,7 @@ impl Parts {
 /// first): parts of different inputs are never mixed.
 pub(crate) fn claim_folder(job: &RelevanceJob<'_>, parts: Parts) -> Result<()> {
     let manifest = RelevanceManifest {
-        fingerprint: fingerprint(
-            &job.model_fingerprint,
-            job.dataset,
-            job.preprocess,
-            job.settings,
-            job.paths_relative_to.as_deref(),
-        ),
+        fingerprint: job.fingerprint.clone(),
         classes: job.dataset.classes.clone(),
         images: parts.images,
         parts: parts.count(),
