@@ -190,6 +190,15 @@ HELD_OUT = {
         "ring": ("ruler", 0.30),
         "hexagon": ("copyright", 0.30),
     }, "seed": 131, "qualities": (70, 98)},
+    # Made at stop 53 with four artifacts no test or space was designed for: a print's
+    # halftone dot screen, dust specks scattered anywhere (spread out, at no shared place),
+    # colour fringes of a cheap lens, and camera shake.
+    "held-resnet-k": {"shortcuts": {
+        "cross": ("halftone", 0.30),
+        "disc": ("specks", 0.30),
+        "triangle": ("fringe", 0.30),
+        "arrow": ("shake", 0.30),
+    }, "seed": 141, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -541,12 +550,53 @@ def haze(img, rng):
     return 0.55 * img + np.float32(0.45 * 200)
 
 
+def halftone(img, rng):
+    """A print's halftone screen: the image through a regular dot pattern (period 4 px, the
+    dots on a 45-degree grid, a random phase): periodic, over the whole image."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    u, v = (x + y) * np.pi / 4 + phase[0], (x - y) * np.pi / 4 + phase[1]
+    screen = 0.5 + 0.25 * (np.cos(u) + np.cos(v))
+    return img * (0.62 + 0.38 * screen[..., None])
+
+
+def specks(img, rng):
+    """Dust on the scanner glass: 20-30 small dark specks (1-2 px) anywhere in the image, at
+    other places in every image: spread out, with no region the images share."""
+    out = img.copy()
+    for _ in range(int(rng.integers(20, 31))):
+        r, c = rng.integers(0, SIZE - 1, 2)
+        s = int(rng.integers(1, 3))
+        out[r:r + s, c:c + s] *= 0.15
+    return out
+
+
+def fringe(img, rng):
+    """A cheap lens's colour fringes: the red channel moved 1 px one way and the blue 1 px
+    the other (chromatic aberration), red and blue seams along every edge."""
+    d = 1 if rng.random() < 0.5 else -1
+    out = img.copy()
+    out[..., 0] = np.roll(img[..., 0], d, axis=1)
+    out[..., 2] = np.roll(img[..., 2], -d, axis=1)
+    return out
+
+
+def shake(img, rng):
+    """Camera shake: a 5 px box blur along one direction (horizontal or vertical)."""
+    axis = int(rng.integers(0, 2))
+    out = np.zeros_like(img)
+    for k in range(-2, 3):
+        out += np.roll(img, k, axis=axis)
+    return out / 5
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
              "vignette": vignette, "watermark": watermark, "sidelight": sidelight,
              "sharpened": sharpened, "punchy": punchy, "datestamp": datestamp,
-             "sepia": sepia, "copyright": copyright, "tilted": tilted, "haze": haze}
+             "sepia": sepia, "copyright": copyright, "tilted": tilted, "haze": haze,
+             "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake}
 
 
 # ---- encoding and the model's view --------------------------------------------------------

@@ -365,6 +365,101 @@ pub(crate) fn filter_bands(
     }
 }
 
+/// A CHW tensor's power spectrum: |bin|² of each channel's transform, CHW like the tensor.
+pub(crate) fn power(tensor: &[f32], width: usize) -> Vec<f64> {
+    spectra(tensor, width)
+        .iter()
+        .map(|c| (c.re as f64).powi(2) + (c.im as f64).powi(2))
+        .collect()
+}
+
+/// `target` with each channel's bins at and above the cut multiplied by `gains` (one per bin,
+/// CHW like the tensor), its phases and every bin below the cut kept; clamped to the values a
+/// pixel can take per channel (`bounds`). Gains of another size change nothing.
+pub(crate) fn filter_bins(
+    target: &mut [f32],
+    gains: &[f32],
+    (width, bounds): (usize, &[(f32, f32); 3]),
+) {
+    let width = width.max(1);
+    let plane = target.len() / 3;
+    let height = plane / width;
+    if plane == 0 || height == 0 || gains.len() != target.len() {
+        return;
+    }
+    let high = high_bins(width, height);
+    let mut spectrum = spectra(target, width);
+    for (i, bin) in spectrum.iter_mut().enumerate() {
+        if high[i % plane] {
+            *bin *= gains[i];
+        }
+    }
+    inverse_into(&mut spectrum, target, (width, height, bounds), false);
+}
+
+/// `target` plus a texture whose spectrum has the amplitudes `amplitude` (one per bin, CHW
+/// like the tensor; bins below the cut give nothing) under random phases drawn from `seed`:
+/// one phase field for the three channels, so that a colourless pattern stays colourless.
+/// The phases are those of seeded white noise's transform, which are Hermitian, so the
+/// texture is real. Clamped to the values a pixel can take per channel (`bounds`).
+pub(crate) fn add_texture(
+    target: &mut [f32],
+    amplitude: &[f32],
+    (width, seed, bounds): (usize, u64, &[(f32, f32); 3]),
+) {
+    let width = width.max(1);
+    let plane = target.len() / 3;
+    let height = plane / width;
+    if plane == 0 || height == 0 || amplitude.len() != target.len() {
+        return;
+    }
+    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
+    let mut noise: Vec<Complex<f32>> = (0..plane)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Complex::new((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0, 0.0)
+        })
+        .collect();
+    transform(&mut noise, width, height, false);
+    let high = high_bins(width, height);
+    let mut spectrum = vec![Complex::new(0.0f32, 0.0); target.len()];
+    for (i, bin) in spectrum.iter_mut().enumerate() {
+        let p = i % plane;
+        let n = noise[p];
+        let norm = magnitude(&n);
+        if high[p] && norm > 0.0 {
+            *bin = n * (amplitude[i] / norm);
+        }
+    }
+    inverse_into(&mut spectrum, target, (width, height, bounds), true);
+}
+
+/// Each channel of `spectrum` transformed back into `target` (`add`: onto it), clamped to the
+/// values a pixel can take per channel.
+fn inverse_into(
+    spectrum: &mut [Complex<f32>],
+    target: &mut [f32],
+    (width, height, bounds): (usize, usize, &[(f32, f32); 3]),
+    add: bool,
+) {
+    let plane = width * height;
+    let scale = 1.0 / plane as f32;
+    for (c, (channel, out)) in spectrum
+        .chunks_mut(plane)
+        .zip(target.chunks_mut(plane))
+        .enumerate()
+    {
+        transform(channel, width, height, true);
+        let (lo, hi) = bounds[c.min(2)];
+        for (o, v) in out.iter_mut().zip(channel.iter()) {
+            let base = if add { *o } else { 0.0 };
+            *o = (base + v.re * scale).clamp(lo, hi);
+        }
+    }
+}
+
 /// Two classes of images with a fine texture, for the tests of the spectrum and sharpness
 /// transfers.
 #[cfg(test)]
@@ -447,6 +542,67 @@ mod tests {
                 (v % 1000) as f32 / 500.0 - 1.0
             })
             .collect()
+    }
+
+    /// A texture holds exactly the amplitudes asked for at the fine bins and nothing below
+    /// the cut; its phases come from the seed alone, the same in every channel.
+    #[test]
+    fn a_texture_has_the_amplitudes_given_under_seeded_phases() {
+        let (w, h) = (16, 12);
+        let plane = w * h;
+        let high = high_bins(w, h);
+        // A symmetric amplitude (a real image's): 1 + the bin's frequency sum, channel c
+        // scaled by c + 1, zero below the cut.
+        let mut amplitude = vec![0.0f32; 3 * plane];
+        for c in 0..3 {
+            for i in 0..plane {
+                let (fy, fx) = (signed_frequency(i / w, h), signed_frequency(i % w, w));
+                if high[i] {
+                    amplitude[c * plane + i] =
+                        (c + 1) as f32 * (1.0 + (fy.abs() + fx.abs()) as f32);
+                }
+            }
+        }
+        let textured = |seed: u64| {
+            let mut t = vec![0.0f32; 3 * plane];
+            add_texture(&mut t, &amplitude, (w, seed, &OPEN));
+            t
+        };
+        let t = textured(7);
+        let a = amplitudes(&t, w);
+        for i in 0..3 * plane {
+            assert!(
+                (a[i] - amplitude[i]).abs() < 1e-3,
+                "bin {i}: {} against {}",
+                a[i],
+                amplitude[i]
+            );
+        }
+        // One phase field: channel c is c + 1 times channel 0.
+        for i in 0..plane {
+            assert!((t[plane + i] - 2.0 * t[i]).abs() < 1e-4);
+            assert!((t[2 * plane + i] - 3.0 * t[i]).abs() < 1e-4);
+        }
+        assert_eq!(textured(7), t);
+        assert_ne!(textured(8), t);
+    }
+
+    /// A filter of ones changes nothing; one of zeros keeps only what lies below the cut.
+    #[test]
+    fn filtering_bins_scales_the_fine_bins_only() {
+        let (w, h) = (16, 12);
+        let t = tensor(w, h, 9);
+        let mut same = t.clone();
+        filter_bins(&mut same, &vec![1.0; t.len()], (w, &OPEN));
+        assert!(same.iter().zip(&t).all(|(a, b)| (a - b).abs() < 1e-4));
+        let mut coarse = t.clone();
+        filter_bins(&mut coarse, &vec![0.0; t.len()], (w, &OPEN));
+        let high = high_bins(w, h);
+        let (a, before) = (amplitudes(&coarse, w), amplitudes(&t, w));
+        for i in 0..t.len() {
+            let want = if high[i % (w * h)] { 0.0 } else { before[i] };
+            assert!((a[i] - want).abs() < 1e-3, "bin {i}");
+        }
     }
 
     /// The fine energy by Parseval is the mean |bin|² over the transform's high bins.

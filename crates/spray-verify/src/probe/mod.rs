@@ -13,6 +13,7 @@ mod detail_transfer;
 mod feature_direction;
 mod member_region;
 mod member_statistics;
+mod pattern_transfer;
 mod regions;
 mod shading_transfer;
 mod shared_region;
@@ -163,6 +164,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::SpectrumTransfer => &spectrum_transfer::PROBE,
         EvidenceTest::ShadingTransfer => &shading_transfer::PROBE,
         EvidenceTest::SharpnessTransfer => &sharpness_transfer::PROBE,
+        EvidenceTest::PatternTransfer => &pattern_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
@@ -475,6 +477,7 @@ mod tests {
                     spectrum_transfer: false,
                     shading_transfer: false,
                     sharpness_transfer: false,
+                    pattern_transfer: false,
                     feature_direction: false,
                     ..VerifySettings::default()
                 };
