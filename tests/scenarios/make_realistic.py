@@ -199,6 +199,15 @@ HELD_OUT = {
         "triangle": ("fringe", 0.30),
         "arrow": ("shake", 0.30),
     }, "seed": 141, "qualities": (70, 98)},
+    # Made at stop 53 after the pattern transfer, with four more artifacts no test was
+    # designed for: a photo of a screen (its subpixel stripes), blown highlights, a smudge
+    # on the lens at a random place, and colours posterised to a few levels.
+    "held-resnet-l": {"shortcuts": {
+        "hexagon": ("screen", 0.30),
+        "ring": ("overexposed", 0.30),
+        "star": ("smudge", 0.30),
+        "square": ("posterised", 0.30),
+    }, "seed": 151, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -590,13 +599,49 @@ def shake(img, rng):
     return out / 5
 
 
+def screen(img, rng):
+    """A photo of a screen: its red, green and blue subpixel columns (period 3 px), each
+    column dimmed in the other two channels: fine coloured vertical stripes everywhere."""
+    out = img.copy()
+    x = (np.arange(SIZE) + int(rng.integers(0, 3))) % 3
+    for c in range(3):
+        out[:, x != c, c] *= 0.7
+    return out
+
+
+def overexposed(img, rng):
+    """Blown highlights: the exposure raised by 1.8x and clipped, the bright half of the image
+    flat white (a phone's auto-exposure against a dark subject)."""
+    return np.minimum(img * 1.8, 255)
+
+
+def smudge(img, rng):
+    """A smudge on the lens: a soft round patch (radius 10-14 px) at a random place, blurred
+    and lifted towards a milky grey."""
+    r = float(rng.uniform(10, 14))
+    cy, cx = rng.uniform(r, SIZE - r, 2)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    a = np.clip(1.2 - np.hypot(yy - cy, xx - cx) / r, 0, 1)[..., None]
+    blurred = np.asarray(Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+                         .filter(ImageFilter.GaussianBlur(3)), np.float32)
+    return img * (1 - a) + (0.6 * blurred + 0.4 * 210) * a
+
+
+def posterised(img, rng):
+    """Colours posterised to four levels a channel (an old GIF or a cheap filter): flat areas
+    and hard contours instead of gradients."""
+    return np.floor(img / 64) * 85
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
              "vignette": vignette, "watermark": watermark, "sidelight": sidelight,
              "sharpened": sharpened, "punchy": punchy, "datestamp": datestamp,
              "sepia": sepia, "copyright": copyright, "tilted": tilted, "haze": haze,
-             "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake}
+             "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake,
+             "screen": screen, "overexposed": overexposed, "smudge": smudge,
+             "posterised": posterised}
 
 
 # ---- encoding and the model's view --------------------------------------------------------

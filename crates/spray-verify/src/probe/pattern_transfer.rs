@@ -66,8 +66,8 @@ const MAX_GROUPS: usize = 2;
 /// reached 30 (a broad excess, which the fine-detail transfer carries; benches/RESULTS.md).
 const MIN_PEAK: f64 = 40.0;
 
-/// The power below which a bin of the rest counts as this share of the rest's mean fine power
-/// (per channel), so that a bin nearly empty in every image (a flat render) is no peak.
+/// The least power a bin of the rest counts as holding, as a share of the rest's mean fine
+/// power in its channel: a bin nearly empty in every image (a flat render) is no peak.
 const FLOOR: f64 = 1e-3;
 
 fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
@@ -158,11 +158,10 @@ struct ClassPatterns {
 
 impl ClassPatterns {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
-        let reserve: &[TestedGroup] = input.reserve;
         let candidates: Vec<&TestedGroup> = input
             .groups
             .iter()
-            .chain(reserve)
+            .chain(input.reserve)
             .filter(|g| super::tests_of(g.id.space.spec()).contains(&EvidenceTest::PatternTransfer))
             // At most half of the class: a larger group that holds more than the rest at
             // some frequency is, where seen, the rest *lacking* it (the complement of blurred
