@@ -240,18 +240,7 @@ pub(crate) fn give_amplitudes(
             Complex::new(amplitude[i], 0.0)
         };
     }
-    let scale = 1.0 / plane as f32;
-    for (c, (channel, out)) in spectrum
-        .chunks_mut(plane)
-        .zip(target.chunks_mut(plane))
-        .enumerate()
-    {
-        transform(channel, width, height, true);
-        let (lo, hi) = bounds[c.min(2)];
-        for (o, v) in out.iter_mut().zip(channel.iter()) {
-            *o = (v.re * scale).clamp(lo, hi);
-        }
-    }
+    inverse_into(&mut spectrum, target, (width, height, bounds), false);
 }
 
 /// The octave a bin of a `height` × `width` plane lies in above the cut: band k holds the
@@ -343,12 +332,7 @@ pub(crate) fn filter_bands(
     }
     let map = band_map(width, height);
     let mut spectrum = spectra(target, width);
-    let scale = 1.0 / plane as f32;
-    for (c, (channel, out)) in spectrum
-        .chunks_mut(plane)
-        .zip(target.chunks_mut(plane))
-        .enumerate()
-    {
+    for (c, channel) in spectrum.chunks_mut(plane).enumerate() {
         let gain: Vec<f32> = (0..bands)
             .map(|b| gains[c * bands + b].powf(sign) as f32)
             .collect();
@@ -357,12 +341,8 @@ pub(crate) fn filter_bands(
                 *bin *= gain[b as usize];
             }
         }
-        transform(channel, width, height, true);
-        let (lo, hi) = bounds[c.min(2)];
-        for (o, v) in out.iter_mut().zip(channel.iter()) {
-            *o = (v.re * scale).clamp(lo, hi);
-        }
     }
+    inverse_into(&mut spectrum, target, (width, height, bounds), false);
 }
 
 /// A CHW tensor's power spectrum: |bin|² of each channel's transform, CHW like the tensor.
@@ -454,8 +434,8 @@ fn inverse_into(
         transform(channel, width, height, true);
         let (lo, hi) = bounds[c.min(2)];
         for (o, v) in out.iter_mut().zip(channel.iter()) {
-            let base = if add { *o } else { 0.0 };
-            *o = (base + v.re * scale).clamp(lo, hi);
+            let value = v.re * scale;
+            *o = if add { *o + value } else { value }.clamp(lo, hi);
         }
     }
 }

@@ -326,6 +326,7 @@ mod tests {
     use crate::members::{two_classes_of, KnownLogits};
     use crate::scorer::Scorer;
     use crate::VerifySettings;
+    use spray_store::verify::Evidence;
 
     const S: usize = 8;
 
@@ -405,18 +406,13 @@ mod tests {
         (tensors, PatternModel { scored: 0 })
     }
 
-    /// The pattern transfer on the world above: the checkerboard group's excess is a peak (the
-    /// rest holds none of it), so it is tested; a class-1 image given it under random phases
-    /// holds a checkerboard of amplitude 0.25 of one sign or the other and turns (3.0 against
-    /// 2.3); the halves of the rest differ in nothing, and the rest's own spectrum at the same
-    /// energy is its stripes, which the model does not see; notching the checkerboard out of
-    /// the group's images takes their class away.
-    #[test]
-    fn a_pattern_at_no_shared_place_turns_recipients_and_its_notch_takes_the_class() {
+    /// Class 0's evidence in the world above, its first `group` images one cluster (maps even)
+    /// and the others another, with the pattern transfer the only test besides the space's own.
+    fn evidence_with_group_of(group: usize) -> Vec<Evidence> {
         let (tensors, mut model) = world();
         let logits = model.logits(&tensors).unwrap();
-        let (by_class, analysed) = two_classes_of(&logits, (6, 3), |i| {
-            if i < 3 {
+        let (by_class, analysed) = two_classes_of(&logits, (6, group), |i| {
+            if i < group {
                 vec![0.25; 4]
             } else {
                 vec![0.0, 0.0, 0.0, 1.0]
@@ -430,12 +426,23 @@ mod tests {
             sharpness_transfer: false,
             ..VerifySettings::default()
         };
-        let rows = class_zero_evidence(
+        class_zero_evidence(
             &mut model,
             (&Images(tensors), &by_class, &analysed),
             (&settings, &KnownLogits::new()),
             (2, [S, S]),
-        );
+        )
+    }
+
+    /// The pattern transfer on the world above: the checkerboard group's excess is a peak (the
+    /// rest holds none of it), so it is tested; a class-1 image given it under random phases
+    /// holds a checkerboard of amplitude 0.25 of one sign or the other and turns (3.0 against
+    /// 2.3); the halves of the rest differ in nothing, and the rest's own spectrum at the same
+    /// energy is its stripes, which the model does not see; notching the checkerboard out of
+    /// the group's images takes their class away.
+    #[test]
+    fn a_pattern_at_no_shared_place_turns_recipients_and_its_notch_takes_the_class() {
+        let rows = evidence_with_group_of(3);
         let pattern: Vec<_> = rows
             .iter()
             .filter(|r| r.test == EvidenceTest::PatternTransfer)
@@ -461,29 +468,7 @@ mod tests {
     /// stripes four times as much as the group (one in four): no peak.
     #[test]
     fn a_group_of_more_than_half_its_class_is_not_tested() {
-        let (tensors, mut model) = world();
-        let logits = model.logits(&tensors).unwrap();
-        let (by_class, analysed) = two_classes_of(&logits, (6, 4), |i| {
-            if i < 4 {
-                vec![0.25; 4]
-            } else {
-                vec![0.0, 0.0, 0.0, 1.0]
-            }
-        });
-        let settings = VerifySettings {
-            detail_transfer: false,
-            colour_transfer: false,
-            spectrum_transfer: false,
-            shading_transfer: false,
-            sharpness_transfer: false,
-            ..VerifySettings::default()
-        };
-        let rows = class_zero_evidence(
-            &mut model,
-            (&Images(tensors), &by_class, &analysed),
-            (&settings, &KnownLogits::new()),
-            (2, [S, S]),
-        );
+        let rows = evidence_with_group_of(4);
         assert!(rows.iter().all(|r| r.test != EvidenceTest::PatternTransfer));
     }
 
