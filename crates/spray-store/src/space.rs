@@ -144,6 +144,9 @@ evidence_tests! {
     /// The group's mean excess power at fine frequencies, as a texture under random phases
     /// (`probe/pattern_transfer.rs`).
     PatternTransfer = "pattern-transfer", needs_loss: false;
+    /// The group's pooled distribution of values per channel, by histogram matching
+    /// (`probe/tone_transfer.rs`).
+    ToneTransfer = "tone-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

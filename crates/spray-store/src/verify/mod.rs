@@ -71,7 +71,7 @@ pub fn example_path(
 /// `sharpness-transfer`. 15: a row whose effect is within two standard errors of the flag,
 /// in a class no row has flagged, is measured on up to `verify.verdict_images` recipients
 /// (`transplant_images` and `control_images` may read more than `transplant_images`). 16: the
-/// `test` column may read `pattern-transfer`.
+/// `test` column may read `pattern-transfer` and `tone-transfer`.
 pub const SCHEMA_VERSION: u32 = 16;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).

@@ -19,6 +19,7 @@ mod shading_transfer;
 mod shared_region;
 mod sharpness_transfer;
 mod spectrum_transfer;
+mod tone_transfer;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -165,6 +166,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::ShadingTransfer => &shading_transfer::PROBE,
         EvidenceTest::SharpnessTransfer => &sharpness_transfer::PROBE,
         EvidenceTest::PatternTransfer => &pattern_transfer::PROBE,
+        EvidenceTest::ToneTransfer => &tone_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
@@ -478,6 +480,7 @@ mod tests {
                     shading_transfer: false,
                     sharpness_transfer: false,
                     pattern_transfer: false,
+                    tone_transfer: false,
                     feature_direction: false,
                     ..VerifySettings::default()
                 };
