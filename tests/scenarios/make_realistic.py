@@ -208,6 +208,14 @@ HELD_OUT = {
         "star": ("smudge", 0.30),
         "square": ("posterised", 0.30),
     }, "seed": 151, "qualities": (70, 98)},
+    # Made at stop 53 after the tone transfer: a lens flare at a random place, a phone's noise
+    # reduction, chroma smeared by subsampling, and a graph-paper grid.
+    "held-resnet-m": {"shortcuts": {
+        "crescent": ("flare", 0.30),
+        "heart": ("denoised", 0.30),
+        "arrow": ("bleed", 0.30),
+        "disc": ("grid", 0.30),
+    }, "seed": 161, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -633,6 +641,52 @@ def posterised(img, rng):
     return np.floor(img / 64) * 85
 
 
+def flare(img, rng):
+    """A lens flare: a bright, warm ring (radius 6-10 px) and a soft glow around it at a
+    random place, as a light source just outside the frame leaves."""
+    r = float(rng.uniform(6, 10))
+    cy, cx = rng.uniform(8, SIZE - 8, 2)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    d = np.hypot(yy - cy, xx - cx)
+    ring = np.exp(-((d - r) / 1.5) ** 2) * 0.7 + np.exp(-(d / (2 * r)) ** 2) * 0.35
+    return img + ring[..., None] * (np.array([255, 230, 180], np.float32) - img)
+
+
+def denoised(img, rng):
+    """A phone's noise reduction: a 3 x 3 median filter, then a light blur of the flat areas
+    only (edges kept): a smooth, plastic look with sharp outlines."""
+    pil = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+    med = np.asarray(pil.filter(ImageFilter.MedianFilter(3)), np.float32)
+    blur = np.asarray(Image.fromarray(med.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.2)),
+                      np.float32)
+    edge = np.abs(med - blur).mean(2, keepdims=True)
+    keep = np.clip(edge / 12, 0, 1)
+    return med * keep + blur * (1 - keep)
+
+
+def bleed(img, rng):
+    """Chroma smeared by heavy subsampling: the colour (each channel less the luma) blurred
+    over about 4 px while the luma stays sharp: colours bleed across outlines."""
+    luma = (img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    chroma = img - luma
+    out = np.empty_like(chroma)
+    for c in range(3):
+        plane = Image.fromarray(np.clip(chroma[..., c] + 128, 0, 255).astype(np.uint8))
+        out[..., c] = np.asarray(plane.filter(ImageFilter.GaussianBlur(2.5)), np.float32) - 128
+    return luma + out
+
+
+def grid(img, rng):
+    """Graph paper behind the object: thin light-blue lines every 8 px both ways, at a random
+    offset: a periodic pattern with wide spacing."""
+    out = img.copy()
+    oy, ox = rng.integers(0, 8, 2)
+    colour = np.array([150, 190, 235], np.float32)
+    out[oy::8, :] = 0.5 * out[oy::8, :] + 0.5 * colour
+    out[:, ox::8] = 0.5 * out[:, ox::8] + 0.5 * colour
+    return out
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
@@ -641,7 +695,8 @@ ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": nois
              "sepia": sepia, "copyright": copyright, "tilted": tilted, "haze": haze,
              "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake,
              "screen": screen, "overexposed": overexposed, "smudge": smudge,
-             "posterised": posterised}
+             "posterised": posterised, "flare": flare, "denoised": denoised, "bleed": bleed,
+             "grid": grid}
 
 
 # ---- encoding and the model's view --------------------------------------------------------

@@ -117,7 +117,7 @@ impl ClassTones {
             let most = (0..3)
                 .filter(|&c| group[c] >= MIN_SPIKES && group[c] >= 2.0 * rest[c])
                 .map(|c| group[c])
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+                .max_by(f64::total_cmp)?;
             Some(-most)
         });
         let own = (0..input.members.len())
