@@ -46,7 +46,7 @@ impl std::fmt::Display for ShortcutResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "  {:<12} {:<10} rank {}  best {} of {} ARI {:.3}  ({} of {} images carry it){}{}{}",
+            "  {:<12} {:<10} rank {}  best {} of {} ARI {:.3}  ({} of {} images carry it){}{}{}{}",
             self.class,
             self.artifact,
             self.rank,
@@ -57,6 +57,9 @@ impl std::fmt::Display for ShortcutResult {
             self.images,
             self.verified_effect
                 .map(|e| format!("  verified effect {e:+.2}"))
+                .unwrap_or_default(),
+            self.verified_test
+                .map(|t| format!(" by {t}"))
                 .unwrap_or_default(),
             self.stamped_effect
                 .map(|e| format!(" (stamped {e:+.2})"))
@@ -89,6 +92,7 @@ mod tests {
                 best_cluster: 1,
                 best_ari: 0.9,
                 verified_effect: Some(0.45),
+                verified_test: Some(spray_store::EvidenceTest::PatternTransfer),
                 stamped_effect: None,
             }],
             ranking: vec![
@@ -103,7 +107,7 @@ mod tests {
             report.to_string(),
             "scenario ?: 2 classes, AUROC 1.000, false alarms 0 (), clean classes flagged: none\n\
              \x20 cat          tag        rank 1  best split side 1 of concept-0 ARI 0.900  \
-             (10 of 100 images carry it)  verified effect +0.45  flagged\n\
+             (10 of 100 images carry it)  verified effect +0.45 by pattern-transfer  flagged\n\
              \x20 ranking (* shortcut, ~ natural modes): cat* dog~"
         );
     }
@@ -124,6 +128,7 @@ mod tests {
             best_cluster: 0,
             best_ari: 0.835,
             verified_effect: Some(0.23),
+            verified_test: None,
             stamped_effect: Some(0.1194),
         }
         .to_string();

@@ -46,6 +46,8 @@ pub struct ShortcutResult {
     /// The verify stage's specific transplant effect of the class's strongest cluster, when
     /// it tested the class.
     pub verified_effect: Option<f64>,
+    /// The evidence test that measured it (`shared-region`, `pattern-transfer`, …).
+    pub verified_test: Option<spray_store::EvidenceTest>,
     /// The artifact's own effect on the model where the truth records it
     /// ([`StampedEffect::specific`]): what a perfect test would measure.
     pub stamped_effect: Option<f64>,
@@ -142,6 +144,7 @@ fn shortcut_result(
         best_cluster: best.group.label,
         best_ari: best.ari,
         verified_effect: r.evidence.map(|e| e.specific()),
+        verified_test: r.evidence.map(|e| e.test),
         stamped_effect,
     }
 }
