@@ -128,6 +128,14 @@ fn every_shortcut_caught(report: &serde_json::Value, context: &str) {
             s["verified_effect"].as_f64().unwrap() >= 0.3,
             "{context}: {s}"
         );
+        // Which evidence test measured it, by its name in evidence.csv.
+        let test = s["verified_test"].as_str().unwrap_or_default();
+        assert!(
+            spray_store::EvidenceTest::ALL
+                .iter()
+                .any(|t| t.name() == test),
+            "{context}: {s}"
+        );
         assert_eq!(s["flagged"], true, "{context}: {s}");
     }
 }
