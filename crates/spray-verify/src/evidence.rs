@@ -480,6 +480,32 @@ pub(crate) mod fake {
         };
         class_evidence(&mut bench, (0, "zero"), by_class, analysed).unwrap()
     }
+
+    /// Class 0's evidence among `tensors` of `side` × `side` pixels scored by `scorer`: the
+    /// first `class0` images class 0, of which the first `group` are one relevance cluster
+    /// (maps even over a 2 × 2 grid) and the others another (maps on the last cell).
+    pub(crate) fn class_zero_of(
+        scorer: &mut dyn Scorer,
+        tensors: Vec<Vec<f32>>,
+        (class0, group): (usize, usize),
+        settings: &VerifySettings,
+        side: usize,
+    ) -> Vec<Evidence> {
+        let logits = scorer.logits(&tensors).unwrap();
+        let (by_class, analysed) = crate::members::two_classes_of(&logits, (class0, group), |i| {
+            if i < group {
+                vec![0.25; 4]
+            } else {
+                vec![0.0, 0.0, 0.0, 1.0]
+            }
+        });
+        class_zero_evidence(
+            scorer,
+            (&Images(tensors), &by_class, &analysed),
+            (settings, &KnownLogits::new()),
+            (2, [side, side]),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -331,6 +331,23 @@ impl Default for VerifySettings {
 }
 
 impl VerifySettings {
+    /// The defaults with every test that runs beside a space's own switched off: what a test
+    /// of one evidence test starts from, switching its own back on.
+    #[cfg(test)]
+    pub(crate) fn own_tests_only() -> Self {
+        VerifySettings {
+            detail_transfer: false,
+            colour_transfer: false,
+            spectrum_transfer: false,
+            shading_transfer: false,
+            sharpness_transfer: false,
+            pattern_transfer: false,
+            tone_transfer: false,
+            feature_direction: false,
+            ..VerifySettings::default()
+        }
+    }
+
     /// The recipients every row is measured on, and those a row whose verdict they leave open
     /// may be measured on in all (`members::recipients`).
     pub fn recipient_counts(&self) -> (usize, usize) {

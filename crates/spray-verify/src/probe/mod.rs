@@ -473,17 +473,7 @@ mod tests {
                 assert_eq!(tests[0], own);
                 assert!(matches!(probe(own).method, Method::Pixels(_)));
                 // The own test runs whatever the other tests' switches say; those follow them.
-                let off = VerifySettings {
-                    detail_transfer: false,
-                    colour_transfer: false,
-                    spectrum_transfer: false,
-                    shading_transfer: false,
-                    sharpness_transfer: false,
-                    pattern_transfer: false,
-                    tone_transfer: false,
-                    feature_direction: false,
-                    ..VerifySettings::default()
-                };
+                let off = VerifySettings::own_tests_only();
                 assert!(runs(space, own, &off), "{}", space.name);
                 for &t in &tests[1..] {
                     assert_eq!(

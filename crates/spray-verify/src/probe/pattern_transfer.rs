@@ -321,9 +321,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_evidence;
-    use crate::images::fake::Images;
-    use crate::members::{two_classes_of, KnownLogits};
+    use crate::evidence::fake::class_zero_of;
     use crate::scorer::Scorer;
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
@@ -410,28 +408,11 @@ mod tests {
     /// and the others another, with the pattern transfer the only test besides the space's own.
     fn evidence_with_group_of(group: usize) -> Vec<Evidence> {
         let (tensors, mut model) = world();
-        let logits = model.logits(&tensors).unwrap();
-        let (by_class, analysed) = two_classes_of(&logits, (6, group), |i| {
-            if i < group {
-                vec![0.25; 4]
-            } else {
-                vec![0.0, 0.0, 0.0, 1.0]
-            }
-        });
         let settings = VerifySettings {
-            detail_transfer: false,
-            colour_transfer: false,
-            spectrum_transfer: false,
-            shading_transfer: false,
-            sharpness_transfer: false,
-            ..VerifySettings::default()
+            pattern_transfer: true,
+            ..VerifySettings::own_tests_only()
         };
-        class_zero_evidence(
-            &mut model,
-            (&Images(tensors), &by_class, &analysed),
-            (&settings, &KnownLogits::new()),
-            (2, [S, S]),
-        )
+        class_zero_of(&mut model, tensors, (6, group), &settings, S)
     }
 
     /// The pattern transfer on the world above: the checkerboard group's excess is a peak (the

@@ -276,9 +276,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_evidence;
-    use crate::images::fake::Images;
-    use crate::members::{two_classes_of, KnownLogits};
+    use crate::evidence::fake::class_zero_of;
     use crate::scorer::Scorer;
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
@@ -356,29 +354,16 @@ mod tests {
         let mut tensors: Vec<Vec<f32>> = (0..3).map(|k| image(k, true, [0.5, 0.5])).collect();
         tensors.extend((3..6).map(|k| image(k, false, [1.0, 0.0])));
         tensors.extend((6..12).map(|k| image(k, false, [0.0, 1.0])));
-        let mut model = PosterModel { scored: 0 };
-        let logits = model.logits(&tensors).unwrap();
-        let (by_class, analysed) = two_classes_of(&logits, (6, group), |i| {
-            if i < group {
-                vec![0.25; 4]
-            } else {
-                vec![0.0, 0.0, 0.0, 1.0]
-            }
-        });
         let settings = VerifySettings {
-            detail_transfer: false,
-            colour_transfer: false,
-            spectrum_transfer: false,
-            shading_transfer: false,
-            sharpness_transfer: false,
-            pattern_transfer: false,
-            ..VerifySettings::default()
+            tone_transfer: true,
+            ..VerifySettings::own_tests_only()
         };
-        class_zero_evidence(
-            &mut model,
-            (&Images(tensors), &by_class, &analysed),
-            (&settings, &KnownLogits::new()),
-            (2, [S, S]),
+        class_zero_of(
+            &mut PosterModel { scored: 0 },
+            tensors,
+            (6, group),
+            &settings,
+            S,
         )
     }
 
