@@ -1,6 +1,9 @@
 //! What a test that screens a class's groups by their images computes once per class: one
-//! statistic of each member's image, and its mean over any of the members. The spectrum and
-//! sharpness transfers choose their groups this way (fine energy, energy per octave).
+//! statistic of each member's image, and its mean over any of the members. The spectrum,
+//! sharpness and tone transfers choose their groups this way (fine energy, energy per octave,
+//! histograms). And, for a test that keeps sums rather than every member's statistic (the
+//! shading and pattern transfers: a plane or a spectrum an image), the sum over any members
+//! and its arithmetic.
 
 use super::ProbeInput;
 use crate::Result;
@@ -41,6 +44,33 @@ impl MemberStatistics {
     }
 }
 
+/// The sum over the members at `rows` (positions past the class are skipped) of `statistic`
+/// (`width` values) of each one's image, decoded one at a time.
+pub(crate) fn sum_over<T: Copy + Into<f64>>(
+    input: &ProbeInput<'_>,
+    rows: &[usize],
+    width: usize,
+    statistic: impl Fn(&[f32]) -> Vec<T>,
+) -> Result<Vec<f64>> {
+    let mut sum = vec![0.0f64; width];
+    for m in rows.iter().filter_map(|&r| input.members.get(r)) {
+        add_to(&mut sum, &statistic(&input.images.tensor(m.image_index)?));
+    }
+    Ok(sum)
+}
+
+/// `values` added to `sum`, element by element.
+pub(crate) fn add_to<T: Copy + Into<f64>>(sum: &mut [f64], values: &[T]) {
+    sum.iter_mut()
+        .zip(values)
+        .for_each(|(s, &v)| *s += v.into());
+}
+
+/// `a` less `b`, element by element: a class's sum less a group's is the rest's.
+pub(crate) fn difference(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +84,13 @@ mod tests {
         assert_eq!(stats.mean([0, 1]), [2.0, 4.0]);
         assert_eq!(stats.mean([2, 7]), [5.0, 1.0]);
         assert_eq!(stats.mean([]), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn sums_add_and_subtract_element_by_element() {
+        let mut sum = vec![1.0f64, 2.0];
+        add_to(&mut sum, &[0.5f32, -1.0]);
+        assert_eq!(sum, [1.5, 1.0]);
+        assert_eq!(difference(&sum, &[1.0, 1.0]), [0.5, 0.0]);
     }
 }

@@ -29,6 +29,7 @@ use std::rc::Rc;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
+use super::member_statistics::{add_to, difference, sum_over};
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::groups::TestedGroup;
 use crate::spectrum::{add_texture, filter_bins, high_bins, power};
@@ -251,24 +252,9 @@ fn peak((group, rest): (&[f64], &[f64]), high: &[bool]) -> f64 {
 
 /// The sum of the power spectra of the members at `rows`.
 fn power_sum(input: &ProbeInput<'_>, rows: &[usize]) -> Result<Vec<f64>> {
-    let mut sum = vec![0.0f64; 3 * input.size[0] * input.size[1]];
-    for &r in rows {
-        if let Some(m) = input.members.get(r) {
-            add_to(
-                &mut sum,
-                &power(&input.images.tensor(m.image_index)?, input.size[1]),
-            );
-        }
-    }
-    Ok(sum)
-}
-
-fn add_to(sum: &mut [f64], values: &[f64]) {
-    sum.iter_mut().zip(values).for_each(|(s, v)| *s += v);
-}
-
-fn difference(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x - y).collect()
+    sum_over(input, rows, 3 * input.size[0] * input.size[1], |t| {
+        power(t, input.size[1])
+    })
 }
 
 /// A sum over `n` images as their mean (zeros over none).

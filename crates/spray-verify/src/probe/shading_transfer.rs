@@ -30,6 +30,7 @@ use spray_store::relevance::{grid_bin, sum_pool};
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
+use super::member_statistics::{add_to, difference, sum_over};
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::unit_pixel;
 use crate::Result;
@@ -146,22 +147,9 @@ fn log_luminance(tensor: &[f32], bounds: &[(f32, f32); 3]) -> Vec<f32> {
 
 /// The summed log luminance of the members at `rows` (zeros where there are none).
 fn log_sum(input: &ProbeInput<'_>, rows: &[usize]) -> Result<Vec<f64>> {
-    let mut sum = vec![0.0f64; input.size[0] * input.size[1]];
-    for &i in rows {
-        let tensor = input.images.tensor(input.members[i].image_index)?;
-        add_to(&mut sum, &log_luminance(&tensor, input.bounds));
-    }
-    Ok(sum)
-}
-
-fn add_to(sum: &mut [f64], plane: &[f32]) {
-    sum.iter_mut()
-        .zip(plane)
-        .for_each(|(s, &v)| *s += f64::from(v));
-}
-
-fn difference(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x - y).collect()
+    sum_over(input, rows, input.size[0] * input.size[1], |t| {
+        log_luminance(t, input.bounds)
+    })
 }
 
 /// Per pixel, the mean of the first sum (over `n` images) less the second's; zero everywhere
