@@ -162,7 +162,9 @@ pub struct VerifySettings {
     /// that turns 56% of other classes' images was found in the first concept space (ARI
     /// 0.97) but not in the colour space, and no region or detail test carried it (+0.13);
     /// colour transfer of that group: +0.67, flagged. On the other eight scenarios every
-    /// verdict held, for 5–14% more images scored (benches/RESULTS.md).
+    /// verdict held, for 5–14% more images scored (benches/RESULTS.md). Every space's groups
+    /// are given it only where their colours stand apart from the rest of their class's
+    /// beyond chance (`probe/colour_transfer.rs`).
     #[serde(default = "yes")]
     pub colour_transfer: bool,
     /// Also test the groups of explanations and of the colour space that hold less fine

@@ -71,8 +71,10 @@ pub fn example_path(
 /// `sharpness-transfer`. 15: a row whose effect is within two standard errors of the flag,
 /// in a class no row has flagged, is measured on up to `verify.verdict_images` recipients
 /// (`transplant_images` and `control_images` may read more than `transplant_images`). 16: the
-/// `test` column may read `pattern-transfer` and `tone-transfer`.
-pub const SCHEMA_VERSION: u32 = 16;
+/// `test` column may read `pattern-transfer` and `tone-transfer`. 17: a group has a
+/// `colour-transfer` row only where its colours stand apart from the rest of its class's
+/// (fewer rows; a cached stage is not reused).
+pub const SCHEMA_VERSION: u32 = 17;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
