@@ -179,9 +179,11 @@ impl ClassColours {
             .iter()
             .for_each(|f| total.iter_mut().zip(f).for_each(|(t, v)| *t += v));
         let mut sum = [0.0f64; FEATURES];
-        group
-            .iter()
-            .for_each(|&i| sum.iter_mut().zip(&self.features[i]).for_each(|(s, v)| *s += v));
+        group.iter().for_each(|&i| {
+            sum.iter_mut()
+                .zip(&self.features[i])
+                .for_each(|(s, v)| *s += v)
+        });
         let (ng, nr) = (group.len() as f64, (n - group.len()) as f64);
         let delta: [f64; FEATURES] =
             std::array::from_fn(|k| sum[k] / ng - (total[k] - sum[k]) / nr);
@@ -344,7 +346,10 @@ mod tests {
         let spread: Vec<usize> = (0..60).step_by(5).collect();
         let plain = class(members(|_| false));
         assert!(!plain.stands_apart(&spread, 0));
-        assert_eq!(plain.stands_apart(&spread, 7), plain.stands_apart(&spread, 7));
+        assert_eq!(
+            plain.stands_apart(&spread, 7),
+            plain.stands_apart(&spread, 7)
+        );
         let cast: Vec<usize> = (0..12).collect();
         assert!(class(members(|i| i < 12)).stands_apart(&cast, 0));
     }
@@ -355,7 +360,11 @@ mod tests {
     fn a_small_class_or_a_whole_class_is_not_screened() {
         let same = |n: usize| class(vec![[0.5; FEATURES]; n]);
         assert!(same(FEATURES).stands_apart(&[0], 0));
-        let c = class((0..20).map(|i| std::array::from_fn(|k| jitter(i, k))).collect());
+        let c = class(
+            (0..20)
+                .map(|i| std::array::from_fn(|k| jitter(i, k)))
+                .collect(),
+        );
         assert!(c.stands_apart(&(0..20).collect::<Vec<_>>(), 0));
         assert!(c.stands_apart(&(0..19).collect::<Vec<_>>(), 0));
     }
