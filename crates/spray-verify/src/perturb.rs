@@ -108,8 +108,13 @@ pub(crate) fn add_detail(
 /// and channels, weighted by the cell's share of the map's positive relevance (uniform when it
 /// has none). Why weighted: an image's detail is mostly its background's texture or noise;
 /// what the model reads is the detail where it looks (the object's edges, an artifact).
-pub(crate) fn detail_energy(tensor: &[f32], width: usize, map: &[f32], g: usize) -> f64 {
-    let smooth = low_pass(tensor, width);
+/// `smooth` is the tensor's [`low_pass`] (computed once for several statistics of its detail).
+pub(crate) fn detail_energy(
+    (tensor, smooth): (&[f32], &[f32]),
+    width: usize,
+    map: &[f32],
+    g: usize,
+) -> f64 {
     let plane = tensor.len() / 3;
     let width = width.max(1);
     let height = plane / width;
@@ -568,13 +573,18 @@ mod tests {
         // Detail where the relevance is: the stripes hold it on the top half, not on a flat
         // tensor; relevance on a flat half of a half-striped tensor sees none.
         let top = [1.0f32, 1.0, 0.0, 0.0];
-        assert!(detail_energy(&striped, w, &top, 2) > 0.0);
-        assert_eq!(detail_energy(&vec![0.3f32; 3 * plane], w, &top, 2), 0.0);
+        assert!(detail_energy((&striped, &low_pass(&striped, w)), w, &top, 2) > 0.0);
+        let flat = vec![0.3f32; 3 * plane];
+        assert_eq!(detail_energy((&flat, &low_pass(&flat, w)), w, &top, 2), 0.0);
         let mut half = vec![0.5f32; 3 * plane];
         half[..plane].copy_from_slice(&striped[..plane]);
         half[..plane / 2].iter_mut().for_each(|v| *v = 0.5);
         let bottom = [0.0f32, 0.0, 1.0, 1.0];
-        assert!(detail_energy(&half, w, &bottom, 2) > 10.0 * detail_energy(&half, w, &top, 2));
+        let smooth = low_pass(&half, w);
+        assert!(
+            detail_energy((&half, &smooth), w, &bottom, 2)
+                > 10.0 * detail_energy((&half, &smooth), w, &top, 2)
+        );
         assert_eq!(detail_radius(224, 300), 7);
         assert_eq!(detail_radius(32, 32), 1);
     }

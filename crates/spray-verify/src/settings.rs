@@ -152,7 +152,9 @@ pub struct VerifySettings {
     #[serde(default)]
     pub feature_direction: bool,
     /// Also test the groups of the relevance and concept spaces by fine-detail transfer
-    /// (`EvidenceTest::DetailTransfer`: a pattern spread over the image, shown in pixels).
+    /// (`EvidenceTest::DetailTransfer`: a pattern spread over the image, shown in pixels),
+    /// those whose detail stands apart from the rest of their class's beyond chance
+    /// (`probe/detail_transfer.rs`).
     #[serde(default = "yes")]
     pub detail_transfer: bool,
     /// Also test the groups of the relevance and concept spaces by colour transfer

@@ -73,8 +73,9 @@ pub fn example_path(
 /// (`transplant_images` and `control_images` may read more than `transplant_images`). 16: the
 /// `test` column may read `pattern-transfer` and `tone-transfer`. 17: a group has a
 /// `colour-transfer` row only where its colours stand apart from the rest of its class's
-/// (fewer rows; a cached stage is not reused).
-pub const SCHEMA_VERSION: u32 = 17;
+/// (fewer rows; a cached stage is not reused). 18: and a `detail-transfer` row only where its
+/// fine detail does.
+pub const SCHEMA_VERSION: u32 = 18;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

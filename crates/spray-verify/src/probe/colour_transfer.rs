@@ -5,13 +5,10 @@
 //! paste. Only a group whose colours stand apart from the rest of its class's beyond chance
 //! is tested (`ClassColours::stands_apart`).
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-
-use spray_dataset::SplitMix64;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
+use super::chance::ChanceLevels;
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::{transfer_colour, ColourProfile};
 use crate::Result;
@@ -84,10 +81,8 @@ impl Carrier for Colours {
 /// gain scales them).
 const FEATURES: usize = 7;
 
-/// Random subsets of the class, as large as the group, that the group's distance is ranked
-/// against; it is tested where at most [`NULL_ABOVE`] of them lie as far from their rest.
-const NULL_DRAWS: usize = 199;
-const NULL_ABOVE: usize = 2;
+/// This test's own random subsets (`ChanceLevels`).
+const CHANCE_SALT: u64 = 0xC010_0125_C4A2_CE00;
 
 /// What the test computes once per class: each member's colour features, the class's
 /// covariance of them (factored), and per group size the distance random subsets reach.
@@ -96,9 +91,8 @@ struct ClassColours {
     /// Lower Cholesky factor of the members' covariance (ridged); `None` for a class too
     /// small to have one.
     factor: Option<[[f64; FEATURES]; FEATURES]>,
-    /// Per group size, the distance that at most `NULL_ABOVE` of `NULL_DRAWS` random
-    /// subsets exceed.
-    chance: RefCell<BTreeMap<usize, f64>>,
+    /// Per group size, the distance random subsets reach (`chance.rs`).
+    chance: ChanceLevels,
 }
 
 impl ClassColours {
@@ -118,14 +112,14 @@ impl ClassColours {
         Ok(ClassColours {
             features,
             factor: factor.flatten(),
-            chance: RefCell::default(),
+            chance: ChanceLevels::new(CHANCE_SALT),
         })
     }
 
     /// Whether the members at `group` stand apart from the rest of the class in their colours
     /// beyond chance: their Hotelling distance (the two means' difference in the class's
-    /// covariance, scaled by n_g·n_r / n) exceeds what all but [`NULL_ABOVE`] of
-    /// [`NULL_DRAWS`] seeded random subsets of the same size reach. Why a screen: the control
+    /// covariance, scaled by n_g·n_r / n) exceeds what seeded random subsets of the same size
+    /// reach (`ChanceLevels::stands_apart`: all but 2 of 199). Why a screen: the control
     /// gives recipients the colours of the class's other images, so where the group's colours
     /// are theirs the test measures the same change twice and its effect is chance — on the
     /// sixteen scenarios, 37% of the test's images went to such groups, and every row of it at
@@ -134,40 +128,12 @@ impl ClassColours {
     /// not screened.
     fn stands_apart(&self, group: &[usize], seed: u64) -> bool {
         let n = self.features.len();
-        let in_group: Vec<usize> = group.iter().copied().filter(|&i| i < n).collect();
         let Some(factor) = &self.factor else {
             return true;
         };
-        if in_group.is_empty() || in_group.len() + 1 >= n {
-            return true;
-        }
-        let size = in_group.len();
-        let chance = *self
-            .chance
-            .borrow_mut()
-            .entry(size)
-            .or_insert_with(|| self.chance_level(factor, size, seed));
-        self.distance(factor, &in_group) > chance
-    }
-
-    /// The distance that at most `NULL_ABOVE` of `NULL_DRAWS` random subsets of `size`
-    /// members exceed (seeded by `seed` and the size: the same for every group of that size).
-    fn chance_level(&self, factor: &[[f64; FEATURES]; FEATURES], size: usize, seed: u64) -> f64 {
-        let n = self.features.len();
-        let mut rng = SplitMix64(seed ^ 0xC010_0125_C4A2_CE00 ^ (size as u64).rotate_left(32));
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut reached: Vec<f64> = (0..NULL_DRAWS)
-            .map(|_| {
-                // The first `size` places of a partial Fisher–Yates shuffle.
-                for i in 0..size {
-                    let j = i + (rng.next_u64() % (n - i) as u64) as usize;
-                    order.swap(i, j);
-                }
-                self.distance(factor, &order[..size])
-            })
-            .collect();
-        reached.sort_by(f64::total_cmp);
-        reached[NULL_DRAWS - 1 - NULL_ABOVE]
+        let in_group: Vec<usize> = group.iter().copied().filter(|&i| i < n).collect();
+        self.chance
+            .stands_apart(n, &in_group, seed, |g| self.distance(factor, g))
     }
 
     /// Hotelling's two-sample distance of the members at `group` (distinct, within the class)
@@ -276,13 +242,13 @@ mod tests {
         ClassColours {
             features,
             factor: factor.flatten(),
-            chance: RefCell::default(),
+            chance: ChanceLevels::new(CHANCE_SALT),
         }
     }
 
     /// Deterministic scatter in [-0.5, 0.5) for member `i`, feature `k`.
     fn jitter(i: usize, k: usize) -> f64 {
-        let mut rng = SplitMix64((i * FEATURES + k) as u64);
+        let mut rng = spray_dataset::SplitMix64((i * FEATURES + k) as u64);
         (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     }
 

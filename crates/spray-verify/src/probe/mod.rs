@@ -8,6 +8,7 @@
 //! A new test is its name in [`spray_store::EvidenceTest`] (the value of the `test` column),
 //! one file here and its line in [`probe`]; the test over the table below checks it.
 
+mod chance;
 mod colour_transfer;
 mod detail_transfer;
 mod feature_direction;
