@@ -351,7 +351,8 @@ mod tests {
             let statistics: Vec<Vec<f64>> = (0..40)
                 .map(|i| {
                     let mark = move |y: usize, x: usize| {
-                        (marked(i) && y >= 12 && x >= 12 && (x + y).is_multiple_of(2)).then_some(0.9)
+                        (marked(i) && y >= 12 && x >= 12 && (x + y).is_multiple_of(2))
+                            .then_some(0.9)
                     };
                     statistics(&image(i as u64, mark))
                 })
