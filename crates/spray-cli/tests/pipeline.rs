@@ -493,15 +493,24 @@ fn array_of_local_processes_matches_an_unsharded_run() {
         );
     }
 
-    // A killed verify run resumes: finished classes are kept, the rest recomputed, same tables.
+    // A killed verify run resumes: finished parts are kept, the rest recomputed, same
+    // tables. Class 1 lost its evidence part; its tables part, and class 3's parts, stay.
     let verify = whole.join("out/verify");
     let evidence = std::fs::read_to_string(verify.join("evidence.csv")).unwrap();
     std::fs::remove_file(verify.join("evidence.csv")).unwrap();
-    std::fs::remove_file(verify.join("units/class-00001.toml")).unwrap();
-    let kept = std::fs::metadata(verify.join("units/class-00003.toml"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    std::fs::remove_file(verify.join("units/class-00001.evidence.toml")).unwrap();
+    let modified = |file: &str| {
+        std::fs::metadata(verify.join("units").join(file))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let kept_files = [
+        "class-00001.tables.toml",
+        "class-00003.evidence.toml",
+        "class-00003.tables.toml",
+    ];
+    let kept = kept_files.map(modified);
     let resumed = stdout(&spray(&["run", p_whole.to_str().unwrap(), "--quiet"]));
     assert!(
         resumed.lines().any(|l| l.starts_with("verify")
@@ -509,13 +518,8 @@ fn array_of_local_processes_matches_an_unsharded_run() {
             && l.contains("3 classes were already done")),
         "{resumed}"
     );
-    assert_eq!(
-        std::fs::metadata(verify.join("units/class-00003.toml"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        kept
-    );
+    assert_eq!(kept_files.map(modified), kept);
+    assert!(verify.join("units/class-00001.evidence.toml").is_file());
     assert_eq!(
         std::fs::read_to_string(verify.join("evidence.csv")).unwrap(),
         evidence

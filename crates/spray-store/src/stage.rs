@@ -87,8 +87,8 @@ pub fn analysis_state(dir: &Path, fingerprint: &str) -> StageState {
 }
 
 /// `<out>/verify`: `_verify.json` (the fingerprint and the classes to do) is written first,
-/// one file per finished class under `units/`, and `evidence.csv` when all are assembled: it
-/// marks the stage complete. A folder without `_verify.json` is partial (an older layout).
+/// one file per finished part of a class under `units/`, and `evidence.csv` when all are
+/// assembled: it marks the stage complete. A folder without `_verify.json` is partial (an older layout).
 pub fn verify_state(dir: &Path, fingerprint: &str) -> StageState {
     match judge(&verify_manifest_path(dir), fingerprint, || {
         verify_evidence_path(dir).is_file()

@@ -1,5 +1,7 @@
-//! The stage: which classes are tested, one unit per class (resumable, shardable) computed by
-//! a few workers at once (`workers`), and the tables assembled once every unit is present.
+//! The stage: which classes are tested, one unit per class in two parts (`UnitPart`: its
+//! evidence, its tables; resumable, shardable) computed by a few workers at once
+//! (`workers`), every class's evidence before any class's tables, and the tables assembled
+//! once every part is present.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +10,7 @@ use std::time::Instant;
 use spray_dataset::{Dataset, Preprocess};
 use spray_engine::{CompiledModel, Device, OptimizedCache, SessionConfig};
 use spray_store::analysis::ClassSpectrum;
-use spray_store::verify::{self as contract, ClassUnit, VerifyManifest};
+use spray_store::verify::{self as contract, ClassUnit, UnitPart, VerifyManifest};
 use spray_store::StageKey;
 
 use crate::aopc::{aopc_row, AopcSetup};
@@ -154,12 +156,19 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         if !job.shard.owns(position) {
             continue;
         }
-        if contract::unit_path(&job.dir, class).is_file() {
+        if contract::unit_done(&job.dir, class) {
             summary.units_done_before += 1;
         } else {
             pending.push(class);
         }
     }
+    // Every pending class's evidence first, then every one's tables (`UnitPart`), each part
+    // that is not on disk already.
+    let parts: Vec<(UnitPart, i32)> = UnitPart::ALL
+        .iter()
+        .flat_map(|&part| pending.iter().map(move |&class| (part, class)))
+        .filter(|&(part, class)| !contract::unit_path(&job.dir, class, part).is_file())
+        .collect();
     let workers = Workers::plan(job.device, job.threads, workers::cores(), pending.len());
     // Made one after another: the first keeps ONNX Runtime's optimised graph in
     // `engine_cache`, the others load it.
@@ -182,7 +191,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         .collect::<Result<Vec<_>>>()?;
     SessionPool::join(&mut scorers);
     let queue = UnitQueue {
-        classes: &pending,
+        parts: &parts,
         next: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
     };
@@ -206,18 +215,26 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     for worker in finished {
         done.extend(worker?);
     }
-    done.sort_by_key(|d: &UnitDone| d.position);
-    for d in done {
-        summary.classes += usize::from(d.chosen);
-        summary.clusters += d.cost.groups;
-        summary.per_class.push(d.cost);
-        summary.units_written += 1;
+    // Per class, in class order, what its parts cost this run.
+    for &class in &pending {
+        let parts: Vec<&PartDone> = done.iter().filter(|d| d.class == class).collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let evidence = parts.iter().find(|d| d.part == UnitPart::Evidence);
+        let groups = evidence.map_or(0, |d| d.groups);
+        let chosen = inputs.chosen.iter().any(|(c, _)| *c == class);
+        summary.classes += usize::from(chosen && evidence.is_some());
+        summary.clusters += groups;
+        summary.per_class.push(ClassCost {
+            class_name: class_name(&inputs.classes, class),
+            groups,
+            images_scored: parts.iter().map(|d| d.images_scored).sum(),
+        });
+        summary.units_written += usize::from(contract::unit_done(&job.dir, class));
     }
     summary.images_run = scorers.iter().map(|s| s.images_scored()).sum();
-    if units
-        .iter()
-        .all(|&c| contract::unit_path(&job.dir, c).is_file())
-    {
+    if units.iter().all(|&c| contract::unit_done(&job.dir, c)) {
         assemble(&job.dir, &units)?;
         summary.complete = true;
     }
@@ -225,65 +242,68 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     Ok(summary)
 }
 
-/// The classes this run computes, handed out one at a time to whichever worker is free
-/// (classes differ in cost: a chosen class has its groups tested, another only its padding
-/// rows).
+/// The parts this run computes (every class's evidence, then every class's tables), handed
+/// out one at a time to whichever worker is free (parts differ in cost: a chosen class has
+/// its groups tested, another's evidence is empty).
 struct UnitQueue<'a> {
-    classes: &'a [i32],
+    parts: &'a [(UnitPart, i32)],
     next: AtomicUsize,
-    /// A worker failed: the others take no further class.
+    /// A worker failed: the others take no further part.
     failed: AtomicBool,
 }
 
 impl UnitQueue<'_> {
-    /// The next class to compute and its position in `classes`; `None` when none is left or
-    /// a worker failed.
-    fn take(&self) -> Option<(usize, i32)> {
+    /// The next part to compute; `None` when none is left or a worker failed.
+    fn take(&self) -> Option<(UnitPart, i32)> {
         if self.failed.load(Ordering::Relaxed) {
             return None;
         }
         let position = self.next.fetch_add(1, Ordering::Relaxed);
-        self.classes.get(position).map(|&c| (position, c))
+        self.parts.get(position).copied()
     }
 }
 
-/// A class a worker computed and wrote.
-struct UnitDone {
-    /// In the queue (class order).
-    position: usize,
-    cost: ClassCost,
-    /// Its groups were tested (`chosen_classes`).
-    chosen: bool,
+/// A part of a class's unit that a worker computed and wrote.
+struct PartDone {
+    class: i32,
+    part: UnitPart,
+    /// Groups measured (the evidence part's rows).
+    groups: usize,
+    images_scored: usize,
 }
 
-/// One worker: classes from `queue` until none is left, each written as its unit once its
-/// pictures are on disk. Its own picture thread, so that waiting for one class's pictures
+/// One worker: parts from `queue` until none is left, each written once its pictures are on
+/// disk. Its own picture thread, so that waiting for one class's pictures
 /// (`PictureQueue::flush`) never waits for another worker's.
 fn work(
     inputs: &StageInputs<'_>,
     scorer: &mut ForwardScorer<'_>,
     images: &CachedImages<'_>,
     queue: &UnitQueue<'_>,
-) -> Result<Vec<UnitDone>> {
+) -> Result<Vec<PartDone>> {
     let job = inputs.job;
     std::thread::scope(|scope| {
         let (pictures, picture_thread) = PictureQueue::spawn(scope);
         let mut done = Vec::new();
         let outcome = (|| -> Result<()> {
-            while let Some((position, class)) = queue.take() {
+            while let Some((part, class)) = queue.take() {
                 let scored_before = scorer.images_scored();
-                let unit = class_unit(inputs, (&mut *scorer, images, &pictures), class)?;
-                // Its pictures first: a unit on disk lists only pictures that are there.
-                pictures.flush()?;
-                contract::write_unit(&job.dir, &unit)?;
-                done.push(UnitDone {
-                    position,
-                    cost: ClassCost {
-                        class_name: class_name(&inputs.classes, class),
-                        groups: unit.evidence.len(),
-                        images_scored: scorer.images_scored() - scored_before,
-                    },
-                    chosen: inputs.chosen.iter().any(|(c, _)| *c == class),
+                let unit = match part {
+                    UnitPart::Evidence => {
+                        let unit = evidence_part(inputs, (&mut *scorer, images, &pictures), class)?;
+                        // Its pictures first: a part on disk lists only pictures that are
+                        // there.
+                        pictures.flush()?;
+                        unit
+                    }
+                    UnitPart::Tables => tables_part(inputs, (&mut *scorer, images), class)?,
+                };
+                contract::write_unit(&job.dir, &unit, part)?;
+                done.push(PartDone {
+                    class,
+                    part,
+                    groups: unit.evidence.len(),
+                    images_scored: scorer.images_scored() - scored_before,
                 });
             }
             Ok(())
@@ -304,8 +324,8 @@ fn work(
 /// 224 × 224.
 const IMAGE_CACHE_BYTES: usize = 512 << 20;
 
-/// One class's unit: its groups' evidence when it is chosen, its padding and AOPC rows.
-fn class_unit(
+/// A class's evidence part: its groups' evidence when it is chosen (else none).
+fn evidence_part(
     inputs: &StageInputs<'_>,
     (scorer, images, queue): (&mut dyn Scorer, &dyn ImageSource, &PictureQueue),
     class: i32,
@@ -318,8 +338,7 @@ fn class_unit(
         padding: Vec::new(),
         aopc: Vec::new(),
     };
-    let chosen = inputs.chosen.iter().find(|(c, _)| *c == class);
-    if let Some((_, name)) = chosen {
+    if let Some((_, name)) = inputs.chosen.iter().find(|(c, _)| *c == class) {
         let pictures = ExampleWriter {
             dir: &job.dir,
             class_index: class,
@@ -328,7 +347,7 @@ fn class_unit(
             queue,
         };
         let mut bench = Bench {
-            scorer: &mut *scorer,
+            scorer,
             images,
             settings: job.settings,
             grid: job.grid,
@@ -344,6 +363,24 @@ fn class_unit(
             &inputs.analysed,
         )?;
     }
+    Ok(unit)
+}
+
+/// A class's tables part: its padding rows, and its AOPC row when it is chosen.
+fn tables_part(
+    inputs: &StageInputs<'_>,
+    (scorer, images): (&mut dyn Scorer, &dyn ImageSource),
+    class: i32,
+) -> Result<ClassUnit> {
+    let job = inputs.job;
+    let size = job.preprocess.input_size.map(|v| v as usize);
+    let mut unit = ClassUnit {
+        class_index: class,
+        evidence: Vec::new(),
+        padding: Vec::new(),
+        aopc: Vec::new(),
+    };
+    let chosen = inputs.chosen.iter().any(|(c, _)| *c == class);
     let members = &inputs.by_class[&class];
     if job.settings.padding {
         unit.padding = padding_rows(
@@ -357,7 +394,7 @@ fn class_unit(
     // shows it; for every class of an ImageNet-sized run it would cost 30 × 17 × 2 forward
     // passes per class, a million images in all. Padding stays for every class: a class that
     // leans on the border is a finding whatever its analysis rank.
-    if job.settings.aopc && chosen.is_some() {
+    if job.settings.aopc && chosen {
         let setup = AopcSetup {
             grid: job.grid,
             steps: job.settings.aopc_steps,
@@ -383,10 +420,12 @@ fn assemble(dir: &Path, units: &[i32]) -> Result<()> {
     let mut padding = Vec::new();
     let mut aopc = Vec::new();
     for &class in units {
-        let unit = contract::read_unit(dir, class)?;
-        evidence.extend(unit.evidence);
-        padding.extend(unit.padding);
-        aopc.extend(unit.aopc);
+        for part in UnitPart::ALL {
+            let unit = contract::read_unit(dir, class, part)?;
+            evidence.extend(unit.evidence);
+            padding.extend(unit.padding);
+            aopc.extend(unit.aopc);
+        }
     }
     contract::sort_evidence(&mut evidence);
     contract::write_tables(dir, &padding, &aopc)?;

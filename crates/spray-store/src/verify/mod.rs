@@ -4,11 +4,12 @@
 //! padding and AOPC rows.
 //!
 //! ```text
-//! <out>/verify/_verify.json              fingerprint + units (written first)
-//! <out>/verify/units/class-NNNNN.toml    one finished class
-//! <out>/verify/examples/*.png            before/after pictures of tested groups
+//! <out>/verify/_verify.json                    fingerprint + units (written first)
+//! <out>/verify/units/class-NNNNN.evidence.toml  a class's evidence rows, when finished
+//! <out>/verify/units/class-NNNNN.tables.toml    its padding and AOPC rows, when finished
+//! <out>/verify/examples/*.png                  before/after pictures of tested groups
 //! <out>/verify/padding.csv, aopc.csv
-//! <out>/verify/evidence.json, evidence.csv   (the CSV last: it marks the stage complete)
+//! <out>/verify/evidence.json, evidence.csv     (the CSV last: it marks the stage complete)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ mod tables;
 pub mod units;
 
 pub use tables::{sort_evidence, write_evidence, write_tables, Aopc, PaddingEffect};
-pub use units::{read_unit, unit_path, write_manifest, write_unit, ClassUnit, VerifyManifest};
+pub use units::{
+    read_unit, unit_done, unit_path, write_manifest, write_unit, ClassUnit, UnitPart,
+    VerifyManifest,
+};
 
 /// `<out>/verify/_verify.json`, written first.
 pub fn manifest_path(dir: &Path) -> PathBuf {
@@ -74,8 +78,8 @@ pub fn example_path(
 /// `test` column may read `pattern-transfer` and `tone-transfer`. 17: a group has a
 /// `colour-transfer` row only where its colours stand apart from the rest of its class's
 /// (fewer rows; a cached stage is not reused). 18: and a `detail-transfer` row only where its
-/// fine detail does.
-pub const SCHEMA_VERSION: u32 = 18;
+/// fine detail does. 19: a class's unit is written in two parts (`units::UnitPart`).
+pub const SCHEMA_VERSION: u32 = 19;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,8 +1,10 @@
-//! The verify stage's work unit is a class: its groups' evidence, its padding rows and its
-//! AOPC row, written to `units/class-<index>.toml` when finished. A rerun keeps finished units
-//! (resume), `--shard i/n` takes the units at positions ≡ i (mod n), and whichever process
-//! finds every unit present assembles the tables. `_verify.json` lists the units under the
-//! stage's fingerprint; `evidence.csv`, written last, marks the stage complete.
+//! The verify stage's work unit is a class, in two parts ([`UnitPart`]): its groups'
+//! evidence, written to `units/class-<index>.evidence.toml`, and its tables — padding rows
+//! and AOPC row — to `units/class-<index>.tables.toml`, each when finished. A class is done
+//! when both are there. A rerun keeps finished parts (resume), `--shard i/n` takes the
+//! classes at positions ≡ i (mod n), and whichever process finds every part present
+//! assembles the tables. `_verify.json` lists the units under the stage's fingerprint;
+//! `evidence.csv`, written last, marks the stage complete.
 //!
 //! Units are TOML, not JSON: Rust's float formatting and parsing round-trip exactly, so the
 //! assembled tables are bit-for-bit what one process computes (serde_json's default float
@@ -14,7 +16,7 @@ use super::{manifest_path, Aopc, Evidence, PaddingEffect};
 use crate::io::io_err;
 use crate::{Result, StoreError};
 
-/// What the stage found for one class.
+/// What the stage found for one class, or one part of it (the other part's rows empty).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassUnit {
     pub class_index: i32,
@@ -24,6 +26,30 @@ pub struct ClassUnit {
     pub aopc: Vec<Aopc>,
 }
 
+/// The two parts of a class's unit, computed and written apart. Why: a class's tables need
+/// nothing of its evidence, and the stage hands every class's evidence out before any
+/// class's tables, so the worker that runs out of evidence first scores tables while the
+/// others finish theirs (one worker stood idle for 5–13% of the stage while the last class
+/// ran, benches/RESULTS.md, stop 54).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnitPart {
+    /// The groups' evidence rows.
+    Evidence,
+    /// The padding rows and the AOPC row.
+    Tables,
+}
+
+impl UnitPart {
+    pub const ALL: [UnitPart; 2] = [UnitPart::Evidence, UnitPart::Tables];
+
+    fn file_tag(self) -> &'static str {
+        match self {
+            UnitPart::Evidence => "evidence",
+            UnitPart::Tables => "tables",
+        }
+    }
+}
+
 /// `_verify.json`: the fingerprint and the units (class indices, in order).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyManifest {
@@ -31,14 +57,21 @@ pub struct VerifyManifest {
     pub units: Vec<i32>,
 }
 
-/// `<out>/verify/units/class-<index>.toml`.
-pub fn unit_path(dir: &Path, class_index: i32) -> PathBuf {
+/// `<out>/verify/units/class-<index>.<part>.toml`.
+pub fn unit_path(dir: &Path, class_index: i32, part: UnitPart) -> PathBuf {
     dir.join("units")
-        .join(format!("class-{class_index:05}.toml"))
+        .join(format!("class-{class_index:05}.{}.toml", part.file_tag()))
 }
 
-pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
-    let path = unit_path(dir, unit.class_index);
+/// Whether both parts of the class's unit are written.
+pub fn unit_done(dir: &Path, class_index: i32) -> bool {
+    UnitPart::ALL
+        .iter()
+        .all(|&part| unit_path(dir, class_index, part).is_file())
+}
+
+pub fn write_unit(dir: &Path, unit: &ClassUnit, part: UnitPart) -> Result<()> {
+    let path = unit_path(dir, unit.class_index, part);
     let text = toml::to_string(unit).map_err(|e| StoreError::Encode {
         path: path.display().to_string(),
         message: e.to_string(),
@@ -47,8 +80,8 @@ pub fn write_unit(dir: &Path, unit: &ClassUnit) -> Result<()> {
     crate::write_atomically(&path, text.as_bytes())
 }
 
-pub fn read_unit(dir: &Path, class_index: i32) -> Result<ClassUnit> {
-    let path = unit_path(dir, class_index);
+pub fn read_unit(dir: &Path, class_index: i32, part: UnitPart) -> Result<ClassUnit> {
+    let path = unit_path(dir, class_index, part);
     let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
     toml::from_str(&text).map_err(|e| StoreError::Schema {
         path: path.display().to_string(),
@@ -107,12 +140,15 @@ mod tests {
             padding: vec![],
             aopc: vec![],
         };
-        write_unit(&dir, &unit).unwrap();
-        assert_eq!(read_unit(&dir, 1).unwrap(), unit);
-        assert!(read_unit(&dir, 0)
+        write_unit(&dir, &unit, UnitPart::Evidence).unwrap();
+        assert_eq!(read_unit(&dir, 1, UnitPart::Evidence).unwrap(), unit);
+        assert!(!unit_done(&dir, 1));
+        write_unit(&dir, &unit, UnitPart::Tables).unwrap();
+        assert!(unit_done(&dir, 1));
+        assert!(read_unit(&dir, 0, UnitPart::Tables)
             .unwrap_err()
             .to_string()
-            .contains("class-00000.toml"));
+            .contains("class-00000.tables.toml"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
