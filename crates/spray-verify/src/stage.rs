@@ -332,12 +332,7 @@ fn evidence_part(
 ) -> Result<ClassUnit> {
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
-    let mut unit = ClassUnit {
-        class_index: class,
-        evidence: Vec::new(),
-        padding: Vec::new(),
-        aopc: Vec::new(),
-    };
+    let mut unit = ClassUnit::empty(class);
     if let Some((_, name)) = inputs.chosen.iter().find(|(c, _)| *c == class) {
         let pictures = ExampleWriter {
             dir: &job.dir,
@@ -374,12 +369,7 @@ fn tables_part(
 ) -> Result<ClassUnit> {
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
-    let mut unit = ClassUnit {
-        class_index: class,
-        evidence: Vec::new(),
-        padding: Vec::new(),
-        aopc: Vec::new(),
-    };
+    let mut unit = ClassUnit::empty(class);
     let chosen = inputs.chosen.iter().any(|(c, _)| *c == class);
     let members = &inputs.by_class[&class];
     if job.settings.padding {

@@ -26,6 +26,18 @@ pub struct ClassUnit {
     pub aopc: Vec<Aopc>,
 }
 
+impl ClassUnit {
+    /// A unit of `class_index` without rows, for a part to fill its own.
+    pub fn empty(class_index: i32) -> Self {
+        ClassUnit {
+            class_index,
+            evidence: Vec::new(),
+            padding: Vec::new(),
+            aopc: Vec::new(),
+        }
+    }
+}
+
 /// The two parts of a class's unit, computed and written apart. Why: a class's tables need
 /// nothing of its evidence, and the stage hands every class's evidence out before any
 /// class's tables, so the worker that runs out of evidence first scores tables while the
@@ -134,12 +146,7 @@ mod tests {
             .to_string();
         assert!(err.contains("other inputs or settings"), "{err}");
         assert!(err.contains("--force verify"), "{err}");
-        let unit = ClassUnit {
-            class_index: 1,
-            evidence: vec![],
-            padding: vec![],
-            aopc: vec![],
-        };
+        let unit = ClassUnit::empty(1);
         write_unit(&dir, &unit, UnitPart::Evidence).unwrap();
         assert_eq!(read_unit(&dir, 1, UnitPart::Evidence).unwrap(), unit);
         assert!(!unit_done(&dir, 1));
