@@ -122,7 +122,7 @@ impl ClassColours {
     /// reach (`ChanceLevels::stands_apart`: all but 2 of 199). Why a screen: the control
     /// gives recipients the colours of the class's other images, so where the group's colours
     /// are theirs the test measures the same change twice and its effect is chance — on the
-    /// sixteen scenarios, 37% of the test's images went to such groups, and every row of it at
+    /// seventeen scenarios, 37% of the test's images went to such groups, and every row of it at
     /// +0.33 or more stood at least 1.5 times above its chance level (benches/RESULTS.md). A
     /// class too small for a covariance (at most 7 members), or a group without a rest, is
     /// not screened.
