@@ -199,6 +199,7 @@ pub(crate) fn pixel_row(
         reserve: each.tested.1,
         images: bench.images,
         cache: each.cache,
+        colours: each.colours,
     };
     let Some(plan) = plan(&input)? else {
         return Ok(None);

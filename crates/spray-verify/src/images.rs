@@ -168,6 +168,21 @@ impl ColourStats {
             })
             .collect()
     }
+
+    /// The profile of image `image_index`, its tensor decoded by `tensor` only where the
+    /// profile is not known yet.
+    pub(crate) fn profile(
+        &self,
+        image_index: usize,
+        tensor: impl FnOnce() -> Result<Vec<f32>>,
+    ) -> Result<ColourProfile> {
+        if let Some(known) = self.known.borrow().get(&image_index) {
+            return Ok(*known);
+        }
+        let profile = ColourProfile::of(&tensor()?, &self.bounds);
+        self.known.borrow_mut().insert(image_index, profile);
+        Ok(profile)
+    }
 }
 
 /// Per tensor channel, the values a pixel can take (0 to full scale through the

@@ -88,6 +88,8 @@ const CHANCE_SALT: u64 = 0xC010_0125_C4A2_CE00;
 /// covariance of them (factored), and per group size the distance random subsets reach.
 struct ClassColours {
     features: Vec<[f64; FEATURES]>,
+    /// Their sum over the class.
+    total: [f64; FEATURES],
     /// Lower Cholesky factor of the members' covariance (ridged); `None` for a class too
     /// small to have one.
     factor: Option<[[f64; FEATURES]; FEATURES]>,
@@ -101,19 +103,27 @@ impl ClassColours {
             .members
             .iter()
             .map(|m| {
-                let t = input.images.tensor(m.image_index)?;
-                Ok(colour_features(
-                    &ColourProfile::of(&t, input.bounds),
-                    input.bounds,
-                ))
+                let profile = input
+                    .colours
+                    .profile(m.image_index, || input.images.tensor(m.image_index))?;
+                Ok(colour_features(&profile, input.bounds))
             })
             .collect::<Result<Vec<_>>>()?;
+        Ok(ClassColours::with_features(features))
+    }
+
+    fn with_features(features: Vec<[f64; FEATURES]>) -> Self {
+        let mut total = [0.0f64; FEATURES];
+        features
+            .iter()
+            .for_each(|f| total.iter_mut().zip(f).for_each(|(t, v)| *t += v));
         let factor = (features.len() > FEATURES).then(|| cholesky(&covariance(&features)));
-        Ok(ClassColours {
+        ClassColours {
             features,
+            total,
             factor: factor.flatten(),
             chance: ChanceLevels::new(CHANCE_SALT),
-        })
+        }
     }
 
     /// Whether the members at `group` stand apart from the rest of the class in their colours
@@ -139,11 +149,7 @@ impl ClassColours {
     /// Hotelling's two-sample distance of the members at `group` (distinct, within the class)
     /// from the others: n_g·n_r / n · δᵀ Σ⁻¹ δ, δ the difference of their mean features.
     fn distance(&self, factor: &[[f64; FEATURES]; FEATURES], group: &[usize]) -> f64 {
-        let n = self.features.len();
-        let mut total = [0.0f64; FEATURES];
-        self.features
-            .iter()
-            .for_each(|f| total.iter_mut().zip(f).for_each(|(t, v)| *t += v));
+        let (n, total) = (self.features.len(), &self.total);
         let mut sum = [0.0f64; FEATURES];
         group.iter().for_each(|&i| {
             sum.iter_mut()
@@ -237,15 +243,6 @@ const SENTENCE: &str =
 mod tests {
     use super::*;
 
-    fn class(features: Vec<[f64; FEATURES]>) -> ClassColours {
-        let factor = (features.len() > FEATURES).then(|| cholesky(&covariance(&features)));
-        ClassColours {
-            features,
-            factor: factor.flatten(),
-            chance: ChanceLevels::new(CHANCE_SALT),
-        }
-    }
-
     /// Deterministic scatter in [-0.5, 0.5) for member `i`, feature `k`.
     fn jitter(i: usize, k: usize) -> f64 {
         let mut rng = spray_dataset::SplitMix64((i * FEATURES + k) as u64);
@@ -260,7 +257,7 @@ mod tests {
         let features: Vec<[f64; FEATURES]> = (0..8)
             .map(|i| std::array::from_fn(|k| if k == 0 && i < 4 { 1.0 } else { 0.0 }))
             .collect();
-        let c = class(features);
+        let c = ClassColours::with_features(features);
         let factor = c.factor.expect("a covariance");
         let d = c.distance(&factor, &[0, 1, 2, 3]);
         assert!((d - 7.0).abs() < 1e-4, "{d}");
@@ -310,23 +307,23 @@ mod tests {
                 .collect()
         };
         let spread: Vec<usize> = (0..60).step_by(5).collect();
-        let plain = class(members(|_| false));
+        let plain = ClassColours::with_features(members(|_| false));
         assert!(!plain.stands_apart(&spread, 0));
         assert_eq!(
             plain.stands_apart(&spread, 7),
             plain.stands_apart(&spread, 7)
         );
         let cast: Vec<usize> = (0..12).collect();
-        assert!(class(members(|i| i < 12)).stands_apart(&cast, 0));
+        assert!(ClassColours::with_features(members(|i| i < 12)).stands_apart(&cast, 0));
     }
 
     /// A class of at most FEATURES members has no covariance to screen by, and a group
     /// without a rest has nothing to stand apart from: both are tested.
     #[test]
     fn a_small_class_or_a_whole_class_is_not_screened() {
-        let same = |n: usize| class(vec![[0.5; FEATURES]; n]);
+        let same = |n: usize| ClassColours::with_features(vec![[0.5; FEATURES]; n]);
         assert!(same(FEATURES).stands_apart(&[0], 0));
-        let c = class(
+        let c = ClassColours::with_features(
             (0..20)
                 .map(|i| std::array::from_fn(|k| jitter(i, k)))
                 .collect(),

@@ -30,7 +30,7 @@ use std::rc::Rc;
 use spray_store::{EvidenceTest, SpaceSpec};
 
 use crate::groups::TestedGroup;
-use crate::images::ImageSource;
+use crate::images::{ColourStats, ImageSource};
 use crate::members::Member;
 use crate::perturb::ColourProfile;
 use crate::settings::{Fill, VerifySettings};
@@ -352,6 +352,9 @@ pub struct ProbeInput<'a> {
     /// The class's images, for a test that looks at pixels to plan.
     pub images: &'a dyn ImageSource,
     pub cache: &'a ClassCache,
+    /// Each image's colour profile, once a class (`images::ColourStats`: the rows' donors'
+    /// and controls' colours, and the colour transfer's screen).
+    pub(crate) colours: &'a ColourStats,
 }
 
 /// How a carrier acts on images: pixel bounds for colours, the fill and seed for regions.
