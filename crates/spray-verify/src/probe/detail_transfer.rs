@@ -201,12 +201,17 @@ fn detail_statistics(
     let plane = tensor.len() / 3;
     let width = width.max(1);
     let height = plane / width;
-    let detail = |c: usize, p: usize| -> f64 {
-        let (lo, hi) = bounds[c];
-        let i = c * plane + p;
-        f64::from(tensor[i] - smooth[i]) / f64::from((hi - lo).abs()).max(f64::EPSILON)
-    };
-    let luma = |p: usize| (detail(0, p) + detail(1, p) + detail(2, p)) / 3.0;
+    // Each value's detail and each pixel's luma once: the loop below reads a pixel's luma
+    // three times (its own, and as the neighbour of the pixels left of and above it).
+    let detail: Vec<f64> = (0..3 * plane)
+        .map(|i| {
+            let (lo, hi) = bounds[i / plane];
+            f64::from(tensor[i] - smooth[i]) / f64::from((hi - lo).abs()).max(f64::EPSILON)
+        })
+        .collect();
+    let luma: Vec<f64> = (0..plane)
+        .map(|p| (detail[p] + detail[plane + p] + detail[2 * plane + p]) / 3.0)
+        .collect();
     let log = |sum: f64, count: usize| (sum / count.max(1) as f64 + DETAIL_FLOOR).ln();
     let mut channel = [0.0f64; 3];
     let (mut luma_energy, mut colour) = (0.0f64, 0.0f64);
@@ -215,22 +220,22 @@ fn detail_statistics(
     let mut counts = vec![0usize; g * g];
     for p in 0..plane {
         let (y, x) = (p / width, p % width);
-        let l = luma(p);
+        let l = luma[p];
         luma_energy += l * l;
         let cell = spray_store::relevance::grid_bin(y, height, g) * g
             + spray_store::relevance::grid_bin(x, width, g);
         for (c, e) in channel.iter_mut().enumerate() {
-            let d = detail(c, p);
+            let d = detail[c * plane + p];
             *e += d * d;
             colour += (d - l).powi(2);
             cells[cell] += d * d;
         }
         counts[cell] += 3;
         if x + 1 < width {
-            across += (luma(p + 1) - l).powi(2);
+            across += (luma[p + 1] - l).powi(2);
         }
         if y + 1 < height {
-            along += (luma(p + width) - l).powi(2);
+            along += (luma[p + width] - l).powi(2);
         }
     }
     let pairs_across = height * width.saturating_sub(1);
