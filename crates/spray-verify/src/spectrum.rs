@@ -221,24 +221,39 @@ pub(crate) fn give_amplitudes(
     amplitude: &[f32],
     (width, bounds): (usize, &[(f32, f32); 3]),
 ) {
+    change_high_bins(target, amplitude, (width, bounds), |bin, amplitude| {
+        let norm = magnitude(bin);
+        *bin = if norm > 0.0 {
+            *bin * (amplitude / norm)
+        } else {
+            Complex::new(amplitude, 0.0)
+        };
+    });
+}
+
+/// `target` with each channel's bin at and above the cut changed by `change` with its own
+/// value of `values` (one per bin, CHW like the tensor), every bin below the cut kept, then
+/// transformed back and clamped to `bounds` (`inverse_into`). Values of another size change
+/// nothing. What the spectrum transfer gives (`give_amplitudes`) and the pattern transfer's notch
+/// (`filter_bins`).
+fn change_high_bins(
+    target: &mut [f32],
+    values: &[f32],
+    (width, bounds): (usize, &[(f32, f32); 3]),
+    change: impl Fn(&mut Complex<f32>, f32),
+) {
     let width = width.max(1);
     let plane = target.len() / 3;
     let height = plane / width;
-    if plane == 0 || amplitude.len() != target.len() {
+    if plane == 0 || height == 0 || values.len() != target.len() {
         return;
     }
-    let mut spectrum = spectra(target, width);
     let high = high_bins(width, height);
+    let mut spectrum = spectra(target, width);
     for (i, bin) in spectrum.iter_mut().enumerate() {
-        if !high[i % plane] {
-            continue;
+        if high[i % plane] {
+            change(bin, values[i]);
         }
-        let norm = magnitude(bin);
-        *bin = if norm > 0.0 {
-            *bin * (amplitude[i] / norm)
-        } else {
-            Complex::new(amplitude[i], 0.0)
-        };
     }
     inverse_into(&mut spectrum, target, (width, height, bounds), false);
 }
@@ -361,20 +376,7 @@ pub(crate) fn filter_bins(
     gains: &[f32],
     (width, bounds): (usize, &[(f32, f32); 3]),
 ) {
-    let width = width.max(1);
-    let plane = target.len() / 3;
-    let height = plane / width;
-    if plane == 0 || height == 0 || gains.len() != target.len() {
-        return;
-    }
-    let high = high_bins(width, height);
-    let mut spectrum = spectra(target, width);
-    for (i, bin) in spectrum.iter_mut().enumerate() {
-        if high[i % plane] {
-            *bin *= gains[i];
-        }
-    }
-    inverse_into(&mut spectrum, target, (width, height, bounds), false);
+    change_high_bins(target, gains, (width, bounds), |bin, gain| *bin *= gain);
 }
 
 /// `target` plus a texture whose spectrum has the amplitudes `amplitude` (one per bin, CHW
