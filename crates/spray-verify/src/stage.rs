@@ -115,6 +115,16 @@ struct StageInputs<'a> {
     logits: KnownLogits,
 }
 
+impl StageInputs<'_> {
+    /// The class's name where its groups are tested (`chosen_classes`).
+    fn chosen_name(&self, class: i32) -> Option<&str> {
+        self.chosen
+            .iter()
+            .find(|(c, _)| *c == class)
+            .map(|(_, name)| name.as_str())
+    }
+}
+
 /// Run this process's share of the stage (every unit without `job.shard`), then assemble the
 /// tables if every unit is present.
 pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
@@ -223,7 +233,7 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
         }
         let evidence = parts.iter().find(|d| d.part == UnitPart::Evidence);
         let groups = evidence.map_or(0, |d| d.groups);
-        let chosen = inputs.chosen.iter().any(|(c, _)| *c == class);
+        let chosen = inputs.chosen_name(class).is_some();
         summary.classes += usize::from(chosen && evidence.is_some());
         summary.clusters += groups;
         summary.per_class.push(ClassCost {
@@ -333,7 +343,7 @@ fn evidence_part(
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
     let mut unit = ClassUnit::empty(class);
-    if let Some((_, name)) = inputs.chosen.iter().find(|(c, _)| *c == class) {
+    if let Some(name) = inputs.chosen_name(class) {
         let pictures = ExampleWriter {
             dir: &job.dir,
             class_index: class,
@@ -370,7 +380,7 @@ fn tables_part(
     let job = inputs.job;
     let size = job.preprocess.input_size.map(|v| v as usize);
     let mut unit = ClassUnit::empty(class);
-    let chosen = inputs.chosen.iter().any(|(c, _)| *c == class);
+    let chosen = inputs.chosen_name(class).is_some();
     let members = &inputs.by_class[&class];
     if job.settings.padding {
         unit.padding = padding_rows(
