@@ -225,8 +225,25 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
     for worker in finished {
         done.extend(worker?);
     }
-    // Per class, in class order, what its parts cost this run.
-    for &class in &pending {
+    add_costs(&mut summary, &inputs, &pending, &done);
+    summary.images_run = scorers.iter().map(|s| s.images_scored()).sum();
+    if units.iter().all(|&c| contract::unit_done(&job.dir, c)) {
+        assemble(&job.dir, &units)?;
+        summary.complete = true;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Per class of `pending`, in class order, what its parts `done` this run cost, added to
+/// `summary`.
+fn add_costs(
+    summary: &mut VerifySummary,
+    inputs: &StageInputs<'_>,
+    pending: &[i32],
+    done: &[PartDone],
+) {
+    for &class in pending {
         let parts: Vec<&PartDone> = done.iter().filter(|d| d.class == class).collect();
         if parts.is_empty() {
             continue;
@@ -241,15 +258,8 @@ pub fn run(job: &VerifyJob<'_>) -> Result<VerifySummary> {
             groups,
             images_scored: parts.iter().map(|d| d.images_scored).sum(),
         });
-        summary.units_written += usize::from(contract::unit_done(&job.dir, class));
+        summary.units_written += usize::from(contract::unit_done(&inputs.job.dir, class));
     }
-    summary.images_run = scorers.iter().map(|s| s.images_scored()).sum();
-    if units.iter().all(|&c| contract::unit_done(&job.dir, c)) {
-        assemble(&job.dir, &units)?;
-        summary.complete = true;
-    }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
 }
 
 /// The parts this run computes (every class's evidence, then every class's tables), handed
