@@ -147,6 +147,9 @@ evidence_tests! {
     /// The group's pooled distribution of values per channel, by histogram matching
     /// (`probe/tone_transfer.rs`).
     ToneTransfer = "tone-transfer", needs_loss: false;
+    /// Each group image's fine detail as a texture under random phases
+    /// (`probe/texture_transfer.rs`).
+    TextureTransfer = "texture-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

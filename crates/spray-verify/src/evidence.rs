@@ -695,6 +695,7 @@ mod tests {
         let settings = VerifySettings {
             detail_transfer: false,
             colour_transfer: false,
+            texture_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -741,6 +742,7 @@ mod tests {
             verdict_images: 60,
             detail_transfer: false,
             colour_transfer: false,
+            texture_transfer: false,
             ..VerifySettings::default()
         };
         let flag = spray_store::ranking::FLAG_SPECIFIC_EFFECT;
@@ -777,6 +779,7 @@ mod tests {
             first_look: 3,
             detail_transfer: false,
             colour_transfer: false,
+            texture_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -803,6 +806,7 @@ mod tests {
             first_look: 1,
             detail_transfer: false,
             colour_transfer: false,
+            texture_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);

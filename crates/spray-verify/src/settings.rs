@@ -222,6 +222,16 @@ pub struct VerifySettings {
     /// (benches/RESULTS.md).
     #[serde(default = "yes")]
     pub tone_transfer: bool,
+    /// Also test the groups of the relevance and concept spaces whose fine detail stands
+    /// apart from the rest of their class's as a whole image by texture transfer
+    /// (`EvidenceTest::TextureTransfer`: each group image's fine detail given to other images
+    /// as a texture, its phases turned at random — sensor noise, grain, a screen; what kind of
+    /// texture, not where or what shape). Why on by default: on a held-out ResNet whose
+    /// "cross" relied on sensor noise (stamped on other classes' images, 78% turned), the
+    /// fine-detail transfer's control, which carries the class's own edges, turned 37% and
+    /// left it at +0.20, unflagged; as a texture +0.37, flagged (benches/RESULTS.md).
+    #[serde(default = "yes")]
+    pub texture_transfer: bool,
     /// Where a relevance-space group's control region lies in the class's other images.
     #[serde(default)]
     pub control: RegionControl,
@@ -326,6 +336,7 @@ impl Default for VerifySettings {
             sharpness_transfer: true,
             pattern_transfer: true,
             tone_transfer: true,
+            texture_transfer: true,
             control: RegionControl::Both,
             first_look: default_first_look(),
             max_groups: default_max_groups(),
@@ -347,6 +358,7 @@ impl VerifySettings {
             sharpness_transfer: false,
             pattern_transfer: false,
             tone_transfer: false,
+            texture_transfer: false,
             feature_direction: false,
             ..VerifySettings::default()
         }

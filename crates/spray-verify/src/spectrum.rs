@@ -395,16 +395,7 @@ pub(crate) fn add_texture(
     if plane == 0 || height == 0 || amplitude.len() != target.len() {
         return;
     }
-    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
-    let mut noise: Vec<Complex<f32>> = (0..plane)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            Complex::new((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0, 0.0)
-        })
-        .collect();
-    transform(&mut noise, width, height, false);
+    let noise = noise_spectrum(width, height, seed);
     let high = high_bins(width, height);
     let mut spectrum = vec![Complex::new(0.0f32, 0.0); target.len()];
     for (i, bin) in spectrum.iter_mut().enumerate() {
@@ -416,6 +407,55 @@ pub(crate) fn add_texture(
         }
     }
     inverse_into(&mut spectrum, target, (width, height, bounds), true);
+}
+
+/// `target` plus `tensor` (CHW like it) at and above the cut, each bin's phase turned by a
+/// random angle drawn from `seed` and its amplitude scaled by `scale`: the same angle for
+/// the three channels' bin, so that what lies between the channels (a colourless pattern, or
+/// noise of its own in each channel) stays as it was, and nothing of where anything lies
+/// does. The angles are those of seeded white noise's transform ([`add_texture`]'s), which
+/// are Hermitian, as a real tensor's phases are, so the texture is real. Clamped to `bounds`.
+pub(crate) fn add_scrambled(
+    target: &mut [f32],
+    tensor: &[f32],
+    (width, seed, scale, bounds): (usize, u64, f32, &[(f32, f32); 3]),
+) {
+    let width = width.max(1);
+    let plane = target.len() / 3;
+    let height = plane / width;
+    if plane == 0 || height == 0 || tensor.len() != target.len() {
+        return;
+    }
+    let noise = noise_spectrum(width, height, seed);
+    let high = high_bins(width, height);
+    let mut spectrum = spectra(tensor, width);
+    for (i, bin) in spectrum.iter_mut().enumerate() {
+        let p = i % plane;
+        let n = noise[p];
+        let norm = magnitude(&n);
+        *bin = if high[p] && norm > 0.0 {
+            *bin * (n * (scale / norm))
+        } else {
+            Complex::new(0.0, 0.0)
+        };
+    }
+    inverse_into(&mut spectrum, target, (width, height, bounds), true);
+}
+
+/// The transform of seeded white noise on a `height` × `width` plane, whose phases the
+/// textures take.
+fn noise_spectrum(width: usize, height: usize, seed: u64) -> Vec<Complex<f32>> {
+    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
+    let mut noise: Vec<Complex<f32>> = (0..width * height)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Complex::new((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0, 0.0)
+        })
+        .collect();
+    transform(&mut noise, width, height, false);
+    noise
 }
 
 /// Each channel of `spectrum` transformed back into `target` (`add`: onto it), clamped to the
@@ -567,6 +607,48 @@ mod tests {
         }
         assert_eq!(textured(7), t);
         assert_ne!(textured(8), t);
+    }
+
+    /// A scrambled tensor holds the tensor's fine amplitudes times the scale and nothing below
+    /// the cut; each bin's phase is turned by one angle in every channel, so the phase between
+    /// two channels stays the tensor's; the angles come from the seed alone.
+    #[test]
+    fn a_scrambled_tensor_keeps_its_fine_amplitudes_and_the_phases_between_channels() {
+        let (w, h) = (16, 12);
+        let plane = w * h;
+        let t = tensor(w, h, 4);
+        let scrambled = |seed: u64, scale: f32| {
+            let mut out = vec![0.0f32; 3 * plane];
+            add_scrambled(&mut out, &t, (w, seed, scale, &OPEN));
+            out
+        };
+        let s = scrambled(7, 2.0);
+        let high = high_bins(w, h);
+        let (before, after) = (spectra(&t, w), spectra(&s, w));
+        for i in 0..3 * plane {
+            let want = if high[i % plane] {
+                2.0 * magnitude(&before[i])
+            } else {
+                0.0
+            };
+            assert!((magnitude(&after[i]) - want).abs() < 1e-3, "bin {i}");
+        }
+        for p in (0..plane).filter(|&p| high[p]) {
+            let between = |s: &[Complex<f32>]| s[plane + p] * s[p].conj();
+            let (was, is) = (between(&before), between(&after));
+            // The same angle between channels 0 and 1 (the product's scale is 4).
+            assert!(
+                (is - was * 4.0).norm() < 1e-2 * (1.0 + was.norm()),
+                "bin {p}"
+            );
+        }
+        assert_eq!(scrambled(7, 2.0), s);
+        assert_ne!(scrambled(8, 2.0), s);
+        assert_ne!(
+            spectra(&s, w)[5 * w + 5].arg(),
+            before[5 * w + 5].arg(),
+            "the phases are turned"
+        );
     }
 
     /// A filter of ones changes nothing; one of zeros keeps only what lies below the cut.

@@ -78,8 +78,9 @@ pub fn example_path(
 /// `test` column may read `pattern-transfer` and `tone-transfer`. 17: a group has a
 /// `colour-transfer` row only where its colours stand apart from the rest of its class's
 /// (fewer rows; a cached stage is not reused). 18: and a `detail-transfer` row only where its
-/// fine detail does. 19: a class's unit is written in two parts (`units::UnitPart`).
-pub const SCHEMA_VERSION: u32 = 19;
+/// fine detail does. 19: a class's unit is written in two parts (`units::UnitPart`). 20: the `test` column may read
+/// `texture-transfer`.
+pub const SCHEMA_VERSION: u32 = 20;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -9,6 +9,7 @@
 //! one file here and its line in [`probe`]; the test over the table below checks it.
 
 mod chance;
+mod class_detail;
 mod colour_transfer;
 mod detail_transfer;
 mod feature_direction;
@@ -20,6 +21,7 @@ mod shading_transfer;
 mod shared_region;
 mod sharpness_transfer;
 mod spectrum_transfer;
+mod texture_transfer;
 mod tone_transfer;
 
 use std::any::Any;
@@ -168,6 +170,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::SharpnessTransfer => &sharpness_transfer::PROBE,
         EvidenceTest::PatternTransfer => &pattern_transfer::PROBE,
         EvidenceTest::ToneTransfer => &tone_transfer::PROBE,
+        EvidenceTest::TextureTransfer => &texture_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }

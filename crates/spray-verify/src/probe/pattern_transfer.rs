@@ -304,22 +304,22 @@ const SENTENCE: &str =
          spectrum: {control}); notching it out of the group's own images lowers the logit by \
          {drop} (by {drop_rest} in the rest of the class).";
 
+/// A world of fine patterns at no shared place, for the tests of the pattern and texture
+/// transfers.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::evidence::fake::class_zero_of;
+pub(super) mod fake {
     use crate::scorer::Scorer;
-    use crate::VerifySettings;
-    use spray_store::verify::Evidence;
+    use crate::Result;
 
-    const S: usize = 8;
+    /// The side of the world's images.
+    pub(crate) const S: usize = 8;
 
     /// A model that sees a checkerboard whatever its sign (a network's filters answer a
     /// pattern at any offset; a linear model would not): class 0's logit is 12 times the
     /// checkerboard's amplitude in channel 0 plus twice the mean of channel 1 (the object);
     /// class 1's is 3 times the mean of channel 2 plus 0.5.
-    struct PatternModel {
-        scored: usize,
+    pub(crate) struct PatternModel {
+        pub(crate) scored: usize,
     }
 
     impl Scorer for PatternModel {
@@ -359,7 +359,7 @@ mod tests {
     /// (the sign alternates: the shortcut, a pattern at no shared place), three with vertical
     /// stripes of 0.25 and the object; class 1: six with faint horizontal stripes (0.02) and a
     /// ground of 0.6.
-    fn world() -> (Vec<Vec<f32>>, PatternModel) {
+    pub(crate) fn world() -> (Vec<Vec<f32>>, PatternModel) {
         let plane = S * S;
         let image = |pattern: &dyn Fn(usize, usize) -> f32, object: f32, ground: f32| {
             let mut t = vec![0.0f32; 3 * plane];
@@ -389,6 +389,15 @@ mod tests {
         }
         (tensors, PatternModel { scored: 0 })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::{world, S};
+    use super::*;
+    use crate::evidence::fake::class_zero_of;
+    use crate::VerifySettings;
+    use spray_store::verify::Evidence;
 
     /// Class 0's evidence in the world above, its first `group` images one cluster (maps even)
     /// and the others another, with the pattern transfer the only test besides the space's own.
