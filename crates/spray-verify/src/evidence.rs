@@ -77,8 +77,8 @@ pub fn class_evidence(
     let colours = ColourStats::new(bench.bounds);
     let layers = bench.scorer.layers();
     let mut activations = ActivationCache::default();
-    // (layer, members) of every group the model-side test has measured.
-    let mut steered: Vec<(usize, &[usize])> = Vec::new();
+    // Every test measured so far, on which group (`Repeats`).
+    let mut measured = Repeats::new(bench.settings.same_group_overlap);
     let mut evidence = Vec::new();
     // Whether a row so far surely flagged the class (`Standing::settled`).
     let mut settled = false;
@@ -116,16 +116,9 @@ pub fn class_evidence(
                     let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
                         continue;
                     };
-                    // Two spaces' near-identical groups at the same layer are the same
-                    // measurement (a concept layer's cluster that the relevance maps found too).
-                    let again = steered.iter().any(|(l, m): &(usize, &[usize])| {
-                        *l == layer
-                            && jaccard(m, &group.members) >= bench.settings.same_group_overlap
-                    });
-                    if again {
+                    if !measured.first((test, Some(layer)), &group.members) {
                         continue;
                     }
-                    steered.push((layer, &group.members));
                     let rest_rows =
                         spread(&group.rest(members.len()), bench.settings.transplant_images);
                     evidence.extend(direction::test_group(
@@ -138,12 +131,16 @@ pub fn class_evidence(
                     continue;
                 }
             };
+            if measured.seen((test, None), &group.members) {
+                continue;
+            }
             let standing = Standing::of(&evidence, settled);
             let Some((row, looked)) =
                 pixel_row(bench, &each, group, (test, plan), standing, false)?
             else {
                 continue;
             };
+            measured.first((test, None), &group.members);
             settled |= looked.surely && row.counts();
             if looked.open && row.counts() {
                 open.push(OpenRow {
@@ -158,6 +155,48 @@ pub fn class_evidence(
     }
     verdict::decide_open(bench, &each, &mut evidence, open, settled)?;
     Ok(evidence)
+}
+
+/// The tests a class's groups were measured by so far, each with its group's members (and,
+/// for the model-side test, its layer). Why: two spaces' names for nearly the same images (a
+/// concept layer's cluster that the relevance maps found too; `same_group_overlap`, Jaccard)
+/// given the same test are the same measurement twice. Groups of spaces with the same tests
+/// are merged before (`groups::class_groups`); a relevance group and a concept group are not,
+/// since their own tests differ, but every test they share runs on the first only. On
+/// held-resnet-n the caption's relevance cluster and a concept layer's split side (Jaccard
+/// 0.94) each went to 90 recipients by the fine-detail transfer (benches/RESULTS.md).
+struct Repeats<'g> {
+    overlap: f64,
+    done: Vec<(TestAt, &'g [usize])>,
+}
+
+/// A test, and for the model-side test its layer.
+type TestAt = (EvidenceTest, Option<usize>);
+
+impl<'g> Repeats<'g> {
+    fn new(overlap: f64) -> Self {
+        Repeats {
+            overlap,
+            done: Vec::new(),
+        }
+    }
+
+    /// Whether `test` (at a layer) was measured on a group of nearly `members` already.
+    fn seen(&self, test: TestAt, members: &[usize]) -> bool {
+        self.done
+            .iter()
+            .any(|&(t, m)| t == test && jaccard(m, members) >= self.overlap)
+    }
+
+    /// Records `test` on `members` unless it was measured on nearly them already; whether it
+    /// was new.
+    fn first(&mut self, test: TestAt, members: &'g [usize]) -> bool {
+        let new = !self.seen(test, members);
+        if new {
+            self.done.push((test, members));
+        }
+        new
+    }
 }
 
 /// What every pixel-side row of one class is measured with.
@@ -463,6 +502,28 @@ mod tests {
     use crate::images::fake::Images;
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;
+
+    /// A test is measured once on nearly the same images (Jaccard 0.9 or more), under the
+    /// name it met first; another test, another layer, or a group that differs more is
+    /// measured again.
+    #[test]
+    fn a_test_is_measured_once_on_nearly_the_same_images() {
+        let (ten, eleven, other): (Vec<usize>, Vec<usize>, Vec<usize>) =
+            ((0..10).collect(), (0..11).collect(), (0..12).collect());
+        let mut measured = Repeats::new(0.9);
+        let detail = (EvidenceTest::DetailTransfer, None);
+        assert!(measured.first(detail, &ten));
+        // 10 of 11 shared: the same measurement.
+        assert!(measured.seen(detail, &eleven));
+        assert!(!measured.first(detail, &eleven));
+        // 10 of 12: measured again.
+        assert!(!measured.seen(detail, &other));
+        assert!(!measured.seen((EvidenceTest::TextureTransfer, None), &eleven));
+        let direction = |layer| (EvidenceTest::FeatureDirection, Some(layer));
+        assert!(measured.first(direction(0), &ten));
+        assert!(!measured.first(direction(0), &eleven));
+        assert!(measured.first(direction(1), &eleven));
+    }
 
     /// Hand-made rates: a screened row, or one stopped short, is never occluded; one measured
     /// on every recipient where nothing of its class counts yet, or where it reaches (or ties)

@@ -253,8 +253,9 @@ pub struct VerifySettings {
     /// strongest group is a space's second) — benches/RESULTS.md.
     #[serde(default = "default_max_groups")]
     pub max_groups: usize,
-    /// A group whose images overlap an earlier group of the same evidence test this much
-    /// (Jaccard index: shared / either) is that group again and is not tested twice.
+    /// A group whose images overlap an earlier group of the same evidence tests this much
+    /// (Jaccard index: shared / either) is that group again and is not tested twice; one of
+    /// another space overlapping this much is not given again a test the earlier one had.
     #[serde(default = "default_same_group")]
     pub same_group_overlap: f64,
 }
