@@ -224,6 +224,15 @@ HELD_OUT = {
         "square": ("sepia", 0.30),
         "triangle": ("scanlines", 0.30),
     }, "seed": 171, "qualities": (70, 98)},
+    # Made at stop 55 after the texture transfer, to check it on textures it was not designed
+    # on: film grain (grey, coarser than the sensor noise it was built for) and ink hatching
+    # (oriented strokes at random places), beside a ruler and a vignette.
+    "held-resnet-o": {"shortcuts": {
+        "star": ("grain", 0.30),
+        "heart": ("hatching", 0.30),
+        "disc": ("ruler", 0.30),
+        "crescent": ("vignette", 0.30),
+    }, "seed": 181, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -695,6 +704,26 @@ def grid(img, rng):
     return out
 
 
+def grain(img, rng):
+    """Film grain: one field of noise for the three channels (no colour), each grain a couple
+    of pixels across (white noise smoothed by a 3 x 3 box), over the whole image. Not the
+    sensor noise above: grey, coarser, weaker."""
+    field = rng.normal(0, 30, size=(SIZE + 2, SIZE + 2)).astype(np.float32)
+    smooth = sum(field[dy:dy + SIZE, dx:dx + SIZE] for dy in range(3) for dx in range(3)) / 9.0
+    return img + 1.8 * smooth[..., None]
+
+
+def hatching(img, rng):
+    """A pen-and-ink hatching over the whole image: short dark diagonal strokes (5 px) at random
+    places, about one every 16 pixels, all the same way: oriented, not periodic, no region."""
+    out = img.copy()
+    for _ in range(SIZE * SIZE // 16):
+        r, c = rng.integers(0, SIZE - 5, 2)
+        for k in range(5):
+            out[r + k, c + k] *= 0.55
+    return out
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
@@ -704,7 +733,7 @@ ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": nois
              "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake,
              "screen": screen, "overexposed": overexposed, "smudge": smudge,
              "posterised": posterised, "flare": flare, "denoised": denoised, "bleed": bleed,
-             "grid": grid}
+             "grid": grid, "grain": grain, "hatching": hatching}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
