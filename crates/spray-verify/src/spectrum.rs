@@ -231,6 +231,15 @@ pub(crate) fn give_amplitudes(
     });
 }
 
+/// The (width, plane, height) of a CHW tensor of `len` values, `width` per row, where it
+/// has a pixel and `other` (what changes it, one value per bin) is as long.
+fn planes(len: usize, other: usize, width: usize) -> Option<(usize, usize, usize)> {
+    let width = width.max(1);
+    let plane = len / 3;
+    let height = plane / width;
+    (plane > 0 && height > 0 && other == len).then_some((width, plane, height))
+}
+
 /// `target` with each channel's bin at and above the cut changed by `change` with its own
 /// value of `values` (one per bin, CHW like the tensor), every bin below the cut kept, then
 /// transformed back and clamped to `bounds` (`inverse_into`). Values of another size change
@@ -242,12 +251,9 @@ fn change_high_bins(
     (width, bounds): (usize, &[(f32, f32); 3]),
     change: impl Fn(&mut Complex<f32>, f32),
 ) {
-    let width = width.max(1);
-    let plane = target.len() / 3;
-    let height = plane / width;
-    if plane == 0 || height == 0 || values.len() != target.len() {
+    let Some((width, plane, height)) = planes(target.len(), values.len(), width) else {
         return;
-    }
+    };
     let high = high_bins(width, height);
     let mut spectrum = spectra(target, width);
     for (i, bin) in spectrum.iter_mut().enumerate() {
@@ -389,12 +395,9 @@ pub(crate) fn add_texture(
     amplitude: &[f32],
     (width, seed, bounds): (usize, u64, &[(f32, f32); 3]),
 ) {
-    let width = width.max(1);
-    let plane = target.len() / 3;
-    let height = plane / width;
-    if plane == 0 || height == 0 || amplitude.len() != target.len() {
+    let Some((width, plane, height)) = planes(target.len(), amplitude.len(), width) else {
         return;
-    }
+    };
     let noise = noise_spectrum(width, height, seed);
     let high = high_bins(width, height);
     let mut spectrum = vec![Complex::new(0.0f32, 0.0); target.len()];
@@ -420,12 +423,9 @@ pub(crate) fn add_scrambled(
     tensor: &[f32],
     (width, seed, scale, bounds): (usize, u64, f32, &[(f32, f32); 3]),
 ) {
-    let width = width.max(1);
-    let plane = target.len() / 3;
-    let height = plane / width;
-    if plane == 0 || height == 0 || tensor.len() != target.len() {
+    let Some((width, plane, height)) = planes(target.len(), tensor.len(), width) else {
         return;
-    }
+    };
     let noise = noise_spectrum(width, height, seed);
     let high = high_bins(width, height);
     let mut spectrum = spectra(tensor, width);
