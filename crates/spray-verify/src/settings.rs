@@ -222,8 +222,8 @@ pub struct VerifySettings {
     /// (benches/RESULTS.md).
     #[serde(default = "yes")]
     pub tone_transfer: bool,
-    /// Also test the groups of the relevance and concept spaces whose fine detail stands
-    /// apart from the rest of their class's as a whole image by texture transfer
+    /// Also test the groups of the relevance and concept spaces whose fine detail's texture
+    /// stands apart from the rest of their class's (not in strength) by texture transfer
     /// (`EvidenceTest::TextureTransfer`: each group image's fine detail given to other images
     /// as a texture, its phases turned at random — sensor noise, grain, a screen; what kind of
     /// texture, not where or what shape). Why on by default: on a held-out ResNet whose

@@ -4,15 +4,17 @@
 //! angles, the same for the three channels (`spectrum::add_scrambled`). What is given is
 //! what kind of texture the image holds — how strong, how fine, which way, in what colour,
 //! noise of its own in each channel or one grey pattern — and nothing of where anything lies
-//! or what shape it has. Why: the fine-detail transfer gives the group's detail with the object's
-//! edges in it, and its control, the class's other images' detail, turns recipients with
-//! those edges too. On a held-out ResNet whose "cross" relied on sensor noise (stamped on
-//! other classes' images, 78% turned), the noisy group's detail turned 57% of recipients and
-//! the control 37%: +0.20, unflagged. As a texture the class's own detail turns few (its
-//! edges no longer form a cross: 26%), the noise as many as before (63%): +0.37. The three
-//! channels turn together: given the noise's own phases in every channel (as the pattern
-//! transfer's texture is), a texture is grey, and the model, which read the sensor noise's
-//! colour, turned 40% (benches/RESULTS.md).
+//! or what shape it has.
+//!
+//! Why: the fine-detail transfer gives the group's detail with the object's edges in it, and
+//! its control, the class's other images' detail, turns recipients with those edges too. On
+//! a held-out ResNet whose "cross" relied on sensor noise (stamped on other classes' images,
+//! 78% turned), the noisy group's detail turned 57% of recipients and the control 37%:
+//! +0.20, unflagged. As a texture the class's own detail turns few (its edges no longer form
+//! a cross: 26%), the noise as many as before (63%): +0.37. The three channels turn
+//! together: given the noise field's own phases in every channel (as the pattern transfer's
+//! texture is), a texture is grey, and the model, which read the sensor noise's colour,
+//! turned 40% (benches/RESULTS.md).
 //!
 //! The control: the class's other images' detail as a texture under the same phases, each
 //! scaled to the fine energy of the group image the same recipient takes from. Recipient j
@@ -21,9 +23,11 @@
 //! strength: a class the model reads from any texture of that strength (fur, foliage) is not
 //! a shortcut of the group's.
 //!
-//! Only a group whose detail stands apart from the rest of its class's as a whole image
-//! (energy, orientation, colour) beyond chance is tested (`ClassDetail::texture_stands_apart`):
-//! a texture under random phases carries nothing else of the detail.
+//! Only a group whose texture stands apart from the rest of its class's beyond chance is
+//! tested (`ClassDetail::texture_stands_apart`): in what does not change with the detail's
+//! strength — the channels' balance, the orientation, the colour's share, the fineness —
+//! since the control matches the strength, and nothing of place, which a texture does not
+//! carry.
 //!
 //! Occlusion is the fine-detail transfer's: the group's images keep only their low-pass.
 
