@@ -58,7 +58,7 @@ impl ClassDetail {
             let t = input.images.tensor(m.image_index)?;
             let smooth = low_pass(&t, width);
             energies.push(detail_energy((&t, &smooth), width, &m.map, g));
-            fine.push(detail_fine_energy((&t, &smooth), width));
+            fine.push(texture_energy(&fine_detail((&t, &smooth)), width));
             let reading = read_detail((&t, &smooth), width, g, input.bounds);
             statistics.push(reading.statistics);
             texture.push(reading.texture);
@@ -152,10 +152,11 @@ pub(super) fn fine_detail((tensor, smooth): (&[f32], &[f32])) -> Vec<f32> {
 }
 
 /// The energy of a CHW tensor's [`fine_detail`] at and above the spectrum's cut, summed over
-/// the channels: what a texture made of it holds (`spectrum::add_texture` gives those bins
-/// only).
-fn detail_fine_energy(pair: (&[f32], &[f32]), width: usize) -> f64 {
-    fine_energy(&fine_detail(pair), width).iter().sum()
+/// the channels: what a texture made of it holds (`spectrum::add_scrambled` gives those bins
+/// only). The one measure of a texture's strength: the members' (`ClassDetail::fine`) and the
+/// texture transfer's donors' are compared.
+pub(super) fn texture_energy(detail: &[f32], width: usize) -> f64 {
+    fine_energy(detail, width).iter().sum()
 }
 
 /// Per column, the sum of `rows` at `at`.

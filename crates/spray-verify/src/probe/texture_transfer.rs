@@ -35,10 +35,10 @@ use spray_dataset::SplitMix64;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::class_detail::{fine_detail, ClassDetail};
+use super::class_detail::{fine_detail, texture_energy, ClassDetail};
 use super::{Carrier, Giving, Method, Occluding, PerDonor, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::low_pass;
-use crate::spectrum::{add_scrambled, fine_energy};
+use crate::spectrum::add_scrambled;
 use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
@@ -135,7 +135,7 @@ impl Carrier for Texture {
         let detail = self.details.get(d, || {
             let donor = &from.donors[d];
             let detail = fine_detail((donor, &low_pass(donor, apply.width)));
-            let energy = fine_energy(&detail, apply.width).iter().sum();
+            let energy = texture_energy(&detail, apply.width);
             (detail, energy)
         });
         let scale = self.scale(j, detail.1) as f32;
@@ -217,7 +217,7 @@ mod tests {
             seed: 3,
             bounds: &bounds,
         };
-        let energy = |t: &[f32]| -> f64 { fine_energy(t, S).iter().sum() };
+        let energy = |t: &[f32]| -> f64 { texture_energy(t, S) };
         let blank = vec![0.0f32; 3 * S * S];
         let donors = [tensors[3].clone(), tensors[4].clone()];
         let own = energy(&fine_detail((&donors[0], &low_pass(&donors[0], S))));
