@@ -6,7 +6,7 @@ use spray_store::verify::Evidence;
 use spray_store::{EvidenceTest, GroupId};
 
 use crate::direction::{self, ActivationCache};
-use crate::groups::{jaccard, AnalysedGroups, TestedGroup};
+use crate::groups::{AnalysedGroups, TestedGroup};
 use crate::images::{ColourStats, ImageSource};
 use crate::members::{recipients, spread, KnownLogits, Member, MembersByClass};
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
@@ -17,6 +17,9 @@ use crate::settings::VerifySettings;
 use crate::transplant::{transplant_in_looks, Looked, Rates, Sides, Standing};
 use crate::verdict::{self, OpenRow};
 use crate::Result;
+
+mod repeats;
+use repeats::Repeats;
 
 /// Where a tested group's four before/after pictures go (prepared tensors, `examples::KINDS`
 /// order); returns the path the evidence row lists (none: not kept).
@@ -116,9 +119,10 @@ pub fn class_evidence(
                     let Some(layer) = direction::layer_for(group.id.space, layers.len()) else {
                         continue;
                     };
-                    if !measured.first((test, Some(layer)), &group.members) {
+                    if measured.seen((test, Some(layer)), &group.members) {
                         continue;
                     }
+                    measured.record((test, Some(layer)), &group.members);
                     let rest_rows =
                         spread(&group.rest(members.len()), bench.settings.transplant_images);
                     evidence.extend(direction::test_group(
@@ -140,7 +144,7 @@ pub fn class_evidence(
             else {
                 continue;
             };
-            measured.first((test, None), &group.members);
+            measured.record((test, None), &group.members);
             settled |= looked.surely && row.counts();
             if looked.open && row.counts() {
                 open.push(OpenRow {
@@ -155,48 +159,6 @@ pub fn class_evidence(
     }
     verdict::decide_open(bench, &each, &mut evidence, open, settled)?;
     Ok(evidence)
-}
-
-/// The tests a class's groups were measured by so far, each with its group's members (and,
-/// for the model-side test, its layer). Why: two spaces' names for nearly the same images (a
-/// concept layer's cluster that the relevance maps found too; `same_group_overlap`, Jaccard)
-/// given the same test are the same measurement twice. Groups of spaces with the same tests
-/// are merged before (`groups::class_groups`); a relevance group and a concept group are not,
-/// since their own tests differ, but every test they share runs on the first only. On
-/// held-resnet-n the caption's relevance cluster and a concept layer's split side (Jaccard
-/// 0.94) each went to 90 recipients by the fine-detail transfer (benches/RESULTS.md).
-struct Repeats<'g> {
-    overlap: f64,
-    done: Vec<(TestAt, &'g [usize])>,
-}
-
-/// A test, and for the model-side test its layer.
-type TestAt = (EvidenceTest, Option<usize>);
-
-impl<'g> Repeats<'g> {
-    fn new(overlap: f64) -> Self {
-        Repeats {
-            overlap,
-            done: Vec::new(),
-        }
-    }
-
-    /// Whether `test` (at a layer) was measured on a group of nearly `members` already.
-    fn seen(&self, test: TestAt, members: &[usize]) -> bool {
-        self.done
-            .iter()
-            .any(|&(t, m)| t == test && jaccard(m, members) >= self.overlap)
-    }
-
-    /// Records `test` on `members` unless it was measured on nearly them already; whether it
-    /// was new.
-    fn first(&mut self, test: TestAt, members: &'g [usize]) -> bool {
-        let new = !self.seen(test, members);
-        if new {
-            self.done.push((test, members));
-        }
-        new
-    }
 }
 
 /// What every pixel-side row of one class is measured with.
@@ -502,28 +464,6 @@ mod tests {
     use crate::images::fake::Images;
     use crate::scorer::fake::LinearModel;
     use spray_store::FeatureSpace;
-
-    /// A test is measured once on nearly the same images (Jaccard 0.9 or more), under the
-    /// name it met first; another test, another layer, or a group that differs more is
-    /// measured again.
-    #[test]
-    fn a_test_is_measured_once_on_nearly_the_same_images() {
-        let (ten, eleven, other): (Vec<usize>, Vec<usize>, Vec<usize>) =
-            ((0..10).collect(), (0..11).collect(), (0..12).collect());
-        let mut measured = Repeats::new(0.9);
-        let detail = (EvidenceTest::DetailTransfer, None);
-        assert!(measured.first(detail, &ten));
-        // 10 of 11 shared: the same measurement.
-        assert!(measured.seen(detail, &eleven));
-        assert!(!measured.first(detail, &eleven));
-        // 10 of 12: measured again.
-        assert!(!measured.seen(detail, &other));
-        assert!(!measured.seen((EvidenceTest::TextureTransfer, None), &eleven));
-        let direction = |layer| (EvidenceTest::FeatureDirection, Some(layer));
-        assert!(measured.first(direction(0), &ten));
-        assert!(!measured.first(direction(0), &eleven));
-        assert!(measured.first(direction(1), &eleven));
-    }
 
     /// Hand-made rates: a screened row, or one stopped short, is never occluded; one measured
     /// on every recipient where nothing of its class counts yet, or where it reaches (or ties)
