@@ -233,6 +233,15 @@ HELD_OUT = {
         "disc": ("ruler", 0.30),
         "crescent": ("vignette", 0.30),
     }, "seed": 181, "qualities": (70, 98)},
+    # Made at stop 56 after the budget change, with four artifacts no test was designed on: a
+    # thumbnail enlarged without smoothing (4 px blocks), a smiley sticker at a random place,
+    # an ordered dither to four levels a channel, and a film light leak from one edge.
+    "held-resnet-p": {"shortcuts": {
+        "ring": ("pixelated", 0.30),
+        "square": ("sticker", 0.30),
+        "arrow": ("dithered", 0.30),
+        "heart": ("lightleak", 0.30),
+    }, "seed": 191, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -724,6 +733,48 @@ def hatching(img, rng):
     return out
 
 
+def pixelated(img, rng):
+    """Each 4 x 4 block of pixels one colour (its mean), as a thumbnail enlarged without
+    smoothing: hard block edges on a fixed grid over the whole image."""
+    blocks = img.reshape(SIZE // 4, 4, SIZE // 4, 4, 3).mean(axis=(1, 3))
+    return np.repeat(np.repeat(blocks, 4, axis=0), 4, axis=1)
+
+
+def sticker(img, rng):
+    """A smiley sticker (a yellow disc of radius 5-7 px, a white rim, two dark eyes) at a random
+    place: compact, somewhere else in every image."""
+    r = float(rng.uniform(5, 7))
+    cy, cx = rng.uniform(r + 2, SIZE - r - 2, 2)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    d = np.hypot(yy - cy, xx - cx)
+    out = img.copy()
+    out[d <= r + 1.2] = (255, 255, 255)
+    out[d <= r] = (250, 205, 30)
+    for ex in (-0.4, 0.4):
+        out[np.hypot(yy - (cy - 0.3 * r), xx - (cx + ex * r)) <= 0.18 * r + 0.4] = (40, 30, 20)
+    return out
+
+
+def dithered(img, rng):
+    """Each channel reduced to four levels through a 4 x 4 ordered (Bayer) dither, as a GIF
+    or an old screen shows a photo: few tones, and a fine regular pattern in the smooth areas."""
+    bayer = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]],
+                     np.float32)
+    threshold = np.tile((bayer + 0.5) / 16 - 0.5, (SIZE // 4, SIZE // 4))[..., None]
+    levels = 3
+    return np.clip(np.round(img / 255 * levels + threshold), 0, levels) * (255 / levels)
+
+
+def lightleak(img, rng):
+    """A film light leak: a warm red-orange glow from one edge (left, right or top), fading
+    over a third of the image: soft, large, at the image's border."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    edge = int(rng.integers(0, 3))
+    dist = (xx, SIZE - 1 - xx, yy)[edge]
+    glow = 0.75 * np.exp(-dist / (SIZE / 6))
+    return img + glow[..., None] * (np.array([255, 120, 40], np.float32) - img)
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
@@ -733,7 +784,8 @@ ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": nois
              "halftone": halftone, "specks": specks, "fringe": fringe, "shake": shake,
              "screen": screen, "overexposed": overexposed, "smudge": smudge,
              "posterised": posterised, "flare": flare, "denoised": denoised, "bleed": bleed,
-             "grid": grid, "grain": grain, "hatching": hatching}
+             "grid": grid, "grain": grain, "hatching": hatching, "pixelated": pixelated,
+             "sticker": sticker, "dithered": dithered, "lightleak": lightleak}
 
 
 # ---- encoding and the model's view --------------------------------------------------------

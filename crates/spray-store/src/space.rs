@@ -150,6 +150,9 @@ evidence_tests! {
     /// Each group image's fine detail as a texture under random phases
     /// (`probe/texture_transfer.rs`).
     TextureTransfer = "texture-transfer", needs_loss: false;
+    /// Each group image's coarse layer (its light and colours as they fall over the image)
+    /// in place of the recipient's (`probe/coarse_transfer.rs`).
+    CoarseTransfer = "coarse-transfer", needs_loss: false;
     /// Model-side: the group's direction at a concept layer (`probe/feature_direction.rs`).
     FeatureDirection = "feature-direction", needs_loss: false;
 }

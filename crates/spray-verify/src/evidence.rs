@@ -377,7 +377,7 @@ fn test_group(
         (&mut *bench.scorer, bench.images, bench.settings.first_look),
         (plan, &apply, &sides),
         recipients,
-        (k, standing, later),
+        (k, standing, later, test.needs_loss()),
     )?;
     let rates = measured.rates(recipients, k);
 
@@ -697,6 +697,7 @@ mod tests {
             detail_transfer: false,
             colour_transfer: false,
             texture_transfer: false,
+            coarse_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -744,6 +745,7 @@ mod tests {
             detail_transfer: false,
             colour_transfer: false,
             texture_transfer: false,
+            coarse_transfer: false,
             ..VerifySettings::default()
         };
         let flag = spray_store::ranking::FLAG_SPECIFIC_EFFECT;
@@ -781,6 +783,7 @@ mod tests {
             detail_transfer: false,
             colour_transfer: false,
             texture_transfer: false,
+            coarse_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);
@@ -808,6 +811,7 @@ mod tests {
             detail_transfer: false,
             colour_transfer: false,
             texture_transfer: false,
+            coarse_transfer: false,
             ..VerifySettings::default()
         };
         let (rows, scored) = class_zero(&settings);

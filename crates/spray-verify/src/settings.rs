@@ -232,6 +232,17 @@ pub struct VerifySettings {
     /// left it at +0.20, unflagged; as a texture +0.37, flagged (benches/RESULTS.md).
     #[serde(default = "yes")]
     pub texture_transfer: bool,
+    /// Also test the groups of the relevance and concept spaces whose coarse layers hold more
+    /// colour variation than the rest of their class's, beyond chance, by coarse transfer
+    /// (`EvidenceTest::CoarseTransfer`: each group image's light and colours as they fall
+    /// over the image given to other images in place of theirs — a light leak, a coloured
+    /// glow from whichever edge; at most two groups a class). Why on by default: on a
+    /// held-out ResNet whose "heart" relied on a warm light leak from one of three edges
+    /// (stamped on other classes' images, 65% turned), no other test carried it: the shading
+    /// transfer gives a group's mean shading, in which glows from different edges cancel,
+    /// and no colour (benches/RESULTS.md).
+    #[serde(default = "yes")]
+    pub coarse_transfer: bool,
     /// Where a relevance-space group's control region lies in the class's other images.
     #[serde(default)]
     pub control: RegionControl,
@@ -338,6 +349,7 @@ impl Default for VerifySettings {
             pattern_transfer: true,
             tone_transfer: true,
             texture_transfer: true,
+            coarse_transfer: true,
             control: RegionControl::Both,
             first_look: default_first_look(),
             max_groups: default_max_groups(),
@@ -360,6 +372,7 @@ impl VerifySettings {
             pattern_transfer: false,
             tone_transfer: false,
             texture_transfer: false,
+            coarse_transfer: false,
             feature_direction: false,
             ..VerifySettings::default()
         }

@@ -80,8 +80,9 @@ pub fn example_path(
 /// (fewer rows; a cached stage is not reused). 18: and a `detail-transfer` row only where its
 /// fine detail does. 19: a class's unit is written in two parts (`units::UnitPart`). 20: the `test` column may read
 /// `texture-transfer`. 21: a test is measured once on nearly the same images, whichever spaces
-/// found them (fewer rows; a cached stage is not reused).
-pub const SCHEMA_VERSION: u32 = 21;
+/// found them (fewer rows; a cached stage is not reused). 22: a flagged class's later rows stop
+/// sooner (fewer recipients), and the `test` column may read `coarse-transfer`.
+pub const SCHEMA_VERSION: u32 = 22;
 
 /// One row of `evidence.csv` (and of its twin `evidence.json`, which the report reads).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -43,16 +43,31 @@ impl ChanceLevels {
         seed: u64,
         statistic: impl Fn(&[usize]) -> f64,
     ) -> bool {
+        self.margin(n, group, seed, statistic).is_some()
+    }
+
+    /// How far `statistic` of the members at `group` lies above the level random subsets of
+    /// its size reach, where it stands apart ([`ChanceLevels::stands_apart`]); infinite for a
+    /// group that is not screened. For a test that takes a class's groups furthest above
+    /// chance first.
+    pub(crate) fn margin(
+        &self,
+        n: usize,
+        group: &[usize],
+        seed: u64,
+        statistic: impl Fn(&[usize]) -> f64,
+    ) -> Option<f64> {
         let size = group.len();
         if size == 0 || size + 1 >= n || !subsets_exceed(n, size, NULL_DRAWS) {
-            return true;
+            return Some(f64::INFINITY);
         }
         let level = *self
             .by_size
             .borrow_mut()
             .entry(size)
             .or_insert_with(|| self.level(n, size, seed, &statistic));
-        statistic(group) > level
+        let value = statistic(group);
+        (value > level).then_some(value - level)
     }
 
     fn level(&self, n: usize, size: usize, seed: u64, statistic: impl Fn(&[usize]) -> f64) -> f64 {

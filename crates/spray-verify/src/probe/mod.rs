@@ -10,6 +10,7 @@
 
 mod chance;
 mod class_detail;
+mod coarse_transfer;
 mod colour_transfer;
 mod detail_transfer;
 mod feature_direction;
@@ -171,6 +172,7 @@ pub fn probe(test: EvidenceTest) -> &'static Probe {
         EvidenceTest::PatternTransfer => &pattern_transfer::PROBE,
         EvidenceTest::ToneTransfer => &tone_transfer::PROBE,
         EvidenceTest::TextureTransfer => &texture_transfer::PROBE,
+        EvidenceTest::CoarseTransfer => &coarse_transfer::PROBE,
         EvidenceTest::FeatureDirection => &feature_direction::PROBE,
     }
 }
