@@ -37,11 +37,17 @@ pub(crate) fn occlude(tensor: &mut [f32], mask: &[bool], width: usize, fill: Fil
 }
 
 /// A plane (`width` pixels per row) blurred by three passes of a separable box filter of
-/// radius max(1, shorter side / 16) with clamped edges (≈ a Gaussian of σ ≈ 1.4 · radius).
+/// radius [`blur_radius`] with clamped edges (≈ a Gaussian of σ ≈ 1.4 · radius).
 fn blur(plane: &[f32], width: usize) -> Vec<f32> {
     let width = width.max(1);
     let height = plane.len() / width;
-    box_blur(plane, width, (width.min(height) / 16).max(1))
+    box_blur(plane, width, blur_radius(width, height))
+}
+
+/// The radius of the blur fill's filter, and of an image's coarse layer: max(1, shorter side
+/// / 16).
+fn blur_radius(width: usize, height: usize) -> usize {
+    (width.min(height) / 16).max(1)
 }
 
 /// The radius of the low-pass whose remainder is an image's fine detail: max(1, shorter side
@@ -85,7 +91,7 @@ pub(crate) fn coarse_layer(tensor: &[f32], width: usize) -> Vec<f32> {
     if height == 0 || plane != width * height {
         return tensor.to_vec();
     }
-    let radius = (width.min(height) / 16).max(1);
+    let radius = blur_radius(width, height);
     let pad = 3 * radius;
     let wide = width + 2 * pad;
     tensor
