@@ -73,7 +73,7 @@ pub fn aopc_row(
         let mut tensors = Vec::with_capacity(2 * steps);
         for order in &orders {
             tensors.extend((1..=steps).map(|s| {
-                let mut t = original.clone();
+                let mut t = original.to_vec();
                 let mask = region::mask_of_cells(&order[..s], g, &cells);
                 occlude(&mut t, &mask, w, Fill::Mean, 0);
                 t
@@ -120,8 +120,8 @@ mod tests {
     fn the_curves_average_the_drops_including_the_unperturbed_step() {
         struct One(Vec<f32>);
         impl ImageSource for One {
-            fn tensor(&self, _: usize) -> Result<Vec<f32>> {
-                Ok(self.0.clone())
+            fn tensor(&self, _: usize) -> Result<crate::images::Tensor> {
+                Ok(self.0.as_slice().into())
             }
         }
         let mut image = vec![0.0; 12];

@@ -26,6 +26,7 @@ use spray_store::{EvidenceTest, FeatureSpace};
 
 use crate::evidence::{occlusion_of, Bench, ClassRef, Measured, Occlusion};
 use crate::groups::TestedGroup;
+use crate::images::Tensor;
 use crate::members::{first_look, spread};
 use crate::recipients::Recipients;
 use crate::scorer::Offsets;
@@ -62,7 +63,7 @@ impl ActivationCache {
         filled(&mut self.recipients, layer, positions, |missing| {
             let tensors: Vec<Vec<f32>> = missing
                 .iter()
-                .map(|&p| recipients.tensor(p).clone())
+                .map(|&p| recipients.tensor(p).to_vec())
                 .collect();
             bench.scorer.activations(layer, &tensors)
         })
@@ -81,10 +82,15 @@ impl ActivationCache {
                 .iter()
                 .map(|&i| class.members[i].image_index)
                 .collect();
-            let tensors = bench.images.tensors(&images)?;
+            let tensors = owned(bench.images.tensors(&images)?);
             bench.scorer.activations(layer, &tensors)
         })
     }
+}
+
+/// Shared tensors copied into the owned batch the scorer's passes take.
+fn owned(tensors: Vec<Tensor>) -> Vec<Vec<f32>> {
+    tensors.iter().map(|t| t.to_vec()).collect()
 }
 
 /// The values of `keys` at `layer` in `cache` (copies), those not there yet computed by
@@ -402,7 +408,7 @@ fn ablate(
     let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
     let offsets = ablation_offsets(&acts, &directions.rest_mean, &directions.group);
     let images: Vec<usize> = rows.iter().map(|&i| class.members[i].image_index).collect();
-    let tensors = bench.images.tensors(&images)?;
+    let tensors = owned(bench.images.tensors(&images)?);
     let after = bench
         .scorer
         .steered_logits(layer, &tensors, Offsets::PerTensor(&offsets))?;
@@ -423,7 +429,7 @@ fn inject(
     recipients.score(&mut *bench.scorer, positions)?;
     let tensors: Vec<Vec<f32>> = positions
         .iter()
-        .map(|&p| recipients.tensor(p).clone())
+        .map(|&p| recipients.tensor(p).to_vec())
         .collect();
     let own = cache.recipients(bench, layer, recipients, positions)?;
     for (t, transfer) in transfers.iter().enumerate() {

@@ -7,7 +7,7 @@ use spray_store::{EvidenceTest, GroupId};
 
 use crate::direction::{self, ActivationCache};
 use crate::groups::{AnalysedGroups, TestedGroup};
-use crate::images::{ColourStats, ImageSource};
+use crate::images::{ColourStats, ImageSource, Tensor};
 use crate::members::{recipients, spread, KnownLogits, Member, MembersByClass};
 use crate::probe::{self, Apply, Carrier, ClassCache, Method, Plan, ProbeInput};
 use crate::recipients::Recipients;
@@ -385,9 +385,9 @@ fn test_group(
     // can matter (`occlusion_matters`).
     let cap = bench.settings.occlusion_images;
     let occluded =
-        |images: &[Vec<f32>], carrier: &dyn Carrier, rows: &[usize], shift: usize, cap: usize| {
+        |images: &[Tensor], carrier: &dyn Carrier, rows: &[usize], shift: usize, cap: usize| {
             let at = spread(&Vec::from_iter(0..rows.len()), cap);
-            let originals: Vec<Vec<f32>> = at.iter().map(|&p| images[p].clone()).collect();
+            let originals: Vec<Tensor> = at.iter().map(|&p| images[p].clone()).collect();
             let rows: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
             let covered = apply.take_away(
                 &originals,

@@ -8,12 +8,17 @@ use spray_dataset::{decode_rgb, Dataset, PixelScale, Preprocess};
 use crate::perturb::ColourProfile;
 use crate::{Result, VerifyError};
 
+/// A prepared image's CHW tensor, shared rather than copied. Why: the stage's cache
+/// (`CachedImages`) hands out the tensor it keeps, and each row of a class takes its donors'
+/// and its control's tensors again (copying them was a tenth of the stage's own work).
+pub type Tensor = std::sync::Arc<[f32]>;
+
 /// A prepared CHW tensor per dataset image.
 pub trait ImageSource {
-    fn tensor(&self, image_index: usize) -> Result<Vec<f32>>;
+    fn tensor(&self, image_index: usize) -> Result<Tensor>;
 
     /// The tensors of several images, in order.
-    fn tensors(&self, image_indices: &[usize]) -> Result<Vec<Vec<f32>>> {
+    fn tensors(&self, image_indices: &[usize]) -> Result<Vec<Tensor>> {
         image_indices.iter().map(|&i| self.tensor(i)).collect()
     }
 }
@@ -25,9 +30,9 @@ pub struct DatasetImages<'a> {
 }
 
 impl ImageSource for DatasetImages<'_> {
-    fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+    fn tensor(&self, image_index: usize) -> Result<Tensor> {
         let (rgb, index) = decode(self.dataset, image_index)?;
-        Ok(self.preprocess.apply(rgb, index).tensor)
+        Ok(self.preprocess.apply(rgb, index).tensor.into())
     }
 }
 
@@ -67,12 +72,12 @@ pub struct CachedImages<'a> {
 struct Lru {
     bytes: usize,
     tick: u64,
-    by_index: std::collections::BTreeMap<usize, (Vec<f32>, u64)>,
+    by_index: std::collections::BTreeMap<usize, (Tensor, u64)>,
     by_use: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Lru {
-    fn get(&mut self, image_index: usize) -> Option<Vec<f32>> {
+    fn get(&mut self, image_index: usize) -> Option<Tensor> {
         self.tick += 1;
         let (t, used) = self.by_index.get_mut(&image_index)?;
         self.by_use.remove(used);
@@ -83,27 +88,27 @@ impl Lru {
 
     /// Keep `t`, dropping the least recently used while it does not fit (nothing when `t`
     /// alone is larger than `capacity`).
-    fn insert(&mut self, image_index: usize, t: &[f32], capacity: usize) {
-        let bytes = std::mem::size_of_val(t);
+    fn insert(&mut self, image_index: usize, t: &Tensor, capacity: usize) {
+        let bytes = std::mem::size_of_val(&**t);
         if bytes > capacity {
             return;
         }
         // Kept already (not asked for before it was taken again): the new tensor replaces it.
         if let Some((old, used)) = self.by_index.remove(&image_index) {
             self.by_use.remove(&used);
-            self.bytes -= std::mem::size_of_val(old.as_slice());
+            self.bytes -= std::mem::size_of_val(&*old);
         }
         while self.bytes + bytes > capacity {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
             if let Some((dropped, _)) = self.by_index.remove(&oldest) {
-                self.bytes -= std::mem::size_of_val(dropped.as_slice());
+                self.bytes -= std::mem::size_of_val(&*dropped);
             }
         }
         self.tick += 1;
         self.bytes += bytes;
-        self.by_index.insert(image_index, (t.to_vec(), self.tick));
+        self.by_index.insert(image_index, (t.clone(), self.tick));
         self.by_use.insert(self.tick, image_index);
     }
 }
@@ -127,7 +132,7 @@ impl<'a> CachedImages<'a> {
 }
 
 impl ImageSource for CachedImages<'_> {
-    fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+    fn tensor(&self, image_index: usize) -> Result<Tensor> {
         if let Some(t) = self.lru().get(image_index) {
             return Ok(t);
         }
@@ -156,7 +161,7 @@ impl ColourStats {
     }
 
     /// The profiles of `tensors`, which are images `image_indices` in order.
-    pub(crate) fn of(&self, image_indices: &[usize], tensors: &[Vec<f32>]) -> Vec<ColourProfile> {
+    pub(crate) fn of(&self, image_indices: &[usize], tensors: &[Tensor]) -> Vec<ColourProfile> {
         let mut known = self.known.borrow_mut();
         image_indices
             .iter()
@@ -174,7 +179,7 @@ impl ColourStats {
     pub(crate) fn profile(
         &self,
         image_index: usize,
-        tensor: impl FnOnce() -> Result<Vec<f32>>,
+        tensor: impl FnOnce() -> Result<Tensor>,
     ) -> Result<ColourProfile> {
         if let Some(known) = self.known.borrow().get(&image_index) {
             return Ok(*known);
@@ -207,8 +212,8 @@ pub(crate) mod fake {
     /// Prepared tensors, by image index.
     pub struct Images(pub Vec<Vec<f32>>);
     impl ImageSource for Images {
-        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
-            Ok(self.0[image_index].clone())
+        fn tensor(&self, image_index: usize) -> Result<Tensor> {
+            Ok(self.0[image_index].as_slice().into())
         }
     }
 }
@@ -220,9 +225,9 @@ mod tests {
     /// Counts its decodes.
     struct Counting(std::sync::atomic::AtomicUsize);
     impl ImageSource for Counting {
-        fn tensor(&self, image_index: usize) -> Result<Vec<f32>> {
+        fn tensor(&self, image_index: usize) -> Result<Tensor> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(vec![image_index as f32; 4])
+            Ok(vec![image_index as f32; 4].into())
         }
     }
     impl Counting {
@@ -237,7 +242,7 @@ mod tests {
         // Room for three tensors of 16 bytes.
         let cached = CachedImages::new(&source, 48);
         for _ in 0..3 {
-            assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2], vec![2.0; 4]);
+            assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2].to_vec(), vec![2.0; 4]);
         }
         assert_eq!(source.get(), 3, "each decoded once");
         // A fourth makes room by dropping the least recently used: 0 was used before 1 and 2.
@@ -245,17 +250,17 @@ mod tests {
         assert_eq!(source.get(), 4);
         cached.tensors(&[1, 2, 3]).unwrap();
         assert_eq!(source.get(), 4, "1, 2 and 3 kept");
-        assert_eq!(cached.tensor(0).unwrap(), vec![0.0; 4]);
+        assert_eq!(cached.tensor(0).unwrap().to_vec(), vec![0.0; 4]);
         assert_eq!(source.get(), 5, "0 was dropped");
         // Kept again under the same index: replaced, not counted twice.
         let mut lru = Lru::default();
-        lru.insert(5, &[1.0; 4], 32);
-        lru.insert(5, &[2.0; 4], 32);
+        lru.insert(5, &Tensor::from([1.0; 4]), 32);
+        lru.insert(5, &Tensor::from([2.0; 4]), 32);
         assert_eq!(
             (lru.bytes, lru.by_index.len(), lru.by_use.len()),
             (16, 1, 1)
         );
-        assert_eq!(lru.get(5), Some(vec![2.0; 4]));
+        assert_eq!(lru.get(5).map(|t| t.to_vec()), Some(vec![2.0; 4]));
         // A tensor larger than the whole capacity is never kept.
         let tiny = CachedImages::new(&source, 8);
         tiny.tensors(&[0, 0]).unwrap();
@@ -265,7 +270,7 @@ mod tests {
     #[test]
     fn colour_statistics_are_taken_once_per_image() {
         let stats = ColourStats::new([(0.0, 4.0); 3]);
-        let t = vec![vec![0.0, 2.0, 1.0, 1.0, 4.0, 4.0]];
+        let t = vec![Tensor::from([0.0, 2.0, 1.0, 1.0, 4.0, 4.0])];
         // Pixels (0, 1, 4) and (2, 1, 4): chroma 4/4 and 3/4 of the range.
         assert_eq!(
             stats.of(&[7], &t),
@@ -275,6 +280,6 @@ mod tests {
             }]
         );
         // Image 7 again: what was taken the first time, whatever tensor comes with it.
-        assert_eq!(stats.of(&[7], &[vec![0.0; 6]]), stats.of(&[7], &t));
+        assert_eq!(stats.of(&[7], &[Tensor::from([0.0; 6])]), stats.of(&[7], &t));
     }
 }

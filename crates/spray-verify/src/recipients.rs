@@ -6,7 +6,7 @@
 
 use std::cell::{OnceCell, RefCell};
 
-use crate::images::ImageSource;
+use crate::images::{ImageSource, Tensor};
 use crate::scorer::{predicted, Scorer};
 use crate::Result;
 
@@ -17,9 +17,9 @@ use crate::Result;
 /// those beyond them (`verdict_images`) the first time a row whose verdict is open goes on
 /// to them (`Recipients::load_later`), for most classes never.
 pub(crate) struct Recipients {
-    first: Vec<Vec<f32>>,
+    first: Vec<Tensor>,
     /// The images of the recipients after the first, and their tensors once loaded.
-    later: (Vec<usize>, OnceCell<Vec<Vec<f32>>>),
+    later: (Vec<usize>, OnceCell<Vec<Tensor>>),
     before: RefCell<Vec<Option<Vec<f32>>>>,
 }
 
@@ -27,7 +27,7 @@ impl Recipients {
     /// The `first` recipients' tensors, the images of the `later` ones, and the logits known
     /// `before` of both (by position, the later ones after the first; `None`: to be scored).
     pub(crate) fn new(
-        first: Vec<Vec<f32>>,
+        first: Vec<Tensor>,
         later: Vec<usize>,
         before: Vec<Option<Vec<f32>>>,
     ) -> Self {
@@ -43,7 +43,7 @@ impl Recipients {
     /// Recipients already scored (`before`: each one's logits), with empty tensors.
     #[cfg(test)]
     pub(crate) fn scored(before: Vec<Vec<f32>>) -> Self {
-        let tensors = vec![Vec::new(); before.len()];
+        let tensors = vec![Tensor::from(Vec::new()); before.len()];
         Recipients::new(tensors, Vec::new(), before.into_iter().map(Some).collect())
     }
 
@@ -68,7 +68,7 @@ impl Recipients {
     }
 
     /// Recipient `p`'s tensor (a later one must have been loaded: `load_later`).
-    pub(crate) fn tensor(&self, p: usize) -> &Vec<f32> {
+    pub(crate) fn tensor(&self, p: usize) -> &Tensor {
         match p.checked_sub(self.first.len()) {
             None => &self.first[p],
             Some(l) => &self
@@ -86,7 +86,7 @@ impl Recipients {
             .copied()
             .filter(|&p| self.before.borrow()[p].is_none())
             .collect();
-        let tensors: Vec<Vec<f32>> = missing.iter().map(|&p| self.tensor(p).clone()).collect();
+        let tensors: Vec<Vec<f32>> = missing.iter().map(|&p| self.tensor(p).to_vec()).collect();
         let logits = scorer.logits(&tensors)?;
         let mut before = self.before.borrow_mut();
         for (p, l) in missing.into_iter().zip(logits) {

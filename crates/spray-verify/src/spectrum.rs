@@ -152,7 +152,9 @@ pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
             .collect()
     };
     let (low_x, low_y) = (low(width), low(height));
-    // e^(−2πi m / n) for m < n, per side: the twiddle of bin k at position j is entry kj mod n.
+    // The twiddle of low bin k at position j of a side of n, e^(−2πi kj / n), looked up once
+    // in a table of e^(−2πi m / n) at m = kj mod n and laid out in the order the sums below
+    // read them (a modulo in their inner loop was most of this function's time).
     let table = |n: usize| -> Vec<(f64, f64)> {
         (0..n)
             .map(|m| {
@@ -161,41 +163,49 @@ pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
             })
             .collect()
     };
-    let (across, down) = (table(width), table(height));
+    // Across a row, by position then bin; down a column, by bin then position.
+    let row_table = table(width);
+    let across: Vec<(f64, f64)> = (0..width)
+        .flat_map(|x| low_x.iter().map(move |&k| (k * x) % width))
+        .map(|m| row_table[m])
+        .collect();
+    let column_table = table(height);
+    let down: Vec<Vec<(f64, f64)>> = low_y
+        .iter()
+        .map(|&k| (0..height).map(|y| column_table[(k * y) % height]).collect())
+        .collect();
 
     let high_count = high_bins(width, height).iter().filter(|&&h| h).count();
     let mut out = [0.0; 3];
     for (c, e) in out.iter_mut().enumerate() {
         let channel = &tensor[c * plane..(c + 1) * plane];
         let total = plane as f64 * channel.iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
-        // Each row's DFT at the low column frequencies.
+        // Each row's DFT at the low column frequencies: every bin's sum over the row in
+        // position order, the bins side by side (independent sums the compiler can
+        // interleave; the twiddles of position x for every bin lie together in `across`).
         let rows: Vec<Vec<(f64, f64)>> = channel
             .chunks_exact(width)
             .map(|row| {
-                low_x
-                    .iter()
-                    .map(|&kx| {
-                        row.iter()
-                            .enumerate()
-                            .fold((0.0, 0.0), |(re, im), (x, &v)| {
-                                let (cos, sin) = across[(kx * x) % width];
-                                (re + v as f64 * cos, im + v as f64 * sin)
-                            })
-                    })
-                    .collect()
+                let mut sums = vec![(0.0, 0.0); low_x.len()];
+                for (&v, twiddles) in row.iter().zip(across.chunks_exact(low_x.len())) {
+                    for ((re, im), &(cos, sin)) in sums.iter_mut().zip(twiddles) {
+                        *re += v as f64 * cos;
+                        *im += v as f64 * sin;
+                    }
+                }
+                sums
             })
             .collect();
         let mut low_energy = 0.0;
         for (j, &kx) in low_x.iter().enumerate() {
-            for &ky in &low_y {
+            for (&ky, twiddle) in low_y.iter().zip(&down) {
                 if is_high(ky * width + kx, width, height) {
                     continue;
                 }
                 let (re, im) = rows
                     .iter()
-                    .enumerate()
-                    .fold((0.0, 0.0), |(re, im), (y, r)| {
-                        let (cos, sin) = down[(ky * y) % height];
+                    .zip(twiddle)
+                    .fold((0.0, 0.0), |(re, im), (r, &(cos, sin))| {
                         let (a, b) = r[j];
                         (re + a * cos - b * sin, im + a * sin + b * cos)
                     });

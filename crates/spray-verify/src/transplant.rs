@@ -6,7 +6,7 @@
 use spray_store::ranking::ClassEvidence;
 use spray_store::verify::Evidence;
 
-use crate::images::ImageSource;
+use crate::images::{ImageSource, Tensor};
 use crate::members::{later_looks, looks};
 use crate::perturb::ColourProfile;
 use crate::probe::{Apply, Carrier, Plan};
@@ -26,7 +26,7 @@ fn turned(after: &[Option<Vec<f32>>], j: usize, k: usize) -> bool {
 }
 
 /// Images with their colour profiles (`perturb::ColourProfile`).
-pub(crate) type WithColours<'a> = (&'a [Vec<f32>], &'a [ColourProfile]);
+pub(crate) type WithColours<'a> = (&'a [Tensor], &'a [ColourProfile]);
 
 /// Where a transplant takes from: the group's images and the class's other images, the
 /// control.

@@ -33,7 +33,7 @@ use std::rc::Rc;
 use spray_store::{EvidenceTest, SpaceSpec};
 
 use crate::groups::TestedGroup;
-use crate::images::{ColourStats, ImageSource};
+use crate::images::{ColourStats, ImageSource, Tensor};
 use crate::members::Member;
 use crate::perturb::ColourProfile;
 use crate::settings::{Fill, VerifySettings};
@@ -311,7 +311,7 @@ pub struct Occluding<'a> {
 /// What a transplant gives from.
 pub struct Giving<'a> {
     pub apply: &'a Apply<'a>,
-    pub donors: &'a [Vec<f32>],
+    pub donors: &'a [Tensor],
     /// The donors' colour profiles.
     pub colours: &'a [ColourProfile],
 }
@@ -374,7 +374,7 @@ impl Apply<'_> {
     /// Occlusion: each image loses what `carrier` carries (image k is member `rows[k]`).
     pub fn take_away(
         &self,
-        originals: &[Vec<f32>],
+        originals: &[Tensor],
         carrier: &dyn Carrier,
         rows: &[usize],
         colours: &[ColourProfile],
@@ -390,7 +390,7 @@ impl Apply<'_> {
             .iter()
             .enumerate()
             .map(|(k, original)| {
-                let mut t = original.clone();
+                let mut t = original.to_vec();
                 carrier.take_away(k, &mut t, &at);
                 t
             })
@@ -402,8 +402,8 @@ impl Apply<'_> {
     /// otherwise: a test measured in steps pairs each recipient as one measured at once).
     pub fn give(
         &self,
-        (recipients, first): (&[Vec<f32>], usize),
-        donors: &[Vec<f32>],
+        (recipients, first): (&[Tensor], usize),
+        donors: &[Tensor],
         carrier: &dyn Carrier,
         donor_colours: &[ColourProfile],
     ) -> Vec<Vec<f32>> {
@@ -416,7 +416,7 @@ impl Apply<'_> {
             .iter()
             .enumerate()
             .map(|(j, t)| {
-                let mut t = t.clone();
+                let mut t = t.to_vec();
                 carrier.give(first + j, &mut t, &from);
                 t
             })
@@ -570,7 +570,7 @@ mod tests {
             bounds: &bounds,
         };
         // 3 channels of 1 × 2 pixels.
-        let image = vec![1.0, 3.0, 1.0, 3.0, 1.0, 3.0];
+        let image = Tensor::from([1.0, 3.0, 1.0, 3.0, 1.0, 3.0]);
         let mask = vec![false, true];
         let taken = apply.take_away(
             std::slice::from_ref(&image),
@@ -580,7 +580,7 @@ mod tests {
             0,
         );
         assert_eq!(taken[0], vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
-        let donors = vec![vec![9.0; 6], vec![7.0; 6]];
+        let donors = vec![Tensor::from([9.0; 6]), Tensor::from([7.0; 6])];
         let carrier = regions::Regions::new(vec![mask.clone(), mask]);
         let given = apply.give(
             (&[image.clone(), image.clone(), image.clone()], 0),

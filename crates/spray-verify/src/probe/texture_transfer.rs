@@ -166,6 +166,7 @@ const SENTENCE: &str =
 mod tests {
     use super::*;
     use crate::evidence::fake::class_zero_of;
+    use crate::images::Tensor;
     use crate::probe::pattern_transfer::fake::{world, S};
     use crate::probe::Apply;
     use crate::settings::Fill;
@@ -218,8 +219,8 @@ mod tests {
             bounds: &bounds,
         };
         let energy = |t: &[f32]| -> f64 { texture_energy(t, S) };
-        let blank = vec![0.0f32; 3 * S * S];
-        let donors = [tensors[3].clone(), tensors[4].clone()];
+        let blank = Tensor::from(vec![0.0f32; 3 * S * S]);
+        let donors: [Tensor; 2] = [tensors[3].as_slice().into(), tensors[4].as_slice().into()];
         let own = energy(&fine_detail((&donors[0], &low_pass(&donors[0], S))));
         let group = Texture::default();
         let control = Texture {
