@@ -242,7 +242,10 @@ mod tests {
         // Room for three tensors of 16 bytes.
         let cached = CachedImages::new(&source, 48);
         for _ in 0..3 {
-            assert_eq!(cached.tensors(&[0, 1, 2]).unwrap()[2].to_vec(), vec![2.0; 4]);
+            assert_eq!(
+                cached.tensors(&[0, 1, 2]).unwrap()[2].to_vec(),
+                vec![2.0; 4]
+            );
         }
         assert_eq!(source.get(), 3, "each decoded once");
         // A fourth makes room by dropping the least recently used: 0 was used before 1 and 2.
@@ -280,6 +283,9 @@ mod tests {
             }]
         );
         // Image 7 again: what was taken the first time, whatever tensor comes with it.
-        assert_eq!(stats.of(&[7], &[Tensor::from([0.0; 6])]), stats.of(&[7], &t));
+        assert_eq!(
+            stats.of(&[7], &[Tensor::from([0.0; 6])]),
+            stats.of(&[7], &t)
+        );
     }
 }

@@ -172,7 +172,11 @@ pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
     let column_table = table(height);
     let down: Vec<Vec<(f64, f64)>> = low_y
         .iter()
-        .map(|&k| (0..height).map(|y| column_table[(k * y) % height]).collect())
+        .map(|&k| {
+            (0..height)
+                .map(|y| column_table[(k * y) % height])
+                .collect()
+        })
         .collect();
 
     let high_count = high_bins(width, height).iter().filter(|&&h| h).count();
@@ -202,13 +206,13 @@ pub(crate) fn fine_energy(tensor: &[f32], width: usize) -> [f64; 3] {
                 if is_high(ky * width + kx, width, height) {
                     continue;
                 }
-                let (re, im) = rows
-                    .iter()
-                    .zip(twiddle)
-                    .fold((0.0, 0.0), |(re, im), (r, &(cos, sin))| {
-                        let (a, b) = r[j];
-                        (re + a * cos - b * sin, im + a * sin + b * cos)
-                    });
+                let (re, im) =
+                    rows.iter()
+                        .zip(twiddle)
+                        .fold((0.0, 0.0), |(re, im), (r, &(cos, sin))| {
+                            let (a, b) = r[j];
+                            (re + a * cos - b * sin, im + a * sin + b * cos)
+                        });
                 low_energy += re * re + im * im;
             }
         }

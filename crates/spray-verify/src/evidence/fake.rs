@@ -50,3 +50,16 @@ pub(crate) fn class_zero_of(
         (2, [side, side]),
     )
 }
+
+/// The rows of `test` among `rows`.
+pub(crate) fn rows_of(rows: &[Evidence], test: EvidenceTest) -> Vec<&Evidence> {
+    rows.iter().filter(|r| r.test == test).collect()
+}
+
+/// The row of `test` for the group named `group` (a test's file names the group it must
+/// have tested).
+pub(crate) fn row_of<'r>(rows: &'r [Evidence], test: EvidenceTest, group: &str) -> &'r Evidence {
+    rows.iter()
+        .find(|r| r.test == test && r.group().name() == group)
+        .unwrap_or_else(|| panic!("{test:?} tests {group}"))
+}

@@ -225,7 +225,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_of;
+    use crate::evidence::fake::{class_zero_of, row_of};
     use crate::scorer::Scorer;
     use crate::VerifySettings;
 
@@ -307,14 +307,7 @@ mod tests {
             ..VerifySettings::own_tests_only()
         };
         let rows = class_zero_of(&mut GlowModel, world(), (6, 3), &settings, S);
-        let coarse: Vec<_> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::CoarseTransfer)
-            .collect();
-        let glow = coarse
-            .iter()
-            .find(|r| r.group().name() == "cluster 0")
-            .expect("the glow's group is tested");
+        let glow = row_of(&rows, EvidenceTest::CoarseTransfer, "cluster 0");
         assert_eq!(glow.region, "coarse layer");
         assert_eq!(glow.transplant_flip_rate, 1.0);
         assert_eq!(glow.transplant_flip_rate_rest, 0.0);

@@ -395,7 +395,7 @@ pub(super) mod fake {
 mod tests {
     use super::fake::{world, S};
     use super::*;
-    use crate::evidence::fake::class_zero_of;
+    use crate::evidence::fake::{class_zero_of, row_of, rows_of};
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
 
@@ -419,14 +419,8 @@ mod tests {
     #[test]
     fn a_pattern_at_no_shared_place_turns_recipients_and_its_notch_takes_the_class() {
         let rows = evidence_with_group_of(3);
-        let pattern: Vec<_> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::PatternTransfer)
-            .collect();
-        let shortcut = pattern
-            .iter()
-            .find(|r| r.group().name() == "cluster 0")
-            .expect("the checkerboard group is tested");
+        let pattern = rows_of(&rows, EvidenceTest::PatternTransfer);
+        let shortcut = row_of(&rows, EvidenceTest::PatternTransfer, "cluster 0");
         assert_eq!(shortcut.region, "pattern");
         assert_eq!(shortcut.transplant_flip_rate, 1.0);
         assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);

@@ -271,13 +271,12 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_evidence;
+    use crate::evidence::fake::{class_zero_evidence, row_of, rows_of};
     use crate::images::fake::Images;
     use crate::members::{two_classes_of, KnownLogits};
     use crate::scorer::fake::LinearModel;
     use crate::scorer::Scorer;
     use crate::VerifySettings;
-    use spray_store::verify::Evidence;
 
     const UNIT: [(f32, f32); 3] = [(0.0, 1.0); 3];
 
@@ -465,14 +464,8 @@ mod tests {
             (&settings, &KnownLogits::new()),
             (g, [S, S]),
         );
-        let shading: Vec<&Evidence> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::ShadingTransfer)
-            .collect();
-        let vignetted = shading
-            .iter()
-            .find(|r| r.group().name() == "cluster 0")
-            .expect("the vignetted group is tested");
+        let shading = rows_of(&rows, EvidenceTest::ShadingTransfer);
+        let vignetted = row_of(&rows, EvidenceTest::ShadingTransfer, "cluster 0");
         assert_eq!(vignetted.region, "shading");
         // Every class-1 image given the vignette turns; given the halves' difference (their
         // textures' noise) or the vignette reversed (a brighter border), none does.

@@ -202,11 +202,10 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_evidence;
+    use crate::evidence::fake::{class_zero_evidence, rows_of};
     use crate::members::KnownLogits;
     use crate::spectrum::fake::{checker_classes, CHECKER};
     use crate::VerifySettings;
-    use spray_store::verify::Evidence;
 
     /// The spectrum transfer on 8 × 8 images (4 × 4 has no bin at 4 cycles): three class-0
     /// images are smooth — the shortcut is a *lack* of fine texture, as a hard recompression
@@ -235,10 +234,7 @@ mod tests {
             (&settings, &KnownLogits::new()),
             (2, [CHECKER, CHECKER]),
         );
-        let spectrum: Vec<&Evidence> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::SpectrumTransfer)
-            .collect();
+        let spectrum = rows_of(&rows, EvidenceTest::SpectrumTransfer);
         // Only the smooth group holds less fine energy than the rest of its class: the
         // textured group (cluster 1) has more, which is the fine-detail transfer's to test.
         assert_eq!(spectrum.len(), 1);

@@ -165,7 +165,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_of;
+    use crate::evidence::fake::{class_zero_of, row_of};
     use crate::images::Tensor;
     use crate::probe::pattern_transfer::fake::{world, S};
     use crate::probe::Apply;
@@ -186,22 +186,12 @@ mod tests {
             ..VerifySettings::own_tests_only()
         };
         let rows = class_zero_of(&mut model, tensors, (6, 3), &settings, S);
-        let texture: Vec<_> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::TextureTransfer)
-            .collect();
-        let shortcut = texture
-            .iter()
-            .find(|r| r.group().name() == "cluster 0")
-            .expect("the checkerboard group is tested");
+        let shortcut = row_of(&rows, EvidenceTest::TextureTransfer, "cluster 0");
         assert_eq!(shortcut.region, "texture");
         assert_eq!(shortcut.transplant_flip_rate, 1.0);
         assert_eq!(shortcut.transplant_flip_rate_rest, 0.0);
         assert_eq!(shortcut.accuracy_after, 0.0);
-        let stripes = texture
-            .iter()
-            .find(|r| r.group().name() == "cluster 1")
-            .expect("the stripes' group is tested");
+        let stripes = row_of(&rows, EvidenceTest::TextureTransfer, "cluster 1");
         assert_eq!(stripes.transplant_flip_rate, 0.0);
     }
 

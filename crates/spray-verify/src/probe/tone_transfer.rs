@@ -276,7 +276,7 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_of;
+    use crate::evidence::fake::{class_zero_of, rows_of};
     use crate::scorer::Scorer;
     use crate::VerifySettings;
     use spray_store::verify::Evidence;
@@ -377,10 +377,7 @@ mod tests {
     #[test]
     fn posterised_tones_turn_recipients_and_the_rest_s_tones_take_the_class() {
         let rows = evidence_with_group_of(3);
-        let tones: Vec<_> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::ToneTransfer)
-            .collect();
+        let tones = rows_of(&rows, EvidenceTest::ToneTransfer);
         assert_eq!(
             tones.len(),
             1,
