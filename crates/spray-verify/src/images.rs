@@ -253,6 +253,9 @@ mod tests {
         assert_eq!(source.get(), 4);
         cached.tensors(&[1, 2, 3]).unwrap();
         assert_eq!(source.get(), 4, "1, 2 and 3 kept");
+        // A kept tensor is handed out shared, not copied.
+        let (a, b) = (cached.tensor(2).unwrap(), cached.tensor(2).unwrap());
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
         assert_eq!(cached.tensor(0).unwrap().to_vec(), vec![0.0; 4]);
         assert_eq!(source.get(), 5, "0 was dropped");
         // Kept again under the same index: replaced, not counted twice.
