@@ -94,27 +94,25 @@ pub(crate) fn coarse_layer(tensor: &[f32], width: usize) -> Vec<f32> {
     let radius = blur_radius(width, height);
     let pad = 3 * radius;
     let wide = width + 2 * pad;
-    tensor
-        .chunks(plane)
-        .flat_map(|channel| {
-            // Row r of the extended plane is the channel's row clamped into range, each of its
-            // pixels the row's pixel clamped into range.
-            let extended: Vec<f32> = (0..height + 2 * pad)
-                .flat_map(|y| {
-                    let row = y.saturating_sub(pad).min(height - 1);
-                    (0..wide)
-                        .map(move |x| channel[row * width + x.saturating_sub(pad).min(width - 1)])
-                })
-                .collect();
-            let blurred = box_blur(&extended, wide, radius);
-            (0..height)
-                .flat_map(move |y| {
-                    let start = (y + pad) * wide + pad;
-                    blurred[start..start + width].to_vec()
-                })
-                .collect::<Vec<f32>>()
-        })
-        .collect()
+    let mut out = Vec::with_capacity(tensor.len());
+    let mut extended = Vec::with_capacity(wide * (height + 2 * pad));
+    for channel in tensor.chunks(plane) {
+        // Row r of the extended plane is the channel's row clamped into range, each of its
+        // pixels the row's pixel clamped into range.
+        extended.clear();
+        for y in 0..height + 2 * pad {
+            let row = &channel[y.saturating_sub(pad).min(height - 1) * width..][..width];
+            extended.extend(std::iter::repeat_n(row[0], pad));
+            extended.extend_from_slice(row);
+            extended.extend(std::iter::repeat_n(row[width - 1], pad));
+        }
+        let blurred = box_blur(&extended, wide, radius);
+        for y in 0..height {
+            let start = (y + pad) * wide + pad;
+            out.extend_from_slice(&blurred[start..start + width]);
+        }
+    }
+    out
 }
 
 /// Add `donor`'s fine detail (donor − `smooth`, its [`low_pass`], both CHW), moved by
