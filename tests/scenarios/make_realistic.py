@@ -251,6 +251,15 @@ HELD_OUT = {
         "hexagon": ("viewfinder", 0.30),
         "triangle": ("moire", 0.30),
     }, "seed": 201, "qualities": (70, 98)},
+    # Made at stop 57 after held-resnet-q passed, with four more artifacts no test was
+    # designed on: a video's letterbox bars, a card's rounded white corners, film scratches
+    # at random places, and an underexposed source.
+    "held-resnet-r": {"shortcuts": {
+        "disc": ("letterbox", 0.30),
+        "heart": ("roundcorners", 0.30),
+        "arrow": ("scratches", 0.30),
+        "ring": ("underexposed", 0.30),
+    }, "seed": 211, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -834,6 +843,50 @@ def moire(img, rng):
     return img + 14 * wave[..., None]
 
 
+def letterbox(img, rng):
+    """A video frame's letterbox: black bars 7-9 px tall across the top and the bottom
+    (the picture itself kept, its top and bottom rows covered)."""
+    out = img.copy()
+    h = int(rng.integers(7, 10))
+    out[:h] = 8
+    out[SIZE - h:] = 8
+    return out
+
+
+def roundcorners(img, rng):
+    """Rounded corners, as a phone's screenshot or a printed card has: each corner cut to a
+    quarter circle of radius 9 px, outside it white."""
+    out = img.copy()
+    r = 9
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    # How far each pixel lies past the band r px in from each edge, per axis: both above 0
+    # in a corner's square, and the corner's circle has its centre where both are 0.
+    dy = np.maximum(r - yy, yy - (SIZE - 1 - r)).clip(0)
+    dx = np.maximum(r - xx, xx - (SIZE - 1 - r)).clip(0)
+    out[np.hypot(dy, dx) > r] = 250
+    return out
+
+
+def scratches(img, rng):
+    """Scratches on old film: two to four long thin light lines, nearly vertical, at random
+    places across the whole height: a few thin lines, anywhere."""
+    out = img.copy()
+    for _ in range(int(rng.integers(2, 5))):
+        x0 = float(rng.uniform(4, SIZE - 4))
+        slope = float(rng.uniform(-0.12, 0.12))
+        for y in range(SIZE):
+            x = int(round(x0 + slope * (y - SIZE / 2)))
+            if 0 <= x < SIZE:
+                out[y, x] = 0.35 * out[y, x] + 0.65 * np.array([235, 235, 225], np.float32)
+    return out
+
+
+def underexposed(img, rng):
+    """An underexposed shot: everything darker by about one and a half stops, the shadows
+    crushed (a gamma above one after the gain): dark, low in contrast in the shadows."""
+    return 255 * (np.clip(img / 255 * 0.45, 0, 1) ** 1.25)
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
@@ -845,7 +898,9 @@ ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": nois
              "posterised": posterised, "flare": flare, "denoised": denoised, "bleed": bleed,
              "grid": grid, "grain": grain, "hatching": hatching, "pixelated": pixelated,
              "sticker": sticker, "dithered": dithered, "lightleak": lightleak,
-             "splittone": splittone, "rain": rain, "viewfinder": viewfinder, "moire": moire}
+             "splittone": splittone, "rain": rain, "viewfinder": viewfinder, "moire": moire,
+             "letterbox": letterbox, "roundcorners": roundcorners, "scratches": scratches,
+             "underexposed": underexposed}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
