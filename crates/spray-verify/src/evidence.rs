@@ -661,10 +661,7 @@ mod tests {
             (&images, &by_class, &analysed),
             (&settings, &known),
         );
-        let direction: Vec<&Evidence> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::FeatureDirection)
-            .collect();
+        let direction = fake::rows_of(&rows, EvidenceTest::FeatureDirection);
         assert_eq!(direction.len(), 2);
         let (shortcut, object) = (direction[0], direction[1]);
         assert_eq!(shortcut.group().name(), "cluster 0");
@@ -833,17 +830,11 @@ mod tests {
     #[test]
     fn the_fine_detail_of_a_shortcut_group_turns_recipients_beyond_its_controls() {
         let (rows, _) = class_zero(&VerifySettings::default());
-        let detail: Vec<&Evidence> = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::DetailTransfer)
-            .collect();
+        let detail = fake::rows_of(&rows, EvidenceTest::DetailTransfer);
         assert_eq!(detail.len(), 2);
         // By default each relevance group is also given its colours (`colour_transfer`);
         // the tests above switch it off to count the region test's images alone.
-        let colours = rows
-            .iter()
-            .filter(|r| r.test == EvidenceTest::ColourTransfer)
-            .count();
+        let colours = fake::rows_of(&rows, EvidenceTest::ColourTransfer).len();
         assert_eq!(colours, 2);
         let (shortcut, object) = (detail[0], detail[1]);
         assert_eq!(shortcut.group().name(), "cluster 0");

@@ -10,7 +10,8 @@ use crate::{Result, VerifyError};
 
 /// A prepared image's CHW tensor, shared rather than copied. Why: the stage's cache
 /// (`CachedImages`) hands out the tensor it keeps, and each row of a class takes its donors'
-/// and its control's tensors again (copying them was a tenth of the stage's own work).
+/// and its control's tensors again (copying them was 9% of the stage's time on
+/// held-resnet-n, benches/RESULTS.md).
 pub type Tensor = std::sync::Arc<[f32]>;
 
 /// A prepared CHW tensor per dataset image.

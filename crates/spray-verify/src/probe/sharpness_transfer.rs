@@ -199,13 +199,12 @@ const SENTENCE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::fake::class_zero_evidence;
+    use crate::evidence::fake::{class_zero_evidence, rows_of};
     use crate::groups::AnalysedGroups;
     use crate::members::KnownLogits;
     use crate::scorer::fake::LinearModel;
     use crate::spectrum::fake::{checker_classes, CHECKER};
     use crate::VerifySettings;
-    use spray_store::verify::Evidence;
     use spray_store::FeatureSpace;
 
     /// The sharpness transfer on 8 × 8 images (one octave above the cut): three class-0 images
@@ -241,18 +240,12 @@ mod tests {
                 (2, [CHECKER, CHECKER]),
             )
         };
-        let sharp_rows = |rows: &[Evidence]| -> Vec<Evidence> {
-            rows.iter()
-                .filter(|r| r.test == EvidenceTest::SharpnessTransfer)
-                .cloned()
-                .collect()
-        };
         let rows = rows_under(&settings, &analysed);
-        let sharpness = sharp_rows(&rows);
+        let sharpness = rows_of(&rows, EvidenceTest::SharpnessTransfer);
         // Only the sharp group holds more fine energy than the rest of its class (2.5 times
         // in root); the faint group holds less, which is the spectrum transfer's to test.
         assert_eq!(sharpness.len(), 1);
-        let shortcut = &sharpness[0];
+        let shortcut = sharpness[0];
         assert_eq!(shortcut.group().name(), "cluster 0");
         assert_eq!(shortcut.region, "sharpness");
         // Given the sharp group's filter, every class-1 image turns; given either control's,
@@ -293,7 +286,7 @@ mod tests {
             .map(|r| r.test)
             .collect();
         assert_eq!(of_sharp, [EvidenceTest::SharpnessTransfer]);
-        assert_eq!(sharp_rows(&rows), sharpness);
+        assert_eq!(rows_of(&rows, EvidenceTest::SharpnessTransfer), sharpness);
         assert!(rows.iter().any(|r| r.group().name() == "cluster 1"));
     }
 
