@@ -59,7 +59,8 @@ pub struct VerifySettings {
     pub min_cluster: usize,
     /// A cell is in the region when the cluster's excess there is at least this share of its
     /// largest excess (a region of a mark's size then grows into the cells next to it down to
-    /// a third of this, `region::cluster_region`).
+    /// a third of this, a larger one lying along one grid row or column along that line,
+    /// `region::cluster_region`).
     #[serde(default = "default_margin")]
     pub margin: f64,
     #[serde(default)]
