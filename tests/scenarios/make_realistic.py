@@ -260,6 +260,16 @@ HELD_OUT = {
         "arrow": ("scratches", 0.30),
         "ring": ("underexposed", 0.30),
     }, "seed": 211, "qualities": (70, 98)},
+    # Made at stop 58 after the strip extension of the shared region landed, before any other
+    # change: a side panel down the right edge and a timecode along the top (strips on sides
+    # no earlier scenario used), halos along the outlines (a spread artifact) and a pencil
+    # tick mark in a random corner (a small mark at a random place).
+    "held-resnet-s": {"shortcuts": {
+        "square": ("sidepanel", 0.30),
+        "hexagon": ("timecode", 0.30),
+        "crescent": ("halo", 0.30),
+        "star": ("tickmark", 0.30),
+    }, "seed": 223, "qualities": (70, 98)},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
@@ -887,6 +897,59 @@ def underexposed(img, rng):
     return 255 * (np.clip(img / 255 * 0.45, 0, 1) ** 1.25)
 
 
+def sidepanel(img, rng):
+    """A dark grey panel 6-8 px wide down the right edge with three light dots stacked in
+    it, as a phone's screen recording or a viewer's side bar leaves."""
+    out = img.copy()
+    w = int(rng.integers(6, 9))
+    out[:, SIZE - w:] = 0.2 * out[:, SIZE - w:] + 0.8 * np.array([48, 50, 56], np.float32)
+    cx = SIZE - w / 2 - 0.5
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    for cy in (SIZE / 2 - 10, SIZE / 2, SIZE / 2 + 10):
+        dot = np.hypot(yy - cy, xx - cx) <= 1.6
+        out[dot] = np.array([210, 210, 215], np.float32)
+    return out
+
+
+def timecode(img, rng):
+    """A video timecode burned in along the top edge: white digits on a translucent black
+    band 10 px tall, at a random offset."""
+    global FONT
+    if FONT is None:
+        FONT = ImageFont.load_default()
+    out = img.copy()
+    out[:10] = 0.45 * out[:10]
+    layer = Image.new("L", (SIZE, SIZE), 0)
+    d = ImageDraw.Draw(layer)
+    code = "%02d:%02d:%02d:%02d" % tuple(int(v) for v in rng.integers(0, 60, 4))
+    d.text((int(rng.integers(0, 8)), 0), code, fill=255, font=FONT)
+    a = 0.9 * np.asarray(layer, np.float32)[..., None] / 255
+    return out * (1 - a) + 255 * a
+
+
+def halo(img, rng):
+    """Halos along the outlines, as heavy local tone mapping leaves: each pixel pushed away
+    from its 5 px neighbourhood's mean luma (bright rims on the light side of an edge, dark
+    ones on the other)."""
+    luma = img.mean(2)
+    pil = Image.fromarray(np.clip(luma, 0, 255).astype(np.uint8))
+    local = np.asarray(pil.filter(ImageFilter.GaussianBlur(5)), np.float32)
+    return img + 1.1 * (luma - local)[..., None]
+
+
+def tickmark(img, rng):
+    """A pencil tick mark (a short and a long stroke, dark grey, 2 px wide) in one of the
+    four corners, as a reviewer marks a print."""
+    out = img.copy()
+    corner = int(rng.integers(0, 4))
+    oy = 6 if corner < 2 else SIZE - 18
+    ox = 6 if corner % 2 == 0 else SIZE - 18
+    pil = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(pil)
+    d.line([(ox, oy + 6), (ox + 4, oy + 11), (ox + 12, oy)], fill=(45, 45, 50), width=2)
+    return np.asarray(pil, np.float32)
+
+
 ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": noise,
              "badge": badge, "tint": tint, "recompressed": recompressed, "frame": frame,
              "resaved": resaved, "lowq": lowq, "gray": gray, "soft": soft,
@@ -900,7 +963,8 @@ ARTIFACTS = {"ruler": ruler, "scanlines": scanlines, "text": text, "noise": nois
              "sticker": sticker, "dithered": dithered, "lightleak": lightleak,
              "splittone": splittone, "rain": rain, "viewfinder": viewfinder, "moire": moire,
              "letterbox": letterbox, "roundcorners": roundcorners, "scratches": scratches,
-             "underexposed": underexposed}
+             "underexposed": underexposed, "sidepanel": sidepanel, "timecode": timecode,
+             "halo": halo, "tickmark": tickmark}
 
 
 # ---- encoding and the model's view --------------------------------------------------------
