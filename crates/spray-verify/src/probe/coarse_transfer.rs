@@ -28,6 +28,7 @@ use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
 use super::chance::ChanceLevels;
+use super::member_statistics::MemberStatistics;
 use super::{Carrier, Giving, Method, Occluding, PerDonor, Plan, Probe, ProbeInput, Wording};
 use crate::perturb::{coarse_layer, unit_pixel};
 use crate::Result;
@@ -89,15 +90,9 @@ struct ClassCoarse {
 
 impl ClassCoarse {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
-        // One image at a time (a class of thousands is never held at once).
-        let variation = input
-            .members
-            .iter()
-            .map(|m| {
-                let tensor = input.images.tensor(m.image_index)?;
-                Ok(colour_variation(&tensor, input.size[1], input.bounds))
-            })
-            .collect::<Result<Vec<f64>>>()?;
+        let variation = MemberStatistics::scalars(input, |tensor| {
+            colour_variation(tensor, input.size[1], input.bounds)
+        })?;
         let chance = ChanceLevels::new(CHANCE_SALT);
         let seed = input.settings.seed;
         let chosen = super::fewest_by_key(input, EvidenceTest::CoarseTransfer, MAX_GROUPS, |g| {

@@ -1,7 +1,7 @@
 //! What a test that screens a class's groups by their images computes once per class: one
 //! statistic of each member's image, and its mean over any of the members. The spectrum,
-//! sharpness and tone transfers choose their groups this way (fine energy, energy per octave,
-//! histograms). And, for a test that keeps sums rather than every member's statistic (the
+//! sharpness, tone and coarse transfers choose their groups this way (fine energy, energy per
+//! octave, histograms, colour variation). And, for a test that keeps sums rather than every member's statistic (the
 //! shading and pattern transfers: a plane or a spectrum an image), the sum over any members
 //! and its arithmetic.
 
@@ -29,6 +29,21 @@ impl MemberStatistics {
             .map(|m| Ok(statistic(&input.images.tensor(m.image_index)?)))
             .collect::<Result<Vec<Vec<f64>>>>()?;
         Ok(MemberStatistics { rows, width })
+    }
+
+    /// One value of each member's image (`statistic`), decoded one at a time, by member
+    /// position: for a test that screens by a single number an image and needs each member's
+    /// (the coarse transfer's colour variation, whose group-against-rest excess is measured
+    /// again on each of chance's random subsets).
+    pub(crate) fn scalars(
+        input: &ProbeInput<'_>,
+        statistic: impl Fn(&[f32]) -> f64,
+    ) -> Result<Vec<f64>> {
+        input
+            .members
+            .iter()
+            .map(|m| Ok(statistic(&input.images.tensor(m.image_index)?)))
+            .collect()
     }
 
     /// The mean over the members at `rows` (positions past the class are skipped; zeros where
