@@ -32,9 +32,9 @@ pub fn mean(maps: &[&[f32]], cells: usize) -> Vec<f64> {
 
 /// Cells (row-major indices into g×g) where mean(cluster) − mean(rest) ≥ `margin` · its maximum
 /// (and > 0); where those are no more than a mark's size (`member_region_cells`), grown by up
-/// to as many again (`grow_mark`); where they are more, but all in one row or one column of
-/// the grid (a strip), extended along it (`extend_strip`). Empty when the cluster's maps are
-/// nowhere above the rest.
+/// to as many again; where they are more, but all in one row or one column of the grid (a
+/// strip), extended along it ([`Reach`], `grow`). Empty when the cluster's maps are nowhere
+/// above the rest.
 pub fn cluster_region(cluster: &[&[f32]], rest: &[&[f32]], g: usize, margin: f64) -> Vec<usize> {
     let cells = g * g;
     let (a, b) = (mean(cluster, cells), mean(rest, cells));
@@ -47,91 +47,81 @@ pub fn cluster_region(cluster: &[&[f32]], rest: &[&[f32]], g: usize, margin: f64
     let mark = member_region_cells(g);
     let low = GROWTH * margin * top;
     if inside.iter().filter(|&&i| i).count() <= mark {
-        grow_mark(&mut inside, &diff, g, low, mark);
-    } else if let Some(axis) = Strip::of(&inside, g) {
-        extend_strip(&mut inside, &diff, g, low, axis);
+        grow(&mut inside, (&diff, g, low), mark, Reach::Sides);
+    } else if let Some(line) = Reach::strip(&inside, g) {
+        grow(&mut inside, (&diff, g, low), g, line);
     }
     (0..cells).filter(|&c| inside[c]).collect()
 }
 
-/// The line a region larger than a mark lies along, where all its cells share one grid row
-/// or one column: a ruler down an edge, a caption or a bar along one.
+/// How far below the margin a cell next to a mark's region, or at a strip's end, may be and
+/// still join it, as a share of the margin (hysteresis, as an edge detector's two
+/// thresholds). Why: a mark's relevance peaks on its most telling part and the rest of it, in
+/// the cells around, lies lower; a region cut at the margin alone pasted part of the mark. On
+/// a held-out ResNet whose "square" relied on a printed date along the bottom edge (stamped
+/// on other classes' images, 59% turned; its cluster the date's images exactly), the cells at
+/// ≥ 0.5 of the largest excess were three of the date's bottom row, and pasting them turned
+/// 24% against 7%; the date's top and its last digits lay at 0.24–0.34 of it
+/// (benches/RESULTS.md).
+pub const GROWTH: f64 = 1.0 / 3.0;
+
+/// Where a cell may join a region from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Strip {
+enum Reach {
+    /// From any cell of the region it shares a side with: a mark's region, by at most a
+    /// mark's size again. Why only a mark's: a region the margin already cuts larger is an
+    /// object or a spread pattern, whose excess falls off slowly — grown, it became the
+    /// object's whole area (the padding scenario's clean "cross", whose two groups are where
+    /// the object is: 10 cells to 21, and its paste flagged the class, 0.60 against 0.00).
+    Sides,
+    /// Along a strip's row or column only (at either end, or into a gap): a region larger
+    /// than a mark whose cells all lie in one grid row (`Row`) or column — a ruler down an
+    /// edge, a caption or a bar along one. Why: a strip's relevance is uneven along it and its
+    /// ends fall under the margin first — for seven shortcut classes of the 26 scenarios (a
+    /// ruler down the left edge, a caption along the bottom, a frame's side) the region at
+    /// the margin was the strip less one or two end cells (a ruler's r7c0 at 0.48 of the
+    /// largest excess against a margin of 0.5), and the whole strip's effect read 0.04–0.27
+    /// higher (benches/RESULTS.md). Never sideways: that is how an object's region grows
+    /// into the object's area; no clean class's figure moved on the 26 with this.
     Row,
     Column,
 }
 
-impl Strip {
-    fn of(inside: &[bool], g: usize) -> Option<Strip> {
+impl Reach {
+    /// The line the region lies along, where all its cells share one grid row or column.
+    fn strip(inside: &[bool], g: usize) -> Option<Reach> {
         let cells: Vec<usize> = (0..inside.len()).filter(|&c| inside[c]).collect();
         let first = *cells.first()?;
         if cells.iter().all(|&c| c / g == first / g) {
-            Some(Strip::Row)
+            Some(Reach::Row)
         } else if cells.iter().all(|&c| c % g == first % g) {
-            Some(Strip::Column)
+            Some(Reach::Column)
         } else {
             None
         }
     }
-}
 
-/// Extend a strip along its line, one cell at a time at either end (or into a gap), into cells
-/// whose excess is at least `low` (the same hysteresis as a mark's, `GROWTH`). Why: a strip's
-/// relevance is uneven along it and its ends fall under the margin first — on four held-out
-/// ResNets and two MobileNets with a ruler down the left edge, a caption or letterbox bar
-/// along the bottom, or a frame's top side, the region at the margin was the strip less one
-/// end cell (the ruler's r7c0 at 0.48 of the largest excess against a margin of 0.5), and the
-/// paste of the whole strip turned 7–17% more recipients (benches/RESULTS.md). Only along the
-/// line: an object's region, grown sideways, becomes the object's area, which a clean class
-/// whose object sits in one place turns recipients with (`grow_mark`).
-fn extend_strip(inside: &mut [bool], diff: &[f64], g: usize, low: f64, axis: Strip) {
-    loop {
-        let next = (0..inside.len())
-            .filter(|&c| !inside[c] && diff[c] > 0.0 && diff[c] >= low)
-            .filter(|&c| {
-                let (r, col) = (c / g, c % g);
-                match axis {
-                    Strip::Row => (col > 0 && inside[c - 1]) || (col + 1 < g && inside[c + 1]),
-                    Strip::Column => (r > 0 && inside[c - g]) || (r + 1 < g && inside[c + g]),
-                }
-            })
-            .max_by(|&x, &y| diff[x].total_cmp(&diff[y]).then(y.cmp(&x)));
-        match next {
-            Some(c) => inside[c] = true,
-            None => break,
+    /// Whether cell `c` of a g×g grid may join the region `inside` from here.
+    fn touches(self, inside: &[bool], c: usize, g: usize) -> bool {
+        let (r, col) = (c / g, c % g);
+        let along_row = (col > 0 && inside[c - 1]) || (col + 1 < g && inside[c + 1]);
+        let along_column = (r > 0 && inside[c - g]) || (r + 1 < g && inside[c + g]);
+        match self {
+            Reach::Sides => along_row || along_column,
+            Reach::Row => along_row,
+            Reach::Column => along_column,
         }
     }
 }
 
-/// How far below the margin a cell next to a mark's region may be and still join it, as a
-/// share of the margin (hysteresis, as an edge detector's two thresholds). Why: a mark's
-/// relevance peaks on its most telling part and the rest of it, in the cells around, lies
-/// lower; a region cut at the margin alone pasted part of the mark. On a held-out ResNet whose
-/// "square" relied on a printed date along the bottom edge (stamped on other classes' images,
-/// 59% turned; its cluster the date's images exactly), the cells at ≥ 0.5 of the largest
-/// excess were three of the date's bottom row, and pasting them turned 24% against 7%; the
-/// date's top and its last digits lay at 0.24–0.34 of it (benches/RESULTS.md).
-pub const GROWTH: f64 = 1.0 / 3.0;
-
-/// Grow a region (`inside`) one cell at a time into the cell sharing a side with it whose
-/// excess (`diff`) is largest, while that is at least `low`, by at most `limit` cells (ties by
-/// cell index, so the region is the same on every run). Why only a mark's region, and by at
-/// most its size again: a region the margin already cuts larger than a mark is an object or a
-/// spread pattern, whose excess falls off slowly — grown, it became the object's whole area
-/// (the padding scenario's clean "cross", whose two groups are where the object is: 10 cells
-/// to 21, and its paste flagged the class, 0.60 against 0.00).
-fn grow_mark(inside: &mut [bool], diff: &[f64], g: usize, low: f64, limit: usize) {
+/// Grow a region (`inside`) one cell at a time into the cell it can `reach` whose excess
+/// (`diff`, on a g×g grid) is largest, while that is at least `low`, by at most `limit` cells
+/// (ties by cell index, so the region is the same on every run).
+fn grow(inside: &mut [bool], (diff, g, low): (&[f64], usize, f64), limit: usize, reach: Reach) {
     for _ in 0..limit {
         let next = (0..inside.len())
             .filter(|&c| !inside[c] && diff[c] > 0.0 && diff[c] >= low)
-            .filter(|&c| {
-                let (r, col) = (c / g, c % g);
-                (r > 0 && inside[c - g])
-                    || (r + 1 < g && inside[c + g])
-                    || (col > 0 && inside[c - 1])
-                    || (col + 1 < g && inside[c + 1])
-            })
+            .filter(|&c| reach.touches(inside, c, g))
             .max_by(|&x, &y| diff[x].total_cmp(&diff[y]).then(y.cmp(&x)));
         match next {
             Some(c) => inside[c] = true,
