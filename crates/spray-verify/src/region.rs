@@ -77,12 +77,12 @@ enum Reach {
     /// Along a strip's row or column only (at either end, or into a gap): a region larger
     /// than a mark whose cells all lie in one grid row (`Row`) or column — a ruler down an
     /// edge, a caption or a bar along one. Why: a strip's relevance is uneven along it and its
-    /// ends fall under the margin first — for seven shortcut classes of the 26 scenarios (a
+    /// ends fall under the margin first — for seven shortcut classes of the 28 scenarios (a
     /// ruler down the left edge, a caption along the bottom, a frame's side) the region at
     /// the margin was the strip less one or two end cells (a ruler's r7c0 at 0.48 of the
     /// largest excess against a margin of 0.5), and the whole strip's effect read 0.04–0.27
     /// higher (benches/RESULTS.md). Never sideways: that is how an object's region grows
-    /// into the object's area; no clean class's figure moved on the 26 with this.
+    /// into the object's area; no clean class's figure moved on the 28 with this.
     Row,
     Column,
 }
