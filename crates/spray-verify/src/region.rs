@@ -33,7 +33,7 @@ pub fn mean(maps: &[&[f32]], cells: usize) -> Vec<f64> {
 /// Cells (row-major indices into g×g) where mean(cluster) − mean(rest) ≥ `margin` · its maximum
 /// (and > 0); where those are no more than a mark's size (`member_region_cells`), grown by up
 /// to as many again; where they are more, but all in one row or one column of the grid (a
-/// strip), extended along it ([`Reach`], `grow`). Empty when the cluster's maps are nowhere
+/// strip), extended along it (`Reach`, `grow`). Empty when the cluster's maps are nowhere
 /// above the rest.
 pub fn cluster_region(cluster: &[&[f32]], rest: &[&[f32]], g: usize, margin: f64) -> Vec<usize> {
     let cells = g * g;
