@@ -339,13 +339,14 @@ fn band_map(width: usize, height: usize) -> Rc<Vec<u8>> {
 
 /// A CHW tensor's energy per channel and octave band above the cut ([`band_count`] bands,
 /// channel by channel): the mean |bin|² over the band's bins of each channel's spectrum.
-pub(crate) fn band_energies(tensor: &[f32], width: usize) -> Vec<f64> {
-    let width = width.max(1);
-    let plane = tensor.len() / 3;
-    let height = plane / width;
+/// Read from the tensor's [`power`] (`height` × `width` a channel): each band's bins' power
+/// added in bin order, then divided by their count — the pattern and sharpness transfers'
+/// screens share one transform a member this way (`probe/class_power.rs`).
+pub(crate) fn band_energies_of_power(power: &[f64], width: usize, height: usize) -> Vec<f64> {
+    let plane = width * height;
     let bands = band_count(width, height);
     let mut out = vec![0.0f64; 3 * bands];
-    if plane == 0 || height == 0 {
+    if plane == 0 || power.len() < 3 * plane {
         return out;
     }
     let map = band_map(width, height);
@@ -353,10 +354,10 @@ pub(crate) fn band_energies(tensor: &[f32], width: usize) -> Vec<f64> {
     map.iter()
         .filter(|&&b| b != u8::MAX)
         .for_each(|&b| count[b as usize] += 1);
-    for (c, channel) in spectra(tensor, width).chunks(plane).enumerate() {
-        for (bin, &b) in channel.iter().zip(map.iter()) {
+    for (c, channel) in power.chunks(plane).take(3).enumerate() {
+        for (&p, &b) in channel.iter().zip(map.iter()) {
             if b != u8::MAX {
-                out[c * bands + b as usize] += (bin.re as f64).powi(2) + (bin.im as f64).powi(2);
+                out[c * bands + b as usize] += p;
             }
         }
     }
@@ -367,7 +368,7 @@ pub(crate) fn band_energies(tensor: &[f32], width: usize) -> Vec<f64> {
 }
 
 /// `target` with each channel's bins in each octave band above the cut multiplied by that
-/// channel's and band's gain (`gains`, laid out as [`band_energies`]; gain `sign`-th power:
+/// channel's and band's gain (`gains`, laid out as [`band_energies_of_power`]; gain `sign`-th power:
 /// 1 gives, −1 takes away), its phases and every bin below the cut kept; clamped to the
 /// values a pixel can take per channel (`bounds`). A filter that is 1 everywhere changes
 /// nothing; gains of another size change nothing either.
@@ -586,6 +587,56 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tensor's [`band_energies_of_power`], from its own transform.
+    fn band_energies(t: &[f32], width: usize) -> Vec<f64> {
+        band_energies_of_power(&power(t, width), width, t.len() / 3 / width)
+    }
+
+    /// The band energies as first written (the squares summed straight from each channel's
+    /// spectrum): the reference the shared reading must match bit for bit.
+    fn band_energies_reference(tensor: &[f32], width: usize) -> Vec<f64> {
+        let plane = tensor.len() / 3;
+        let height = plane / width;
+        let bands = band_count(width, height);
+        let mut out = vec![0.0f64; 3 * bands];
+        let map = band_map(width, height);
+        let mut count = vec![0usize; bands];
+        map.iter()
+            .filter(|&&b| b != u8::MAX)
+            .for_each(|&b| count[b as usize] += 1);
+        for (c, channel) in spectra(tensor, width).chunks(plane).enumerate() {
+            for (bin, &b) in channel.iter().zip(map.iter()) {
+                if b != u8::MAX {
+                    out[c * bands + b as usize] +=
+                        (bin.re as f64).powi(2) + (bin.im as f64).powi(2);
+                }
+            }
+        }
+        for (c, e) in out.iter_mut().enumerate() {
+            *e /= count[c % bands].max(1) as f64;
+        }
+        out
+    }
+
+    #[test]
+    fn band_energies_read_from_the_power_are_the_same_bits() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        };
+        for (w, h) in [(64, 64), (128, 128), (48, 32), (7, 5)] {
+            let t: Vec<f32> = (0..3 * w * h).map(|_| next()).collect();
+            let (a, b) = (band_energies(&t, w), band_energies_reference(&t, w));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()) && a.len() == b.len(),
+                "{w}x{h}"
+            );
+        }
+    }
 
     #[test]
     fn a_tiled_transpose_moves_every_value_to_its_mirror_place() {

@@ -31,6 +31,11 @@ impl MemberStatistics {
         Ok(MemberStatistics { rows, width })
     }
 
+    /// Statistics already read, one row a member, each `width` values.
+    pub(crate) fn from_rows(rows: Vec<Vec<f64>>, width: usize) -> Self {
+        MemberStatistics { rows, width }
+    }
+
     /// One value of each member's image (`statistic`), decoded one at a time, by member
     /// position: for a test that screens by a single number an image and needs each member's
     /// (the coarse transfer's colour variation, whose group-against-rest excess is measured

@@ -10,6 +10,7 @@
 
 mod chance;
 mod class_detail;
+mod class_power;
 mod coarse_transfer;
 mod colour_transfer;
 mod detail_transfer;
@@ -239,24 +240,42 @@ pub(crate) fn fewest_by_key(
 }
 
 /// What one class's tests compute once and share (a test's own per-class facts, such as
-/// each member's detail energy), by test.
+/// each member's detail energy), by test or by a reading two tests share.
 #[derive(Default)]
-pub struct ClassCache(RefCell<BTreeMap<EvidenceTest, Rc<dyn Any>>>);
+pub struct ClassCache(RefCell<BTreeMap<CacheKey, Rc<dyn Any>>>);
+
+/// What a [`ClassCache`] value is kept under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CacheKey {
+    /// A test's own per-class facts.
+    Test(EvidenceTest),
+    /// Each member's power spectrum, read once for the pattern and sharpness transfers
+    /// (`class_power.rs`).
+    Power,
+}
+
+impl From<EvidenceTest> for CacheKey {
+    fn from(test: EvidenceTest) -> Self {
+        CacheKey::Test(test)
+    }
+}
 
 impl ClassCache {
-    /// `test`'s value for this class, computed by `make` the first time it is asked for.
+    /// The value under `key` for this class, computed by `make` the first time it is asked
+    /// for.
     pub fn get_or_try<T: 'static>(
         &self,
-        test: EvidenceTest,
+        key: impl Into<CacheKey>,
         make: impl FnOnce() -> Result<T>,
     ) -> Result<Rc<T>> {
-        if let Some(value) = self.0.borrow().get(&test) {
+        let key = key.into();
+        if let Some(value) = self.0.borrow().get(&key) {
             if let Ok(value) = Rc::clone(value).downcast::<T>() {
                 return Ok(value);
             }
         }
         let value = Rc::new(make()?);
-        self.0.borrow_mut().insert(test, value.clone());
+        self.0.borrow_mut().insert(key, value.clone());
         Ok(value)
     }
 }

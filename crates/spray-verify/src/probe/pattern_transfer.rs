@@ -29,9 +29,9 @@ use std::rc::Rc;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::member_statistics::{add_to, difference, sum_over};
+use super::class_power::{pattern_candidates, ClassPower};
+use super::member_statistics::{difference, sum_over};
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
-use crate::groups::TestedGroup;
 use crate::spectrum::{add_texture, filter_bins, high_bins, power};
 use crate::Result;
 
@@ -78,7 +78,7 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
     let Some(sums) = class.chosen_sum(input.group) else {
         return Ok(None);
     };
-    let rest = difference(&class.sum, sums);
+    let rest = difference(&class.power.sum, sums);
     let group_mean = scaled(sums, input.group.len());
     let rest_mean = scaled(&rest, input.rest.len());
     let high = high_bins(input.size[1], input.size[0]);
@@ -151,50 +151,26 @@ fn amplitude(high: bool, power: f64) -> f32 {
 /// What the test computes once per class: the sum of its members' power spectra, and the
 /// sums over the groups it tests.
 struct ClassPatterns {
-    /// Over the class's members, the sum of each one's [`power`].
-    sum: Vec<f64>,
-    /// The groups tested, the most peaked first: their member positions and power sums.
-    chosen: Vec<(Vec<usize>, Vec<f64>)>,
+    /// Over the class's members, the sum of each one's [`power`], and over the candidate
+    /// groups.
+    power: Rc<ClassPower>,
+    /// The groups tested, the most peaked first: their member positions and their place
+    /// among the candidates (`ClassPower::sums`).
+    chosen: Vec<(Vec<usize>, usize)>,
 }
 
 impl ClassPatterns {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
-        let candidates: Vec<&TestedGroup> = input
-            .groups
-            .iter()
-            .chain(input.reserve)
-            .filter(|g| super::tests_of(g.id.space.spec()).contains(&EvidenceTest::PatternTransfer))
-            // At most half of the class: a larger group that holds more than the rest at
-            // some frequency is, where seen, the rest *lacking* it (the complement of blurred
-            // or low-resolution images), which is the spectrum transfer's to test.
-            .filter(|g| 2 * g.members.len() <= input.members.len())
-            .collect();
-        // One image at a time (a class of thousands is never held at once): each member's
-        // spectrum is added to the class's sum and to every candidate group it is in.
-        let len = 3 * input.size[0] * input.size[1];
-        let mut in_groups: Vec<Vec<usize>> = vec![Vec::new(); input.members.len()];
-        for (k, g) in candidates.iter().enumerate() {
-            for &m in &g.members {
-                if let Some(at) = in_groups.get_mut(m) {
-                    at.push(k);
-                }
-            }
-        }
-        let mut sum = vec![0.0f64; len];
-        let mut sums = vec![vec![0.0f64; len]; candidates.len()];
-        for (m, groups) in input.members.iter().zip(&in_groups) {
-            let p = power(&input.images.tensor(m.image_index)?, input.size[1]);
-            add_to(&mut sum, &p);
-            for &k in groups {
-                add_to(&mut sums[k], &p);
-            }
-        }
+        let candidates = pattern_candidates(input);
+        let power = ClassPower::of_class(input)?;
+        let (sum, sums) = (&power.sum, &power.sums);
+        // The candidates are the same groups in the same order as the sums'.
         let high = high_bins(input.size[1], input.size[0]);
         let peaks: Vec<f64> = candidates
             .iter()
-            .zip(&sums)
+            .zip(sums)
             .map(|(g, s)| {
-                let rest = difference(&sum, s);
+                let rest = difference(sum, s);
                 peak(
                     (
                         &scaled(s, g.members.len()),
@@ -212,10 +188,10 @@ impl ClassPatterns {
             .into_iter()
             .filter_map(|members| {
                 let k = candidates.iter().position(|c| c.members == members)?;
-                Some((members, std::mem::take(&mut sums[k])))
+                Some((members, k))
             })
             .collect();
-        Ok(ClassPatterns { sum, chosen })
+        Ok(ClassPatterns { power, chosen })
     }
 
     /// The power sum of a chosen group with exactly these members.
@@ -223,7 +199,7 @@ impl ClassPatterns {
         self.chosen
             .iter()
             .find(|(m, _)| m.as_slice() == group)
-            .map(|(_, s)| s.as_slice())
+            .map(|&(_, k)| self.power.sums[k].as_slice())
     }
 }
 

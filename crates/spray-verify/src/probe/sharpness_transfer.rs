@@ -30,9 +30,9 @@ use std::rc::Rc;
 use spray_store::space::SpaceRole;
 use spray_store::EvidenceTest;
 
-use super::member_statistics::MemberStatistics;
+use super::class_power::ClassPower;
 use super::{Carrier, Giving, Method, Occluding, Plan, Probe, ProbeInput, Wording};
-use crate::spectrum::{band_count, band_energies, filter_bands};
+use crate::spectrum::{band_count, filter_bands};
 use crate::Result;
 
 pub(super) static PROBE: Probe = Probe {
@@ -101,8 +101,8 @@ fn plan(input: &ProbeInput<'_>) -> Result<Option<Plan>> {
 /// What the test computes once per class: each member's energy per channel and octave, and
 /// which of its groups it tests.
 struct ClassSharpness {
-    /// Each member's [`band_energies`].
-    energies: MemberStatistics,
+    /// Each member's energy per channel and octave band (`ClassPower::energies`).
+    power: Rc<ClassPower>,
     /// Bands per channel.
     bands: usize,
     /// The member positions of the groups tested, the sharpest first.
@@ -112,9 +112,9 @@ struct ClassSharpness {
 impl ClassSharpness {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
         let bands = band_count(input.size[1], input.size[0]);
-        let energies = MemberStatistics::of(input, 3 * bands, |t| band_energies(t, input.size[1]))?;
+        let power = ClassPower::of_class(input)?;
         let mut class = ClassSharpness {
-            energies,
+            power,
             bands,
             chosen: Vec::new(),
         };
@@ -132,7 +132,7 @@ impl ClassSharpness {
 
     /// The mean band energies of the members at `rows` (zeros where there are none).
     fn mean(&self, rows: &[usize]) -> Vec<f64> {
-        self.energies.mean(rows.iter().copied())
+        self.power.energies.mean(rows.iter().copied())
     }
 }
 
