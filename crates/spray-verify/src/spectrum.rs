@@ -368,10 +368,10 @@ pub(crate) fn band_energies_of_power(power: &[f64], width: usize, height: usize)
 }
 
 /// `target` with each channel's bins in each octave band above the cut multiplied by that
-/// channel's and band's gain (`gains`, laid out as [`band_energies_of_power`]; gain `sign`-th power:
-/// 1 gives, −1 takes away), its phases and every bin below the cut kept; clamped to the
-/// values a pixel can take per channel (`bounds`). A filter that is 1 everywhere changes
-/// nothing; gains of another size change nothing either.
+/// channel's and band's gain (`gains`, laid out as [`band_energies_of_power`]; gain
+/// `sign`-th power: 1 gives, −1 takes away), its phases and every bin below the cut kept;
+/// clamped to the values a pixel can take per channel (`bounds`). A filter that is 1
+/// everywhere changes nothing; gains of another size change nothing either.
 pub(crate) fn filter_bands(
     target: &mut [f32],
     gains: &[f64],

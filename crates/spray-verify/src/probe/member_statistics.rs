@@ -1,9 +1,9 @@
 //! What a test that screens a class's groups by their images computes once per class: one
 //! statistic of each member's image, and its mean over any of the members. The spectrum,
 //! sharpness, tone and coarse transfers choose their groups this way (fine energy, energy per
-//! octave, histograms, colour variation). And, for a test that keeps sums rather than every member's statistic (the
-//! shading and pattern transfers: a plane or a spectrum an image), the sum over any members
-//! and its arithmetic.
+//! octave, histograms, colour variation). And, for a test that keeps sums rather than every
+//! member's statistic (the shading and pattern transfers: a plane or a spectrum an image, the
+//! pattern transfer's read in `class_power.rs`), the sum over any members and its arithmetic.
 
 use super::ProbeInput;
 use crate::Result;
