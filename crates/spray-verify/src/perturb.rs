@@ -3,6 +3,7 @@
 //! with three channels; masks are one plane.
 
 use crate::settings::Fill;
+use crate::spectrum::transpose;
 
 /// Fill the masked pixels of a CHW tensor.
 /// Fill the masked pixels of a CHW tensor (`width` pixels per row) with `fill`.
@@ -188,75 +189,74 @@ pub(crate) fn detail_energy(
         .sum()
 }
 
-/// Three passes of a separable box filter of `radius` with clamped edges. Each output is the
-/// window's values summed in order and divided by their count; the column pass sums whole
-/// rows at a time (the same additions in the same order per pixel, so the compiler can
-/// vectorise them: the fine-detail tests blur every image they give or take, and this was a
-/// fifth of the verify stage's own work).
+/// Three passes of a separable box filter of `radius` with clamped edges: each output is its
+/// window's mean. Why running sums: a window summed afresh at every pixel costs 2·radius + 1
+/// additions, and the coarse layer's radius is side / 16 — at 128 px the blurs were a tenth
+/// of the verify stage's samples, two thirds of it the coarse screen's. A running sum costs
+/// an addition and a subtraction per pixel whatever the radius. Both directions run down
+/// columns, whole rows at a time (the compiler vectorises that); the row passes on the
+/// transposed plane. The sums' rounding differs from summing each window afresh by a few
+/// units in the last place (the test against the filter as first written bounds it).
 fn box_blur(plane: &[f32], width: usize, radius: usize) -> Vec<f32> {
     let width = width.max(1);
     let height = plane.len() / width;
     let n = height * width;
     let mut a = plane[..n].to_vec();
     let mut b = vec![0.0; n];
-    for _ in 0..3 {
-        blur_rows(&a, &mut b, width, radius);
-        blur_columns(&b, &mut a, width, radius);
+    let mut sums = Vec::with_capacity(width.max(height));
+    if n > 0 {
+        for _ in 0..3 {
+            blur_columns(&a, &mut b, width, radius, &mut sums);
+            std::mem::swap(&mut a, &mut b);
+        }
+        transpose(&a, &mut b, width, height);
+        for _ in 0..3 {
+            blur_columns(&b, &mut a, height, radius, &mut sums);
+            std::mem::swap(&mut a, &mut b);
+        }
+        transpose(&b, &mut a, height, width);
     }
     // Values past the last full row (none for an image plane) come out as 0.
     a.resize(plane.len(), 0.0);
     a
 }
 
-/// One pass along each row of `src` into `dst` (`width` per row): the pixels whose window
-/// lies inside the row as shifted slices added in window order (vectorised), the clamped
-/// ones at both ends one by one.
-fn blur_rows(src: &[f32], dst: &mut [f32], width: usize, radius: usize) {
-    let inner = width.saturating_sub(2 * radius);
-    let count = (2 * radius + 1) as f32;
-    for (s, d) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)) {
-        let clamped = |i: usize| {
-            let lo = i.saturating_sub(radius);
-            let hi = (i + radius).min(width - 1);
-            // `Sum` starts from −0.0: the first value exactly, then the rest in order.
-            let sum: f32 = s[lo..=hi].iter().sum();
-            sum / (hi - lo + 1) as f32
-        };
-        if inner == 0 {
-            d.iter_mut()
-                .enumerate()
-                .for_each(|(i, out)| *out = clamped(i));
-            continue;
-        }
-        // Pixel radius + k's window starts at k.
-        let middle = &mut d[radius..radius + inner];
-        middle.copy_from_slice(&s[..inner]);
-        for j in 1..=2 * radius {
-            middle
-                .iter_mut()
-                .zip(&s[j..j + inner])
-                .for_each(|(acc, v)| *acc += v);
-        }
-        middle.iter_mut().for_each(|acc| *acc /= count);
-        for i in (0..radius).chain(radius + inner..width) {
-            d[i] = clamped(i);
-        }
-    }
-}
-
-/// One pass down the columns of `src` into `dst` (`width` per row), a row at a time.
-fn blur_columns(src: &[f32], dst: &mut [f32], width: usize, radius: usize) {
+/// One pass down the columns of `src` into `dst` (`width` per row): per column, the window's
+/// running sum (`sums`, one per column) times one over the window's size, the window moved
+/// down a row by adding the row it takes in and subtracting the row it lets go.
+fn blur_columns(src: &[f32], dst: &mut [f32], width: usize, radius: usize, sums: &mut Vec<f32>) {
     let height = src.len() / width;
     let row = |j: usize| &src[j * width..(j + 1) * width];
+    sums.clear();
+    sums.resize(width, 0.0);
+    for j in 0..=radius.min(height.saturating_sub(1)) {
+        sums.iter_mut().zip(row(j)).for_each(|(s, &v)| *s += v);
+    }
     for (i, d) in dst.chunks_exact_mut(width).enumerate() {
         let lo = i.saturating_sub(radius);
         let hi = (i + radius).min(height - 1);
-        d.copy_from_slice(row(lo));
-        for j in lo + 1..=hi {
-            d.iter_mut().zip(row(j)).for_each(|(acc, v)| *acc += v);
+        let scale = 1.0 / (hi - lo + 1) as f32;
+        d.iter_mut()
+            .zip(sums.iter())
+            .for_each(|(o, &s)| *o = s * scale);
+        let (enters, leaves) = (i + radius + 1 < height, i >= radius);
+        match (enters, leaves) {
+            (true, true) => {
+                let (enter, leave) = (row(i + radius + 1), row(i - radius));
+                sums.iter_mut()
+                    .zip(enter.iter().zip(leave))
+                    .for_each(|(s, (&e, &l))| *s += e - l);
+            }
+            (true, false) => {
+                let enter = row(i + radius + 1);
+                sums.iter_mut().zip(enter).for_each(|(s, &e)| *s += e);
+            }
+            (false, true) => {
+                let leave = row(i - radius);
+                sums.iter_mut().zip(leave).for_each(|(s, &l)| *s -= l);
+            }
+            (false, false) => {}
         }
-        let count = (hi - lo + 1) as f32;
-        d.iter_mut().for_each(|acc| *acc /= count);
     }
 }
 
@@ -428,8 +428,8 @@ mod tests {
         assert_eq!(coarse.len(), glow.len());
     }
 
-    /// The box filter as first written (a closure over both directions): the reference the
-    /// faster one must match bit for bit.
+    /// The box filter as first written (a closure over both directions, each window summed
+    /// afresh): the reference the running sums must match to a few units in the last place.
     fn box_blur_reference(plane: &[f32], width: usize, radius: usize) -> Vec<f32> {
         let width = width.max(1);
         let height = plane.len() / width;
@@ -465,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn the_box_filter_matches_its_reference_bit_for_bit() {
+    fn the_box_filter_matches_its_reference_to_a_few_units_in_the_last_place() {
         let mut state = 7u64;
         let mut next = || {
             state = state
@@ -480,18 +480,26 @@ mod tests {
             (1, 6, 2),
             (6, 1, 1),
             (3, 3, 5),
+            (176, 176, 8),
+            (128, 96, 4),
         ] {
             let mut plane: Vec<f32> = (0..w * h).map(|_| next()).collect();
             plane[0] = -0.0;
             let (a, b) = (box_blur(&plane, w, r), box_blur_reference(&plane, w, r));
-            assert!(
-                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{w}x{h} r{r}"
-            );
+            assert_eq!(a.len(), b.len());
+            // Values within ±2: an ulp is at most 2.4e-7; the running sums drift by a few.
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 2e-6, "{w}x{h} r{r}: {worst}");
         }
         // A plane that is not whole rows: the trailing values come out as 0.
         let plane: Vec<f32> = (0..11).map(|v| v as f32).collect();
-        assert_eq!(box_blur(&plane, 4, 1), box_blur_reference(&plane, 4, 1));
+        let (a, b) = (box_blur(&plane, 4, 1), box_blur_reference(&plane, 4, 1));
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        assert_eq!(a[8..], [0.0; 3]);
     }
 
     #[test]

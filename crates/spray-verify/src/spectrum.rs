@@ -78,8 +78,9 @@ fn transform(plane: &mut [Complex<f32>], width: usize, height: usize, inverse: b
 /// tiles of [`TILE`] × [`TILE`]. Why tiles: one of the two sides is always read or written a
 /// whole row apart, and at 128 px and more a pixel at a time that missed the cache on every
 /// step (the transposes were 7% of the verify stage's samples on a 128 px scenario, as much
-/// as the transforms themselves). The values are moved, never computed: the same bits.
-fn transpose(src: &[Complex<f32>], dst: &mut [Complex<f32>], width: usize, height: usize) {
+/// as the transforms themselves). The values are moved, never computed: the same bits. The
+/// box filter (`perturb`) transposes its planes with it too.
+pub(crate) fn transpose<T: Copy>(src: &[T], dst: &mut [T], width: usize, height: usize) {
     for y0 in (0..height).step_by(TILE) {
         for x0 in (0..width).step_by(TILE) {
             for y in y0..(y0 + TILE).min(height) {

@@ -325,7 +325,11 @@ mod tests {
         let plain = statistics(&image(2, |_, _| None));
         let marked = statistics(&image(2, |y, x| (y < 3 && x < 3).then_some(1.0)));
         assert!(marked[5] > plain[5] + 3.0, "{marked:?} {plain:?}");
-        assert!((marked[5 + 15] - plain[5 + 15]).abs() < 1e-9);
+        // The far cell is untouched up to rounding: the low-pass's running sums take the
+        // mark's rows in and let them go again, which leaves a few units in the last place
+        // (3.5e-6 here, of a log energy of -10.4).
+        let far = (marked[5 + 15], plain[5 + 15]);
+        assert!((far.0 - far.1).abs() < 1e-4, "{far:?}");
     }
 
     /// A class of forty members of `image(i)`'s readings.
