@@ -280,6 +280,16 @@ HELD_OUT = {
         "star": ("tint", 0.30),
         "ring": ("badge", 0.30),
     }, "seed": 233, "qualities": (70, 98), "size": 144, "input": 128},
+    # Made at stop 59 after the box filter's running sums, before any other change: the
+    # second size other than 64 px (108 px stored, 96 px seen), with a watermark across the
+    # middle (spread strokes), scanlines (a period the resize to 96 px beats against), a
+    # vignette (coarse, no edge) and a sticker at a random place (compact, moving).
+    "held-resnet-96": {"shortcuts": {
+        "arrow": ("watermark", 0.30),
+        "disc": ("scanlines", 0.30),
+        "square": ("vignette", 0.30),
+        "triangle": ("sticker", 0.30),
+    }, "seed": 243, "qualities": (70, 98), "size": 108, "input": 96},
 }
 
 # Photographs bundled with scikit-image (loaded offline). Backgrounds are crops of all of them;
