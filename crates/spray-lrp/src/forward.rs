@@ -42,6 +42,7 @@ fn keep_only(graph: &mut GraphProto, output: &str) {
     graph
         .node
         .retain(|_| *kept.next().expect("one flag per node"));
+    drop_unread_optional_outputs(graph, &needed, output);
     let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
     let known = |name: &String| needed.contains(name) || produced.contains(name);
     graph.value_info.retain(|v| known(&v.name));
@@ -53,6 +54,40 @@ fn keep_only(graph: &mut GraphProto, output: &str) {
             .as_ref()
             .is_some_and(|values| needed.contains(&values.name))
     });
+}
+
+/// Ops whose outputs after the first are optional in ONNX (the operator specs mark them so):
+/// an output of theirs that nothing reads can be left off.
+const OPTIONAL_TRAILING_OUTPUTS: [&str; 7] = [
+    "MaxPool",
+    "Dropout",
+    "BatchNormalization",
+    "LayerNormalization",
+    "LSTM",
+    "GRU",
+    "RNN",
+];
+
+/// Each kept node of an op in [`OPTIONAL_TRAILING_OUTPUTS`] without its trailing outputs
+/// that no kept node (`needed`) and not the graph's `output` reads. Why: the compiler asks
+/// each MaxPool for its winners' indices (the relevance walk routes through them), and a
+/// MaxPool with an Indices output is one ONNX Runtime's CPU layout pass (NCHWc) cannot take
+/// over — the forward half then reorders its activations around the pool and leaves the
+/// residual Add and Relu after it unfused: held-resnet-128's forward half ran at 1.49 ms an
+/// image (batch 10, one thread) against the exported model's 0.69 (benches/RESULTS.md).
+fn drop_unread_optional_outputs(graph: &mut GraphProto, needed: &HashSet<String>, output: &str) {
+    for node in &mut graph.node {
+        if !OPTIONAL_TRAILING_OUTPUTS.contains(&node.op_type.as_str()) {
+            continue;
+        }
+        while node.output.len() > 1 {
+            let last = node.output.last().expect("more than one output");
+            if needed.contains(last) || last == output {
+                break;
+            }
+            node.output.pop();
+        }
+    }
 }
 
 /// The names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope, as far
@@ -179,5 +214,120 @@ pub(crate) mod tests {
         let mut again = graph.clone();
         keep_only(&mut again, &lrp.signature.logits);
         assert_eq!(&again, graph);
+    }
+
+    /// x [N, 1, 4, 4] → Conv 1×1 (2 channels) → MaxPool 2×2 → Flatten → Gemm → logits [N, 3].
+    fn pooled_cnn() -> ModelProto {
+        let f = |name: &str, dims: Vec<i64>| {
+            let n = dims.iter().product::<i64>() as usize;
+            let values = (0..n).map(|i| (i as f32 * 0.53).cos()).collect();
+            Tensor::f32(dims, values).to_proto(name)
+        };
+        let node = |op: &str, inputs: &[&str], output: &str, attribute| NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute,
+            ..Default::default()
+        };
+        let mut model = mlp();
+        model.graph = Some(GraphProto {
+            node: vec![
+                node("Conv", &["x", "k", "kb"], "c", vec![]),
+                node(
+                    "MaxPool",
+                    &["c"],
+                    "p",
+                    vec![
+                        attr::ints("kernel_shape", &[2, 2]),
+                        attr::ints("strides", &[2, 2]),
+                    ],
+                ),
+                node("Flatten", &["p"], "flat", vec![]),
+                node(
+                    "Gemm",
+                    &["flat", "w", "b"],
+                    "logits",
+                    vec![attr::int("transB", 1)],
+                ),
+            ],
+            initializer: vec![
+                f("k", vec![2, 1, 1, 1]),
+                f("kb", vec![2]),
+                f("w", vec![3, 8]),
+                f("b", vec![3]),
+            ],
+            input: vec![value_info(
+                "x",
+                data_type::FLOAT,
+                &[Err("N"), Ok(1), Ok(4), Ok(4)],
+            )],
+            output: vec![value_info("logits", data_type::FLOAT, &[Err("N"), Ok(3)])],
+            ..Default::default()
+        });
+        model
+    }
+
+    /// The relevance walk reads each MaxPool's indices; the forward half computes the pool
+    /// without them (the form ONNX Runtime's layout pass takes over).
+    #[test]
+    fn the_forward_half_asks_no_maxpool_for_its_indices() {
+        let composite = Composite::builtin("epsilon-plus", &CompositeOptions::default()).unwrap();
+        let lrp = compile(
+            &pooled_cnn(),
+            &CompileOptions {
+                composite,
+                input: None,
+                concept: Vec::new(),
+                constant_evaluator: None,
+            },
+        )
+        .unwrap();
+        let outputs = |model: &ModelProto| -> Vec<usize> {
+            let graph = model.graph.as_ref().unwrap();
+            graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == "MaxPool")
+                .map(|n| n.output.len())
+                .collect()
+        };
+        assert_eq!(outputs(&lrp.model), [2]);
+        let forward = lrp.forward_model();
+        assert_eq!(outputs(&forward), [1]);
+        let graph = forward.graph.as_ref().unwrap();
+        let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
+        assert!(graph
+            .value_info
+            .iter()
+            .all(|v| produced.contains(&v.name) || v.name == lrp.signature.input));
+    }
+
+    /// Only an optional output that nothing reads is left off: one a kept node reads stays,
+    /// and an op whose outputs are all required keeps every one.
+    #[test]
+    fn only_unread_optional_outputs_are_left_off() {
+        let node = |op: &str, inputs: &[&str], outputs: &[&str]| NodeProto {
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut graph = GraphProto {
+            node: vec![
+                node("MaxPool", &["x"], &["p", "pi"]),
+                node("MaxPool", &["x"], &["q", "qi"]),
+                node("Split", &["x"], &["s0", "s1"]),
+                node("Concat", &["p", "qi", "s0"], &["y"]),
+            ],
+            ..Default::default()
+        };
+        let needed: HashSet<String> = ["x", "p", "qi", "s0", "y"].map(String::from).into();
+        drop_unread_optional_outputs(&mut graph, &needed, "y");
+        let outputs: Vec<Vec<String>> = graph.node.iter().map(|n| n.output.clone()).collect();
+        assert_eq!(outputs[0], ["p"]);
+        assert_eq!(outputs[1], ["q", "qi"]);
+        assert_eq!(outputs[2], ["s0", "s1"]);
     }
 }
