@@ -155,19 +155,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// `model` compiled under ε-z⁺, nothing else asked.
+    fn epsilon_plus(model: &ModelProto) -> LrpModel {
+        let composite = Composite::builtin("epsilon-plus", &CompositeOptions::default()).unwrap();
+        let options = CompileOptions {
+            composite,
+            input: None,
+            concept: Vec::new(),
+            constant_evaluator: None,
+        };
+        compile(model, &options).unwrap()
+    }
+
     #[test]
     fn the_forward_half_reads_only_the_image_and_writes_only_the_logits() {
-        let composite = Composite::builtin("epsilon-plus", &CompositeOptions::default()).unwrap();
-        let lrp = compile(
-            &mlp(),
-            &CompileOptions {
-                composite,
-                input: None,
-                concept: Vec::new(),
-                constant_evaluator: None,
-            },
-        )
-        .unwrap();
+        let lrp = epsilon_plus(&mlp());
         let forward = lrp.forward_model();
         let graph = forward.graph.as_ref().unwrap();
         let names = |v: &[spray_onnx::ValueInfoProto]| -> Vec<String> {
@@ -273,17 +275,7 @@ pub(crate) mod tests {
     /// without them (the form ONNX Runtime's layout pass takes over).
     #[test]
     fn the_forward_half_asks_no_maxpool_for_its_indices() {
-        let composite = Composite::builtin("epsilon-plus", &CompositeOptions::default()).unwrap();
-        let lrp = compile(
-            &pooled_cnn(),
-            &CompileOptions {
-                composite,
-                input: None,
-                concept: Vec::new(),
-                constant_evaluator: None,
-            },
-        )
-        .unwrap();
+        let lrp = epsilon_plus(&pooled_cnn());
         let outputs = |model: &ModelProto| -> Vec<usize> {
             let graph = model.graph.as_ref().unwrap();
             graph
