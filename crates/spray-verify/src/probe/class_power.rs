@@ -24,9 +24,9 @@ pub(super) struct ClassPower {
     pub(super) energies: MemberStatistics,
     /// The sum over the class's members of each one's [`power`].
     pub(super) sum: Vec<f64>,
-    /// The same sum over each of [`pattern_candidates`]' groups, in its order (none where the
-    /// pattern transfer is off).
-    pub(super) sums: Vec<Vec<f64>>,
+    /// The same sum over each of [`pattern_candidates`]' groups, beside the group's member
+    /// positions (none where the pattern transfer is off); read by [`ClassPower::group_sum`].
+    sums: Vec<(Vec<usize>, Vec<f64>)>,
 }
 
 impl ClassPower {
@@ -64,8 +64,22 @@ impl ClassPower {
         Ok(ClassPower {
             energies: MemberStatistics::from_rows(energies, 3 * band_count(width, height)),
             sum,
-            sums,
+            sums: candidates
+                .iter()
+                .map(|g| g.members.clone())
+                .zip(sums)
+                .collect(),
         })
+    }
+
+    /// The power sum over the candidate group with exactly these members (none where it is
+    /// not one of [`pattern_candidates`]; no two of a class's groups hold the same members,
+    /// `groups::class_groups`).
+    pub(super) fn group_sum(&self, members: &[usize]) -> Option<&[f64]> {
+        self.sums
+            .iter()
+            .find(|(m, _)| m.as_slice() == members)
+            .map(|(_, sum)| sum.as_slice())
     }
 }
 

@@ -151,46 +151,37 @@ fn amplitude(high: bool, power: f64) -> f32 {
 /// What the test computes once per class: the sum of its members' power spectra, and the
 /// sums over the groups it tests.
 struct ClassPatterns {
-    /// Over the class's members, the sum of each one's [`power`], and over the candidate
-    /// groups.
+    /// Over the class's members, the sum of each one's [`power`], and over each candidate
+    /// group (`ClassPower::group_sum`).
     power: Rc<ClassPower>,
-    /// The groups tested, the most peaked first: their member positions and their place
-    /// among the candidates (`ClassPower::sums`).
-    chosen: Vec<(Vec<usize>, usize)>,
+    /// The member positions of the groups tested, the most peaked first.
+    chosen: Vec<Vec<usize>>,
 }
 
 impl ClassPatterns {
     fn of(input: &ProbeInput<'_>) -> Result<Self> {
         let candidates = pattern_candidates(input);
         let power = ClassPower::of_class(input)?;
-        let (sum, sums) = (&power.sum, &power.sums);
-        // The candidates are the same groups in the same order as the sums'.
         let high = high_bins(input.size[1], input.size[0]);
-        let peaks: Vec<f64> = candidates
+        let peaks: Vec<Option<f64>> = candidates
             .iter()
-            .zip(sums)
-            .map(|(g, s)| {
-                let rest = difference(sum, s);
-                peak(
+            .map(|g| {
+                let s = power.group_sum(&g.members)?;
+                let rest = difference(&power.sum, s);
+                Some(peak(
                     (
                         &scaled(s, g.members.len()),
                         &scaled(&rest, input.members.len() - g.members.len()),
                     ),
                     &high,
-                )
+                ))
             })
             .collect();
         let chosen = super::fewest_by_key(input, EvidenceTest::PatternTransfer, MAX_GROUPS, |g| {
             let k = candidates.iter().position(|c| std::ptr::eq(*c, g))?;
-            (peaks[k] >= MIN_PEAK).then_some(-peaks[k])
+            let peak = peaks[k]?;
+            (peak >= MIN_PEAK).then_some(-peak)
         });
-        let chosen = chosen
-            .into_iter()
-            .filter_map(|members| {
-                let k = candidates.iter().position(|c| c.members == members)?;
-                Some((members, k))
-            })
-            .collect();
         Ok(ClassPatterns { power, chosen })
     }
 
@@ -198,8 +189,8 @@ impl ClassPatterns {
     fn chosen_sum(&self, group: &[usize]) -> Option<&[f64]> {
         self.chosen
             .iter()
-            .find(|(m, _)| m.as_slice() == group)
-            .map(|&(_, k)| self.power.sums[k].as_slice())
+            .find(|m| m.as_slice() == group)
+            .and_then(|m| self.power.group_sum(m))
     }
 }
 
