@@ -42,7 +42,7 @@ fn keep_only(graph: &mut GraphProto, output: &str) {
     graph
         .node
         .retain(|_| *kept.next().expect("one flag per node"));
-    drop_unread_optional_outputs(graph, &needed, output);
+    drop_unread_optional_outputs(graph, &needed);
     let produced: HashSet<&String> = graph.node.iter().flat_map(|n| &n.output).collect();
     let known = |name: &String| needed.contains(name) || produced.contains(name);
     graph.value_info.retain(|v| known(&v.name));
@@ -69,20 +69,21 @@ const OPTIONAL_TRAILING_OUTPUTS: [&str; 7] = [
 ];
 
 /// Each kept node of an op in [`OPTIONAL_TRAILING_OUTPUTS`] without its trailing outputs
-/// that no kept node (`needed`) and not the graph's `output` reads. Why: the compiler asks
+/// that are not `needed` (read by no kept node, and not the graph's output, which the walk
+/// starts from). Why: the compiler asks
 /// each MaxPool for its winners' indices (the relevance walk routes through them), and a
 /// MaxPool with an Indices output is one ONNX Runtime's CPU layout pass (NCHWc) cannot take
 /// over — the forward half then reorders its activations around the pool and leaves the
 /// residual Add and Relu after it unfused: held-resnet-128's forward half ran at 1.49 ms an
 /// image (batch 10, one thread) against the exported model's 0.69 (benches/RESULTS.md).
-fn drop_unread_optional_outputs(graph: &mut GraphProto, needed: &HashSet<String>, output: &str) {
+fn drop_unread_optional_outputs(graph: &mut GraphProto, needed: &HashSet<String>) {
     for node in &mut graph.node {
         if !OPTIONAL_TRAILING_OUTPUTS.contains(&node.op_type.as_str()) {
             continue;
         }
         while node.output.len() > 1 {
             let last = node.output.last().expect("more than one output");
-            if needed.contains(last) || last == output {
+            if needed.contains(last) {
                 break;
             }
             node.output.pop();
@@ -316,7 +317,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let needed: HashSet<String> = ["x", "p", "qi", "s0", "y"].map(String::from).into();
-        drop_unread_optional_outputs(&mut graph, &needed, "y");
+        drop_unread_optional_outputs(&mut graph, &needed);
         let outputs: Vec<Vec<String>> = graph.node.iter().map(|n| n.output.clone()).collect();
         assert_eq!(outputs[0], ["p"]);
         assert_eq!(outputs[1], ["q", "qi"]);
