@@ -95,9 +95,26 @@ pub(crate) fn transpose<T: Copy>(src: &[T], dst: &mut [T], width: usize, height:
 /// The side of a [`transpose`]'s tiles: 16 × 16 complex values, 2 KB, fit the L1 cache twice.
 const TILE: usize = 16;
 
-/// Each channel's spectrum of a CHW tensor (`width` pixels per row).
-fn spectra(tensor: &[f32], width: usize) -> Vec<Complex<f32>> {
+/// Each channel's spectrum of a CHW tensor (`width` pixels per row); the same tensor's
+/// again where this thread transformed it lately (`known`).
+fn spectra(tensor: &[f32], width: usize) -> Rc<Vec<Complex<f32>>> {
     let width = width.max(1);
+    let hash = known::content_hash(tensor);
+    known::SPECTRA.with(|spectra| {
+        spectra.borrow_mut().get_or_make(
+            |key| key.is((tensor, hash, width)),
+            || {
+                let key = known::TensorKey::new(tensor, width);
+                debug_assert_eq!(key.hash(), hash);
+                let bytes = tensor.len() * (size_of::<f32>() + size_of::<Complex<f32>>());
+                (key, transformed(tensor, width), bytes)
+            },
+        )
+    })
+}
+
+/// [`spectra`] computed.
+fn transformed(tensor: &[f32], width: usize) -> Vec<Complex<f32>> {
     let plane = tensor.len() / 3;
     let height = plane / width;
     let mut out: Vec<Complex<f32>> = tensor.iter().map(|&v| Complex::new(v, 0.0)).collect();
@@ -288,7 +305,7 @@ fn change_high_bins(
         return;
     };
     let high = high_bins(width, height);
-    let mut spectrum = spectra(target, width);
+    let mut spectrum = spectra(target, width).to_vec();
     for (i, bin) in spectrum.iter_mut().enumerate() {
         if high[i % plane] {
             change(bin, values[i]);
@@ -386,7 +403,7 @@ pub(crate) fn filter_bands(
         return;
     }
     let map = band_map(width, height);
-    let mut spectrum = spectra(target, width);
+    let mut spectrum = spectra(target, width).to_vec();
     for (c, channel) in spectrum.chunks_mut(plane).enumerate() {
         let gain: Vec<f32> = (0..bands)
             .map(|b| gains[c * bands + b].powf(sign) as f32)
@@ -462,7 +479,7 @@ pub(crate) fn add_scrambled(
     };
     let noise = noise_spectrum(width, height, seed);
     let high = high_bins(width, height);
-    let mut spectrum = spectra(tensor, width);
+    let mut spectrum = spectra(tensor, width).to_vec();
     for (i, bin) in spectrum.iter_mut().enumerate() {
         let p = i % plane;
         let n = noise[p];
@@ -478,7 +495,24 @@ pub(crate) fn add_scrambled(
 
 /// The transform of seeded white noise on a `height` × `width` plane, whose phases the
 /// textures take.
-fn noise_spectrum(width: usize, height: usize, seed: u64) -> Vec<Complex<f32>> {
+fn noise_spectrum(width: usize, height: usize, seed: u64) -> Rc<Vec<Complex<f32>>> {
+    known::NOISE.with(|noise| {
+        noise.borrow_mut().get_or_make(
+            |key| *key == (width, height, seed),
+            || {
+                let bytes = width * height * size_of::<Complex<f32>>();
+                (
+                    (width, height, seed),
+                    noise_transformed(width, height, seed),
+                    bytes,
+                )
+            },
+        )
+    })
+}
+
+/// [`noise_spectrum`] computed.
+fn noise_transformed(width: usize, height: usize, seed: u64) -> Vec<Complex<f32>> {
     let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
     let mut noise: Vec<Complex<f32>> = (0..width * height)
         .map(|_| {
@@ -585,5 +619,6 @@ pub(crate) mod fake {
     }
 }
 
+mod known;
 #[cfg(test)]
 mod tests;
