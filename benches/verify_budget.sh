@@ -11,6 +11,7 @@
 # Uses $SPRAY, else the release binary (built if missing); outputs go to a temporary folder.
 # Run nothing else meanwhile: both stages use every core.
 set -euo pipefail
+caller=$(pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 rounds=5
@@ -37,7 +38,7 @@ seconds() {
 }
 
 for src in "$@"; do
-  src=$(cd "$src" && pwd)
+  src=$(cd "$caller" && cd "$src" && pwd)
   name=$(basename "$src")
   for copy in run copy; do
     mkdir -p "$work/$name/$copy"
