@@ -99,18 +99,7 @@ const TILE: usize = 16;
 /// again where this thread transformed it lately (`known`).
 fn spectra(tensor: &[f32], width: usize) -> Rc<Vec<Complex<f32>>> {
     let width = width.max(1);
-    let hash = known::content_hash(tensor);
-    known::SPECTRA.with(|spectra| {
-        spectra.borrow_mut().get_or_make(
-            |key| key.is((tensor, hash, width)),
-            || {
-                let key = known::TensorKey::new(tensor, width);
-                debug_assert_eq!(key.hash(), hash);
-                let bytes = tensor.len() * (size_of::<f32>() + size_of::<Complex<f32>>());
-                (key, transformed(tensor, width), bytes)
-            },
-        )
-    })
+    known::spectrum_of(tensor, width, || transformed(tensor, width))
 }
 
 /// [`spectra`] computed.
@@ -499,18 +488,8 @@ pub(crate) fn add_scrambled(
 /// The transform of seeded white noise on a `height` × `width` plane, whose phases the
 /// textures take.
 fn noise_spectrum(width: usize, height: usize, seed: u64) -> Rc<Vec<Complex<f32>>> {
-    known::NOISE.with(|noise| {
-        noise.borrow_mut().get_or_make(
-            |key| *key == (width, height, seed),
-            || {
-                let bytes = width * height * size_of::<Complex<f32>>();
-                (
-                    (width, height, seed),
-                    noise_transformed(width, height, seed),
-                    bytes,
-                )
-            },
-        )
+    known::noise_of((width, height, seed), || {
+        noise_transformed(width, height, seed)
     })
 }
 

@@ -65,34 +65,31 @@ impl<K, V> Recent<K, V> {
 
 /// A tensor as a key: its width, a hash of its bits (to pass over most entries at one
 /// comparison) and the tensor itself (a hit is the same bits, never a collision).
-pub(super) struct TensorKey {
+struct TensorKey {
     width: usize,
     hash: u64,
     tensor: Vec<f32>,
 }
 
 impl TensorKey {
-    pub(super) fn new(tensor: &[f32], width: usize) -> Self {
+    /// The key of `tensor` at `width`, whose [`content_hash`] is `hash`.
+    fn new(tensor: &[f32], hash: u64, width: usize) -> Self {
         TensorKey {
             width,
-            hash: content_hash(tensor),
+            hash,
             tensor: tensor.to_vec(),
         }
     }
 
     /// Whether this is the key of `tensor` (of hash `hash`) at `width`.
-    pub(super) fn is(&self, (tensor, hash, width): (&[f32], u64, usize)) -> bool {
+    fn is(&self, (tensor, hash, width): (&[f32], u64, usize)) -> bool {
         self.hash == hash && self.width == width && self.tensor.as_slice() == tensor
-    }
-
-    pub(super) fn hash(&self) -> u64 {
-        self.hash
     }
 }
 
 /// FNV-1a over the values' bits, four lanes at a time so that the multiplications do not wait
 /// on each other; the length folded in.
-pub(super) fn content_hash(tensor: &[f32]) -> u64 {
+fn content_hash(tensor: &[f32]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01B3;
     let mut lanes = [0xCBF2_9CE4_8422_2325u64 ^ tensor.len() as u64; 4];
     let chunks = tensor.chunks_exact(4);
@@ -111,13 +108,48 @@ pub(super) fn content_hash(tensor: &[f32]) -> u64 {
 }
 
 /// Spectra of CHW tensors by content.
-pub(super) type KnownSpectra = Recent<TensorKey, Vec<Complex<f32>>>;
+type KnownSpectra = Recent<TensorKey, Vec<Complex<f32>>>;
 /// Noise planes' transforms by (width, height, seed).
-pub(super) type KnownNoise = Recent<(usize, usize, u64), Vec<Complex<f32>>>;
+type KnownNoise = Recent<(usize, usize, u64), Vec<Complex<f32>>>;
 
 thread_local! {
-    pub(super) static SPECTRA: RefCell<KnownSpectra> = RefCell::new(Recent::default());
-    pub(super) static NOISE: RefCell<KnownNoise> = RefCell::new(Recent::default());
+    static SPECTRA: RefCell<KnownSpectra> = RefCell::new(Recent::default());
+    static NOISE: RefCell<KnownNoise> = RefCell::new(Recent::default());
+}
+
+/// The spectrum of CHW `tensor` at `width` that this thread kept, else `transform`'s (kept).
+pub(super) fn spectrum_of(
+    tensor: &[f32],
+    width: usize,
+    transform: impl FnOnce() -> Vec<Complex<f32>>,
+) -> Rc<Vec<Complex<f32>>> {
+    let hash = content_hash(tensor);
+    SPECTRA.with(|spectra| {
+        spectra.borrow_mut().get_or_make(
+            |key| key.is((tensor, hash, width)),
+            || {
+                let bytes = tensor.len() * (size_of::<f32>() + size_of::<Complex<f32>>());
+                (TensorKey::new(tensor, hash, width), transform(), bytes)
+            },
+        )
+    })
+}
+
+/// The transform of the noise plane (`width`, `height`, `seed`) that this thread kept, else
+/// `transform`'s (kept).
+pub(super) fn noise_of(
+    (width, height, seed): (usize, usize, u64),
+    transform: impl FnOnce() -> Vec<Complex<f32>>,
+) -> Rc<Vec<Complex<f32>>> {
+    NOISE.with(|noise| {
+        noise.borrow_mut().get_or_make(
+            |key| *key == (width, height, seed),
+            || {
+                let bytes = width * height * size_of::<Complex<f32>>();
+                ((width, height, seed), transform(), bytes)
+            },
+        )
+    })
 }
 
 #[cfg(test)]
@@ -164,7 +196,7 @@ mod tests {
     #[test]
     fn a_tensor_key_matches_the_same_bits_only() {
         let t = vec![0.5f32, -1.0, 2.0, 0.0, 3.5];
-        let key = TensorKey::new(&t, 5);
+        let key = TensorKey::new(&t, content_hash(&t), 5);
         assert!(key.is((&t, content_hash(&t), 5)));
         assert!(!key.is((&t, content_hash(&t), 1)), "another width");
         let mut u = t.clone();
